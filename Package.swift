@@ -1,0 +1,44 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "sparc",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "sparc", targets: ["sparc"]),
+        .executable(name: "sparc-agent", targets: ["sparc-agent"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
+    ],
+    targets: [
+        // Plumbing shared by host and guest: sockets, subprocesses, errors, file helpers.
+        .target(name: "SparcSupport"),
+        // libcrypto (OpenSSL) for SHA-256 with the CPU's SHA extensions.
+        .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CNCurses", providers: [.apt(["libncurses-dev"])]),
+        .target(name: "SnapshotModel", dependencies: ["SparcSupport", "COpenSSL"]),
+        .target(name: "GuestQuery", dependencies: ["SparcSupport"]),
+        .target(name: "Hypervisor", dependencies: ["SparcSupport"]),
+        .target(name: "HexView"),
+        .target(
+            name: "SparcEngine",
+            dependencies: ["SparcSupport", "SnapshotModel", "GuestQuery", "Hypervisor"]),
+        .target(name: "SparcTUI", dependencies: ["CNCurses", "SparcEngine", "GuestQuery"]),
+        .executableTarget(name: "sparc-agent", dependencies: ["GuestQuery", "SparcSupport"]),
+        .executableTarget(
+            name: "sparc",
+            dependencies: [
+                "SparcEngine", "SparcTUI", "HexView",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+        .testTarget(name: "SparcSupportTests", dependencies: ["SparcSupport"]),
+        .testTarget(name: "SnapshotModelTests", dependencies: ["SnapshotModel"]),
+        .testTarget(name: "GuestQueryTests", dependencies: ["GuestQuery"]),
+        .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor"]),
+        .testTarget(name: "HexViewTests", dependencies: ["HexView"]),
+        .testTarget(name: "SparcTUITests", dependencies: ["SparcTUI"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["SnapshotModel", "SparcSupport"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

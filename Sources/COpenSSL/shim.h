@@ -1,0 +1,4 @@
+#ifndef SPARC_COPENSSL_SHIM_H
+#define SPARC_COPENSSL_SHIM_H
+#include <openssl/evp.h>
+#endif

@@ -1,0 +1,140 @@
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+import SparcSupport
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Host-side client for the guest agent, reached through QEMU's chardev socket.
+///
+/// QEMU serves one connection at a time on that socket, so a client is meant to be
+/// short-lived: connect, ask, close. Answers whose id does not match the request
+/// (left over from an earlier connection) are dropped.
+public final class AgentClient {
+    public let socketPath: String
+    public var timeout: TimeInterval
+    private var socket: UnixSocket?
+    private var buffer = LineBuffer(maxLine: AgentProtocol.maxFrameBytes)
+    private var nextId: UInt64
+
+    public init(socketPath: String, timeout: TimeInterval = 10) {
+        self.socketPath = socketPath
+        self.timeout = timeout
+        self.nextId = UInt64.random(in: 1...(UInt64(1) << 52))
+    }
+
+    deinit { close() }
+
+    public func close() {
+        socket?.close()
+        socket = nil
+    }
+
+    private func connected() throws -> UnixSocket {
+        if let socket { return socket }
+        let s: UnixSocket
+        do {
+            s = try UnixSocket.connect(to: socketPath)
+        } catch {
+            throw SparcError("guest agent socket \(socketPath) is not reachable: is the VM running?")
+        }
+        // A newline first ends any partial frame an earlier client left in the port.
+        try s.write(Data([0x0A]), deadline: Date().addingTimeInterval(timeout))
+        socket = s
+        buffer = LineBuffer(maxLine: AgentProtocol.maxFrameBytes)
+        return s
+    }
+
+    /// Sends one request and waits for its answer, up to `timeout` (or the client's default).
+    public func call(_ op: AgentOperation, exec: ExecRequest? = nil, timeout: TimeInterval? = nil) throws
+        -> AgentResponse
+    {
+        let limit = timeout ?? self.timeout
+        let deadline = Date().addingTimeInterval(limit)
+        let s = try connected()
+        nextId &+= 1
+        let request = AgentRequest(id: nextId, op: op, exec: exec)
+        do {
+            try s.write(AgentFraming.encode(request), deadline: deadline)
+            while true {
+                guard let chunk = try s.read(deadline: deadline) else {
+                    close()
+                    throw SparcError(
+                        "guest agent did not answer '\(op.rawValue)' within \(Self.format(limit)) s (the guest may be hung, stopped or still booting)"
+                    )
+                }
+                if chunk.isEmpty {
+                    close()
+                    throw SparcError("guest agent connection closed by QEMU")
+                }
+                for frame in buffer.append(chunk) {
+                    guard case .line(let line) = frame,
+                        let response = try? JSONDecoder().decode(AgentResponse.self, from: line),
+                        response.id == request.id
+                    else { continue }
+                    if let failure = response.error {
+                        throw SparcError("guest agent: \(failure.message)")
+                    }
+                    return response
+                }
+            }
+        } catch let error as SparcError {
+            throw error
+        }
+    }
+
+    static func format(_ t: TimeInterval) -> String {
+        t == t.rounded() ? String(Int(t)) : String(Double(Int(t * 10)) / 10)
+    }
+
+    public func hello(timeout: TimeInterval? = nil) throws -> HelloInfo {
+        guard let h = try call(.hello, timeout: timeout).hello else { throw SparcError("guest agent sent no hello") }
+        return h
+    }
+
+    public func processes() throws -> [GuestProcess] {
+        try call(.processes).processes ?? []
+    }
+
+    public func ttys() throws -> [GuestTTY] {
+        try call(.ttys).ttys ?? []
+    }
+
+    public func exec(_ request: ExecRequest, timeout: TimeInterval? = nil) throws -> ExecResult {
+        guard let r = try call(.exec, exec: request, timeout: timeout).exec else {
+            throw SparcError("guest agent sent no exec result")
+        }
+        return r
+    }
+
+    public func freeze() throws -> FreezeResult {
+        guard let r = try call(.freeze).freeze else { throw SparcError("guest agent sent no freeze result") }
+        return r
+    }
+
+    public func thaw() throws -> FreezeResult {
+        guard let r = try call(.thaw).freeze else { throw SparcError("guest agent sent no thaw result") }
+        return r
+    }
+
+    /// Polls `hello` until the agent answers or `timeout` passes (used while the guest boots).
+    public func waitUntilReady(timeout: TimeInterval, pollInterval: TimeInterval = 0.5) throws -> HelloInfo {
+        let deadline = Date().addingTimeInterval(timeout)
+        var lastError: Error?
+        while Date() < deadline {
+            do {
+                return try hello(timeout: min(2, max(0.2, deadline.timeIntervalSinceNow)))
+            } catch {
+                lastError = error
+                close()
+                usleep(UInt32(pollInterval * 1_000_000))
+            }
+        }
+        _ = lastError
+        throw SparcError("guest agent did not answer within \(Self.format(timeout)) s")
+    }
+}

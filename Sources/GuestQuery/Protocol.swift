@@ -1,0 +1,230 @@
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+
+/// The agent wire protocol: JSON objects, one per line, over a virtio-serial port.
+///
+/// Every request carries a version and an id; every response echoes the id, so a
+/// host that reconnects (after a restore) can drop stale answers meant for an earlier
+/// connection. Errors travel as values, never as dropped connections.
+public enum AgentProtocol {
+    public static let version = 1
+    /// The virtio-serial port name the agent looks for in /sys/class/virtio-ports.
+    public static let portName = "org.sparc.agent.0"
+    /// Frames longer than this are rejected on both sides.
+    public static let maxFrameBytes = 64 << 20
+}
+
+public enum AgentOperation: String, Codable, Sendable {
+    case hello, processes, ttys, exec, freeze, thaw
+}
+
+/// Parameters of `exec`: the command runs inside the guest's process cgroup.
+public struct ExecRequest: Codable, Equatable, Sendable {
+    public var argv: [String]
+    /// Start and return the pid at once, with stdio on /dev/null and a new session.
+    public var detach: Bool
+    /// Bytes for the command's standard input (not for detached commands).
+    public var stdin: Data?
+    /// Kill the command after this many milliseconds (0 = no limit).
+    public var timeoutMs: Int
+
+    public init(argv: [String], detach: Bool = false, stdin: Data? = nil, timeoutMs: Int = 0) {
+        self.argv = argv
+        self.detach = detach
+        self.stdin = stdin
+        self.timeoutMs = timeoutMs
+    }
+}
+
+public struct AgentRequest: Codable, Equatable, Sendable {
+    public var v: Int
+    public var id: UInt64
+    public var op: AgentOperation
+    public var exec: ExecRequest?
+
+    public init(id: UInt64, op: AgentOperation, exec: ExecRequest? = nil) {
+        self.v = AgentProtocol.version
+        self.id = id
+        self.op = op
+        self.exec = exec
+    }
+}
+
+public struct AgentFailure: Codable, Equatable, Error, Sendable {
+    public enum Code: String, Codable, Sendable {
+        case badFrame, unsupportedVersion, unknownOperation, invalidArgument, notFound, failed
+    }
+    public var code: Code
+    public var message: String
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+}
+
+public struct HelloInfo: Codable, Equatable, Sendable {
+    public var agentVersion: String
+    public var protocolVersion: Int
+    public var kernel: String
+    public var pid: Int32
+    public var bootId: String
+    public var uptimeSeconds: Double
+    public var frozen: Bool
+
+    public init(
+        agentVersion: String, protocolVersion: Int, kernel: String, pid: Int32, bootId: String,
+        uptimeSeconds: Double, frozen: Bool
+    ) {
+        self.agentVersion = agentVersion
+        self.protocolVersion = protocolVersion
+        self.kernel = kernel
+        self.pid = pid
+        self.bootId = bootId
+        self.uptimeSeconds = uptimeSeconds
+        self.frozen = frozen
+    }
+}
+
+/// One guest process as `ps` shows it.
+public struct GuestProcess: Codable, Equatable, Sendable {
+    public var pid: Int32
+    public var ppid: Int32
+    public var user: String
+    /// The one-letter state from /proc/PID/stat (R, S, D, T, Z, ...).
+    public var state: String
+    /// Terminal name such as `ttyS0` or `pts/0`, or nil when the process has none.
+    public var tty: String?
+    public var rssKiB: Int64
+    public var command: String
+    /// Kernel threads have no user memory; they are listed only on request.
+    public var kernelThread: Bool
+
+    public init(
+        pid: Int32, ppid: Int32, user: String, state: String, tty: String?, rssKiB: Int64, command: String,
+        kernelThread: Bool
+    ) {
+        self.pid = pid
+        self.ppid = ppid
+        self.user = user
+        self.state = state
+        self.tty = tty
+        self.rssKiB = rssKiB
+        self.command = command
+        self.kernelThread = kernelThread
+    }
+}
+
+/// One guest terminal and the processes that have it as controlling terminal.
+public struct GuestTTY: Codable, Equatable, Sendable {
+    public enum Kind: String, Codable, Sendable { case serial, virtualConsole = "virtual-console", pty, console, other }
+    public var name: String
+    public var kind: Kind
+    public var pids: [Int32]
+    public init(name: String, kind: Kind, pids: [Int32]) {
+        self.name = name
+        self.kind = kind
+        self.pids = pids
+    }
+}
+
+public struct ExecResult: Codable, Equatable, Sendable {
+    /// Exit status (128+signal when killed); nil for a detached command.
+    public var status: Int32?
+    public var pid: Int32
+    public var stdout: Data
+    public var stderr: Data
+    public var timedOut: Bool
+    public init(status: Int32?, pid: Int32, stdout: Data = Data(), stderr: Data = Data(), timedOut: Bool = false) {
+        self.status = status
+        self.pid = pid
+        self.stdout = stdout
+        self.stderr = stderr
+        self.timedOut = timedOut
+    }
+}
+
+public struct FreezeResult: Codable, Equatable, Sendable {
+    /// Processes now frozen (or thawed).
+    public var processes: Int
+    public var milliseconds: Double
+    public init(processes: Int, milliseconds: Double) {
+        self.processes = processes
+        self.milliseconds = milliseconds
+    }
+}
+
+public struct AgentResponse: Codable, Equatable, Error, Sendable {
+    public var id: UInt64?
+    public var ok: Bool
+    public var error: AgentFailure?
+    public var hello: HelloInfo?
+    public var processes: [GuestProcess]?
+    public var ttys: [GuestTTY]?
+    public var exec: ExecResult?
+    public var freeze: FreezeResult?
+
+    public init(
+        id: UInt64?, error: AgentFailure? = nil, hello: HelloInfo? = nil, processes: [GuestProcess]? = nil,
+        ttys: [GuestTTY]? = nil, exec: ExecResult? = nil, freeze: FreezeResult? = nil
+    ) {
+        self.id = id
+        self.ok = error == nil
+        self.error = error
+        self.hello = hello
+        self.processes = processes
+        self.ttys = ttys
+        self.exec = exec
+        self.freeze = freeze
+    }
+}
+
+/// Encoding and decoding of frames; shared by agent and host so both agree byte for byte.
+public enum AgentFraming {
+    public static func encode<T: Encodable>(_ value: T) -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        var data = (try? encoder.encode(value)) ?? Data("{}".utf8)
+        data.append(0x0A)
+        return data
+    }
+
+    private struct IdOnly: Decodable {
+        var id: UInt64?
+    }
+
+    /// Decodes a request line, or returns the failure to send back (with the id when it was readable).
+    public static func decodeRequest(_ line: Data) -> Result<AgentRequest, AgentResponse> {
+        let trimmed = line.drop { $0 == 0x20 || $0 == 0x0D || $0 == 0x09 }
+        if trimmed.isEmpty {
+            return .failure(AgentResponse(id: nil, error: AgentFailure(.badFrame, "empty frame")))
+        }
+        let decoder = JSONDecoder()
+        let id = (try? decoder.decode(IdOnly.self, from: line))?.id
+        struct Header: Decodable {
+            var v: Int
+            var op: String
+        }
+        guard let header = try? decoder.decode(Header.self, from: line) else {
+            return .failure(AgentResponse(id: id, error: AgentFailure(.badFrame, "frame is not a request object")))
+        }
+        guard header.v == AgentProtocol.version else {
+            return .failure(
+                AgentResponse(
+                    id: id,
+                    error: AgentFailure(
+                        .unsupportedVersion,
+                        "protocol version \(header.v) not supported (agent speaks \(AgentProtocol.version))")))
+        }
+        guard AgentOperation(rawValue: header.op) != nil else {
+            return .failure(AgentResponse(id: id, error: AgentFailure(.unknownOperation, "unknown operation '\(header.op)'")))
+        }
+        do {
+            return .success(try decoder.decode(AgentRequest.self, from: line))
+        } catch {
+            return .failure(AgentResponse(id: id, error: AgentFailure(.invalidArgument, "malformed request: \(error)")))
+        }
+    }
+}

@@ -1,0 +1,203 @@
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Small file-system operations with durable semantics and POSIX errors.
+public enum FileSystem {
+    public static func exists(_ path: String) -> Bool {
+        var st = stat()
+        return lstat(path, &st) == 0
+    }
+
+    public static func isDirectory(_ path: String) -> Bool {
+        var st = stat()
+        return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+    }
+
+    public static func size(_ path: String) -> Int64? {
+        var st = stat()
+        return stat(path, &st) == 0 ? Int64(st.st_size) : nil
+    }
+
+    /// Bytes actually allocated on disk (what `du` shows), for sparse files.
+    public static func allocatedBytes(_ path: String) -> Int64? {
+        var st = stat()
+        return stat(path, &st) == 0 ? Int64(st.st_blocks) * 512 : nil
+    }
+
+    public static func makeDirectory(_ path: String, mode: mode_t = 0o700) throws {
+        if mkdir(path, mode) != 0 && errno != EEXIST { throw SparcError.posix("cannot create directory", path) }
+    }
+
+    public static func makeDirectories(_ path: String, mode: mode_t = 0o700) throws {
+        var current = path.hasPrefix("/") ? "" : "."
+        for part in path.split(separator: "/") {
+            current += "/" + part
+            if mkdir(current, mode) != 0 && errno != EEXIST {
+                throw SparcError.posix("cannot create directory", current)
+            }
+        }
+    }
+
+    /// Removes a file or a whole directory tree; missing paths are fine.
+    public static func removeTree(_ path: String) {
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return }
+        if (st.st_mode & S_IFMT) == S_IFDIR {
+            if let entries = try? FileManager.default.contentsOfDirectory(atPath: path) {
+                for e in entries { removeTree(path + "/" + e) }
+            }
+            rmdir(path)
+        } else {
+            unlink(path)
+        }
+    }
+
+    /// Writes `data` to `path` through a temporary file, fsync and rename, so readers
+    /// see the old or the new content, never a mix.
+    public static func writeAtomically(_ data: Data, to path: String, mode: mode_t = 0o600) throws {
+        let tmp = path + ".tmp-\(getpid())"
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+        guard fd >= 0 else { throw SparcError.posix("cannot write", tmp) }
+        do {
+            try writeAll(fd: fd, data, path: tmp)
+            guard fsync(fd) == 0 else { throw SparcError.posix("cannot sync", tmp) }
+            close(fd)
+        } catch {
+            close(fd)
+            unlink(tmp)
+            throw error
+        }
+        guard rename(tmp, path) == 0 else {
+            let code = errno
+            unlink(tmp)
+            throw SparcError.posix("cannot rename to", path, errno: code)
+        }
+        syncDirectory(containing: path)
+    }
+
+    public static func writeAll(fd: Int32, _ data: Data, path: String) throws {
+        try data.withUnsafeBytes { raw in
+            var offset = 0
+            while offset < raw.count {
+                let n = write(fd, raw.baseAddress! + offset, raw.count - offset)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw SparcError.posix("cannot write", path)
+                }
+                offset += n
+            }
+        }
+    }
+
+    public static func syncDirectory(containing path: String) {
+        syncDirectory(Path.directory(of: path))
+    }
+
+    public static func syncDirectory(_ dir: String) {
+        let fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if fd >= 0 {
+            fsync(fd)
+            close(fd)
+        }
+    }
+
+    public static func readFile(_ path: String) throws -> Data {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw SparcError.posix("cannot read", path) }
+        defer { close(fd) }
+        var data = Data()
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = read(fd, &buf, buf.count)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw SparcError.posix("cannot read", path)
+            }
+            if n == 0 { return data }
+            data.append(buf, count: n)
+        }
+    }
+
+    /// An absolute, normalised form of `path` relative to the current directory.
+    public static func absolute(_ path: String) -> String {
+        let p = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+        return Path.normalize(p)
+    }
+
+    /// True when a process with this pid exists (signal 0 probe).
+    public static func processAlive(_ pid: pid_t) -> Bool {
+        pid > 0 && (kill(pid, 0) == 0 || errno == EPERM)
+    }
+}
+
+/// Path string helpers that do not need Foundation's NSString.
+public enum Path {
+    /// The directory part of `path` ("." when there is none).
+    public static func directory(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        let dir = String(path[..<slash])
+        return dir.isEmpty ? "/" : dir
+    }
+
+    /// The last component of `path`.
+    public static func base(of path: String) -> String {
+        let trimmed = path.hasSuffix("/") && path.count > 1 ? String(path.dropLast()) : path
+        guard let slash = trimmed.lastIndex(of: "/") else { return trimmed }
+        return String(trimmed[trimmed.index(after: slash)...])
+    }
+
+    /// Resolves "." and ".." and repeated slashes lexically.
+    public static func normalize(_ path: String) -> String {
+        var parts: [Substring] = []
+        for part in path.split(separator: "/") {
+            if part == "." { continue }
+            if part == ".." {
+                if !parts.isEmpty { parts.removeLast() }
+                continue
+            }
+            parts.append(part)
+        }
+        return (path.hasPrefix("/") ? "/" : "") + parts.joined(separator: "/")
+    }
+}
+
+/// A pthread mutex, usable without Foundation.
+public final class Lock: @unchecked Sendable {
+    private var mutex = pthread_mutex_t()
+    public init() { pthread_mutex_init(&mutex, nil) }
+    deinit { pthread_mutex_destroy(&mutex) }
+    public func withLock<T>(_ body: () throws -> T) rethrows -> T {
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        return try body()
+    }
+}
+
+/// Starts a detached thread running `body` (Foundation's Thread is not in FoundationEssentials).
+public func startThread(_ body: @escaping () -> Void) {
+    final class Box { let body: () -> Void; init(_ b: @escaping () -> Void) { body = b } }
+    let box = Unmanaged.passRetained(Box(body)).toOpaque()
+    var thread = pthread_t()
+    var attr = pthread_attr_t()
+    pthread_attr_init(&attr)
+    pthread_attr_setdetachstate(&attr, Int32(PTHREAD_CREATE_DETACHED))
+    pthread_create(&thread, &attr, { raw in
+        let box = Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue()
+        box.body()
+        return nil
+    }, box)
+    pthread_attr_destroy(&attr)
+}
+
+/// Writes a line to standard error.
+public func printError(_ text: String) {
+    let line = text.hasSuffix("\n") ? text : text + "\n"
+    _ = line.withCString { write(2, $0, strlen($0)) }
+}

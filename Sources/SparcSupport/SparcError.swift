@@ -1,0 +1,46 @@
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// An error the operator reads: one line, plus the exit code class it maps to.
+///
+/// `negative` is a clean "no" (verify failed, search found nothing) and exits 1;
+/// `operational` covers usage and environment problems and exits 2.
+public struct SparcError: Error, CustomStringConvertible, Equatable {
+    public enum Kind: Equatable, Sendable { case negative, operational }
+    public var kind: Kind
+    public var message: String
+
+    public init(_ message: String, kind: Kind = .operational) {
+        self.kind = kind
+        self.message = message
+    }
+
+    public var description: String { message }
+
+    /// The process exit status for this error.
+    public var exitCode: Int32 { kind == .negative ? 1 : 2 }
+
+    /// Builds an error from the current `errno`, naming the operation and path.
+    public static func posix(_ what: String, _ path: String? = nil, errno code: Int32 = errno) -> SparcError {
+        let reason = String(cString: strerror(code))
+        if let path { return SparcError("\(what) \(path): \(reason)") }
+        return SparcError("\(what): \(reason)")
+    }
+}
+
+extension StringProtocol {
+    /// The string without leading and trailing spaces, tabs, CR and LF.
+    public var trimmed: String {
+        let ws: Set<Character> = [" ", "\t", "\n", "\r", "\r\n"]
+        guard let first = firstIndex(where: { !ws.contains($0) }) else { return "" }
+        let last = lastIndex(where: { !ws.contains($0) })!
+        return String(self[first...last])
+    }
+}

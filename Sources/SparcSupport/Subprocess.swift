@@ -1,0 +1,192 @@
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The outcome of a finished child process.
+public struct ProcessResult: Sendable {
+    public var status: Int32
+    public var stdout: Data
+    public var stderr: Data
+    public var stdoutText: String { String(decoding: stdout, as: UTF8.self) }
+    public var stderrText: String { String(decoding: stderr, as: UTF8.self) }
+    /// The last non-empty line of stderr, for one-line error messages.
+    public var stderrSummary: String {
+        stderrText.split(separator: "\n").map { $0.trimmed }
+            .last { !$0.isEmpty } ?? "exit status \(status)"
+    }
+}
+
+/// Runs programs with `posix_spawn`, capturing output without a shell in between.
+public enum Subprocess {
+    /// Finds an executable by name in `PATH` (or returns the path if it contains a slash).
+    public static func which(_ name: String, path: String? = ProcessInfo.processInfo.environment["PATH"]) -> String? {
+        if name.contains("/") { return access(name, X_OK) == 0 ? name : nil }
+        for dir in (path ?? "/usr/bin:/bin").split(separator: ":") {
+            let candidate = "\(dir)/\(name)"
+            var st = stat()
+            if stat(candidate, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, access(candidate, X_OK) == 0 {
+                return candidate
+            }
+        }
+        return nil
+    }
+
+    /// Spawns `argv` and returns its pid; the caller owns the given file descriptors' lifetimes.
+    public static func spawn(
+        _ argv: [String], stdin: Int32? = nil, stdout: Int32? = nil, stderr: Int32? = nil,
+        environment: [String: String]? = nil, newSession: Bool = false
+    ) throws -> pid_t {
+        guard let exe = argv.first else { throw SparcError("empty command") }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        let devnull = "/dev/null"
+        if let stdin { posix_spawn_file_actions_adddup2(&actions, stdin, 0) } else {
+            posix_spawn_file_actions_addopen(&actions, 0, devnull, O_RDONLY, 0)
+        }
+        if let stdout { posix_spawn_file_actions_adddup2(&actions, stdout, 1) } else {
+            posix_spawn_file_actions_addopen(&actions, 1, devnull, O_WRONLY, 0)
+        }
+        if let stderr { posix_spawn_file_actions_adddup2(&actions, stderr, 2) } else {
+            posix_spawn_file_actions_addopen(&actions, 2, devnull, O_WRONLY, 0)
+        }
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        var flags = Int32(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)
+        if newSession { flags |= Subprocess.posixSpawnSetsid }
+        posix_spawnattr_setflags(&attr, Int16(flags))
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        posix_spawnattr_setsigmask(&attr, &empty)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for sig in [SIGPIPE, SIGINT, SIGTERM, SIGCHLD, SIGHUP] { sigaddset(&defaults, sig) }
+        posix_spawnattr_setsigdefault(&attr, &defaults)
+
+        let env = (environment ?? ProcessInfo.processInfo.environment).map { "\($0.key)=\($0.value)" }
+        var cArgs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
+        var cEnv: [UnsafeMutablePointer<CChar>?] = env.map { strdup($0) } + [nil]
+        defer {
+            cArgs.forEach { free($0) }
+            cEnv.forEach { free($0) }
+        }
+        var pid: pid_t = 0
+        let rc: Int32
+        if exe.contains("/") {
+            rc = posix_spawn(&pid, exe, &actions, &attr, &cArgs, &cEnv)
+        } else {
+            rc = posix_spawnp(&pid, exe, &actions, &attr, &cArgs, &cEnv)
+        }
+        if rc != 0 { throw SparcError.posix("cannot run", exe, errno: rc) }
+        return pid
+    }
+
+    /// Waits for a child and returns its exit status (128+signal when killed).
+    public static func wait(_ pid: pid_t) -> Int32 {
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 {
+            if errno != EINTR { return -1 }
+        }
+        return exitStatus(status)
+    }
+
+    /// Decodes a raw `waitpid` status into a shell-style exit status.
+    public static func exitStatus(_ status: Int32) -> Int32 {
+        let sig = status & 0x7f
+        if sig == 0 { return (status >> 8) & 0xff }
+        return 128 + sig
+    }
+
+    /// Runs `argv` to completion, feeding `input` and collecting stdout and stderr.
+    public static func run(
+        _ argv: [String], input: Data? = nil, environment: [String: String]? = nil
+    ) throws -> ProcessResult {
+        var outPipe: [Int32] = [0, 0]
+        var errPipe: [Int32] = [0, 0]
+        var inPipe: [Int32] = [-1, -1]
+        guard Subprocess.makePipe(&outPipe) == 0, Subprocess.makePipe(&errPipe) == 0 else {
+            throw SparcError.posix("pipe")
+        }
+        if input != nil, Subprocess.makePipe(&inPipe) != 0 { throw SparcError.posix("pipe") }
+        let pid: pid_t
+        do {
+            pid = try spawn(
+                argv, stdin: input != nil ? inPipe[0] : nil, stdout: outPipe[1], stderr: errPipe[1],
+                environment: environment)
+        } catch {
+            for fd in outPipe + errPipe + inPipe where fd >= 0 { close(fd) }
+            throw error
+        }
+        close(outPipe[1])
+        close(errPipe[1])
+        if input != nil { close(inPipe[0]) }
+        let collected = drain(
+            outFD: outPipe[0], errFD: errPipe[0], input: input, inFD: input != nil ? inPipe[1] : -1)
+        close(outPipe[0])
+        close(errPipe[0])
+        let status = wait(pid)
+        return ProcessResult(status: status, stdout: collected.0, stderr: collected.1)
+    }
+
+    /// Reads two pipes to EOF while writing `input` to a third, without deadlocking on full pipes.
+    static func drain(outFD: Int32, errFD: Int32, input: Data?, inFD: Int32) -> (Data, Data) {
+        var out = Data()
+        var err = Data()
+        var pending = input ?? Data()
+        var inOpen = inFD >= 0
+        if inOpen { _ = fcntl(inFD, F_SETFL, fcntl(inFD, F_GETFL) | O_NONBLOCK) }
+        if inOpen && pending.isEmpty {
+            close(inFD)
+            inOpen = false
+        }
+        var open: Set<Int32> = [outFD, errFD]
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while !open.isEmpty || inOpen {
+            var fds: [pollfd] = open.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+            if inOpen { fds.append(pollfd(fd: inFD, events: Int16(POLLOUT), revents: 0)) }
+            if poll(&fds, nfds_t(fds.count), -1) < 0 {
+                if errno == EINTR { continue }
+                break
+            }
+            for p in fds where p.revents != 0 {
+                if p.fd == inFD {
+                    let n = pending.withUnsafeBytes { write(inFD, $0.baseAddress, $0.count) }
+                    if n > 0 { pending.removeFirst(n) }
+                    if n < 0 && errno != EAGAIN || pending.isEmpty {
+                        close(inFD)
+                        inOpen = false
+                    }
+                    continue
+                }
+                let n = read(p.fd, &buffer, buffer.count)
+                if n > 0 {
+                    if p.fd == outFD { out.append(buffer, count: n) } else { err.append(buffer, count: n) }
+                } else if n == 0 || errno != EINTR && errno != EAGAIN {
+                    open.remove(p.fd)
+                }
+            }
+        }
+        return (out, err)
+    }
+}
+
+extension Subprocess {
+    /// glibc's POSIX_SPAWN_SETSID, which Swift does not see without _GNU_SOURCE.
+    public static let posixSpawnSetsid: Int32 = 0x80
+
+    /// Creates a close-on-exec pipe; returns 0 on success like pipe2(2).
+    public static func makePipe(_ fds: inout [Int32]) -> Int32 {
+        if fds.count < 2 { fds = [0, 0] }
+        guard pipe(&fds) == 0 else { return -1 }
+        _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
+        _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)
+        return 0
+    }
+}

@@ -1,0 +1,150 @@
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+import GuestQuery
+import SparcSupport
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// sparc-agent: answers the host over the virtio-serial port `org.sparc.agent.0`.
+///
+/// It never logs what it relays and keeps no copy of command output after sending.
+let agentVersion = "0.1.0"
+
+/// Finds the /dev node of the named virtio-serial port.
+func findPort(named name: String) -> String? {
+    let base = "/sys/class/virtio-ports"
+    for entry in (try? FileManager.default.contentsOfDirectory(atPath: base)) ?? [] {
+        let portName = GuestSystem.readText("\(base)/\(entry)/name")?.trimmed
+        if portName == name { return "/dev/\(entry)" }
+    }
+    return nil
+}
+
+final class Agent {
+    let fd: Int32
+    let writeLock = Lock()
+    let freezer = Freezer()
+    let bootId = GuestSystem.readText("/proc/sys/kernel/random/boot_id")?
+        .trimmed ?? ""
+
+    init(fd: Int32) { self.fd = fd }
+
+    func send(_ response: AgentResponse) {
+        let frame = AgentFraming.encode(response)
+        writeLock.withLock {
+        frame.withUnsafeBytes { raw in
+            var offset = 0
+            while offset < raw.count {
+                let n = write(fd, raw.baseAddress! + offset, raw.count - offset)
+                if n < 0 {
+                    if errno == EINTR || errno == EAGAIN {
+                        usleep(10000)
+                        continue
+                    }
+                    return
+                }
+                offset += n
+            }
+        }
+        }
+    }
+
+    func handle(_ request: AgentRequest) -> AgentResponse {
+        do {
+            switch request.op {
+            case .hello:
+                let uptime = Double(GuestSystem.readText("/proc/uptime")?.split(separator: " ").first ?? "0") ?? 0
+                var uts = utsname()
+                uname(&uts)
+                let release = withUnsafeBytes(of: &uts.release) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+                return AgentResponse(
+                    id: request.id,
+                    hello: HelloInfo(
+                        agentVersion: agentVersion, protocolVersion: AgentProtocol.version, kernel: release,
+                        pid: getpid(), bootId: bootId, uptimeSeconds: uptime, frozen: freezer.isFrozen))
+            case .processes:
+                return AgentResponse(id: request.id, processes: GuestSystem.processes())
+            case .ttys:
+                return AgentResponse(id: request.id, ttys: GuestSystem.ttys())
+            case .exec:
+                guard let params = request.exec else { throw AgentFailure(.invalidArgument, "exec needs parameters") }
+                // While the guest is frozen, run commands beside the agent so they are not frozen too.
+                let cgroup = freezer.isFrozen ? freezer.agent : freezer.guest
+                return AgentResponse(id: request.id, exec: try Executor.run(params, cgroup: cgroup))
+            case .freeze:
+                return AgentResponse(id: request.id, freeze: try freezer.set(frozen: true))
+            case .thaw:
+                return AgentResponse(id: request.id, freeze: try freezer.set(frozen: false))
+            }
+        } catch let failure as AgentFailure {
+            return AgentResponse(id: request.id, error: failure)
+        } catch {
+            return AgentResponse(id: request.id, error: AgentFailure(.failed, "\(error)"))
+        }
+    }
+
+    /// Reads frames forever. A read of 0 bytes means the host side is closed (between
+    /// connections, or across a restore): wait and read again on the same descriptor.
+    func serve() -> Never {
+        var lines = LineBuffer(maxLine: AgentProtocol.maxFrameBytes)
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = read(fd, &buf, buf.count)
+            if n < 0 {
+                if errno != EINTR { usleep(100_000) }
+                continue
+            }
+            if n == 0 {
+                usleep(50_000)
+                continue
+            }
+            for frame in lines.append(Data(buf[0..<n])) {
+                guard case .line(let line) = frame else {
+                    send(AgentResponse(id: nil, error: AgentFailure(.badFrame, "frame larger than \(AgentProtocol.maxFrameBytes) bytes")))
+                    continue
+                }
+                if line.allSatisfy({ $0 == 0x20 || $0 == 0x0D || $0 == 0x09 }) { continue }
+                switch AgentFraming.decodeRequest(line) {
+                case .failure(let response):
+                    send(response)
+                case .success(let request):
+                    // Requests run concurrently so a long exec does not hold up a freeze or ps.
+                    startThread { [self] in
+                        send(handle(request))
+                    }
+                }
+            }
+        }
+    }
+}
+
+signal(SIGPIPE, SIG_IGN)
+let args = CommandLine.arguments
+if args.contains("--version") {
+    print("sparc-agent \(agentVersion) (protocol \(AgentProtocol.version))")
+    exit(0)
+}
+var path = findPort(named: AgentProtocol.portName)
+var waited = 0
+while path == nil {
+    // The port appears once virtio_console has probed; do not spin.
+    sleep(1)
+    waited += 1
+    if waited % 30 == 0 {
+        printError("sparc-agent: waiting for virtio port \(AgentProtocol.portName)")
+    }
+    path = findPort(named: AgentProtocol.portName)
+}
+let fd = open(path!, O_RDWR | O_CLOEXEC)
+if fd < 0 {
+    printError("sparc-agent: cannot open \(path!): \(String(cString: strerror(errno)))")
+    exit(1)
+}
+let agent = Agent(fd: fd)
+agent.freezer.setUp()
+agent.serve()
