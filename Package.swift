@@ -17,7 +17,7 @@ let package = Package(
         // libcrypto (OpenSSL) for SHA-256 with the CPU's SHA extensions.
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CNCurses", providers: [.apt(["libncurses-dev"])]),
-        .target(name: "SnapshotModel", dependencies: ["SparcSupport", "COpenSSL"]),
+        .target(name: "SnapshotModel", dependencies: ["SparcSupport", "COpenSSL", "Hypervisor"]),
         .target(name: "GuestQuery", dependencies: ["SparcSupport"]),
         .target(name: "Hypervisor", dependencies: ["SparcSupport"]),
         .target(name: "HexView"),

@@ -201,3 +201,18 @@ public func printError(_ text: String) {
     let line = text.hasSuffix("\n") ? text : text + "\n"
     _ = line.withCString { write(2, $0, strlen($0)) }
 }
+
+/// lseek whence values Swift does not see without _GNU_SOURCE.
+public let seekData: Int32 = 3
+public let seekHole: Int32 = 4
+
+/// A value handed between threads under a lock (results of background work).
+public final class SharedBox<T>: @unchecked Sendable {
+    private let lock = Lock()
+    private var stored: T
+    public init(_ value: T) { stored = value }
+    public var value: T {
+        get { lock.withLock { stored } }
+        set { lock.withLock { stored = newValue } }
+    }
+}

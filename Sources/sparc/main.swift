@@ -1,1 +1,387 @@
-print("sparc")
+import ArgumentParser
+import Foundation
+import GuestQuery
+import Hypervisor
+import SnapshotModel
+import SparcEngine
+import SparcSupport
+import SparcTUI
+
+/// sparc: a security- and privacy-aware checkpointer for QEMU virtual machines.
+struct Sparc: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sparc",
+        abstract: "Checkpoint QEMU virtual machines, leaving chosen processes' memory out.",
+        discussion: """
+            Start with 'sparc vm start', look inside with 'sparc ps' and 'sparc ttys', save with \
+            'sparc checkpoint -o NAME.sparc', bring back with 'sparc restore NAME.sparc'.
+            Exit status: 0 success, 1 a negative answer (verify failed), 2 usage or operational error; \
+            'sparc exec' passes on the guest command's status.
+            Runtime files live in $SPARC_RUNTIME_DIR (default $XDG_RUNTIME_DIR/sparc, /run/sparc for root); \
+            guest RAM lives in /dev/shm.
+            """,
+        version: "0.1.0",
+        subcommands: [
+            VM.self, Exec.self, Console.self, PS.self, TTYs.self, Checkpoint.self, Restore.self, Verify.self, TUI.self,
+        ],
+        defaultSubcommand: TUI.self
+    )
+}
+
+/// Options every command that talks to one VM shares.
+struct VMOptions: ParsableArguments {
+    @Option(name: .long, help: "The VM to act on.")
+    var name: String = "default"
+
+    @Option(name: .long, help: "Seconds to wait for the guest agent to answer.")
+    var timeout: Double = 10
+
+    func manager() -> VMManager { VMManager(agentTimeout: timeout) }
+}
+
+/// Prints progress on one line of stderr when stderr is a terminal; silent otherwise.
+func progressPrinter() -> ((String) -> Void)? {
+    guard isatty(2) == 1 else { return nil }
+    return { message in
+        let line = "\r\u{1B}[K" + message
+        FileHandle.standardError.write(Data(line.utf8))
+    }
+}
+
+func endProgress() {
+    if isatty(2) == 1 { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+}
+
+func printJSON<T: Encodable>(_ value: T) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    print(String(decoding: try encoder.encode(value), as: UTF8.self))
+}
+
+func formatBytes(_ n: Int64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+    var v = Double(n)
+    var i = 0
+    while v >= 1024 && i < units.count - 1 {
+        v /= 1024
+        i += 1
+    }
+    return i == 0 ? "\(n) B" : String(format: "%.1f %@", v, units[i])
+}
+
+// MARK: - vm
+
+struct VM: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Start, stop and list virtual machines.",
+        subcommands: [Start.self, Stop.self, Status.self, List.self])
+
+    struct Start: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Boot a VM and return once its guest agent answers.",
+            discussion: """
+                Without --kernel, boots the default guest built by 'make guest' (Debian kernel, busybox, \
+                sparc-agent, an ext4 data disk at /data). The disk image is used read-only as a base: the \
+                guest writes to an overlay in the runtime directory, which 'sparc vm stop' discards; \
+                checkpoints keep the disk state.
+                """)
+        @Option(help: "Name of the VM.") var name: String = "default"
+        @Option(help: "Guest RAM in MiB.") var memory: Int = 256
+        @Option(help: "Virtual CPUs.") var cpus: Int = 1
+        @Option(help: "Disk image (qcow2 or raw) used as the base of the data disk.") var disk: String?
+        @Option(help: "Kernel to boot instead of the default guest's.") var kernel: String?
+        @Option(help: "Initramfs for --kernel.") var initrd: String?
+        @Option(help: "Kernel command line for --kernel.") var append: String?
+        @Option(help: "auto, tcg or kvm. auto uses KVM only where stock guest kernels run on it.")
+        var accel: String = "auto"
+        @Option(help: "Seconds to wait for the guest agent after boot.") var agentTimeout: Double = 120
+
+        func run() throws {
+            var o = StartOptions()
+            o.name = name
+            o.memoryMiB = memory
+            o.cpus = cpus
+            o.disk = disk
+            o.kernel = kernel
+            o.initrd = initrd
+            o.append = append
+            o.agentTimeout = agentTimeout
+            switch accel {
+            case "auto": o.accel = nil
+            case "tcg": o.accel = .tcg
+            case "kvm": o.accel = .kvm
+            default: throw SparcError("--accel must be auto, tcg or kvm (got '\(accel)')")
+            }
+            let begin = Date()
+            let state = try VMManager().start(o, progress: progressPrinter())
+            endProgress()
+            print(
+                "VM '\(state.name)' running: pid \(state.pid), \(state.spec.memoryMiB) MiB, \(state.spec.accel.rawValue), agent ready in \(String(format: "%.1f", Date().timeIntervalSince(begin))) s"
+            )
+        }
+    }
+
+    struct Stop: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Stop a VM (the guest's file systems are synced first) and remove its runtime files.")
+        @Option(help: "Name of the VM.") var name: String = "default"
+        func run() throws {
+            try VMManager().stop(name: name, progress: progressPrinter())
+            endProgress()
+            print("VM '\(name)' stopped")
+        }
+    }
+
+    struct Status: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show whether a VM runs and whether its agent answers.")
+        @Option(help: "Name of the VM.") var name: String = "default"
+        @Flag(help: "Print JSON.") var json = false
+        func run() throws {
+            let s = try VMManager().status(name: name)
+            if json { return try printJSON(s) }
+            print("name:     \(s.name)")
+            print("state:    \(s.state)")
+            if let pid = s.pid { print("pid:      \(pid)") }
+            if let m = s.memoryMiB { print("memory:   \(m) MiB") }
+            if let a = s.accel { print("accel:    \(a)") }
+            if let q = s.qemuVersion { print("qemu:     \(q)") }
+            if let t = s.startedAt { print("started:  \(t)") }
+            if let r = s.restoredFrom { print("restored: \(r)") }
+            if let a = s.agent { print("agent:    \(a)") }
+            print("runtime:  \(s.runtimeDirectory)")
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List VMs known to sparc.")
+        @Flag(help: "Print JSON.") var json = false
+        func run() throws {
+            let all = VMManager().list()
+            if json { return try printJSON(all) }
+            if all.isEmpty {
+                print("no VMs (start one with 'sparc vm start')")
+                return
+            }
+            print(pad("NAME", 16) + pad("STATE", 14) + pad("PID", 9) + pad("MEMORY", 10) + "RESTORED FROM")
+            for s in all {
+                print(
+                    pad(s.name, 16) + pad(s.state, 14) + pad(s.pid.map(String.init) ?? "-", 9)
+                        + pad(s.memoryMiB.map { "\($0) MiB" } ?? "-", 10) + (s.restoredFrom ?? "-"))
+            }
+        }
+    }
+}
+
+func pad(_ s: String, _ width: Int, right: Bool = false) -> String {
+    if s.count >= width { return s + " " }
+    let fill = String(repeating: " ", count: width - s.count)
+    return right ? fill + s + " " : s + fill
+}
+
+// MARK: - guest commands
+
+struct Exec: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a command in the guest.",
+        discussion: """
+            Without --detach, prints the command's output and exits with its status. With --detach, \
+            starts it in a new session with no terminal and prints its pid.
+            Example: sparc exec -- sh -c 'echo hello > /data/hello'
+            """)
+    @OptionGroup var vm: VMOptions
+    @Flag(help: "Start the command in the background and print its pid.") var detach = false
+    @Option(help: "Kill the command after this many seconds (0 = no limit).") var limit: Double = 0
+    @Argument(parsing: .captureForPassthrough, help: "The command and its arguments (after --).")
+    var command: [String] = []
+
+    func run() throws {
+        var argv = command
+        if argv.first == "--" { argv.removeFirst() }
+        guard !argv.isEmpty else { throw ValidationError("give the command after --, e.g. sparc exec -- uname -a") }
+        let agent = try vm.manager().agentClient(vm.name)
+        defer { agent.close() }
+        var stdin = Data()
+        if !detach && isatty(0) == 0 { stdin = FileHandle.standardInput.readDataToEndOfFile() }
+        let request = ExecRequest(argv: argv, detach: detach, stdin: stdin.isEmpty ? nil : stdin, timeoutMs: Int(limit * 1000))
+        // The agent timeout bounds the answer; a running command may take as long as --limit allows.
+        let wait = limit > 0 ? limit + vm.timeout : (detach ? vm.timeout : 24 * 3600)
+        let result = try agent.exec(request, timeout: wait)
+        if detach {
+            print(result.pid)
+            return
+        }
+        FileHandle.standardOutput.write(result.stdout)
+        FileHandle.standardError.write(result.stderr)
+        if result.timedOut { printError("sparc: command killed after \(limit) s") }
+        let status = result.status ?? 0
+        if status != 0 { throw ExitCode(status) }
+    }
+}
+
+struct Console: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Attach to the guest's serial console (Ctrl-] detaches), or type text into it.",
+        discussion: "Example: sparc console --send 'export SECRET=hunter2\\n'  (\\n, \\r, \\t, \\e, \\xHH are expanded)")
+    @Option(help: "Name of the VM.") var name: String = "default"
+    @Option(help: "Type TEXT into the console and exit instead of attaching.") var send: String?
+
+    func run() throws {
+        let console = try VMManager().console(name)
+        if let send {
+            try console.send(SerialConsole.unescape(send))
+            return
+        }
+        if isatty(0) == 1 { printError("connected to the serial console of '\(name)'; Ctrl-] detaches") }
+        try console.attach()
+        if isatty(0) == 1 { printError("\r\ndetached") }
+    }
+}
+
+struct PS: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ps", abstract: "List the guest's processes.")
+    @OptionGroup var vm: VMOptions
+    @Flag(help: "Print JSON.") var json = false
+    @Flag(name: .customLong("kernel"), help: "Include kernel threads.") var includeKernel = false
+
+    func run() throws {
+        let agent = try vm.manager().agentClient(vm.name)
+        defer { agent.close() }
+        let list = try agent.processes().filter { includeKernel || !$0.kernelThread }
+        if json { return try printJSON(list) }
+        print(pad("PID", 7, right: true) + pad("PPID", 7, right: true) + pad("USER", 9) + "S " + pad("TTY", 8) + pad("RSS", 9, right: true) + "COMMAND")
+        for p in list {
+            print(
+                pad(String(p.pid), 7, right: true) + pad(String(p.ppid), 7, right: true) + pad(p.user, 9) + p.state + " "
+                    + pad(p.tty ?? "?", 8) + pad("\(p.rssKiB)K", 9, right: true) + p.command)
+        }
+    }
+}
+
+struct TTYs: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ttys", abstract: "List the guest's terminals and the processes on each.")
+    @OptionGroup var vm: VMOptions
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() throws {
+        let agent = try vm.manager().agentClient(vm.name)
+        defer { agent.close() }
+        let ttys = try agent.ttys()
+        if json { return try printJSON(ttys) }
+        print(pad("TTY", 10) + pad("KIND", 17) + "PIDS")
+        for t in ttys {
+            print(pad(t.name, 10) + pad(t.kind.rawValue, 17) + (t.pids.isEmpty ? "-" : t.pids.map(String.init).joined(separator: ",")))
+        }
+    }
+}
+
+// MARK: - bundles
+
+struct Checkpoint: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Save a running VM into a new bundle directory.",
+        discussion: """
+            The guest is frozen and paused while device state and RAM are saved, then runs on \
+            (unless --stop). The bundle appears under its name only when complete.
+            Example: sparc checkpoint -o before-upgrade.sparc
+            """)
+    @OptionGroup var vm: VMOptions
+    @Option(name: [.short, .customLong("output")], help: "Bundle directory to create (must not exist).")
+    var output: String
+    @Flag(help: "Stop the VM after saving instead of letting it run on.") var stop = false
+    @Option(name: .customLong("exclude-pid"), help: ArgumentHelp("Reserved: exclusion arrives in a later version.", visibility: .hidden))
+    var excludePid: [Int] = []
+    @Option(name: .customLong("exclude-name"), help: ArgumentHelp("Reserved.", visibility: .hidden))
+    var excludeName: [String] = []
+    @Option(name: .customLong("exclude-tty"), help: ArgumentHelp("Reserved.", visibility: .hidden))
+    var excludeTTY: [String] = []
+    @Flag(help: "Print the report as JSON.") var json = false
+
+    func run() throws {
+        if !excludePid.isEmpty || !excludeName.isEmpty || !excludeTTY.isEmpty {
+            throw SparcError("exclusion (--exclude-pid/--exclude-name/--exclude-tty) is not available in this version yet")
+        }
+        let report = try vm.manager().checkpoint(name: vm.name, output: output, stopAfter: stop, progress: progressPrinter())
+        endProgress()
+        if json { return try printJSON(report) }
+        print("checkpoint saved: \(report.bundle)")
+        print(
+            "  memory \(formatBytes(report.memoryBytes)) (\(formatBytes(report.memoryDataBytes)) data), devices \(formatBytes(report.devicesBytes))"
+                + (report.diskBytes.map { ", disk \(formatBytes($0))" } ?? ""))
+        print(String(format: "  guest paused %.2f s, total %.2f s%@", report.downtime, report.total, report.stopped ? ", VM stopped" : ""))
+    }
+}
+
+struct Restore: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Rebuild a VM from a bundle and resume it.",
+        discussion: "The bundle is verified first; a damaged or tampered bundle is refused and nothing is started.")
+    @Argument(help: "The bundle directory.") var bundle: String
+    @Option(help: "Name for the restored VM.") var name: String = "default"
+    @Flag(help: "Stop a running VM of that name first.") var replace = false
+    @Option(help: "Seconds to wait for the guest agent after resuming.") var timeout: Double = 30
+
+    func run() throws {
+        let report = try VMManager(agentTimeout: timeout).restore(
+            bundle: bundle, name: name, replace: replace, progress: progressPrinter())
+        endProgress()
+        for w in report.warnings { printError("sparc: warning: \(w)") }
+        print(String(format: "VM '%@' restored from %@ (pid %d) in %.2f s", report.name, report.bundle, report.pid, report.total))
+    }
+}
+
+struct Verify: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check every file of a bundle against the digests in its manifest.",
+        discussion: "Exit status 0 when intact, 1 when not (each difference is listed), 2 when it cannot be read.")
+    @Argument(help: "The bundle directory.") var bundle: String
+
+    func run() throws {
+        let reader = try BundleReader(path: bundle)
+        let problems = reader.verify()
+        if problems.isEmpty {
+            print("\(reader.path): intact (\(reader.manifest.files.count + 1) files verified)")
+            return
+        }
+        for p in problems { print("\(reader.path)/\(p.file): \(p.reason)") }
+        throw SparcError("\(reader.path): \(problems.count) problem(s) found", kind: .negative)
+    }
+}
+
+struct TUI: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tui", abstract: "Open the terminal UI on a VM (the default with no subcommand on a terminal).")
+    @Option(help: "Name of the VM.") var name: String = "default"
+    @Flag(help: "Draw without colours (NO_COLOR is honoured too).") var noColor = false
+
+    func run() throws {
+        guard isatty(0) == 1 && isatty(1) == 1 else {
+            print(Sparc.helpMessage())
+            return
+        }
+        try TerminalUI(manager: VMManager(), vmName: name, color: !noColor && ProcessInfo.processInfo.environment["NO_COLOR"] == nil).run()
+    }
+}
+
+// MARK: - entry point
+
+signal(SIGPIPE, SIG_IGN)
+do {
+    var command = try Sparc.parseAsRoot()
+    try command.run()
+} catch let error as SparcError {
+    endProgress()
+    printError("sparc: \(error.message)")
+    exit(error.exitCode)
+} catch let code as ExitCode {
+    exit(code.rawValue)
+} catch {
+    let code = Sparc.exitCode(for: error)
+    if code == .success {
+        print(Sparc.fullMessage(for: error))
+        exit(0)
+    }
+    printError(Sparc.fullMessage(for: error))
+    exit(2)
+}

@@ -1,0 +1,96 @@
+import Foundation
+import SparcSupport
+
+/// How QEMU executes guest code.
+public enum Accelerator: String, Codable, Sendable, CaseIterable {
+    case tcg, kvm
+
+    /// KVM when this host offers a usable stock KVM, else TCG.
+    ///
+    /// A PVM-only KVM module (as on some cloud hosts) cannot run stock guest
+    /// kernels, so it counts as no KVM.
+    public static func detect() -> Accelerator {
+        guard access("/dev/kvm", R_OK | W_OK) == 0 else { return .tcg }
+        if FileSystem.exists("/sys/module/kvm_pvm") { return .tcg }
+        if FileSystem.exists("/sys/module/kvm_intel") || FileSystem.exists("/sys/module/kvm_amd") { return .kvm }
+        return .tcg
+    }
+}
+
+/// Everything that defines the virtual machine's hardware and boot, independent of
+/// where its runtime files live. Saved in bundles so restore rebuilds the same machine.
+public struct MachineSpec: Codable, Equatable, Sendable {
+    public var memoryMiB: Int
+    public var cpus: Int
+    public var accel: Accelerator
+    public var kernel: String?
+    public var initrd: String?
+    public var append: String?
+    /// True when the VM has a data disk (virtio-blk, drive id `disk0`).
+    public var hasDisk: Bool
+
+    public init(
+        memoryMiB: Int = 256, cpus: Int = 1, accel: Accelerator = .tcg, kernel: String? = nil, initrd: String? = nil,
+        append: String? = nil, hasDisk: Bool = false
+    ) {
+        self.memoryMiB = memoryMiB
+        self.cpus = cpus
+        self.accel = accel
+        self.kernel = kernel
+        self.initrd = initrd
+        self.append = append
+        self.hasDisk = hasDisk
+    }
+
+    public var memoryBytes: Int64 { Int64(memoryMiB) << 20 }
+
+    /// Checks values an operator could get wrong, with messages that say what to do.
+    public func validate() throws {
+        guard memoryMiB >= 64 else { throw SparcError("memory must be at least 64 MiB (got \(memoryMiB))") }
+        guard memoryMiB <= 1 << 20 else { throw SparcError("memory of \(memoryMiB) MiB is more than 1 TiB") }
+        guard (1...64).contains(cpus) else { throw SparcError("cpus must be between 1 and 64") }
+        for (what, path) in [("kernel", kernel), ("initrd", initrd)] {
+            if let path, !FileSystem.exists(path) { throw SparcError("\(what) \(path) does not exist") }
+        }
+        if initrd != nil && kernel == nil { throw SparcError("--initrd needs --kernel") }
+    }
+}
+
+/// Where one VM's runtime files live: sockets, pid file, the RAM file in /dev/shm.
+public struct RuntimeLayout: Sendable {
+    public let name: String
+    public let directory: String
+    public let ramPath: String
+
+    public init(name: String, root: String, ramDirectory: String = "/dev/shm", ramTag: String? = nil) {
+        self.name = name
+        self.directory = root + "/" + name
+        let tag = ramTag ?? "\(getuid())"
+        self.ramPath = "\(ramDirectory)/sparc-\(tag)-\(name).ram"
+    }
+
+    public var qmpSocket: String { directory + "/qmp.sock" }
+    public var agentSocket: String { directory + "/agent.sock" }
+    public var consoleSocket: String { directory + "/console.sock" }
+    public var pidFile: String { directory + "/qemu.pid" }
+    public var stateFile: String { directory + "/vm.json" }
+    public var errorLog: String { directory + "/qemu.err" }
+
+    /// The per-user runtime root: `$SPARC_RUNTIME_DIR`, `$XDG_RUNTIME_DIR/sparc`,
+    /// `/run/sparc` for root, else `/tmp/sparc-UID`.
+    public static func defaultRoot(environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
+        if let dir = environment["SPARC_RUNTIME_DIR"], !dir.isEmpty { return dir }
+        if let xdg = environment["XDG_RUNTIME_DIR"], !xdg.isEmpty { return xdg + "/sparc" }
+        if getuid() == 0 { return "/run/sparc" }
+        return "/tmp/sparc-\(getuid())"
+    }
+
+    /// VM names become file names and QEMU option values: keep them plain.
+    public static func validate(name: String) throws {
+        let ok = !name.isEmpty && name.count <= 64 && name.first != "-" && name.first != "."
+            && name.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }
+        guard ok else {
+            throw SparcError("invalid VM name '\(name)': use up to 64 letters, digits, '-', '_' or '.'")
+        }
+    }
+}

@@ -1,0 +1,225 @@
+import Dispatch
+import Foundation
+import SparcSupport
+
+/// What a sparse memory-image copy wrote.
+public struct SparseCopyStats: Codable, Equatable, Sendable {
+    /// Logical size of the image (the guest RAM size).
+    public var bytes: Int64
+    /// Bytes written as data.
+    public var dataBytes: Int64
+    /// Bytes left as holes because they were zero.
+    public var zeroBytes: Int64
+    /// Bytes left as holes because they were excluded.
+    public var excludedBytes: Int64
+    public var sha256: String
+
+    public init(bytes: Int64, dataBytes: Int64, zeroBytes: Int64, excludedBytes: Int64, sha256: String) {
+        self.bytes = bytes
+        self.dataBytes = dataBytes
+        self.zeroBytes = zeroBytes
+        self.excludedBytes = excludedBytes
+        self.sha256 = sha256
+    }
+}
+
+/// Copies guest RAM into a sparse image file and back.
+///
+/// Zero pages (and excluded ranges) become holes, so the image costs only what the
+/// guest really uses. The SHA-256 of the logical image is computed on a second core
+/// while the first one copies, so hashing adds no wall time.
+public enum SparseImage {
+    static let page = 4096
+    static let maxRun = 8 << 20
+
+    /// Normalises byte ranges: sorted, clipped to `size`, overlaps merged.
+    public static func normalize(_ ranges: [Range<Int64>], size: Int64) -> [Range<Int64>] {
+        var out: [Range<Int64>] = []
+        for r in ranges.map({ max(0, $0.lowerBound)..<min(size, $0.upperBound) }).filter({ !$0.isEmpty })
+            .sorted(by: { $0.lowerBound < $1.lowerBound })
+        {
+            if let last = out.last, r.lowerBound <= last.upperBound {
+                out[out.count - 1] = last.lowerBound..<max(last.upperBound, r.upperBound)
+            } else {
+                out.append(r)
+            }
+        }
+        return out
+    }
+
+    /// Writes the RAM file at `source` to a new sparse file at `destination`, leaving
+    /// zero pages and `excluding` ranges as holes. The destination must not exist.
+    public static func save(
+        from source: String, to destination: String, excluding: [Range<Int64>] = [],
+        progress: ((Int64, Int64) -> Void)? = nil
+    ) throws -> SparseCopyStats {
+        let src = open(source, O_RDONLY | O_CLOEXEC)
+        guard src >= 0 else { throw SparcError.posix("cannot read guest RAM", source) }
+        defer { close(src) }
+        var st = stat()
+        fstat(src, &st)
+        let size = Int64(st.st_size)
+        guard size > 0 else { throw SparcError("guest RAM file \(source) is empty") }
+        let map = mmap(nil, Int(size), PROT_READ, MAP_SHARED, src, 0)
+        guard let map, map != MAP_FAILED else { throw SparcError.posix("cannot map guest RAM", source) }
+        defer { munmap(map, Int(size)) }
+        madvise(map, Int(size), MADV_SEQUENTIAL)
+        nonisolated(unsafe) let base = UnsafeRawPointer(map)
+
+        let dst = open(destination, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard dst >= 0 else { throw SparcError.posix("cannot create", destination) }
+        var ok = false
+        defer {
+            close(dst)
+            if !ok { unlink(destination) }
+        }
+        guard ftruncate(dst, off_t(size)) == 0 else { throw SparcError.posix("cannot size", destination) }
+
+        let excluded = normalize(excluding, size: size)
+        // Hash the image as it will read back: RAM with excluded ranges as zeros.
+        let digest = SharedBox("")
+        let group = DispatchGroup()
+        DispatchQueue.global().async(group: group) {
+            let h = SHA256Hasher()
+            var pos: Int64 = 0
+            for r in excluded {
+                h.update(base + Int(pos), count: Int(r.lowerBound - pos))
+                h.updateZeros(count: r.upperBound - r.lowerBound)
+                pos = r.upperBound
+            }
+            h.update(base + Int(pos), count: Int(size - pos))
+            digest.value = h.finalize()
+        }
+
+        var dataBytes: Int64 = 0
+        var zeroBytes: Int64 = 0
+        var excludedBytes: Int64 = 0
+        var runStart: Int64 = -1
+        var writeError: SparcError?
+        func flush(_ end: Int64) {
+            guard runStart >= 0, writeError == nil else {
+                runStart = -1
+                return
+            }
+            var off = runStart
+            while off < end {
+                let n = pwrite(dst, base + Int(off), Int(end - off), off_t(off))
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    writeError = SparcError.posix("cannot write", destination)
+                    break
+                }
+                off += Int64(n)
+            }
+            dataBytes += end - runStart
+            runStart = -1
+        }
+        var exIndex = 0
+        var offset: Int64 = 0
+        var lastReport: Int64 = 0
+        while offset < size && writeError == nil {
+            let chunkEnd = min(size, offset + Int64(page))
+            while exIndex < excluded.count && excluded[exIndex].upperBound <= offset { exIndex += 1 }
+            let ex = exIndex < excluded.count ? excluded[exIndex] : nil
+            if let ex, ex.lowerBound <= offset {
+                // Inside an excluded range: skip to its end.
+                flush(offset)
+                let end = min(size, ex.upperBound)
+                excludedBytes += end - offset
+                offset = end
+                continue
+            }
+            // A page that is partly excluded is written up to the exclusion.
+            let end = ex.map { min(chunkEnd, $0.lowerBound) } ?? chunkEnd
+            if ZeroPage.isZero(base + Int(offset), count: Int(end - offset)) {
+                flush(offset)
+                zeroBytes += end - offset
+            } else {
+                if runStart < 0 { runStart = offset }
+                if end - runStart >= Int64(maxRun) { flush(end) }
+            }
+            offset = end
+            if offset - lastReport >= 64 << 20 {
+                lastReport = offset
+                progress?(offset, size)
+            }
+        }
+        flush(offset)
+        group.wait()
+        if let writeError { throw writeError }
+        progress?(size, size)
+        ok = true
+        return SparseCopyStats(
+            bytes: size, dataBytes: dataBytes, zeroBytes: zeroBytes, excludedBytes: excludedBytes, sha256: digest.value)
+    }
+
+    /// Copies a sparse image into a new RAM file, checking it against `expectedSHA256`.
+    /// On a mismatch the new file is removed and nothing is left behind.
+    public static func load(
+        from source: String, to destination: String, expectedSize: Int64, expectedSHA256: String,
+        progress: ((Int64, Int64) -> Void)? = nil
+    ) throws {
+        let src = open(source, O_RDONLY | O_CLOEXEC)
+        guard src >= 0 else { throw SparcError.posix("cannot read", source) }
+        defer { close(src) }
+        var st = stat()
+        fstat(src, &st)
+        let size = Int64(st.st_size)
+        guard size == expectedSize else {
+            throw SparcError("memory image is \(size) bytes, the manifest says \(expectedSize): bundle is damaged")
+        }
+        let dst = open(destination, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard dst >= 0 else { throw SparcError.posix("cannot create", destination) }
+        var ok = false
+        defer {
+            close(dst)
+            if !ok { unlink(destination) }
+        }
+        guard ftruncate(dst, off_t(size)) == 0 else { throw SparcError.posix("cannot size", destination) }
+
+        let hashed = SharedBox<Result<String, Error>>(.success(""))
+        let group = DispatchGroup()
+        DispatchQueue.global().async(group: group) {
+            hashed.value = Result { try SHA256Hasher.hex(ofFile: source) }
+        }
+        let buf = UnsafeMutableRawPointer.allocate(byteCount: maxRun, alignment: 4096)
+        defer { buf.deallocate() }
+        var copyError: SparcError?
+        var pos: Int64 = 0
+        copy: while pos < size {
+            let dataStart = lseek(src, off_t(pos), seekData)
+            if dataStart < 0 { break }  // ENXIO: only a hole remains
+            var holeStart = lseek(src, dataStart, seekHole)
+            if holeStart < 0 { holeStart = off_t(size) }
+            var off = Int64(dataStart)
+            while off < Int64(holeStart) {
+                let want = Int(min(Int64(maxRun), Int64(holeStart) - off))
+                let n = pread(src, buf, want, off_t(off))
+                if n <= 0 {
+                    if n < 0 && errno == EINTR { continue }
+                    copyError = SparcError.posix("cannot read", source)
+                    break copy
+                }
+                var w = 0
+                while w < n {
+                    let m = pwrite(dst, buf + w, n - w, off_t(off) + off_t(w))
+                    if m < 0 {
+                        if errno == EINTR { continue }
+                        copyError = SparcError.posix("cannot write", destination)
+                        break copy
+                    }
+                    w += m
+                }
+                off += Int64(n)
+            }
+            pos = Int64(holeStart)
+            progress?(pos, size)
+        }
+        group.wait()
+        if let copyError { throw copyError }
+        guard try hashed.value.get() == expectedSHA256 else {
+            throw SparcError("memory image does not match its digest in the manifest: bundle is damaged or tampered")
+        }
+        ok = true
+    }
+}

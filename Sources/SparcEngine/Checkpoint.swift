@@ -1,0 +1,145 @@
+import Foundation
+import GuestQuery
+import Hypervisor
+import SnapshotModel
+import SparcSupport
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// What a checkpoint wrote, for the operator's summary.
+public struct CheckpointReport: Codable, Sendable {
+    public var bundle: String
+    public var memoryBytes: Int64
+    public var memoryDataBytes: Int64
+    public var devicesBytes: Int64
+    public var diskBytes: Int64?
+    /// Time the guest was paused (stop to cont), in seconds.
+    public var downtime: Double
+    public var total: Double
+    public var stopped: Bool
+}
+
+/// Quotes a path for the shell that QEMU's `exec:` migration URI runs.
+func shellQuote(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'" }
+
+extension VMManager {
+    /// Saves a running VM into a new bundle at `output`.
+    ///
+    /// The guest is frozen by its agent and paused by QEMU while the device state and the
+    /// RAM are copied; the RAM goes straight from the shared RAM file into a sparse image
+    /// (zero pages become holes) and never through QEMU's migration stream.
+    public func checkpoint(name: String, output: String, stopAfter: Bool = false, progress: Progress? = nil) throws
+        -> CheckpointReport
+    {
+        let began = Date()
+        var state = try running(name)
+        let layout = layout(name)
+        let writer = try BundleWriter(path: output)
+        let qmp = try QMPClient(socketPath: layout.qmpSocket)
+        defer { qmp.close() }
+        let agent = AgentClient(socketPath: layout.agentSocket, timeout: agentTimeout)
+        defer { agent.close() }
+
+        progress?("asking the guest agent")
+        let hello = try agent.hello()
+        progress?("freezing guest processes")
+        _ = try agent.freeze()
+        var paused = false
+        var pausedAt = Date()
+        var newOverlay: String?
+        var done = false
+        defer {
+            if !done {
+                // Failure: leave the VM as it was (running, thawed) and no partial bundle behind.
+                writer.abort()
+                if paused { _ = try? qmp.execute("cont") }
+                _ = try? agent.thaw()
+            }
+        }
+
+        try qmp.execute("stop")
+        paused = true
+        pausedAt = Date()
+
+        var frozenLayer: String?
+        if state.spec.hasDisk, let active = state.diskActive {
+            // The layer the guest wrote so far becomes read-only and is the disk state of
+            // this checkpoint; the VM goes on writing into a new overlay.
+            let next = layout.directory + "/disk-\(state.diskOverlays.count + 1).qcow2"
+            unlink(next)
+            try qmp.execute(
+                "blockdev-snapshot-sync", ["device": "disk0", "snapshot-file": next, "format": "qcow2"])
+            newOverlay = next
+            frozenLayer = active
+            state.diskActive = next
+            state.diskOverlays.append(next)
+            try state.save(layout.stateFile)
+        }
+
+        progress?("saving device state")
+        try qmp.execute(
+            "migrate-set-capabilities", ["capabilities": [["capability": "x-ignore-shared", "state": true]]])
+        let devicesPath = writer.file(Manifest.devicesFile)
+        try qmp.execute("migrate", ["uri": "exec:cat > \(shellQuote(devicesPath))"])
+        try qmp.waitForMigration(timeout: 120)
+
+        progress?("copying memory")
+        let stats = try SparseImage.save(
+            from: layout.ramPath, to: writer.file(Manifest.memoryFile),
+            progress: { done, total in progress?("copying memory \(done * 100 / max(total, 1))%") })
+
+        let downtime: Double
+        if stopAfter {
+            downtime = Date().timeIntervalSince(pausedAt)
+        } else {
+            try qmp.execute("cont")
+            paused = false
+            downtime = Date().timeIntervalSince(pausedAt)
+            progress?("thawing guest processes")
+            _ = try agent.thaw()
+        }
+
+        var files = [Manifest.memoryFile, Manifest.devicesFile]
+        if let frozenLayer {
+            progress?("saving disk state")
+            let qemuImg = try QEMUProcess.locateQemuImg()
+            // -U: QEMU keeps the frozen layer open read-only as a backing file; nobody writes it.
+            let r = try Subprocess.run([
+                qemuImg, "convert", "-U", "-O", "qcow2", frozenLayer, writer.file(Manifest.diskFile),
+            ])
+            guard r.status == 0 else { throw SparcError("cannot save the disk state: \(r.stderrSummary)") }
+            files.append(Manifest.diskFile)
+        }
+        _ = newOverlay
+
+        progress?("hashing")
+        let entries = try writer.entries(for: files, known: [Manifest.memoryFile: stats.sha256])
+        let manifest = Manifest(
+            vmName: name, machine: state.spec,
+            qemu: .init(version: state.qemuVersion, argv: state.argv),
+            kernel: try state.spec.kernel.map { .init(path: $0, sha256: try SHA256Hasher.hex(ofFile: $0)) },
+            initrd: try state.spec.initrd.map { .init(path: $0, sha256: try SHA256Hasher.hex(ofFile: $0)) },
+            guest: .init(kernel: hello.kernel, bootId: hello.bootId, agentVersion: hello.agentVersion),
+            memory: .init(
+                file: Manifest.memoryFile, bytes: stats.bytes, dataBytes: stats.dataBytes, zeroBytes: stats.zeroBytes,
+                excludedBytes: stats.excludedBytes),
+            files: entries)
+        progress?("writing manifest")
+        try writer.commit(manifest)
+        done = true
+
+        if stopAfter {
+            progress?("stopping \(name)")
+            _ = try? qmp.execute("quit")
+            _ = QEMUProcess.waitForExit(state.pid, timeout: 10)
+            cleanUp(layout)
+        }
+        return CheckpointReport(
+            bundle: writer.path, memoryBytes: stats.bytes, memoryDataBytes: stats.dataBytes,
+            devicesBytes: entries.first { $0.name == Manifest.devicesFile }?.size ?? 0,
+            diskBytes: entries.first { $0.name == Manifest.diskFile }?.size, downtime: downtime,
+            total: Date().timeIntervalSince(began), stopped: stopAfter)
+    }
+}
