@@ -38,6 +38,7 @@ let package = Package(
         .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor"]),
         .testTarget(name: "HexViewTests", dependencies: ["HexView"]),
         .testTarget(name: "SparcTUITests", dependencies: ["SparcTUI"]),
+        .testTarget(name: "SparcEngineTests", dependencies: ["SparcEngine"]),
         .testTarget(name: "EndToEndTests", dependencies: ["SnapshotModel", "SparcSupport"]),
     ],
     swiftLanguageModes: [.v5]

@@ -1,0 +1,71 @@
+# sparc — two commands: `make run` (boot the default guest and open the TUI) and `make test`.
+SHELL := /bin/bash
+SWIFT ?= swift
+AGENT := .build-agent/release/sparc-agent
+GUEST := build/guest
+SPARC := .build/debug/sparc
+APT_PACKAGES := qemu-system-x86 qemu-utils busybox-static linux-image-amd64 linux-headers-amd64 \
+	libncurses-dev libssl-dev pkg-config tmux cpio e2fsprogs kmod xz-utils zstd ripgrep
+SWIFT_SOURCES := $(shell find Sources -name '*.swift' -o -name '*.h' -o -name '*.modulemap') Package.swift
+AGENT_SOURCES := $(shell find Sources/sparc-agent Sources/GuestQuery Sources/SparcSupport -name '*.swift') Package.swift
+GUEST_INPUTS := Guest/build-image.sh $(shell find Guest/rootfs -type f)
+
+.PHONY: all deps build guest run test unit e2e bench clean help
+
+all: build guest
+
+help:
+	@echo "make run    install what is missing, build, boot the default guest, open the TUI"
+	@echo "make test   the same set-up, then every unit and end-to-end test"
+	@echo "make bench  checkpoint/restore benchmark against QEMU's own save"
+	@echo "make guest  (re)build the default guest image in $(GUEST)"
+
+# Installs missing Debian packages (as root, or through sudo).
+deps:
+	@command -v $(SWIFT) >/dev/null || { echo "make: the Swift toolchain ($(SWIFT)) is not in PATH" >&2; exit 2; }
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+		echo "installing: $$missing"; \
+		$$sudo apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+build: deps $(SPARC)
+
+$(SPARC): $(SWIFT_SOURCES)
+	$(SWIFT) build --build-tests
+	@touch $@
+
+$(AGENT): $(AGENT_SOURCES)
+	$(SWIFT) build -c release --static-swift-stdlib --product sparc-agent -Xswiftc -static-executable --scratch-path .build-agent
+	@touch $@
+
+guest: deps $(GUEST)/initrd.img
+
+$(GUEST)/initrd.img: $(AGENT) $(GUEST_INPUTS)
+	Guest/build-image.sh $(GUEST) $(AGENT)
+
+# Boots the default guest (unless it already runs) and opens the TUI; stops it on exit if it started it here.
+run: build guest
+	@if $(SPARC) vm status >/dev/null 2>&1; then \
+		$(SPARC) tui; \
+	else \
+		$(SPARC) vm start && { $(SPARC) tui; status=$$?; $(SPARC) vm stop; exit $$status; }; \
+	fi
+
+test: build guest
+	$(SWIFT) test --skip-build
+
+unit: build
+	$(SWIFT) test --skip-build --skip EndToEndTests
+
+e2e: build guest
+	$(SWIFT) test --skip-build --filter EndToEndTests
+
+bench: deps guest
+	$(SWIFT) build -c release --product sparc
+	bench/checkpoint
+
+clean:
+	rm -rf .build .build-agent build

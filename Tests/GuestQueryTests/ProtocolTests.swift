@@ -1,0 +1,131 @@
+import Foundation
+import XCTest
+
+@testable import GuestQuery
+
+final class ProtocolTests: XCTestCase {
+    func decode(_ text: String) -> Result<AgentRequest, AgentResponse> {
+        AgentFraming.decodeRequest(Data(text.utf8))
+    }
+
+    func testRequestRoundTrip() throws {
+        let request = AgentRequest(id: 42, op: .exec, exec: ExecRequest(argv: ["echo", "hi"], detach: true, stdin: Data([0, 1]), timeoutMs: 5))
+        let frame = AgentFraming.encode(request)
+        XCTAssertEqual(frame.last, 0x0A)
+        XCTAssertEqual(frame.filter { $0 == 0x0A }.count, 1, "a frame is exactly one line")
+        XCTAssertEqual(try decode(String(decoding: frame.dropLast(), as: UTF8.self)).get(), request)
+    }
+
+    func testResponseRoundTripKeepsBinaryOutput() throws {
+        let r = AgentResponse(id: 7, exec: ExecResult(status: 3, pid: 9, stdout: Data([0, 0x0A, 0xFF]), stderr: Data("e".utf8)))
+        let back = try JSONDecoder().decode(AgentResponse.self, from: AgentFraming.encode(r))
+        XCTAssertEqual(back, r)
+        XCTAssertTrue(back.ok)
+    }
+
+    func testBadFramesGetErrorsWithTheirIdWhenReadable() {
+        guard case .failure(let notJSON) = decode("hello there") else { return XCTFail() }
+        XCTAssertEqual(notJSON.error?.code, .badFrame)
+        XCTAssertNil(notJSON.id)
+        XCTAssertFalse(notJSON.ok)
+
+        guard case .failure(let version) = decode(#"{"v":99,"id":5,"op":"hello"}"#) else { return XCTFail() }
+        XCTAssertEqual(version.error?.code, .unsupportedVersion)
+        XCTAssertEqual(version.id, 5)
+
+        guard case .failure(let unknown) = decode(#"{"v":1,"id":6,"op":"format-disk"}"#) else { return XCTFail() }
+        XCTAssertEqual(unknown.error?.code, .unknownOperation)
+        XCTAssertEqual(unknown.id, 6)
+
+        guard case .failure(let noId) = decode(#"{"v":1,"op":"hello"}"#) else { return XCTFail() }
+        XCTAssertEqual(noId.error?.code, .invalidArgument)
+
+        guard case .failure(let badExec) = decode(#"{"v":1,"id":8,"op":"exec","exec":{"argv":"ls"}}"#) else { return XCTFail() }
+        XCTAssertEqual(badExec.error?.code, .invalidArgument)
+        XCTAssertEqual(badExec.id, 8)
+
+        guard case .failure(let empty) = decode("  ") else { return XCTFail() }
+        XCTAssertEqual(empty.error?.code, .badFrame)
+    }
+}
+
+/// A fake agent on a Unix socket: answers with a scripted reply per request.
+final class FakeAgent {
+    let path: String
+    let listener: Int32
+    init(reply: @escaping (AgentRequest) -> [Data]) throws {
+        path = NSTemporaryDirectory() + "fake-agent-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock"
+        listener = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+            raw.copyBytes(from: Array(path.utf8))
+            raw[path.utf8.count] = 0
+        }
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        XCTAssertEqual(rc, 0)
+        listen(listener, 4)
+        let fd = listener
+        Thread.detachNewThread {
+            while true {
+                let c = accept(fd, nil, nil)
+                if c < 0 { return }
+                var buffer = Data()
+                var chunk = [UInt8](repeating: 0, count: 4096)
+                while true {
+                    let n = read(c, &chunk, chunk.count)
+                    if n <= 0 { break }
+                    buffer.append(chunk, count: n)
+                    while let nl = buffer.firstIndex(of: 0x0A) {
+                        let line = buffer[buffer.startIndex..<nl]
+                        buffer = Data(buffer[(nl + 1)...])
+                        guard case .success(let request) = AgentFraming.decodeRequest(Data(line)) else { continue }
+                        for frame in reply(request) { _ = frame.withUnsafeBytes { write(c, $0.baseAddress, $0.count) } }
+                    }
+                }
+                close(c)
+            }
+        }
+    }
+    deinit {
+        shutdown(listener, Int32(SHUT_RDWR))
+        close(listener)
+        unlink(path)
+    }
+}
+
+final class AgentClientTests: XCTestCase {
+    let hello = HelloInfo(agentVersion: "t", protocolVersion: 1, kernel: "k", pid: 1, bootId: "b", uptimeSeconds: 1, frozen: false)
+
+    func testStaleAnswersAreSkipped() throws {
+        let hello = self.hello
+        let agent = try FakeAgent { request in
+            // An answer left over from an earlier connection arrives first, then garbage, then ours.
+            [AgentFraming.encode(AgentResponse(id: request.id &- 1, hello: hello)), Data("not json\n".utf8),
+             AgentFraming.encode(AgentResponse(id: request.id, hello: hello))]
+        }
+        let client = AgentClient(socketPath: agent.path, timeout: 3)
+        XCTAssertEqual(try client.hello(), hello)
+    }
+
+    func testAgentErrorsBecomeClearErrors() throws {
+        let agent = try FakeAgent { [AgentFraming.encode(AgentResponse(id: $0.id, error: AgentFailure(.notFound, "no such pid 77")))] }
+        let client = AgentClient(socketPath: agent.path, timeout: 3)
+        XCTAssertThrowsError(try client.processes()) { XCTAssertEqual("\($0)", "guest agent: no such pid 77") }
+    }
+
+    func testSilentAgentTimesOut() throws {
+        let agent = try FakeAgent { _ in [] }
+        let client = AgentClient(socketPath: agent.path, timeout: 0.3)
+        let start = Date()
+        XCTAssertThrowsError(try client.hello()) { XCTAssertTrue("\($0)".contains("did not answer")) }
+        XCTAssertLessThan(Date().timeIntervalSince(start), 3)
+    }
+
+    func testMissingSocketIsAClearError() {
+        let client = AgentClient(socketPath: "/nonexistent/agent.sock", timeout: 1)
+        XCTAssertThrowsError(try client.hello()) { XCTAssertTrue("\($0)".contains("is the VM running")) }
+    }
+}
