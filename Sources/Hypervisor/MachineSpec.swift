@@ -65,8 +65,20 @@ public struct RuntimeLayout: Sendable {
     public init(name: String, root: String, ramDirectory: String = "/dev/shm", ramTag: String? = nil) {
         self.name = name
         self.directory = root + "/" + name
-        let tag = ramTag ?? "\(getuid())"
+        // Two runtime roots may hold VMs of the same name: the root's hash keeps their RAM files apart.
+        let tag = ramTag ?? "\(getuid())-\(RuntimeLayout.shortHash(root))"
         self.ramPath = "\(ramDirectory)/sparc-\(tag)-\(name).ram"
+    }
+
+    /// FNV-1a of a string, as 8 hex digits (stable across runs, unlike Hasher).
+    static func shortHash(_ s: String) -> String {
+        var h: UInt32 = 2_166_136_261
+        for b in s.utf8 {
+            h ^= UInt32(b)
+            h = h &* 16_777_619
+        }
+        let hex = String(h, radix: 16)
+        return String(repeating: "0", count: 8 - hex.count) + hex
     }
 
     public var qmpSocket: String { directory + "/qmp.sock" }

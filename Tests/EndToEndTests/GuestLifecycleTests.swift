@@ -1,0 +1,311 @@
+import Foundation
+import SnapshotModel
+import SparcSupport
+import XCTest
+
+/// End-to-end against the real default guest under TCG: one VM is booted for the whole
+/// class and every test leaves it running and thawed.
+final class GuestLifecycleTests: XCTestCase {
+    static var runtime = ""
+    static var work = ""
+    static var sparc: SparcRunner!
+    static var bootError: String?
+    let vm = "e2e"
+    var sparc: SparcRunner { Self.sparc }
+    var work: String { Self.work }
+
+    override class func setUp() {
+        super.setUp()
+        do {
+            runtime = try makeTempDir("rt")
+            work = try makeTempDir("work")
+            sparc = SparcRunner(runtime: runtime)
+            let out = try sparc.run(["vm", "start", "--name", "e2e"])
+            if out.status != 0 { bootError = out.stderr }
+        } catch {
+            bootError = "\(error)"
+        }
+    }
+
+    override class func tearDown() {
+        _ = try? sparc.run(["vm", "stop", "--name", "e2e"])
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: runtime)) ?? [] {
+            _ = try? sparc.run(["vm", "stop", "--name", name])
+        }
+        FileSystem.removeTree(runtime)
+        FileSystem.removeTree(work)
+        super.tearDown()
+    }
+
+    override func setUpWithError() throws {
+        if let bootError = Self.bootError { XCTFail("the test VM did not boot: \(bootError)") }
+        try XCTSkipIf(Self.bootError != nil)
+    }
+
+    /// Runs a shell command in the guest and returns its stdout (trimmed).
+    @discardableResult
+    func guest(_ script: String, file: StaticString = #filePath, line: UInt = #line) throws -> String {
+        try sparc.ok(["exec", "--name", vm, "--", "sh", "-c", script], file: file, line: line).trimmed
+    }
+
+    func counter(file: StaticString = #filePath, line: UInt = #line) throws -> Int {
+        let text = try guest("cat /data/counter", file: file, line: line)
+        guard let v = Int(text) else {
+            XCTFail("counter unreadable: '\(text)'", file: file, line: line)
+            return -1
+        }
+        return v
+    }
+
+    func noOops(file: StaticString = #filePath, line: UInt = #line) throws {
+        let log = try guest("dmesg")
+        for bad in ["Oops", "BUG:", "WARNING:", "Call Trace", "segfault", "I/O error", "EXT4-fs error"] {
+            XCTAssertFalse(log.contains(bad), "guest kernel logged '\(bad)':\n\(log)", file: file, line: line)
+        }
+    }
+
+    func assertNoLeftovers(in dir: String, file: StaticString = #filePath, line: UInt = #line) {
+        let stray = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.contains(".partial") }
+        XCTAssertEqual(stray, [], "partial bundle left behind in \(dir)", file: file, line: line)
+    }
+
+    /// The VM must be running with its processes thawed (exec answers and the agent says so).
+    func assertHealthy(file: StaticString = #filePath, line: UInt = #line) throws {
+        let status = try sparc.run(["vm", "status", "--name", vm, "--json"])
+        XCTAssertEqual(status.status, 0, file: file, line: line)
+        XCTAssertTrue(status.stdout.contains("\"state\" : \"running\""), status.stdout, file: file, line: line)
+        XCTAssertFalse(status.stdout.contains("frozen"), "guest left frozen: \(status.stdout)", file: file, line: line)
+        XCTAssertEqual(try guest("echo alive", file: file, line: line), "alive", file: file, line: line)
+    }
+
+    // MARK: -
+
+    func testProcessesTerminalsAndExec() throws {
+        let ps = try sparc.ok(["ps", "--name", vm])
+        let rows = ps.split(separator: "\n").map(String.init)
+        XCTAssertTrue(rows[0].contains("PID") && rows[0].contains("COMMAND"))
+        XCTAssertTrue(rows.contains { $0.hasSuffix(" init") && $0.trimmed.hasPrefix("1 ") }, ps)
+        XCTAssertTrue(rows.contains { $0.hasSuffix("/sbin/sparc-agent") }, ps)
+        XCTAssertTrue(rows.contains { $0.contains("ttyS0") && $0.hasSuffix("-/bin/sh") }, "console shell on ttyS0: \(ps)")
+
+        let json = try sparc.ok(["ps", "--name", vm, "--json"])
+        let list = try JSONSerialization.jsonObject(with: Data(json.utf8)) as! [[String: Any]]
+        let shell = list.first { ($0["command"] as? String) == "-/bin/sh" }
+        XCTAssertEqual(shell?["tty"] as? String, "ttyS0")
+        XCTAssertTrue(list.allSatisfy { $0["kernelThread"] as? Bool == false })
+
+        let ttys = try sparc.ok(["ttys", "--name", vm, "--json"])
+        let ttyList = try JSONSerialization.jsonObject(with: Data(ttys.utf8)) as! [[String: Any]]
+        let serial = ttyList.first { ($0["name"] as? String) == "ttyS0" }
+        XCTAssertEqual(serial?["kind"] as? String, "serial")
+        XCTAssertTrue((serial?["pids"] as? [Int])?.contains(shell?["pid"] as? Int ?? -1) ?? false, ttys)
+
+        let out = try sparc.run(["exec", "--name", vm, "--", "sh", "-c", "echo to-stdout; echo to-stderr >&2; exit 7"])
+        XCTAssertEqual(out.status, 7)
+        XCTAssertEqual(out.stdout, "to-stdout\n")
+        XCTAssertEqual(out.stderr, "to-stderr\n")
+
+        let piped = try sparc.run(["exec", "--name", vm, "--", "tr", "a-z", "A-Z"], input: Data("shout\n".utf8))
+        XCTAssertEqual(piped.stdout, "SHOUT\n")
+
+        let pid = try sparc.ok(["exec", "--name", vm, "--detach", "--", "sleep", "300"]).trimmed
+        XCTAssertNotNil(Int(pid))
+        XCTAssertTrue(try sparc.ok(["ps", "--name", vm]).contains("\(pid) "), "detached pid \(pid) listed")
+        try guest("kill \(pid)")
+
+        let missing = try sparc.run(["exec", "--name", vm, "--", "/no/such/program"])
+        XCTAssertEqual(missing.status, 127)
+    }
+
+    func testCheckpointAndRestoreRollBackMemoryAndDisk() throws {
+        try guest("rm -f /data/counter /data/file /data/late")
+        _ = try sparc.ok([
+            "exec", "--name", vm, "--detach", "--", "sh", "-c",
+            "i=0; while :; do i=$((i+1)); echo $i > /data/counter.tmp; mv /data/counter.tmp /data/counter; sleep 0.1; done",
+        ])
+        try guest("echo before > /data/file; sync")
+        var waited = 0
+        while (try? counter()) ?? 0 < 5 && waited < 100 {
+            usleep(100_000)
+            waited += 1
+        }
+        let bundle = work + "/lifecycle.sparc"
+        let beforeCheckpoint = try counter()
+        try sparc.ok(["checkpoint", "--name", vm, "-o", bundle])
+        let afterCheckpoint = try counter()
+        XCTAssertGreaterThanOrEqual(afterCheckpoint, beforeCheckpoint)
+        XCTAssertEqual(try sparc.run(["verify", bundle]).status, 0)
+
+        // The running VM goes on after the checkpoint.
+        try guest("echo after > /data/file; echo new > /data/late; sync")
+        sleep(3)
+        let later = try counter()
+        XCTAssertGreaterThan(later, afterCheckpoint + 15, "counter must keep running after checkpoint")
+
+        let manifest = try BundleReader(path: bundle).manifest
+        XCTAssertEqual(manifest.memory.bytes, 256 << 20)
+        XCTAssertLessThan(FileSystem.allocatedBytes(bundle + "/memory.img")!, manifest.memory.bytes / 2, "memory image is sparse")
+        XCTAssertNotNil(manifest.file(named: "disk.qcow2"))
+        XCTAssertTrue(manifest.qemu.argv.contains("-nodefaults"))
+
+        for round in 1...2 {
+            if round == 1 {
+                try sparc.ok(["vm", "stop", "--name", vm])
+                try sparc.ok(["restore", bundle, "--name", vm])
+            } else {
+                // Restoring twice from the same bundle works, here over the running VM.
+                try sparc.fails(["restore", bundle, "--name", vm], message: "is running")
+                try sparc.ok(["restore", bundle, "--name", vm, "--replace"])
+            }
+            let resumed = try counter()
+            XCTAssertGreaterThanOrEqual(resumed, beforeCheckpoint, "round \(round): counter went back before the checkpoint")
+            XCTAssertLessThanOrEqual(resumed, afterCheckpoint + 5, "round \(round): counter did not roll back")
+            XCTAssertLessThan(resumed, later)
+            XCTAssertEqual(try guest("cat /data/file"), "before", "round \(round): disk rolled back")
+            XCTAssertEqual(try guest("test -e /data/late && echo present || echo absent"), "absent")
+            sleep(1)
+            XCTAssertGreaterThan(try counter(), resumed, "round \(round): counter process runs on after restore")
+            try noOops()
+            XCTAssertEqual(try sparc.run(["verify", bundle]).status, 0, "restore must not change the bundle")
+        }
+        try guest("pkill -f counter.tmp; true")
+        try assertHealthy()
+    }
+
+    func flipByte(_ path: String, at offset: Int64) {
+        let fd = open(path, O_RDWR)
+        defer { close(fd) }
+        var b: UInt8 = 0
+        XCTAssertEqual(pread(fd, &b, 1, off_t(offset)), 1)
+        b ^= 0x20
+        XCTAssertEqual(pwrite(fd, &b, 1, off_t(offset)), 1)
+    }
+
+    /// Rewrites a file of a bundle and re-seals the manifest, as an attacker or a buggy tool would.
+    func reseal(_ bundle: String, replacing file: String, with data: Data) throws {
+        try data.write(to: URL(fileURLWithPath: bundle + "/" + file))
+        var manifest = try BundleReader(path: bundle).manifest
+        let i = manifest.files.firstIndex { $0.name == file }!
+        manifest.files[i].size = Int64(data.count)
+        manifest.files[i].sha256 = SHA256Hasher.hex(of: data)
+        try manifest.encoded().write(to: URL(fileURLWithPath: bundle + "/manifest.json"))
+    }
+
+    func assertNoVM(_ name: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        XCTAssertFalse(FileSystem.exists(Self.runtime + "/" + name), "runtime dir of \(name) left behind", file: file, line: line)
+        let shm = ((try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? []).filter { $0.hasSuffix("-\(name).ram") }
+        XCTAssertEqual(shm, [], "RAM file left behind", file: file, line: line)
+        let list = try sparc.run(["vm", "list", "--json"])
+        XCTAssertFalse(list.stdout.contains("\"\(name)\""), file: file, line: line)
+    }
+
+    func testDamagedBundlesAreRefused() throws {
+        let bundle = work + "/tamper.sparc"
+        try sparc.ok(["checkpoint", "--name", vm, "-o", bundle])
+        let manifest = try BundleReader(path: bundle).manifest
+
+        // One flipped byte in guest RAM: in the first data region of the sparse image.
+        let fd = open(bundle + "/memory.img", O_RDONLY)
+        let dataAt = lseek(fd, 1 << 20, seekData)
+        close(fd)
+        XCTAssertGreaterThanOrEqual(dataAt, 0)
+        flipByte(bundle + "/memory.img", at: Int64(dataAt) + 17)
+        let verify = try sparc.run(["verify", bundle])
+        XCTAssertEqual(verify.status, 1)
+        XCTAssertTrue(verify.stdout.contains("memory.img: content differs"), verify.stdout)
+        try sparc.fails(["restore", bundle, "--name", "tampered"], message: "memory image does not match")
+        try assertNoVM("tampered")
+        flipByte(bundle + "/memory.img", at: Int64(dataAt) + 17)
+        XCTAssertEqual(try sparc.run(["verify", bundle]).status, 0)
+
+        // One flipped byte in the manifest.
+        let manifestText = try String(contentsOfFile: bundle + "/manifest.json", encoding: .utf8)
+        let at = manifestText.utf8.count / 2
+        flipByte(bundle + "/manifest.json", at: Int64(at))
+        XCTAssertEqual(try sparc.run(["verify", bundle]).status, 1)
+        try sparc.fails(["restore", bundle, "--name", "tampered"], status: 1, message: "manifest.json")
+        try assertNoVM("tampered")
+        flipByte(bundle + "/manifest.json", at: Int64(at))
+
+        // Truncated device state: the digest catches it.
+        let devices = try Data(contentsOf: URL(fileURLWithPath: bundle + "/devices.vmstate"))
+        truncate(bundle + "/devices.vmstate", off_t(devices.count / 2))
+        XCTAssertEqual(try sparc.run(["verify", bundle]).status, 1)
+        try sparc.fails(["restore", bundle, "--name", "tampered"], status: 1, message: "devices.vmstate")
+        try assertNoVM("tampered")
+
+        // Truncated or wrong device state with a re-sealed manifest: QEMU itself rejects it.
+        try reseal(bundle, replacing: "devices.vmstate", with: devices.prefix(devices.count / 2))
+        XCTAssertEqual(try sparc.run(["verify", bundle]).status, 0)
+        try sparc.fails(["restore", bundle, "--name", "tampered"], message: "could not load the device state")
+        try assertNoVM("tampered")
+        try reseal(bundle, replacing: "devices.vmstate", with: Data((0..<devices.count).map { _ in UInt8.random(in: 0...255) }))
+        try sparc.fails(["restore", bundle, "--name", "tampered"], message: "could not load the device state")
+        try assertNoVM("tampered")
+
+        // Memory image of the wrong size for the machine.
+        try reseal(bundle, replacing: "devices.vmstate", with: devices)
+        truncate(bundle + "/memory.img", off_t(manifest.memory.bytes / 2))
+        try sparc.fails(["restore", bundle, "--name", "tampered"], status: 1, message: "memory.img: size is")
+        try assertNoVM("tampered")
+        try assertHealthy()
+    }
+
+    func testCheckpointRefusesBadOutputsAndLeavesVMRunning() throws {
+        let existing = work + "/exists.sparc"
+        try FileSystem.makeDirectory(existing)
+        try Data("keep".utf8).write(to: URL(fileURLWithPath: existing + "/mine"))
+        try sparc.fails(["checkpoint", "--name", vm, "-o", existing], message: "already exists")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: existing), ["mine"])
+
+        try sparc.fails(["checkpoint", "--name", vm, "-o", work + "/no/such/dir/x.sparc"], message: "does not exist")
+
+        let readOnly = work + "/ro"
+        let small = work + "/small"
+        try FileSystem.makeDirectory(readOnly)
+        try FileSystem.makeDirectory(small)
+        let canMount = (try Subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", readOnly])).status == 0
+        try XCTSkipUnless(canMount, "mounting a tmpfs is not permitted here: read-only and full-disk cases need it")
+        defer { _ = try? Subprocess.run(["umount", readOnly]) }
+        try sparc.fails(["checkpoint", "--name", vm, "-o", readOnly + "/x.sparc"], message: "not writable")
+        try assertHealthy()
+
+        XCTAssertEqual(try Subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", small]).status, 0)
+        defer { _ = try? Subprocess.run(["umount", small]) }
+        try sparc.fails(["checkpoint", "--name", vm, "-o", small + "/full.sparc"], message: "No space left on device")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: small), [], "full disk: nothing left behind")
+        try assertHealthy()
+    }
+
+    func testAgentThatDoesNotAnswerTimesOutClearly() throws {
+        let agentPid = try guest("pidof sparc-agent")
+        XCTAssertNotNil(Int(agentPid))
+        try sparc.ok(["exec", "--name", vm, "--detach", "--", "sh", "-c", "sleep 0.5; kill -STOP \(agentPid)"])
+        sleep(2)
+        let start = Date()
+        try sparc.fails(["ps", "--name", vm, "--timeout", "2"], message: "did not answer")
+        XCTAssertLessThan(Date().timeIntervalSince(start), 8)
+        try sparc.fails(["checkpoint", "--name", vm, "--timeout", "2", "-o", work + "/stuck.sparc"], message: "did not answer")
+        XCTAssertFalse(FileSystem.exists(work + "/stuck.sparc"))
+        assertNoLeftovers(in: work)
+        let status = try sparc.ok(["vm", "status", "--name", vm])
+        XCTAssertTrue(status.contains("not answering"), status)
+
+        // The console shell is independent of the agent: use it to wake the agent up.
+        try sparc.ok(["console", "--name", vm, "--send", "kill -CONT \(agentPid)\\n"])
+        var answered = false
+        for _ in 0..<20 where !answered {
+            answered = (try? sparc.run(["ps", "--name", vm, "--timeout", "2"]).status) == 0
+            if !answered { usleep(250_000) }
+        }
+        XCTAssertTrue(answered, "agent answers again after SIGCONT")
+        try assertHealthy()
+    }
+
+    func testUnknownNames() throws {
+        try sparc.fails(["ps", "--name", "nosuch"], message: "no VM named 'nosuch' is running")
+        try sparc.fails(["checkpoint", "--name", "nosuch", "-o", work + "/n.sparc"], message: "no VM named 'nosuch'")
+        try sparc.fails(["vm", "start", "--name", vm], message: "already running")
+        try sparc.fails(["ps", "--name", "../etc"], message: "invalid VM name")
+    }
+}

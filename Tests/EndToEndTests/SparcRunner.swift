@@ -1,0 +1,66 @@
+import Foundation
+import SparcSupport
+import XCTest
+
+/// Runs the real `sparc` binary against a private runtime directory.
+struct SparcRunner {
+    let binary: String
+    let runtime: String
+    var extraEnvironment: [String: String] = [:]
+
+    static func locateBinary() -> String {
+        if let b = ProcessInfo.processInfo.environment["SPARC_BIN"] { return b }
+        // The test bundle sits in .build/<config>/ beside the sparc executable.
+        var dir = Path.directory(of: FileSystem.absolute(CommandLine.arguments[0]))
+        while dir != "/" {
+            if FileSystem.exists(dir + "/sparc") && !FileSystem.isDirectory(dir + "/sparc") { return dir + "/sparc" }
+            dir = Path.directory(of: dir)
+        }
+        return ".build/debug/sparc"
+    }
+
+    init(runtime: String) {
+        binary = Self.locateBinary()
+        self.runtime = runtime
+    }
+
+    struct Output {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+        var lines: [String] { stdout.split(separator: "\n").map(String.init) }
+    }
+
+    @discardableResult
+    func run(_ args: [String], input: Data? = nil, environment: [String: String]? = nil, file: StaticString = #filePath, line: UInt = #line) throws -> Output {
+        var env = ProcessInfo.processInfo.environment
+        env["SPARC_RUNTIME_DIR"] = runtime
+        for (k, v) in extraEnvironment { env[k] = v }
+        for (k, v) in environment ?? [:] { env[k] = v }
+        let r = try Subprocess.run([binary] + args, input: input, environment: env)
+        return Output(status: r.status, stdout: r.stdoutText, stderr: r.stderrText)
+    }
+
+    /// Runs and requires exit 0, returning stdout.
+    @discardableResult
+    func ok(_ args: [String], file: StaticString = #filePath, line: UInt = #line) throws -> String {
+        let out = try run(args)
+        XCTAssertEqual(out.status, 0, "sparc \(args.joined(separator: " ")) failed: \(out.stderr)", file: file, line: line)
+        return out.stdout
+    }
+
+    /// Requires a failure with `status` and a single-line error containing `message`.
+    func fails(_ args: [String], status: Int32 = 2, message: String, environment: [String: String]? = nil, file: StaticString = #filePath, line: UInt = #line) throws {
+        let out = try run(args, environment: environment)
+        XCTAssertEqual(out.status, status, "sparc \(args.joined(separator: " ")): \(out.stderr)", file: file, line: line)
+        let errLines = out.stderr.split(separator: "\n").filter { !$0.trimmed.isEmpty }
+        XCTAssertEqual(errLines.count, 1, "one-line error expected, got: \(out.stderr)", file: file, line: line)
+        XCTAssertTrue(out.stderr.contains(message), "expected '\(message)' in: \(out.stderr)", file: file, line: line)
+    }
+}
+
+func makeTempDir(_ tag: String) throws -> String {
+    let dir = "/tmp/sparc-\(tag)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    try FileSystem.makeDirectories(dir)
+    return dir
+}
