@@ -64,7 +64,6 @@ e2e: build guest
 	$(SWIFT) test --skip-build --filter EndToEndTests
 
 bench: deps guest
-	$(SWIFT) build -c release --product sparc
 	bench/checkpoint
 
 clean:

@@ -32,6 +32,9 @@ let package = Package(
                 "SparcEngine", "SparcTUI", "HexView",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
+        // Benchmarks against QEMU's own save and restore (make bench); not a test.
+        .executableTarget(
+            name: "sparc-bench", dependencies: ["SparcEngine", "Hypervisor", "SnapshotModel", "GuestQuery"]),
         .testTarget(name: "SparcSupportTests", dependencies: ["SparcSupport"]),
         .testTarget(name: "SnapshotModelTests", dependencies: ["SnapshotModel"]),
         .testTarget(name: "GuestQueryTests", dependencies: ["GuestQuery"]),

@@ -367,6 +367,8 @@ struct TUI: ParsableCommand {
 // MARK: - entry point
 
 signal(SIGPIPE, SIG_IGN)
+// Bundles hold guest memory: nothing sparc writes is for other users to read.
+umask(0o077)
 do {
     var command = try Sparc.parseAsRoot()
     try command.run()

@@ -1,0 +1,197 @@
+import Foundation
+import GuestQuery
+import Hypervisor
+import SnapshotModel
+import SparcEngine
+import SparcSupport
+
+/// sparc-bench: measures sparc's checkpoint and restore side by side with QEMU's own
+/// save (`migrate` of the whole RAM to a file, as `virsh save` does) and a plain copy
+/// of the RAM file, in one run on one VM. Prints a markdown table with ratios.
+
+func now() -> Double { Date().timeIntervalSince1970 }
+
+func syncAll() { sync() }
+
+func time(_ body: () throws -> Void) rethrows -> Double {
+    let t = now()
+    try body()
+    return now() - t
+}
+
+func fmt(_ v: Double, _ digits: Int = 2) -> String { String(format: "%.\(digits)f", v) }
+func mib(_ bytes: Int64) -> String { String(format: "%.1f MiB", Double(bytes) / 1_048_576) }
+
+func du(_ path: String) -> Int64 {
+    var total: Int64 = 0
+    if FileSystem.isDirectory(path) {
+        for f in (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? [] { total += du(path + "/" + f) }
+    } else {
+        total += FileSystem.allocatedBytes(path) ?? 0
+    }
+    return total
+}
+
+func median(_ xs: [Double]) -> Double {
+    let s = xs.sorted()
+    return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+}
+
+let args = CommandLine.arguments
+var memoryMiB = 1024
+var fillMiB = 600
+var rounds = 3
+var i = 1
+while i < args.count {
+    switch args[i] {
+    case "--memory": memoryMiB = Int(args[i + 1]) ?? memoryMiB; i += 1
+    case "--fill": fillMiB = Int(args[i + 1]) ?? fillMiB; i += 1
+    case "--rounds": rounds = Int(args[i + 1]) ?? rounds; i += 1
+    case "checkpoint": break
+    default:
+        printError("usage: sparc-bench checkpoint [--memory MIB] [--fill MIB] [--rounds N]")
+        exit(2)
+    }
+    i += 1
+}
+
+let work = "/var/tmp/sparc-bench-\(getpid())"
+let root = work + "/runtime"
+try FileSystem.makeDirectories(root)
+let manager = VMManager(root: root, agentTimeout: 60)
+let name = "bench"
+defer {
+    try? manager.stop(name: name)
+    FileSystem.removeTree(work)
+}
+func cleanupAndExit(_ code: Int32) -> Never {
+    try? manager.stop(name: name)
+    FileSystem.removeTree(work)
+    exit(code)
+}
+
+do {
+    var options = StartOptions()
+    options.name = name
+    options.memoryMiB = memoryMiB
+    print("booting a \(memoryMiB) MiB guest…")
+    try manager.start(options)
+    let agent = try manager.agentClient(name, timeout: 600)
+    print("filling \(fillMiB) MiB of guest memory with random data…")
+    let fill = try agent.exec(
+        ExecRequest(argv: [
+            "sh", "-c",
+            "mount -o remount,size=\(fillMiB + 64)m /dev/shm && dd if=/dev/urandom of=/dev/shm/fill bs=1M count=\(fillMiB) 2>/dev/null && sync && echo ok",
+        ]), timeout: 900)
+    guard fill.status == 0 else { throw SparcError("filling guest memory failed: \(String(decoding: fill.stderr, as: UTF8.self))") }
+    agent.close()
+
+    let layout = manager.layout(name)
+    var ours: [Double] = []
+    var qemuSave: [Double] = []
+    var plainCopy: [Double] = []
+    var ourSize: Int64 = 0
+    var qemuSize: Int64 = 0
+    var ramData: Int64 = 0
+    let bundle = work + "/ours.sparc"
+    let qemuFile = work + "/qemu.save"
+    for round in 1...rounds {
+        FileSystem.removeTree(bundle)
+        unlink(qemuFile)
+        unlink(work + "/copy.ram")
+        // Alternate the order so neither side always runs on a warmer cache.
+        let order = round % 2 == 1 ? [0, 1, 2] : [2, 1, 0]
+        for which in order {
+            switch which {
+            case 0:
+                ours.append(
+                    try time {
+                        let r = try manager.checkpoint(name: name, output: bundle)
+                        ramData = r.memoryDataBytes
+                        syncAll()
+                    })
+                ourSize = du(bundle)
+            case 1:
+                let qmp = try QMPClient(socketPath: layout.qmpSocket)
+                qemuSave.append(
+                    try time {
+                        try qmp.execute("stop")
+                        try qmp.execute(
+                            "migrate-set-capabilities",
+                            ["capabilities": [["capability": "x-ignore-shared", "state": false]]])
+                        try qmp.execute("migrate", ["uri": "exec:cat > '\(qemuFile)'"])
+                        try qmp.waitForMigration(timeout: 600)
+                        syncAll()
+                    })
+                try qmp.execute("cont")
+                qmp.close()
+                qemuSize = du(qemuFile)
+            default:
+                plainCopy.append(
+                    try time {
+                        let r = try Subprocess.run(["cp", layout.ramPath, work + "/copy.ram"])
+                        guard r.status == 0 else { throw SparcError("cp failed: \(r.stderrSummary)") }
+                        syncAll()
+                    })
+            }
+        }
+        print("round \(round): ours \(fmt(ours.last!)) s, QEMU save \(fmt(qemuSave.last!)) s, copy \(fmt(plainCopy.last!)) s")
+    }
+    unlink(work + "/copy.ram")
+
+    // Restore: ours (verify + sparse load + incoming + thaw) against QEMU's -incoming of its own save.
+    var ourRestore: [Double] = []
+    var qemuRestore: [Double] = []
+    let spec = try BundleReader(path: bundle).manifest.machine
+    for _ in 1...rounds {
+        try manager.stop(name: name)
+        ourRestore.append(try time { _ = try manager.restore(bundle: bundle, name: name) })
+        try manager.stop(name: name)
+
+        let qemuLayout = RuntimeLayout(name: "qemu-restore", root: root)
+        try FileSystem.makeDirectories(qemuLayout.directory)
+        let overlay = qemuLayout.directory + "/disk.qcow2"
+        _ = try Subprocess.run([
+            "qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", bundle + "/disk.qcow2", overlay,
+        ])
+        let command = QEMUCommand(spec: spec, layout: qemuLayout, diskPath: overlay, incoming: true)
+        var pid: pid_t = 0
+        qemuRestore.append(
+            try time {
+                let (p, qmp) = try QEMUProcess.launch(command.arguments, layout: qemuLayout)
+                pid = p
+                try qmp.execute("migrate-incoming", ["uri": "exec:cat '\(qemuFile)'"])
+                while true {
+                    let (status, error) = try qmp.migrationState()
+                    if status == "completed" { break }
+                    if status == "failed" { throw SparcError("QEMU restore failed: \(error ?? "")") }
+                    usleep(5000)
+                }
+                try qmp.execute("cont")
+                qmp.close()
+            })
+        kill(pid, SIGKILL)
+        _ = QEMUProcess.waitForExit(pid, timeout: 10)
+        unlink(qemuLayout.ramPath)
+        FileSystem.removeTree(qemuLayout.directory)
+        try manager.restore(bundle: bundle, name: name)
+    }
+
+    let o = median(ours)
+    let q = median(qemuSave)
+    let c = median(plainCopy)
+    print("")
+    print("Guest: \(memoryMiB) MiB RAM, \(mib(ramData)) non-zero pages saved; TCG; median of \(rounds) rounds; every save followed by sync.")
+    print("")
+    print("| operation | time (s) | on disk | time vs QEMU | size vs QEMU |")
+    print("|---|---:|---:|---:|---:|")
+    print("| sparc checkpoint | \(fmt(o)) | \(mib(ourSize)) | \(fmt(o / q))× | \(fmt(Double(ourSize) / Double(qemuSize)))× |")
+    print("| QEMU save (migrate to file) | \(fmt(q)) | \(mib(qemuSize)) | 1.00× | 1.00× |")
+    print("| plain copy of the RAM file | \(fmt(c)) | \(mib(Int64(memoryMiB) << 20)) | \(fmt(c / q))× | \(fmt(Double(Int64(memoryMiB) << 20) / Double(qemuSize)))× |")
+    print("| sparc restore (verify + load + resume) | \(fmt(median(ourRestore))) | | \(fmt(median(ourRestore) / median(qemuRestore)))× | |")
+    print("| QEMU restore (-incoming) | \(fmt(median(qemuRestore))) | | 1.00× | |")
+} catch {
+    printError("sparc-bench: \(error)")
+    cleanupAndExit(2)
+}
+cleanupAndExit(0)
