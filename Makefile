@@ -55,13 +55,13 @@ run: build guest
 	fi
 
 test: build guest
-	$(SWIFT) test --skip-build
+	$(SWIFT) test --skip-build --disable-swift-testing
 
 unit: build
-	$(SWIFT) test --skip-build --skip EndToEndTests
+	$(SWIFT) test --skip-build --disable-swift-testing --skip EndToEndTests
 
 e2e: build guest
-	$(SWIFT) test --skip-build --filter EndToEndTests
+	$(SWIFT) test --skip-build --disable-swift-testing --filter EndToEndTests
 
 bench: deps guest
 	bench/checkpoint

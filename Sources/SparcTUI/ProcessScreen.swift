@@ -30,17 +30,24 @@ public struct ProcessScreen {
         selectedPid = processes[i].pid
     }
 
+    /// One table row: right-aligned numbers, left-aligned names, the command last.
+    static func row(_ pid: String, _ ppid: String, _ user: String, _ state: String, _ tty: String, _ rss: String, _ command: String)
+        -> String
+    {
+        func left(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
+        func right(_ s: String, _ n: Int) -> String { s.count >= n ? s : String(repeating: " ", count: n - s.count) + s }
+        return [right(pid, 7), right(ppid, 7), left(user, 8), left(state, 1), left(tty, 8), right(rss, 8), command]
+            .joined(separator: " ")
+    }
+
     public func render(into buffer: inout CellBuffer) {
         let w = buffer.width
         buffer.put(" sparc — \(vmName) — \(processes.count) processes", row: 0, style: .header, fill: w)
-        buffer.put(
-            String(format: "%7@ %7@ %-8@ S %-8@ %8@ %@", "PID", "PPID", "USER", "TTY", "RSS", "COMMAND"), row: 1,
-            style: .dim, fill: w)
+        buffer.put(Self.row("PID", "PPID", "USER", "S", "TTY", "RSS", "COMMAND"), row: 1, style: .dim, fill: w)
         let rows = max(0, buffer.height - 4)
         let top = min(max(0, selectedIndex - rows + 1), max(0, processes.count - rows))
         for (i, p) in processes.dropFirst(top).prefix(rows).enumerated() {
-            let line = String(
-                format: "%7d %7d %-8@ %@ %-8@ %7dK %@", p.pid, p.ppid, p.user, p.state, p.tty ?? "?", p.rssKiB, p.command)
+            let line = Self.row(String(p.pid), String(p.ppid), p.user, p.state, p.tty ?? "?", "\(p.rssKiB)K", p.command)
             buffer.put(line, row: 2 + i, style: p.pid == selectedPid ? .selected : .normal, fill: w)
         }
         buffer.put(status, row: buffer.height - 2, style: .status, fill: w)

@@ -43,3 +43,13 @@ final class ProcessScreenTests: XCTestCase {
         }
     }
 }
+
+final class ProcessRowTests: XCTestCase {
+    func testColumnsLineUp() {
+        let header = ProcessScreen.row("PID", "PPID", "USER", "S", "TTY", "RSS", "COMMAND")
+        let row = ProcessScreen.row("112", "1", "root", "S", "ttyS0", "4K", "-/bin/sh")
+        XCTAssertEqual(header, "    PID    PPID USER     S TTY           RSS COMMAND")
+        XCTAssertEqual(row, "    112       1 root     S ttyS0          4K -/bin/sh")
+        XCTAssertEqual(header.range(of: "COMMAND")?.lowerBound.utf16Offset(in: header), row.range(of: "-/bin/sh")?.lowerBound.utf16Offset(in: row))
+    }
+}
