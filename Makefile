@@ -8,7 +8,7 @@ APT_PACKAGES := qemu-system-x86 qemu-utils busybox-static linux-image-amd64 linu
 	libncurses-dev libssl-dev pkg-config tmux cpio e2fsprogs kmod xz-utils zstd ripgrep
 SWIFT_SOURCES := $(shell find Sources -name '*.swift' -o -name '*.h' -o -name '*.modulemap') Package.swift
 AGENT_SOURCES := $(shell find Sources/sparc-agent Sources/GuestQuery Sources/SparcSupport -name '*.swift') Package.swift
-GUEST_INPUTS := Guest/build-image.sh $(shell find Guest/rootfs -type f)
+GUEST_INPUTS := Guest/build-image.sh $(shell find Guest/rootfs Guest/helper -type f)
 
 .PHONY: all deps build guest run test unit e2e bench clean help
 

@@ -17,7 +17,7 @@ let package = Package(
         // libcrypto (OpenSSL) for SHA-256 with the CPU's SHA extensions.
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CNCurses", providers: [.apt(["libncurses-dev"])]),
-        .target(name: "SnapshotModel", dependencies: ["SparcSupport", "COpenSSL", "Hypervisor"]),
+        .target(name: "SnapshotModel", dependencies: ["SparcSupport", "COpenSSL", "Hypervisor", "GuestQuery"]),
         .target(name: "GuestQuery", dependencies: ["SparcSupport"]),
         .target(name: "Hypervisor", dependencies: ["SparcSupport"]),
         .target(name: "HexView"),
@@ -25,7 +25,8 @@ let package = Package(
             name: "SparcEngine",
             dependencies: ["SparcSupport", "SnapshotModel", "GuestQuery", "Hypervisor"]),
         .target(name: "SparcTUI", dependencies: ["CNCurses", "SparcEngine", "GuestQuery"]),
-        .executableTarget(name: "sparc-agent", dependencies: ["GuestQuery", "SparcSupport"]),
+        .target(name: "CSparcGuest"),
+        .executableTarget(name: "sparc-agent", dependencies: ["GuestQuery", "SparcSupport", "CSparcGuest"]),
         .executableTarget(
             name: "sparc",
             dependencies: [

@@ -46,6 +46,14 @@ for m in virtio_pci virtio_console virtio_blk ext4 crc32c_generic crc32c-intel v
 done
 grep -q virtio_console "$root/etc/sparc/modules.order" || { echo "build-image: virtio_console module not found for $kver" >&2; exit 2; }
 
+# The kernel helper, built against this kernel's headers (linux-headers-$kver).
+kbuild=/lib/modules/$kver/build
+[ -d "$kbuild" ] || { echo "build-image: no kernel headers at $kbuild (apt-get install linux-headers-amd64)" >&2; exit 2; }
+cp "$here/helper/Makefile" "$here/helper/sparc_helper.c" "$work/"
+make -s -C "$kbuild" M="$work" modules >"$work/helper.log" 2>&1 || { cat "$work/helper.log" >&2; echo "build-image: kernel helper did not build" >&2; exit 2; }
+mkdir -p "$root/lib/modules/sparc"
+strip --strip-debug -o "$root/lib/modules/sparc/sparc_helper.ko" "$work/sparc_helper.ko"
+
 cp -a "$here/rootfs/etc/." "$root/etc/"
 install -m 0755 "$here/rootfs/sparc-agent-run" "$root/sbin/sparc-agent-run"
 install -m 0755 "$agent" "$root/sbin/sparc-agent"

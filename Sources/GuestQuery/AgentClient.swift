@@ -50,14 +50,17 @@ public final class AgentClient {
     }
 
     /// Sends one request and waits for its answer, up to `timeout` (or the client's default).
-    public func call(_ op: AgentOperation, exec: ExecRequest? = nil, timeout: TimeInterval? = nil) throws
+    public func call(
+        _ op: AgentOperation, exec: ExecRequest? = nil, collect: ExclusionRequest? = nil, cleanup: CleanupRequest? = nil,
+        timeout: TimeInterval? = nil
+    ) throws
         -> AgentResponse
     {
         let limit = timeout ?? self.timeout
         let deadline = Date().addingTimeInterval(limit)
         let s = try connected()
         nextId &+= 1
-        let request = AgentRequest(id: nextId, op: op, exec: exec)
+        let request = AgentRequest(id: nextId, op: op, exec: exec, collect: collect, cleanup: cleanup)
         do {
             try s.write(AgentFraming.encode(request), deadline: deadline)
             while true {
@@ -118,6 +121,28 @@ public final class AgentClient {
 
     public func thaw() throws -> FreezeResult {
         guard let r = try call(.thaw).freeze else { throw SparcError("guest agent sent no thaw result") }
+        return r
+    }
+
+    /// Resolves an exclusion and collects its physical ranges (the guest must be frozen).
+    public func collect(_ request: ExclusionRequest, timeout: TimeInterval? = nil) throws -> ExclusionPlan {
+        guard let r = try call(.collect, collect: request, timeout: timeout ?? max(self.timeout, 120)).plan else {
+            throw SparcError("guest agent sent no exclusion plan")
+        }
+        return r
+    }
+
+    /// After a restore: kills excluded processes, evicts their page cache (guest still frozen).
+    public func cleanup(_ request: CleanupRequest) throws -> CleanupResult {
+        guard let r = try call(.cleanup, cleanup: request, timeout: max(timeout, 60)).cleanup else {
+            throw SparcError("guest agent sent no cleanup result")
+        }
+        return r
+    }
+
+    /// Starts (or finds) the terminal relay on the second serial port.
+    public func terminal() throws -> TerminalInfo {
+        guard let r = try call(.terminal).terminal else { throw SparcError("guest agent sent no terminal info") }
         return r
     }
 

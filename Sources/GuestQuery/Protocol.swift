@@ -18,7 +18,7 @@ public enum AgentProtocol {
 }
 
 public enum AgentOperation: String, Codable, Sendable {
-    case hello, processes, ttys, exec, freeze, thaw
+    case hello, processes, ttys, exec, freeze, thaw, collect, cleanup, terminal
 }
 
 /// Parameters of `exec`: the command runs inside the guest's process cgroup.
@@ -44,12 +44,16 @@ public struct AgentRequest: Codable, Equatable, Sendable {
     public var id: UInt64
     public var op: AgentOperation
     public var exec: ExecRequest?
+    public var collect: ExclusionRequest?
+    public var cleanup: CleanupRequest?
 
-    public init(id: UInt64, op: AgentOperation, exec: ExecRequest? = nil) {
+    public init(id: UInt64, op: AgentOperation, exec: ExecRequest? = nil, collect: ExclusionRequest? = nil, cleanup: CleanupRequest? = nil) {
         self.v = AgentProtocol.version
         self.id = id
         self.op = op
         self.exec = exec
+        self.collect = collect
+        self.cleanup = cleanup
     }
 }
 
@@ -165,11 +169,18 @@ public struct AgentResponse: Codable, Equatable, Error, Sendable {
     public var ttys: [GuestTTY]?
     public var exec: ExecResult?
     public var freeze: FreezeResult?
+    public var plan: ExclusionPlan?
+    public var cleanup: CleanupResult?
+    public var terminal: TerminalInfo?
 
     public init(
         id: UInt64?, error: AgentFailure? = nil, hello: HelloInfo? = nil, processes: [GuestProcess]? = nil,
-        ttys: [GuestTTY]? = nil, exec: ExecResult? = nil, freeze: FreezeResult? = nil
+        ttys: [GuestTTY]? = nil, exec: ExecResult? = nil, freeze: FreezeResult? = nil, plan: ExclusionPlan? = nil,
+        cleanup: CleanupResult? = nil, terminal: TerminalInfo? = nil
     ) {
+        self.plan = plan
+        self.cleanup = cleanup
+        self.terminal = terminal
         self.id = id
         self.ok = error == nil
         self.error = error
@@ -226,5 +237,132 @@ public enum AgentFraming {
         } catch {
             return .failure(AgentResponse(id: id, error: AgentFailure(.invalidArgument, "malformed request: \(error)")))
         }
+    }
+}
+
+// MARK: - Exclusion
+
+/// How much of an excluded process's data is left out.
+public enum ExclusionScope: String, Codable, Sendable, CaseIterable {
+    /// Only the processes' own pages (what their page tables map).
+    case user
+    /// Also the kernel memory that carries their data: page cache, pipes, sockets, terminals, kernel stacks.
+    case all
+}
+
+/// What the operator asked to leave out of a checkpoint.
+public struct ExclusionRequest: Codable, Equatable, Sendable {
+    public var pids: [Int32]
+    public var names: [String]
+    public var ttys: [String]
+    public var scope: ExclusionScope
+    /// Also exclude page cache of files on memory-only file systems (their content is lost at restore).
+    public var excludeMemoryFiles: Bool
+
+    public init(pids: [Int32] = [], names: [String] = [], ttys: [String] = [], scope: ExclusionScope = .all, excludeMemoryFiles: Bool = false) {
+        self.pids = pids
+        self.names = names
+        self.ttys = ttys
+        self.scope = scope
+        self.excludeMemoryFiles = excludeMemoryFiles
+    }
+
+    public var isEmpty: Bool { pids.isEmpty && names.isEmpty && ttys.isEmpty }
+}
+
+/// The kinds of memory an exclusion covers; manifests count bytes per kind.
+public enum ExcludedKind: String, Codable, Sendable, CaseIterable {
+    case user, pagecache, pipe, socket, tty, kstack
+}
+
+/// A process an exclusion resolved to, and why it is in the set.
+public struct ExcludedProcess: Codable, Equatable, Sendable {
+    public var pid: Int32
+    public var command: String
+    /// "pid 12", "name bash", "tty pts/0", "child of 12", "holds the master of pts/0".
+    public var reason: String
+    /// Field 22 of /proc/PID/stat: tells this process from a later one with the same pid.
+    public var startTime: UInt64
+    public init(pid: Int32, command: String, reason: String, startTime: UInt64) {
+        self.pid = pid
+        self.command = command
+        self.reason = reason
+        self.startTime = startTime
+    }
+}
+
+/// Physical byte ranges to leave out, with what they are.
+public struct ExclusionPlan: Codable, Equatable, Sendable {
+    /// [start, length, kind index into ExcludedKind.allCases], guest-physical, merged per kind.
+    public var ranges: [[UInt64]]
+    public var processes: [ExcludedProcess]
+    public var ttys: [String]
+    /// Bytes per kind before ranges of different kinds were merged.
+    public var bytes: [String: UInt64]
+    /// Pages the excluded processes map that some other process maps too: kept.
+    public var keptSharedPages: Int
+    /// Regular files on disk whose page cache was excluded: evicted after restore.
+    public var evictFiles: [String]
+    /// Files on memory-only file systems whose pages were excluded (opt-in): removed after restore.
+    public var removeFiles: [String]
+    public var warnings: [String]
+    public var milliseconds: Double
+
+    public init(
+        ranges: [[UInt64]] = [], processes: [ExcludedProcess] = [], ttys: [String] = [], bytes: [String: UInt64] = [:],
+        keptSharedPages: Int = 0, evictFiles: [String] = [], removeFiles: [String] = [], warnings: [String] = [],
+        milliseconds: Double = 0
+    ) {
+        self.ranges = ranges
+        self.processes = processes
+        self.ttys = ttys
+        self.bytes = bytes
+        self.keptSharedPages = keptSharedPages
+        self.evictFiles = evictFiles
+        self.removeFiles = removeFiles
+        self.warnings = warnings
+        self.milliseconds = milliseconds
+    }
+}
+
+/// What the agent does after a restore, while the guest is still frozen.
+public struct CleanupRequest: Codable, Equatable, Sendable {
+    public var kill: [ExcludedProcess]
+    public var evictFiles: [String]
+    public var removeFiles: [String]
+    public init(kill: [ExcludedProcess], evictFiles: [String], removeFiles: [String]) {
+        self.kill = kill
+        self.evictFiles = evictFiles
+        self.removeFiles = removeFiles
+    }
+}
+
+public struct CleanupResult: Codable, Equatable, Sendable {
+    public var killed: [Int32]
+    /// Excluded processes that were no longer there (or were another process by now).
+    public var missing: [Int32]
+    public var evicted: [String]
+    public var removed: [String]
+    public var warnings: [String]
+    public init(killed: [Int32] = [], missing: [Int32] = [], evicted: [String] = [], removed: [String] = [], warnings: [String] = []) {
+        self.killed = killed
+        self.missing = missing
+        self.evicted = evicted
+        self.removed = removed
+        self.warnings = warnings
+    }
+}
+
+/// The answer to `terminal`: the relay that holds the pty master, and the pty's name.
+public struct TerminalInfo: Codable, Equatable, Sendable {
+    public var relayPid: Int32
+    public var shellPid: Int32
+    public var tty: String
+    public var started: Bool
+    public init(relayPid: Int32, shellPid: Int32, tty: String, started: Bool) {
+        self.relayPid = relayPid
+        self.shellPid = shellPid
+        self.tty = tty
+        self.started = started
     }
 }

@@ -84,6 +84,7 @@ public struct RuntimeLayout: Sendable {
     public var qmpSocket: String { directory + "/qmp.sock" }
     public var agentSocket: String { directory + "/agent.sock" }
     public var consoleSocket: String { directory + "/console.sock" }
+    public var terminalSocket: String { directory + "/terminal.sock" }
     public var pidFile: String { directory + "/qemu.pid" }
     public var stateFile: String { directory + "/vm.json" }
     public var errorLog: String { directory + "/qemu.err" }

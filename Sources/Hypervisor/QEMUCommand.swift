@@ -50,6 +50,9 @@ public struct QEMUCommand {
         a += ["-mon", "chardev=qmp,mode=control"]
         a += ["-chardev", "socket,id=console,path=\(Self.escape(layout.consoleSocket)),server=on,wait=off"]
         a += ["-serial", "chardev:console"]
+        // ttyS1 carries `sparc terminal`: a pty relay in the guest, so typed text never passes the agent.
+        a += ["-chardev", "socket,id=terminal,path=\(Self.escape(layout.terminalSocket)),server=on,wait=off"]
+        a += ["-serial", "chardev:terminal"]
         a += ["-device", "virtio-serial-pci,id=vser0"]
         a += ["-chardev", "socket,id=agent,path=\(Self.escape(layout.agentSocket)),server=on,wait=off"]
         a += ["-device", "virtserialport,bus=vser0.0,chardev=agent,name=org.sparc.agent.0"]

@@ -1,4 +1,5 @@
 import Foundation
+import GuestQuery
 import Hypervisor
 import SparcSupport
 
@@ -58,16 +59,46 @@ public struct Manifest: Codable, Equatable, Sendable {
 
     /// What the operator asked to leave out and what that came to. Empty when nothing was excluded.
     public struct Exclusion: Codable, Equatable, Sendable {
+        /// The targets as the operator named them: "pid 12", "name bash", "tty pts/0".
         public var targets: [String]
         public var scope: String?
+        /// Bytes of the memory image left out (all kinds, overlaps counted once).
         public var bytes: Int64
+        /// Bytes per kind (user, pagecache, pipe, socket, tty, kstack).
+        public var bytesByKind: [String: UInt64]
+        /// The processes the targets resolved to; restore kills them.
+        public var processes: [ExcludedProcess]
+        public var ttys: [String]
+        public var ranges: Int
+        public var keptSharedPages: Int
+        /// Files whose page cache was left out: evicted after restore.
+        public var evictFiles: [String]
+        /// Files on memory-only file systems left out (opt-in): removed after restore.
+        public var removeFiles: [String]
+        /// Time the agent took to collect the ranges (guest frozen, VM running).
+        public var collectMilliseconds: Double
         public var warnings: [String]
-        public init(targets: [String] = [], scope: String? = nil, bytes: Int64 = 0, warnings: [String] = []) {
+
+        public init(
+            targets: [String] = [], scope: String? = nil, bytes: Int64 = 0, bytesByKind: [String: UInt64] = [:],
+            processes: [ExcludedProcess] = [], ttys: [String] = [], ranges: Int = 0, keptSharedPages: Int = 0,
+            evictFiles: [String] = [], removeFiles: [String] = [], collectMilliseconds: Double = 0, warnings: [String] = []
+        ) {
             self.targets = targets
             self.scope = scope
             self.bytes = bytes
+            self.bytesByKind = bytesByKind
+            self.processes = processes
+            self.ttys = ttys
+            self.ranges = ranges
+            self.keptSharedPages = keptSharedPages
+            self.evictFiles = evictFiles
+            self.removeFiles = removeFiles
+            self.collectMilliseconds = collectMilliseconds
             self.warnings = warnings
         }
+
+        public var isEmpty: Bool { targets.isEmpty }
     }
 
     public struct Guest: Codable, Equatable, Sendable {

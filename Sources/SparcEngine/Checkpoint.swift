@@ -19,6 +19,8 @@ public struct CheckpointReport: Codable, Sendable {
     public var downtime: Double
     public var total: Double
     public var stopped: Bool
+    /// What was left out, as recorded in the manifest (empty without exclusion).
+    public var exclusion: Manifest.Exclusion
 }
 
 /// Quotes a path for the shell that QEMU's `exec:` migration URI runs.
@@ -30,9 +32,10 @@ extension VMManager {
     /// The guest is frozen by its agent and paused by QEMU while the device state and the
     /// RAM are copied; the RAM goes straight from the shared RAM file into a sparse image
     /// (zero pages become holes) and never through QEMU's migration stream.
-    public func checkpoint(name: String, output: String, stopAfter: Bool = false, progress: Progress? = nil) throws
-        -> CheckpointReport
-    {
+    public func checkpoint(
+        name: String, output: String, stopAfter: Bool = false, exclusion: ExclusionRequest? = nil,
+        progress: Progress? = nil
+    ) throws -> CheckpointReport {
         let began = Date()
         var state = try running(name)
         let layout = layout(name)
@@ -46,6 +49,7 @@ extension VMManager {
         let hello = try agent.hello()
         progress?("freezing guest processes")
         _ = try agent.freeze()
+        var thawOnFailure = true
         var paused = false
         var pausedAt = Date()
         var newOverlay: String?
@@ -55,8 +59,18 @@ extension VMManager {
                 // Failure: leave the VM as it was (running, thawed) and no partial bundle behind.
                 writer.abort()
                 if paused { _ = try? qmp.execute("cont") }
-                _ = try? agent.thaw()
+                if thawOnFailure { _ = try? agent.thaw() }
             }
+        }
+
+        var plan: ExclusionPlan?
+        var excludedFileRanges: [Range<Int64>] = []
+        if let exclusion, !exclusion.isEmpty {
+            progress?("collecting what to leave out")
+            let collected = try agent.collect(exclusion)
+            let layout = PhysicalLayout(ramBytes: UInt64(state.spec.memoryBytes))
+            excludedFileRanges = collected.ranges.flatMap { layout.fileRanges(physical: $0[0], length: $0[1]) }
+            plan = collected
         }
 
         try qmp.execute("stop")
@@ -87,7 +101,7 @@ extension VMManager {
 
         progress?("copying memory")
         let stats = try SparseImage.save(
-            from: layout.ramPath, to: writer.file(Manifest.memoryFile),
+            from: layout.ramPath, to: writer.file(Manifest.memoryFile), excluding: excludedFileRanges,
             progress: { done, total in progress?("copying memory \(done * 100 / max(total, 1))%") })
 
         let downtime: Double
@@ -98,6 +112,7 @@ extension VMManager {
             paused = false
             downtime = Date().timeIntervalSince(pausedAt)
             progress?("thawing guest processes")
+            thawOnFailure = false
             _ = try agent.thaw()
         }
 
@@ -125,6 +140,7 @@ extension VMManager {
             memory: .init(
                 file: Manifest.memoryFile, bytes: stats.bytes, dataBytes: stats.dataBytes, zeroBytes: stats.zeroBytes,
                 excludedBytes: stats.excludedBytes),
+            exclusion: Self.exclusionRecord(exclusion, plan: plan, excludedBytes: stats.excludedBytes),
             files: entries)
         progress?("writing manifest")
         try writer.commit(manifest)
@@ -140,6 +156,17 @@ extension VMManager {
             bundle: writer.path, memoryBytes: stats.bytes, memoryDataBytes: stats.dataBytes,
             devicesBytes: entries.first { $0.name == Manifest.devicesFile }?.size ?? 0,
             diskBytes: entries.first { $0.name == Manifest.diskFile }?.size, downtime: downtime,
-            total: Date().timeIntervalSince(began), stopped: stopAfter)
+            total: Date().timeIntervalSince(began), stopped: stopAfter, exclusion: manifest.exclusion)
+    }
+
+    /// The manifest's account of an exclusion: targets as the operator named them and what they came to.
+    static func exclusionRecord(_ request: ExclusionRequest?, plan: ExclusionPlan?, excludedBytes: Int64) -> Manifest.Exclusion {
+        guard let request, let plan else { return Manifest.Exclusion() }
+        let targets = request.pids.map { "pid \($0)" } + request.names.map { "name \($0)" } + request.ttys.map { "tty \($0)" }
+        return Manifest.Exclusion(
+            targets: targets, scope: request.scope.rawValue, bytes: excludedBytes, bytesByKind: plan.bytes,
+            processes: plan.processes, ttys: plan.ttys, ranges: plan.ranges.count, keptSharedPages: plan.keptSharedPages,
+            evictFiles: plan.evictFiles, removeFiles: plan.removeFiles, collectMilliseconds: plan.milliseconds,
+            warnings: plan.warnings)
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import GuestQuery
 import SparcSupport
 
 #if canImport(Glibc)
@@ -93,7 +94,7 @@ public struct SerialConsole {
                 if n <= 0 { throw SparcError("console connection closed (the VM stopped?)") }
                 var off = 0
                 while off < n {
-                    let w = write(output, &buf[off], n - off)
+                    let w = buf.withUnsafeBytes { write(output, $0.baseAddress! + off, n - off) }
                     if w <= 0 { break }
                     off += w
                 }
@@ -118,5 +119,14 @@ extension VMManager {
     public func console(_ name: String) throws -> SerialConsole {
         _ = try running(name)
         return SerialConsole(socketPath: layout(name).consoleSocket)
+    }
+
+    /// Starts (or finds) the guest's terminal relay and returns the pty it serves and the
+    /// host end to talk to it (the VM's second serial port).
+    public func terminal(_ name: String) throws -> (info: TerminalInfo, console: SerialConsole) {
+        let agent = try agentClient(name)
+        defer { agent.close() }
+        let info = try agent.terminal()
+        return (info, SerialConsole(socketPath: layout(name).terminalSocket))
     }
 }

@@ -16,6 +16,8 @@ public struct RestoreReport: Codable, Sendable {
     public var replaced: Bool
     public var total: Double
     public var warnings: [String]
+    /// What the agent did before the guest ran on (nil when nothing was excluded).
+    public var cleanup: CleanupResult?
 }
 
 extension VMManager {
@@ -24,9 +26,9 @@ extension VMManager {
     /// Every file is checked against the manifest before anything is started (the RAM image
     /// while it is copied into a new RAM file); a damaged bundle is refused and leaves nothing
     /// behind. The guest resumes frozen, as it was saved, and the agent thaws it.
-    public func restore(bundle: String, name: String, replace: Bool = false, progress: Progress? = nil) throws
-        -> RestoreReport
-    {
+    public func restore(
+        bundle: String, name: String, replace: Bool = false, killExcluded: Bool = true, progress: Progress? = nil
+    ) throws -> RestoreReport {
         let began = Date()
         try RuntimeLayout.validate(name: name)
         let reader = try BundleReader(path: bundle)
@@ -141,8 +143,19 @@ extension VMManager {
         progress?("thawing guest processes")
         let agent = AgentClient(socketPath: layout.agentSocket, timeout: agentTimeout)
         defer { agent.close() }
+        var cleanup: CleanupResult?
         do {
             _ = try agent.waitUntilReady(timeout: max(agentTimeout, 30))
+            let excluded = manifest.exclusion
+            if !excluded.isEmpty {
+                // The excluded processes' memory is gone from this image: end them before anything runs.
+                progress?(killExcluded ? "ending excluded processes" : "evicting excluded page cache")
+                cleanup = try agent.cleanup(
+                    CleanupRequest(kill: killExcluded ? excluded.processes : [], evictFiles: excluded.evictFiles, removeFiles: excluded.removeFiles))
+                if !killExcluded && !excluded.processes.isEmpty {
+                    warnings.append("--no-kill: \(excluded.processes.count) excluded process(es) run on with their memory zeroed")
+                }
+            }
             _ = try agent.thaw()
         } catch {
             throw SparcError(
@@ -151,7 +164,7 @@ extension VMManager {
         }
         return RestoreReport(
             name: name, bundle: reader.path, pid: pid, replaced: isRunning, total: Date().timeIntervalSince(began),
-            warnings: warnings)
+            warnings: warnings + (cleanup?.warnings ?? []), cleanup: cleanup)
     }
 
     func checkBootFile(_ file: Manifest.BootFile?, what: String) throws {

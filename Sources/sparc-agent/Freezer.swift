@@ -17,6 +17,36 @@ import SparcSupport
 /// cgroup (other than kernel threads, which cannot move) is swept into `guest`.
 final class Freezer {
     let root = "/sys/fs/cgroup"
+    /// A freeze ends by itself when the host goes quiet for this long (a crashed or killed
+    /// `sparc checkpoint` must not leave the guest frozen). Every request renews it.
+    static let lease: Double = 120
+    private let lock = Lock()
+    private var leaseEnd: Double?
+
+    static func monotonic() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+
+    /// Pushes the lease end out; called for every request the host sends.
+    func renewLease() {
+        lock.withLock { if leaseEnd != nil { leaseEnd = Self.monotonic() + Self.lease } }
+    }
+
+    /// Thaws the guest when a freeze's lease has run out.
+    func startWatchdog() {
+        startThread { [self] in
+            while true {
+                sleep(1)
+                let expired = lock.withLock { leaseEnd.map { Self.monotonic() > $0 } ?? false }
+                if expired {
+                    _ = try? set(frozen: false)
+                    printError("sparc-agent: no word from the host for \(Int(Self.lease)) s: guest thawed")
+                }
+            }
+        }
+    }
     var guest: String { root + "/guest" }
     var agent: String { root + "/sparc" }
 
@@ -68,6 +98,7 @@ final class Freezer {
             }
             usleep(2000)
         }
+        lock.withLock { leaseEnd = frozen ? Self.monotonic() + Self.lease : nil }
         return FreezeResult(processes: processCount(), milliseconds: Date().timeIntervalSince(start) * 1000)
     }
 }

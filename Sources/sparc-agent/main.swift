@@ -3,6 +3,7 @@
 #else
     import Foundation
 #endif
+import CSparcGuest
 import GuestQuery
 import SparcSupport
 
@@ -80,6 +81,14 @@ final class Agent {
                 return AgentResponse(id: request.id, freeze: try freezer.set(frozen: true))
             case .thaw:
                 return AgentResponse(id: request.id, freeze: try freezer.set(frozen: false))
+            case .collect:
+                guard let params = request.collect else { throw AgentFailure(.invalidArgument, "collect needs parameters") }
+                return AgentResponse(id: request.id, plan: try ExclusionCollector(params).run(frozen: freezer.isFrozen))
+            case .cleanup:
+                guard let params = request.cleanup else { throw AgentFailure(.invalidArgument, "cleanup needs parameters") }
+                return AgentResponse(id: request.id, cleanup: Cleanup.run(params))
+            case .terminal:
+                return AgentResponse(id: request.id, terminal: try TerminalRelay.ensure(cgroup: freezer.guest))
             }
         } catch let failure as AgentFailure {
             return AgentResponse(id: request.id, error: failure)
@@ -113,6 +122,7 @@ final class Agent {
                 case .failure(let response):
                     send(response)
                 case .success(let request):
+                    freezer.renewLease()
                     // Requests run concurrently so a long exec does not hold up a freeze or ps.
                     startThread { [self] in
                         send(handle(request))
@@ -124,7 +134,13 @@ final class Agent {
 }
 
 signal(SIGPIPE, SIG_IGN)
+// Freed heap memory is zeroed (glibc M_PERTURB with a zero low byte), so what the agent
+// relayed does not linger in its memory, where a checkpoint would keep it.
+_ = sparc_zero_freed_memory()
 let args = CommandLine.arguments
+if args.count == 3 && args[1] == "relay" {
+    TerminalRelay.run(device: args[2])
+}
 if args.contains("--version") {
     print("sparc-agent \(agentVersion) (protocol \(AgentProtocol.version))")
     exit(0)
@@ -147,4 +163,5 @@ if fd < 0 {
 }
 let agent = Agent(fd: fd)
 agent.freezer.setUp()
+agent.freezer.startWatchdog()
 agent.serve()

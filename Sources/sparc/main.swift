@@ -22,7 +22,7 @@ struct Sparc: ParsableCommand {
             """,
         version: "0.1.0",
         subcommands: [
-            VM.self, Exec.self, Console.self, PS.self, TTYs.self, Checkpoint.self, Restore.self, Verify.self, TUI.self,
+            VM.self, Exec.self, Console.self, Terminal.self, PS.self, TTYs.self, Checkpoint.self, Restore.self, Verify.self, TUI.self,
         ],
         defaultSubcommand: TUI.self
     )
@@ -237,6 +237,34 @@ struct Console: ParsableCommand {
     }
 }
 
+struct Terminal: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Open an interactive shell on a new pty in the guest (Ctrl-] detaches; the shell runs on).",
+        discussion: """
+            A relay process in the guest holds the pty master, as a terminal program would, and \
+            talks to this command over the VM's second serial port: typed text never passes the \
+            agent. Exclude the whole session with --exclude-tty pts/N (see 'sparc ttys').
+            Example: sparc terminal --send 'export TOKEN=abc\\n'
+            """)
+    @OptionGroup var vm: VMOptions
+    @Option(help: "Type TEXT into the terminal and exit instead of attaching.") var send: String?
+    @Flag(help: "Print the relay's pid, the shell's pid and the pty as JSON, and exit.") var json = false
+
+    func run() throws {
+        let (info, console) = try vm.manager().terminal(vm.name)
+        if json { return try printJSON(info) }
+        if let send {
+            if info.started { usleep(300_000) }  // let the new shell print its prompt first
+            try console.send(SerialConsole.unescape(send))
+            return
+        }
+        if isatty(0) == 1 { printError("shell on \(info.tty) in '\(vm.name)' (relay pid \(info.relayPid)); Ctrl-] detaches") }
+        if !info.started { try console.send(Data("\n".utf8)) }
+        try console.attach()
+        if isatty(0) == 1 { printError("\r\ndetached; the shell on \(info.tty) runs on") }
+    }
+}
+
 struct PS: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ps", abstract: "List the guest's processes.")
@@ -280,35 +308,62 @@ struct TTYs: ParsableCommand {
 
 struct Checkpoint: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Save a running VM into a new bundle directory.",
+        abstract: "Save a running VM into a new bundle directory, optionally leaving processes out.",
         discussion: """
             The guest is frozen and paused while device state and RAM are saved, then runs on \
             (unless --stop). The bundle appears under its name only when complete.
-            Example: sparc checkpoint -o before-upgrade.sparc
+
+            Exclusion: --exclude-pid, --exclude-name and --exclude-tty (each repeatable) name what \
+            must not reach disk. A process brings its descendants; a terminal brings every process \
+            on it, and for a pty the process holding its master (the terminal program). With \
+            --scope all (the default) the kernel memory carrying their data is left out too: page \
+            cache of their files, pipe and socket buffers, terminal buffers, unused kernel stack; \
+            --scope user leaves out only the processes' own pages. Pages another process also maps \
+            (shared libraries) are kept and counted. On restore the excluded processes are killed \
+            before the guest runs on.
+            Examples:
+              sparc checkpoint -o before-upgrade.sparc
+              sparc checkpoint -o clean.sparc --exclude-name gpg-agent --exclude-tty pts/0
             """)
     @OptionGroup var vm: VMOptions
     @Option(name: [.short, .customLong("output")], help: "Bundle directory to create (must not exist).")
     var output: String
     @Flag(help: "Stop the VM after saving instead of letting it run on.") var stop = false
-    @Option(name: .customLong("exclude-pid"), help: ArgumentHelp("Reserved: exclusion arrives in a later version.", visibility: .hidden))
-    var excludePid: [Int] = []
-    @Option(name: .customLong("exclude-name"), help: ArgumentHelp("Reserved.", visibility: .hidden))
+    @Option(name: .customLong("exclude-pid"), help: ArgumentHelp("Leave out this process and its descendants.", valueName: "pid"))
+    var excludePid: [Int32] = []
+    @Option(name: .customLong("exclude-name"), help: ArgumentHelp("Leave out processes with this command name.", valueName: "name"))
     var excludeName: [String] = []
-    @Option(name: .customLong("exclude-tty"), help: ArgumentHelp("Reserved.", visibility: .hidden))
+    @Option(name: .customLong("exclude-tty"), help: ArgumentHelp("Leave out a terminal (ttyS0, pts/1) and everything on it.", valueName: "tty"))
     var excludeTTY: [String] = []
+    @Option(help: "user: only the processes' own pages; all: also the kernel buffers carrying their data.")
+    var scope: String = "all"
+    @Flag(help: "Also leave out pages of files on memory-only file systems (tmpfs); they are removed at restore.")
+    var excludeMemoryFiles = false
     @Flag(help: "Print the report as JSON.") var json = false
 
     func run() throws {
-        if !excludePid.isEmpty || !excludeName.isEmpty || !excludeTTY.isEmpty {
-            throw SparcError("exclusion (--exclude-pid/--exclude-name/--exclude-tty) is not available in this version yet")
-        }
-        let report = try vm.manager().checkpoint(name: vm.name, output: output, stopAfter: stop, progress: progressPrinter())
+        guard let scope = ExclusionScope(rawValue: scope) else { throw SparcError("--scope must be user or all (got '\(self.scope)')") }
+        let request = ExclusionRequest(pids: excludePid, names: excludeName, ttys: excludeTTY, scope: scope, excludeMemoryFiles: excludeMemoryFiles)
+        let report = try vm.manager().checkpoint(
+            name: vm.name, output: output, stopAfter: stop, exclusion: request.isEmpty ? nil : request, progress: progressPrinter())
         endProgress()
         if json { return try printJSON(report) }
         print("checkpoint saved: \(report.bundle)")
         print(
             "  memory \(formatBytes(report.memoryBytes)) (\(formatBytes(report.memoryDataBytes)) data), devices \(formatBytes(report.devicesBytes))"
                 + (report.diskBytes.map { ", disk \(formatBytes($0))" } ?? ""))
+        let ex = report.exclusion
+        if !ex.isEmpty {
+            print("  excluded (scope \(ex.scope ?? "all")): \(formatBytes(ex.bytes)) in \(ex.ranges) ranges, collected in \(String(format: "%.0f", ex.collectMilliseconds)) ms")
+            for p in ex.processes { print("    pid \(p.pid) \(p.command)  [\(p.reason)]") }
+            let kinds = ExcludedKind.allCases.compactMap { k -> String? in
+                guard let b = ex.bytesByKind[k.rawValue], b > 0 else { return nil }
+                return "\(k.rawValue) \(formatBytes(Int64(b)))"
+            }
+            if !kinds.isEmpty { print("    " + kinds.joined(separator: ", ")) }
+            print("    kept-shared pages: \(ex.keptSharedPages)")
+            for w in ex.warnings { print("    warning: \(w)") }
+        }
         print(String(format: "  guest paused %.2f s, total %.2f s%@", report.downtime, report.total, report.stopped ? ", VM stopped" : ""))
     }
 }
@@ -320,13 +375,20 @@ struct Restore: ParsableCommand {
     @Argument(help: "The bundle directory.") var bundle: String
     @Option(help: "Name for the restored VM.") var name: String = "default"
     @Flag(help: "Stop a running VM of that name first.") var replace = false
+    @Flag(help: "UNSAFE: keep excluded processes running although their memory was not saved.")
+    var noKill = false
     @Option(help: "Seconds to wait for the guest agent after resuming.") var timeout: Double = 30
 
     func run() throws {
         let report = try VMManager(agentTimeout: timeout).restore(
-            bundle: bundle, name: name, replace: replace, progress: progressPrinter())
+            bundle: bundle, name: name, replace: replace, killExcluded: !noKill, progress: progressPrinter())
         endProgress()
         for w in report.warnings { printError("sparc: warning: \(w)") }
+        if let c = report.cleanup {
+            if !c.killed.isEmpty { print("killed excluded processes: \(c.killed.map(String.init).joined(separator: " "))") }
+            if !c.evicted.isEmpty { print("evicted page cache of: \(c.evicted.joined(separator: ", "))") }
+            if !c.removed.isEmpty { print("removed memory-only files: \(c.removed.joined(separator: ", "))") }
+        }
         print(String(format: "VM '%@' restored from %@ (pid %d) in %.2f s", report.name, report.bundle, report.pid, report.total))
     }
 }

@@ -1,0 +1,466 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * sparc_helper: tells the sparc agent where the kernel keeps data of chosen processes.
+ *
+ * The agent writes "pids P1 P2 ..." to /proc/sparc_helper and reads back one line per
+ * physical byte range: "KIND PID PHYS LEN" (hex PHYS and LEN), KIND one of tty, pipe,
+ * socket, kstack. Ranges cover data only — buffer contents, never the structures that
+ * describe them — so zeroing them in a saved image leaves the kernel consistent:
+ *
+ *   tty     n_tty read and echo buffers, flip buffers (queued and free), the tty write
+ *           buffer, the serial driver's transmit ring; for a pty also the other end.
+ *   pipe    pages of pipe and FIFO buffers owned by the pipe, and its spare page.
+ *   socket  payload of queued skbs: receive and write queues, TCP retransmit and
+ *           out-of-order queues, unix peers' receive queues, children of listeners.
+ *   kstack  the unused part of each thread's kernel stack (below its saved stack
+ *           pointer), which keeps stale copies of data the thread moved through the kernel.
+ *
+ * The processes must be frozen. The helper only reads pointers; it copies no data.
+ * struct n_tty_data is private to n_tty.c: the agent reads its field offsets from BTF
+ * and passes them as module parameters.
+ */
+#include <linux/module.h>
+#include <linux/proc_fs.h>
+#include <linux/sched.h>
+#include <linux/sched/task.h>
+#include <linux/sched/signal.h>
+#include <linux/sched/task_stack.h>
+#include <linux/fdtable.h>
+#include <linux/file.h>
+#include <linux/fs.h>
+#include <linux/pipe_fs_i.h>
+#include <linux/net.h>
+#include <linux/skbuff.h>
+#include <linux/tty.h>
+#include <linux/tty_driver.h>
+#include <linux/tty_flip.h>
+#include <linux/serial_core.h>
+#include <linux/vmalloc.h>
+#include <linux/mm.h>
+#include <linux/slab.h>
+#include <linux/uaccess.h>
+#include <linux/major.h>
+#include <net/sock.h>
+#include <net/tcp.h>
+#include <net/af_unix.h>
+#include <net/inet_connection_sock.h>
+
+static long n_tty_read_buf_offset = -1;
+module_param(n_tty_read_buf_offset, long, 0444);
+MODULE_PARM_DESC(n_tty_read_buf_offset, "offset of read_buf in struct n_tty_data (from BTF)");
+static long n_tty_echo_buf_offset = -1;
+module_param(n_tty_echo_buf_offset, long, 0444);
+MODULE_PARM_DESC(n_tty_echo_buf_offset, "offset of echo_buf in struct n_tty_data (from BTF)");
+static long n_tty_buf_size = 4096;
+module_param(n_tty_buf_size, long, 0444);
+MODULE_PARM_DESC(n_tty_buf_size, "N_TTY_BUF_SIZE");
+
+#define MAX_OUTPUT (8 << 20)
+#define MAX_FILES 4096
+
+struct collector {
+	char *buf;
+	size_t len;
+	bool overflow;
+	pid_t pid;
+};
+
+static void emit_phys(struct collector *c, const char *kind, phys_addr_t phys, size_t len)
+{
+	int n;
+
+	if (!len || c->overflow)
+		return;
+	if (c->len + 64 > MAX_OUTPUT) {
+		c->overflow = true;
+		return;
+	}
+	n = scnprintf(c->buf + c->len, MAX_OUTPUT - c->len, "%s %d %llx %zx\n", kind, c->pid,
+		      (unsigned long long)phys, len);
+	c->len += n;
+}
+
+/* Emits the physical pages behind a kernel virtual range (linear map or vmalloc). */
+static void emit_virt(struct collector *c, const char *kind, const void *addr, size_t len)
+{
+	while (len > 0) {
+		unsigned long off = offset_in_page(addr);
+		size_t n = min_t(size_t, len, PAGE_SIZE - off);
+		struct page *pg = NULL;
+
+		if (is_vmalloc_addr(addr))
+			pg = vmalloc_to_page(addr);
+		else if (virt_addr_valid(addr))
+			pg = virt_to_page(addr);
+		if (pg)
+			emit_phys(c, kind, page_to_phys(pg) + off, n);
+		addr += n;
+		len -= n;
+	}
+}
+
+static void emit_page(struct collector *c, const char *kind, struct page *pg, size_t off, size_t len)
+{
+	if (pg)
+		emit_phys(c, kind, page_to_phys(pg) + off, len);
+}
+
+/* ---- terminals ---- */
+
+static void collect_flip(struct collector *c, struct tty_bufhead *buf)
+{
+	struct tty_buffer *b;
+	struct llist_node *n;
+
+	for (b = buf->head; b; b = b->next)
+		if (b != &buf->sentinel && b->size > 0)
+			emit_virt(c, "tty", char_buf_ptr(b, 0), 2 * (size_t)b->size);
+	for (n = READ_ONCE(buf->free.first); n; n = READ_ONCE(n->next)) {
+		b = llist_entry(n, struct tty_buffer, free);
+		if (b->size > 0)
+			emit_virt(c, "tty", char_buf_ptr(b, 0), 2 * (size_t)b->size);
+	}
+}
+
+static void collect_one_tty(struct collector *c, struct tty_struct *tty)
+{
+	struct tty_ldisc *ld = tty->ldisc;
+
+	if (ld && ld->ops && ld->ops->num == N_TTY && tty->disc_data && n_tty_read_buf_offset >= 0 &&
+	    n_tty_echo_buf_offset >= 0) {
+		emit_virt(c, "tty", (char *)tty->disc_data + n_tty_read_buf_offset, n_tty_buf_size);
+		emit_virt(c, "tty", (char *)tty->disc_data + n_tty_echo_buf_offset, n_tty_buf_size);
+	}
+	if (tty->write_buf && tty->write_cnt > 0)
+		emit_virt(c, "tty", tty->write_buf, tty->write_cnt);
+	if (tty->port)
+		collect_flip(c, &tty->port->buf);
+	if (tty->driver && tty->driver->type == TTY_DRIVER_TYPE_SERIAL && tty->driver->name &&
+	    !strcmp(tty->driver->name, "ttyS") && tty->driver_data) {
+		struct uart_state *state = tty->driver_data;
+
+		if (state->xmit.buf)
+			emit_virt(c, "tty", state->xmit.buf, UART_XMIT_SIZE);
+	}
+}
+
+static void collect_tty(struct collector *c, struct tty_struct *tty)
+{
+	collect_one_tty(c, tty);
+	if (tty->link)
+		collect_one_tty(c, tty->link);
+}
+
+static bool is_tty_major(unsigned int major)
+{
+	return major == TTY_MAJOR || major == TTYAUX_MAJOR ||
+	       (major >= UNIX98_PTY_MASTER_MAJOR && major < UNIX98_PTY_SLAVE_MAJOR + UNIX98_PTY_MAJOR_COUNT);
+}
+
+/* ---- pipes ---- */
+
+static void collect_pipe(struct collector *c, struct pipe_inode_info *pipe)
+{
+	unsigned int i;
+
+	if (!pipe->bufs || !pipe->ring_size)
+		return;
+	for (i = pipe->tail; i != pipe->head; i++) {
+		struct pipe_buffer *b = &pipe->bufs[i & (pipe->ring_size - 1)];
+
+		/* A page owned by the pipe (no mapping) is data through and through. Spliced
+		 * page-cache or gifted user pages belong to others and are left alone. */
+		if (b->page && !b->page->mapping)
+			emit_page(c, "pipe", b->page, 0, PAGE_SIZE);
+	}
+	if (pipe->tmp_page)
+		emit_page(c, "pipe", pipe->tmp_page, 0, PAGE_SIZE);
+}
+
+/* ---- sockets ---- */
+
+static void collect_skb(struct collector *c, struct sk_buff *skb, int depth)
+{
+	struct sk_buff *frag;
+	int i;
+
+	if (skb->data && skb_tail_pointer(skb) > skb->data)
+		emit_virt(c, "socket", skb->data, skb_tail_pointer(skb) - skb->data);
+	for (i = 0; i < skb_shinfo(skb)->nr_frags; i++) {
+		skb_frag_t *f = &skb_shinfo(skb)->frags[i];
+
+		emit_page(c, "socket", skb_frag_page(f), skb_frag_off(f), skb_frag_size(f));
+	}
+	if (depth < 4)
+		skb_walk_frags(skb, frag) collect_skb(c, frag, depth + 1);
+}
+
+static void collect_queue(struct collector *c, struct sk_buff_head *q)
+{
+	struct sk_buff *skb;
+	unsigned long flags;
+
+	spin_lock_irqsave(&q->lock, flags);
+	skb_queue_walk(q, skb) collect_skb(c, skb, 0);
+	spin_unlock_irqrestore(&q->lock, flags);
+}
+
+static void collect_rbtree(struct collector *c, struct rb_root *root)
+{
+	struct rb_node *n;
+
+	for (n = rb_first(root); n; n = rb_next(n))
+		collect_skb(c, rb_to_skb(n), 0);
+}
+
+static void collect_sock(struct collector *c, struct sock *sk, int depth)
+{
+	collect_queue(c, &sk->sk_receive_queue);
+	collect_queue(c, &sk->sk_write_queue);
+	if (sk->sk_family == AF_UNIX) {
+		struct sock *peer = unix_peer(sk);
+		struct sk_buff *skb;
+		unsigned long flags;
+
+		/* What this socket sent waits in its peer's receive queue. */
+		if (peer && depth == 0)
+			collect_queue(c, &peer->sk_receive_queue);
+		/* A listener's queue holds embryonic sockets that already carry data. */
+		if (sk->sk_state == TCP_LISTEN && depth == 0) {
+			spin_lock_irqsave(&sk->sk_receive_queue.lock, flags);
+			skb_queue_walk(&sk->sk_receive_queue, skb)
+				if (skb->sk && skb->sk != sk)
+					collect_sock(c, skb->sk, depth + 1);
+			spin_unlock_irqrestore(&sk->sk_receive_queue.lock, flags);
+		}
+	} else if ((sk->sk_family == AF_INET || sk->sk_family == AF_INET6) && sk->sk_protocol == IPPROTO_TCP &&
+		   sk->sk_type == SOCK_STREAM) {
+		if (sk->sk_state == TCP_LISTEN) {
+			struct request_sock_queue *queue = &inet_csk(sk)->icsk_accept_queue;
+			struct request_sock *req;
+
+			if (depth == 0) {
+				spin_lock_bh(&queue->rskq_lock);
+				for (req = queue->rskq_accept_head; req; req = req->dl_next)
+					if (req->sk)
+						collect_sock(c, req->sk, depth + 1);
+				spin_unlock_bh(&queue->rskq_lock);
+			}
+		} else {
+			collect_rbtree(c, &sk->tcp_rtx_queue);
+			collect_rbtree(c, &tcp_sk(sk)->out_of_order_queue);
+		}
+	}
+}
+
+/* ---- files of a process ---- */
+
+struct file_list {
+	struct file *files[MAX_FILES];
+	int count;
+};
+
+static int remember_file(const void *arg, struct file *file, unsigned int fd)
+{
+	struct file_list *list = (struct file_list *)arg;
+
+	if (list->count >= MAX_FILES)
+		return 1;
+	list->files[list->count++] = get_file(file);
+	return 0;
+}
+
+static void collect_file(struct collector *c, struct file *file)
+{
+	struct inode *inode = file_inode(file);
+
+	if (S_ISFIFO(inode->i_mode) && inode->i_pipe) {
+		collect_pipe(c, inode->i_pipe);
+	} else if (S_ISSOCK(inode->i_mode)) {
+		struct socket *sock = sock_from_file(file);
+
+		if (sock && sock->sk)
+			collect_sock(c, sock->sk, 0);
+	} else if (S_ISCHR(inode->i_mode) && is_tty_major(imajor(inode))) {
+		struct tty_file_private *priv = file->private_data;
+
+		if (priv && priv->tty)
+			collect_tty(c, priv->tty);
+	}
+}
+
+static void collect_stacks(struct collector *c, struct task_struct *task)
+{
+	struct task_struct *t;
+
+	rcu_read_lock();
+	for_each_thread(task, t) {
+		unsigned long base = (unsigned long)task_stack_page(t);
+		unsigned long sp = t->thread.sp;
+
+		/* Only a thread that is switched out has a saved stack pointer to trust. */
+		if (!base || t == current || READ_ONCE(t->on_cpu) || READ_ONCE(t->__state) == TASK_RUNNING)
+			continue;
+		/* Keep the end-of-stack canary and a margin below the live frames. */
+		if (sp > base + 256 && sp <= base + THREAD_SIZE)
+			emit_virt(c, "kstack", (void *)(base + 64), sp - 128 - (base + 64));
+	}
+	rcu_read_unlock();
+}
+
+static int collect_pid(struct collector *c, pid_t nr)
+{
+	struct pid *pid = find_get_pid(nr);
+	struct task_struct *task;
+	struct file_list *list;
+	struct tty_struct *ctty = NULL;
+	struct sighand_struct *sighand;
+	unsigned long flags;
+	int i;
+
+	if (!pid)
+		return -ESRCH;
+	task = get_pid_task(pid, PIDTYPE_PID);
+	put_pid(pid);
+	if (!task)
+		return -ESRCH;
+	c->pid = nr;
+
+	list = kvzalloc(sizeof(*list), GFP_KERNEL);
+	if (!list) {
+		put_task_struct(task);
+		return -ENOMEM;
+	}
+	task_lock(task);
+	if (task->files)
+		iterate_fd(task->files, 0, remember_file, list);
+	task_unlock(task);
+	for (i = 0; i < list->count; i++) {
+		collect_file(c, list->files[i]);
+		fput(list->files[i]);
+	}
+	kvfree(list);
+
+	/* The controlling terminal carries what the process read and printed. */
+	rcu_read_lock();
+	sighand = rcu_dereference(task->sighand);
+	if (sighand) {
+		spin_lock_irqsave(&sighand->siglock, flags);
+		ctty = tty_kref_get(task->signal->tty);
+		spin_unlock_irqrestore(&sighand->siglock, flags);
+	}
+	rcu_read_unlock();
+	if (ctty) {
+		collect_tty(c, ctty);
+		tty_kref_put(ctty);
+	}
+	collect_stacks(c, task);
+	put_task_struct(task);
+	return 0;
+}
+
+/* ---- /proc/sparc_helper ---- */
+
+struct session {
+	struct collector c;
+	bool done;
+};
+
+static int helper_open(struct inode *inode, struct file *file)
+{
+	struct session *s = kzalloc(sizeof(*s), GFP_KERNEL);
+
+	if (!s)
+		return -ENOMEM;
+	s->c.buf = kvmalloc(MAX_OUTPUT, GFP_KERNEL);
+	if (!s->c.buf) {
+		kfree(s);
+		return -ENOMEM;
+	}
+	file->private_data = s;
+	return 0;
+}
+
+static int helper_release(struct inode *inode, struct file *file)
+{
+	struct session *s = file->private_data;
+
+	kvfree(s->c.buf);
+	kfree(s);
+	return 0;
+}
+
+static ssize_t helper_write(struct file *file, const char __user *ubuf, size_t count, loff_t *ppos)
+{
+	struct session *s = file->private_data;
+	char *text, *p, *tok;
+	int rc = 0;
+
+	if (count > 65536)
+		return -E2BIG;
+	text = memdup_user_nul(ubuf, count);
+	if (IS_ERR(text))
+		return PTR_ERR(text);
+	p = text;
+	tok = strsep(&p, " \n");
+	if (!tok || strcmp(tok, "pids")) {
+		kfree(text);
+		return -EINVAL;
+	}
+	while ((tok = strsep(&p, " \n")) != NULL) {
+		int nr;
+
+		if (!*tok)
+			continue;
+		if (kstrtoint(tok, 10, &nr) || nr <= 0) {
+			rc = -EINVAL;
+			break;
+		}
+		rc = collect_pid(&s->c, nr);
+		if (rc == -ESRCH) {
+			int n = scnprintf(s->c.buf + s->c.len, MAX_OUTPUT - s->c.len, "gone %d 0 0\n", nr);
+
+			s->c.len += n;
+			rc = 0;
+		} else if (rc) {
+			break;
+		}
+	}
+	if (s->c.overflow)
+		s->c.len += scnprintf(s->c.buf + s->c.len, MAX_OUTPUT - s->c.len, "overflow 0 0 0\n");
+	kfree(text);
+	return rc ? rc : count;
+}
+
+static ssize_t helper_read(struct file *file, char __user *ubuf, size_t count, loff_t *ppos)
+{
+	struct session *s = file->private_data;
+
+	return simple_read_from_buffer(ubuf, count, ppos, s->c.buf, s->c.len);
+}
+
+static const struct proc_ops helper_ops = {
+	.proc_open = helper_open,
+	.proc_release = helper_release,
+	.proc_write = helper_write,
+	.proc_read = helper_read,
+	.proc_lseek = default_llseek,
+};
+
+static struct proc_dir_entry *entry;
+
+static int __init helper_init(void)
+{
+	entry = proc_create("sparc_helper", 0600, NULL, &helper_ops);
+	return entry ? 0 : -ENOMEM;
+}
+
+static void __exit helper_exit(void)
+{
+	proc_remove(entry);
+}
+
+module_init(helper_init);
+module_exit(helper_exit);
+MODULE_LICENSE("GPL");
+MODULE_DESCRIPTION("sparc: physical ranges of kernel buffers holding a process's data");

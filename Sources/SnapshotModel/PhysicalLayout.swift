@@ -1,0 +1,32 @@
+/// Maps guest-physical addresses to offsets in the RAM file of a q35 machine.
+///
+/// q35 puts RAM below 4 GiB up to the low-memory split (all of it when RAM is under
+/// 2.75 GiB, else 2 GiB) and the rest from 4 GiB up; the RAM file holds both parts
+/// back to back.
+public struct PhysicalLayout: Equatable, Sendable {
+    public let ramBytes: UInt64
+    public let lowMemory: UInt64
+    static let fourGiB: UInt64 = 1 << 32
+
+    public init(ramBytes: UInt64) {
+        self.ramBytes = ramBytes
+        lowMemory = ramBytes >= 0xB000_0000 ? 0x8000_0000 : ramBytes
+    }
+
+    /// The RAM-file byte ranges behind a guest-physical range (empty in the PCI hole or beyond RAM).
+    public func fileRanges(physical start: UInt64, length: UInt64) -> [Range<Int64>] {
+        let end = start + length
+        var out: [Range<Int64>] = []
+        if start < lowMemory {
+            out.append(Int64(start)..<Int64(min(end, lowMemory)))
+        }
+        let highEnd = Self.fourGiB + (ramBytes - lowMemory)
+        let highStart = max(start, Self.fourGiB)
+        let highStop = min(end, highEnd)
+        if highStart < highStop {
+            let shift = Self.fourGiB - lowMemory
+            out.append(Int64(highStart - shift)..<Int64(highStop - shift))
+        }
+        return out
+    }
+}

@@ -1,0 +1,502 @@
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+import CSparcGuest
+import GuestQuery
+import SparcSupport
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Resolves an exclusion request to processes and collects the guest-physical ranges
+/// that hold their data. Never reads page contents: only page tables (pagemap), page
+/// flags and counts, and the kernel helper's addresses.
+final class ExclusionCollector {
+    static let pageSize = 4096
+    static let helperPath = "/proc/sparc_helper"
+    static let helperModule = "/lib/modules/sparc/sparc_helper.ko"
+    // /proc/kpageflags bits
+    static let kpfDirty: UInt64 = 1 << 4
+    static let kpfAnon: UInt64 = 1 << 12
+    static let kpfZeroPage: UInt64 = 1 << 24
+    static let tmpfsMagic = 0x0102_1994
+    static let ramfsMagic = 0x8584_58f6
+
+    let request: ExclusionRequest
+    let agentPid = getpid()
+    var warnings: [String] = []
+    var ranges: [ExcludedKind: [Range<UInt64>]] = [:]
+    var keptShared = Set<UInt64>()
+    var evictFiles = Set<String>()
+    var removeFiles = Set<String>()
+    var pageCounts: [UInt64] = []
+    var pageFlags: [UInt64] = []
+    /// How many times excluded processes map each frame (to tell shared pages).
+    var excludedMaps: [UInt64: Int] = [:]
+
+    init(_ request: ExclusionRequest) { self.request = request }
+
+    // MARK: - Resolving targets
+
+    struct Resolved {
+        var processes: [ExcludedProcess]
+        var ttys: [String]
+    }
+
+    static func startTime(_ pid: Int32) -> UInt64? {
+        guard let text = GuestSystem.readText("/proc/\(pid)/stat"), let close = text.lastIndex(of: ")") else { return nil }
+        let f = text[text.index(after: close)...].split(separator: " ")
+        return f.count > 19 ? UInt64(f[19]) : nil
+    }
+
+    static func normalizeTTY(_ name: String) -> String {
+        name.hasPrefix("/dev/") ? String(name.dropFirst(5)) : name
+    }
+
+    /// The processes holding the master side of pts/N (the terminal program).
+    static func masterHolders(ptyIndex: Int) -> [Int32] {
+        var holders: [Int32] = []
+        for pid in GuestSystem.pids() {
+            let dir = "/proc/\(pid)/fd"
+            for fd in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] {
+                guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "\(dir)/\(fd)"),
+                    target == "/dev/ptmx" || target == "/dev/pts/ptmx"
+                else { continue }
+                let info = GuestSystem.readText("/proc/\(pid)/fdinfo/\(fd)") ?? ""
+                for line in info.split(separator: "\n") where line.hasPrefix("tty-index:") {
+                    if Int(line.dropFirst("tty-index:".count).trimmed) == ptyIndex { holders.append(pid) }
+                }
+            }
+        }
+        return holders
+    }
+
+    func resolve() throws -> Resolved {
+        let all = GuestSystem.processes()
+        let byPid = Dictionary(all.map { ($0.pid, $0) }, uniquingKeysWith: { a, _ in a })
+        var children: [Int32: [Int32]] = [:]
+        for p in all { children[p.ppid, default: []].append(p.pid) }
+        var reasons: [Int32: String] = [:]
+        var order: [Int32] = []
+        func add(_ pid: Int32, _ reason: String) {
+            if reasons[pid] == nil {
+                reasons[pid] = reason
+                order.append(pid)
+            }
+        }
+        for pid in request.pids {
+            guard let p = byPid[pid] else { throw AgentFailure(.notFound, "no process with pid \(pid) in the guest") }
+            if p.kernelThread { throw AgentFailure(.invalidArgument, "pid \(pid) is a kernel thread, which has no user memory to exclude") }
+            add(pid, "pid \(pid)")
+        }
+        for name in request.names {
+            let matches = all.filter { p in
+                guard !p.kernelThread else { return false }
+                let argv0 = p.command.split(separator: " ").first.map(String.init) ?? ""
+                let base = argv0.split(separator: "/").last.map(String.init) ?? argv0
+                let comm = GuestSystem.readText("/proc/\(p.pid)/comm")?.trimmed ?? ""
+                return comm == name || base == name || base == "-" + name
+            }
+            if matches.isEmpty { throw AgentFailure(.notFound, "no process named '\(name)' in the guest") }
+            for p in matches { add(p.pid, "name \(name)") }
+        }
+        var ttys: [String] = []
+        let known = Set(GuestSystem.ttys().map(\.name))
+        for raw in request.ttys {
+            let tty = Self.normalizeTTY(raw)
+            guard known.contains(tty) else {
+                throw AgentFailure(.notFound, "no terminal '\(raw)' in the guest (known: \(known.sorted().joined(separator: ", ")))")
+            }
+            ttys.append(tty)
+            for p in all where p.tty == tty && !p.kernelThread { add(p.pid, "on \(tty)") }
+            if tty.hasPrefix("pts/"), let index = Int(tty.dropFirst(4)) {
+                for holder in Self.masterHolders(ptyIndex: index) { add(holder, "holds the master of \(tty)") }
+            }
+        }
+        // Processes bring their descendants.
+        var i = 0
+        while i < order.count {
+            let parent = order[i]
+            for child in children[parent] ?? [] where byPid[child]?.kernelThread == false { add(child, "child of \(parent)") }
+            i += 1
+        }
+        if reasons[1] != nil {
+            throw AgentFailure(.invalidArgument, "pid 1 (init) cannot be excluded: the guest cannot run on without it (\(reasons[1]!))")
+        }
+        if let r = reasons[agentPid] {
+            throw AgentFailure(.invalidArgument, "the sparc agent (pid \(agentPid)) cannot be excluded: it carries out the restore (\(r))")
+        }
+        let processes = order.compactMap { pid -> ExcludedProcess? in
+            guard let p = byPid[pid], let start = Self.startTime(pid) else {
+                warnings.append("pid \(pid) exited during collection")
+                return nil
+            }
+            return ExcludedProcess(pid: pid, command: p.command, reason: reasons[pid]!, startTime: start)
+        }
+        return Resolved(processes: processes, ttys: ttys)
+    }
+
+    // MARK: - Page tables
+
+    /// Reads a whole /proc/kpage* file (one UInt64 per frame).
+    static func readFrameTable(_ path: String) throws -> [UInt64] {
+        let data = try FileSystem.readFile(path)
+        return data.withUnsafeBytes { Array($0.bindMemory(to: UInt64.self)) }
+    }
+
+    func frameCount(_ pfn: UInt64) -> UInt64 { pfn < pageCounts.count ? pageCounts[Int(pfn)] : 0 }
+    func frameFlags(_ pfn: UInt64) -> UInt64 { pfn < pageFlags.count ? pageFlags[Int(pfn)] : 0 }
+
+    struct Mapping {
+        var start: UInt64
+        var end: UInt64
+        var inode: UInt64
+        var path: String
+    }
+
+    static func mappings(_ pid: Int32) -> [Mapping] {
+        (GuestSystem.readText("/proc/\(pid)/maps") ?? "").split(separator: "\n").compactMap { line in
+            let f = line.split(separator: " ", maxSplits: 5, omittingEmptySubsequences: true)
+            guard f.count >= 5 else { return nil }
+            let se = f[0].split(separator: "-")
+            guard se.count == 2, let s = UInt64(se[0], radix: 16), let e = UInt64(se[1], radix: 16) else { return nil }
+            return Mapping(start: s, end: e, inode: UInt64(f[4]) ?? 0, path: f.count > 5 ? f[5].trimmed : "")
+        }
+    }
+
+    /// Frame numbers of the present pages in [start, end) of a process, from its pagemap.
+    static func frames(pagemapFD fd: Int32, start: UInt64, end: UInt64) -> [UInt64?] {
+        let pages = Int((end - start) / UInt64(pageSize))
+        guard pages > 0 else { return [] }
+        var entries = [UInt64](repeating: 0, count: pages)
+        let want = pages * 8
+        let got = entries.withUnsafeMutableBytes { pread(fd, $0.baseAddress, want, off_t(start / UInt64(pageSize) * 8)) }
+        guard got == want else { return [] }
+        return entries.map { e in e & (1 << 63) != 0 ? e & ((1 << 55) - 1) : nil }
+    }
+
+    enum FileClass { case disk, memoryOnly, privateShared }
+
+    /// Where a mapped or open file lives: on a disk (page cache can be evicted and
+    /// re-read), in a memory-only file system (its pages are its only copy), or shared
+    /// memory private to its processes (memfd, SysV, shared anonymous).
+    static func classify(path: String, statPath: String) -> FileClass {
+        if path.hasPrefix("/memfd:") || path.hasPrefix("/SYSV") || path.hasPrefix("/dev/zero") { return .privateShared }
+        let magic = sparc_fs_type(statPath)
+        guard magic != -1 else { return .memoryOnly }
+        return magic == tmpfsMagic || magic == ramfsMagic ? .memoryOnly : .disk
+    }
+
+    func add(_ kind: ExcludedKind, pfn: UInt64) {
+        let start = pfn * UInt64(Self.pageSize)
+        ranges[kind, default: []].append(start..<start + UInt64(Self.pageSize))
+    }
+
+    /// Pages that excluded processes map: anonymous and COW pages, shared memory, and
+    /// page cache of mapped files, unless another process maps the page too.
+    func collectUserPages(_ processes: [ExcludedProcess]) {
+        var pending: [(pfn: UInt64, kind: ExcludedKind?, file: String?, cls: FileClass?)] = []
+        for p in processes {
+            let fd = open("/proc/\(p.pid)/pagemap", O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else {
+                warnings.append("pid \(p.pid): cannot read its page map")
+                continue
+            }
+            defer { close(fd) }
+            for m in Self.mappings(p.pid) where m.start < 0x8000_0000_0000 {
+                let isFile = m.path.hasPrefix("/") && m.inode != 0
+                let cls = isFile
+                    ? Self.classify(path: m.path, statPath: "/proc/\(p.pid)/map_files/\(String(m.start, radix: 16))-\(String(m.end, radix: 16))")
+                    : nil
+                for pfn in Self.frames(pagemapFD: fd, start: m.start, end: m.end).compactMap({ $0 }) {
+                    excludedMaps[pfn, default: 0] += 1
+                    pending.append((pfn, nil, isFile ? m.path : nil, cls))
+                }
+            }
+        }
+        var seen = Set<UInt64>()
+        var skippedMemoryFiles: [String: Int] = [:]
+        for entry in pending where seen.insert(entry.pfn).inserted {
+            let flags = frameFlags(entry.pfn)
+            if flags & Self.kpfZeroPage != 0 { continue }
+            if frameCount(entry.pfn) > UInt64(excludedMaps[entry.pfn] ?? 0) {
+                keptShared.insert(entry.pfn)
+                continue
+            }
+            if flags & Self.kpfAnon != 0 || entry.file == nil {
+                add(.user, pfn: entry.pfn)
+                continue
+            }
+            switch entry.cls {
+            case .privateShared?: add(.user, pfn: entry.pfn)
+            case .disk?:
+                if flags & Self.kpfDirty != 0 {
+                    warnings.append("a dirty page of \(entry.file!) was kept (it could not be written back)")
+                    continue
+                }
+                add(.pagecache, pfn: entry.pfn)
+                evictFiles.insert(entry.file!)
+            case .memoryOnly?, nil:
+                if request.excludeMemoryFiles {
+                    add(.pagecache, pfn: entry.pfn)
+                    removeFiles.insert(entry.file!)
+                } else {
+                    skippedMemoryFiles[entry.file!, default: 0] += 1
+                }
+            }
+        }
+        for (file, pages) in skippedMemoryFiles.sorted(by: { $0.key < $1.key }) {
+            warnings.append("\(file) is on a memory-only file system: \(pages) mapped page(s) kept (--exclude-memory-files leaves them out and removes the file at restore)")
+        }
+    }
+
+    // MARK: - Page cache of open files
+
+    /// Frames holding the resident page cache of an open file, found by mapping the file
+    /// and reading our own page map: only resident pages are mapped, none is read.
+    static func cachedFrames(ofOpenFile path: String) -> [UInt64] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return [] }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_size > 0 else { return [] }
+        let length = (Int(st.st_size) + pageSize - 1) / pageSize * pageSize
+        guard let base = mmap(nil, length, PROT_READ, MAP_SHARED, fd, 0), base != MAP_FAILED else { return [] }
+        defer { munmap(base, length) }
+        let pages = length / pageSize
+        var resident = [UInt8](repeating: 0, count: pages)
+        guard mincore(base, length, &resident) == 0 else { return [] }
+        var i = 0
+        while i < pages {
+            guard resident[i] & 1 != 0 else {
+                i += 1
+                continue
+            }
+            var j = i
+            while j < pages && resident[j] & 1 != 0 { j += 1 }
+            _ = madvise(base + i * pageSize, (j - i) * pageSize, 22)  // MADV_POPULATE_READ: map, do not copy
+            i = j
+        }
+        let self_ = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC)
+        guard self_ >= 0 else { return [] }
+        defer { close(self_) }
+        let start = UInt64(UInt(bitPattern: base))
+        return frames(pagemapFD: self_, start: start, end: start + UInt64(length)).enumerated().compactMap { i, pfn in
+            resident[i] & 1 != 0 ? pfn : nil
+        }
+    }
+
+    func collectPageCache(_ processes: [ExcludedProcess]) {
+        var files: [String: String] = [:]  // "dev:inode" -> /proc/PID/fd/N
+        var names: [String: String] = [:]
+        for p in processes {
+            let dir = "/proc/\(p.pid)/fd"
+            for fd in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] {
+                let link = "\(dir)/\(fd)"
+                var st = stat()
+                guard stat(link, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
+                let key = "\(st.st_dev):\(st.st_ino)"
+                if files[key] == nil {
+                    files[key] = link
+                    names[key] = (try? FileManager.default.destinationOfSymbolicLink(atPath: link)) ?? link
+                }
+            }
+        }
+        for (key, link) in files.sorted(by: { $0.key < $1.key }) {
+            let name = names[key]!
+            let cls = Self.classify(path: name, statPath: link)
+            if cls == .memoryOnly && !request.excludeMemoryFiles {
+                warnings.append("\(name) is on a memory-only file system: its pages were kept (--exclude-memory-files leaves them out and removes the file at restore)")
+                continue
+            }
+            var kept = 0
+            for pfn in Self.cachedFrames(ofOpenFile: link) {
+                // Our own temporary mapping counted once; anything beyond the excluded processes' is another's.
+                let count = Self.readFrameEntry("/proc/kpagecount", pfn) ?? 0
+                let flags = Self.readFrameEntry("/proc/kpageflags", pfn) ?? 0
+                if count > UInt64(1 + (excludedMaps[pfn] ?? 0)) {
+                    keptShared.insert(pfn)
+                    continue
+                }
+                if flags & Self.kpfDirty != 0 {
+                    kept += 1
+                    continue
+                }
+                add(.pagecache, pfn: pfn)
+            }
+            if kept > 0 { warnings.append("\(kept) dirty page(s) of \(name) kept (not yet written back)") }
+            if cls == .memoryOnly { removeFiles.insert(name) } else if !name.hasSuffix(" (deleted)") { evictFiles.insert(name) }
+        }
+    }
+
+    static func readFrameEntry(_ path: String, _ pfn: UInt64) -> UInt64? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var v: UInt64 = 0
+        return pread(fd, &v, 8, off_t(pfn * 8)) == 8 ? v : nil
+    }
+
+    // MARK: - Kernel buffers
+
+    static func loadHelper() throws {
+        if FileSystem.exists(helperPath) { return }
+        guard FileSystem.exists(helperModule) else {
+            throw AgentFailure(.failed, "the kernel helper \(helperModule) is missing from the guest")
+        }
+        var params: [String] = []
+        if let btf = try? BTF(), let off = btf.memberOffsets(of: "n_tty_data", members: ["read_buf", "echo_buf"]),
+            let read = off["read_buf"], let echo = off["echo_buf"]
+        {
+            params = ["n_tty_read_buf_offset=\(read)", "n_tty_echo_buf_offset=\(echo)"]
+        } else {
+            throw AgentFailure(.failed, "struct n_tty_data is not described in the guest kernel's BTF")
+        }
+        let r = try Subprocess.run(["/sbin/insmod", helperModule] + params)
+        guard r.status == 0, FileSystem.exists(helperPath) else {
+            throw AgentFailure(.failed, "the kernel helper could not be loaded: \(r.stderrSummary)")
+        }
+    }
+
+    func collectKernelBuffers(_ processes: [ExcludedProcess]) throws {
+        do {
+            try Self.loadHelper()
+        } catch let f as AgentFailure {
+            throw AgentFailure(.failed, "\(f.message); --scope all needs it (use --scope user to save without kernel buffers)")
+        }
+        let fd = open(Self.helperPath, O_RDWR | O_CLOEXEC)
+        guard fd >= 0 else { throw AgentFailure(.failed, "cannot open \(Self.helperPath): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        let command = "pids " + processes.map { String($0.pid) }.joined(separator: " ") + "\n"
+        let wrote = command.withCString { Glibc.write(fd, $0, strlen($0)) }
+        guard wrote == command.utf8.count else {
+            throw AgentFailure(.failed, "kernel helper refused the request: \(String(cString: strerror(errno)))")
+        }
+        var text = Data()
+        var buf = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n = read(fd, &buf, buf.count)
+            if n <= 0 { break }
+            text.append(buf, count: n)
+        }
+        for line in String(decoding: text, as: UTF8.self).split(separator: "\n") {
+            let f = line.split(separator: " ")
+            guard f.count == 4 else { continue }
+            switch f[0] {
+            case "gone": warnings.append("pid \(f[1]) exited during collection")
+            case "overflow": throw AgentFailure(.failed, "kernel helper: too many ranges")
+            default:
+                guard let kind = ExcludedKind(rawValue: String(f[0])), let start = UInt64(f[2], radix: 16),
+                    let len = UInt64(f[3], radix: 16)
+                else { continue }
+                ranges[kind, default: []].append(start..<start + len)
+            }
+        }
+    }
+
+    // MARK: -
+
+    static func merge(_ rs: [Range<UInt64>]) -> [Range<UInt64>] {
+        var out: [Range<UInt64>] = []
+        for r in rs.sorted(by: { $0.lowerBound < $1.lowerBound }) where !r.isEmpty {
+            if let last = out.last, r.lowerBound <= last.upperBound {
+                out[out.count - 1] = last.lowerBound..<max(last.upperBound, r.upperBound)
+            } else {
+                out.append(r)
+            }
+        }
+        return out
+    }
+
+    func run(frozen: Bool) throws -> ExclusionPlan {
+        let began = Date()
+        guard !request.isEmpty else { throw AgentFailure(.invalidArgument, "nothing to exclude") }
+        guard frozen else { throw AgentFailure(.failed, "guest processes must be frozen before collecting") }
+        let resolved = try resolve()
+        // Write dirty page cache back so file pages are clean copies of the disk.
+        sync()
+        pageCounts = (try? Self.readFrameTable("/proc/kpagecount")) ?? []
+        pageFlags = (try? Self.readFrameTable("/proc/kpageflags")) ?? []
+        guard !pageCounts.isEmpty, !pageFlags.isEmpty else { throw AgentFailure(.failed, "cannot read /proc/kpagecount and /proc/kpageflags") }
+        collectUserPages(resolved.processes)
+        if request.scope == .all {
+            collectPageCache(resolved.processes)
+            try collectKernelBuffers(resolved.processes)
+        }
+        var out: [[UInt64]] = []
+        var bytes: [String: UInt64] = [:]
+        for (index, kind) in ExcludedKind.allCases.enumerated() {
+            let merged = Self.merge(ranges[kind] ?? [])
+            bytes[kind.rawValue] = merged.reduce(0) { $0 + ($1.upperBound - $1.lowerBound) }
+            out += merged.map { [$0.lowerBound, $0.upperBound - $0.lowerBound, UInt64(index)] }
+        }
+        return ExclusionPlan(
+            ranges: out, processes: resolved.processes, ttys: resolved.ttys, bytes: bytes, keptSharedPages: keptShared.count,
+            evictFiles: evictFiles.sorted(), removeFiles: removeFiles.sorted(), warnings: warnings,
+            milliseconds: Date().timeIntervalSince(began) * 1000)
+    }
+}
+
+/// After a restore, with the guest still frozen: kill what was excluded, drop its page cache.
+enum Cleanup {
+    static func run(_ request: CleanupRequest) -> CleanupResult {
+        var result = CleanupResult()
+        for p in request.kill {
+            guard ExclusionCollector.startTime(p.pid) == p.startTime else {
+                result.missing.append(p.pid)
+                continue
+            }
+            // Frozen tasks still die of SIGKILL (cgroup v2 freezer).
+            if kill(p.pid, SIGKILL) == 0 { result.killed.append(p.pid) } else { result.missing.append(p.pid) }
+        }
+        let deadline = Date().addingTimeInterval(10)
+        for pid in result.killed {
+            while Date() < deadline {
+                let state = GuestSystem.readText("/proc/\(pid)/stat").flatMap(GuestSystem.parseStat)?.state
+                if state == nil || state == "Z" || state == "X" { break }
+                usleep(5000)
+            }
+            if let s = GuestSystem.readText("/proc/\(pid)/stat").flatMap(GuestSystem.parseStat), s.state != "Z" && s.state != "X" {
+                result.warnings.append("pid \(pid) did not die after SIGKILL (state \(s.state))")
+            }
+        }
+        for file in request.evictFiles {
+            let fd = open(file, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else {
+                result.warnings.append("cannot open \(file) to evict its cache: \(String(cString: strerror(errno)))")
+                continue
+            }
+            posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)
+            close(fd)
+            let left = residentPages(file)
+            if left > 0 {
+                result.warnings.append("\(left) page(s) of \(file) stayed in the page cache after eviction")
+            } else {
+                result.evicted.append(file)
+            }
+        }
+        for file in request.removeFiles {
+            if unlink(file) == 0 { result.removed.append(file) } else {
+                result.warnings.append("cannot remove \(file): \(String(cString: strerror(errno)))")
+            }
+        }
+        return result
+    }
+
+    static func residentPages(_ path: String) -> Int {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return 0 }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, st.st_size > 0 else { return 0 }
+        let length = Int(st.st_size)
+        guard let base = mmap(nil, length, PROT_READ, MAP_SHARED, fd, 0), base != MAP_FAILED else { return 0 }
+        defer { munmap(base, length) }
+        var vec = [UInt8](repeating: 0, count: (length + 4095) / 4096)
+        guard mincore(base, length, &vec) == 0 else { return 0 }
+        return vec.filter { $0 & 1 != 0 }.count
+    }
+}
