@@ -5,10 +5,10 @@ AGENT := .build-agent/release/sparc-agent
 GUEST := build/guest
 SPARC := .build/debug/sparc
 APT_PACKAGES := qemu-system-x86 qemu-utils busybox-static linux-image-amd64 linux-headers-amd64 \
-	libncurses-dev libssl-dev pkg-config tmux cpio e2fsprogs kmod xz-utils zstd ripgrep
+	libncurses-dev libssl-dev pkg-config tmux cpio e2fsprogs kmod xz-utils zstd ripgrep gcc libc6-dev make binutils
 SWIFT_SOURCES := $(shell find Sources -name '*.swift' -o -name '*.h' -o -name '*.modulemap') Package.swift
 AGENT_SOURCES := $(shell find Sources/sparc-agent Sources/GuestQuery Sources/SparcSupport -name '*.swift') Package.swift
-GUEST_INPUTS := Guest/build-image.sh $(shell find Guest/rootfs Guest/helper -type f)
+GUEST_INPUTS := Guest/build-image.sh $(shell find Guest/rootfs Guest/helper Guest/tools -type f)
 
 .PHONY: all deps build guest run test unit e2e bench clean help
 

@@ -54,6 +54,10 @@ make -s -C "$kbuild" M="$work" modules >"$work/helper.log" 2>&1 || { cat "$work/
 mkdir -p "$root/lib/modules/sparc"
 strip --strip-debug -o "$root/lib/modules/sparc/sparc_helper.ko" "$work/sparc_helper.ko"
 
+# Test and benchmark helper (socket receivers that never read, a memory holder).
+gcc -static -O2 -o "$root/bin/sparc-probe" "$here/tools/sparc-probe.c"
+strip "$root/bin/sparc-probe"
+
 cp -a "$here/rootfs/etc/." "$root/etc/"
 install -m 0755 "$here/rootfs/sparc-agent-run" "$root/sbin/sparc-agent-run"
 install -m 0755 "$agent" "$root/sbin/sparc-agent"

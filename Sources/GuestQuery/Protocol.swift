@@ -291,10 +291,46 @@ public struct ExcludedProcess: Codable, Equatable, Sendable {
     }
 }
 
+/// One guest-physical byte range to leave out, and what it holds.
+public struct ExcludedRange: Equatable, Sendable {
+    public var start: UInt64
+    public var length: UInt64
+    public var kind: ExcludedKind
+    public init(start: UInt64, length: UInt64, kind: ExcludedKind) {
+        self.start = start
+        self.length = length
+        self.kind = kind
+    }
+
+    /// Packs ranges as little-endian (start, length, kind) triples: tens of thousands of
+    /// ranges travel as one base64 string, cheap to encode in the guest.
+    public static func pack(_ ranges: [ExcludedRange]) -> Data {
+        var words: [UInt64] = []
+        words.reserveCapacity(ranges.count * 3)
+        let kinds = ExcludedKind.allCases
+        for r in ranges {
+            words += [r.start.littleEndian, r.length.littleEndian, UInt64(kinds.firstIndex(of: r.kind)!).littleEndian]
+        }
+        return words.withUnsafeBytes { Data($0) }
+    }
+
+    public static func unpack(_ data: Data) -> [ExcludedRange] {
+        let kinds = ExcludedKind.allCases
+        var words = [UInt64](repeating: 0, count: data.count / 8)
+        _ = words.withUnsafeMutableBytes { data.copyBytes(to: $0) }
+        return stride(from: 0, to: words.count - words.count % 3, by: 3).compactMap { i in
+            let k = Int(UInt64(littleEndian: words[i + 2]))
+            guard k < kinds.count else { return nil }
+            return ExcludedRange(start: UInt64(littleEndian: words[i]), length: UInt64(littleEndian: words[i + 1]), kind: kinds[k])
+        }
+    }
+}
+
 /// Physical byte ranges to leave out, with what they are.
 public struct ExclusionPlan: Codable, Equatable, Sendable {
-    /// [start, length, kind index into ExcludedKind.allCases], guest-physical, merged per kind.
-    public var ranges: [[UInt64]]
+    /// The ranges, packed (see `ExcludedRange.pack`); guest-physical, merged per kind.
+    public var packedRanges: Data
+    public var ranges: [ExcludedRange] { ExcludedRange.unpack(packedRanges) }
     public var processes: [ExcludedProcess]
     public var ttys: [String]
     /// Bytes per kind before ranges of different kinds were merged.
@@ -309,11 +345,11 @@ public struct ExclusionPlan: Codable, Equatable, Sendable {
     public var milliseconds: Double
 
     public init(
-        ranges: [[UInt64]] = [], processes: [ExcludedProcess] = [], ttys: [String] = [], bytes: [String: UInt64] = [:],
+        ranges: [ExcludedRange] = [], processes: [ExcludedProcess] = [], ttys: [String] = [], bytes: [String: UInt64] = [:],
         keptSharedPages: Int = 0, evictFiles: [String] = [], removeFiles: [String] = [], warnings: [String] = [],
         milliseconds: Double = 0
     ) {
-        self.ranges = ranges
+        self.packedRanges = ExcludedRange.pack(ranges)
         self.processes = processes
         self.ttys = ttys
         self.bytes = bytes

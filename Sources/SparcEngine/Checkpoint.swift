@@ -69,7 +69,7 @@ extension VMManager {
             progress?("collecting what to leave out")
             let collected = try agent.collect(exclusion)
             let layout = PhysicalLayout(ramBytes: UInt64(state.spec.memoryBytes))
-            excludedFileRanges = collected.ranges.flatMap { layout.fileRanges(physical: $0[0], length: $0[1]) }
+            excludedFileRanges = collected.ranges.flatMap { layout.fileRanges(physical: $0.start, length: $0.length) }
             plan = collected
         }
 

@@ -28,14 +28,18 @@ final class ExclusionCollector {
     let request: ExclusionRequest
     let agentPid = getpid()
     var warnings: [String] = []
-    var ranges: [ExcludedKind: [Range<UInt64>]] = [:]
-    var keptShared = Set<UInt64>()
+    /// Byte-level ranges from the kernel helper, per kind.
+    var byteRanges: [ExcludedKind: [Range<UInt64>]] = [:]
     var evictFiles = Set<String>()
     var removeFiles = Set<String>()
     var pageCounts: [UInt64] = []
     var pageFlags: [UInt64] = []
-    /// How many times excluded processes map each frame (to tell shared pages).
-    var excludedMaps: [UInt64: Int] = [:]
+    /// Per frame: how many times excluded processes map it (to tell shared pages).
+    var excludedMaps: [UInt16] = []
+    /// Per frame: what became of it (see `Mark`).
+    var marks: [UInt8] = []
+
+    enum Mark: UInt8 { case none = 0, user = 1, pagecache = 2, keptShared = 3, kept = 4 }
 
     init(_ request: ExclusionRequest) { self.request = request }
 
@@ -141,14 +145,23 @@ final class ExclusionCollector {
 
     // MARK: - Page tables
 
-    /// Reads a whole /proc/kpage* file (one UInt64 per frame).
+    /// Reads a whole /proc/kpage* file (one UInt64 per frame) straight into an array.
     static func readFrameTable(_ path: String) throws -> [UInt64] {
-        let data = try FileSystem.readFile(path)
-        return data.withUnsafeBytes { Array($0.bindMemory(to: UInt64.self)) }
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw AgentFailure(.failed, "cannot read \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var table = [UInt64](repeating: 0, count: Int(sysconf(Int32(_SC_PHYS_PAGES))) + (1 << 16))
+        var filled = 0
+        while true {
+            if filled == table.count { table += [UInt64](repeating: 0, count: table.count / 2) }
+            let n = table.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + filled * 8, ($0.count - filled * 8), off_t(filled * 8)) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            filled += n / 8
+        }
+        table.removeLast(table.count - filled)
+        return table
     }
-
-    func frameCount(_ pfn: UInt64) -> UInt64 { pfn < pageCounts.count ? pageCounts[Int(pfn)] : 0 }
-    func frameFlags(_ pfn: UInt64) -> UInt64 { pfn < pageFlags.count ? pageFlags[Int(pfn)] : 0 }
 
     struct Mapping {
         var start: UInt64
@@ -167,15 +180,15 @@ final class ExclusionCollector {
         }
     }
 
-    /// Frame numbers of the present pages in [start, end) of a process, from its pagemap.
-    static func frames(pagemapFD fd: Int32, start: UInt64, end: UInt64) -> [UInt64?] {
+    /// Calls `body(pageIndex, pfn)` for the present pages of [start, end) in a page map.
+    static func forEachFrame(pagemapFD fd: Int32, start: UInt64, end: UInt64, _ body: (Int, UInt64) -> Void) {
         let pages = Int((end - start) / UInt64(pageSize))
-        guard pages > 0 else { return [] }
+        guard pages > 0 else { return }
         var entries = [UInt64](repeating: 0, count: pages)
         let want = pages * 8
         let got = entries.withUnsafeMutableBytes { pread(fd, $0.baseAddress, want, off_t(start / UInt64(pageSize) * 8)) }
-        guard got == want else { return [] }
-        return entries.map { e in e & (1 << 63) != 0 ? e & ((1 << 55) - 1) : nil }
+        guard got == want else { return }
+        for (i, e) in entries.enumerated() where e & (1 << 63) != 0 { body(i, e & ((1 << 55) - 1)) }
     }
 
     enum FileClass { case disk, memoryOnly, privateShared }
@@ -190,15 +203,17 @@ final class ExclusionCollector {
         return magic == tmpfsMagic || magic == ramfsMagic ? .memoryOnly : .disk
     }
 
-    func add(_ kind: ExcludedKind, pfn: UInt64) {
-        let start = pfn * UInt64(Self.pageSize)
-        ranges[kind, default: []].append(start..<start + UInt64(Self.pageSize))
-    }
-
     /// Pages that excluded processes map: anonymous and COW pages, shared memory, and
     /// page cache of mapped files, unless another process maps the page too.
     func collectUserPages(_ processes: [ExcludedProcess]) {
-        var pending: [(pfn: UInt64, kind: ExcludedKind?, file: String?, cls: FileClass?)] = []
+        struct Source {
+            var file: String?
+            var cls: FileClass?
+        }
+        var sources: [Source] = []
+        var frames: [UInt64] = []
+        var owners: [Int32] = []
+        let frameCount = pageCounts.count
         for p in processes {
             let fd = open("/proc/\(p.pid)/pagemap", O_RDONLY | O_CLOEXEC)
             guard fd >= 0 else {
@@ -211,41 +226,42 @@ final class ExclusionCollector {
                 let cls = isFile
                     ? Self.classify(path: m.path, statPath: "/proc/\(p.pid)/map_files/\(String(m.start, radix: 16))-\(String(m.end, radix: 16))")
                     : nil
-                for pfn in Self.frames(pagemapFD: fd, start: m.start, end: m.end).compactMap({ $0 }) {
-                    excludedMaps[pfn, default: 0] += 1
-                    pending.append((pfn, nil, isFile ? m.path : nil, cls))
+                sources.append(Source(file: isFile ? m.path : nil, cls: cls))
+                let owner = Int32(sources.count - 1)
+                Self.forEachFrame(pagemapFD: fd, start: m.start, end: m.end) { _, pfn in
+                    guard pfn < frameCount else { return }
+                    excludedMaps[Int(pfn)] &+= 1
+                    frames.append(pfn)
+                    owners.append(owner)
                 }
             }
         }
-        var seen = Set<UInt64>()
         var skippedMemoryFiles: [String: Int] = [:]
-        for entry in pending where seen.insert(entry.pfn).inserted {
-            let flags = frameFlags(entry.pfn)
-            if flags & Self.kpfZeroPage != 0 { continue }
-            if frameCount(entry.pfn) > UInt64(excludedMaps[entry.pfn] ?? 0) {
-                keptShared.insert(entry.pfn)
-                continue
-            }
-            if flags & Self.kpfAnon != 0 || entry.file == nil {
-                add(.user, pfn: entry.pfn)
-                continue
-            }
-            switch entry.cls {
-            case .privateShared?: add(.user, pfn: entry.pfn)
-            case .disk?:
+        for (i, pfn64) in frames.enumerated() {
+            let pfn = Int(pfn64)
+            guard marks[pfn] == Mark.none.rawValue else { continue }
+            let flags = pageFlags[pfn]
+            let source = sources[Int(owners[i])]
+            if flags & Self.kpfZeroPage != 0 {
+                marks[pfn] = Mark.kept.rawValue
+            } else if pageCounts[pfn] > UInt64(excludedMaps[pfn]) {
+                marks[pfn] = Mark.keptShared.rawValue
+            } else if flags & Self.kpfAnon != 0 || source.file == nil || source.cls == .privateShared {
+                marks[pfn] = Mark.user.rawValue
+            } else if source.cls == .disk {
                 if flags & Self.kpfDirty != 0 {
-                    warnings.append("a dirty page of \(entry.file!) was kept (it could not be written back)")
-                    continue
-                }
-                add(.pagecache, pfn: entry.pfn)
-                evictFiles.insert(entry.file!)
-            case .memoryOnly?, nil:
-                if request.excludeMemoryFiles {
-                    add(.pagecache, pfn: entry.pfn)
-                    removeFiles.insert(entry.file!)
+                    marks[pfn] = Mark.kept.rawValue
+                    warnings.append("a dirty page of \(source.file!) was kept (it could not be written back)")
                 } else {
-                    skippedMemoryFiles[entry.file!, default: 0] += 1
+                    marks[pfn] = Mark.pagecache.rawValue
+                    evictFiles.insert(source.file!)
                 }
+            } else if request.excludeMemoryFiles {
+                marks[pfn] = Mark.pagecache.rawValue
+                removeFiles.insert(source.file!)
+            } else {
+                marks[pfn] = Mark.kept.rawValue
+                skippedMemoryFiles[source.file!, default: 0] += 1
             }
         }
         for (file, pages) in skippedMemoryFiles.sorted(by: { $0.key < $1.key }) {
@@ -284,9 +300,11 @@ final class ExclusionCollector {
         guard self_ >= 0 else { return [] }
         defer { close(self_) }
         let start = UInt64(UInt(bitPattern: base))
-        return frames(pagemapFD: self_, start: start, end: start + UInt64(length)).enumerated().compactMap { i, pfn in
-            resident[i] & 1 != 0 ? pfn : nil
+        var frames: [UInt64] = []
+        forEachFrame(pagemapFD: self_, start: start, end: start + UInt64(length)) { i, pfn in
+            if resident[i] & 1 != 0 { frames.append(pfn) }
         }
+        return frames
     }
 
     func collectPageCache(_ processes: [ExcludedProcess]) {
@@ -313,19 +331,19 @@ final class ExclusionCollector {
                 continue
             }
             var kept = 0
-            for pfn in Self.cachedFrames(ofOpenFile: link) {
+            for pfn64 in Self.cachedFrames(ofOpenFile: link) where pfn64 < pageCounts.count {
+                let pfn = Int(pfn64)
+                guard marks[pfn] == Mark.none.rawValue else { continue }
                 // Our own temporary mapping counted once; anything beyond the excluded processes' is another's.
-                let count = Self.readFrameEntry("/proc/kpagecount", pfn) ?? 0
-                let flags = Self.readFrameEntry("/proc/kpageflags", pfn) ?? 0
-                if count > UInt64(1 + (excludedMaps[pfn] ?? 0)) {
-                    keptShared.insert(pfn)
-                    continue
-                }
-                if flags & Self.kpfDirty != 0 {
+                let count = Self.readFrameEntry("/proc/kpagecount", pfn64) ?? 0
+                let flags = Self.readFrameEntry("/proc/kpageflags", pfn64) ?? 0
+                if count > UInt64(1) + UInt64(excludedMaps[pfn]) {
+                    marks[pfn] = Mark.keptShared.rawValue
+                } else if flags & Self.kpfDirty != 0 {
                     kept += 1
-                    continue
+                } else {
+                    marks[pfn] = Mark.pagecache.rawValue
                 }
-                add(.pagecache, pfn: pfn)
             }
             if kept > 0 { warnings.append("\(kept) dirty page(s) of \(name) kept (not yet written back)") }
             if cls == .memoryOnly { removeFiles.insert(name) } else if !name.hasSuffix(" (deleted)") { evictFiles.insert(name) }
@@ -392,7 +410,7 @@ final class ExclusionCollector {
                 guard let kind = ExcludedKind(rawValue: String(f[0])), let start = UInt64(f[2], radix: 16),
                     let len = UInt64(f[3], radix: 16)
                 else { continue }
-                ranges[kind, default: []].append(start..<start + len)
+                byteRanges[kind, default: []].append(start..<start + len)
             }
         }
     }
@@ -418,23 +436,44 @@ final class ExclusionCollector {
         let resolved = try resolve()
         // Write dirty page cache back so file pages are clean copies of the disk.
         sync()
-        pageCounts = (try? Self.readFrameTable("/proc/kpagecount")) ?? []
-        pageFlags = (try? Self.readFrameTable("/proc/kpageflags")) ?? []
-        guard !pageCounts.isEmpty, !pageFlags.isEmpty else { throw AgentFailure(.failed, "cannot read /proc/kpagecount and /proc/kpageflags") }
+        pageCounts = try Self.readFrameTable("/proc/kpagecount")
+        pageFlags = try Self.readFrameTable("/proc/kpageflags")
+        guard !pageCounts.isEmpty, pageFlags.count >= pageCounts.count else {
+            throw AgentFailure(.failed, "cannot read /proc/kpagecount and /proc/kpageflags")
+        }
+        excludedMaps = [UInt16](repeating: 0, count: pageCounts.count)
+        marks = [UInt8](repeating: 0, count: pageCounts.count)
         collectUserPages(resolved.processes)
         if request.scope == .all {
             collectPageCache(resolved.processes)
             try collectKernelBuffers(resolved.processes)
         }
-        var out: [[UInt64]] = []
+        var out: [ExcludedRange] = []
         var bytes: [String: UInt64] = [:]
-        for (index, kind) in ExcludedKind.allCases.enumerated() {
-            let merged = Self.merge(ranges[kind] ?? [])
+        // Page kinds: one pass over the marks turns runs of frames into ranges.
+        for (kind, mark) in [(ExcludedKind.user, Mark.user), (.pagecache, .pagecache)] {
+            var runStart = -1
+            var total: UInt64 = 0
+            for pfn in 0...marks.count {
+                let hit = pfn < marks.count && marks[pfn] == mark.rawValue
+                if hit && runStart < 0 { runStart = pfn }
+                if !hit && runStart >= 0 {
+                    let length = UInt64(pfn - runStart) * UInt64(Self.pageSize)
+                    out.append(ExcludedRange(start: UInt64(runStart) * UInt64(Self.pageSize), length: length, kind: kind))
+                    total += length
+                    runStart = -1
+                }
+            }
+            bytes[kind.rawValue] = total
+        }
+        for kind in [ExcludedKind.pipe, .socket, .tty, .kstack] {
+            let merged = Self.merge(byteRanges[kind] ?? [])
             bytes[kind.rawValue] = merged.reduce(0) { $0 + ($1.upperBound - $1.lowerBound) }
-            out += merged.map { [$0.lowerBound, $0.upperBound - $0.lowerBound, UInt64(index)] }
+            out += merged.map { ExcludedRange(start: $0.lowerBound, length: $0.upperBound - $0.lowerBound, kind: kind) }
         }
         return ExclusionPlan(
-            ranges: out, processes: resolved.processes, ttys: resolved.ttys, bytes: bytes, keptSharedPages: keptShared.count,
+            ranges: out, processes: resolved.processes, ttys: resolved.ttys, bytes: bytes,
+            keptSharedPages: marks.reduce(0) { $0 + ($1 == Mark.keptShared.rawValue ? 1 : 0) },
             evictFiles: evictFiles.sorted(), removeFiles: removeFiles.sorted(), warnings: warnings,
             milliseconds: Date().timeIntervalSince(began) * 1000)
     }

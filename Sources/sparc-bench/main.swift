@@ -39,17 +39,19 @@ func median(_ xs: [Double]) -> Double {
 
 let args = CommandLine.arguments
 var memoryMiB = 1024
-var fillMiB = 600
+var fillMiB = 400
+var holdMiB = 200
 var rounds = 3
 var i = 1
 while i < args.count {
     switch args[i] {
     case "--memory": memoryMiB = Int(args[i + 1]) ?? memoryMiB; i += 1
     case "--fill": fillMiB = Int(args[i + 1]) ?? fillMiB; i += 1
+    case "--hold": holdMiB = Int(args[i + 1]) ?? holdMiB; i += 1
     case "--rounds": rounds = Int(args[i + 1]) ?? rounds; i += 1
     case "checkpoint": break
     default:
-        printError("usage: sparc-bench checkpoint [--memory MIB] [--fill MIB] [--rounds N]")
+        printError("usage: sparc-bench checkpoint [--memory MIB] [--fill MIB] [--hold MIB] [--rounds N]")
         exit(2)
     }
     i += 1
@@ -77,13 +79,16 @@ do {
     print("booting a \(memoryMiB) MiB guest…")
     try manager.start(options)
     let agent = try manager.agentClient(name, timeout: 600)
-    print("filling \(fillMiB) MiB of guest memory with random data…")
+    print("starting a process holding \(holdMiB) MiB, filling \(fillMiB) MiB of tmpfs with random data…")
+    let holder = try agent.exec(ExecRequest(argv: ["sparc-probe", "hold", String(holdMiB)], detach: true)).pid
     let fill = try agent.exec(
         ExecRequest(argv: [
             "sh", "-c",
             "mount -o remount,size=\(fillMiB + 64)m /dev/shm && dd if=/dev/urandom of=/dev/shm/fill bs=1M count=\(fillMiB) 2>/dev/null && sync && echo ok",
         ]), timeout: 900)
     guard fill.status == 0 else { throw SparcError("filling guest memory failed: \(String(decoding: fill.stderr, as: UTF8.self))") }
+    // The holder reads /dev/urandom under TCG: wait until its memory is all there.
+    while (try agent.processes().first { $0.pid == holder }?.rssKiB ?? 0) < Int64(holdMiB) << 10 { usleep(200_000) }
     agent.close()
 
     let layout = manager.layout(name)
@@ -177,6 +182,37 @@ do {
         try manager.restore(bundle: bundle, name: name)
     }
 
+    // Exclusion: the same checkpoint with the holder left out (scope all), side by side.
+    var plain: [Double] = []
+    var excluding: [Double] = []
+    var collect: [Double] = []
+    var excludedSize: Int64 = 0
+    var excludedBytes: Int64 = 0
+    let bundleX = work + "/excluded.sparc"
+    let restoredHolder = try manager.agentClient(name).processes().first { $0.command.hasPrefix("sparc-probe hold") }?.pid ?? holder
+    for round in 1...rounds {
+        for which in round % 2 == 1 ? [0, 1] : [1, 0] {
+            FileSystem.removeTree(bundle)
+            FileSystem.removeTree(bundleX)
+            if which == 0 {
+                plain.append(try time {
+                    _ = try manager.checkpoint(name: name, output: bundle)
+                    syncAll()
+                })
+            } else {
+                var report: CheckpointReport?
+                excluding.append(try time {
+                    report = try manager.checkpoint(
+                        name: name, output: bundleX, exclusion: ExclusionRequest(pids: [restoredHolder], scope: .all))
+                    syncAll()
+                })
+                collect.append(report!.exclusion.collectMilliseconds / 1000)
+                excludedSize = du(bundleX)
+                excludedBytes = report!.exclusion.bytes
+            }
+        }
+    }
+
     let o = median(ours)
     let q = median(qemuSave)
     let c = median(plainCopy)
@@ -190,6 +226,14 @@ do {
     print("| plain copy of the RAM file | \(fmt(c)) | \(mib(Int64(memoryMiB) << 20)) | \(fmt(c / q))× | \(fmt(Double(Int64(memoryMiB) << 20) / Double(qemuSize)))× |")
     print("| sparc restore (verify + load + resume) | \(fmt(median(ourRestore))) | | \(fmt(median(ourRestore) / median(qemuRestore)))× | |")
     print("| QEMU restore (-incoming) | \(fmt(median(qemuRestore))) | | 1.00× | |")
+    print("")
+    print("Exclusion (\(holdMiB) MiB process left out with --scope all; \(mib(excludedBytes)) excluded), same VM, alternating:")
+    print("")
+    print("| checkpoint | time (s) | on disk | time vs without exclusion |")
+    print("|---|---:|---:|---:|")
+    print("| sparc checkpoint, nothing excluded | \(fmt(median(plain))) | \(mib(ourSize)) | 1.00× |")
+    print("| sparc checkpoint, \(holdMiB) MiB process excluded | \(fmt(median(excluding))) | \(mib(excludedSize)) | \(fmt(median(excluding) / median(plain)))× |")
+    print("| of which: collecting ranges in the guest | \(fmt(median(collect))) | | |")
 } catch {
     printError("sparc-bench: \(error)")
     cleanupAndExit(2)

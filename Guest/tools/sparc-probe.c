@@ -1,0 +1,125 @@
+/*
+ * sparc-probe: small guest programs for sparc's end-to-end tests and benchmarks, which
+ * busybox cannot play: socket receivers that accept but never read, senders, and a
+ * process that holds a given amount of memory.
+ *
+ *   sparc-probe recv-unix PATH    listen on a unix stream socket, accept, never read
+ *   sparc-probe send-unix PATH    connect, send standard input, wait for the peer to close
+ *   sparc-probe recv-tcp PORT     the same on 127.0.0.1:PORT
+ *   sparc-probe send-tcp PORT
+ *   sparc-probe hold MIB          allocate MIB MiB, fill it from /dev/urandom, sleep
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+static int addr_of(const char *kind, const char *where, struct sockaddr_storage *ss, socklen_t *len)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (!strcmp(kind, "unix")) {
+		struct sockaddr_un *un = (struct sockaddr_un *)ss;
+		un->sun_family = AF_UNIX;
+		strncpy(un->sun_path, where, sizeof(un->sun_path) - 1);
+		*len = sizeof(*un);
+		return AF_UNIX;
+	}
+	struct sockaddr_in *in = (struct sockaddr_in *)ss;
+	in->sin_family = AF_INET;
+	in->sin_port = htons(atoi(where));
+	in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	*len = sizeof(*in);
+	return AF_INET;
+}
+
+static int receive(const char *kind, const char *where)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int family = addr_of(kind, where, &ss, &len), one = 1;
+	int s = socket(family, SOCK_STREAM, 0);
+
+	setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (family == AF_UNIX)
+		unlink(where);
+	if (bind(s, (struct sockaddr *)&ss, len) || listen(s, 4)) {
+		perror("sparc-probe: listen");
+		return 1;
+	}
+	int c = accept(s, NULL, NULL);
+	if (c < 0)
+		return 1;
+	for (;;)
+		pause(); /* hold the connection, never read it */
+}
+
+static int send_stdin(const char *kind, const char *where)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int family = addr_of(kind, where, &ss, &len), s = -1, i;
+	char buf[4096];
+	ssize_t n;
+
+	for (i = 0; i < 100; i++) {
+		s = socket(family, SOCK_STREAM, 0);
+		if (connect(s, (struct sockaddr *)&ss, len) == 0)
+			break;
+		close(s);
+		s = -1;
+		usleep(100000);
+	}
+	if (s < 0) {
+		perror("sparc-probe: connect");
+		return 1;
+	}
+	while ((n = read(0, buf, sizeof(buf))) > 0)
+		if (write(s, buf, n) != n)
+			return 1;
+	memset(buf, 0, sizeof(buf));
+	shutdown(s, SHUT_WR);
+	return 0;
+}
+
+static int hold(long mib)
+{
+	size_t size = (size_t)mib << 20, done = 0;
+	char *p = malloc(size);
+	int fd = open("/dev/urandom", O_RDONLY);
+
+	if (!p || fd < 0)
+		return 1;
+	while (done < size) {
+		ssize_t n = read(fd, p + done, size - done > (1 << 20) ? (1 << 20) : size - done);
+		if (n <= 0)
+			return 1;
+		done += n;
+	}
+	close(fd);
+	printf("ready\n");
+	fflush(stdout);
+	for (;;)
+		pause();
+}
+
+int main(int argc, char **argv)
+{
+	if (argc == 3 && !strcmp(argv[1], "recv-unix"))
+		return receive("unix", argv[2]);
+	if (argc == 3 && !strcmp(argv[1], "send-unix"))
+		return send_stdin("unix", argv[2]);
+	if (argc == 3 && !strcmp(argv[1], "recv-tcp"))
+		return receive("tcp", argv[2]);
+	if (argc == 3 && !strcmp(argv[1], "send-tcp"))
+		return send_stdin("tcp", argv[2]);
+	if (argc == 3 && !strcmp(argv[1], "hold"))
+		return hold(atol(argv[2]));
+	fprintf(stderr, "usage: sparc-probe recv-unix|send-unix PATH | recv-tcp|send-tcp PORT | hold MIB\n");
+	return 2;
+}

@@ -1,0 +1,208 @@
+import Foundation
+import SnapshotModel
+import SparcSupport
+import XCTest
+
+/// The exclusion engine against the real guest: a fresh secret reaches the guest through
+/// each channel; checkpoints without exclusion, with --scope user and with --scope all are
+/// searched for it; the restored guest runs on without the excluded processes.
+final class ExclusionTests: XCTestCase {
+    static var runtime = ""
+    static var work = ""
+    static var sparc: SparcRunner!
+    static var bootError: String?
+    let vm = "excl"
+    var sparc: SparcRunner { Self.sparc }
+    var work: String { Self.work }
+
+    override class func setUp() {
+        super.setUp()
+        do {
+            runtime = try makeTempDir("rt-excl")
+            work = try makeTempDir("work-excl")
+            sparc = SparcRunner(runtime: runtime)
+            let out = try sparc.run(["vm", "start", "--name", "excl"])
+            if out.status != 0 { bootError = out.stderr }
+        } catch {
+            bootError = "\(error)"
+        }
+    }
+
+    override class func tearDown() {
+        _ = try? sparc.run(["vm", "stop", "--name", "excl"])
+        FileSystem.removeTree(runtime)
+        FileSystem.removeTree(work)
+        super.tearDown()
+    }
+
+    override func setUpWithError() throws {
+        if let bootError = Self.bootError { XCTFail("the test VM did not boot: \(bootError)") }
+        try XCTSkipIf(Self.bootError != nil)
+    }
+
+    @discardableResult
+    func guest(_ script: String, file: StaticString = #filePath, line: UInt = #line) throws -> String {
+        try sparc.ok(["exec", "--name", vm, "--", "sh", "-c", script], file: file, line: line).trimmed
+    }
+
+    func detach(_ script: String, file: StaticString = #filePath, line: UInt = #line) throws -> Int32 {
+        let pid = try sparc.ok(["exec", "--name", vm, "--detach", "--", "sh", "-c", script], file: file, line: line).trimmed
+        return Int32(pid) ?? -1
+    }
+
+    static func randomSecret(_ tag: String) -> String {
+        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+        return tag + String((0..<(32 - tag.count)).map { _ in alphabet.randomElement()! })
+    }
+
+    /// In-guest generation: the secret is made by the guest and read back through a FIFO,
+    /// so it never passes the agent's input channel (whose virtio buffers are reused, not freed).
+    static let generate = "$(tr -dc A-Za-z0-9 </dev/urandom | head -c 32)"
+
+    func readFifo(_ path: String) throws -> String {
+        try guest("i=0; while [ ! -p \(path) ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; cat \(path); rm -f \(path)")
+    }
+
+    struct Channel {
+        var name: String
+        var secret: String
+    }
+
+    func testEffectivenessOfExclusionAcrossChannels() throws {
+        var channels: [Channel] = []
+
+        // 1. Typed into an interactive shell on a pty (sparc terminal) and on the serial console.
+        let terminal = try JSONSerialization.jsonObject(with: Data(try sparc.ok(["terminal", "--name", vm, "--json"]).utf8)) as! [String: Any]
+        let pty = terminal["tty"] as! String
+        let typedPty = Self.randomSecret("PTY")
+        try sparc.ok(["terminal", "--name", vm, "--send", "export TYPED=\(typedPty)\\n"])
+        channels.append(Channel(name: "1. typed in a shell on a pty (sparc terminal)", secret: typedPty))
+        let typedSerial = Self.randomSecret("CON")
+        try sparc.ok(["console", "--name", vm, "--send", "export TYPED=\(typedSerial)\\n"])
+        channels.append(Channel(name: "1. typed in the serial-console shell", secret: typedSerial))
+
+        // 2. Held only in a process's heap.
+        let heapPid = try detach("mkfifo /run/ch2; S=\(Self.generate); printf %s \"$S\" > /run/ch2; while :; do sleep 1000; done")
+        channels.append(Channel(name: "2. in a process's heap", secret: try readFifo("/run/ch2")))
+
+        // 3. Read from a file on /data that the process keeps open.
+        let filePid = try detach(
+            "S=\(Self.generate); printf %s \"$S\" > /data/ch3.txt; sync; exec sh -c 'exec 3</data/ch3.txt; read -r T <&3; while :; do sleep 1000; done'")
+        let fileSecret = try guest("i=0; while [ \"$(wc -c < /data/ch3.txt 2>/dev/null)\" != 32 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; sleep 0.5; cat /data/ch3.txt")
+        channels.append(Channel(name: "3. in a file on /data kept open", secret: fileSecret))
+
+        // 4. Written into a pipe whose reader has not read it.
+        let pipePid = try detach(
+            "(S=\(Self.generate); mkfifo /run/ch4; printf %s \"$S\" > /run/ch4; printf %s \"$S\") | while :; do sleep 1000; done")
+        channels.append(Channel(name: "4. in a pipe not yet read", secret: try readFifo("/run/ch4")))
+
+        // 5. Sent over a unix socket and over TCP on loopback to receivers that have not read it.
+        let socketPid = try detach("sparc-probe recv-unix /run/ch5.sock & sparc-probe recv-tcp 5555 & wait")
+        let sender = try detach(
+            "U=\(Self.generate); T=\(Self.generate); mkfifo /run/ch5u /run/ch5t; printf %s \"$U\" > /run/ch5u; printf %s \"$T\" > /run/ch5t; printf %s \"$U\" | sparc-probe send-unix /run/ch5.sock; printf %s \"$T\" | sparc-probe send-tcp 5555")
+        channels.append(Channel(name: "5. unix socket, not yet received", secret: try readFifo("/run/ch5u")))
+        channels.append(Channel(name: "5. TCP on loopback, not yet received", secret: try readFifo("/run/ch5t")))
+        try guest("while kill -0 \(sender) 2>/dev/null; do sleep 0.1; done")
+
+        // A bystander that must run on after the restore.
+        _ = try detach("i=0; while :; do i=$((i+1)); echo $i > /run/bystander; sleep 0.2; done")
+        sleep(1)
+        for c in channels { XCTAssertEqual(c.secret.count, 32, "\(c.name): secret not delivered ('\(c.secret)')") }
+
+        let targets = ["--exclude-tty", pty, "--exclude-tty", "ttyS0"]
+            + [heapPid, filePid, pipePid, socketPid].flatMap { ["--exclude-pid", String($0)] }
+        let bundles = [
+            ("none", work + "/none.sparc", [String]()),
+            ("user", work + "/user.sparc", targets + ["--scope", "user"]),
+            ("all", work + "/all.sparc", targets + ["--scope", "all"]),
+        ]
+        for (_, path, extra) in bundles {
+            try sparc.ok(["checkpoint", "--name", vm, "-o", path] + extra)
+        }
+
+        var table = "| channel | no exclusion | --scope user | --scope all |\n|---|---:|---:|---:|\n"
+        var totals = [0, 0, 0]
+        for c in channels {
+            var row: [Int] = []
+            for (column, (label, path, _)) in bundles.enumerated() {
+                let hits = try SecretScan.hits(c.secret, inBundle: path)
+                let total = hits.values.reduce(0, +)
+                row.append(total)
+                totals[column] += total
+                if label == "all" {
+                    for (file, n) in hits { XCTAssertEqual(n, 0, "\(c.name): secret found \(n)× in \(file) with --scope all") }
+                }
+            }
+            XCTAssertGreaterThan(row[0], 0, "\(c.name): the baseline does not hold the secret, so the scenario proves nothing")
+            XCTAssertLessThanOrEqual(row[1], row[0], c.name)
+            table += "| \(c.name) | \(row[0]) | \(row[1]) | \(row[2]) |\n"
+        }
+        table += "| all channels | \(totals[0]) | \(totals[1]) | \(totals[2]) |\n"
+        print("EFFECTIVENESS-TABLE-BEGIN\n" + table + "EFFECTIVENESS-TABLE-END")
+
+        let manifest = try BundleReader(path: work + "/all.sparc").manifest
+        let excludedPids = Set(manifest.exclusion.processes.map(\.pid))
+        for pid in [heapPid, filePid, pipePid, socketPid, Int32(terminal["relayPid"] as! Int), Int32(terminal["shellPid"] as! Int)] {
+            XCTAssertTrue(excludedPids.contains(pid), "pid \(pid) missing from the manifest's excluded processes")
+        }
+        XCTAssertEqual(manifest.exclusion.scope, "all")
+        XCTAssertGreaterThan(manifest.exclusion.bytesByKind["user"] ?? 0, 0)
+        for kind in ["tty", "pipe", "socket", "pagecache", "kstack"] {
+            XCTAssertGreaterThan(manifest.exclusion.bytesByKind[kind] ?? 0, 0, "no \(kind) bytes excluded")
+        }
+        XCTAssertTrue(manifest.exclusion.evictFiles.contains("/data/ch3.txt"), "\(manifest.exclusion.evictFiles)")
+
+        // Restore: the excluded processes are killed before the guest runs on; the rest goes on.
+        let restore = try sparc.run(["restore", work + "/all.sparc", "--name", vm, "--replace"])
+        XCTAssertEqual(restore.status, 0, restore.stderr)
+        XCTAssertTrue(restore.stdout.contains("killed excluded processes"), restore.stdout)
+        let before = Int(try guest("cat /run/bystander")) ?? 0
+        sleep(1)
+        XCTAssertGreaterThan(Int(try guest("cat /run/bystander")) ?? 0, before, "bystander runs on")
+        let ps = try sparc.ok(["ps", "--name", vm, "--json"])
+        let alive = (try JSONSerialization.jsonObject(with: Data(ps.utf8)) as! [[String: Any]])
+            .filter { ($0["state"] as? String) != "Z" }.compactMap { $0["pid"] as? Int }.map(Int32.init)
+        for pid in excludedPids { XCTAssertFalse(alive.contains(pid), "excluded pid \(pid) still runs after restore") }
+        XCTAssertTrue(try sparc.ok(["ps", "--name", vm]).contains("-/bin/sh"), "init respawned the console shell")
+        XCTAssertEqual(try guest("cat /data/ch3.txt"), fileSecret, "a file read by an excluded process reads correctly from disk")
+        let log = try guest("dmesg")
+        for bad in ["Oops", "BUG:", "WARNING:", "Call Trace", "general protection"] {
+            XCTAssertFalse(log.contains(bad), "guest kernel logged '\(bad)':\n\(log)")
+        }
+        XCTAssertEqual(try guest("echo ok > /data/after-restore && cat /data/after-restore"), "ok")
+    }
+
+    func testBadExclusionTargetsAreRefused() throws {
+        let out = work + "/bad.sparc"
+        try sparc.fails(["checkpoint", "--name", vm, "-o", out, "--exclude-pid", "99999"], message: "no process with pid 99999")
+        try sparc.fails(["checkpoint", "--name", vm, "-o", out, "--exclude-name", "no-such-program"], message: "no process named 'no-such-program'")
+        try sparc.fails(["checkpoint", "--name", vm, "-o", out, "--exclude-tty", "pts/77"], message: "no terminal 'pts/77'")
+        try sparc.fails(["checkpoint", "--name", vm, "-o", out, "--exclude-pid", "1"], message: "pid 1 (init) cannot be excluded")
+        try sparc.fails(["checkpoint", "--name", vm, "-o", out, "--exclude-name", "sparc-agent"], message: "the sparc agent")
+        try sparc.fails(["checkpoint", "--name", vm, "-o", out, "--exclude-pid", "2"], message: "kernel thread")
+        try sparc.fails(["checkpoint", "--name", vm, "-o", out, "--exclude-pid", "5", "--scope", "most"], message: "--scope must be user or all")
+        XCTAssertFalse(FileSystem.exists(out))
+        XCTAssertEqual(((try? FileManager.default.contentsOfDirectory(atPath: work)) ?? []).filter { $0.contains("partial") }, [])
+        XCTAssertEqual(try guest("echo thawed"), "thawed")
+        XCTAssertFalse(try sparc.ok(["vm", "status", "--name", vm]).contains("frozen"))
+
+        // A process that has already exited (a zombie) is excluded without harm.
+        let parent = try detach("sleep 0.2 & exec sleep 1000")
+        sleep(1)
+        let zombie = try guest("for p in /proc/[0-9]*; do if [ \"$(cut -d' ' -f4 $p/stat)\" = \(parent) ]; then basename $p; fi; done")
+        XCTAssertNotNil(Int(zombie), "zombie child of \(parent): '\(zombie)'")
+        try sparc.ok(["checkpoint", "--name", vm, "-o", work + "/zombie.sparc", "--exclude-pid", zombie])
+        try guest("kill \(parent)")
+
+        // Without the kernel helper, --scope all refuses rather than saving kernel buffers.
+        let ko = "/lib/modules/sparc/sparc_helper.ko"
+        try guest("rmmod sparc_helper 2>/dev/null; mv \(ko) \(ko).off")
+        defer { _ = try? guest("mv \(ko).off \(ko)") }
+        let victim = try detach("while :; do sleep 1000; done")
+        try sparc.fails(["checkpoint", "--name", vm, "-o", out, "--exclude-pid", String(victim)], message: "kernel helper")
+        XCTAssertFalse(FileSystem.exists(out))
+        XCTAssertEqual(try guest("echo thawed"), "thawed")
+        try sparc.ok(["checkpoint", "--name", vm, "-o", work + "/useronly.sparc", "--exclude-pid", String(victim), "--scope", "user"])
+        try guest("kill \(victim)")
+    }
+}
