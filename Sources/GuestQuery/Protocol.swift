@@ -343,6 +343,8 @@ public struct ExclusionPlan: Codable, Equatable, Sendable {
     public var removeFiles: [String]
     public var warnings: [String]
     public var milliseconds: Double
+    /// Where the collection time went (resolve, user, pagecache, kernel, pack), in ms.
+    public var phases: [String: Double] = [:]
 
     public init(
         ranges: [ExcludedRange] = [], processes: [ExcludedProcess] = [], ttys: [String] = [], bytes: [String: UInt64] = [:],

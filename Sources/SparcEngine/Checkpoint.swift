@@ -47,8 +47,12 @@ extension VMManager {
 
         progress?("asking the guest agent")
         let hello = try agent.hello()
-        progress?("freezing guest processes")
-        _ = try agent.freeze()
+        let excluding = exclusion.map { !$0.isEmpty } ?? false
+        if !excluding {
+            progress?("freezing guest processes")
+            _ = try agent.freeze()
+        }
+        // From here on a failure thaws (collect freezes the guest itself).
         var thawOnFailure = true
         var paused = false
         var pausedAt = Date()
@@ -65,9 +69,12 @@ extension VMManager {
 
         var plan: ExclusionPlan?
         var excludedFileRanges: [Range<Int64>] = []
-        if let exclusion, !exclusion.isEmpty {
-            progress?("collecting what to leave out")
+        if let exclusion, excluding {
+            progress?("freezing guest processes, collecting what to leave out")
             let collected = try agent.collect(exclusion)
+            if let trace = ProcessInfo.processInfo.environment["SPARC_TRACE"], !trace.isEmpty {
+                printError("collect phases (ms): \(collected.phases.sorted { $0.key < $1.key }.map { "\($0.key)=\(Int($0.value))" }.joined(separator: " "))")
+            }
             let layout = PhysicalLayout(ramBytes: UInt64(state.spec.memoryBytes))
             excludedFileRanges = collected.ranges.flatMap { layout.fileRanges(physical: $0.start, length: $0.length) }
             plan = collected

@@ -51,9 +51,7 @@ final class ExclusionCollector {
     }
 
     static func startTime(_ pid: Int32) -> UInt64? {
-        guard let text = GuestSystem.readText("/proc/\(pid)/stat"), let close = text.lastIndex(of: ")") else { return nil }
-        let f = text[text.index(after: close)...].split(separator: " ")
-        return f.count > 19 ? UInt64(f[19]) : nil
+        GuestSystem.readBytes("/proc/\(pid)/stat").flatMap { GuestSystem.parseStat(bytes: $0) }?.startTime
     }
 
     static func normalizeTTY(_ name: String) -> String {
@@ -79,8 +77,9 @@ final class ExclusionCollector {
     }
 
     func resolve() throws -> Resolved {
-        let all = GuestSystem.processes()
+        let all = GuestSystem.stats()
         let byPid = Dictionary(all.map { ($0.pid, $0) }, uniquingKeysWith: { a, _ in a })
+        let isKernel = { (p: GuestSystem.Stat) in p.flags & GuestSystem.pfKthread != 0 }
         var children: [Int32: [Int32]] = [:]
         for p in all { children[p.ppid, default: []].append(p.pid) }
         var reasons: [Int32: String] = [:]
@@ -93,16 +92,16 @@ final class ExclusionCollector {
         }
         for pid in request.pids {
             guard let p = byPid[pid] else { throw AgentFailure(.notFound, "no process with pid \(pid) in the guest") }
-            if p.kernelThread { throw AgentFailure(.invalidArgument, "pid \(pid) is a kernel thread, which has no user memory to exclude") }
+            if isKernel(p) { throw AgentFailure(.invalidArgument, "pid \(pid) is a kernel thread, which has no user memory to exclude") }
             add(pid, "pid \(pid)")
         }
         for name in request.names {
             let matches = all.filter { p in
-                guard !p.kernelThread else { return false }
-                let argv0 = p.command.split(separator: " ").first.map(String.init) ?? ""
+                guard !isKernel(p) else { return false }
+                if p.comm == name { return true }
+                let argv0 = GuestSystem.commandLine(p.pid, comm: p.comm).split(separator: " ").first.map(String.init) ?? ""
                 let base = argv0.split(separator: "/").last.map(String.init) ?? argv0
-                let comm = GuestSystem.readText("/proc/\(p.pid)/comm")?.trimmed ?? ""
-                return comm == name || base == name || base == "-" + name
+                return base == name || base == "-" + name
             }
             if matches.isEmpty { throw AgentFailure(.notFound, "no process named '\(name)' in the guest") }
             for p in matches { add(p.pid, "name \(name)") }
@@ -115,7 +114,7 @@ final class ExclusionCollector {
                 throw AgentFailure(.notFound, "no terminal '\(raw)' in the guest (known: \(known.sorted().joined(separator: ", ")))")
             }
             ttys.append(tty)
-            for p in all where p.tty == tty && !p.kernelThread { add(p.pid, "on \(tty)") }
+            for p in all where GuestSystem.ttyName(p.ttyNr) == tty && !isKernel(p) { add(p.pid, "on \(tty)") }
             if tty.hasPrefix("pts/"), let index = Int(tty.dropFirst(4)) {
                 for holder in Self.masterHolders(ptyIndex: index) { add(holder, "holds the master of \(tty)") }
             }
@@ -124,7 +123,7 @@ final class ExclusionCollector {
         var i = 0
         while i < order.count {
             let parent = order[i]
-            for child in children[parent] ?? [] where byPid[child]?.kernelThread == false { add(child, "child of \(parent)") }
+            for child in children[parent] ?? [] where byPid[child].map(isKernel) == false { add(child, "child of \(parent)") }
             i += 1
         }
         if reasons[1] != nil {
@@ -134,16 +133,37 @@ final class ExclusionCollector {
             throw AgentFailure(.invalidArgument, "the sparc agent (pid \(agentPid)) cannot be excluded: it carries out the restore (\(r))")
         }
         let processes = order.compactMap { pid -> ExcludedProcess? in
-            guard let p = byPid[pid], let start = Self.startTime(pid) else {
+            guard let p = byPid[pid], let start = Optional(p.startTime) else {
                 warnings.append("pid \(pid) exited during collection")
                 return nil
             }
-            return ExcludedProcess(pid: pid, command: p.command, reason: reasons[pid]!, startTime: start)
+            return ExcludedProcess(pid: pid, command: GuestSystem.commandLine(pid, comm: p.comm), reason: reasons[pid]!, startTime: start)
         }
         return Resolved(processes: processes, ttys: ttys)
     }
 
     // MARK: - Page tables
+
+    /// Frames per chunk of a /proc/kpage* file read at once.
+    static let chunkFrames = 8192
+
+    /// Reads the chunks of a /proc/kpage* file that hold `chunks`, into a table of `count`
+    /// frames (others stay 0): under TCG every entry costs, and most frames are not ours.
+    static func readFrameTable(_ path: String, count: Int, chunks: Set<Int>) throws -> [UInt64] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw AgentFailure(.failed, "cannot read \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var table = [UInt64](repeating: 0, count: count)
+        table.withUnsafeMutableBytes { raw in
+            for chunk in chunks.sorted() {
+                let first = chunk * chunkFrames
+                guard first < count else { continue }
+                let bytes = min(chunkFrames, count - first) * 8
+                _ = pread(fd, raw.baseAddress! + first * 8, bytes, off_t(first * 8))
+            }
+        }
+        return table
+    }
 
     /// Reads a whole /proc/kpage* file (one UInt64 per frame) straight into an array.
     static func readFrameTable(_ path: String) throws -> [UInt64] {
@@ -161,6 +181,19 @@ final class ExclusionCollector {
         }
         table.removeLast(table.count - filled)
         return table
+    }
+
+    /// One past the highest frame number: the end of the last zone in /proc/zoneinfo.
+    static func frameCount() -> Int {
+        var end = 0
+        var spanned = 0
+        // Each zone lists "spanned N" before its "start_pfn: M".
+        for line in (GuestSystem.readText("/proc/zoneinfo") ?? "").split(separator: "\n") {
+            let f = line.split(separator: " ")
+            if f.count == 2 && f[0] == "spanned" { spanned = Int(f[1]) ?? 0 }
+            if f.count == 2 && f[0] == "start_pfn:" { end = max(end, (Int(f[1]) ?? 0) + spanned) }
+        }
+        return end
     }
 
     struct Mapping {
@@ -213,7 +246,7 @@ final class ExclusionCollector {
         var sources: [Source] = []
         var frames: [UInt64] = []
         var owners: [Int32] = []
-        let frameCount = pageCounts.count
+        let frameCount = excludedMaps.count
         for p in processes {
             let fd = open("/proc/\(p.pid)/pagemap", O_RDONLY | O_CLOEXEC)
             guard fd >= 0 else {
@@ -235,6 +268,14 @@ final class ExclusionCollector {
                     owners.append(owner)
                 }
             }
+        }
+        let chunks = Set(frames.map { Int($0) / Self.chunkFrames })
+        do {
+            pageCounts = try Self.readFrameTable("/proc/kpagecount", count: frameCount, chunks: chunks)
+            pageFlags = try Self.readFrameTable("/proc/kpageflags", count: frameCount, chunks: chunks)
+        } catch {
+            warnings.append("\(error)")
+            return
         }
         var skippedMemoryFiles: [String: Int] = [:]
         for (i, pfn64) in frames.enumerated() {
@@ -432,21 +473,30 @@ final class ExclusionCollector {
     func run(frozen: Bool) throws -> ExclusionPlan {
         let began = Date()
         guard !request.isEmpty else { throw AgentFailure(.invalidArgument, "nothing to exclude") }
-        guard frozen else { throw AgentFailure(.failed, "guest processes must be frozen before collecting") }
+        guard frozen else { throw AgentFailure(.failed, "guest processes could not be frozen before collecting") }
+        var phases: [String: Double] = [:]
+        var mark = Date()
+        func phase(_ name: String) {
+            phases[name] = Date().timeIntervalSince(mark) * 1000
+            mark = Date()
+        }
         let resolved = try resolve()
+        phase("resolve")
         // Write dirty page cache back so file pages are clean copies of the disk.
         sync()
-        pageCounts = try Self.readFrameTable("/proc/kpagecount")
-        pageFlags = try Self.readFrameTable("/proc/kpageflags")
-        guard !pageCounts.isEmpty, pageFlags.count >= pageCounts.count else {
-            throw AgentFailure(.failed, "cannot read /proc/kpagecount and /proc/kpageflags")
-        }
-        excludedMaps = [UInt16](repeating: 0, count: pageCounts.count)
-        marks = [UInt8](repeating: 0, count: pageCounts.count)
+        // Frame numbers run to the end of the highest memory zone; kpagecount ends there too.
+        let frames = Self.frameCount()
+        guard frames > 0 else { throw AgentFailure(.failed, "cannot read the guest's frame count") }
+        excludedMaps = [UInt16](repeating: 0, count: frames)
+        marks = [UInt8](repeating: 0, count: frames)
+        phase("sync")
         collectUserPages(resolved.processes)
+        phase("user")
         if request.scope == .all {
             collectPageCache(resolved.processes)
+            phase("pagecache")
             try collectKernelBuffers(resolved.processes)
+            phase("kernel")
         }
         var out: [ExcludedRange] = []
         var bytes: [String: UInt64] = [:]
@@ -471,11 +521,14 @@ final class ExclusionCollector {
             bytes[kind.rawValue] = merged.reduce(0) { $0 + ($1.upperBound - $1.lowerBound) }
             out += merged.map { ExcludedRange(start: $0.lowerBound, length: $0.upperBound - $0.lowerBound, kind: kind) }
         }
-        return ExclusionPlan(
+        phase("ranges")
+        var plan = ExclusionPlan(
             ranges: out, processes: resolved.processes, ttys: resolved.ttys, bytes: bytes,
             keptSharedPages: marks.reduce(0) { $0 + ($1 == Mark.keptShared.rawValue ? 1 : 0) },
             evictFiles: evictFiles.sorted(), removeFiles: removeFiles.sorted(), warnings: warnings,
             milliseconds: Date().timeIntervalSince(began) * 1000)
+        plan.phases = phases
+        return plan
     }
 }
 

@@ -22,23 +22,87 @@ enum GuestSystem {
         var ttyNr: Int
         var flags: UInt64
         var rssPages: Int64
+        var startTime: UInt64
+    }
+
+    /// Reads a small /proc or /sys file with plain system calls (FileManager is slow under TCG).
+    static func readBytes(_ path: String) -> [UInt8]? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var out: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = read(fd, &buf, buf.count)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return n < 0 && out.isEmpty ? nil : out }
+            out += buf[0..<n]
+        }
     }
 
     static func readText(_ path: String) -> String? {
-        guard let d = FileManager.default.contents(atPath: path) else { return nil }
-        return String(decoding: d, as: UTF8.self)
+        readBytes(path).map { String(decoding: $0, as: UTF8.self) }
     }
 
-    static func parseStat(_ text: String) -> Stat? {
-        guard let open = text.firstIndex(of: "("), let close = text.lastIndex(of: ")") else { return nil }
-        guard let pid = Int32(text[..<open].trimmed) else { return nil }
-        let comm = String(text[text.index(after: open)..<close])
-        let rest = text[text.index(after: close)...].split(separator: " ")
-        // rest[0] is field 3 (state); field n is rest[n-3].
-        guard rest.count > 21 else { return nil }
+    /// The command line of a process, or `[comm]` for kernel threads.
+    static func commandLine(_ pid: Int32, comm: String) -> String {
+        var args = (readBytes("/proc/\(pid)/cmdline") ?? []).split(separator: 0, omittingEmptySubsequences: false).map {
+            String(decoding: $0, as: UTF8.self)
+        }
+        while args.last == "" { args.removeLast() }
+        return args.isEmpty ? "[\(comm)]" : args.joined(separator: " ")
+    }
+
+    /// Every process's stat line, parsed: enough to resolve targets without reading more.
+    static func stats() -> [Stat] {
+        pids().compactMap { readBytes("/proc/\($0)/stat").flatMap { parseStat(bytes: $0) } }
+    }
+
+    static func parseStat(_ text: String) -> Stat? { parseStat(bytes: Array(text.utf8)) }
+
+    /// Parses /proc/PID/stat from bytes: the command may hold spaces and parentheses, so
+    /// fields are counted from the last ')'. Works on bytes because String splitting is
+    /// slow under emulation and the agent parses every process's line.
+    static func parseStat(bytes b: [UInt8]) -> Stat? {
+        guard let open = b.firstIndex(of: UInt8(ascii: "(")), let close = b.lastIndex(of: UInt8(ascii: ")")), open < close
+        else { return nil }
+        var pid: Int64 = 0
+        for c in b[..<open] where c >= 48 && c <= 57 { pid = pid * 10 + Int64(c - 48) }
+        // fields[0] is field 3 (state); field n is fields[n - 3].
+        var fields: [Range<Int>] = []
+        fields.reserveCapacity(24)
+        var i = close + 1
+        while i < b.count && fields.count < 20 {
+            while i < b.count && b[i] == 32 { i += 1 }
+            let s = i
+            while i < b.count && b[i] != 32 && b[i] != 10 { i += 1 }
+            if s < i { fields.append(s..<i) }
+            if i < b.count && b[i] == 10 { break }
+        }
+        guard fields.count >= 20 else { return nil }
+        func num(_ r: Range<Int>) -> Int64 {
+            var v: Int64 = 0
+            var neg = false
+            for c in b[r] {
+                if c == 45 { neg = true } else if c >= 48 && c <= 57 { v = v * 10 + Int64(c - 48) }
+            }
+            return neg ? -v : v
+        }
+        // rss is field 24: parse on past start time (field 22).
+        var rss: Int64 = 0
+        var j = fields[19].upperBound
+        var extra = 0
+        while j < b.count && extra < 2 {
+            while j < b.count && b[j] == 32 { j += 1 }
+            let s = j
+            while j < b.count && b[j] != 32 && b[j] != 10 { j += 1 }
+            extra += 1
+            if extra == 2 { rss = num(s..<j) }
+        }
         return Stat(
-            pid: pid, comm: comm, state: String(rest[0]), ppid: Int32(rest[1]) ?? 0, ttyNr: Int(rest[4]) ?? 0,
-            flags: UInt64(rest[6]) ?? 0, rssPages: Int64(rest[21]) ?? 0)
+            pid: Int32(pid), comm: String(decoding: b[(open + 1)..<close], as: UTF8.self),
+            state: String(decoding: b[fields[0]], as: UTF8.self), ppid: Int32(num(fields[1])), ttyNr: Int(num(fields[4])),
+            flags: UInt64(num(fields[6])), rssPages: rss, startTime: UInt64(num(fields[19])))
     }
 
     /// Names a terminal from the `tty_nr` field of /proc/PID/stat.
@@ -74,7 +138,16 @@ enum GuestSystem {
     }
 
     static func pids() -> [Int32] {
-        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { Int32($0) }.sorted()
+        guard let dir = opendir("/proc") else { return [] }
+        defer { closedir(dir) }
+        var out: [Int32] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw -> String in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if let pid = Int32(name) { out.append(pid) }
+        }
+        return out.sorted()
     }
 
     static func processes() -> [GuestProcess] {
@@ -87,13 +160,8 @@ enum GuestSystem {
             for line in (readText("/proc/\(pid)/status") ?? "").split(separator: "\n") where line.hasPrefix("Uid:") {
                 uid = UInt32(line.split(whereSeparator: { $0 == "\t" || $0 == " " }).dropFirst().first ?? "0") ?? 0
             }
-            let raw = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") ?? Data()
-            var args = raw.split(separator: 0, omittingEmptySubsequences: false).map {
-                String(decoding: $0, as: UTF8.self)
-            }
-            while args.last == "" { args.removeLast() }
             let kernel = st.flags & pfKthread != 0
-            let command = args.isEmpty ? "[\(st.comm)]" : args.joined(separator: " ")
+            let command = commandLine(pid, comm: st.comm)
             list.append(
                 GuestProcess(
                     pid: pid, ppid: st.ppid, user: users[uid] ?? String(uid), state: st.state, tty: ttyName(st.ttyNr),

@@ -83,6 +83,8 @@ final class Agent {
                 return AgentResponse(id: request.id, freeze: try freezer.set(frozen: false))
             case .collect:
                 guard let params = request.collect else { throw AgentFailure(.invalidArgument, "collect needs parameters") }
+                // Collecting needs a frozen guest; freezing here saves the host a round trip.
+                if !freezer.isFrozen { _ = try freezer.set(frozen: true) }
                 return AgentResponse(id: request.id, plan: try ExclusionCollector(params).run(frozen: freezer.isFrozen))
             case .cleanup:
                 guard let params = request.cleanup else { throw AgentFailure(.invalidArgument, "cleanup needs parameters") }

@@ -163,7 +163,14 @@ final class ExclusionTests: XCTestCase {
         let alive = (try JSONSerialization.jsonObject(with: Data(ps.utf8)) as! [[String: Any]])
             .filter { ($0["state"] as? String) != "Z" }.compactMap { $0["pid"] as? Int }.map(Int32.init)
         for pid in excludedPids { XCTAssertFalse(alive.contains(pid), "excluded pid \(pid) still runs after restore") }
-        XCTAssertTrue(try sparc.ok(["ps", "--name", vm]).contains("-/bin/sh"), "init respawned the console shell")
+        // init reaps the killed console shell once thawed and starts a new one.
+        var respawned = false
+        for _ in 0..<50 where !respawned {
+            let rows = try sparc.ok(["ps", "--name", vm]).split(separator: "\n")
+            respawned = rows.contains { $0.hasSuffix("-/bin/sh") && $0.contains("ttyS0") && !excludedPids.contains(Int32($0.split(separator: " ")[0]) ?? -1) }
+            if !respawned { usleep(200_000) }
+        }
+        XCTAssertTrue(respawned, "init respawned the console shell")
         XCTAssertEqual(try guest("cat /data/ch3.txt"), fileSecret, "a file read by an excluded process reads correctly from disk")
         let log = try guest("dmesg")
         for bad in ["Oops", "BUG:", "WARNING:", "Call Trace", "general protection"] {
