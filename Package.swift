@@ -20,10 +20,12 @@ let package = Package(
         .target(name: "SnapshotModel", dependencies: ["SparcSupport", "COpenSSL", "Hypervisor", "GuestQuery"]),
         .target(name: "GuestQuery", dependencies: ["SparcSupport"]),
         .target(name: "Hypervisor", dependencies: ["SparcSupport"]),
-        .target(name: "HexView"),
+        // SIMD scan loop of the forensic search.
+        .target(name: "CHexScan"),
+        .target(name: "HexView", dependencies: ["CHexScan", "SparcSupport", "GuestQuery"]),
         .target(
             name: "SparcEngine",
-            dependencies: ["SparcSupport", "SnapshotModel", "GuestQuery", "Hypervisor"]),
+            dependencies: ["SparcSupport", "SnapshotModel", "GuestQuery", "Hypervisor", "HexView"]),
         .target(name: "SparcTUI", dependencies: ["CNCurses", "SparcEngine", "GuestQuery"]),
         .target(name: "CSparcGuest"),
         .executableTarget(name: "sparc-agent", dependencies: ["GuestQuery", "SparcSupport", "CSparcGuest"]),
@@ -40,7 +42,7 @@ let package = Package(
         .testTarget(name: "SnapshotModelTests", dependencies: ["SnapshotModel"]),
         .testTarget(name: "GuestQueryTests", dependencies: ["GuestQuery"]),
         .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor"]),
-        .testTarget(name: "HexViewTests", dependencies: ["HexView"]),
+        .testTarget(name: "HexViewTests", dependencies: ["HexView", "SparcSupport"]),
         .testTarget(name: "SparcTUITests", dependencies: ["SparcTUI"]),
         .testTarget(name: "SparcEngineTests", dependencies: ["SparcEngine"]),
         .testTarget(name: "EndToEndTests", dependencies: ["SnapshotModel", "SparcSupport"]),

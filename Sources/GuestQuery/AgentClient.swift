@@ -140,6 +140,12 @@ public final class AgentClient {
         return r
     }
 
+    /// Who owns each page, for attributing search hits (guest frozen for a consistent map).
+    public func owners() throws -> OwnerMap {
+        guard let r = try call(.owners, timeout: max(timeout, 60)).owners else { throw SparcError("guest agent sent no owner map") }
+        return r
+    }
+
     /// Starts (or finds) the terminal relay on the second serial port.
     public func terminal() throws -> TerminalInfo {
         guard let r = try call(.terminal).terminal else { throw SparcError("guest agent sent no terminal info") }

@@ -18,7 +18,7 @@ public enum AgentProtocol {
 }
 
 public enum AgentOperation: String, Codable, Sendable {
-    case hello, processes, ttys, exec, freeze, thaw, collect, cleanup, terminal
+    case hello, processes, ttys, exec, freeze, thaw, collect, cleanup, terminal, owners
 }
 
 /// Parameters of `exec`: the command runs inside the guest's process cgroup.
@@ -172,12 +172,14 @@ public struct AgentResponse: Codable, Equatable, Error, Sendable {
     public var plan: ExclusionPlan?
     public var cleanup: CleanupResult?
     public var terminal: TerminalInfo?
+    public var owners: OwnerMap?
 
     public init(
         id: UInt64?, error: AgentFailure? = nil, hello: HelloInfo? = nil, processes: [GuestProcess]? = nil,
         ttys: [GuestTTY]? = nil, exec: ExecResult? = nil, freeze: FreezeResult? = nil, plan: ExclusionPlan? = nil,
-        cleanup: CleanupResult? = nil, terminal: TerminalInfo? = nil
+        cleanup: CleanupResult? = nil, terminal: TerminalInfo? = nil, owners: OwnerMap? = nil
     ) {
+        self.owners = owners
         self.plan = plan
         self.cleanup = cleanup
         self.terminal = terminal
@@ -278,6 +280,8 @@ public enum ExcludedKind: String, Codable, Sendable, CaseIterable {
 /// A process an exclusion resolved to, and why it is in the set.
 public struct ExcludedProcess: Codable, Equatable, Sendable {
     public var pid: Int32
+    /// The command name (/proc/PID/comm), never the arguments: those live in the excluded
+    /// memory and may be the very secret.
     public var command: String
     /// "pid 12", "name bash", "tty pts/0", "child of 12", "holds the master of pts/0".
     public var reason: String
@@ -402,5 +406,63 @@ public struct TerminalInfo: Codable, Equatable, Sendable {
         self.shellPid = shellPid
         self.tty = tty
         self.started = started
+    }
+}
+
+// MARK: - Owner map
+
+/// Who owns each guest page, recorded at checkpoint time for every process so a search hit
+/// can be attributed. Holds no page content and only command names (never arguments).
+public struct OwnerMap: Codable, Equatable, Sendable {
+    public struct Mapping: Codable, Equatable, Sendable {
+        /// "[heap]", "[stack]", "[anon]", or the mapped file's path.
+        public var name: String
+        /// Runs of frames: [first pfn, count].
+        public var runs: [[UInt64]]
+        public init(name: String, runs: [[UInt64]]) {
+            self.name = name
+            self.runs = runs
+        }
+    }
+
+    public struct Process: Codable, Equatable, Sendable {
+        public var pid: Int32
+        public var command: String
+        public var mappings: [Mapping]
+        public init(pid: Int32, command: String, mappings: [Mapping]) {
+            self.pid = pid
+            self.command = command
+            self.mappings = mappings
+        }
+    }
+
+    /// What a frame is when no process maps it.
+    public enum FrameClass: UInt8, Codable, Sendable {
+        case kernel = 0, free, slab, pageTable, pageCache, anonymous, zeroPage, reserved, hole
+
+        public var label: String {
+            switch self {
+            case .kernel: return "kernel/unknown"
+            case .free: return "free"
+            case .slab: return "kernel/slab"
+            case .pageTable: return "kernel/page-table"
+            case .pageCache: return "page cache"
+            case .anonymous: return "anonymous (unmapped)"
+            case .zeroPage: return "zero page"
+            case .reserved: return "kernel/reserved"
+            case .hole: return "no RAM"
+            }
+        }
+    }
+
+    public var pageSize: Int
+    public var processes: [Process]
+    /// One FrameClass byte per frame.
+    public var frameClasses: Data
+
+    public init(pageSize: Int = 4096, processes: [Process] = [], frameClasses: Data = Data()) {
+        self.pageSize = pageSize
+        self.processes = processes
+        self.frameClasses = frameClasses
     }
 }

@@ -10,6 +10,8 @@ public struct Manifest: Codable, Equatable, Sendable {
     public static let memoryFile = "memory.img"
     public static let devicesFile = "devices.vmstate"
     public static let diskFile = "disk.qcow2"
+    /// Page owners (pid, mapping or kernel kind per frame), for attributing search hits.
+    public static let ownersFile = "owners.json"
 
     public struct QEMUInfo: Codable, Equatable, Sendable {
         public var version: String

@@ -29,4 +29,9 @@ public struct PhysicalLayout: Equatable, Sendable {
         }
         return out
     }
+
+    /// The guest-physical address of a RAM-file offset.
+    public func physicalAddress(fileOffset: UInt64) -> UInt64 {
+        fileOffset < lowMemory ? fileOffset : fileOffset - lowMemory + Self.fourGiB
+    }
 }

@@ -80,6 +80,13 @@ extension VMManager {
             plan = collected
         }
 
+        // Who owns each page, for attributing search hits later; taken while frozen.
+        progress?("recording page owners")
+        let owners = try agent.owners()
+        let ownersEncoder = JSONEncoder()
+        ownersEncoder.outputFormatting = [.sortedKeys]
+        try ownersEncoder.encode(owners).write(to: URL(fileURLWithPath: writer.file(Manifest.ownersFile)))
+
         try qmp.execute("stop")
         paused = true
         pausedAt = Date()
@@ -123,7 +130,7 @@ extension VMManager {
             _ = try agent.thaw()
         }
 
-        var files = [Manifest.memoryFile, Manifest.devicesFile]
+        var files = [Manifest.memoryFile, Manifest.devicesFile, Manifest.ownersFile]
         if let frozenLayer {
             progress?("saving disk state")
             let qemuImg = try QEMUProcess.locateQemuImg()

@@ -137,7 +137,8 @@ final class ExclusionCollector {
                 warnings.append("pid \(pid) exited during collection")
                 return nil
             }
-            return ExcludedProcess(pid: pid, command: GuestSystem.commandLine(pid, comm: p.comm), reason: reasons[pid]!, startTime: start)
+            // The command name only: arguments live in the excluded memory and may be the secret.
+            return ExcludedProcess(pid: pid, command: p.comm, reason: reasons[pid]!, startTime: start)
         }
         return Resolved(processes: processes, ttys: ttys)
     }

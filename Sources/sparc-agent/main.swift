@@ -89,6 +89,8 @@ final class Agent {
             case .cleanup:
                 guard let params = request.cleanup else { throw AgentFailure(.invalidArgument, "cleanup needs parameters") }
                 return AgentResponse(id: request.id, cleanup: Cleanup.run(params))
+            case .owners:
+                return AgentResponse(id: request.id, owners: try OwnerMapCollector.collect())
             case .terminal:
                 return AgentResponse(id: request.id, terminal: try TerminalRelay.ensure(cgroup: freezer.guest))
             }

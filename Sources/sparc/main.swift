@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import GuestQuery
+import HexView
 import Hypervisor
 import SnapshotModel
 import SparcEngine
@@ -22,7 +23,7 @@ struct Sparc: ParsableCommand {
             """,
         version: "0.1.0",
         subcommands: [
-            VM.self, Exec.self, Console.self, Terminal.self, PS.self, TTYs.self, Checkpoint.self, Restore.self, Verify.self, TUI.self,
+            VM.self, Exec.self, Console.self, Terminal.self, PS.self, TTYs.self, Checkpoint.self, Restore.self, Verify.self, Search.self, Strings.self, Hexdump.self, TUI.self,
         ],
         defaultSubcommand: TUI.self
     )
@@ -50,6 +51,21 @@ func progressPrinter() -> ((String) -> Void)? {
 
 func endProgress() {
     if isatty(2) == 1 { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+}
+
+/// Writes to stdout; a closed pipe (`| head`) ends the command quietly, as with other tools.
+func writeOut(_ data: Data) {
+    data.withUnsafeBytes { raw in
+        var off = 0
+        while off < raw.count {
+            let n = write(1, raw.baseAddress! + off, raw.count - off)
+            if n < 0 {
+                if errno == EINTR { continue }
+                exit(errno == EPIPE ? 0 : 2)
+            }
+            off += n
+        }
+    }
 }
 
 func printJSON<T: Encodable>(_ value: T) throws {
@@ -210,7 +226,7 @@ struct Exec: ParsableCommand {
             print(result.pid)
             return
         }
-        FileHandle.standardOutput.write(result.stdout)
+        writeOut(result.stdout)
         FileHandle.standardError.write(result.stderr)
         if result.timedOut { printError("sparc: command killed after \(limit) s") }
         let status = result.status ?? 0
@@ -408,6 +424,153 @@ struct Verify: ParsableCommand {
         }
         for p in problems { print("\(reader.path)/\(p.file): \(p.reason)") }
         throw SparcError("\(reader.path): \(problems.count) problem(s) found", kind: .negative)
+    }
+}
+
+// MARK: - forensics
+
+struct Search: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Search bundles (every file) or any files for a pattern, and say whose memory each hit is in.",
+        discussion: """
+            PATH is a bundle directory or any file (raw memory dump, VM save file, disk image). By \
+            default a text is searched as ASCII and UTF-16LE. Hits in a bundle's memory image show \
+            the guest-physical address and the owner recorded at checkpoint time (pid, command and \
+            mapping, or the kind of kernel memory, or free).
+            Exit status: 0 found, 1 not found, 2 error (as grep).
+            Examples:
+              sparc search hunter2 monday.sparc
+              sparc search --hex 'de ad be ef' /var/lib/vm/dump.raw
+              sparc search -i --encoding all --json TOKEN a.sparc b.sparc
+            """)
+    @Argument(help: "The text (or hex bytes with --hex, or a regular expression with --regex).") var pattern: String
+    @Argument(help: "Bundles or files to search.") var paths: [String]
+    @Flag(name: [.short, .customLong("ignore-case")], help: "Match ASCII letters in either case.") var ignoreCase = false
+    @Option(help: "ascii, utf8, utf16le, utf16be or all, comma-separated (default ascii,utf16le).")
+    var encoding: String = "ascii,utf16le"
+    @Flag(help: "PATTERN is hex bytes, e.g. 'de ad be ef'.") var hex = false
+    @Flag(help: "PATTERN is a regular expression over bytes (bytes above 0x7f read as '.').") var regex = false
+    @Flag(help: "Print hits as JSON.") var json = false
+    @Flag(help: "Print only the number of hits per file.") var count = false
+    @Option(help: "Bytes of context around each hit.") var context: Int = 16
+
+    func run() throws {
+        guard !paths.isEmpty else { throw ValidationError("give at least one bundle or file to search") }
+        if hex && regex { throw SparcError("--hex and --regex exclude each other") }
+        let query: SearchQuery
+        if hex {
+            query = try .hex(pattern)
+        } else if regex {
+            query = try .regex(pattern, ignoreCase: ignoreCase)
+        } else {
+            query = try .text(pattern, encodings: try SearchEncoding.parse(encoding), ignoreCase: ignoreCase)
+        }
+        let show = progressPrinter()
+        let hits = try ForensicSearch.search(
+            paths: paths, query: query, contextBytes: max(0, context),
+            progress: show.map { p in { file, done, total in p("searching \(Path.base(of: file)) \(done * 100 / max(total, 1))%") } })
+        endProgress()
+        if json {
+            try printJSON(hits)
+        } else if count {
+            var perFile: [String: Int] = [:]
+            for h in hits { perFile[h.file, default: 0] += 1 }
+            for path in paths {
+                for t in try ForensicSearch.targets(path) { print("\(t.display): \(perFile[t.display] ?? 0)") }
+            }
+        } else {
+            for h in hits {
+                var line = "\(h.file):0x\(String(h.offset, radix: 16))"
+                if let a = h.address { line += " gpa 0x\(String(a, radix: 16))" }
+                line += " \(h.encoding)"
+                if let o = h.owner { line += " [\(o.description)]" }
+                print(line + "  \(h.context)")
+            }
+            if hits.isEmpty {
+                for path in paths {
+                    print(FileSystem.isDirectory(path) ? "not found in any file of the bundle \(path)" : "not found in \(path)")
+                }
+            } else {
+                print("\(hits.count) hit(s)")
+            }
+        }
+        if hits.isEmpty { throw ExitCode(1) }
+    }
+}
+
+struct Strings: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print printable strings of a file or bundle with their offsets (like strings -a -td).")
+    @Argument(help: "A bundle or any file.") var path: String
+    @Option(help: "Minimum length.") var min: Int = 4
+    @Option(help: "ascii, utf16le, utf16be or all, comma-separated.") var encoding: String = "ascii"
+
+    func run() throws {
+        let encodings = try SearchEncoding.parse(encoding).filter { $0 != .utf8 }
+        guard min >= 1 else { throw SparcError("--min must be at least 1") }
+        var out = ""
+        for target in try ForensicSearch.targets(path) {
+            try StringsExtractor.scan(file: target.path, minimum: min, encodings: encodings.isEmpty ? [.ascii] : encodings) { offset, text, enc in
+                out += "\(target.display) \(offset) \(enc == .ascii ? "" : enc.rawValue + " ")\(text)\n"
+                if out.utf8.count > 1 << 16 {
+                    writeOut(Data(out.utf8))
+                    out = ""
+                }
+            }
+        }
+        writeOut(Data(out.utf8))
+    }
+}
+
+struct Hexdump: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show bytes of a file or a bundle's memory image as hex rows, coloured by byte category.")
+    @Argument(help: "A file, or a bundle (its memory image).") var path: String
+    @Option(help: "File offset to start at (decimal or 0x hex).") var offset: String?
+    @Option(help: "Guest-physical address to start at (bundles).") var address: String?
+    @Option(help: "Bytes to show.") var length: String = "256"
+    @Flag(help: "Print repeated rows instead of '*'.") var noSqueeze = false
+    @Option(help: "auto, always or never (NO_COLOR is honoured).") var color: String = "auto"
+
+    static func number(_ s: String) throws -> UInt64 {
+        let v = s.lowercased().hasPrefix("0x") ? UInt64(s.dropFirst(2), radix: 16) : UInt64(s)
+        guard let v else { throw SparcError("'\(s)' is not a number") }
+        return v
+    }
+
+    func run() throws {
+        if offset != nil && address != nil { throw SparcError("--offset and --address exclude each other") }
+        let target = try ForensicSearch.targets(path)[0]
+        var start = try offset.map(Self.number) ?? 0
+        if let address {
+            guard let layout = target.layout else { throw SparcError("--address needs a bundle (its memory image has guest addresses)") }
+            let gpa = try Self.number(address)
+            guard let r = layout.fileRanges(physical: gpa, length: 1).first else { throw SparcError("address 0x\(String(gpa, radix: 16)) is not guest RAM") }
+            start = UInt64(r.lowerBound)
+        }
+        let count = try Self.number(length)
+        guard let size = FileSystem.size(target.path) else { throw SparcError.posix("cannot read", target.path) }
+        guard start < UInt64(max(size, 0)) || size == 0 else { throw SparcError("offset \(start) is past the end (\(size) bytes)") }
+        let fd = open(target.path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw SparcError.posix("cannot read", target.path) }
+        defer { close(fd) }
+        let want = Int(min(count, UInt64(size) - start))
+        var data = [UInt8](repeating: 0, count: want)
+        let got = data.withUnsafeMutableBytes { pread(fd, $0.baseAddress, want, off_t(start)) }
+        guard got >= 0 else { throw SparcError.posix("cannot read", target.path) }
+        data.removeLast(want - got)
+        let useColor: Bool
+        switch color {
+        case "always": useColor = true
+        case "never": useColor = false
+        case "auto": useColor = isatty(1) == 1 && ProcessInfo.processInfo.environment["NO_COLOR"] == nil
+        default: throw SparcError("--color must be auto, always or never")
+        }
+        let layout = target.layout
+        let printer = HexPrinter(color: useColor, address: layout.map { l in { l.physicalAddress(fileOffset: $0) } })
+        var out = ""
+        printer.print(data, offset: start, squeeze: !noSqueeze, to: &out)
+        print(out, terminator: "")
     }
 }
 

@@ -1,0 +1,266 @@
+import CHexScan
+import Dispatch
+import Foundation
+import SparcSupport
+
+/// The text encodings a pattern is searched in.
+public enum SearchEncoding: String, CaseIterable, Codable, Sendable {
+    case ascii, utf8, utf16le, utf16be
+
+    func encode(_ text: String) -> [UInt8]? {
+        switch self {
+        case .ascii: return text.unicodeScalars.allSatisfy(\.isASCII) ? Array(text.utf8) : nil
+        case .utf8: return Array(text.utf8)
+        case .utf16le: return text.utf16.flatMap { [UInt8($0 & 0xff), UInt8($0 >> 8)] }
+        case .utf16be: return text.utf16.flatMap { [UInt8($0 >> 8), UInt8($0 & 0xff)] }
+        }
+    }
+
+    /// Parses `ascii`, `utf16le,ascii`, `all`.
+    public static func parse(_ text: String) throws -> [SearchEncoding] {
+        if text == "all" { return allCases }
+        return try text.split(separator: ",").map {
+            guard let e = SearchEncoding(rawValue: $0.trimmed.lowercased()) else {
+                throw SparcError("unknown encoding '\($0)': use ascii, utf8, utf16le, utf16be or all")
+            }
+            return e
+        }
+    }
+}
+
+/// What to look for: byte patterns (a text in several encodings, or hex bytes) or a regex.
+public struct SearchQuery: Sendable {
+    public struct Pattern: Sendable, Equatable {
+        public var bytes: [UInt8]
+        /// "ascii", "utf16le", … or "hex".
+        public var label: String
+        public var ignoreCase: Bool
+    }
+
+    public var patterns: [Pattern]
+    public var regex: String?
+    public var ignoreCase: Bool
+    public var display: String
+
+    /// A text searched in each encoding (byte-identical encodings are searched once).
+    public static func text(_ text: String, encodings: [SearchEncoding], ignoreCase: Bool) throws -> SearchQuery {
+        guard !text.isEmpty else { throw SparcError("empty pattern") }
+        var patterns: [Pattern] = []
+        for e in encodings {
+            guard let bytes = e.encode(text) else { throw SparcError("pattern is not ASCII; search it as utf8 or utf16") }
+            if !patterns.contains(where: { $0.bytes == bytes }) {
+                patterns.append(Pattern(bytes: bytes, label: e.rawValue, ignoreCase: ignoreCase))
+            }
+        }
+        return SearchQuery(patterns: patterns, regex: nil, ignoreCase: ignoreCase, display: text)
+    }
+
+    /// Bytes written as hex: `de ad be ef`, `deadbeef`, `0xde,0xad`.
+    public static func hex(_ text: String) throws -> SearchQuery {
+        var digits = text.lowercased().replacingOccurrences(of: "0x", with: "")
+        digits.removeAll { " ,:\t".contains($0) }
+        guard !digits.isEmpty, digits.count % 2 == 0, digits.allSatisfy(\.isHexDigit) else {
+            throw SparcError("'\(text)' is not a hex byte pattern (example: 'de ad be ef')")
+        }
+        var bytes: [UInt8] = []
+        var i = digits.startIndex
+        while i < digits.endIndex {
+            let j = digits.index(i, offsetBy: 2)
+            bytes.append(UInt8(digits[i..<j], radix: 16)!)
+            i = j
+        }
+        return SearchQuery(patterns: [Pattern(bytes: bytes, label: "hex", ignoreCase: false)], regex: nil, ignoreCase: false, display: text)
+    }
+
+    /// A regular expression over bytes read as Latin-1 (one character per byte).
+    public static func regex(_ pattern: String, ignoreCase: Bool) throws -> SearchQuery {
+        do {
+            _ = try NSRegularExpression(pattern: pattern, options: ignoreCase ? [.caseInsensitive] : [])
+        } catch {
+            throw SparcError("invalid regular expression '\(pattern)'")
+        }
+        return SearchQuery(patterns: [], regex: pattern, ignoreCase: ignoreCase, display: pattern)
+    }
+
+    var longest: Int { patterns.map(\.bytes.count).max() ?? 0 }
+}
+
+/// One place a pattern was found.
+public struct SearchHit: Codable, Equatable, Sendable {
+    public var file: String
+    public var offset: UInt64
+    public var length: Int
+    public var encoding: String
+    /// Guest-physical address, for a bundle's memory image.
+    public var address: UInt64?
+    /// Printable bytes around the hit (non-printable shown as '.').
+    public var context: String
+    /// Whose memory holds the hit, when the bundle has an owner map.
+    public var owner: PageOwner?
+}
+
+/// Cancels a running search from another thread.
+public final class SearchCancellation: @unchecked Sendable {
+    private let lock = Lock()
+    private var flag = false
+    public init() {}
+    public func cancel() { lock.withLock { flag = true } }
+    public var isCancelled: Bool { lock.withLock { flag } }
+}
+
+/// Streams files through the scanner: memory-mapped, holes skipped (a hole is zeros),
+/// blocks overlapped by the longest pattern so hits across block edges are found, both
+/// cores busy.
+public struct FileSearcher {
+    public static let blockSize = 32 << 20
+    public var query: SearchQuery
+    public var contextBytes: Int
+    public var maxHits: Int
+
+    public init(query: SearchQuery, contextBytes: Int = 16, maxHits: Int = 100_000) {
+        self.query = query
+        self.contextBytes = contextBytes
+        self.maxHits = maxHits
+    }
+
+    /// Regions worth scanning: data extents (from SEEK_DATA/SEEK_HOLE), each extended by
+    /// the pattern length so a hit ending in zeros is not cut off.
+    static func dataRegions(fd: Int32, size: Int, skipHoles: Bool, overlap: Int) -> [Range<Int>] {
+        guard skipHoles else { return size > 0 ? [0..<size] : [] }
+        var regions: [Range<Int>] = []
+        var pos = 0
+        while pos < size {
+            let data = lseek(fd, off_t(pos), seekData)
+            if data < 0 { break }
+            var hole = lseek(fd, data, seekHole)
+            if hole < 0 { hole = off_t(size) }
+            regions.append(Int(data)..<min(size, Int(hole) + overlap))
+            pos = Int(hole)
+        }
+        return regions
+    }
+
+    /// Searches one file; `progress` receives (bytes done, bytes to do).
+    public func search(
+        file path: String, displayName: String? = nil, progress: ((Int64, Int64) -> Void)? = nil,
+        cancel: SearchCancellation? = nil
+    ) throws -> [SearchHit] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)  // a FIFO must not block the search
+        guard fd >= 0 else { throw SparcError.posix("cannot read", path) }
+        defer { close(fd) }
+        var st = stat()
+        fstat(fd, &st)
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw SparcError("\(path) is not a regular file") }
+        let size = Int(st.st_size)
+        let name = displayName ?? path
+        guard size > 0 else { return [] }
+        guard let map = mmap(nil, size, PROT_READ, MAP_SHARED, fd, 0), map != MAP_FAILED else {
+            throw SparcError.posix("cannot map", path)
+        }
+        defer { munmap(map, size) }
+        madvise(map, size, MADV_SEQUENTIAL)
+        nonisolated(unsafe) let base = UnsafePointer(map.assumingMemoryBound(to: UInt8.self))
+        let overlap = max(query.longest, query.regex != nil ? 4096 : 0)
+        // A pattern of zeros could start in a hole: then holes are scanned too.
+        let zeroStart = query.patterns.contains { $0.bytes.first == 0 }
+        let regions = Self.dataRegions(fd: fd, size: size, skipHoles: !zeroStart && query.regex == nil, overlap: overlap)
+        var blocks: [(start: Int, limit: Int, end: Int)] = []
+        for r in regions {
+            var s = r.lowerBound
+            while s < r.upperBound {
+                let limit = min(r.upperBound, s + Self.blockSize)
+                blocks.append((s, limit, min(size, limit + overlap)))
+                s = limit
+            }
+        }
+        let total = Int64(blocks.reduce(0) { $0 + ($1.limit - $1.start) })
+        let done = SharedBox<Int64>(0)
+        let results = SharedBox([[(Int, Int, Int)]](repeating: [], count: blocks.count))
+        let query = self.query
+        let maxHits = self.maxHits
+        DispatchQueue.concurrentPerform(iterations: blocks.count) { i in
+            if cancel?.isCancelled == true { return }
+            let b = blocks[i]
+            let found = Self.scan(base + b.start, length: b.end - b.start, limit: b.limit - b.start, query: query, maxHits: maxHits)
+            results.value[i] = found.map { ($0.0 + b.start, $0.1, $0.2) }
+            done.value += Int64(b.limit - b.start)
+            progress?(done.value, total)
+        }
+        if cancel?.isCancelled == true { throw SparcError("search cancelled") }
+        // Overlapping regions (a data extent extended into the next) can report a hit twice.
+        var seen = Set<Int>()
+        var hits: [SearchHit] = []
+        for (offset, pattern, length) in results.value.flatMap({ $0 }).sorted(by: { $0.0 < $1.0 }) {
+            guard seen.insert(offset &* 31 &+ pattern).inserted else { continue }
+            let lo = max(0, offset - contextBytes)
+            let hi = min(size, offset + length + contextBytes)
+            let context = String((lo..<hi).map { i -> Character in
+                let c = base[i]
+                return c >= 0x20 && c < 0x7f ? Character(Unicode.Scalar(c)) : "."
+            })
+            let label = pattern >= 0 ? query.patterns[pattern].label : "regex"
+            hits.append(SearchHit(file: name, offset: UInt64(offset), length: length, encoding: label, address: nil, context: context, owner: nil))
+            if hits.count >= maxHits { break }
+        }
+        return hits
+    }
+
+    /// Finds hits in one block: (offset in block, pattern index or -1 for regex, length).
+    static func scan(_ p: UnsafePointer<UInt8>, length: Int, limit: Int, query: SearchQuery, maxHits: Int) -> [(Int, Int, Int)] {
+        if let regex = query.regex {
+            return scanRegex(p, length: length, limit: limit, pattern: regex, ignoreCase: query.ignoreCase, maxHits: maxHits)
+        }
+        final class Sink {
+            var hits: [(Int, Int, Int)] = []
+            var lengths: [Int] = []
+            var max = 0
+        }
+        let sink = Sink()
+        sink.lengths = query.patterns.map(\.bytes.count)
+        sink.max = maxHits
+        let storage = query.patterns.map(\.bytes)
+        return storage.withUnsafeBufferPointers { pointers in
+            var needles = zip(pointers, query.patterns).map { ptr, q in
+                sparc_needle(bytes: ptr, length: q.bytes.count, fold_case: q.ignoreCase ? 1 : 0)
+            }
+            let ctx = Unmanaged.passUnretained(sink).toOpaque()
+            _ = sparc_scan(p, length, limit, &needles, Int32(needles.count), { ctx, needle, offset in
+                let sink = Unmanaged<Sink>.fromOpaque(ctx!).takeUnretainedValue()
+                sink.hits.append((Int(offset), Int(needle), sink.lengths[Int(needle)]))
+                return sink.hits.count >= sink.max ? 1 : 0
+            }, ctx)
+            return sink.hits
+        }
+    }
+
+    static func scanRegex(_ p: UnsafePointer<UInt8>, length: Int, limit: Int, pattern: String, ignoreCase: Bool, maxHits: Int) -> [(Int, Int, Int)] {
+        guard let re = try? NSRegularExpression(pattern: pattern, options: ignoreCase ? [.caseInsensitive] : []) else { return [] }
+        // One character per byte (bytes above 0x7f read as '.'), so offsets are byte offsets.
+        let latin = String(unsafeUninitializedCapacity: length) { buf in
+            _ = buf.initialize(from: UnsafeBufferPointer(start: p, count: length).map { $0 < 0x80 ? $0 : 0x2E })
+            return length
+        }
+        var hits: [(Int, Int, Int)] = []
+        let ns = latin as NSString
+        re.enumerateMatches(in: latin, range: NSRange(location: 0, length: ns.length)) { m, _, stop in
+            guard let m, m.range.length > 0, m.range.location < limit else { return }
+            hits.append((m.range.location, -1, m.range.length))
+            if hits.count >= maxHits { stop.pointee = true }
+        }
+        return hits
+    }
+}
+
+extension Array where Element == [UInt8] {
+    /// Runs `body` with stable pointers to every inner array.
+    func withUnsafeBufferPointers<R>(_ body: ([UnsafePointer<UInt8>]) -> R) -> R {
+        var pointers: [UnsafeMutablePointer<UInt8>] = []
+        for a in self {
+            let p = UnsafeMutablePointer<UInt8>.allocate(capacity: Swift.max(1, a.count))
+            p.initialize(from: a, count: a.count)
+            pointers.append(p)
+        }
+        defer { pointers.forEach { $0.deallocate() } }
+        return body(pointers.map { UnsafePointer($0) })
+    }
+}

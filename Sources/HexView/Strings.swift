@@ -1,0 +1,56 @@
+import Foundation
+import SparcSupport
+
+/// Printable runs in a file, like `strings -a -td` (and `-el` for UTF-16LE).
+public enum StringsExtractor {
+    static func printable(_ c: UInt8) -> Bool { (c >= 0x20 && c < 0x7f) || c == 0x09 }
+
+    /// Calls `emit(offset, text, encoding)` for each run of at least `minimum` characters.
+    public static func scan(
+        file path: String, minimum: Int = 4, encodings: [SearchEncoding] = [.ascii],
+        emit: (UInt64, String, SearchEncoding) -> Void
+    ) throws {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)  // a FIFO must not block the search
+        guard fd >= 0 else { throw SparcError.posix("cannot read", path) }
+        defer { close(fd) }
+        var st = stat()
+        fstat(fd, &st)
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw SparcError("\(path) is not a regular file") }
+        let size = Int(st.st_size)
+        guard size > 0 else { return }
+        guard let map = mmap(nil, size, PROT_READ, MAP_SHARED, fd, 0), map != MAP_FAILED else {
+            throw SparcError.posix("cannot map", path)
+        }
+        defer { munmap(map, size) }
+        let p = map.assumingMemoryBound(to: UInt8.self)
+        for region in FileSearcher.dataRegions(fd: fd, size: size, skipHoles: true, overlap: 0) {
+            for encoding in encodings {
+                let step = (encoding == .utf16le || encoding == .utf16be) ? 2 : 1
+                for phase in 0..<step {
+                    var runStart = -1
+                    var chars: [UInt8] = []
+                    var i = region.lowerBound + phase
+                    while i + step <= region.upperBound + (step - 1) && i < size - (step - 1) {
+                        let c: UInt8
+                        let ok: Bool
+                        switch encoding {
+                        case .utf16le: c = p[i]; ok = p[i + 1] == 0 && printable(c)
+                        case .utf16be: c = p[i + 1]; ok = p[i] == 0 && printable(c)
+                        default: c = p[i]; ok = printable(c)
+                        }
+                        if ok {
+                            if runStart < 0 { runStart = i }
+                            chars.append(c)
+                        } else {
+                            if chars.count >= minimum { emit(UInt64(runStart), String(decoding: chars, as: UTF8.self), encoding) }
+                            chars.removeAll(keepingCapacity: true)
+                            runStart = -1
+                        }
+                        i += step
+                    }
+                    if chars.count >= minimum { emit(UInt64(runStart), String(decoding: chars, as: UTF8.self), encoding) }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,148 @@
+import Foundation
+import SparcSupport
+import XCTest
+
+@testable import HexView
+
+final class SearchTests: XCTestCase {
+    var dir = ""
+    override func setUpWithError() throws {
+        dir = NSTemporaryDirectory() + "sparc-search-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileSystem.makeDirectories(dir)
+    }
+    override func tearDown() { FileSystem.removeTree(dir) }
+
+    /// A sparse file of `size` bytes with `plants` written at their offsets.
+    func file(_ name: String, size: Int64, _ plants: [(Int64, [UInt8])], filler: UInt8? = nil) throws -> String {
+        let path = dir + "/" + name
+        let fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0o600)
+        defer { close(fd) }
+        XCTAssertEqual(ftruncate(fd, off_t(size)), 0)
+        if let filler {
+            let block = [UInt8](repeating: filler, count: Int(size))
+            _ = block.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+        }
+        for (off, bytes) in plants { _ = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t(off)) } }
+        return path
+    }
+
+    func offsets(_ query: SearchQuery, _ path: String) throws -> [UInt64] {
+        try FileSearcher(query: query).search(file: path).map(\.offset)
+    }
+
+    func text(_ s: String, _ e: [SearchEncoding] = [.ascii], ignoreCase: Bool = false) throws -> SearchQuery {
+        try .text(s, encodings: e, ignoreCase: ignoreCase)
+    }
+
+    func testFindsPatternsAcrossBlockEdgesAndHoleEdges() throws {
+        let edge = Int64(FileSearcher.blockSize)
+        let path = try file("edges", size: 3 * edge, [(edge - 3, Array("secret".utf8)), (0, Array("secret".utf8)), (3 * edge - 6, Array("secret".utf8))])
+        XCTAssertEqual(try offsets(try text("secret"), path), [0, UInt64(edge - 3), UInt64(3 * edge - 6)])
+    }
+
+    func testOverlappingMatchesAreAllReported() throws {
+        let path = try file("overlap", size: 100, [(10, Array("aaaaa".utf8))])
+        XCTAssertEqual(try offsets(try text("aaa"), path), [10, 11, 12])
+    }
+
+    func testIgnoreCaseAndEncodings() throws {
+        let le = Array("Hunter2".utf16.flatMap { [UInt8($0 & 0xff), UInt8($0 >> 8)] })
+        let be = Array("Hunter2".utf16.flatMap { [UInt8($0 >> 8), UInt8($0 & 0xff)] })
+        // Filled with 'A' so that no zero byte next to a UTF-16 plant makes the other byte order match too.
+        let path = try file("enc", size: 1 << 16, [(100, Array("HUNTER2".utf8)), (300, le), (600, be), (900, Array("hunter2".utf8))], filler: 0x41)
+        XCTAssertEqual(try offsets(try text("hunter2"), path), [900])
+        XCTAssertEqual(try offsets(try text("hunter2", ignoreCase: true), path), [100, 900])
+        let all = try FileSearcher(query: try text("Hunter2", SearchEncoding.allCases)).search(file: path)
+        XCTAssertEqual(all.map(\.offset), [300, 600])
+        XCTAssertEqual(all.map(\.encoding), ["utf16le", "utf16be"])
+        XCTAssertEqual(try text("x", [.ascii, .utf8]).patterns.count, 1, "identical encodings are searched once")
+        XCTAssertThrowsError(try text("façade", [.ascii]))
+    }
+
+    func testHexAndRegex() throws {
+        let path = try file("hex", size: 4096, [(40, [0xde, 0xad, 0xbe, 0xef]), (200, Array("key=AB12cd".utf8))])
+        XCTAssertEqual(try offsets(try .hex("de ad be ef"), path), [40])
+        XCTAssertEqual(try offsets(try .hex("0xDEAD,0xBEEF"), path), [40])
+        XCTAssertThrowsError(try SearchQuery.hex("xyz"))
+        XCTAssertThrowsError(try SearchQuery.hex("abc"))
+        let hits = try FileSearcher(query: try .regex("key=[A-Za-z0-9]+", ignoreCase: false)).search(file: path)
+        XCTAssertEqual(hits.map(\.offset), [200])
+        XCTAssertEqual(hits.first?.length, 10)
+        XCTAssertThrowsError(try SearchQuery.regex("(", ignoreCase: false))
+    }
+
+    func testEmptyTinyAndPatternOfZeros() throws {
+        XCTAssertEqual(try offsets(try text("abc"), try file("empty", size: 0, [])), [])
+        XCTAssertEqual(try offsets(try text("abc"), try file("tiny", size: 2, [(0, Array("ab".utf8))])), [])
+        XCTAssertEqual(try offsets(try text("ab"), try file("exact", size: 2, [(0, Array("ab".utf8))])), [0])
+        // A pattern starting with zeros must be found inside holes too.
+        let zeros = try file("zeros", size: 1 << 20, [(4096, [1])])
+        XCTAssertEqual(try offsets(try .hex("00 01"), zeros), [4095])
+    }
+
+    func testSparseFileLargerThan4GiB() throws {
+        let far: Int64 = (5 << 30) + 123
+        let path = try file("big", size: 6 << 30, [(far, Array("beyond4g".utf8))])
+        let start = Date()
+        let hits = try FileSearcher(query: try text("beyond4g")).search(file: path)
+        XCTAssertEqual(hits.map(\.offset), [UInt64(far)])
+        XCTAssertLessThan(Date().timeIntervalSince(start), 10, "holes are skipped")
+    }
+
+    func testContextIsPrintable() throws {
+        let path = try file("ctx", size: 64, [(10, Array("ab\u{1}SECRETxy".utf8))])
+        let hit = try FileSearcher(query: try text("SECRET"), contextBytes: 3).search(file: path).first
+        XCTAssertEqual(hit?.context, "ab.SECRETxy.")
+    }
+
+    func testUnreadableAndCancelled() throws {
+        XCTAssertThrowsError(try FileSearcher(query: try text("a")).search(file: dir + "/missing"))
+        mkfifo(dir + "/fifo", 0o600)
+        XCTAssertThrowsError(try FileSearcher(query: try text("a")).search(file: dir + "/fifo")) {
+            XCTAssertTrue("\($0)".contains("not a regular file"))
+        }
+        let cancel = SearchCancellation()
+        cancel.cancel()
+        let path = try file("c", size: 1 << 20, [(5, Array("abc".utf8))])
+        XCTAssertThrowsError(try FileSearcher(query: try text("abc")).search(file: path, cancel: cancel)) {
+            XCTAssertTrue("\($0)".contains("cancelled"))
+        }
+    }
+
+    func testProgressReachesTotal() throws {
+        let path = try file("p", size: 3 << 20, [], filler: 0x41)
+        let last = SharedBox<(Int64, Int64)>((0, 0))
+        _ = try FileSearcher(query: try text("zz")).search(file: path, progress: { last.value = ($0, $1) })
+        XCTAssertEqual(last.value.0, last.value.1)
+        XCTAssertEqual(last.value.1, 3 << 20)
+    }
+}
+
+final class StringsTests: XCTestCase {
+    func testASCIIAndUTF16Runs() throws {
+        let path = NSTemporaryDirectory() + "sparc-strings-\(getpid())"
+        defer { unlink(path) }
+        var data = Data(count: 64)
+        data.replaceSubrange(4..<12, with: Array("abcdefgh".utf8))
+        data.replaceSubrange(20..<22, with: Array("xy".utf8))
+        data.replaceSubrange(30..<40, with: Array("hello".utf16.flatMap { [UInt8($0 & 0xff), UInt8($0 >> 8)] }))
+        try data.write(to: URL(fileURLWithPath: path))
+        var found: [String] = []
+        try StringsExtractor.scan(file: path, minimum: 4, encodings: [.ascii, .utf16le]) { off, text, enc in
+            found.append("\(off):\(enc.rawValue):\(text)")
+        }
+        XCTAssertEqual(found, ["4:ascii:abcdefgh", "30:utf16le:hello"])
+    }
+}
+
+final class HexPrinterTests: XCTestCase {
+    func testPlainAndColouredRowsWithAddressAndHighlight() {
+        let p = HexPrinter(color: false, address: { $0 + 0x1000 }, highlight: 1..<3)
+        let line = p.line(HexRow.rows(Array("ab\0".utf8), offset: 0)[0])
+        XCTAssertTrue(line.hasPrefix("00000000  000001000  61 62 00"), line)
+        XCTAssertTrue(line.contains("00000000  000001000  61 62 00"), "highlighted bytes are upper-case without colour: \(line)")
+        XCTAssertTrue(line.hasSuffix("|ab⋄|"))
+        let c = HexPrinter(color: true).line(HexRow.rows([0x41], offset: 0)[0])
+        XCTAssertNotNil(c.range(of: HexPrinter.ansi(.printable) + "41"), c.debugDescription)
+    }
+}
