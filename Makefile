@@ -5,7 +5,7 @@ AGENT := .build-agent/release/sparc-agent
 GUEST := build/guest
 SPARC := .build/debug/sparc
 APT_PACKAGES := qemu-system-x86 qemu-utils busybox-static linux-image-amd64 linux-headers-amd64 \
-	libncurses-dev libssl-dev pkg-config tmux cpio e2fsprogs kmod xz-utils zstd ripgrep gcc libc6-dev make binutils
+	libncurses-dev libssl-dev pkg-config tmux cpio e2fsprogs kmod xz-utils zstd ripgrep gcc libc6-dev make binutils bc
 SWIFT_SOURCES := $(shell find Sources -name '*.swift' -o -name '*.h' -o -name '*.modulemap') Package.swift
 AGENT_SOURCES := $(shell find Sources/sparc-agent Sources/GuestQuery Sources/SparcSupport -name '*.swift') Package.swift
 GUEST_INPUTS := Guest/build-image.sh $(shell find Guest/rootfs Guest/helper Guest/tools -type f)
@@ -65,6 +65,8 @@ e2e: build guest
 
 bench: deps guest
 	bench/checkpoint
+	bench/search
+	bench/effectiveness
 
 clean:
 	rm -rf .build .build-agent build

@@ -179,6 +179,34 @@ final class ExclusionTests: XCTestCase {
         XCTAssertEqual(try guest("echo ok > /data/after-restore && cat /data/after-restore"), "ok")
     }
 
+    func testSearchAttributesHitsToTheOwningProcess() throws {
+        let holder = try detach("mkfifo /run/own; S=\(Self.generate); printf %s \"$S\" > /run/own; while :; do sleep 1000; done")
+        let secret = try readFifo("/run/own")
+        XCTAssertEqual(secret.count, 32)
+        let bundle = work + "/owners.sparc"
+        try sparc.ok(["checkpoint", "--name", vm, "-o", bundle])
+        let out = try sparc.run(["search", secret, bundle, "--json"])
+        XCTAssertEqual(out.status, 0, out.stderr)
+        let hits = try JSONSerialization.jsonObject(with: Data(out.stdout.utf8)) as! [[String: Any]]
+        let owners = hits.compactMap { $0["owner"] as? [String: Any] }
+        XCTAssertTrue(
+            owners.contains { ($0["pid"] as? Int).map(Int32.init) == holder && ($0["mapping"] as? String) == "[heap]" },
+            "a hit in pid \(holder)'s heap expected: \(hits)")
+        XCTAssertTrue(hits.allSatisfy { ($0["file"] as? String)?.hasSuffix("memory.img") == true && $0["address"] != nil })
+        let text = try sparc.ok(["search", secret, bundle])
+        XCTAssertTrue(text.contains("[pid \(holder) sh [heap]]"), text)
+
+        // Excluded: gone from every file; search says so and exits 1.
+        let clean = work + "/owners-clean.sparc"
+        try sparc.ok(["checkpoint", "--name", vm, "-o", clean, "--exclude-pid", String(holder)])
+        let none = try sparc.run(["search", secret, clean])
+        XCTAssertEqual(none.status, 1)
+        XCTAssertTrue(none.stdout.contains("not found in any file of the bundle"), none.stdout)
+        try sparc.fails(["search", secret, work + "/no-such.sparc"], message: "no such file or bundle")
+        try sparc.fails(["search", "--hex", "zz", clean], message: "not a hex byte pattern")
+        try guest("kill \(holder)")
+    }
+
     func testBadExclusionTargetsAreRefused() throws {
         let out = work + "/bad.sparc"
         try sparc.fails(["checkpoint", "--name", vm, "-o", out, "--exclude-pid", "99999"], message: "no process with pid 99999")
