@@ -61,6 +61,8 @@ strip "$root/bin/sparc-probe"
 cp -a "$here/rootfs/etc/." "$root/etc/"
 install -m 0755 "$here/rootfs/sparc-agent-run" "$root/sbin/sparc-agent-run"
 install -m 0755 "$agent" "$root/sbin/sparc-agent"
+ln -sf /sbin/sparc-agent "$root/bin/sparc-rsdm"
+install -m 0755 "$here/rootfs/bin/login-guard" "$root/bin/login-guard"
 strip "$root/sbin/sparc-agent" 2>/dev/null || true
 ln -sf /sbin/init "$root/init" 2>/dev/null || true
 

@@ -1,4 +1,5 @@
 #ifndef SPARC_COPENSSL_SHIM_H
 #define SPARC_COPENSSL_SHIM_H
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #endif

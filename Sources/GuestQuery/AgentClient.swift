@@ -52,7 +52,7 @@ public final class AgentClient {
     /// Sends one request and waits for its answer, up to `timeout` (or the client's default).
     public func call(
         _ op: AgentOperation, exec: ExecRequest? = nil, collect: ExclusionRequest? = nil, cleanup: CleanupRequest? = nil,
-        timeout: TimeInterval? = nil
+        entropy: Data? = nil, timeout: TimeInterval? = nil
     ) throws
         -> AgentResponse
     {
@@ -60,7 +60,7 @@ public final class AgentClient {
         let deadline = Date().addingTimeInterval(limit)
         let s = try connected()
         nextId &+= 1
-        let request = AgentRequest(id: nextId, op: op, exec: exec, collect: collect, cleanup: cleanup)
+        let request = AgentRequest(id: nextId, op: op, exec: exec, collect: collect, cleanup: cleanup, entropy: entropy)
         do {
             try s.write(AgentFraming.encode(request), deadline: deadline)
             while true {
@@ -144,6 +144,11 @@ public final class AgentClient {
     public func owners() throws -> OwnerMap {
         guard let r = try call(.owners, timeout: max(timeout, 60)).owners else { throw SparcError("guest agent sent no owner map") }
         return r
+    }
+
+    /// Mixes host entropy into the guest's RNG (after a restore, before the guest runs on).
+    public func reseed(_ entropy: Data) throws {
+        _ = try call(.reseed, entropy: entropy)
     }
 
     /// Starts (or finds) the terminal relay on the second serial port.

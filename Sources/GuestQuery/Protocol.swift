@@ -18,7 +18,7 @@ public enum AgentProtocol {
 }
 
 public enum AgentOperation: String, Codable, Sendable {
-    case hello, processes, ttys, exec, freeze, thaw, collect, cleanup, terminal, owners
+    case hello, processes, ttys, exec, freeze, thaw, collect, cleanup, terminal, owners, reseed
 }
 
 /// Parameters of `exec`: the command runs inside the guest's process cgroup.
@@ -46,8 +46,14 @@ public struct AgentRequest: Codable, Equatable, Sendable {
     public var exec: ExecRequest?
     public var collect: ExclusionRequest?
     public var cleanup: CleanupRequest?
+    /// Host entropy for `reseed`, mixed into the guest's RNG.
+    public var entropy: Data?
 
-    public init(id: UInt64, op: AgentOperation, exec: ExecRequest? = nil, collect: ExclusionRequest? = nil, cleanup: CleanupRequest? = nil) {
+    public init(
+        id: UInt64, op: AgentOperation, exec: ExecRequest? = nil, collect: ExclusionRequest? = nil,
+        cleanup: CleanupRequest? = nil, entropy: Data? = nil
+    ) {
+        self.entropy = entropy
         self.v = AgentProtocol.version
         self.id = id
         self.op = op

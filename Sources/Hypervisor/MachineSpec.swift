@@ -85,6 +85,7 @@ public struct RuntimeLayout: Sendable {
     public var agentSocket: String { directory + "/agent.sock" }
     public var consoleSocket: String { directory + "/console.sock" }
     public var terminalSocket: String { directory + "/terminal.sock" }
+    public var rsdmSocket: String { directory + "/rsdm.sock" }
     public var pidFile: String { directory + "/qemu.pid" }
     public var stateFile: String { directory + "/vm.json" }
     public var errorLog: String { directory + "/qemu.err" }

@@ -30,7 +30,7 @@ public struct QEMUCommand {
 
     public var arguments: [String] {
         var a: [String] = [binary]
-        a += ["-name", "sparc-\(layout.name),process=sparc-\(layout.name)"]
+        a += ["-name", "sparc-\(layout.name)"]
         a += ["-machine", "q35,memory-backend=ram0"]
         a += ["-accel", spec.accel.rawValue]
         if spec.accel == .kvm { a += ["-cpu", "host"] }
@@ -56,6 +56,9 @@ public struct QEMUCommand {
         a += ["-device", "virtio-serial-pci,id=vser0"]
         a += ["-chardev", "socket,id=agent,path=\(Self.escape(layout.agentSocket)),server=on,wait=off"]
         a += ["-device", "virtserialport,bus=vser0.0,chardev=agent,name=org.sparc.agent.0"]
+        // Rollback-sensitive data: guest programs ask the host, whose store no restore rolls back.
+        a += ["-chardev", "socket,id=rsdm,path=\(Self.escape(layout.rsdmSocket)),server=on,wait=off"]
+        a += ["-device", "virtserialport,bus=vser0.0,chardev=rsdm,name=org.sparc.rsdm.0"]
         if spec.hasDisk, let diskPath {
             a += ["-drive", "file=\(Self.escape(diskPath)),if=none,id=disk0,format=qcow2,cache=writeback"]
             a += ["-device", "virtio-blk-pci,drive=disk0,id=vblk0"]

@@ -87,3 +87,17 @@ enum ZeroPage {
         memcmp(p, page, count) == 0
     }
 }
+
+/// HMAC-SHA256 (OpenSSL).
+public enum HMACSHA256 {
+    public static func hex(key: Data, message: Data) -> String {
+        var out = [UInt8](repeating: 0, count: 32)
+        var len: UInt32 = 0
+        key.withUnsafeBytes { k in
+            message.withUnsafeBytes { m in
+                _ = HMAC(EVP_sha256(), k.baseAddress, Int32(k.count), m.bindMemory(to: UInt8.self).baseAddress, m.count, &out, &len)
+            }
+        }
+        return out.map { String(format: "%02x", $0) }.joined()
+    }
+}

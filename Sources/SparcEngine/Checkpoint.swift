@@ -159,6 +159,9 @@ extension VMManager {
         progress?("writing manifest")
         try writer.commit(manifest)
         done = true
+        let sealed = try BundleReader(path: writer.path).manifest
+        try HistoryLog(vm: name).append(
+            .checkpoint, bundle: writer.path, bundleDigest: sealed.manifestSHA256, epoch: try RSDMStore(vm: name).epoch())
 
         if stopAfter {
             progress?("stopping \(name)")

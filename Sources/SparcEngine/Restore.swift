@@ -18,6 +18,22 @@ public struct RestoreReport: Codable, Sendable {
     public var warnings: [String]
     /// What the agent did before the guest ran on (nil when nothing was excluded).
     public var cleanup: CleanupResult?
+    /// The VM's restore epoch after this restore (RSDM).
+    public var epoch: Int
+    /// True when the bundle is older than the VM's newest checkpoint.
+    public var rollback: Bool
+}
+
+/// How restore treats a bundle's place in the VM's history.
+public struct RestorePolicy: Sendable {
+    /// Restoring a bundle older than the newest checkpoint rolls the VM back.
+    public var allowRollback = false
+    /// Restoring a bundle the history does not know.
+    public var allowForeign = false
+    public init(allowRollback: Bool = false, allowForeign: Bool = false) {
+        self.allowRollback = allowRollback
+        self.allowForeign = allowForeign
+    }
 }
 
 extension VMManager {
@@ -27,7 +43,8 @@ extension VMManager {
     /// while it is copied into a new RAM file); a damaged bundle is refused and leaves nothing
     /// behind. The guest resumes frozen, as it was saved, and the agent thaws it.
     public func restore(
-        bundle: String, name: String, replace: Bool = false, killExcluded: Bool = true, progress: Progress? = nil
+        bundle: String, name: String, replace: Bool = false, killExcluded: Bool = true,
+        policy: RestorePolicy = RestorePolicy(), progress: Progress? = nil
     ) throws -> RestoreReport {
         let began = Date()
         try RuntimeLayout.validate(name: name)
@@ -70,6 +87,7 @@ extension VMManager {
                 kind: .negative)
         }
         try checkMemoryAvailable(spec)
+        let rollback = try checkHistory(reader, policy: policy, warnings: &warnings)
 
         if isRunning {
             progress?("stopping the running \(name)")
@@ -134,6 +152,7 @@ extension VMManager {
             diskActive: overlays.last, diskOverlays: overlays, restoredFrom: reader.path)
         state.startedAt = ISO8601DateFormatter().string(from: Date())
         try state.save(layout.stateFile)
+        startRSDMServer(name)
 
         progress?("resuming")
         try qmp.execute("cont")
@@ -156,15 +175,45 @@ extension VMManager {
                     warnings.append("--no-kill: \(excluded.processes.count) excluded process(es) run on with their memory zeroed")
                 }
             }
+            // Fresh randomness: vmgenid made the kernel reseed; host entropy is mixed in as well.
+            try agent.reseed(Data(secureRandomBytes(64)))
             _ = try agent.thaw()
         } catch {
             throw SparcError(
                 "VM '\(name)' was restored (pid \(pid)) but its agent did not answer, so guest processes may still be frozen: \(error)"
             )
         }
+        let epoch = try RSDMStore(vm: name).nextEpoch()
+        try HistoryLog(vm: name).append(
+            rollback ? .rollback : .restore, bundle: reader.path, bundleDigest: manifest.manifestSHA256, epoch: epoch,
+            detail: rollback ? "older than the newest checkpoint" : nil)
         return RestoreReport(
             name: name, bundle: reader.path, pid: pid, replaced: isRunning, total: Date().timeIntervalSince(began),
-            warnings: warnings + (cleanup?.warnings ?? []), cleanup: cleanup)
+            warnings: warnings + (cleanup?.warnings ?? []), cleanup: cleanup, epoch: epoch, rollback: rollback)
+    }
+
+    /// Places the bundle in its VM's history: the newest checkpoint restores freely, an older
+    /// one is a rollback (needs `allowRollback`), an unknown one is foreign (needs `allowForeign`).
+    func checkHistory(_ reader: BundleReader, policy: RestorePolicy, warnings: inout [String]) throws -> Bool {
+        let source = reader.manifest.vmName
+        let log = HistoryLog(vm: source)
+        if let problems = try? log.verify(), !problems.isEmpty {
+            warnings.append("the history of '\(source)' failed verification: \(problems.joined(separator: "; "))")
+        }
+        let checkpoints = try log.entries().filter { $0.event == .checkpoint }
+        let digest = reader.manifest.manifestSHA256
+        guard let index = checkpoints.lastIndex(where: { $0.bundleDigest == digest }) else {
+            if policy.allowForeign { return false }
+            throw SparcError(
+                "bundle \(Path.base(of: reader.path)) is not in the history of VM '\(source)' (not checkpointed here, or its manifest was changed); pass --foreign to restore it anyway")
+        }
+        guard index == checkpoints.count - 1 else {
+            if policy.allowRollback { return true }
+            let newest = checkpoints.last!
+            throw SparcError(
+                "bundle \(Path.base(of: reader.path)) is older than the newest checkpoint of '\(source)' (\(Path.base(of: newest.bundle ?? "?")), \(newest.time)): restoring it is a rollback; pass --allow-rollback if that is intended")
+        }
+        return false
     }
 
     func checkBootFile(_ file: Manifest.BootFile?, what: String) throws {

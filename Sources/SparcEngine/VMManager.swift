@@ -91,6 +91,8 @@ public final class VMManager {
         qmp.close()
         try state.save(layout.stateFile)
         launched = true
+        startRSDMServer(options.name)
+        try HistoryLog(vm: options.name).append(.boot, detail: "pid \(pid), \(spec.memoryMiB) MiB")
 
         progress?("waiting for the guest agent")
         let agent = AgentClient(socketPath: layout.agentSocket, timeout: agentTimeout)
@@ -133,7 +135,8 @@ public final class VMManager {
         let layout = layout(name)
         guard FileSystem.exists(layout.stateFile) else { throw notFound(name) }
         let state = try VMState.load(layout.stateFile)
-        if QEMUProcess.isQEMU(state.pid) {
+        let wasRunning = QEMUProcess.isQEMU(state.pid)
+        if wasRunning {
             progress?("stopping \(name)")
             // Let the guest write its caches to the data disk first; a frozen or hung guest is not waited for.
             if let agent = try? agentClient(name, timeout: 5) {
@@ -153,6 +156,7 @@ public final class VMManager {
             }
         }
         cleanUp(layout)
+        try HistoryLog(vm: name).append(wasRunning ? .stop : .shutdown, detail: wasRunning ? nil : "QEMU had exited on its own")
     }
 
     /// Removes a VM's runtime directory and RAM file.

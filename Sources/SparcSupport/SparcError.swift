@@ -44,3 +44,9 @@ extension StringProtocol {
         return String(self[first...last])
     }
 }
+
+/// Bytes from the system's CSPRNG (SystemRandomNumberGenerator reads getrandom(2)).
+public func secureRandomBytes(_ count: Int) -> [UInt8] {
+    var generator = SystemRandomNumberGenerator()
+    return (0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) }
+}

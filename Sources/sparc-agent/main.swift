@@ -89,6 +89,15 @@ final class Agent {
             case .cleanup:
                 guard let params = request.cleanup else { throw AgentFailure(.invalidArgument, "cleanup needs parameters") }
                 return AgentResponse(id: request.id, cleanup: Cleanup.run(params))
+            case .reseed:
+                guard let entropy = request.entropy, !entropy.isEmpty else { throw AgentFailure(.invalidArgument, "reseed needs entropy") }
+                // Written to /dev/urandom: mixed into the pool (the kernel also reseeds on the new VM generation id).
+                let fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC)
+                guard fd >= 0 else { throw AgentFailure(.failed, "cannot open /dev/urandom") }
+                defer { close(fd) }
+                let n = entropy.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+                guard n == entropy.count else { throw AgentFailure(.failed, "cannot write /dev/urandom") }
+                return AgentResponse(id: request.id)
             case .owners:
                 return AgentResponse(id: request.id, owners: try OwnerMapCollector.collect())
             case .terminal:
@@ -144,6 +153,9 @@ _ = sparc_zero_freed_memory()
 let args = CommandLine.arguments
 if args.count == 3 && args[1] == "relay" {
     TerminalRelay.run(device: args[2])
+}
+if (args.first.map { $0.hasSuffix("sparc-rsdm") } ?? false) || args.dropFirst().first == "rsdm" {
+    RSDMClient.main(Array(args.dropFirst(args.first!.hasSuffix("sparc-rsdm") ? 1 : 2)))
 }
 if args.contains("--version") {
     print("sparc-agent \(agentVersion) (protocol \(AgentProtocol.version))")

@@ -23,7 +23,7 @@ struct Sparc: ParsableCommand {
             """,
         version: "0.1.0",
         subcommands: [
-            VM.self, Exec.self, Console.self, Terminal.self, PS.self, TTYs.self, Checkpoint.self, Restore.self, Verify.self, Search.self, Strings.self, Hexdump.self, TUI.self,
+            VM.self, Exec.self, Console.self, Terminal.self, PS.self, TTYs.self, Checkpoint.self, Restore.self, Verify.self, Search.self, Strings.self, Hexdump.self, Log.self, RSDM.self, RSDMServe.self, TUI.self,
         ],
         defaultSubcommand: TUI.self
     )
@@ -393,11 +393,16 @@ struct Restore: ParsableCommand {
     @Flag(help: "Stop a running VM of that name first.") var replace = false
     @Flag(help: "UNSAFE: keep excluded processes running although their memory was not saved.")
     var noKill = false
+    @Flag(help: "Restore a bundle older than the VM's newest checkpoint (a rollback; it is logged).")
+    var allowRollback = false
+    @Flag(help: "Restore a bundle that is not in the VM's history (made elsewhere, or its manifest changed).")
+    var foreign = false
     @Option(help: "Seconds to wait for the guest agent after resuming.") var timeout: Double = 30
 
     func run() throws {
         let report = try VMManager(agentTimeout: timeout).restore(
-            bundle: bundle, name: name, replace: replace, killExcluded: !noKill, progress: progressPrinter())
+            bundle: bundle, name: name, replace: replace, killExcluded: !noKill,
+            policy: RestorePolicy(allowRollback: allowRollback, allowForeign: foreign), progress: progressPrinter())
         endProgress()
         for w in report.warnings { printError("sparc: warning: \(w)") }
         if let c = report.cleanup {
@@ -405,7 +410,7 @@ struct Restore: ParsableCommand {
             if !c.evicted.isEmpty { print("evicted page cache of: \(c.evicted.joined(separator: ", "))") }
             if !c.removed.isEmpty { print("removed memory-only files: \(c.removed.joined(separator: ", "))") }
         }
-        print(String(format: "VM '%@' restored from %@ (pid %d) in %.2f s", report.name, report.bundle, report.pid, report.total))
+        print(String(format: "VM '%@' restored from %@ (pid %d) in %.2f s, restore epoch %d%@", report.name, report.bundle, report.pid, report.total, report.epoch, report.rollback ? " (rollback, logged)" : ""))
     }
 }
 
@@ -571,6 +576,85 @@ struct Hexdump: ParsableCommand {
         var out = ""
         printer.print(data, offset: start, squeeze: !noSqueeze, to: &out)
         print(out, terminator: "")
+    }
+}
+
+// MARK: - rollback safety
+
+struct Log: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show a VM's tamper-evident history: boots, checkpoints, restores, rollbacks, stops.",
+        discussion: """
+            Every entry is chained to the one before with an HMAC keyed by a host secret \
+            (created on first use, mode 0600, in the state directory: $SPARC_STATE_DIR, else \
+            /var/lib/sparc for root). --verify reports an edited, removed or reordered entry and \
+            exits 1.
+            """)
+    @Option(help: "Name of the VM.") var name: String = "default"
+    @Flag(help: "Check the chain; exit 1 when it is broken.") var verify = false
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() throws {
+        try RuntimeLayout.validate(name: name)
+        let log = HistoryLog(vm: name)
+        let entries = try log.entries()
+        if json {
+            try printJSON(entries)
+        } else if !verify {
+            if entries.isEmpty { print("no history for '\(name)'") }
+            for e in entries {
+                var line = "\(e.seq)  \(e.time)  \(e.event.rawValue)"
+                if let b = e.bundle { line += "  \(b)" }
+                if let d = e.bundleDigest { line += "  sha256:\(d.prefix(16))" }
+                if let ep = e.epoch { line += "  epoch \(ep)" }
+                if let d = e.detail { line += "  (\(d))" }
+                print(line)
+            }
+        }
+        if verify {
+            let problems = try log.verify()
+            if problems.isEmpty {
+                if !json { print("history of '\(name)': intact (\(entries.count) entries)") }
+                return
+            }
+            for p in problems { print("history of '\(name)': \(p)") }
+            throw SparcError("history of '\(name)' has been tampered with", kind: .negative)
+        }
+    }
+}
+
+struct RSDM: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rsdm",
+        abstract: "Show or change a VM's rollback-sensitive data (kept by the host, never rolled back).",
+        discussion: "In the guest: sparc-rsdm get|set|incr|del KEY [VALUE], sparc-rsdm epoch.")
+    @Option(help: "Name of the VM.") var name: String = "default"
+    @Argument(help: "list (default), get KEY, set KEY VALUE, del KEY, epoch.") var words: [String] = []
+
+    func run() throws {
+        try RuntimeLayout.validate(name: name)
+        let store = RSDMStore(vm: name)
+        switch (words.first ?? "list", words.count) {
+        case ("list", _):
+            print("epoch \(try store.epoch())")
+            for (k, v) in try store.all().sorted(by: { $0.key < $1.key }) { print("\(k)=\(v)") }
+        case ("get", 2):
+            guard let v = try store.get(words[1]) else { throw SparcError("no key '\(words[1])'", kind: .negative) }
+            print(v)
+        case ("set", 3): try store.set(words[1], words[2])
+        case ("del", 2): try store.delete(words[1])
+        case ("epoch", 1): print(try store.epoch())
+        default: throw ValidationError("usage: sparc rsdm [list | get KEY | set KEY VALUE | del KEY | epoch]")
+        }
+    }
+}
+
+/// The host side of a VM's RSDM port; started in the background by vm start and restore.
+struct RSDMServe: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "rsdm-serve", shouldDisplay: false)
+    @Option var name: String = "default"
+    func run() throws {
+        try RSDMServer.run(socketPath: VMManager().layout(name).rsdmSocket, store: RSDMStore(vm: name))
     }
 }
 

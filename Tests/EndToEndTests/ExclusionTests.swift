@@ -31,6 +31,7 @@ final class ExclusionTests: XCTestCase {
     override class func tearDown() {
         _ = try? sparc.run(["vm", "stop", "--name", "excl"])
         FileSystem.removeTree(runtime)
+        FileSystem.removeTree(runtime + "-state")
         FileSystem.removeTree(work)
         super.tearDown()
     }

@@ -33,6 +33,7 @@ final class GuestLifecycleTests: XCTestCase {
             _ = try? sparc.run(["vm", "stop", "--name", name])
         }
         FileSystem.removeTree(runtime)
+        FileSystem.removeTree(runtime + "-state")
         FileSystem.removeTree(work)
         super.tearDown()
     }
@@ -237,10 +238,11 @@ final class GuestLifecycleTests: XCTestCase {
         // Truncated or wrong device state with a re-sealed manifest: QEMU itself rejects it.
         try reseal(bundle, replacing: "devices.vmstate", with: devices.prefix(devices.count / 2))
         XCTAssertEqual(try sparc.run(["verify", bundle]).status, 0)
-        try sparc.fails(["restore", bundle, "--name", "tampered"], message: "could not load the device state")
+        try sparc.fails(["restore", bundle, "--name", "tampered"], message: "not in the history")
+        try sparc.fails(["restore", bundle, "--name", "tampered", "--foreign"], message: "could not load the device state")
         try assertNoVM("tampered")
         try reseal(bundle, replacing: "devices.vmstate", with: Data((0..<devices.count).map { _ in UInt8.random(in: 0...255) }))
-        try sparc.fails(["restore", bundle, "--name", "tampered"], message: "could not load the device state")
+        try sparc.fails(["restore", bundle, "--name", "tampered", "--foreign"], message: "could not load the device state")
         try assertNoVM("tampered")
 
         // Memory image of the wrong size for the machine.

@@ -35,6 +35,7 @@ struct SparcRunner {
     func run(_ args: [String], input: Data? = nil, environment: [String: String]? = nil, file: StaticString = #filePath, line: UInt = #line) throws -> Output {
         var env = ProcessInfo.processInfo.environment
         env["SPARC_RUNTIME_DIR"] = runtime
+        env["SPARC_STATE_DIR"] = runtime + "-state"
         for (k, v) in extraEnvironment { env[k] = v }
         for (k, v) in environment ?? [:] { env[k] = v }
         let r = try Subprocess.run([binary] + args, input: input, environment: env)

@@ -1,0 +1,149 @@
+import Foundation
+import SnapshotModel
+import SparcSupport
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Where sparc keeps state that must outlive VMs and bundles: the history key, the
+/// history logs and the rollback-sensitive data stores.
+public enum StateDirectory {
+    /// `$SPARC_STATE_DIR`, `$XDG_STATE_HOME/sparc`, `/var/lib/sparc` for root, else `~/.local/state/sparc`.
+    public static func path(environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
+        if let d = environment["SPARC_STATE_DIR"], !d.isEmpty { return d }
+        if let x = environment["XDG_STATE_HOME"], !x.isEmpty { return x + "/sparc" }
+        if getuid() == 0 { return "/var/lib/sparc" }
+        return (environment["HOME"] ?? "/tmp") + "/.local/state/sparc"
+    }
+}
+
+/// One event in a VM's history.
+public struct HistoryEntry: Codable, Equatable, Sendable {
+    public enum Event: String, Codable, Sendable { case boot, checkpoint, restore, rollback, stop, shutdown }
+    public var seq: Int
+    public var time: String
+    public var vm: String
+    public var event: Event
+    public var bundle: String?
+    /// The bundle's manifest digest (which covers every file's digest).
+    public var bundleDigest: String?
+    public var epoch: Int?
+    public var detail: String?
+    /// The previous entry's MAC ("" for the first).
+    public var prev: String
+    /// HMAC-SHA256 over this entry (without `mac`) keyed by the host secret.
+    public var mac: String
+
+    /// The bytes the MAC covers: the entry with an empty MAC, keys sorted.
+    func signedBytes() throws -> Data {
+        var copy = self
+        copy.mac = ""
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return try e.encode(copy)
+    }
+}
+
+/// An append-only, HMAC-chained log of a VM's boots, checkpoints, restores and stops.
+///
+/// Each entry's MAC covers its content and the previous MAC, so an edited, removed or
+/// reordered entry breaks the chain; a head file with the last sequence number and MAC
+/// catches a cut-off tail. The key is created on first use, mode 0600.
+public struct HistoryLog {
+    public let directory: String
+    public let vm: String
+    var logPath: String { directory + "/history/\(vm).log" }
+    var headPath: String { directory + "/history/\(vm).head" }
+    var keyPath: String { directory + "/history.key" }
+
+    public init(directory: String = StateDirectory.path(), vm: String) {
+        self.directory = directory
+        self.vm = vm
+    }
+
+    /// The host secret: 32 random bytes, created on first use (mode 0600).
+    func key(create: Bool) throws -> Data {
+        if FileSystem.exists(keyPath) {
+            let k = try FileSystem.readFile(keyPath)
+            guard k.count == 32 else { throw SparcError("history key \(keyPath) is damaged (expected 32 bytes)") }
+            return k
+        }
+        guard create else {
+            throw SparcError("history key \(keyPath) is missing: the history cannot be verified")
+        }
+        try FileSystem.makeDirectories(directory)
+        let bytes = secureRandomBytes(32)
+        try FileSystem.writeAtomically(Data(bytes), to: keyPath, mode: 0o600)
+        return Data(bytes)
+    }
+
+    /// Entries as stored (not verified).
+    public func entries() throws -> [HistoryEntry] {
+        guard FileSystem.exists(logPath) else { return [] }
+        let text = String(decoding: try FileSystem.readFile(logPath), as: UTF8.self)
+        return try text.split(separator: "\n").enumerated().map { i, line in
+            do {
+                return try JSONDecoder().decode(HistoryEntry.self, from: Data(line.utf8))
+            } catch {
+                throw SparcError("history of '\(vm)': line \(i + 1) is not a log entry (edited?)", kind: .negative)
+            }
+        }
+    }
+
+    /// Appends an event, chained to the last entry.
+    @discardableResult
+    public func append(
+        _ event: HistoryEntry.Event, bundle: String? = nil, bundleDigest: String? = nil, epoch: Int? = nil,
+        detail: String? = nil
+    ) throws -> HistoryEntry {
+        let key = try key(create: true)
+        try FileSystem.makeDirectories(directory + "/history")
+        let existing = try entries()
+        var entry = HistoryEntry(
+            seq: (existing.last?.seq ?? 0) + 1, time: Manifest.timestamp(Date()), vm: vm, event: event, bundle: bundle,
+            bundleDigest: bundleDigest, epoch: epoch, detail: detail, prev: existing.last?.mac ?? "", mac: "")
+        entry.mac = HMACSHA256.hex(key: key, message: try entry.signedBytes())
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        var line = try e.encode(entry)
+        line.append(0x0A)
+        let fd = open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw SparcError.posix("cannot write", logPath) }
+        defer { close(fd) }
+        try FileSystem.writeAll(fd: fd, line, path: logPath)
+        guard fsync(fd) == 0 else { throw SparcError.posix("cannot sync", logPath) }
+        try FileSystem.writeAtomically(Data("\(entry.seq) \(entry.mac)\n".utf8), to: headPath)
+        return entry
+    }
+
+    /// Checks the chain; returns the problems found (empty when intact).
+    public func verify() throws -> [String] {
+        let list = try entries()
+        if list.isEmpty && !FileSystem.exists(headPath) { return [] }
+        let key = try key(create: false)
+        var problems: [String] = []
+        var prevMac = ""
+        for (i, entry) in list.enumerated() {
+            let expectedSeq = i + 1
+            if HMACSHA256.hex(key: key, message: try entry.signedBytes()) != entry.mac {
+                problems.append("entry \(expectedSeq) (seq \(entry.seq), \(entry.event.rawValue)) was edited: its MAC does not match")
+            } else if entry.seq != expectedSeq || entry.prev != prevMac {
+                problems.append(
+                    entry.seq > expectedSeq
+                        ? "entries before seq \(entry.seq) were removed (expected seq \(expectedSeq))"
+                        : "entry seq \(entry.seq) is out of order (found at position \(expectedSeq))")
+            }
+            prevMac = entry.mac
+        }
+        if let head = try? String(decoding: FileSystem.readFile(headPath), as: UTF8.self) {
+            let f = head.split(separator: " ")
+            if f.count == 2, let seq = Int(f[0]), f[1].trimmed != (list.last?.mac ?? "") || seq != list.count {
+                problems.append("the log ends at entry \(list.count) but entry \(seq) was written: entries were removed from the end")
+            }
+        } else if !list.isEmpty {
+            problems.append("the head record is missing")
+        }
+        return problems
+    }
+}

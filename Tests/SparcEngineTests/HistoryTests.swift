@@ -1,0 +1,145 @@
+import Foundation
+import SparcSupport
+import XCTest
+
+@testable import SparcEngine
+
+final class HistoryTests: XCTestCase {
+    var dir = ""
+    override func setUpWithError() throws {
+        dir = NSTemporaryDirectory() + "sparc-history-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileSystem.makeDirectories(dir)
+    }
+    override func tearDown() { FileSystem.removeTree(dir) }
+
+    func makeLog() throws -> HistoryLog {
+        let log = HistoryLog(directory: dir, vm: "v")
+        try log.append(.boot)
+        try log.append(.checkpoint, bundle: "/b/one.sparc", bundleDigest: "aa", epoch: 0)
+        try log.append(.restore, bundle: "/b/one.sparc", bundleDigest: "aa", epoch: 1)
+        try log.append(.stop)
+        return log
+    }
+
+    var logFile: String { dir + "/history/v.log" }
+
+    func lines() throws -> [String] {
+        String(decoding: try FileSystem.readFile(logFile), as: UTF8.self).split(separator: "\n").map(String.init)
+    }
+
+    func write(_ lines: [String]) throws {
+        try Data((lines.joined(separator: "\n") + "\n").utf8).write(to: URL(fileURLWithPath: logFile))
+    }
+
+    func testIntactChainAndKeyMode() throws {
+        let log = try makeLog()
+        XCTAssertEqual(try log.verify(), [])
+        XCTAssertEqual(try log.entries().map(\.seq), [1, 2, 3, 4])
+        var st = stat()
+        stat(dir + "/history.key", &st)
+        XCTAssertEqual(st.st_mode & 0o777, 0o600)
+    }
+
+    func testEditIsDetected() throws {
+        let log = try makeLog()
+        var l = try lines()
+        l[1] = l[1].replacingOccurrences(of: "\"bundleDigest\":\"aa\"", with: "\"bundleDigest\":\"bb\"")
+        try write(l)
+        XCTAssertEqual(try log.verify().first, "entry 2 (seq 2, checkpoint) was edited: its MAC does not match")
+    }
+
+    func testDeleteIsDetected() throws {
+        let log = try makeLog()
+        var l = try lines()
+        l.remove(at: 1)
+        try write(l)
+        let problems = try log.verify()
+        XCTAssertTrue(problems.contains { $0.contains("removed") }, "\(problems)")
+    }
+
+    func testReorderIsDetected() throws {
+        let log = try makeLog()
+        var l = try lines()
+        l.swapAt(1, 2)
+        try write(l)
+        let problems = try log.verify()
+        XCTAssertTrue(problems.contains { $0.contains("out of order") }, "\(problems)")
+    }
+
+    func testTruncationIsDetected() throws {
+        let log = try makeLog()
+        try write(Array(try lines().prefix(3)))
+        let problems = try log.verify()
+        XCTAssertTrue(problems.contains { $0.contains("removed from the end") }, "\(problems)")
+    }
+
+    func testMissingKeyIsAClearError() throws {
+        let log = try makeLog()
+        unlink(dir + "/history.key")
+        XCTAssertThrowsError(try log.verify()) { XCTAssertTrue("\($0)".contains("history key")) }
+    }
+}
+
+final class RSDMStoreTests: XCTestCase {
+    var dir = ""
+    override func setUpWithError() throws {
+        dir = NSTemporaryDirectory() + "sparc-rsdm-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileSystem.makeDirectories(dir)
+    }
+    override func tearDown() { FileSystem.removeTree(dir) }
+
+    func testValuesEpochAndProtocol() throws {
+        let s = RSDMStore(directory: dir, vm: "v")
+        XCTAssertNil(try s.get("a"))
+        try s.set("a", "1")
+        XCTAssertEqual(try s.increment("a"), 2)
+        XCTAssertEqual(try s.increment("new", by: 5), 5)
+        XCTAssertEqual(try s.nextEpoch(), 1)
+        XCTAssertEqual(try s.epoch(), 1)
+        try s.delete("a")
+        XCTAssertEqual(try s.all(), ["new": "5"])
+        let reply = String(decoding: s.handle(Data(#"{"id":"7","op":"incr","key":"new"}"#.utf8)), as: UTF8.self)
+        XCTAssertTrue(reply.contains(#""value":"6""#) && reply.contains(#""id":"7""#), reply)
+        let bad = String(decoding: s.handle(Data("nonsense".utf8)), as: UTF8.self)
+        XCTAssertTrue(bad.contains(#""ok":false"#))
+    }
+
+    func testBoundsAreEnforced() throws {
+        let s = RSDMStore(directory: dir, vm: "v")
+        XCTAssertThrowsError(try s.set("k", String(repeating: "x", count: RSDMStore.maxValueBytes + 1))) { XCTAssertTrue("\($0)".contains("too large")) }
+        XCTAssertThrowsError(try s.set(String(repeating: "k", count: 65), "v"))
+        XCTAssertThrowsError(try s.set("has space", "v"))
+        for i in 0..<RSDMStore.maxKeys { try s.set("k\(i)", "v") }
+        XCTAssertThrowsError(try s.set("one-more", "v")) { XCTAssertTrue("\($0)".contains("store full")) }
+        try s.set("k0", "replaced is fine")
+    }
+
+    func testCorruptStoreIsAnErrorNotAReset() throws {
+        let s = RSDMStore(directory: dir, vm: "v")
+        try s.set("guard.failures", "3")
+        try Data("{garbage".utf8).write(to: URL(fileURLWithPath: s.path))
+        XCTAssertThrowsError(try s.get("guard.failures")) { XCTAssertTrue("\($0)".contains("damaged")) }
+        XCTAssertThrowsError(try s.increment("guard.failures"))
+        XCTAssertEqual(String(decoding: try FileSystem.readFile(s.path), as: UTF8.self), "{garbage", "not silently reset")
+    }
+
+    /// A writer killed at random moments leaves the old or the new store, never garbage.
+    func testKilledWriterNeverLeavesGarbage() throws {
+        let s = RSDMStore(directory: dir, vm: "v")
+        try s.set("counter", "0")
+        for round in 0..<20 {
+            let pid = fork()
+            if pid == 0 {
+                let child = RSDMStore(directory: dir, vm: "v")
+                while true { _ = try? child.increment("counter") }
+            }
+            usleep(useconds_t(2000 + round * 500))
+            kill(pid, SIGKILL)
+            var status: Int32 = 0
+            waitpid(pid, &status, 0)
+            let value = try s.get("counter")
+            XCTAssertNotNil(value.flatMap(Int.init), "round \(round): store unreadable or garbage")
+        }
+        XCTAssertGreaterThan(Int(try s.get("counter") ?? "0") ?? 0, 0)
+    }
+}
