@@ -105,13 +105,17 @@ final class ExclusionTests: XCTestCase {
         channels.append(Channel(name: "5. TCP on loopback, not yet received", secret: try readFifo("/run/ch5t")))
         try guest("while kill -0 \(sender) 2>/dev/null; do sleep 0.1; done")
 
+        // 6. In the command-line arguments of a process (the manifest names it by command name only).
+        let argvPid = try detach("S=\(Self.generate); mkfifo /run/ch6; printf %s \"$S\" > /run/ch6; exec sh -c 'while :; do sleep 1000; done' holder \"$S\"")
+        channels.append(Channel(name: "6. in a process's arguments", secret: try readFifo("/run/ch6")))
+
         // A bystander that must run on after the restore.
         _ = try detach("i=0; while :; do i=$((i+1)); echo $i > /run/bystander; sleep 0.2; done")
         sleep(1)
         for c in channels { XCTAssertEqual(c.secret.count, 32, "\(c.name): secret not delivered ('\(c.secret)')") }
 
         let targets = ["--exclude-tty", pty, "--exclude-tty", "ttyS0"]
-            + [heapPid, filePid, pipePid, socketPid].flatMap { ["--exclude-pid", String($0)] }
+            + [heapPid, filePid, pipePid, socketPid, argvPid].flatMap { ["--exclude-pid", String($0)] }
         let bundles = [
             ("none", work + "/none.sparc", [String]()),
             ("user", work + "/user.sparc", targets + ["--scope", "user"]),
