@@ -6,50 +6,8 @@ import XCTest
 /// The exclusion engine against the real guest: a fresh secret reaches the guest through
 /// each channel; checkpoints without exclusion, with --scope user and with --scope all are
 /// searched for it; the restored guest runs on without the excluded processes.
-final class ExclusionTests: XCTestCase {
-    static var runtime = ""
-    static var work = ""
-    static var sparc: SparcRunner!
-    static var bootError: String?
-    let vm = "excl"
-    var sparc: SparcRunner { Self.sparc }
-    var work: String { Self.work }
-
-    override class func setUp() {
-        super.setUp()
-        do {
-            runtime = try makeTempDir("rt-excl")
-            work = try makeTempDir("work-excl")
-            sparc = SparcRunner(runtime: runtime)
-            let out = try sparc.run(["vm", "start", "--name", "excl"])
-            if out.status != 0 { bootError = out.stderr }
-        } catch {
-            bootError = "\(error)"
-        }
-    }
-
-    override class func tearDown() {
-        _ = try? sparc.run(["vm", "stop", "--name", "excl"])
-        FileSystem.removeTree(runtime)
-        FileSystem.removeTree(runtime + "-state")
-        FileSystem.removeTree(work)
-        super.tearDown()
-    }
-
-    override func setUpWithError() throws {
-        if let bootError = Self.bootError { XCTFail("the test VM did not boot: \(bootError)") }
-        try XCTSkipIf(Self.bootError != nil)
-    }
-
-    @discardableResult
-    func guest(_ script: String, file: StaticString = #filePath, line: UInt = #line) throws -> String {
-        try sparc.ok(["exec", "--name", vm, "--", "sh", "-c", script], file: file, line: line).trimmed
-    }
-
-    func detach(_ script: String, file: StaticString = #filePath, line: UInt = #line) throws -> Int32 {
-        let pid = try sparc.ok(["exec", "--name", vm, "--detach", "--", "sh", "-c", script], file: file, line: line).trimmed
-        return Int32(pid) ?? -1
-    }
+final class ExclusionTests: GuestTestCase {
+    override class var vmName: String { "excl" }
 
     static func randomSecret(_ tag: String) -> String {
         let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
@@ -60,9 +18,6 @@ final class ExclusionTests: XCTestCase {
     /// so it never passes the agent's input channel (whose virtio buffers are reused, not freed).
     static let generate = "$(tr -dc A-Za-z0-9 </dev/urandom | head -c 32)"
 
-    func readFifo(_ path: String) throws -> String {
-        try guest("i=0; while [ ! -p \(path) ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; cat \(path); rm -f \(path)")
-    }
 
     struct Channel {
         var name: String

@@ -5,49 +5,8 @@ import XCTest
 
 /// End-to-end against the real default guest under TCG: one VM is booted for the whole
 /// class and every test leaves it running and thawed.
-final class GuestLifecycleTests: XCTestCase {
-    static var runtime = ""
-    static var work = ""
-    static var sparc: SparcRunner!
-    static var bootError: String?
-    let vm = "e2e"
-    var sparc: SparcRunner { Self.sparc }
-    var work: String { Self.work }
-
-    override class func setUp() {
-        super.setUp()
-        do {
-            runtime = try makeTempDir("rt")
-            work = try makeTempDir("work")
-            sparc = SparcRunner(runtime: runtime)
-            let out = try sparc.run(["vm", "start", "--name", "e2e"])
-            if out.status != 0 { bootError = out.stderr }
-        } catch {
-            bootError = "\(error)"
-        }
-    }
-
-    override class func tearDown() {
-        _ = try? sparc.run(["vm", "stop", "--name", "e2e"])
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: runtime)) ?? [] {
-            _ = try? sparc.run(["vm", "stop", "--name", name])
-        }
-        FileSystem.removeTree(runtime)
-        FileSystem.removeTree(runtime + "-state")
-        FileSystem.removeTree(work)
-        super.tearDown()
-    }
-
-    override func setUpWithError() throws {
-        if let bootError = Self.bootError { XCTFail("the test VM did not boot: \(bootError)") }
-        try XCTSkipIf(Self.bootError != nil)
-    }
-
-    /// Runs a shell command in the guest and returns its stdout (trimmed).
-    @discardableResult
-    func guest(_ script: String, file: StaticString = #filePath, line: UInt = #line) throws -> String {
-        try sparc.ok(["exec", "--name", vm, "--", "sh", "-c", script], file: file, line: line).trimmed
-    }
+final class GuestLifecycleTests: GuestTestCase {
+    override class var vmName: String { "e2e" }
 
     func counter(file: StaticString = #filePath, line: UInt = #line) throws -> Int {
         let text = try guest("cat /data/counter", file: file, line: line)
@@ -193,7 +152,7 @@ final class GuestLifecycleTests: XCTestCase {
     }
 
     func assertNoVM(_ name: String, file: StaticString = #filePath, line: UInt = #line) throws {
-        XCTAssertFalse(FileSystem.exists(Self.runtime + "/" + name), "runtime dir of \(name) left behind", file: file, line: line)
+        XCTAssertFalse(FileSystem.exists(runtime + "/" + name), "runtime dir of \(name) left behind", file: file, line: line)
         let shm = ((try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? []).filter { $0.hasSuffix("-\(name).ram") }
         XCTAssertEqual(shm, [], "RAM file left behind", file: file, line: line)
         let list = try sparc.run(["vm", "list", "--json"])

@@ -4,45 +4,8 @@ import XCTest
 
 /// Rollback safety against the real guest: fresh randomness after every restore,
 /// rollback-sensitive data that no restore rolls back, and the tamper-evident history.
-final class RollbackTests: XCTestCase {
-    static var runtime = ""
-    static var work = ""
-    static var sparc: SparcRunner!
-    static var bootError: String?
-    let vm = "rb"
-    var sparc: SparcRunner { Self.sparc }
-    var work: String { Self.work }
-
-    override class func setUp() {
-        super.setUp()
-        do {
-            runtime = try makeTempDir("rt-rb")
-            work = try makeTempDir("work-rb")
-            sparc = SparcRunner(runtime: runtime)
-            let out = try sparc.run(["vm", "start", "--name", "rb"])
-            if out.status != 0 { bootError = out.stderr }
-        } catch {
-            bootError = "\(error)"
-        }
-    }
-
-    override class func tearDown() {
-        _ = try? sparc.run(["vm", "stop", "--name", "rb"])
-        FileSystem.removeTree(runtime)
-        FileSystem.removeTree(runtime + "-state")
-        FileSystem.removeTree(work)
-        super.tearDown()
-    }
-
-    override func setUpWithError() throws {
-        if let bootError = Self.bootError { XCTFail("the test VM did not boot: \(bootError)") }
-        try XCTSkipIf(Self.bootError != nil)
-    }
-
-    @discardableResult
-    func guest(_ script: String, file: StaticString = #filePath, line: UInt = #line) throws -> String {
-        try sparc.ok(["exec", "--name", vm, "--", "sh", "-c", script], file: file, line: line).trimmed
-    }
+final class RollbackTests: GuestTestCase {
+    override class var vmName: String { "rb" }
 
     func randomBytes() throws -> String { try guest("head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n'") }
 
@@ -102,7 +65,7 @@ final class RollbackTests: XCTestCase {
         XCTAssertEqual(try sparc.run(["log", "--name", vm, "--verify"]).status, 0)
 
         // Edit one entry on disk: --verify names it and exits 1.
-        let logFile = Self.runtime + "-state/history/\(vm).log"
+        let logFile = runtime + "-state/history/\(vm).log"
         var lines = String(decoding: try FileSystem.readFile(logFile), as: UTF8.self).split(separator: "\n").map(String.init)
         lines[1] = lines[1].replacingOccurrences(of: "\"event\":\"checkpoint\"", with: "\"event\":\"stop\"")
         let original = try FileSystem.readFile(logFile)

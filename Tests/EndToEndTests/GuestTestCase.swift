@@ -1,0 +1,74 @@
+import Foundation
+import SparcSupport
+import XCTest
+
+/// A test class whose tests share one booted guest (TCG boots take seconds), with a
+/// private runtime, state and work directory; every test leaves the VM running.
+class GuestTestCase: XCTestCase {
+    /// The VM name of the subclass.
+    class var vmName: String { "e2e" }
+
+    struct Shared {
+        var runtime = ""
+        var work = ""
+        var sparc: SparcRunner!
+        var bootError: String?
+    }
+
+    nonisolated(unsafe) static var shared: [String: Shared] = [:]
+
+    var vm: String { Self.vmName }
+    var sparc: SparcRunner { Self.shared[Self.vmName]!.sparc }
+    var work: String { Self.shared[Self.vmName]!.work }
+    var runtime: String { Self.shared[Self.vmName]!.runtime }
+
+    override class func setUp() {
+        super.setUp()
+        var s = Shared()
+        do {
+            s.runtime = try makeTempDir("rt-\(vmName)")
+            s.work = try makeTempDir("work-\(vmName)")
+            s.sparc = SparcRunner(runtime: s.runtime)
+            let out = try s.sparc.run(["vm", "start", "--name", vmName])
+            if out.status != 0 { s.bootError = out.stderr }
+        } catch {
+            s.bootError = "\(error)"
+        }
+        shared[vmName] = s
+    }
+
+    override class func tearDown() {
+        if let s = shared[vmName] {
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: s.runtime)) ?? [] {
+                _ = try? s.sparc.run(["vm", "stop", "--name", name])
+            }
+            FileSystem.removeTree(s.runtime)
+            FileSystem.removeTree(s.runtime + "-state")
+            FileSystem.removeTree(s.work)
+        }
+        super.tearDown()
+    }
+
+    override func setUpWithError() throws {
+        let bootError = Self.shared[Self.vmName]?.bootError
+        if let bootError { XCTFail("the test VM did not boot: \(bootError)") }
+        try XCTSkipIf(bootError != nil)
+    }
+
+    /// Runs a shell command in the guest and returns its stdout (trimmed).
+    @discardableResult
+    func guest(_ script: String, file: StaticString = #filePath, line: UInt = #line) throws -> String {
+        try sparc.ok(["exec", "--name", vm, "--", "sh", "-c", script], file: file, line: line).trimmed
+    }
+
+    /// Starts a shell command in the guest in the background and returns its pid.
+    func detach(_ script: String, file: StaticString = #filePath, line: UInt = #line) throws -> Int32 {
+        let pid = try sparc.ok(["exec", "--name", vm, "--detach", "--", "sh", "-c", script], file: file, line: line).trimmed
+        return Int32(pid) ?? -1
+    }
+
+    /// Reads what a guest process writes into a FIFO (waiting for it to appear), then removes it.
+    func readFifo(_ path: String) throws -> String {
+        try guest("i=0; while [ ! -p \(path) ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; cat \(path); rm -f \(path)")
+    }
+}
