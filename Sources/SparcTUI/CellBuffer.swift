@@ -1,7 +1,7 @@
 /// A grid of characters with styles: screens draw here, the curses driver copies it out,
 /// and tests read it as text.
 public struct CellBuffer: Equatable {
-    public enum Style: Equatable, Sendable { case normal, header, selected, status, key, dim }
+    public enum Style: Equatable, Sendable { case normal, header, selected, status, key, dim, tagged }
     public struct Cell: Equatable {
         public var character: Character = " "
         public var style: Style = .normal

@@ -1,33 +1,88 @@
 import GuestQuery
 
-/// The process list: a table of guest processes with a cursor that stays on its pid
-/// across refreshes.
+/// The process list: a table of guest processes with a cursor and tags that stay on their
+/// pids across refreshes (htop style), a tree view, and an incremental filter.
 public struct ProcessScreen {
     public var processes: [GuestProcess] = []
     public var selectedPid: Int32?
-    public var scroll = 0
     public var status = ""
     public var vmName: String
+    /// Processes the operator tagged for exclusion, by pid.
+    public private(set) var tagged: Set<Int32> = []
+    public var treeView = false
+    /// Only rows whose command contains this text (case-insensitive) are shown.
+    public var filter = ""
 
     public init(vmName: String) { self.vmName = vmName }
 
+    /// The rows in display order, with their depth in tree view.
+    public var rows: [(process: GuestProcess, depth: Int)] {
+        let visible = processes.filter { filter.isEmpty || $0.command.lowercased().contains(filter.lowercased()) }
+        guard treeView else { return visible.map { ($0, 0) } }
+        let pids = Set(visible.map(\.pid))
+        var children: [Int32: [GuestProcess]] = [:]
+        for p in visible { children[pids.contains(p.ppid) ? p.ppid : -1, default: []].append(p) }
+        var out: [(GuestProcess, Int)] = []
+        func walk(_ parent: Int32, _ depth: Int) {
+            for p in (children[parent] ?? []).sorted(by: { $0.pid < $1.pid }) {
+                out.append((p, depth))
+                walk(p.pid, depth + 1)
+            }
+        }
+        walk(-1, 0)
+        return out
+    }
+
     var selectedIndex: Int {
-        guard let pid = selectedPid, let i = processes.firstIndex(where: { $0.pid == pid }) else { return 0 }
+        guard let pid = selectedPid, let i = rows.firstIndex(where: { $0.process.pid == pid }) else { return 0 }
         return i
     }
 
-    /// Replaces the list, keeping the cursor on the same pid when it still exists.
+    /// Replaces the list, keeping the cursor and the tags on the same pids when they still exist.
     public mutating func update(_ list: [GuestProcess]) {
         processes = list.filter { !$0.kernelThread }
-        if selectedPid == nil || !processes.contains(where: { $0.pid == selectedPid }) {
-            selectedPid = processes.first?.pid
-        }
+        let alive = Set(processes.map(\.pid))
+        tagged.formIntersection(alive)
+        if selectedPid == nil || !alive.contains(selectedPid!) { selectedPid = rows.first?.process.pid }
     }
 
     public mutating func move(by delta: Int) {
-        guard !processes.isEmpty else { return }
-        let i = min(max(0, selectedIndex + delta), processes.count - 1)
-        selectedPid = processes[i].pid
+        let r = rows
+        guard !r.isEmpty else { return }
+        let i = min(max(0, selectedIndex + delta), r.count - 1)
+        selectedPid = r[i].process.pid
+    }
+
+    /// Space: tag or untag the process under the cursor, then move down.
+    public mutating func toggleTag() {
+        guard let pid = selectedPid else { return }
+        if tagged.contains(pid) { tagged.remove(pid) } else { tagged.insert(pid) }
+        move(by: 1)
+    }
+
+    /// `c`: tag the process under the cursor with all its descendants.
+    public mutating func tagWithChildren() {
+        guard let pid = selectedPid else { return }
+        tagged.formUnion(descendants(of: pid) + [pid])
+    }
+
+    /// `U`: clear all tags.
+    public mutating func clearTags() { tagged.removeAll() }
+
+    public func descendants(of pid: Int32) -> [Int32] {
+        var out: [Int32] = []
+        var frontier = [pid]
+        while let p = frontier.popLast() {
+            let kids = processes.filter { $0.ppid == p }.map(\.pid)
+            out += kids
+            frontier += kids
+        }
+        return out
+    }
+
+    /// Processes that an exclusion of the tagged ones brings along (their descendants).
+    public var broughtAlong: Set<Int32> {
+        Set(tagged.flatMap { descendants(of: $0) }).subtracting(tagged)
     }
 
     /// One table row: right-aligned numbers, left-aligned names, the command last.
@@ -40,22 +95,71 @@ public struct ProcessScreen {
             .joined(separator: " ")
     }
 
+    /// Function bar labels: they follow the mode (tree on or off).
+    public var functionKeys: [(String, String)] {
+        [("F1", "Help"), ("F3", "Filter"), ("F5", treeView ? "List" : "Tree"), ("Spc", "Tag"), ("U", "Untag"), ("F10", "Quit")]
+    }
+
     public func render(into buffer: inout CellBuffer) {
         let w = buffer.width
-        buffer.put(" sparc — \(vmName) — \(processes.count) processes", row: 0, style: .header, fill: w)
-        buffer.put(Self.row("PID", "PPID", "USER", "S", "TTY", "RSS", "COMMAND"), row: 1, style: .dim, fill: w)
-        let rows = max(0, buffer.height - 4)
-        let top = min(max(0, selectedIndex - rows + 1), max(0, processes.count - rows))
-        for (i, p) in processes.dropFirst(top).prefix(rows).enumerated() {
-            let line = Self.row(String(p.pid), String(p.ppid), p.user, p.state, p.tty ?? "?", "\(p.rssKiB)K", p.command)
-            buffer.put(line, row: 2 + i, style: p.pid == selectedPid ? .selected : .normal, fill: w)
+        let along = broughtAlong
+        var title = " sparc — \(vmName) — \(processes.count) processes"
+        if !tagged.isEmpty { title += " — \(tagged.count) tagged, +\(along.count) along" }
+        if !filter.isEmpty { title += " — filter: \(filter)" }
+        buffer.put(title, row: 0, style: .header, fill: w)
+        buffer.put("  " + Self.row("PID", "PPID", "USER", "S", "TTY", "RSS", "COMMAND"), row: 1, style: .dim, fill: w)
+        let all = rows
+        let height = max(0, buffer.height - 4)
+        let top = min(max(0, selectedIndex - height + 1), max(0, all.count - height))
+        for (i, entry) in all.dropFirst(top).prefix(height).enumerated() {
+            let p = entry.process
+            let mark = tagged.contains(p.pid) ? "* " : along.contains(p.pid) ? "+ " : "  "
+            let indent = treeView ? String(repeating: "  ", count: entry.depth) + (entry.depth > 0 ? "└ " : "") : ""
+            let line = mark + Self.row(String(p.pid), String(p.ppid), p.user, p.state, p.tty ?? "?", "\(p.rssKiB)K", indent + p.command)
+            let style: CellBuffer.Style = p.pid == selectedPid ? .selected : (tagged.contains(p.pid) ? .tagged : .normal)
+            buffer.put(line, row: 2 + i, style: style, fill: w)
         }
         buffer.put(status, row: buffer.height - 2, style: .status, fill: w)
+        FunctionBar.render(functionKeys, into: &buffer)
+    }
+}
+
+/// The bottom line of key labels.
+enum FunctionBar {
+    static func render(_ keys: [(String, String)], into buffer: inout CellBuffer) {
+        let row = buffer.height - 1
+        buffer.put("", row: row, style: .selected, fill: buffer.width)
         var col = 0
-        for (key, label) in [("F5", "Refresh"), ("F10", "Quit")] {
-            buffer.put(key, row: buffer.height - 1, column: col, style: .key)
-            buffer.put(label, row: buffer.height - 1, column: col + key.count, style: .selected, fill: 8)
-            col += key.count + 8
+        for (key, label) in keys {
+            buffer.put(key, row: row, column: col, style: .key)
+            buffer.put(label, row: row, column: col + key.count, style: .selected, fill: 7)
+            col += key.count + 7
         }
+    }
+}
+
+/// Every key of the process screen, for the help overlay.
+public enum ProcessScreenHelp {
+    public static let lines = [
+        "Processes — keys",
+        "  Up/Down, j/k, PgUp/PgDn, Home/End   move",
+        "  Space     tag for exclusion (and move down)",
+        "  c         tag with all children",
+        "  U         clear all tags",
+        "  F5, t     tree view on/off",
+        "  F3, /     filter by command (Enter keeps, Esc clears)",
+        "  r         refresh now (it also refreshes every 2 s)",
+        "  F1, ?     this help; any key closes it",
+        "  q, F10    quit",
+        "",
+        "Tagged (*) processes and what they bring along (+) are left out of",
+        "a checkpoint: sparc checkpoint --exclude-pid PID …",
+    ]
+
+    public static func render(into buffer: inout CellBuffer) {
+        for (i, line) in lines.enumerated() where i + 1 < buffer.height - 1 {
+            buffer.put(line, row: i + 1, column: 2, style: i == 0 ? .header : .normal)
+        }
+        FunctionBar.render([("Esc", "Close")], into: &buffer)
     }
 }

@@ -45,16 +45,44 @@ public final class TerminalUI {
         }
         timeout(2000)
         refresh()
+        var help = false
+        var filtering = false
         while true {
-            draw()
+            draw(help: help)
             let key = getch()
+            if help {
+                if key != ERR { help = false }
+                continue
+            }
+            if filtering {
+                switch key {
+                case 27: screen.filter = ""; filtering = false
+                case 10, 13, KEY_ENTER: filtering = false
+                case KEY_BACKSPACE, 127, 8: if !screen.filter.isEmpty { screen.filter.removeLast() }
+                case 32...126: screen.filter.append(Character(Unicode.Scalar(UInt8(key))))
+                default: break
+                }
+                screen.status = filtering ? "filter: \(screen.filter)▏ (Enter keeps, Esc clears)" : ""
+                screen.move(by: 0)
+                continue
+            }
             switch key {
             case Int32(UInt8(ascii: "q")), sparc_key_f(10): return
             case KEY_UP, Int32(UInt8(ascii: "k")): screen.move(by: -1)
             case KEY_DOWN, Int32(UInt8(ascii: "j")): screen.move(by: 1)
             case KEY_PPAGE: screen.move(by: -10)
             case KEY_NPAGE: screen.move(by: 10)
-            case sparc_key_f(5), ERR: refresh()
+            case KEY_HOME: screen.move(by: -1_000_000)
+            case KEY_END: screen.move(by: 1_000_000)
+            case Int32(UInt8(ascii: " ")): screen.toggleTag()
+            case Int32(UInt8(ascii: "c")): screen.tagWithChildren()
+            case Int32(UInt8(ascii: "U")): screen.clearTags()
+            case Int32(UInt8(ascii: "t")), sparc_key_f(5): screen.treeView.toggle()
+            case Int32(UInt8(ascii: "/")), sparc_key_f(3):
+                filtering = true
+                screen.status = "filter: \(screen.filter)▏ (Enter keeps, Esc clears)"
+            case Int32(UInt8(ascii: "?")), sparc_key_f(1): help = true
+            case Int32(UInt8(ascii: "r")), ERR: refresh()
             default: break
             }
         }
@@ -68,15 +96,16 @@ public final class TerminalUI {
         case .status: return color ? sparc_color_pair(3) : sparc_a_bold()
         case .key: return sparc_a_bold()
         case .dim: return sparc_a_bold()
+        case .tagged: return color ? sparc_color_pair(3) | sparc_a_bold() : sparc_a_bold()
         }
     }
 
-    func draw() {
+    func draw(help: Bool) {
         var rows: Int32 = 0
         var cols: Int32 = 0
         sparc_getmaxyx(sparc_stdscr(), &rows, &cols)
         var buffer = CellBuffer(width: Int(cols), height: Int(rows))
-        screen.render(into: &buffer)
+        if help { ProcessScreenHelp.render(into: &buffer) } else { screen.render(into: &buffer) }
         erase()
         for r in 0..<buffer.height {
             var c = 0

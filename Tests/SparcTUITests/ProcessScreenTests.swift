@@ -15,11 +15,11 @@ final class ProcessScreenTests: XCTestCase {
         screen.render(into: &buffer)
         XCTAssertTrue(buffer.line(0).contains("default — 2 processes"))
         XCTAssertTrue(buffer.line(1).contains("PID"))
-        XCTAssertTrue(buffer.line(2).hasSuffix("init"))
+        XCTAssertTrue(buffer.line(2).hasSuffix("init"), buffer.text)
         XCTAssertTrue(buffer.line(3).contains("ttyS0"))
         XCTAssertFalse(buffer.text.contains("kthreadd"), "kernel threads are hidden")
         XCTAssertEqual(buffer.cell(row: 2, column: 0).style, .selected)
-        XCTAssertTrue(buffer.line(23).contains("F10Quit"))
+        XCTAssertTrue(buffer.line(23).contains("F10Quit"), buffer.line(23))
     }
 
     func testCursorStaysOnPidAcrossRefresh() {
@@ -51,5 +51,64 @@ final class ProcessRowTests: XCTestCase {
         XCTAssertEqual(header, "    PID    PPID USER     S TTY           RSS COMMAND")
         XCTAssertEqual(row, "    112       1 root     S ttyS0          4K -/bin/sh")
         XCTAssertEqual(header.range(of: "COMMAND")?.lowerBound.utf16Offset(in: header), row.range(of: "-/bin/sh")?.lowerBound.utf16Offset(in: row))
+    }
+}
+
+final class TaggingTests: XCTestCase {
+    func p(_ pid: Int32, _ ppid: Int32, _ cmd: String) -> GuestProcess {
+        GuestProcess(pid: pid, ppid: ppid, user: "root", state: "S", tty: nil, rssKiB: 1, command: cmd, kernelThread: false)
+    }
+
+    var list: [GuestProcess] { [p(1, 0, "init"), p(10, 1, "bash"), p(11, 10, "vim"), p(12, 11, "gpg"), p(20, 1, "sshd")] }
+
+    func testTagsSurviveRefreshAndVanishWithTheirProcess() {
+        var s = ProcessScreen(vmName: "v")
+        s.update(list)
+        s.move(by: 1)
+        s.toggleTag()  // tags pid 10, moves to 11
+        XCTAssertEqual(s.tagged, [10])
+        XCTAssertEqual(s.selectedPid, 11)
+        XCTAssertEqual(s.broughtAlong, [11, 12], "a tag brings its descendants")
+        s.update(list.reversed())
+        XCTAssertEqual(s.tagged, [10])
+        XCTAssertEqual(s.selectedPid, 11)
+        s.update(list.filter { $0.pid != 10 })
+        XCTAssertEqual(s.tagged, [], "a tag goes with its process")
+    }
+
+    func testTagWithChildrenAndClear() {
+        var s = ProcessScreen(vmName: "v")
+        s.update(list)
+        s.move(by: 1)
+        s.tagWithChildren()
+        XCTAssertEqual(s.tagged, [10, 11, 12])
+        s.clearTags()
+        XCTAssertEqual(s.tagged, [])
+    }
+
+    func testTreeViewAndFilterAndMarks() {
+        var s = ProcessScreen(vmName: "v")
+        s.update(list)
+        s.treeView = true
+        XCTAssertEqual(s.rows.map(\.process.pid), [1, 10, 11, 12, 20])
+        XCTAssertEqual(s.rows.map(\.depth), [0, 1, 2, 3, 1])
+        XCTAssertEqual(s.functionKeys.first { $0.0 == "F5" }?.1, "List", "labels follow the mode")
+        s.move(by: 1)
+        s.toggleTag()
+        var buffer = CellBuffer(width: 80, height: 24)
+        s.render(into: &buffer)
+        XCTAssertTrue(buffer.line(3).hasPrefix("*"), buffer.text)
+        XCTAssertTrue(buffer.line(4).hasPrefix("+"), buffer.text)
+        XCTAssertTrue(buffer.line(4).contains("└ vim"), buffer.text)
+        XCTAssertTrue(buffer.line(0).contains("1 tagged, +2 along"))
+        s.filter = "SSH"
+        XCTAssertEqual(s.rows.map(\.process.pid), [20])
+    }
+
+    func testHelpListsTheKeys() {
+        var buffer = CellBuffer(width: 80, height: 24)
+        ProcessScreenHelp.render(into: &buffer)
+        XCTAssertTrue(buffer.text.contains("Space     tag for exclusion"))
+        XCTAssertTrue(buffer.line(23).contains("EscClose"))
     }
 }
