@@ -97,7 +97,7 @@ public struct ProcessScreen {
 
     /// Function bar labels: they follow the mode (tree on or off).
     public var functionKeys: [(String, String)] {
-        [("F1", "Help"), ("F3", "Filter"), ("F5", treeView ? "List" : "Tree"), ("Spc", "Tag"), ("U", "Untag"), ("F10", "Quit")]
+        [("F1", "Help"), ("F5", treeView ? "List" : "Tree"), ("Spc", "Tag"), ("U", "Untag"), ("F8", "Checkpt"), ("Tab", "Next"), ("F10", "Quit")]
     }
 
     public func render(into buffer: inout CellBuffer) {
@@ -132,8 +132,8 @@ enum FunctionBar {
         var col = 0
         for (key, label) in keys {
             buffer.put(key, row: row, column: col, style: .key)
-            buffer.put(label, row: row, column: col + key.count, style: .selected, fill: 7)
-            col += key.count + 7
+            buffer.put(label, row: row, column: col + key.count, style: .selected, fill: 8)
+            col += key.count + 8
         }
     }
 }
@@ -147,13 +147,16 @@ public enum ProcessScreenHelp {
         "  c         tag with all children",
         "  U         clear all tags",
         "  F5, t     tree view on/off",
-        "  F3, /     filter by command (Enter keeps, Esc clears)",
+        "  s         scope: all (kernel buffers too) or user",
+        "  F8, C     checkpoint with the tagged processes and terminals left out",
+        "            (asks first; the answer defaults to No)",
+        "  Tab       next screen: Processes, Terminals, Bundles (F2, F4, F6)",
+        "  Bundles:  Enter or F3 searches the bundle for a text",
         "  r         refresh now (it also refreshes every 2 s)",
         "  F1, ?     this help; any key closes it",
         "  q, F10    quit",
         "",
-        "Tagged (*) processes and what they bring along (+) are left out of",
-        "a checkpoint: sparc checkpoint --exclude-pid PID …",
+        "Tagged (*) processes and what they bring along (+) are left out.",
     ]
 
     public static func render(into buffer: inout CellBuffer) {

@@ -1,29 +1,96 @@
 import CNCurses
 import Foundation
 import GuestQuery
+import HexView
 import SparcEngine
+import SparcSupport
 
-/// The curses front: owns the terminal and the event loop; all curses calls happen here,
-/// on the thread that called `run`.
+/// The curses front: owns the terminal and the event loop. All curses calls happen here,
+/// on the thread that called `run`; long work (checkpoint, search) runs on another thread
+/// and reports through a shared box that the loop polls.
 public final class TerminalUI {
     let manager: VMManager
     let color: Bool
-    var screen: ProcessScreen
+    var model: TUIModel
+    let work = SharedBox<(busy: String?, result: String?)>((nil, nil))
 
-    public init(manager: VMManager, vmName: String, color: Bool) {
+    public init(manager: VMManager, vmName: String, color: Bool, bundleDirectory: String = FileManager.default.currentDirectoryPath, readonly: Bool = false) {
         self.manager = manager
         self.color = color
-        self.screen = ProcessScreen(vmName: vmName)
+        self.model = TUIModel(vmName: vmName, bundleDirectory: bundleDirectory, readonly: readonly)
     }
 
     func refresh() {
+        model.bundles = ((try? FileManager.default.contentsOfDirectory(atPath: model.bundleDirectory)) ?? [])
+            .filter { $0.hasSuffix(".sparc") }.sorted()
         do {
-            let agent = try manager.agentClient(screen.vmName, timeout: 5)
+            let agent = try manager.agentClient(model.processes.vmName, timeout: 5)
             defer { agent.close() }
-            screen.update(try agent.processes())
-            screen.status = "refreshed"
+            model.processes.update(try agent.processes())
+            model.ttys = try agent.ttys()
         } catch {
-            screen.status = "\(error)"
+            model.status = "\(error)"
+        }
+    }
+
+    func start(_ effect: Effect) {
+        let manager = self.manager
+        let work = self.work
+        let vm = model.processes.vmName
+        switch effect {
+        case .checkpoint(let request, let output):
+            work.value = ("checkpoint: starting", nil)
+            startThread {
+                do {
+                    let r = try manager.checkpoint(
+                        name: vm, output: output, exclusion: request.isEmpty ? nil : request,
+                        progress: { work.value = ("checkpoint: \($0)", nil) })
+                    let excluded = r.exclusion.isEmpty ? "" : ", \(r.exclusion.bytes >> 10) KiB excluded, \(r.exclusion.keptSharedPages) kept-shared pages, \(r.exclusion.warnings.count) warning(s)"
+                    work.value = (nil, "saved \(r.bundle) in \(String(format: "%.1f", r.total)) s\(excluded)")
+                } catch {
+                    work.value = (nil, "checkpoint failed: \(error)")
+                }
+            }
+        case .search(let pattern, let bundle):
+            work.value = ("searching \(bundle)", nil)
+            let path = model.bundleDirectory + "/" + bundle
+            startThread {
+                do {
+                    let query = try SearchQuery.text(pattern, encodings: [.ascii, .utf16le], ignoreCase: false)
+                    let hits = try ForensicSearch.search(paths: [path], query: query, progress: { file, done, total in
+                        work.value = ("searching \(Path.base(of: file)) \(done * 100 / max(total, 1))%", nil)
+                    })
+                    if hits.isEmpty {
+                        work.value = (nil, "'\(pattern)': not found in any file of the bundle \(bundle)")
+                    } else {
+                        let first = hits[0]
+                        work.value = (nil, "'\(pattern)': \(hits.count) hit(s); first in \(Path.base(of: first.file)) at 0x\(String(first.offset, radix: 16))" + (first.owner.map { " [\($0.description)]" } ?? ""))
+                    }
+                } catch {
+                    work.value = (nil, "search failed: \(error)")
+                }
+            }
+        default: break
+        }
+    }
+
+    static func decode(_ key: Int32) -> Key? {
+        switch key {
+        case KEY_UP: return .up
+        case KEY_DOWN: return .down
+        case KEY_PPAGE: return .pageUp
+        case KEY_NPAGE: return .pageDown
+        case KEY_HOME: return .home
+        case KEY_END: return .end
+        case 9: return .tab
+        case KEY_BTAB: return .backTab
+        case 10, 13, KEY_ENTER: return .enter
+        case 27: return .escape
+        case KEY_BACKSPACE, 127, 8: return .backspace
+        case 32...126: return .char(Character(Unicode.Scalar(UInt8(key))))
+        default:
+            for n in 1...12 where key == sparc_key_f(Int32(n)) { return .function(n) }
+            return nil
         }
     }
 
@@ -43,47 +110,41 @@ public final class TerminalUI {
             init_pair(2, Int16(COLOR_BLACK), Int16(COLOR_GREEN))
             init_pair(3, Int16(COLOR_YELLOW), -1)
         }
-        timeout(2000)
+        timeout(200)
         refresh()
-        var help = false
-        var filtering = false
+        var lastRefresh = Date()
         while true {
-            draw(help: help)
-            let key = getch()
-            if help {
-                if key != ERR { help = false }
-                continue
+            let w = work.value
+            model.busy = w.busy
+            if let result = w.result {
+                model.status = result
+                work.value = (nil, nil)
+                refresh()
             }
-            if filtering {
-                switch key {
-                case 27: screen.filter = ""; filtering = false
-                case 10, 13, KEY_ENTER: filtering = false
-                case KEY_BACKSPACE, 127, 8: if !screen.filter.isEmpty { screen.filter.removeLast() }
-                case 32...126: screen.filter.append(Character(Unicode.Scalar(UInt8(key))))
-                default: break
+            draw()
+            let code = getch()
+            if code == ERR {
+                if model.busy == nil && Date().timeIntervalSince(lastRefresh) > 2 {
+                    refresh()
+                    lastRefresh = Date()
                 }
-                screen.status = filtering ? "filter: \(screen.filter)▏ (Enter keeps, Esc clears)" : ""
-                screen.move(by: 0)
                 continue
             }
-            switch key {
-            case Int32(UInt8(ascii: "q")), sparc_key_f(10): return
-            case KEY_UP, Int32(UInt8(ascii: "k")): screen.move(by: -1)
-            case KEY_DOWN, Int32(UInt8(ascii: "j")): screen.move(by: 1)
-            case KEY_PPAGE: screen.move(by: -10)
-            case KEY_NPAGE: screen.move(by: 10)
-            case KEY_HOME: screen.move(by: -1_000_000)
-            case KEY_END: screen.move(by: 1_000_000)
-            case Int32(UInt8(ascii: " ")): screen.toggleTag()
-            case Int32(UInt8(ascii: "c")): screen.tagWithChildren()
-            case Int32(UInt8(ascii: "U")): screen.clearTags()
-            case Int32(UInt8(ascii: "t")), sparc_key_f(5): screen.treeView.toggle()
-            case Int32(UInt8(ascii: "/")), sparc_key_f(3):
-                filtering = true
-                screen.status = "filter: \(screen.filter)▏ (Enter keeps, Esc clears)"
-            case Int32(UInt8(ascii: "?")), sparc_key_f(1): help = true
-            case Int32(UInt8(ascii: "r")), ERR: refresh()
-            default: break
+            if code == KEY_RESIZE { continue }
+            guard let key = Self.decode(code) else { continue }
+            let effect = model.handle(key)
+            switch effect {
+            case .quit:
+                if model.busy != nil {
+                    model.status = "work is running; wait for it to finish before quitting"
+                    continue
+                }
+                return
+            case .refresh:
+                refresh()
+                lastRefresh = Date()
+            case .none: break
+            default: start(effect)
             }
         }
     }
@@ -100,12 +161,12 @@ public final class TerminalUI {
         }
     }
 
-    func draw(help: Bool) {
+    func draw() {
         var rows: Int32 = 0
         var cols: Int32 = 0
         sparc_getmaxyx(sparc_stdscr(), &rows, &cols)
         var buffer = CellBuffer(width: Int(cols), height: Int(rows))
-        if help { ProcessScreenHelp.render(into: &buffer) } else { screen.render(into: &buffer) }
+        model.render(into: &buffer)
         erase()
         for r in 0..<buffer.height {
             var c = 0

@@ -1,0 +1,240 @@
+import Foundation
+import GuestQuery
+
+/// A key press, decoded from curses by the front end (tests build them directly).
+public enum Key: Equatable, Sendable {
+    case char(Character), up, down, pageUp, pageDown, home, end, tab, backTab, enter, escape, backspace, function(Int)
+}
+
+/// What the front end must do after a key: the model itself never touches the VM.
+public enum Effect: Equatable, Sendable {
+    case none, quit, refresh
+    case checkpoint(ExclusionRequest, output: String)
+    case search(pattern: String, bundle: String)
+}
+
+/// The whole UI state, free of curses: screens, tags, dialogs, running work.
+public struct TUIModel {
+    public enum Tab: Int, CaseIterable, Sendable {
+        case processes, terminals, bundles
+        var title: String { ["Processes", "Terminals", "Bundles"][rawValue] }
+    }
+
+    /// A yes/no question whose default answer is No.
+    public struct Confirm: Equatable, Sendable {
+        public var question: String
+        public var effect: Effect
+        public var yes = false
+    }
+
+    public var tab: Tab = .processes
+    public var processes: ProcessScreen
+    public var ttys: [GuestTTY] = []
+    public var taggedTTYs: Set<String> = []
+    public var ttyCursor = 0
+    public var bundles: [String] = []
+    public var bundleCursor = 0
+    public var bundleDirectory: String
+    public var scope: ExclusionScope = .all
+    public var confirm: Confirm?
+    /// Text being typed for a prompt (search pattern), with what it is for.
+    public var prompt: (label: String, text: String, bundle: String)?
+    public var busy: String?
+    public var help = false
+    public var readonly: Bool
+    public var status: String {
+        get { processes.status }
+        set { processes.status = newValue }
+    }
+
+    public init(vmName: String, bundleDirectory: String, readonly: Bool = false) {
+        processes = ProcessScreen(vmName: vmName)
+        self.bundleDirectory = bundleDirectory
+        self.readonly = readonly
+    }
+
+    /// The exclusion the tags stand for.
+    public var exclusion: ExclusionRequest {
+        ExclusionRequest(pids: processes.tagged.sorted(), ttys: taggedTTYs.sorted(), scope: scope)
+    }
+
+    func nextBundlePath(now: Date = Date()) -> String {
+        let f = DateFormatter()
+        f.dateFormat = "yyyyMMdd-HHmmss"
+        return bundleDirectory + "/\(processes.vmName)-\(f.string(from: now)).sparc"
+    }
+
+    public mutating func handle(_ key: Key) -> Effect {
+        if help {
+            help = false
+            return .none
+        }
+        if var c = confirm {
+            switch key {
+            case .char("y"), .char("Y"):
+                confirm = nil
+                return c.effect
+            case .tab, .char("h"), .char("l"), .up, .down:
+                c.yes.toggle()
+                confirm = c
+            case .enter:
+                confirm = nil
+                return c.yes ? c.effect : .none
+            default:
+                confirm = nil  // n, Esc and everything else: No
+            }
+            return .none
+        }
+        if var p = prompt {
+            switch key {
+            case .escape: prompt = nil
+            case .enter:
+                prompt = nil
+                return p.text.isEmpty ? .none : .search(pattern: p.text, bundle: p.bundle)
+            case .backspace: if !p.text.isEmpty { p.text.removeLast(); prompt = p }
+            case .char(let ch):
+                p.text.append(ch)
+                prompt = p
+            default: break
+            }
+            return .none
+        }
+        switch key {
+        case .char("q"), .function(10): return .quit
+        case .char("?"), .function(1):
+            help = true
+            return .none
+        case .tab: tab = Tab(rawValue: (tab.rawValue + 1) % Tab.allCases.count)!
+        case .backTab: tab = Tab(rawValue: (tab.rawValue + Tab.allCases.count - 1) % Tab.allCases.count)!
+        case .function(2): tab = .processes
+        case .function(4): tab = .terminals
+        case .function(6): tab = .bundles
+        case .char("s"):
+            scope = scope == .all ? .user : .all
+            status = "scope: \(scope.rawValue)"
+        case .char("C"), .function(8):
+            guard !readonly else {
+                status = "read-only: checkpoint is disabled"
+                return .none
+            }
+            guard busy == nil else { return .none }
+            let request = exclusion
+            let what = request.isEmpty ? "nothing excluded" : "\(request.pids.count) process(es) and \(request.ttys.count) terminal(s) excluded, scope \(scope.rawValue)"
+            let output = nextBundlePath()
+            confirm = Confirm(question: "Checkpoint '\(processes.vmName)' (\(what)) to \(output)?", effect: .checkpoint(request, output: output))
+        case .char("r"): return .refresh
+        default:
+            switch tab {
+            case .processes: handleProcesses(key)
+            case .terminals: handleTerminals(key)
+            case .bundles: handleBundles(key)
+            }
+        }
+        return .none
+    }
+
+    mutating func handleProcesses(_ key: Key) {
+        switch key {
+        case .up, .char("k"): processes.move(by: -1)
+        case .down, .char("j"): processes.move(by: 1)
+        case .pageUp: processes.move(by: -10)
+        case .pageDown: processes.move(by: 10)
+        case .home: processes.move(by: -1_000_000)
+        case .end: processes.move(by: 1_000_000)
+        case .char(" "): processes.toggleTag()
+        case .char("c"): processes.tagWithChildren()
+        case .char("U"):
+            processes.clearTags()
+            taggedTTYs.removeAll()
+        case .char("t"), .function(5): processes.treeView.toggle()
+        default: break
+        }
+    }
+
+    mutating func handleTerminals(_ key: Key) {
+        switch key {
+        case .up, .char("k"): ttyCursor = max(0, ttyCursor - 1)
+        case .down, .char("j"): ttyCursor = min(max(0, ttys.count - 1), ttyCursor + 1)
+        case .char(" "):
+            guard ttyCursor < ttys.count else { return }
+            let name = ttys[ttyCursor].name
+            if taggedTTYs.contains(name) { taggedTTYs.remove(name) } else { taggedTTYs.insert(name) }
+            ttyCursor = min(max(0, ttys.count - 1), ttyCursor + 1)
+        case .char("U"): taggedTTYs.removeAll()
+        default: break
+        }
+    }
+
+    mutating func handleBundles(_ key: Key) {
+        switch key {
+        case .up, .char("k"): bundleCursor = max(0, bundleCursor - 1)
+        case .down, .char("j"): bundleCursor = min(max(0, bundles.count - 1), bundleCursor + 1)
+        case .char("/"), .function(3), .enter:
+            guard bundleCursor < bundles.count else { return }
+            prompt = ("Search \(bundles[bundleCursor]) for", "", bundles[bundleCursor])
+        default: break
+        }
+    }
+
+    // MARK: - Drawing
+
+    public func render(into buffer: inout CellBuffer) {
+        let w = buffer.width
+        if help {
+            ProcessScreenHelp.render(into: &buffer)
+            return
+        }
+        switch tab {
+        case .processes: processes.render(into: &buffer)
+        case .terminals: renderTerminals(into: &buffer)
+        case .bundles: renderBundles(into: &buffer)
+        }
+        // Tabs on the header's right, the active one highlighted.
+        var col = max(0, w - Tab.allCases.reduce(0) { $0 + $1.title.count + 3 })
+        for t in Tab.allCases {
+            buffer.put(" \(t.title) ", row: 0, column: col, style: t == tab ? .selected : .header)
+            col += t.title.count + 3
+        }
+        if let busy { buffer.put(busy, row: buffer.height - 2, style: .status, fill: w) }
+        if let p = prompt { buffer.put("\(p.label): \(p.text)▏  (Enter searches, Esc cancels)", row: buffer.height - 2, style: .status, fill: w) }
+        if let c = confirm {
+            let question = " " + c.question + " "
+            let answer = c.yes ? "  [ Yes ]   No  " : "    Yes  [ No ]  "
+            let width = min(w - 2, max(question.count, answer.count) + 2)
+            let top = max(1, buffer.height / 2 - 2)
+            let left = max(0, (w - width) / 2)
+            for r in 0..<4 { buffer.put("", row: top + r, column: left, style: .selected, fill: width) }
+            buffer.put(String(question.prefix(width)), row: top + 1, column: left + 1, style: .selected)
+            buffer.put(answer, row: top + 2, column: left + max(1, (width - answer.count) / 2), style: .selected)
+        }
+        if let _ = confirm { FunctionBar.render([("y", "Yes"), ("n", "No"), ("Tab", "Switch")], into: &buffer) }
+    }
+
+    func renderTerminals(into buffer: inout CellBuffer) {
+        let w = buffer.width
+        buffer.put(" sparc — \(processes.vmName) — terminals (\(taggedTTYs.count) tagged)", row: 0, style: .header, fill: w)
+        buffer.put("  TTY       KIND             PROCESSES", row: 1, style: .dim, fill: w)
+        for (i, t) in ttys.enumerated() where i + 2 < buffer.height - 2 {
+            let mark = taggedTTYs.contains(t.name) ? "* " : "  "
+            let names = t.pids.map { pid in
+                "\(pid) " + (processes.processes.first { $0.pid == pid }?.command.split(separator: " ").first.map(String.init) ?? "")
+            }
+            let line = mark + t.name.padding(toLength: 10, withPad: " ", startingAt: 0) + t.kind.rawValue.padding(toLength: 17, withPad: " ", startingAt: 0)
+                + (names.isEmpty ? "-" : names.joined(separator: ", "))
+            buffer.put(line, row: 2 + i, style: i == ttyCursor ? .selected : (taggedTTYs.contains(t.name) ? .tagged : .normal), fill: w)
+        }
+        buffer.put(status, row: buffer.height - 2, style: .status, fill: w)
+        FunctionBar.render([("F1", "Help"), ("Spc", "Tag"), ("U", "Untag"), ("F8", "Checkpt"), ("Tab", "Next"), ("F10", "Quit")], into: &buffer)
+    }
+
+    func renderBundles(into buffer: inout CellBuffer) {
+        let w = buffer.width
+        buffer.put(" sparc — bundles in \(bundleDirectory)", row: 0, style: .header, fill: w)
+        if bundles.isEmpty { buffer.put("  (no bundles yet: F8 takes a checkpoint)", row: 2, style: .dim) }
+        for (i, b) in bundles.enumerated() where i + 2 < buffer.height - 2 {
+            buffer.put("  " + b, row: 2 + i, style: i == bundleCursor ? .selected : .normal, fill: w)
+        }
+        buffer.put(status, row: buffer.height - 2, style: .status, fill: w)
+        FunctionBar.render([("F1", "Help"), ("F3", "Search"), ("F8", "Checkpt"), ("Tab", "Next"), ("F10", "Quit")], into: &buffer)
+    }
+}

@@ -1,0 +1,83 @@
+import GuestQuery
+import XCTest
+
+@testable import SparcTUI
+
+final class TUIModelTests: XCTestCase {
+    func model() -> TUIModel {
+        var m = TUIModel(vmName: "default", bundleDirectory: "/b")
+        m.processes.update([
+            GuestProcess(pid: 1, ppid: 0, user: "root", state: "S", tty: nil, rssKiB: 1, command: "init", kernelThread: false),
+            GuestProcess(pid: 50, ppid: 1, user: "root", state: "S", tty: "pts/0", rssKiB: 1, command: "bash", kernelThread: false),
+        ])
+        m.ttys = [GuestTTY(name: "pts/0", kind: .pty, pids: [50]), GuestTTY(name: "ttyS0", kind: .serial, pids: [])]
+        m.bundles = ["a.sparc"]
+        return m
+    }
+
+    func testCheckpointAsksAndDefaultsToNo() {
+        var m = model()
+        _ = m.handle(.down)
+        _ = m.handle(.char(" "))
+        XCTAssertEqual(m.handle(.function(8)), .none)
+        XCTAssertNotNil(m.confirm)
+        var buffer = CellBuffer(width: 100, height: 24)
+        m.render(into: &buffer)
+        XCTAssertTrue(buffer.text.contains("[ No ]"), buffer.text)
+        XCTAssertTrue(buffer.text.contains("1 process(es) and 0 terminal(s) excluded, scope all"), buffer.text)
+        XCTAssertEqual(m.handle(.enter), .none, "Enter on the default answer is No")
+        XCTAssertNil(m.confirm)
+        _ = m.handle(.char("C"))
+        if case .checkpoint(let request, let output) = m.handle(.char("y")) {
+            XCTAssertEqual(request.pids, [50])
+            XCTAssertTrue(output.hasPrefix("/b/default-") && output.hasSuffix(".sparc"))
+        } else {
+            XCTFail("y confirms")
+        }
+        _ = m.handle(.char("C"))
+        XCTAssertEqual(m.handle(.char("n")), .none)
+    }
+
+    func testTerminalsTagAndScope() {
+        var m = model()
+        _ = m.handle(.tab)
+        XCTAssertEqual(m.tab, .terminals)
+        _ = m.handle(.char(" "))
+        XCTAssertEqual(m.taggedTTYs, ["pts/0"])
+        _ = m.handle(.char("s"))
+        XCTAssertEqual(m.exclusion, ExclusionRequest(ttys: ["pts/0"], scope: .user))
+        var buffer = CellBuffer(width: 80, height: 24)
+        m.render(into: &buffer)
+        XCTAssertTrue(buffer.text.contains("* pts/0"), buffer.text)
+        XCTAssertTrue(buffer.text.contains("50 bash"), buffer.text)
+        _ = m.handle(.backTab)
+        XCTAssertEqual(m.tab, .processes)
+    }
+
+    func testBundleSearchPromptAndReadonly() {
+        var m = model()
+        _ = m.handle(.function(6))
+        _ = m.handle(.enter)
+        for ch in "hunter2" { _ = m.handle(.char(ch)) }
+        XCTAssertEqual(m.handle(.enter), .search(pattern: "hunter2", bundle: "a.sparc"))
+        var ro = TUIModel(vmName: "v", bundleDirectory: "/b", readonly: true)
+        XCTAssertEqual(ro.handle(.function(8)), .none)
+        XCTAssertNil(ro.confirm)
+        XCTAssertTrue(ro.status.contains("read-only"))
+    }
+
+    func testQuitHelpAndSizes() {
+        var m = model()
+        _ = m.handle(.char("?"))
+        XCTAssertTrue(m.help)
+        _ = m.handle(.char("x"))
+        XCTAssertFalse(m.help)
+        for (w, h) in [(80, 24), (200, 60)] {
+            var buffer = CellBuffer(width: w, height: h)
+            m.render(into: &buffer)
+            XCTAssertTrue(buffer.line(0).contains("Processes"), "tabs shown at \(w)x\(h)")
+            XCTAssertTrue(buffer.line(h - 1).contains("F10Quit"))
+        }
+        XCTAssertEqual(m.handle(.char("q")), .quit)
+    }
+}
