@@ -1,0 +1,89 @@
+import Foundation
+import SparcSupport
+import XCTest
+
+/// The real `sparc tui` under tmux against the real guest: tag the process that holds a
+/// secret, checkpoint from the UI, then search the new bundle (found nowhere) and a
+/// baseline bundle (found, with its owner).
+final class TUITests: GuestTestCase {
+    override class var vmName: String { "tui" }
+
+    var session: String { "sparc-tui-test-\(getpid())" }
+
+    func tmux(_ args: [String]) throws -> String {
+        let r = try Subprocess.run(["tmux"] + args)
+        return r.stdoutText
+    }
+
+    func screen() throws -> String { try tmux(["capture-pane", "-t", session, "-p"]) }
+
+    /// Waits until the screen shows `text` (or fails with the screen).
+    @discardableResult
+    func waitFor(_ text: String, seconds: Double = 30, file: StaticString = #filePath, line: UInt = #line) throws -> String {
+        let deadline = Date().addingTimeInterval(seconds)
+        var last = ""
+        while Date() < deadline {
+            last = try screen()
+            if last.contains(text) { return last }
+            usleep(200_000)
+        }
+        XCTFail("screen never showed '\(text)':\n\(last)", file: file, line: line)
+        return last
+    }
+
+    func keys(_ k: String...) throws { _ = try tmux(["send-keys", "-t", session] + k) }
+
+    func testTagCheckpointAndSearchFromTheUI() throws {
+        try XCTSkipUnless(Subprocess.which("tmux") != nil, "tmux is missing")
+        let holder = try detach("mkfifo /run/tui; S=$(tr -dc A-Za-z0-9 </dev/urandom | head -c 32); printf %s \"$S\" > /run/tui; while :; do sleep 1000; done")
+        let secret = try readFifo("/run/tui")
+        XCTAssertEqual(secret.count, 32)
+        let bundles = work + "/bundles"
+        try FileSystem.makeDirectory(bundles)
+        try sparc.ok(["checkpoint", "--name", vm, "-o", bundles + "/baseline.sparc"])
+
+        let env = "SPARC_RUNTIME_DIR=\(runtime) SPARC_STATE_DIR=\(runtime)-state"
+        _ = try tmux(["new-session", "-d", "-s", session, "-x", "120", "-y", "30", "\(env) \(sparc.binary) tui --name \(vm) --bundles \(bundles)"])
+        defer { _ = try? tmux(["kill-session", "-t", session]) }
+        let first = try waitFor("COMMAND")
+
+        // Move the cursor to the holder's row (list view is sorted by pid).
+        let rows = first.split(separator: "\n").dropFirst(2).map(String.init)
+        guard let index = rows.firstIndex(where: { $0.dropFirst(2).trimmed.hasPrefix("\(holder) ") }) else {
+            return XCTFail("holder \(holder) not listed:\n\(first)")
+        }
+        try keys("Home")
+        for _ in 0..<index { try keys("Down") }
+        try keys("Space")
+        let tagged = try waitFor("1 tagged")
+        XCTAssertTrue(tagged.split(separator: "\n").contains { $0.hasPrefix("*") && $0.contains(" \(holder) ") }, tagged)
+
+        try keys("F8")
+        try waitFor("[ No ]")
+        try keys("y")
+        let saved = try waitFor("saved ")
+        guard let path = saved.split(separator: "\n").first(where: { $0.contains("saved ") })?
+            .split(separator: " ").first(where: { $0.hasSuffix(".sparc") }).map(String.init)
+        else { return XCTFail("no bundle path in:\n\(saved)") }
+        XCTAssertTrue(FileSystem.exists(path))
+
+        // Bundles: baseline.sparc, then the new one (sorted by name).
+        try keys("F6")
+        try waitFor("baseline.sparc")
+        try keys("Down", "Enter")
+        try keys("-l", secret)
+        try keys("Enter")
+        try waitFor("not found in any file of the bundle")
+
+        try keys("Up", "Enter")
+        try keys("-l", secret)
+        try keys("Enter")
+        let found = try waitFor("hit(s)")
+        XCTAssertTrue(found.contains("[pid \(holder) sh"), found)
+
+        try keys("q")
+        usleep(500_000)
+        XCTAssertFalse((try? screen())?.contains("COMMAND") ?? false, "the UI quit and gave the terminal back")
+        try guest("kill \(holder)")
+    }
+}
