@@ -26,7 +26,7 @@ let package = Package(
         .target(
             name: "SparcEngine",
             dependencies: ["SparcSupport", "SnapshotModel", "GuestQuery", "Hypervisor", "HexView"]),
-        .target(name: "SparcTUI", dependencies: ["CNCurses", "SparcEngine", "GuestQuery", "HexView", "SparcSupport"]),
+        .target(name: "SparcTUI", dependencies: ["CNCurses", "SparcEngine", "GuestQuery", "HexView", "SparcSupport", "SnapshotModel"]),
         .target(name: "CSparcGuest"),
         .executableTarget(name: "sparc-agent", dependencies: ["GuestQuery", "SparcSupport", "CSparcGuest"]),
         .executableTarget(

@@ -151,7 +151,7 @@ public enum ProcessScreenHelp {
         "  F8, C     checkpoint with the tagged processes and terminals left out",
         "            (asks first; the answer defaults to No)",
         "  Tab       next screen: Processes, Terminals, Bundles (F2, F4, F6)",
-        "  Bundles:  Enter or F3 searches the bundle for a text",
+        "  Bundles:  Enter or F3 searches the bundle for a text; F7 or R restores it",
         "  r         refresh now (it also refreshes every 2 s)",
         "  F1, ?     this help; any key closes it",
         "  q, F10    quit",

@@ -11,6 +11,7 @@ public enum Effect: Equatable, Sendable {
     case none, quit, refresh
     case checkpoint(ExclusionRequest, output: String)
     case search(pattern: String, bundle: String)
+    case restore(bundle: String, allowRollback: Bool)
 }
 
 /// The whole UI state, free of curses: screens, tags, dialogs, running work.
@@ -35,6 +36,10 @@ public struct TUIModel {
     public var bundles: [String] = []
     public var bundleCursor = 0
     public var bundleDirectory: String
+    /// One line per bundle: time, size, what was excluded, whether its manifest is intact.
+    public var bundleDetails: [String: String] = [:]
+    /// What restoring each bundle kills (command names), from its manifest.
+    public var bundleKills: [String: [String]] = [:]
     public var scope: ExclusionScope = .all
     public var confirm: Confirm?
     /// Text being typed for a prompt (search pattern), with what it is for.
@@ -172,6 +177,18 @@ public struct TUIModel {
         case .char("/"), .function(3), .enter:
             guard bundleCursor < bundles.count else { return }
             prompt = ("Search \(bundles[bundleCursor]) for", "", bundles[bundleCursor])
+        case .char("R"), .function(7):
+            guard bundleCursor < bundles.count else { return }
+            guard !readonly else {
+                status = "read-only: restore is disabled"
+                return
+            }
+            let b = bundles[bundleCursor]
+            let kills = bundleKills[b] ?? []
+            let killStep = kills.isEmpty ? "" : " kill \(kills.joined(separator: ", ")), evict their page cache,"
+            confirm = Confirm(
+                question: "Restore \(b) over '\(processes.vmName)'? Steps: verify every file, start QEMU, load state,\(killStep) reseed the RNG, thaw.",
+                effect: .restore(bundle: b, allowRollback: false))
         default: break
         }
     }
@@ -232,9 +249,10 @@ public struct TUIModel {
         buffer.put(" sparc — bundles in \(bundleDirectory)", row: 0, style: .header, fill: w)
         if bundles.isEmpty { buffer.put("  (no bundles yet: F8 takes a checkpoint)", row: 2, style: .dim) }
         for (i, b) in bundles.enumerated() where i + 2 < buffer.height - 2 {
-            buffer.put("  " + b, row: 2 + i, style: i == bundleCursor ? .selected : .normal, fill: w)
+            let detail = bundleDetails[b].map { "  " + $0 } ?? ""
+            buffer.put("  " + b + detail, row: 2 + i, style: i == bundleCursor ? .selected : .normal, fill: w)
         }
         buffer.put(status, row: buffer.height - 2, style: .status, fill: w)
-        FunctionBar.render([("F1", "Help"), ("F3", "Search"), ("F8", "Checkpt"), ("Tab", "Next"), ("F10", "Quit")], into: &buffer)
+        FunctionBar.render([("F1", "Help"), ("F3", "Search"), ("F7", "Restore"), ("F8", "Checkpt"), ("Tab", "Next"), ("F10", "Quit")], into: &buffer)
     }
 }

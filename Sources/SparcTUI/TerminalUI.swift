@@ -2,6 +2,7 @@ import CNCurses
 import Foundation
 import GuestQuery
 import HexView
+import SnapshotModel
 import SparcEngine
 import SparcSupport
 
@@ -13,6 +14,8 @@ public final class TerminalUI {
     let color: Bool
     var model: TUIModel
     let work = SharedBox<(busy: String?, result: String?)>((nil, nil))
+    /// A restore refused as a rollback, waiting for the operator's confirmation.
+    let pendingRollback = SharedBox<String?>(nil)
 
     public init(manager: VMManager, vmName: String, color: Bool, bundleDirectory: String = FileManager.default.currentDirectoryPath, readonly: Bool = false) {
         self.manager = manager
@@ -23,6 +26,18 @@ public final class TerminalUI {
     func refresh() {
         model.bundles = ((try? FileManager.default.contentsOfDirectory(atPath: model.bundleDirectory)) ?? [])
             .filter { $0.hasSuffix(".sparc") }.sorted()
+        for b in model.bundles where model.bundleDetails[b] == nil {
+            let path = model.bundleDirectory + "/" + b
+            do {
+                let m = try BundleReader(path: path).manifest
+                let size = m.files.reduce(Int64(0)) { $0 + $1.size } >> 20
+                let excluded = m.exclusion.isEmpty ? "nothing excluded" : "excluded: " + m.exclusion.targets.joined(separator: ", ")
+                model.bundleDetails[b] = "\(m.createdAt.prefix(19))  \(size) MiB  \(excluded)  manifest intact"
+                model.bundleKills[b] = m.exclusion.processes.map { "\($0.pid) \($0.command)" }
+            } catch {
+                model.bundleDetails[b] = "damaged: \(error)"
+            }
+        }
         do {
             let agent = try manager.agentClient(model.processes.vmName, timeout: 5)
             defer { agent.close() }
@@ -70,6 +85,25 @@ public final class TerminalUI {
                     work.value = (nil, "search failed: \(error)")
                 }
             }
+        case .restore(let bundle, let allowRollback):
+            work.value = ("restore: starting", nil)
+            let path = model.bundleDirectory + "/" + bundle
+            let pending = pendingRollback
+            startThread {
+                do {
+                    let r = try manager.restore(
+                        bundle: path, name: vm, replace: true, policy: RestorePolicy(allowRollback: allowRollback),
+                        progress: { work.value = ("restore: \($0)", nil) })
+                    let killed = r.cleanup?.killed ?? []
+                    work.value = (nil, "restored \(bundle) (epoch \(r.epoch)\(r.rollback ? ", rollback logged" : ""))"
+                        + (killed.isEmpty ? "; all processes run on" : "; killed \(killed.map(String.init).joined(separator: " ")), the rest runs on"))
+                } catch let e as SparcError where e.message.contains("is a rollback") {
+                    pending.value = bundle
+                    work.value = (nil, "")
+                } catch {
+                    work.value = (nil, "restore failed: \(error)")
+                }
+            }
         default: break
         }
     }
@@ -94,6 +128,8 @@ public final class TerminalUI {
         }
     }
 
+    nonisolated(unsafe) static var interruptFlag: sig_atomic_t = 0
+
     public func run() throws {
         setlocale(LC_ALL, "")
         initscr()
@@ -111,6 +147,8 @@ public final class TerminalUI {
             init_pair(3, Int16(COLOR_YELLOW), -1)
         }
         timeout(200)
+        // Ctrl-C quits through the loop, so endwin always runs and the terminal comes back.
+        signal(SIGINT) { _ in TerminalUI.interruptFlag = 1 }
         refresh()
         var lastRefresh = Date()
         while true {
@@ -121,6 +159,13 @@ public final class TerminalUI {
                 work.value = (nil, nil)
                 refresh()
             }
+            if let bundle = pendingRollback.value {
+                pendingRollback.value = nil
+                model.confirm = TUIModel.Confirm(
+                    question: "\(bundle) is older than the newest checkpoint: restoring it rolls the VM back (it is logged). Restore anyway?",
+                    effect: .restore(bundle: bundle, allowRollback: true))
+            }
+            if Self.interruptFlag != 0 { return }
             draw()
             let code = getch()
             if code == ERR {

@@ -3,8 +3,8 @@ import SparcSupport
 import XCTest
 
 /// The real `sparc tui` under tmux against the real guest: tag the process that holds a
-/// secret, checkpoint from the UI, then search the new bundle (found nowhere) and a
-/// baseline bundle (found, with its owner).
+/// secret, checkpoint from the UI, search the new bundle (found nowhere) and a baseline
+/// bundle (found, with its owner), then restore with the wizard (the holder is killed).
 final class TUITests: GuestTestCase {
     override class var vmName: String { "tui" }
 
@@ -81,9 +81,19 @@ final class TUITests: GuestTestCase {
         let found = try waitFor("hit(s)")
         XCTAssertTrue(found.contains("[pid \(holder) sh"), found)
 
+        // Restore wizard on the new bundle: it names the steps, defaults to No, then kills the holder.
+        try keys("Down", "F7")
+        let wizard = try waitFor("[ No ]")
+        XCTAssertTrue(wizard.contains("Steps: verify"), wizard)
+        try keys("y")
+        let restored = try waitFor("restored ", seconds: 60)
+        XCTAssertTrue(restored.contains("killed \(holder)") && restored.contains("the rest runs on"), restored)
+        let ps = try sparc.ok(["ps", "--name", vm])
+        XCTAssertFalse(ps.split(separator: "\n").contains { $0.trimmed.hasPrefix("\(holder) ") && !$0.contains(" Z ") }, ps)
+        XCTAssertTrue(ps.contains("sparc-agent"))
+
         try keys("q")
         usleep(500_000)
         XCTAssertFalse((try? screen())?.contains("COMMAND") ?? false, "the UI quit and gave the terminal back")
-        try guest("kill \(holder)")
     }
 }

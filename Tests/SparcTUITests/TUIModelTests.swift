@@ -81,3 +81,22 @@ final class TUIModelTests: XCTestCase {
         XCTAssertEqual(m.handle(.char("q")), .quit)
     }
 }
+
+final class RestoreWizardTests: XCTestCase {
+    func testRestoreListsStepsAndDefaultsToNo() {
+        var m = TUIModel(vmName: "default", bundleDirectory: "/b")
+        m.bundles = ["a.sparc"]
+        m.bundleKills = ["a.sparc": ["50 bash"]]
+        _ = m.handle(.function(6))
+        _ = m.handle(.function(7))
+        XCTAssertTrue(m.confirm?.question.contains("kill 50 bash, evict their page cache") ?? false, "\(String(describing: m.confirm))")
+        XCTAssertEqual(m.handle(.escape), .none)
+        _ = m.handle(.char("R"))
+        XCTAssertEqual(m.handle(.char("y")), .restore(bundle: "a.sparc", allowRollback: false))
+        var ro = TUIModel(vmName: "v", bundleDirectory: "/b", readonly: true)
+        ro.bundles = ["a.sparc"]
+        _ = ro.handle(.function(6))
+        _ = ro.handle(.function(7))
+        XCTAssertNil(ro.confirm)
+    }
+}
