@@ -43,7 +43,7 @@ let package = Package(
         .testTarget(name: "GuestQueryTests", dependencies: ["GuestQuery"]),
         .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor"]),
         .testTarget(name: "HexViewTests", dependencies: ["HexView", "SparcSupport"]),
-        .testTarget(name: "SparcTUITests", dependencies: ["SparcTUI"]),
+        .testTarget(name: "SparcTUITests", dependencies: ["SparcTUI", "HexView"]),
         .testTarget(name: "SparcEngineTests", dependencies: ["SparcEngine"]),
         .testTarget(name: "EndToEndTests", dependencies: ["SnapshotModel", "SparcSupport", "HexView"]),
     ],

@@ -97,6 +97,16 @@ public struct SearchHit: Codable, Equatable, Sendable {
     public var context: String
     /// Whose memory holds the hit, when the bundle has an owner map.
     public var owner: PageOwner?
+
+    public init(file: String, offset: UInt64, length: Int, encoding: String, address: UInt64?, context: String, owner: PageOwner?) {
+        self.file = file
+        self.offset = offset
+        self.length = length
+        self.encoding = encoding
+        self.address = address
+        self.context = context
+        self.owner = owner
+    }
 }
 
 /// Cancels a running search from another thread.

@@ -1,5 +1,7 @@
 import Foundation
 import GuestQuery
+import HexView
+import SparcSupport
 
 /// A key press, decoded from curses by the front end (tests build them directly).
 public enum Key: Equatable, Sendable {
@@ -12,6 +14,19 @@ public enum Effect: Equatable, Sendable {
     case checkpoint(ExclusionRequest, output: String)
     case search(pattern: String, bundle: String)
     case restore(bundle: String, allowRollback: Bool)
+    /// Read bytes of `path` from `offset` into `hex.data` (the hex view asks for its page).
+    case loadHex(path: String, offset: UInt64)
+}
+
+/// The hex view's page: where it is and the bytes the front end loaded.
+public struct HexPage: Equatable, Sendable {
+    public var path: String
+    public var title: String
+    public var offset: UInt64
+    public var highlight: Range<UInt64>?
+    /// File offset to guest-physical address, for a memory image (q35 low memory: identity).
+    public var addressBase: UInt64?
+    public var data: [UInt8] = []
 }
 
 /// The whole UI state, free of curses: screens, tags, dialogs, running work.
@@ -45,6 +60,10 @@ public struct TUIModel {
     /// Text being typed for a prompt (search pattern), with what it is for.
     public var prompt: (label: String, text: String, bundle: String)?
     public var busy: String?
+    /// Hits of the last search, shown over the bundle list until Esc.
+    public var hits: [SearchHit] = []
+    public var hitIndex = 0
+    public var hex: HexPage?
     public var help = false
     public var readonly: Bool
     public var status: String {
@@ -104,6 +123,8 @@ public struct TUIModel {
             }
             return .none
         }
+        if hex != nil { return handleHex(key) }
+        if !hits.isEmpty && tab == .bundles, let effect = handleHits(key) { return effect }
         switch key {
         case .char("q"), .function(10): return .quit
         case .char("?"), .function(1):
@@ -156,6 +177,51 @@ public struct TUIModel {
         }
     }
 
+    /// Rows of bytes the hex view shows on a screen of `height` lines.
+    public static func hexBytes(height: Int) -> Int { max(1, height - 4) * HexRow.width }
+
+    mutating func handleHits(_ key: Key) -> Effect? {
+        switch key {
+        case .escape:
+            hits = []
+            return Effect.none
+        case .char("n"), .down, .char("j"):
+            hitIndex = min(hits.count - 1, hitIndex + 1)
+            return Effect.none
+        case .char("N"), .up, .char("k"):
+            hitIndex = max(0, hitIndex - 1)
+            return Effect.none
+        case .enter:
+            let h = hits[hitIndex]
+            let start = h.offset / UInt64(HexRow.width) * UInt64(HexRow.width)
+            let top = start >= 64 ? start - 64 : 0
+            hex = HexPage(
+                path: h.file, title: "\(h.file) — hit \(hitIndex + 1)/\(hits.count)" + (h.owner.map { " [\($0.description)]" } ?? ""),
+                offset: top, highlight: h.offset..<h.offset + UInt64(h.length),
+                addressBase: h.address.map { $0 &- h.offset })
+            return .loadHex(path: h.file, offset: top)
+        default: return nil
+        }
+    }
+
+    mutating func handleHex(_ key: Key) -> Effect {
+        guard var page = hex else { return .none }
+        let step = UInt64(HexRow.width)
+        switch key {
+        case .escape, .char("q"):
+            hex = nil
+            return .none
+        case .down, .char("j"): page.offset += step
+        case .up, .char("k"): page.offset = page.offset >= step ? page.offset - step : 0
+        case .pageDown: page.offset += step * 16
+        case .pageUp: page.offset = page.offset >= step * 16 ? page.offset - step * 16 : 0
+        case .home: page.offset = 0
+        default: return .none
+        }
+        hex = page
+        return .loadHex(path: page.path, offset: page.offset)
+    }
+
     mutating func handleTerminals(_ key: Key) {
         switch key {
         case .up, .char("k"): ttyCursor = max(0, ttyCursor - 1)
@@ -201,10 +267,14 @@ public struct TUIModel {
             ProcessScreenHelp.render(into: &buffer)
             return
         }
+        if let hex {
+            renderHex(hex, into: &buffer)
+            return
+        }
         switch tab {
         case .processes: processes.render(into: &buffer)
         case .terminals: renderTerminals(into: &buffer)
-        case .bundles: renderBundles(into: &buffer)
+        case .bundles: if hits.isEmpty { renderBundles(into: &buffer) } else { renderHits(into: &buffer) }
         }
         // Tabs on the header's right, the active one highlighted.
         var col = max(0, w - Tab.allCases.reduce(0) { $0 + $1.title.count + 3 })
@@ -242,6 +312,36 @@ public struct TUIModel {
         }
         buffer.put(status, row: buffer.height - 2, style: .status, fill: w)
         FunctionBar.render([("F1", "Help"), ("Spc", "Tag"), ("U", "Untag"), ("F8", "Checkpt"), ("Tab", "Next"), ("F10", "Quit")], into: &buffer)
+    }
+
+    func renderHits(into buffer: inout CellBuffer) {
+        let w = buffer.width
+        buffer.put(" sparc — search hits [\(hitIndex + 1)/\(hits.count)]", row: 0, style: .header, fill: w)
+        let height = max(0, buffer.height - 4)
+        let top = min(max(0, hitIndex - height + 1), max(0, hits.count - height))
+        for (i, h) in hits.dropFirst(top).prefix(height).enumerated() {
+            let owner = h.owner.map { "[\($0.description)] " } ?? ""
+            let line = "  \(Path.base(of: h.file)) 0x\(String(h.offset, radix: 16)) \(h.encoding) \(owner)\(h.context)"
+            buffer.put(line, row: 2 + i, style: top + i == hitIndex ? .selected : .normal, fill: w)
+        }
+        buffer.put(status, row: buffer.height - 2, style: .status, fill: w)
+        FunctionBar.render([("n", "Next"), ("N", "Prev"), ("Enter", "Hex"), ("Esc", "Back"), ("F10", "Quit")], into: &buffer)
+    }
+
+    func renderHex(_ page: HexPage, into buffer: inout CellBuffer) {
+        let w = buffer.width
+        buffer.put(" " + page.title, row: 0, style: .header, fill: w)
+        let printer = HexPrinter(color: false, address: page.addressBase.map { base in { base &+ $0 } }, highlight: page.highlight)
+        let rows = HexRow.rows(page.data, offset: page.offset, squeeze: true)
+        for (i, row) in rows.enumerated() where i + 1 < buffer.height - 2 {
+            let line = printer.line(row)
+            var hit = false
+            if case .bytes(let off, let data) = row, let h = page.highlight {
+                hit = h.overlaps(off..<off + UInt64(data.count))
+            }
+            buffer.put(line, row: 1 + i, style: hit ? .tagged : .normal, fill: w)
+        }
+        FunctionBar.render([("PgUp", "Up"), ("PgDn", "Down"), ("Esc", "Back"), ("F10", "Quit")], into: &buffer)
     }
 
     func renderBundles(into buffer: inout CellBuffer) {

@@ -14,6 +14,7 @@ public final class TerminalUI {
     let color: Bool
     var model: TUIModel
     let work = SharedBox<(busy: String?, result: String?)>((nil, nil))
+    let foundHits = SharedBox<[SearchHit]?>(nil)
     /// A restore refused as a rollback, waiting for the operator's confirmation.
     let pendingRollback = SharedBox<String?>(nil)
 
@@ -69,12 +70,14 @@ public final class TerminalUI {
         case .search(let pattern, let bundle):
             work.value = ("searching \(bundle)", nil)
             let path = model.bundleDirectory + "/" + bundle
+            let hitsBox = foundHits
             startThread {
                 do {
                     let query = try SearchQuery.text(pattern, encodings: [.ascii, .utf16le], ignoreCase: false)
                     let hits = try ForensicSearch.search(paths: [path], query: query, progress: { file, done, total in
                         work.value = ("searching \(Path.base(of: file)) \(done * 100 / max(total, 1))%", nil)
                     })
+                    hitsBox.value = hits
                     if hits.isEmpty {
                         work.value = (nil, "'\(pattern)': not found in any file of the bundle \(bundle)")
                     } else {
@@ -85,6 +88,16 @@ public final class TerminalUI {
                     work.value = (nil, "search failed: \(error)")
                 }
             }
+        case .loadHex(let path, let offset):
+            let count = TUIModel.hexBytes(height: Int(sparc_lines()))
+            var data = [UInt8](repeating: 0, count: count)
+            let fd = open(path, O_RDONLY | O_CLOEXEC)
+            if fd >= 0 {
+                let n = data.withUnsafeMutableBytes { pread(fd, $0.baseAddress, count, off_t(offset)) }
+                close(fd)
+                data.removeLast(count - max(0, n))
+            }
+            model.hex?.data = data
         case .restore(let bundle, let allowRollback):
             work.value = ("restore: starting", nil)
             let path = model.bundleDirectory + "/" + bundle
@@ -154,6 +167,11 @@ public final class TerminalUI {
         while true {
             let w = work.value
             model.busy = w.busy
+            if let hits = foundHits.value {
+                foundHits.value = nil
+                model.hits = hits
+                model.hitIndex = 0
+            }
             if let result = w.result {
                 model.status = result
                 work.value = (nil, nil)

@@ -81,6 +81,15 @@ final class TUITests: GuestTestCase {
         let found = try waitFor("hit(s)")
         XCTAssertTrue(found.contains("[pid \(holder) sh"), found)
 
+        // The hit list opens the hex view at the hit.
+        try keys("Enter")
+        let hex = try waitFor("hit 1/")
+        XCTAssertTrue(hex.contains(String(secret.prefix(8))) || hex.contains("|"), hex)
+        try keys("Escape")
+        try waitFor("search hits")
+        try keys("Escape")
+        try waitFor("baseline.sparc")
+
         // Restore wizard on the new bundle: it names the steps, defaults to No, then kills the holder.
         try keys("Down", "F7")
         let wizard = try waitFor("[ No ]")

@@ -1,4 +1,5 @@
 import GuestQuery
+import HexView
 import XCTest
 
 @testable import SparcTUI
@@ -98,5 +99,33 @@ final class RestoreWizardTests: XCTestCase {
         _ = ro.handle(.function(6))
         _ = ro.handle(.function(7))
         XCTAssertNil(ro.confirm)
+    }
+}
+
+final class HitsAndHexTests: XCTestCase {
+    func testStepThroughHitsAndOpenHex() {
+        var m = TUIModel(vmName: "v", bundleDirectory: "/b")
+        _ = m.handle(.function(6))
+        m.hits = [
+            SearchHit(file: "/b/a.sparc/memory.img", offset: 0x1234, length: 6, encoding: "ascii", address: 0x1234, context: "..secret..", owner: nil),
+            SearchHit(file: "/b/a.sparc/memory.img", offset: 0x9000, length: 6, encoding: "utf16le", address: 0x9000, context: "s.e.c.", owner: nil),
+        ]
+        var buffer = CellBuffer(width: 100, height: 24)
+        m.render(into: &buffer)
+        XCTAssertTrue(buffer.line(0).contains("[1/2]"), buffer.text)
+        _ = m.handle(.char("n"))
+        XCTAssertEqual(m.hitIndex, 1)
+        _ = m.handle(.char("N"))
+        XCTAssertEqual(m.handle(.enter), .loadHex(path: "/b/a.sparc/memory.img", offset: 0x1230 - 64))
+        m.hex?.data = Array(repeating: 0x41, count: 256)
+        buffer = CellBuffer(width: 100, height: 24)
+        m.render(into: &buffer)
+        XCTAssertTrue(buffer.line(0).contains("hit 1/2"))
+        XCTAssertTrue(buffer.text.contains("000011f0  0000011f0"), buffer.text)
+        XCTAssertEqual(m.handle(.pageDown), .loadHex(path: "/b/a.sparc/memory.img", offset: 0x11f0 + 256))
+        _ = m.handle(.escape)
+        XCTAssertNil(m.hex)
+        _ = m.handle(.escape)
+        XCTAssertTrue(m.hits.isEmpty)
     }
 }
