@@ -10,7 +10,7 @@ SWIFT_SOURCES := $(shell find Sources -name '*.swift' -o -name '*.h' -o -name '*
 AGENT_SOURCES := $(shell find Sources/sparc-agent Sources/GuestQuery Sources/SparcSupport -name '*.swift') Package.swift
 GUEST_INPUTS := Guest/build-image.sh $(shell find Guest/rootfs Guest/helper Guest/tools -type f)
 
-.PHONY: all deps build guest run test unit e2e bench clean help
+.PHONY: all deps build guest run test unit e2e bench screenshots clean help
 
 all: build guest
 
@@ -67,6 +67,11 @@ bench: deps guest
 	bench/checkpoint
 	bench/search
 	bench/effectiveness
+
+# PNG pictures of each TUI screen from a real run (python3-pil, fonts-dejavu-core).
+screenshots: build guest
+	@dpkg-query -W python3-pil fonts-dejavu-core >/dev/null 2>&1 || { sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; $$sudo apt-get install -y -qq python3-pil fonts-dejavu-core >/dev/null; }
+	scripts/screenshots.sh
 
 clean:
 	rm -rf .build .build-agent build

@@ -285,14 +285,24 @@ public struct TUIModel {
         if let busy { buffer.put(busy, row: buffer.height - 2, style: .status, fill: w) }
         if let p = prompt { buffer.put("\(p.label): \(p.text)▏  (Enter searches, Esc cancels)", row: buffer.height - 2, style: .status, fill: w) }
         if let c = confirm {
-            let question = " " + c.question + " "
-            let answer = c.yes ? "  [ Yes ]   No  " : "    Yes  [ No ]  "
-            let width = min(w - 2, max(question.count, answer.count) + 2)
-            let top = max(1, buffer.height / 2 - 2)
+            // A box in the middle: the question word-wrapped, the answer under it.
+            let width = max(20, min(w - 4, 90))
+            var lines: [String] = []
+            var current = ""
+            for word in c.question.split(separator: " ") {
+                if current.count + word.count + 1 > width - 4 && !current.isEmpty {
+                    lines.append(current)
+                    current = ""
+                }
+                current += (current.isEmpty ? "" : " ") + word
+            }
+            if !current.isEmpty { lines.append(current) }
+            let answer = c.yes ? "[ Yes ]   No  " : "  Yes  [ No ]"
+            let top = max(1, (buffer.height - lines.count - 4) / 2)
             let left = max(0, (w - width) / 2)
-            for r in 0..<4 { buffer.put("", row: top + r, column: left, style: .selected, fill: width) }
-            buffer.put(String(question.prefix(width)), row: top + 1, column: left + 1, style: .selected)
-            buffer.put(answer, row: top + 2, column: left + max(1, (width - answer.count) / 2), style: .selected)
+            for r in 0..<(lines.count + 4) { buffer.put("", row: top + r, column: left, style: .selected, fill: width) }
+            for (i, line) in lines.enumerated() { buffer.put(line, row: top + 1 + i, column: left + 2, style: .selected) }
+            buffer.put(answer, row: top + lines.count + 2, column: left + (width - answer.count) / 2, style: .selected)
         }
         if let _ = confirm { FunctionBar.render([("y", "Yes"), ("n", "No"), ("Tab", "Switch")], into: &buffer) }
     }
