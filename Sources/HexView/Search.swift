@@ -155,21 +155,12 @@ public struct FileSearcher {
         file path: String, displayName: String? = nil, progress: ((Int64, Int64) -> Void)? = nil,
         cancel: SearchCancellation? = nil
     ) throws -> [SearchHit] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)  // a FIFO must not block the search
-        guard fd >= 0 else { throw SparcError.posix("cannot read", path) }
-        defer { close(fd) }
-        var st = stat()
-        fstat(fd, &st)
-        guard (st.st_mode & S_IFMT) == S_IFREG else { throw SparcError("\(path) is not a regular file") }
-        let size = Int(st.st_size)
+        let file = try MappedFile(path)
         let name = displayName ?? path
-        guard size > 0 else { return [] }
-        guard let map = mmap(nil, size, PROT_READ, MAP_SHARED, fd, 0), map != MAP_FAILED else {
-            throw SparcError.posix("cannot map", path)
-        }
-        defer { munmap(map, size) }
-        madvise(map, size, MADV_SEQUENTIAL)
-        nonisolated(unsafe) let base = UnsafePointer(map.assumingMemoryBound(to: UInt8.self))
+        let size = file.size
+        guard let mapped = file.bytes else { return [] }
+        nonisolated(unsafe) let base = mapped
+        let fd = file.fd
         let overlap = max(query.longest, query.regex != nil ? 4096 : 0)
         // A pattern of zeros could start in a hole: then holes are scanned too.
         let zeroStart = query.patterns.contains { $0.bytes.first == 0 }

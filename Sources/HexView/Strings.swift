@@ -10,20 +10,10 @@ public enum StringsExtractor {
         file path: String, minimum: Int = 4, encodings: [SearchEncoding] = [.ascii],
         emit: (UInt64, String, SearchEncoding) -> Void
     ) throws {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)  // a FIFO must not block the search
-        guard fd >= 0 else { throw SparcError.posix("cannot read", path) }
-        defer { close(fd) }
-        var st = stat()
-        fstat(fd, &st)
-        guard (st.st_mode & S_IFMT) == S_IFREG else { throw SparcError("\(path) is not a regular file") }
-        let size = Int(st.st_size)
-        guard size > 0 else { return }
-        guard let map = mmap(nil, size, PROT_READ, MAP_SHARED, fd, 0), map != MAP_FAILED else {
-            throw SparcError.posix("cannot map", path)
-        }
-        defer { munmap(map, size) }
-        let p = map.assumingMemoryBound(to: UInt8.self)
-        for region in FileSearcher.dataRegions(fd: fd, size: size, skipHoles: true, overlap: 0) {
+        let file = try MappedFile(path)
+        let size = file.size
+        guard let p = file.bytes else { return }
+        for region in FileSearcher.dataRegions(fd: file.fd, size: size, skipHoles: true, overlap: 0) {
             for encoding in encodings {
                 let step = (encoding == .utf16le || encoding == .utf16be) ? 2 : 1
                 for phase in 0..<step {

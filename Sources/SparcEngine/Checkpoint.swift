@@ -56,7 +56,6 @@ extension VMManager {
         var thawOnFailure = true
         var paused = false
         var pausedAt = Date()
-        var newOverlay: String?
         var done = false
         defer {
             if !done {
@@ -99,7 +98,6 @@ extension VMManager {
             unlink(next)
             try qmp.execute(
                 "blockdev-snapshot-sync", ["device": "disk0", "snapshot-file": next, "format": "qcow2"])
-            newOverlay = next
             frozenLayer = active
             state.diskActive = next
             state.diskOverlays.append(next)
@@ -141,7 +139,6 @@ extension VMManager {
             guard r.status == 0 else { throw SparcError("cannot save the disk state: \(r.stderrSummary)") }
             files.append(Manifest.diskFile)
         }
-        _ = newOverlay
 
         progress?("hashing")
         let entries = try writer.entries(for: files, known: [Manifest.memoryFile: stats.sha256])

@@ -236,9 +236,4 @@ public final class VMManager {
         _ = try running(name)
         return AgentClient(socketPath: layout(name).agentSocket, timeout: timeout ?? agentTimeout)
     }
-
-    public func qmpClient(_ name: String) throws -> QMPClient {
-        _ = try running(name)
-        return try QMPClient(socketPath: layout(name).qmpSocket)
-    }
 }
