@@ -45,7 +45,7 @@ let package = Package(
         .testTarget(name: "HexViewTests", dependencies: ["HexView", "SparcSupport"]),
         .testTarget(name: "SparcTUITests", dependencies: ["SparcTUI", "HexView"]),
         .testTarget(name: "SparcEngineTests", dependencies: ["SparcEngine"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["SnapshotModel", "SparcSupport", "HexView"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["SnapshotModel", "SparcSupport", "HexView", "SparcEngine"]),
     ],
     swiftLanguageModes: [.v5]
 )

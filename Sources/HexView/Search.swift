@@ -110,13 +110,7 @@ public struct SearchHit: Codable, Equatable, Sendable {
 }
 
 /// Cancels a running search from another thread.
-public final class SearchCancellation: @unchecked Sendable {
-    private let lock = Lock()
-    private var flag = false
-    public init() {}
-    public func cancel() { lock.withLock { flag = true } }
-    public var isCancelled: Bool { lock.withLock { flag } }
-}
+public typealias SearchCancellation = Cancellation
 
 /// Streams files through the scanner: memory-mapped, holes skipped (a hole is zeros),
 /// blocks overlapped by the longest pattern so hits across block edges are found, both

@@ -34,8 +34,13 @@ extension VMManager {
     /// (zero pages become holes) and never through QEMU's migration stream.
     public func checkpoint(
         name: String, output: String, stopAfter: Bool = false, exclusion: ExclusionRequest? = nil,
-        progress: Progress? = nil
+        cancel: Cancellation? = nil, progress: Progress? = nil
     ) throws -> CheckpointReport {
+        // Cancelling stops at the next phase boundary; the failure path resumes the guest
+        // and removes the partial bundle.
+        func checkCancelled() throws {
+            if cancel?.isCancelled == true { throw SparcError("checkpoint cancelled; the VM runs on, no bundle was written") }
+        }
         let began = Date()
         var state = try running(name)
         let layout = layout(name)
@@ -79,6 +84,7 @@ extension VMManager {
             plan = collected
         }
 
+        try checkCancelled()
         // Who owns each page, for attributing search hits later; taken while frozen.
         progress?("recording page owners")
         let owners = try agent.owners()
@@ -104,6 +110,7 @@ extension VMManager {
             try state.save(layout.stateFile)
         }
 
+        try checkCancelled()
         progress?("saving device state")
         try qmp.execute(
             "migrate-set-capabilities", ["capabilities": [["capability": "x-ignore-shared", "state": true]]])
@@ -111,6 +118,7 @@ extension VMManager {
         try qmp.execute("migrate", ["uri": "exec:cat > \(shellQuote(devicesPath))"])
         try qmp.waitForMigration(timeout: 120)
 
+        try checkCancelled()
         progress?("copying memory")
         let stats = try SparseImage.save(
             from: layout.ramPath, to: writer.file(Manifest.memoryFile), excluding: excludedFileRanges,
@@ -128,6 +136,7 @@ extension VMManager {
             _ = try agent.thaw()
         }
 
+        try checkCancelled()
         var files = [Manifest.memoryFile, Manifest.devicesFile, Manifest.ownersFile]
         if let frozenLayer {
             progress?("saving disk state")

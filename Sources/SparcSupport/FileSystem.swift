@@ -216,3 +216,12 @@ public final class SharedBox<T>: @unchecked Sendable {
         set { lock.withLock { stored = newValue } }
     }
 }
+
+/// A flag another thread raises to stop long work at its next safe point.
+public final class Cancellation: @unchecked Sendable {
+    private let lock = Lock()
+    private var flag = false
+    public init() {}
+    public func cancel() { lock.withLock { flag = true } }
+    public var isCancelled: Bool { lock.withLock { flag } }
+}

@@ -16,6 +16,8 @@ public enum Effect: Equatable, Sendable {
     case restore(bundle: String, allowRollback: Bool)
     /// Read bytes of `path` from `offset` into `hex.data` (the hex view asks for its page).
     case loadHex(path: String, offset: UInt64)
+    /// Stop the running checkpoint or search at its next safe point.
+    case cancel
 }
 
 /// The hex view's page: where it is and the bytes the front end loaded.
@@ -110,10 +112,15 @@ public struct TUIModel {
             return .none
         }
         if var p = prompt {
+            // A prompt without a bundle is the incremental process filter.
+            let filtering = p.bundle.isEmpty
             switch key {
-            case .escape: prompt = nil
+            case .escape:
+                prompt = nil
+                if filtering { processes.filter = "" }
             case .enter:
                 prompt = nil
+                if filtering { return .none }
                 return p.text.isEmpty ? .none : .search(pattern: p.text, bundle: p.bundle)
             case .backspace: if !p.text.isEmpty { p.text.removeLast(); prompt = p }
             case .char(let ch):
@@ -121,8 +128,13 @@ public struct TUIModel {
                 prompt = p
             default: break
             }
+            if filtering, let p = prompt {
+                processes.filter = p.text
+                processes.move(by: 0)
+            }
             return .none
         }
+        if busy != nil, key == .escape { return .cancel }
         if hex != nil { return handleHex(key) }
         if !hits.isEmpty && tab == .bundles, let effect = handleHits(key) { return effect }
         switch key {
@@ -173,6 +185,7 @@ public struct TUIModel {
             processes.clearTags()
             taggedTTYs.removeAll()
         case .char("t"), .function(5): processes.treeView.toggle()
+        case .char("/"), .function(3): prompt = ("Filter processes", processes.filter, "")
         default: break
         }
     }
@@ -282,8 +295,11 @@ public struct TUIModel {
             buffer.put(" \(t.title) ", row: 0, column: col, style: t == tab ? .selected : .header)
             col += t.title.count + 3
         }
-        if let busy { buffer.put(busy, row: buffer.height - 2, style: .status, fill: w) }
-        if let p = prompt { buffer.put("\(p.label): \(p.text)▏  (Enter searches, Esc cancels)", row: buffer.height - 2, style: .status, fill: w) }
+        if let busy { buffer.put(Self.progressLine(busy), row: buffer.height - 2, style: .status, fill: w) }
+        if let p = prompt {
+            let hint = p.bundle.isEmpty ? "(Enter keeps, Esc clears)" : "(Enter searches, Esc cancels)"
+            buffer.put("\(p.label): \(p.text)▏  \(hint)", row: buffer.height - 2, style: .status, fill: w)
+        }
         if let c = confirm {
             // A box in the middle: the question word-wrapped, the answer under it.
             let width = max(20, min(w - 4, 90))
@@ -322,6 +338,18 @@ public struct TUIModel {
         }
         buffer.put(status, row: buffer.height - 2, style: .status, fill: w)
         FunctionBar.render([("F1", "Help"), ("Spc", "Tag"), ("U", "Untag"), ("F8", "Checkpt"), ("Tab", "Next"), ("F10", "Quit")], into: &buffer)
+    }
+
+    /// The phases of a checkpoint, in order, as the engine reports them.
+    static let checkpointPhases = ["freez", "recording page owners", "saving device state", "copying memory", "thawing", "saving disk", "hashing", "writing manifest"]
+
+    /// A progress bar for a checkpoint's phase (or the text as it is for other work).
+    static func progressLine(_ busy: String) -> String {
+        guard busy.hasPrefix("checkpoint: "),
+            let index = checkpointPhases.lastIndex(where: { busy.contains($0) })
+        else { return busy + "  (Esc cancels)" }
+        let done = (index + 1) * 20 / checkpointPhases.count
+        return "[" + String(repeating: "#", count: done) + String(repeating: "-", count: 20 - done) + "] " + busy + "  (Esc cancels)"
     }
 
     func renderHits(into buffer: inout CellBuffer) {

@@ -15,6 +15,8 @@ public final class TerminalUI {
     var model: TUIModel
     let work = SharedBox<(busy: String?, result: String?)>((nil, nil))
     let foundHits = SharedBox<[SearchHit]?>(nil)
+    /// Cancels the work in progress (checkpoint or search).
+    var cancellation = Cancellation()
     /// A restore refused as a rollback, waiting for the operator's confirmation.
     let pendingRollback = SharedBox<String?>(nil)
 
@@ -53,13 +55,17 @@ public final class TerminalUI {
         let manager = self.manager
         let work = self.work
         let vm = model.processes.vmName
+        cancellation = Cancellation()
+        let cancel = cancellation
         switch effect {
+        case .cancel:
+            return
         case .checkpoint(let request, let output):
             work.value = ("checkpoint: starting", nil)
             startThread {
                 do {
                     let r = try manager.checkpoint(
-                        name: vm, output: output, exclusion: request.isEmpty ? nil : request,
+                        name: vm, output: output, exclusion: request.isEmpty ? nil : request, cancel: cancel,
                         progress: { work.value = ("checkpoint: \($0)", nil) })
                     let excluded = r.exclusion.isEmpty ? "" : ", \(r.exclusion.bytes >> 10) KiB excluded, \(r.exclusion.keptSharedPages) kept-shared pages, \(r.exclusion.warnings.count) warning(s)"
                     work.value = (nil, "saved \(r.bundle) in \(String(format: "%.1f", r.total)) s\(excluded)")
@@ -74,9 +80,11 @@ public final class TerminalUI {
             startThread {
                 do {
                     let query = try SearchQuery.text(pattern, encodings: [.ascii, .utf16le], ignoreCase: false)
-                    let hits = try ForensicSearch.search(paths: [path], query: query, progress: { file, done, total in
-                        work.value = ("searching \(Path.base(of: file)) \(done * 100 / max(total, 1))%", nil)
-                    })
+                    let hits = try ForensicSearch.search(
+                        paths: [path], query: query,
+                        progress: { file, done, total in
+                            work.value = ("searching \(Path.base(of: file)) \(done * 100 / max(total, 1))%", nil)
+                        }, cancel: cancel)
                     hitsBox.value = hits
                     if hits.isEmpty {
                         work.value = (nil, "'\(pattern)': not found in any file of the bundle \(bundle)")
@@ -207,6 +215,9 @@ public final class TerminalUI {
                 refresh()
                 lastRefresh = Date()
             case .none: break
+            case .cancel:
+                cancellation.cancel()
+                model.status = "cancelling…"
             default: start(effect)
             }
         }

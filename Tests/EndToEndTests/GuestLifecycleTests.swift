@@ -1,5 +1,6 @@
 import Foundation
 import SnapshotModel
+import SparcEngine
 import SparcSupport
 import XCTest
 
@@ -260,6 +261,18 @@ final class GuestLifecycleTests: GuestTestCase {
             if !answered { usleep(250_000) }
         }
         XCTAssertTrue(answered, "agent answers again after SIGCONT")
+        try assertHealthy()
+    }
+
+    func testCancelledCheckpointLeavesNothingAndTheVMRunsOn() throws {
+        let cancel = Cancellation()
+        cancel.cancel()
+        let output = work + "/cancelled.sparc"
+        XCTAssertThrowsError(try VMManager(root: runtime).checkpoint(name: vm, output: output, cancel: cancel)) {
+            XCTAssertTrue("\($0)".contains("cancelled"), "\($0)")
+        }
+        XCTAssertFalse(FileSystem.exists(output))
+        assertNoLeftovers(in: work)
         try assertHealthy()
     }
 

@@ -129,3 +129,27 @@ final class HitsAndHexTests: XCTestCase {
         XCTAssertTrue(m.hits.isEmpty)
     }
 }
+
+final class FilterProgressCancelTests: XCTestCase {
+    func testIncrementalFilterProgressBarAndCancel() {
+        var m = TUIModel(vmName: "v", bundleDirectory: "/b")
+        m.processes.update([
+            GuestProcess(pid: 1, ppid: 0, user: "root", state: "S", tty: nil, rssKiB: 1, command: "init", kernelThread: false),
+            GuestProcess(pid: 7, ppid: 1, user: "root", state: "S", tty: nil, rssKiB: 1, command: "gpg-agent", kernelThread: false),
+        ])
+        _ = m.handle(.char("/"))
+        _ = m.handle(.char("g"))
+        XCTAssertEqual(m.processes.rows.map(\.process.pid), [7], "the filter applies while typing")
+        _ = m.handle(.enter)
+        XCTAssertEqual(m.processes.filter, "g")
+        _ = m.handle(.char("/"))
+        _ = m.handle(.escape)
+        XCTAssertEqual(m.processes.filter, "")
+
+        m.busy = "checkpoint: copying memory 40%"
+        var buffer = CellBuffer(width: 100, height: 24)
+        m.render(into: &buffer)
+        XCTAssertTrue(buffer.line(22).hasPrefix("[##########----------] checkpoint: copying memory 40%"), buffer.line(22))
+        XCTAssertEqual(m.handle(.escape), .cancel)
+    }
+}
