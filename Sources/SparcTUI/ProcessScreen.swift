@@ -33,7 +33,7 @@ public struct ProcessScreen {
         return out
     }
 
-    var selectedIndex: Int {
+    public var selectedIndex: Int {
         guard let pid = selectedPid, let i = rows.firstIndex(where: { $0.process.pid == pid }) else { return 0 }
         return i
     }

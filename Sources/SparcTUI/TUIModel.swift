@@ -320,7 +320,7 @@ public struct TUIModel {
             for (i, line) in lines.enumerated() { buffer.put(line, row: top + 1 + i, column: left + 2, style: .selected) }
             buffer.put(answer, row: top + lines.count + 2, column: left + (width - answer.count) / 2, style: .selected)
         }
-        if let _ = confirm { FunctionBar.render([("y", "Yes"), ("n", "No"), ("Tab", "Switch")], into: &buffer) }
+        if confirm != nil { FunctionBar.render(functionKeys, into: &buffer) }
     }
 
     func renderTerminals(into buffer: inout CellBuffer) {
@@ -337,7 +337,66 @@ public struct TUIModel {
             buffer.put(line, row: 2 + i, style: i == ttyCursor ? .selected : (taggedTTYs.contains(t.name) ? .tagged : .normal), fill: w)
         }
         buffer.put(status, row: buffer.height - 2, style: .status, fill: w)
-        FunctionBar.render([("F1", "Help"), ("Spc", "Tag"), ("U", "Untag"), ("F8", "Checkpt"), ("Tab", "Next"), ("F10", "Quit")], into: &buffer)
+        FunctionBar.render(functionKeys, into: &buffer)
+    }
+
+    /// The function bar of what is on screen now; clicks on it act as its keys.
+    public var functionKeys: [(String, String)] {
+        if help { return [("Esc", "Close")] }
+        if confirm != nil { return [("y", "Yes"), ("n", "No"), ("Tab", "Switch")] }
+        if hex != nil { return [("PgUp", "Up"), ("PgDn", "Down"), ("Esc", "Back"), ("F10", "Quit")] }
+        switch tab {
+        case .processes: return processes.functionKeys
+        case .terminals: return [("F1", "Help"), ("Spc", "Tag"), ("U", "Untag"), ("F8", "Checkpt"), ("Tab", "Next"), ("F10", "Quit")]
+        case .bundles:
+            if !hits.isEmpty { return [("n", "Next"), ("N", "Prev"), ("Enter", "Hex"), ("Esc", "Back"), ("F10", "Quit")] }
+            return [("F1", "Help"), ("F3", "Search"), ("F7", "Restore"), ("F8", "Checkpt"), ("Tab", "Next"), ("F10", "Quit")]
+        }
+    }
+
+    static func key(forLabel label: String) -> Key? {
+        switch label {
+        case "Spc": return .char(" ")
+        case "Tab": return .tab
+        case "Esc": return .escape
+        case "Enter": return .enter
+        case "PgUp": return .pageUp
+        case "PgDn": return .pageDown
+        default:
+            if label.hasPrefix("F"), let n = Int(label.dropFirst()) { return .function(n) }
+            return label.count == 1 ? .char(label.first!) : nil
+        }
+    }
+
+    /// A mouse click at (row, column) on a screen `height` rows high: a function-bar label
+    /// acts as its key; a click on a list row moves the cursor there.
+    public mutating func click(row: Int, column: Int, height: Int) -> Effect {
+        if row == height - 1 {
+            var col = 0
+            for (key, _) in functionKeys {
+                let width = key.count + 8
+                if column >= col && column < col + width, let k = Self.key(forLabel: key) { return handle(k) }
+                col += width
+            }
+            return .none
+        }
+        guard confirm == nil, hex == nil, !help, row >= 2 else { return .none }
+        let index = row - 2
+        switch tab {
+        case .processes:
+            let r = processes.rows
+            let visible = max(0, height - 4)
+            let top = min(max(0, processes.selectedIndex - visible + 1), max(0, r.count - visible))
+            if top + index < r.count { processes.selectedPid = r[top + index].process.pid }
+        case .terminals: if index < ttys.count { ttyCursor = index }
+        case .bundles:
+            if !hits.isEmpty {
+                if index < hits.count { hitIndex = index }
+            } else if index < bundles.count {
+                bundleCursor = index
+            }
+        }
+        return .none
     }
 
     /// The phases of a checkpoint, in order, as the engine reports them.
@@ -363,7 +422,7 @@ public struct TUIModel {
             buffer.put(line, row: 2 + i, style: top + i == hitIndex ? .selected : .normal, fill: w)
         }
         buffer.put(status, row: buffer.height - 2, style: .status, fill: w)
-        FunctionBar.render([("n", "Next"), ("N", "Prev"), ("Enter", "Hex"), ("Esc", "Back"), ("F10", "Quit")], into: &buffer)
+        FunctionBar.render(functionKeys, into: &buffer)
     }
 
     func renderHex(_ page: HexPage, into buffer: inout CellBuffer) {
@@ -379,7 +438,7 @@ public struct TUIModel {
             }
             buffer.put(line, row: 1 + i, style: hit ? .tagged : .normal, fill: w)
         }
-        FunctionBar.render([("PgUp", "Up"), ("PgDn", "Down"), ("Esc", "Back"), ("F10", "Quit")], into: &buffer)
+        FunctionBar.render(functionKeys, into: &buffer)
     }
 
     func renderBundles(into buffer: inout CellBuffer) {
@@ -391,6 +450,6 @@ public struct TUIModel {
             buffer.put("  " + b + detail, row: 2 + i, style: i == bundleCursor ? .selected : .normal, fill: w)
         }
         buffer.put(status, row: buffer.height - 2, style: .status, fill: w)
-        FunctionBar.render([("F1", "Help"), ("F3", "Search"), ("F7", "Restore"), ("F8", "Checkpt"), ("Tab", "Next"), ("F10", "Quit")], into: &buffer)
+        FunctionBar.render(functionKeys, into: &buffer)
     }
 }

@@ -167,6 +167,7 @@ public final class TerminalUI {
             init_pair(2, Int16(COLOR_BLACK), Int16(COLOR_GREEN))
             init_pair(3, Int16(COLOR_YELLOW), -1)
         }
+        mousemask(sparc_all_mouse_events(), nil)
         timeout(200)
         // Ctrl-C quits through the loop, so endwin always runs and the terminal comes back.
         signal(SIGINT) { _ in TerminalUI.interruptFlag = 1 }
@@ -202,8 +203,15 @@ public final class TerminalUI {
                 continue
             }
             if code == KEY_RESIZE { continue }
-            guard let key = Self.decode(code) else { continue }
-            let effect = model.handle(key)
+            let effect: Effect
+            if code == KEY_MOUSE {
+                var event = MEVENT()
+                guard getmouse(&event) == OK, event.bstate & sparc_button1_clicked() != 0 else { continue }
+                effect = model.click(row: Int(event.y), column: Int(event.x), height: Int(sparc_lines()))
+            } else {
+                guard let key = Self.decode(code) else { continue }
+                effect = model.handle(key)
+            }
             switch effect {
             case .quit:
                 if model.busy != nil {

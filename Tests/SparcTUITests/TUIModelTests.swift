@@ -153,3 +153,24 @@ final class FilterProgressCancelTests: XCTestCase {
         XCTAssertEqual(m.handle(.escape), .cancel)
     }
 }
+
+final class MouseTests: XCTestCase {
+    func testClicksOnRowsAndTheFunctionBar() {
+        var m = TUIModel(vmName: "v", bundleDirectory: "/b")
+        m.processes.update((1...5).map {
+            GuestProcess(pid: Int32($0), ppid: 0, user: "root", state: "S", tty: nil, rssKiB: 1, command: "p\($0)", kernelThread: false)
+        })
+        _ = m.click(row: 4, column: 10, height: 24)
+        XCTAssertEqual(m.processes.selectedPid, 3, "row 4 is the third process")
+        // "F1Help    " is 10 columns, "F5Tree    " the next 10: a click there toggles the tree.
+        _ = m.click(row: 23, column: 12, height: 24)
+        XCTAssertTrue(m.processes.treeView)
+        // "Spc" follows: tag the selected process.
+        _ = m.click(row: 23, column: 21, height: 24)
+        XCTAssertEqual(m.processes.tagged, [3])
+        var q = TUIModel(vmName: "v", bundleDirectory: "/b")
+        let bar = q.functionKeys
+        let start = bar.prefix { $0.0 != "F10" }.reduce(0) { $0 + $1.0.count + 8 }
+        XCTAssertEqual(q.click(row: 23, column: start + 1, height: 24), .quit)
+    }
+}
