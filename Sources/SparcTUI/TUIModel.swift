@@ -12,7 +12,7 @@ public enum Key: Equatable, Sendable {
 public enum Effect: Equatable, Sendable {
     case none, quit, refresh
     case checkpoint(ExclusionRequest, output: String)
-    case search(pattern: String, bundle: String)
+    case search(pattern: String, bundle: String, encodings: [SearchEncoding], ignoreCase: Bool)
     case restore(bundle: String, allowRollback: Bool)
     /// Read bytes of `path` from `offset` into `hex.data` (the hex view asks for its page).
     case loadHex(path: String, offset: UInt64)
@@ -66,6 +66,10 @@ public struct TUIModel {
     public var hits: [SearchHit] = []
     public var hitIndex = 0
     public var hex: HexPage?
+    /// Search options, toggled in the search prompt: F5 cycles encodings, F6 case.
+    public var searchEncodings: [SearchEncoding] = [.ascii, .utf16le]
+    public var searchIgnoreCase = false
+    static let encodingChoices: [[SearchEncoding]] = [[.ascii, .utf16le], SearchEncoding.allCases, [.ascii], [.utf16le]]
     public var help = false
     public var readonly: Bool
     public var status: String {
@@ -121,7 +125,22 @@ public struct TUIModel {
             case .enter:
                 prompt = nil
                 if filtering { return .none }
-                return p.text.isEmpty ? .none : .search(pattern: p.text, bundle: p.bundle)
+                if p.bundle == "hex:" {
+                    let t = p.text.lowercased()
+                    guard var page = hex, let v = t.hasPrefix("0x") ? UInt64(t.dropFirst(2), radix: 16) : UInt64(t) else {
+                        status = "'\(p.text)' is not an offset"
+                        return .none
+                    }
+                    page.offset = v / UInt64(HexRow.width) * UInt64(HexRow.width)
+                    hex = page
+                    return .loadHex(path: page.path, offset: page.offset)
+                }
+                return p.text.isEmpty
+                    ? .none : .search(pattern: p.text, bundle: p.bundle, encodings: searchEncodings, ignoreCase: searchIgnoreCase)
+            case .function(5) where !filtering:
+                let i = Self.encodingChoices.firstIndex(of: searchEncodings) ?? 0
+                searchEncodings = Self.encodingChoices[(i + 1) % Self.encodingChoices.count]
+            case .function(6) where !filtering: searchIgnoreCase.toggle()
             case .backspace: if !p.text.isEmpty { p.text.removeLast(); prompt = p }
             case .char(let ch):
                 p.text.append(ch)
@@ -135,7 +154,7 @@ public struct TUIModel {
             return .none
         }
         if busy != nil, key == .escape { return .cancel }
-        if hex != nil { return handleHex(key) }
+        if hex != nil && prompt == nil { return handleHex(key) }
         if !hits.isEmpty && tab == .bundles, let effect = handleHits(key) { return effect }
         switch key {
         case .char("q"), .function(10): return .quit
@@ -229,6 +248,9 @@ public struct TUIModel {
         case .pageDown: page.offset += step * 16
         case .pageUp: page.offset = page.offset >= step * 16 ? page.offset - step * 16 : 0
         case .home: page.offset = 0
+        case .char("g"):
+            prompt = ("Go to offset (0x… hex or decimal)", "", "hex:")
+            return .none
         default: return .none
         }
         hex = page
@@ -297,7 +319,8 @@ public struct TUIModel {
         }
         if let busy { buffer.put(Self.progressLine(busy), row: buffer.height - 2, style: .status, fill: w) }
         if let p = prompt {
-            let hint = p.bundle.isEmpty ? "(Enter keeps, Esc clears)" : "(Enter searches, Esc cancels)"
+            let options = searchEncodings.map(\.rawValue).joined(separator: "+") + (searchIgnoreCase ? ", any case" : ", exact case")
+            let hint = p.bundle.isEmpty ? "(Enter keeps, Esc clears)" : "[\(options)] (F5 encodings, F6 case, Enter searches, Esc cancels)"
             buffer.put("\(p.label): \(p.text)▏  \(hint)", row: buffer.height - 2, style: .status, fill: w)
         }
         if let c = confirm {
@@ -344,7 +367,7 @@ public struct TUIModel {
     public var functionKeys: [(String, String)] {
         if help { return [("Esc", "Close")] }
         if confirm != nil { return [("y", "Yes"), ("n", "No"), ("Tab", "Switch")] }
-        if hex != nil { return [("PgUp", "Up"), ("PgDn", "Down"), ("Esc", "Back"), ("F10", "Quit")] }
+        if hex != nil { return [("PgUp", "Up"), ("PgDn", "Down"), ("g", "Goto"), ("Esc", "Back"), ("F10", "Quit")] }
         switch tab {
         case .processes: return processes.functionKeys
         case .terminals: return [("F1", "Help"), ("Spc", "Tag"), ("U", "Untag"), ("F8", "Checkpt"), ("Tab", "Next"), ("F10", "Quit")]

@@ -73,13 +73,13 @@ public final class TerminalUI {
                     work.value = (nil, "checkpoint failed: \(error)")
                 }
             }
-        case .search(let pattern, let bundle):
+        case .search(let pattern, let bundle, let encodings, let ignoreCase):
             work.value = ("searching \(bundle)", nil)
             let path = model.bundleDirectory + "/" + bundle
             let hitsBox = foundHits
             startThread {
                 do {
-                    let query = try SearchQuery.text(pattern, encodings: [.ascii, .utf16le], ignoreCase: false)
+                    let query = try SearchQuery.text(pattern, encodings: encodings, ignoreCase: ignoreCase)
                     let hits = try ForensicSearch.search(
                         paths: [path], query: query,
                         progress: { file, done, total in
@@ -171,6 +171,14 @@ public final class TerminalUI {
         timeout(200)
         // Ctrl-C quits through the loop, so endwin always runs and the terminal comes back.
         signal(SIGINT) { _ in TerminalUI.interruptFlag = 1 }
+        // On a crash, give the terminal back before dying with the same signal.
+        for sig in [SIGSEGV, SIGILL, SIGABRT, SIGBUS, SIGFPE, SIGTRAP] {
+            signal(sig) { s in
+                endwin()
+                signal(s, SIG_DFL)
+                raise(s)
+            }
+        }
         refresh()
         var lastRefresh = Date()
         while true {

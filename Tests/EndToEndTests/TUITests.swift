@@ -35,6 +35,7 @@ final class TUITests: GuestTestCase {
 
     func testTagCheckpointAndSearchFromTheUI() throws {
         try XCTSkipUnless(Subprocess.which("tmux") != nil, "tmux is missing")
+        _ = try detach("i=0; while :; do i=$((i+1)); echo $i > /run/counter; sleep 0.2; done")
         let holder = try detach("mkfifo /run/tui; S=$(tr -dc A-Za-z0-9 </dev/urandom | head -c 32); printf %s \"$S\" > /run/tui; while :; do sleep 1000; done")
         let secret = try readFifo("/run/tui")
         XCTAssertEqual(secret.count, 32)
@@ -100,6 +101,9 @@ final class TUITests: GuestTestCase {
         let ps = try sparc.ok(["ps", "--name", vm])
         XCTAssertFalse(ps.split(separator: "\n").contains { $0.trimmed.hasPrefix("\(holder) ") && !$0.contains(" Z ") }, ps)
         XCTAssertTrue(ps.contains("sparc-agent"))
+        let count = Int(try guest("cat /run/counter")) ?? 0
+        sleep(1)
+        XCTAssertGreaterThan(Int(try guest("cat /run/counter")) ?? 0, count, "the counter process runs on after the restore")
 
         try keys("q")
         usleep(500_000)

@@ -60,7 +60,12 @@ final class TUIModelTests: XCTestCase {
         _ = m.handle(.function(6))
         _ = m.handle(.enter)
         for ch in "hunter2" { _ = m.handle(.char(ch)) }
-        XCTAssertEqual(m.handle(.enter), .search(pattern: "hunter2", bundle: "a.sparc"))
+        _ = m.handle(.function(5))
+        _ = m.handle(.function(6))
+        var buffer = CellBuffer(width: 140, height: 24)
+        m.render(into: &buffer)
+        XCTAssertTrue(buffer.line(22).contains("[ascii+utf8+utf16le+utf16be, any case]"), buffer.line(22))
+        XCTAssertEqual(m.handle(.enter), .search(pattern: "hunter2", bundle: "a.sparc", encodings: SearchEncoding.allCases, ignoreCase: true))
         var ro = TUIModel(vmName: "v", bundleDirectory: "/b", readonly: true)
         XCTAssertEqual(ro.handle(.function(8)), .none)
         XCTAssertNil(ro.confirm)
@@ -123,6 +128,9 @@ final class HitsAndHexTests: XCTestCase {
         XCTAssertTrue(buffer.line(0).contains("hit 1/2"))
         XCTAssertTrue(buffer.text.contains("000011f0  0000011f0"), buffer.text)
         XCTAssertEqual(m.handle(.pageDown), .loadHex(path: "/b/a.sparc/memory.img", offset: 0x11f0 + 256))
+        _ = m.handle(.char("g"))
+        for ch in "0x2005" { _ = m.handle(.char(ch)) }
+        XCTAssertEqual(m.handle(.enter), .loadHex(path: "/b/a.sparc/memory.img", offset: 0x2000))
         _ = m.handle(.escape)
         XCTAssertNil(m.hex)
         _ = m.handle(.escape)
