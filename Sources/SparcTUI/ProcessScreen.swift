@@ -138,33 +138,34 @@ enum FunctionBar {
     }
 }
 
-/// Every key of the process screen, for the help overlay.
+/// The keys of the help overlay: the process screen's own and those every screen has.
 public enum ProcessScreenHelp {
-    public static let lines = [
+    public static let processKeys = [
         "Processes — keys",
-        "  Up/Down, j/k, PgUp/PgDn, Home/End   move",
-        "  Space     tag for exclusion (and move down)",
+        "  Up/Down, j/k, PgUp/PgDn, Home/End   move (or click a row)",
+        "  Space     tag for exclusion (and move down); + marks what comes along",
         "  c         tag with all children",
         "  U         clear all tags",
         "  F5, t     tree view on/off",
-        "  s         scope: all (kernel buffers too) or user",
-        "  F8, C     checkpoint with the tagged processes and terminals left out",
-        "            (asks first; the answer defaults to No)",
-        "  Tab       next screen: Processes, Terminals, Bundles (F2, F4, F6)",
-        "  Bundles:  Enter or F3 searches the bundle for a text (in the prompt: F5",
-        "            encodings, F6 case); F7 or R restores it",
-        "  Hits:     n/N step, Enter opens the hex view (PgUp/PgDn, g goes to an offset)",
-        "  Esc       cancels a running checkpoint or search",
-        "  r         refresh now (it also refreshes every 2 s)",
-        "  F1, ?     this help; any key closes it",
-        "  q, F10    quit",
-        "",
-        "Tagged (*) processes and what they bring along (+) are left out.",
+        "  F3, /     filter by command as you type (Enter keeps, Esc clears)",
     ]
 
-    public static func render(into buffer: inout CellBuffer) {
+    public static let commonKeys = [
+        "Every screen",
+        "  Tab, Shift-Tab, F2/F4/F6   Processes, Terminals, Bundles",
+        "  s         scope: all (kernel buffers too) or user",
+        "  F8, C     checkpoint with the tagged processes and terminals left out",
+        "  Esc       cancel a running checkpoint or search",
+        "  r         refresh now (it also refreshes every 2 s)",
+        "  F1, ?     this help; any key closes it",
+        "  q, F10    quit (asks while work runs)",
+    ]
+
+    public static var lines: [String] { processKeys + [""] + commonKeys }
+
+    public static func render(_ lines: [String] = lines, into buffer: inout CellBuffer) {
         for (i, line) in lines.enumerated() where i + 1 < buffer.height - 1 {
-            buffer.put(line, row: i + 1, column: 2, style: i == 0 ? .header : .normal)
+            buffer.put(line, row: i + 1, column: 2, style: line.hasSuffix("keys") || line == "Every screen" ? .header : .normal)
         }
         FunctionBar.render([("Esc", "Close")], into: &buffer)
     }

@@ -18,6 +18,8 @@ public enum Effect: Equatable, Sendable {
     case loadHex(path: String, offset: UInt64)
     /// Stop the running checkpoint or search at its next safe point.
     case cancel
+    /// Quit even though work is running (the operator confirmed).
+    case forceQuit
 }
 
 /// The hex view's page: where it is and the bytes the front end loaded.
@@ -125,6 +127,11 @@ public struct TUIModel {
             case .enter:
                 prompt = nil
                 if filtering { return .none }
+                if p.bundle == "file:" {
+                    guard !p.text.isEmpty else { return .none }
+                    prompt = ("Search \(p.text) for", "", p.text)
+                    return .none
+                }
                 if p.bundle == "hex:" {
                     let t = p.text.lowercased()
                     guard var page = hex, let v = t.hasPrefix("0x") ? UInt64(t.dropFirst(2), radix: 16) : UInt64(t) else {
@@ -157,7 +164,12 @@ public struct TUIModel {
         if hex != nil && prompt == nil { return handleHex(key) }
         if !hits.isEmpty && tab == .bundles, let effect = handleHits(key) { return effect }
         switch key {
-        case .char("q"), .function(10): return .quit
+        case .char("q"), .function(10):
+            if busy != nil {
+                confirm = Confirm(question: "Work is running (\(busy!)). Quit anyway? A checkpoint is cancelled first.", effect: .forceQuit)
+                return .none
+            }
+            return .quit
         case .char("?"), .function(1):
             help = true
             return .none
@@ -278,6 +290,8 @@ public struct TUIModel {
         case .char("/"), .function(3), .enter:
             guard bundleCursor < bundles.count else { return }
             prompt = ("Search \(bundles[bundleCursor]) for", "", bundles[bundleCursor])
+        case .char("o"):
+            prompt = ("Search which file (path)", "", "file:")
         case .char("R"), .function(7):
             guard bundleCursor < bundles.count else { return }
             guard !readonly else {
@@ -299,7 +313,7 @@ public struct TUIModel {
     public func render(into buffer: inout CellBuffer) {
         let w = buffer.width
         if help {
-            ProcessScreenHelp.render(into: &buffer)
+            ProcessScreenHelp.render(helpLines, into: &buffer)
             return
         }
         if let hex {
@@ -361,6 +375,21 @@ public struct TUIModel {
         }
         buffer.put(status, row: buffer.height - 2, style: .status, fill: w)
         FunctionBar.render(functionKeys, into: &buffer)
+    }
+
+    /// The help of the screen on view: its own keys first, then the keys every screen has.
+    public var helpLines: [String] {
+        let own: [String]
+        switch tab {
+        case .processes: own = ProcessScreenHelp.processKeys
+        case .terminals: own = ["Terminals — keys", "  Up/Down, j/k  move", "  Space     tag the terminal (everything on it is left out)", "  U         clear terminal tags"]
+        case .bundles:
+            own = hits.isEmpty
+                ? ["Bundles — keys", "  Up/Down, j/k  move", "  Enter, F3 search the bundle (prompt: F5 encodings, F6 case)",
+                   "  o         search any file by path", "  F7, R     restore wizard (asks first; default No)"]
+                : ["Search hits — keys", "  n/N, Up/Down  step through the hits", "  Enter     hex view at the hit (PgUp/PgDn, g goes to an offset)", "  Esc       back to the bundles"]
+        }
+        return own + [""] + ProcessScreenHelp.commonKeys
     }
 
     /// The function bar of what is on screen now; clicks on it act as its keys.

@@ -75,7 +75,7 @@ public final class TerminalUI {
             }
         case .search(let pattern, let bundle, let encodings, let ignoreCase):
             work.value = ("searching \(bundle)", nil)
-            let path = model.bundleDirectory + "/" + bundle
+            let path = bundle.hasPrefix("/") ? bundle : model.bundleDirectory + "/" + bundle
             let hitsBox = foundHits
             startThread {
                 do {
@@ -222,10 +222,13 @@ public final class TerminalUI {
             }
             switch effect {
             case .quit:
-                if model.busy != nil {
-                    model.status = "work is running; wait for it to finish before quitting"
-                    continue
-                }
+                return
+            case .forceQuit:
+                // Cancel and wait for the checkpoint to unwind (it resumes the guest) before leaving.
+                cancellation.cancel()
+                model.status = "cancelling before quitting…"
+                draw()
+                while work.value.busy != nil { usleep(50_000) }
                 return
             case .refresh:
                 refresh()

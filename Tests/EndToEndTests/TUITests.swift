@@ -109,4 +109,23 @@ final class TUITests: GuestTestCase {
         usleep(500_000)
         XCTAssertFalse((try? screen())?.contains("COMMAND") ?? false, "the UI quit and gave the terminal back")
     }
+
+    func testNoColorIsHonoured() throws {
+        try XCTSkipUnless(Subprocess.which("tmux") != nil, "tmux is missing")
+        let env = "SPARC_RUNTIME_DIR=\(runtime) SPARC_STATE_DIR=\(runtime)-state"
+        func capture(_ prefix: String) throws -> String {
+            _ = try tmux(["new-session", "-d", "-s", session, "-x", "100", "-y", "24", "\(prefix) \(env) \(sparc.binary) tui --name \(vm)"])
+            defer { _ = try? tmux(["kill-session", "-t", session]) }
+            try waitFor("COMMAND")
+            return try tmux(["capture-pane", "-e", "-p", "-t", session])
+        }
+        // The test runner's environment may carry NO_COLOR itself (tmux passes it on).
+        let coloured = try capture("env -u NO_COLOR")
+        let plain = try capture("env NO_COLOR=1")
+        let colourCode = try NSRegularExpression(pattern: "\u{1B}\\[[0-9;]*(3[0-7]|4[0-7]|38;5|48;5)[0-9;]*m")
+        func hasColour(_ s: String) -> Bool { colourCode.firstMatch(in: s, range: NSRange(s.startIndex..., in: s)) != nil }
+        XCTAssertTrue(hasColour(coloured), "colours expected without NO_COLOR: \(coloured.debugDescription.prefix(300))")
+        XCTAssertFalse(hasColour(plain), "NO_COLOR=1 must draw without colours:\n\(plain.debugDescription.prefix(400))")
+        XCTAssertTrue(plain.contains("COMMAND"))
+    }
 }

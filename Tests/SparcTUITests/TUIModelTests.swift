@@ -182,3 +182,32 @@ final class MouseTests: XCTestCase {
         XCTAssertEqual(q.click(row: 23, column: start + 1, height: 24), .quit)
     }
 }
+
+final class HelpQuitFileTests: XCTestCase {
+    func testHelpFollowsTheScreenQuitAsksAndAnyFileSearch() {
+        var m = TUIModel(vmName: "v", bundleDirectory: "/b")
+        _ = m.handle(.function(4))
+        _ = m.handle(.function(1))
+        var buffer = CellBuffer(width: 100, height: 30)
+        m.render(into: &buffer)
+        XCTAssertTrue(buffer.text.contains("Terminals — keys"), buffer.text)
+        XCTAssertTrue(buffer.text.contains("Every screen"))
+        XCTAssertFalse(buffer.text.contains("Processes — keys"))
+        _ = m.handle(.escape)
+
+        m.busy = "checkpoint: copying memory"
+        XCTAssertEqual(m.handle(.char("q")), .none, "quitting while work runs asks first")
+        XCTAssertEqual(m.confirm?.effect, .forceQuit)
+        XCTAssertEqual(m.handle(.enter), .none, "default No")
+        m.busy = nil
+        XCTAssertEqual(m.handle(.char("q")), .quit)
+
+        var f = TUIModel(vmName: "v", bundleDirectory: "/b")
+        _ = f.handle(.function(6))
+        _ = f.handle(.char("o"))
+        for ch in "/var/dump.raw" { _ = f.handle(.char(ch)) }
+        _ = f.handle(.enter)
+        for ch in "key" { _ = f.handle(.char(ch)) }
+        XCTAssertEqual(f.handle(.enter), .search(pattern: "key", bundle: "/var/dump.raw", encodings: [.ascii, .utf16le], ignoreCase: false))
+    }
+}
