@@ -71,6 +71,8 @@ public struct TUIModel {
     /// Search options, toggled in the search prompt: F5 cycles encodings, F6 case.
     public var searchEncodings: [SearchEncoding] = [.ascii, .utf16le]
     public var searchIgnoreCase = false
+    /// Set when a search started in the hex view: the next hit at or after it opens.
+    public var searchFrom: UInt64?
     static let encodingChoices: [[SearchEncoding]] = [[.ascii, .utf16le], SearchEncoding.allCases, [.ascii], [.utf16le]]
     public var help = false
     public var readonly: Bool
@@ -224,6 +226,21 @@ public struct TUIModel {
     /// Rows of bytes the hex view shows on a screen of `height` lines.
     public static func hexBytes(height: Int) -> Int { max(1, height - 4) * HexRow.width }
 
+    /// Takes a search's hits; after a search from the hex view, opens the next hit there.
+    public mutating func receiveHits(_ found: [SearchHit]) -> Effect {
+        hits = found
+        hitIndex = 0
+        guard let from = searchFrom else { return .none }
+        searchFrom = nil
+        guard let next = found.firstIndex(where: { $0.offset >= from }) else {
+            status = "no hit after offset 0x\(String(from, radix: 16))"
+            return .none
+        }
+        hitIndex = next
+        tab = .bundles
+        return handleHits(.enter) ?? .none
+    }
+
     mutating func handleHits(_ key: Key) -> Effect? {
         switch key {
         case .escape:
@@ -262,6 +279,10 @@ public struct TUIModel {
         case .home: page.offset = 0
         case .char("g"):
             prompt = ("Go to offset (0x… hex or decimal)", "", "hex:")
+            return .none
+        case .char("/"), .function(3):
+            searchFrom = page.offset
+            prompt = ("Search from here for", "", page.path)
             return .none
         default: return .none
         }
@@ -387,7 +408,8 @@ public struct TUIModel {
             own = hits.isEmpty
                 ? ["Bundles — keys", "  Up/Down, j/k  move", "  Enter, F3 search the bundle (prompt: F5 encodings, F6 case)",
                    "  o         search any file by path", "  F7, R     restore wizard (asks first; default No)"]
-                : ["Search hits — keys", "  n/N, Up/Down  step through the hits", "  Enter     hex view at the hit (PgUp/PgDn, g goes to an offset)", "  Esc       back to the bundles"]
+                : ["Search hits — keys", "  n/N, Up/Down  step through the hits", "  Enter     hex view at the hit (PgUp/PgDn, g goes to an offset,",
+                   "            / or F3 searches from there)", "  Esc       back to the bundles"]
         }
         return own + [""] + ProcessScreenHelp.commonKeys
     }
@@ -396,7 +418,7 @@ public struct TUIModel {
     public var functionKeys: [(String, String)] {
         if help { return [("Esc", "Close")] }
         if confirm != nil { return [("y", "Yes"), ("n", "No"), ("Tab", "Switch")] }
-        if hex != nil { return [("PgUp", "Up"), ("PgDn", "Down"), ("g", "Goto"), ("Esc", "Back"), ("F10", "Quit")] }
+        if hex != nil { return [("PgUp", "Up"), ("PgDn", "Down"), ("g", "Goto"), ("F3", "Search"), ("Esc", "Back"), ("F10", "Quit")] }
         switch tab {
         case .processes: return processes.functionKeys
         case .terminals: return [("F1", "Help"), ("Spc", "Tag"), ("U", "Untag"), ("F8", "Checkpt"), ("Tab", "Next"), ("F10", "Quit")]

@@ -186,8 +186,8 @@ public final class TerminalUI {
             model.busy = w.busy
             if let hits = foundHits.value {
                 foundHits.value = nil
-                model.hits = hits
-                model.hitIndex = 0
+                let effect = model.receiveHits(hits)
+                if effect != .none { start(effect) }
             }
             if let result = w.result {
                 model.status = result

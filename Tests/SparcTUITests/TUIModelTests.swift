@@ -211,3 +211,20 @@ final class HelpQuitFileTests: XCTestCase {
         XCTAssertEqual(f.handle(.enter), .search(pattern: "key", bundle: "/var/dump.raw", encodings: [.ascii, .utf16le], ignoreCase: false))
     }
 }
+
+final class SearchFromHereTests: XCTestCase {
+    func testSearchFromTheHexViewOpensTheNextHit() {
+        var m = TUIModel(vmName: "v", bundleDirectory: "/b")
+        m.tab = .bundles
+        m.hex = HexPage(path: "/b/a.sparc/memory.img", title: "t", offset: 0x5000, highlight: nil, addressBase: 0)
+        _ = m.handle(.char("/"))
+        for ch in "key" { _ = m.handle(.char(ch)) }
+        XCTAssertEqual(m.handle(.enter), .search(pattern: "key", bundle: "/b/a.sparc/memory.img", encodings: [.ascii, .utf16le], ignoreCase: false))
+        let hits = [0x100, 0x6000, 0x9000].map {
+            SearchHit(file: "/b/a.sparc/memory.img", offset: UInt64($0), length: 3, encoding: "ascii", address: nil, context: "key", owner: nil)
+        }
+        XCTAssertEqual(m.receiveHits(hits), .loadHex(path: "/b/a.sparc/memory.img", offset: 0x6000 - 64))
+        XCTAssertEqual(m.hitIndex, 1)
+        XCTAssertEqual(m.hex?.highlight, 0x6000..<0x6003)
+    }
+}
