@@ -40,7 +40,7 @@ let package = Package(
             name: "sparc-bench", dependencies: ["SparcEngine", "Hypervisor", "SnapshotModel", "GuestQuery"]),
         .testTarget(name: "SparcSupportTests", dependencies: ["SparcSupport"]),
         .testTarget(name: "SnapshotModelTests", dependencies: ["SnapshotModel"]),
-        .testTarget(name: "GuestQueryTests", dependencies: ["GuestQuery"]),
+        .testTarget(name: "GuestQueryTests", dependencies: ["GuestQuery", "SparcSupport"]),
         .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor"]),
         .testTarget(name: "HexViewTests", dependencies: ["HexView", "SparcSupport"]),
         .testTarget(name: "SparcTUITests", dependencies: ["SparcTUI", "HexView"]),

@@ -66,14 +66,8 @@ public enum SparseImage {
         madvise(map, Int(size), MADV_SEQUENTIAL)
         nonisolated(unsafe) let base = UnsafeRawPointer(map)
 
-        let dst = open(destination, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard dst >= 0 else { throw SparcError.posix("cannot create", destination) }
-        var ok = false
-        defer {
-            close(dst)
-            if !ok { unlink(destination) }
-        }
-        guard ftruncate(dst, off_t(size)) == 0 else { throw SparcError.posix("cannot size", destination) }
+        let output = try NewFile(destination, size: size)
+        let dst = output.fd
 
         let excluded = normalize(excluding, size: size)
         // Hash the image as it will read back: RAM with excluded ranges as zeros.
@@ -148,7 +142,7 @@ public enum SparseImage {
         group.wait()
         if let writeError { throw writeError }
         progress?(size, size)
-        ok = true
+        output.keep()
         return SparseCopyStats(
             bytes: size, dataBytes: dataBytes, zeroBytes: zeroBytes, excludedBytes: excludedBytes, sha256: digest.value)
     }
@@ -168,14 +162,8 @@ public enum SparseImage {
         guard size == expectedSize else {
             throw SparcError("memory image is \(size) bytes, the manifest says \(expectedSize): bundle is damaged")
         }
-        let dst = open(destination, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard dst >= 0 else { throw SparcError.posix("cannot create", destination) }
-        var ok = false
-        defer {
-            close(dst)
-            if !ok { unlink(destination) }
-        }
-        guard ftruncate(dst, off_t(size)) == 0 else { throw SparcError.posix("cannot size", destination) }
+        let output = try NewFile(destination, size: size)
+        let dst = output.fd
 
         let hashed = SharedBox<Result<String, Error>>(.success(""))
         let group = DispatchGroup()
@@ -220,6 +208,36 @@ public enum SparseImage {
         guard try hashed.value.get() == expectedSHA256 else {
             throw SparcError("memory image does not match its digest in the manifest: bundle is damaged or tampered")
         }
-        ok = true
+        output.keep()
+    }
+}
+
+/// A new file of a given size that is removed again unless `keep()` is called, so a failed
+/// copy leaves nothing behind.
+final class NewFile {
+    let fd: Int32
+    let path: String
+    private var kept = false
+
+    init(_ path: String, size: Int64) throws {
+        // Fail before any property is set: a throwing init of a fully set object runs deinit,
+        // which would remove a file that was there before.
+        let fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw SparcError.posix("cannot create", path) }
+        guard ftruncate(fd, off_t(size)) == 0 else {
+            let error = SparcError.posix("cannot size", path)
+            close(fd)
+            unlink(path)
+            throw error
+        }
+        self.fd = fd
+        self.path = path
+    }
+
+    func keep() { kept = true }
+
+    deinit {
+        close(fd)
+        if !kept { unlink(path) }
     }
 }

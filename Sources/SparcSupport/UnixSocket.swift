@@ -21,8 +21,7 @@ public final class UnixSocket {
 
     deinit { close() }
 
-    /// Connects to the socket at `path`, failing with a clear error when nobody listens.
-    public static func connect(to path: String) throws -> UnixSocket {
+    static func address(_ path: String) throws -> sockaddr_un {
         var addr = sockaddr_un()
         addr.sun_family = sa_family_t(AF_UNIX)
         let bytes = Array(path.utf8)
@@ -32,6 +31,28 @@ public final class UnixSocket {
             raw.copyBytes(from: bytes)
             raw[bytes.count] = 0
         }
+        return addr
+    }
+
+    /// Binds and listens on `path`; returns the listening descriptor (used by test peers).
+    public static func listen(at path: String, backlog: Int32 = 4) throws -> Int32 {
+        var addr = try address(path)
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw SparcError.posix("socket") }
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard rc == 0, Glibc.listen(fd, backlog) == 0 else {
+            let code = errno
+            Glibc.close(fd)
+            throw SparcError.posix("cannot listen on", path, errno: code)
+        }
+        return fd
+    }
+
+    /// Connects to the socket at `path`, failing with a clear error when nobody listens.
+    public static func connect(to path: String) throws -> UnixSocket {
+        var addr = try address(path)
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw SparcError.posix("socket") }
         let rc = withUnsafePointer(to: &addr) {

@@ -1,4 +1,5 @@
 import Foundation
+import SparcSupport
 import XCTest
 
 @testable import GuestQuery
@@ -55,18 +56,7 @@ final class FakeAgent {
     let listener: Int32
     init(reply: @escaping (AgentRequest) -> [Data]) throws {
         path = NSTemporaryDirectory() + "fake-agent-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock"
-        listener = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
-            raw.copyBytes(from: Array(path.utf8))
-            raw[path.utf8.count] = 0
-        }
-        let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        XCTAssertEqual(rc, 0)
-        listen(listener, 4)
+        listener = try UnixSocket.listen(at: path)
         let fd = listener
         Thread.detachNewThread {
             while true {

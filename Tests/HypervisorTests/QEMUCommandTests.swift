@@ -75,19 +75,8 @@ final class QEMUCommandTests: XCTestCase {
 final class FakeQMP {
     let path = NSTemporaryDirectory() + "fake-qmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock"
     let listener: Int32
-    init(script: @escaping (String) -> [String]) {
-        listener = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        let p = path
-        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
-            raw.copyBytes(from: Array(p.utf8))
-            raw[p.utf8.count] = 0
-        }
-        _ = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        listen(listener, 1)
+    init(script: @escaping (String) -> [String]) throws {
+        listener = try UnixSocket.listen(at: path, backlog: 1)
         let fd = listener
         Thread.detachNewThread {
             let c = accept(fd, nil, nil)
@@ -116,7 +105,7 @@ final class FakeQMP {
 
 final class QMPClientTests: XCTestCase {
     func testHandshakeEventsAndErrors() throws {
-        let server = FakeQMP { line in
+        let server = try FakeQMP { line in
             if line.contains("qmp_capabilities") { return [#"{"return": {}}"#] }
             if line.contains("query-status") {
                 return [#"{"timestamp": {"seconds": 1, "microseconds": 2}, "event": "STOP"}"#, #"{"return": {"status": "paused", "running": false}}"#]
@@ -134,7 +123,7 @@ final class QMPClientTests: XCTestCase {
 
     func testMigrationFailureCarriesQEMUsReason() throws {
         var polls = 0
-        let server = FakeQMP { line in
+        let server = try FakeQMP { line in
             if line.contains("qmp_capabilities") { return [#"{"return": {}}"#] }
             polls += 1
             return polls < 3 ? [#"{"return": {"status": "active"}}"#] : [#"{"return": {"status": "failed", "error-desc": "Unable to write to command"}}"#]
