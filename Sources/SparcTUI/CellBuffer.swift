@@ -1,7 +1,11 @@
 /// A grid of characters with styles: screens draw here, the curses driver copies it out,
 /// and tests read it as text.
 public struct CellBuffer: Equatable {
-    public enum Style: Equatable, Sendable { case normal, header, selected, status, key, dim, tagged }
+    public enum Style: Equatable, Sendable {
+        case normal, header, selected, status, key, dim, tagged
+        /// Hex view byte categories (HexView.ByteCategory), each with its own colour.
+        case byteNull, bytePrintable, byteWhitespace, byteOtherASCII, byteNonASCII, byteHit
+    }
     public struct Cell: Equatable {
         public var character: Character = " "
         public var style: Style = .normal
@@ -35,6 +39,12 @@ public struct CellBuffer: Equatable {
     }
 
     public func cell(row: Int, column: Int) -> Cell { cells[row * width + column] }
+
+    /// Changes the style of one cell, keeping its character.
+    public mutating func recolor(row: Int, column: Int, style: Style) {
+        guard row >= 0, row < height, column >= 0, column < width else { return }
+        cells[row * width + column].style = style
+    }
 
     /// The row as plain text (trailing spaces trimmed).
     public func line(_ row: Int) -> String {

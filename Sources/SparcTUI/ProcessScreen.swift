@@ -104,7 +104,12 @@ public struct ProcessScreen {
         let w = buffer.width
         let along = broughtAlong
         var title = " sparc — \(vmName) — \(processes.count) processes"
-        if !tagged.isEmpty { title += " — \(tagged.count) tagged, +\(along.count) along" }
+        if !tagged.isEmpty {
+            title += " — \(tagged.count) tagged, +\(along.count) along"
+            // With scope all a process's terminal buffers go too.
+            let ttys = Set(processes.filter { tagged.contains($0.pid) }.compactMap(\.tty)).sorted()
+            if !ttys.isEmpty { title += ", tty buffers of \(ttys.joined(separator: ","))" }
+        }
         if !filter.isEmpty { title += " — filter: \(filter)" }
         buffer.put(title, row: 0, style: .header, fill: w)
         buffer.put("  " + Self.row("PID", "PPID", "USER", "S", "TTY", "RSS", "COMMAND"), row: 1, style: .dim, fill: w)

@@ -473,6 +473,16 @@ public struct TUIModel {
         return .none
     }
 
+    static func style(_ category: ByteCategory) -> CellBuffer.Style {
+        switch category {
+        case .null: return .byteNull
+        case .printable: return .bytePrintable
+        case .whitespace: return .byteWhitespace
+        case .otherASCII: return .byteOtherASCII
+        case .nonASCII: return .byteNonASCII
+        }
+    }
+
     /// The phases of a checkpoint, in order, as the engine reports them.
     static let checkpointPhases = ["freez", "recording page owners", "saving device state", "copying memory", "thawing", "saving disk", "hashing", "writing manifest"]
 
@@ -503,14 +513,22 @@ public struct TUIModel {
         let w = buffer.width
         buffer.put(" " + page.title, row: 0, style: .header, fill: w)
         let printer = HexPrinter(color: false, address: page.addressBase.map { base in { base &+ $0 } }, highlight: page.highlight)
-        let rows = HexRow.rows(page.data, offset: page.offset, squeeze: true)
+        // Squeezing could fold the hit's row away: with a hit on the page, every row shows.
+        let rows = HexRow.rows(page.data, offset: page.offset, squeeze: page.highlight == nil)
         for (i, row) in rows.enumerated() where i + 1 < buffer.height - 2 {
             let line = printer.line(row)
-            var hit = false
-            if case .bytes(let off, let data) = row, let h = page.highlight {
-                hit = h.overlaps(off..<off + UInt64(data.count))
+            buffer.put(line, row: 1 + i, style: .normal, fill: w)
+            // Colour each byte's hex pair and character by its category (the hit in reverse).
+            guard case .bytes(let off, let data) = row else { continue }
+            let hexStart = printer.address == nil ? 10 : 21
+            let charStart = hexStart + HexRow.width * 3 + 1 + 2
+            for (j, b) in data.enumerated() {
+                let hit = page.highlight?.contains(off + UInt64(j)) ?? false
+                let style = hit ? CellBuffer.Style.byteHit : Self.style(ByteCategory(b))
+                let col = hexStart + j * 3 + (j >= 8 ? 1 : 0)
+                for c in col..<col + 2 where c < w { buffer.recolor(row: 1 + i, column: c, style: style) }
+                if charStart + j < w { buffer.recolor(row: 1 + i, column: charStart + j, style: style) }
             }
-            buffer.put(line, row: 1 + i, style: hit ? .tagged : .normal, fill: w)
         }
         FunctionBar.render(functionKeys, into: &buffer)
     }

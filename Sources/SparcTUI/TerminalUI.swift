@@ -67,7 +67,9 @@ public final class TerminalUI {
                     let r = try manager.checkpoint(
                         name: vm, output: output, exclusion: request.isEmpty ? nil : request, cancel: cancel,
                         progress: { work.value = ("checkpoint: \($0)", nil) })
-                    let excluded = r.exclusion.isEmpty ? "" : ", \(r.exclusion.bytes >> 10) KiB excluded, \(r.exclusion.keptSharedPages) kept-shared pages, \(r.exclusion.warnings.count) warning(s)"
+                    let kinds = r.exclusion.bytesByKind.filter { $0.value > 0 }.sorted { $0.key < $1.key }
+                        .map { "\($0.key) \($0.value >> 10) KiB" }.joined(separator: ", ")
+                    let excluded = r.exclusion.isEmpty ? "" : "; excluded \(kinds); \(r.exclusion.keptSharedPages) kept-shared pages, \(r.exclusion.warnings.count) warning(s)"
                     work.value = (nil, "saved \(r.bundle) in \(String(format: "%.1f", r.total)) s\(excluded)")
                 } catch {
                     work.value = (nil, "checkpoint failed: \(error)")
@@ -166,6 +168,13 @@ public final class TerminalUI {
             init_pair(1, Int16(COLOR_BLACK), Int16(COLOR_CYAN))
             init_pair(2, Int16(COLOR_BLACK), Int16(COLOR_GREEN))
             init_pair(3, Int16(COLOR_YELLOW), -1)
+            // Byte categories, hexyl's palette: NUL grey, printable cyan, whitespace green,
+            // other ASCII magenta, non-ASCII yellow.
+            init_pair(4, Int16(COLOR_BLACK + 8 < 16 && COLORS >= 16 ? COLOR_BLACK + 8 : COLOR_WHITE), -1)
+            init_pair(5, Int16(COLOR_CYAN), -1)
+            init_pair(6, Int16(COLOR_GREEN), -1)
+            init_pair(7, Int16(COLOR_MAGENTA), -1)
+            init_pair(8, Int16(COLOR_YELLOW), -1)
         }
         mousemask(sparc_all_mouse_events(), nil)
         timeout(200)
@@ -251,6 +260,12 @@ public final class TerminalUI {
         case .key: return sparc_a_bold()
         case .dim: return sparc_a_bold()
         case .tagged: return color ? sparc_color_pair(3) | sparc_a_bold() : sparc_a_bold()
+        case .byteNull: return color ? sparc_color_pair(4) | sparc_a_dim() : sparc_a_dim()
+        case .bytePrintable: return color ? sparc_color_pair(5) : 0
+        case .byteWhitespace: return color ? sparc_color_pair(6) : 0
+        case .byteOtherASCII: return color ? sparc_color_pair(7) : 0
+        case .byteNonASCII: return color ? sparc_color_pair(8) : 0
+        case .byteHit: return sparc_a_reverse() | sparc_a_bold()
         }
     }
 

@@ -122,11 +122,13 @@ final class HitsAndHexTests: XCTestCase {
         XCTAssertEqual(m.hitIndex, 1)
         _ = m.handle(.char("N"))
         XCTAssertEqual(m.handle(.enter), .loadHex(path: "/b/a.sparc/memory.img", offset: 0x1230 - 64))
-        m.hex?.data = Array(repeating: 0x41, count: 256)
+        m.hex?.data = (0..<256).map { UInt8(0x41 + $0 % 26) }
         buffer = CellBuffer(width: 100, height: 24)
         m.render(into: &buffer)
         XCTAssertTrue(buffer.line(0).contains("hit 1/2"))
         XCTAssertTrue(buffer.text.contains("000011f0  0000011f0"), buffer.text)
+        XCTAssertEqual(buffer.cell(row: 1, column: 21).style, .bytePrintable, "bytes coloured by category")
+        XCTAssertEqual(buffer.cell(row: 5, column: 21 + 4 * 3).style, .byteHit, "the hit at 0x1234 stands out")
         XCTAssertEqual(m.handle(.pageDown), .loadHex(path: "/b/a.sparc/memory.img", offset: 0x11f0 + 256))
         _ = m.handle(.char("g"))
         for ch in "0x2005" { _ = m.handle(.char(ch)) }
