@@ -177,9 +177,13 @@ public struct FileSearcher {
             if cancel?.isCancelled == true { return }
             let b = blocks[i]
             let found = Self.scan(base + b.start, length: b.end - b.start, limit: b.limit - b.start, query: query, maxHits: maxHits)
-            results.value[i] = found.map { ($0.0 + b.start, $0.1, $0.2) }
-            done.value += Int64(b.limit - b.start)
-            progress?(done.value, total)
+            let shifted = found.map { ($0.0 + b.start, $0.1, $0.2) }
+            results.mutate { $0[i] = shifted }
+            let sofar = done.mutate { d -> Int64 in
+                d += Int64(b.limit - b.start)
+                return d
+            }
+            progress?(sofar, total)
         }
         if cancel?.isCancelled == true { throw SparcError("search cancelled") }
         // Overlapping regions (a data extent extended into the next) can report a hit twice.

@@ -45,7 +45,7 @@ public final class BundleWriter {
                 guard let size = FileSystem.size(path) else { throw SparcError.posix("cannot stat", path) }
                 return Manifest.FileEntry(name: name, size: size, sha256: try known[name] ?? SHA256Hasher.hex(ofFile: path))
             }
-            results.value[i] = entry
+            results.mutate { $0[i] = entry }
         }
         return try results.value.map { try $0!.get() }
     }
@@ -137,7 +137,7 @@ public struct BundleReader {
                     problem = Problem(file: entry.name, reason: "\(error)")
                 }
             }
-            if let problem { found.value.append(problem) }
+            if let problem { found.mutate { $0.append(problem) } }
         }
         problems += found.value
         return problems.sorted { $0.file < $1.file }

@@ -211,10 +211,16 @@ public final class SharedBox<T>: @unchecked Sendable {
     private let lock = Lock()
     private var stored: T
     public init(_ value: T) { stored = value }
+    /// Reads or replaces the whole value. A read-modify-write (`box.value[i] = x`,
+    /// `box.value += 1`) is two steps and races: use `mutate` for those.
     public var value: T {
         get { lock.withLock { stored } }
         set { lock.withLock { stored = newValue } }
     }
+
+    /// Changes the value in place under the lock.
+    @discardableResult
+    public func mutate<R>(_ body: (inout T) -> R) -> R { lock.withLock { body(&stored) } }
 }
 
 /// A flag another thread raises to stop long work at its next safe point.

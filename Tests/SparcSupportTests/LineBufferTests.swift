@@ -84,3 +84,11 @@ final class FileSystemTests: XCTestCase {
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir), ["f"])
     }
 }
+
+final class SharedBoxTests: XCTestCase {
+    func testConcurrentMutationsAreNotLost() {
+        let box = SharedBox([Int](repeating: 0, count: 64))
+        DispatchQueue.concurrentPerform(iterations: 64 * 50) { i in box.mutate { $0[i % 64] += 1 } }
+        XCTAssertEqual(box.value, [Int](repeating: 50, count: 64))
+    }
+}
