@@ -154,12 +154,6 @@ public struct Manifest: Codable, Equatable, Sendable {
         return f.string(from: date)
     }
 
-    public var createdDate: Date? {
-        let f = ISO8601DateFormatter()
-        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return f.date(from: createdAt)
-    }
-
     public func file(named name: String) -> FileEntry? { files.first { $0.name == name } }
 
     /// Encodes with the self-digest filled in: any changed byte of the file is detected.

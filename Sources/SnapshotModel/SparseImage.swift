@@ -34,17 +34,11 @@ public enum SparseImage {
 
     /// Normalises byte ranges: sorted, clipped to `size`, overlaps merged.
     public static func normalize(_ ranges: [Range<Int64>], size: Int64) -> [Range<Int64>] {
-        var out: [Range<Int64>] = []
-        for r in ranges.map({ max(0, $0.lowerBound)..<min(size, $0.upperBound) }).filter({ !$0.isEmpty })
-            .sorted(by: { $0.lowerBound < $1.lowerBound })
-        {
-            if let last = out.last, r.lowerBound <= last.upperBound {
-                out[out.count - 1] = last.lowerBound..<max(last.upperBound, r.upperBound)
-            } else {
-                out.append(r)
-            }
-        }
-        return out
+        mergedRanges(ranges.compactMap { r in
+            let lo = max(0, r.lowerBound)
+            let hi = min(size, r.upperBound)
+            return lo < hi ? lo..<hi : nil
+        })
     }
 
     /// Writes the RAM file at `source` to a new sparse file at `destination`, leaving

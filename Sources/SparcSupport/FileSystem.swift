@@ -231,3 +231,16 @@ public final class Cancellation: @unchecked Sendable {
     public func cancel() { lock.withLock { flag = true } }
     public var isCancelled: Bool { lock.withLock { flag } }
 }
+
+/// Sorts ranges and merges those that overlap or touch.
+public func mergedRanges<T: Comparable>(_ ranges: [Range<T>]) -> [Range<T>] {
+    var out: [Range<T>] = []
+    for r in ranges.sorted(by: { $0.lowerBound < $1.lowerBound }) where !r.isEmpty {
+        if let last = out.last, r.lowerBound <= last.upperBound {
+            out[out.count - 1] = last.lowerBound..<max(last.upperBound, r.upperBound)
+        } else {
+            out.append(r)
+        }
+    }
+    return out
+}

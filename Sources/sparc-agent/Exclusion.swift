@@ -166,24 +166,6 @@ final class ExclusionCollector {
         return table
     }
 
-    /// Reads a whole /proc/kpage* file (one UInt64 per frame) straight into an array.
-    static func readFrameTable(_ path: String) throws -> [UInt64] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw AgentFailure(.failed, "cannot read \(path): \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        var table = [UInt64](repeating: 0, count: Int(sysconf(Int32(_SC_PHYS_PAGES))) + (1 << 16))
-        var filled = 0
-        while true {
-            if filled == table.count { table += [UInt64](repeating: 0, count: table.count / 2) }
-            let n = table.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + filled * 8, ($0.count - filled * 8), off_t(filled * 8)) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { break }
-            filled += n / 8
-        }
-        table.removeLast(table.count - filled)
-        return table
-    }
-
     /// One past the highest frame number: the end of the last zone in /proc/zoneinfo.
     static func frameCount() -> Int {
         var end = 0
@@ -459,18 +441,6 @@ final class ExclusionCollector {
 
     // MARK: -
 
-    static func merge(_ rs: [Range<UInt64>]) -> [Range<UInt64>] {
-        var out: [Range<UInt64>] = []
-        for r in rs.sorted(by: { $0.lowerBound < $1.lowerBound }) where !r.isEmpty {
-            if let last = out.last, r.lowerBound <= last.upperBound {
-                out[out.count - 1] = last.lowerBound..<max(last.upperBound, r.upperBound)
-            } else {
-                out.append(r)
-            }
-        }
-        return out
-    }
-
     func run(frozen: Bool) throws -> ExclusionPlan {
         let began = Date()
         guard !request.isEmpty else { throw AgentFailure(.invalidArgument, "nothing to exclude") }
@@ -518,7 +488,7 @@ final class ExclusionCollector {
             bytes[kind.rawValue] = total
         }
         for kind in [ExcludedKind.pipe, .socket, .tty, .kstack] {
-            let merged = Self.merge(byteRanges[kind] ?? [])
+            let merged = mergedRanges(byteRanges[kind] ?? [])
             bytes[kind.rawValue] = merged.reduce(0) { $0 + ($1.upperBound - $1.lowerBound) }
             out += merged.map { ExcludedRange(start: $0.lowerBound, length: $0.upperBound - $0.lowerBound, kind: kind) }
         }

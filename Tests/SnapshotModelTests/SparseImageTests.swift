@@ -53,6 +53,7 @@ final class SparseImageTests: ScratchTestCase {
     func testNormalizeMergesAndClips() {
         XCTAssertEqual(SparseImage.normalize([10..<20, 0..<5, 15..<30, 90..<200], size: 100), [0..<5, 10..<30, 90..<100])
         XCTAssertEqual(SparseImage.normalize([5..<5], size: 10), [])
+        XCTAssertEqual(SparseImage.normalize([150..<200, 3..<4, 4..<6], size: 100), [3..<6], "beyond the end is dropped, touching ranges merge")
     }
 
     func testLoadRoundTripsAndRefusesWrongDigest() throws {
