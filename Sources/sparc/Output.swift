@@ -1,0 +1,71 @@
+import ArgumentParser
+import Foundation
+import GuestQuery
+import HexView
+import Hypervisor
+import SnapshotModel
+import SparcEngine
+import SparcSupport
+import SparcTUI
+
+/// Options every command that talks to one VM shares.
+struct VMOptions: ParsableArguments {
+    @Option(name: .long, help: "The VM to act on.")
+    var name: String = "default"
+
+    @Option(name: .long, help: "Seconds to wait for the guest agent to answer.")
+    var timeout: Double = 10
+
+    func manager() -> VMManager { VMManager(agentTimeout: timeout) }
+}
+
+/// Prints progress on one line of stderr when stderr is a terminal; silent otherwise.
+func progressPrinter() -> ((String) -> Void)? {
+    guard isatty(2) == 1 else { return nil }
+    return { message in
+        let line = "\r\u{1B}[K" + message
+        FileHandle.standardError.write(Data(line.utf8))
+    }
+}
+
+func endProgress() {
+    if isatty(2) == 1 { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+}
+
+/// Writes to stdout; a closed pipe (`| head`) ends the command quietly, as with other tools.
+func writeOut(_ data: Data) {
+    data.withUnsafeBytes { raw in
+        var off = 0
+        while off < raw.count {
+            let n = write(1, raw.baseAddress! + off, raw.count - off)
+            if n < 0 {
+                if errno == EINTR { continue }
+                exit(errno == EPIPE ? 0 : 2)
+            }
+            off += n
+        }
+    }
+}
+
+func printJSON<T: Encodable>(_ value: T) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    print(String(decoding: try encoder.encode(value), as: UTF8.self))
+}
+
+func formatBytes(_ n: Int64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+    var v = Double(n)
+    var i = 0
+    while v >= 1024 && i < units.count - 1 {
+        v /= 1024
+        i += 1
+    }
+    return i == 0 ? "\(n) B" : String(format: "%.1f %@", v, units[i])
+}
+
+func pad(_ s: String, _ width: Int, right: Bool = false) -> String {
+    if s.count >= width { return s + " " }
+    let fill = String(repeating: " ", count: width - s.count)
+    return right ? fill + s + " " : s + fill
+}

@@ -1,0 +1,71 @@
+import ArgumentParser
+import Foundation
+import GuestQuery
+import HexView
+import Hypervisor
+import SnapshotModel
+import SparcEngine
+import SparcSupport
+import SparcTUI
+
+struct Checkpoint: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Save a running VM into a new bundle directory, optionally leaving processes out.",
+        discussion: """
+            The guest is frozen and paused while device state and RAM are saved, then runs on \
+            (unless --stop). The bundle appears under its name only when complete.
+
+            Exclusion: --exclude-pid, --exclude-name and --exclude-tty (each repeatable) name what \
+            must not reach disk. A process brings its descendants; a terminal brings every process \
+            on it, and for a pty the process holding its master (the terminal program). With \
+            --scope all (the default) the kernel memory carrying their data is left out too: page \
+            cache of their files, pipe and socket buffers, terminal buffers, unused kernel stack; \
+            --scope user leaves out only the processes' own pages. Pages another process also maps \
+            (shared libraries) are kept and counted. On restore the excluded processes are killed \
+            before the guest runs on.
+            Examples:
+              sparc checkpoint -o before-upgrade.sparc
+              sparc checkpoint -o clean.sparc --exclude-name gpg-agent --exclude-tty pts/0
+            """)
+    @OptionGroup var vm: VMOptions
+    @Option(name: [.short, .customLong("output")], help: "Bundle directory to create (must not exist).")
+    var output: String
+    @Flag(help: "Stop the VM after saving instead of letting it run on.") var stop = false
+    @Option(name: .customLong("exclude-pid"), help: ArgumentHelp("Leave out this process and its descendants.", valueName: "pid"))
+    var excludePid: [Int32] = []
+    @Option(name: .customLong("exclude-name"), help: ArgumentHelp("Leave out processes with this command name.", valueName: "name"))
+    var excludeName: [String] = []
+    @Option(name: .customLong("exclude-tty"), help: ArgumentHelp("Leave out a terminal (ttyS0, pts/1) and everything on it.", valueName: "tty"))
+    var excludeTTY: [String] = []
+    @Option(help: "user: only the processes' own pages; all: also the kernel buffers carrying their data.")
+    var scope: String = "all"
+    @Flag(help: "Also leave out pages of files on memory-only file systems (tmpfs); they are removed at restore.")
+    var excludeMemoryFiles = false
+    @Flag(help: "Print the report as JSON.") var json = false
+
+    func run() throws {
+        guard let scope = ExclusionScope(rawValue: scope) else { throw SparcError("--scope must be user or all (got '\(self.scope)')") }
+        let request = ExclusionRequest(pids: excludePid, names: excludeName, ttys: excludeTTY, scope: scope, excludeMemoryFiles: excludeMemoryFiles)
+        let report = try vm.manager().checkpoint(
+            name: vm.name, output: output, stopAfter: stop, exclusion: request.isEmpty ? nil : request, progress: progressPrinter())
+        endProgress()
+        if json { return try printJSON(report) }
+        print("checkpoint saved: \(report.bundle)")
+        print(
+            "  memory \(formatBytes(report.memoryBytes)) (\(formatBytes(report.memoryDataBytes)) data), devices \(formatBytes(report.devicesBytes))"
+                + (report.diskBytes.map { ", disk \(formatBytes($0))" } ?? ""))
+        let ex = report.exclusion
+        if !ex.isEmpty {
+            print("  excluded (scope \(ex.scope ?? "all")): \(formatBytes(ex.bytes)) in \(ex.ranges) ranges, collected in \(String(format: "%.0f", ex.collectMilliseconds)) ms")
+            for p in ex.processes { print("    pid \(p.pid) \(p.command)  [\(p.reason)]") }
+            let kinds = ExcludedKind.allCases.compactMap { k -> String? in
+                guard let b = ex.bytesByKind[k.rawValue], b > 0 else { return nil }
+                return "\(k.rawValue) \(formatBytes(Int64(b)))"
+            }
+            if !kinds.isEmpty { print("    " + kinds.joined(separator: ", ")) }
+            print("    kept-shared pages: \(ex.keptSharedPages)")
+            for w in ex.warnings { print("    warning: \(w)") }
+        }
+        print(String(format: "  guest paused %.2f s, total %.2f s%@", report.downtime, report.total, report.stopped ? ", VM stopped" : ""))
+    }
+}

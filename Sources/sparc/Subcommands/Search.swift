@@ -1,0 +1,78 @@
+import ArgumentParser
+import Foundation
+import GuestQuery
+import HexView
+import Hypervisor
+import SnapshotModel
+import SparcEngine
+import SparcSupport
+import SparcTUI
+
+struct Search: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Search bundles (every file) or any files for a pattern, and say whose memory each hit is in.",
+        discussion: """
+            PATH is a bundle directory or any file (raw memory dump, VM save file, disk image). By \
+            default a text is searched as ASCII and UTF-16LE. Hits in a bundle's memory image show \
+            the guest-physical address and the owner recorded at checkpoint time (pid, command and \
+            mapping, or the kind of kernel memory, or free).
+            Exit status: 0 found, 1 not found, 2 error (as grep).
+            Examples:
+              sparc search hunter2 monday.sparc
+              sparc search --hex 'de ad be ef' /var/lib/vm/dump.raw
+              sparc search -i --encoding all --json TOKEN a.sparc b.sparc
+            """)
+    @Argument(help: "The text (or hex bytes with --hex, or a regular expression with --regex).") var pattern: String
+    @Argument(help: "Bundles or files to search.") var paths: [String]
+    @Flag(name: [.short, .customLong("ignore-case")], help: "Match ASCII letters in either case.") var ignoreCase = false
+    @Option(help: "ascii, utf8, utf16le, utf16be or all, comma-separated (default ascii,utf16le).")
+    var encoding: String = "ascii,utf16le"
+    @Flag(help: "PATTERN is hex bytes, e.g. 'de ad be ef'.") var hex = false
+    @Flag(help: "PATTERN is a regular expression over bytes (bytes above 0x7f read as '.').") var regex = false
+    @Flag(help: "Print hits as JSON.") var json = false
+    @Flag(help: "Print only the number of hits per file.") var count = false
+    @Option(help: "Bytes of context around each hit.") var context: Int = 16
+
+    func run() throws {
+        guard !paths.isEmpty else { throw ValidationError("give at least one bundle or file to search") }
+        if hex && regex { throw SparcError("--hex and --regex exclude each other") }
+        let query: SearchQuery
+        if hex {
+            query = try .hex(pattern)
+        } else if regex {
+            query = try .regex(pattern, ignoreCase: ignoreCase)
+        } else {
+            query = try .text(pattern, encodings: try SearchEncoding.parse(encoding), ignoreCase: ignoreCase)
+        }
+        let show = progressPrinter()
+        let hits = try ForensicSearch.search(
+            paths: paths, query: query, contextBytes: max(0, context),
+            progress: show.map { p in { file, done, total in p("searching \(Path.base(of: file)) \(done * 100 / max(total, 1))%") } })
+        endProgress()
+        if json {
+            try printJSON(hits)
+        } else if count {
+            var perFile: [String: Int] = [:]
+            for h in hits { perFile[h.file, default: 0] += 1 }
+            for path in paths {
+                for t in try ForensicSearch.targets(path) { print("\(t.display): \(perFile[t.display] ?? 0)") }
+            }
+        } else {
+            for h in hits {
+                var line = "\(h.file):0x\(String(h.offset, radix: 16))"
+                if let a = h.address { line += " gpa 0x\(String(a, radix: 16))" }
+                line += " \(h.encoding)"
+                if let o = h.owner { line += " [\(o.description)]" }
+                print(line + "  \(h.context)")
+            }
+            if hits.isEmpty {
+                for path in paths {
+                    print(FileSystem.isDirectory(path) ? "not found in any file of the bundle \(path)" : "not found in \(path)")
+                }
+            } else {
+                print("\(hits.count) hit(s)")
+            }
+        }
+        if hits.isEmpty { throw ExitCode(1) }
+    }
+}
