@@ -30,6 +30,10 @@ deps:
 		$$sudo apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
+	@# QEMU drops to this unprivileged user once it has opened its files (sparc runs it with -runas).
+	@if [ "$$(id -u)" = 0 ] && ! id sparc-qemu >/dev/null 2>&1; then \
+		useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin sparc-qemu; \
+	fi
 
 build: deps $(SPARC)
 

@@ -7,17 +7,20 @@ let package = Package(
     products: [
         .executable(name: "sparc", targets: ["sparc"]),
         .executable(name: "sparc-agent", targets: ["sparc-agent"]),
+        .executable(name: "sparc-rsdmd", targets: ["sparc-rsdmd"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
     ],
     targets: [
         // Plumbing shared by host and guest: sockets, subprocesses, errors, file helpers.
-        .target(name: "SparcSupport"),
+        .target(name: "SparcSupport", dependencies: ["CSparcSupport"]),
+        // cmsg plumbing (descriptor passing) that Swift cannot express.
+        .target(name: "CSparcSupport"),
         // libcrypto (OpenSSL) for SHA-256 with the CPU's SHA extensions.
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CNCurses", providers: [.apt(["libncurses-dev"])]),
-        .target(name: "SnapshotModel", dependencies: ["SparcSupport", "COpenSSL", "Hypervisor", "GuestQuery"]),
+        .target(name: "SnapshotModel", dependencies: ["SparcSupport", "COpenSSL"]),
         .target(name: "GuestQuery", dependencies: ["SparcSupport"]),
         .target(name: "Hypervisor", dependencies: ["SparcSupport"]),
         // SIMD scan loop of the forensic search.
@@ -35,6 +38,8 @@ let package = Package(
                 "SparcEngine", "SparcTUI", "HexView",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
+        // The host side of a VM's rollback-sensitive data port, supervised; started detached.
+        .executableTarget(name: "sparc-rsdmd", dependencies: ["SparcEngine", "SparcSupport"]),
         // Benchmarks against QEMU's own save and restore (make bench); not a test.
         .executableTarget(
             name: "sparc-bench", dependencies: ["SparcEngine", "Hypervisor", "SnapshotModel", "GuestQuery"]),

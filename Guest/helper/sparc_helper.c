@@ -40,6 +40,7 @@
 #include <linux/slab.h>
 #include <linux/uaccess.h>
 #include <linux/major.h>
+#include <linux/mutex.h>
 #include <net/sock.h>
 #include <net/tcp.h>
 #include <net/af_unix.h>
@@ -361,7 +362,10 @@ static int collect_pid(struct collector *c, pid_t nr)
 
 /* ---- /proc/sparc_helper ---- */
 
+/* One open of /proc/sparc_helper. Writes and reads on the same descriptor from several
+ * threads are serialised, so the output length can never pass MAX_OUTPUT. */
 struct session {
+	struct mutex lock;
 	struct collector c;
 	bool done;
 };
@@ -377,6 +381,7 @@ static int helper_open(struct inode *inode, struct file *file)
 		kfree(s);
 		return -ENOMEM;
 	}
+	mutex_init(&s->lock);
 	file->private_data = s;
 	return 0;
 }
@@ -385,6 +390,7 @@ static int helper_release(struct inode *inode, struct file *file)
 {
 	struct session *s = file->private_data;
 
+	mutex_destroy(&s->lock);
 	kvfree(s->c.buf);
 	kfree(s);
 	return 0;
@@ -407,6 +413,7 @@ static ssize_t helper_write(struct file *file, const char __user *ubuf, size_t c
 		kfree(text);
 		return -EINVAL;
 	}
+	mutex_lock(&s->lock);
 	while ((tok = strsep(&p, " \n")) != NULL) {
 		int nr;
 
@@ -418,16 +425,19 @@ static ssize_t helper_write(struct file *file, const char __user *ubuf, size_t c
 		}
 		rc = collect_pid(&s->c, nr);
 		if (rc == -ESRCH) {
-			int n = scnprintf(s->c.buf + s->c.len, MAX_OUTPUT - s->c.len, "gone %d 0 0\n", nr);
-
-			s->c.len += n;
+			if (s->c.len + 64 > MAX_OUTPUT)
+				s->c.overflow = true;
+			else
+				s->c.len += scnprintf(s->c.buf + s->c.len, MAX_OUTPUT - s->c.len, "gone %d 0 0\n", nr);
 			rc = 0;
 		} else if (rc) {
 			break;
 		}
 	}
-	if (s->c.overflow)
+	/* emit_phys keeps 64 bytes free, so this line always fits. */
+	if (s->c.overflow && s->c.len + 16 <= MAX_OUTPUT)
 		s->c.len += scnprintf(s->c.buf + s->c.len, MAX_OUTPUT - s->c.len, "overflow 0 0 0\n");
+	mutex_unlock(&s->lock);
 	kfree(text);
 	return rc ? rc : count;
 }
@@ -435,8 +445,12 @@ static ssize_t helper_write(struct file *file, const char __user *ubuf, size_t c
 static ssize_t helper_read(struct file *file, char __user *ubuf, size_t count, loff_t *ppos)
 {
 	struct session *s = file->private_data;
+	ssize_t n;
 
-	return simple_read_from_buffer(ubuf, count, ppos, s->c.buf, s->c.len);
+	mutex_lock(&s->lock);
+	n = simple_read_from_buffer(ubuf, count, ppos, s->c.buf, s->c.len);
+	mutex_unlock(&s->lock);
+	return n;
 }
 
 static const struct proc_ops helper_ops = {

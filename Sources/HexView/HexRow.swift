@@ -34,23 +34,8 @@ public enum HexRow: Equatable, Sendable {
 
     /// Splits `data` (which starts at `offset`) into rows, squeezing runs of identical full rows.
     public static func rows(_ data: [UInt8], offset: UInt64 = 0, squeeze: Bool = true) -> [HexRow] {
-        var rows: [HexRow] = []
-        var previous: ArraySlice<UInt8>?
-        var squeezing = false
-        var i = 0
-        while i < data.count {
-            let line = data[i..<min(data.count, i + width)]
-            if squeeze, line.count == width, let previous, previous == line {
-                if !squeezing { rows.append(.squeezed) }
-                squeezing = true
-            } else {
-                rows.append(.bytes(offset: offset + UInt64(i), data: Array(line)))
-                squeezing = false
-            }
-            previous = line
-            i += width
-        }
-        return rows
+        var squeezer = HexRowSqueezer(squeeze: squeeze)
+        return squeezer.rows(data, offset: offset)
     }
 
     /// Plain-text form: `00000010  de ad be ef ...  |....|`.
@@ -72,4 +57,36 @@ public enum HexRow: Equatable, Sendable {
 
 extension String {
     func leftPad(_ n: Int) -> String { count >= n ? self : String(repeating: "0", count: n - count) + self }
+}
+
+/// Turns a stream of bytes, fed in pieces, into hex rows: repeated rows are squeezed across
+/// piece boundaries too, so a dump of any length is printed without holding it in memory.
+/// Pieces must start at multiples of the row width from the first one.
+public struct HexRowSqueezer {
+    public let squeeze: Bool
+    var previous: [UInt8]?
+    var squeezing = false
+
+    public init(squeeze: Bool = true) { self.squeeze = squeeze }
+
+    /// True inside a squeezed run of zero rows: more zero rows add nothing to the output.
+    public var inZeroRun: Bool { squeezing && previous.map { $0.allSatisfy { $0 == 0 } } == true }
+
+    public mutating func rows(_ data: [UInt8], offset: UInt64) -> [HexRow] {
+        var rows: [HexRow] = []
+        var i = 0
+        while i < data.count {
+            let line = Array(data[i..<min(data.count, i + HexRow.width)])
+            if squeeze, line.count == HexRow.width, previous == line {
+                if !squeezing { rows.append(.squeezed) }
+                squeezing = true
+            } else {
+                rows.append(.bytes(offset: offset + UInt64(i), data: line))
+                squeezing = false
+            }
+            previous = line
+            i += HexRow.width
+        }
+        return rows
+    }
 }

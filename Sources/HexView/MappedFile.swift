@@ -3,35 +3,31 @@ import SparcSupport
 
 /// A regular file mapped read-only, for scanning without reading it whole.
 final class MappedFile {
-    let fd: Int32
+    let file: OpenedFile
+    var fd: Int32 { file.fd }
     let size: Int
     let bytes: UnsafePointer<UInt8>?
 
-    /// Opens without blocking (a FIFO must not hang a search) and refuses anything but a regular file.
-    init(_ path: String) throws {
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
-        guard fd >= 0 else { throw SparcError.posix("cannot read", path) }
-        var st = stat()
-        fstat(fd, &st)
-        guard (st.st_mode & S_IFMT) == S_IFREG else {
-            close(fd)
-            throw SparcError("\(path) is not a regular file")
-        }
-        size = Int(st.st_size)
+    /// Maps an opened file (opened without blocking on a FIFO, refused if not regular).
+    init(_ file: OpenedFile) throws {
+        self.file = file
+        size = Int(file.size)
         guard size > 0 else {
             bytes = nil
             return
         }
-        guard let map = mmap(nil, size, PROT_READ, MAP_SHARED, fd, 0), map != MAP_FAILED else {
-            close(fd)
-            throw SparcError.posix("cannot map", path)
+        guard let map = mmap(nil, size, PROT_READ, MAP_SHARED, file.fd, 0), map != MAP_FAILED else {
+            throw SparcError.posix("cannot map", file.path)
         }
         madvise(map, size, MADV_SEQUENTIAL)
         bytes = UnsafePointer(map.assumingMemoryBound(to: UInt8.self))
     }
 
+    convenience init(_ path: String) throws {
+        try self.init(OpenedFile(regular: path, followSymlinks: true))
+    }
+
     deinit {
         if let bytes { munmap(UnsafeMutableRawPointer(mutating: bytes), size) }
-        close(fd)
     }
 }

@@ -33,7 +33,8 @@ public struct OwnerIndex: Sendable {
         var entries: [Entry] = []
         for (p, process) in map.processes.enumerated() {
             for (m, mapping) in process.mappings.enumerated() {
-                for run in mapping.runs where run.count == 2 {
+                // Runs come from a bundle: one that is empty or wraps around is dropped.
+                for run in mapping.runs where run.count == 2 && run[1] > 0 && run[1] <= 1 << 40 && run[0] <= UInt64.max - run[1] {
                     entries.append(Entry(first: run[0], count: run[1], process: p, mapping: m))
                 }
             }

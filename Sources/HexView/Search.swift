@@ -69,6 +69,9 @@ public struct SearchQuery: Sendable {
             bytes.append(UInt8(digits[i..<j], radix: 16)!)
             i = j
         }
+        guard bytes.contains(where: { $0 != 0 }) else {
+            throw SparcError("'\(text)' is all zero bytes, which every hole and zero page matches; give at least one non-zero byte")
+        }
         return SearchQuery(patterns: [Pattern(bytes: bytes, label: "hex", ignoreCase: false)], regex: nil, ignoreCase: false, display: text)
     }
 
@@ -128,8 +131,10 @@ public struct FileSearcher {
     }
 
     /// Regions worth scanning: data extents (from SEEK_DATA/SEEK_HOLE), each extended by
-    /// the pattern length so a hit ending in zeros is not cut off.
-    static func dataRegions(fd: Int32, size: Int, skipHoles: Bool, overlap: Int) -> [Range<Int>] {
+    /// `before` bytes into the hole in front (a pattern that starts with zeros) and `after`
+    /// bytes into the hole behind (a pattern that ends with zeros). A hole alone never holds
+    /// a hit of a pattern with a non-zero byte, so holes are never scanned.
+    static func dataRegions(fd: Int32, size: Int, skipHoles: Bool, before: Int = 0, after: Int) -> [Range<Int>] {
         guard skipHoles else { return size > 0 ? [0..<size] : [] }
         var regions: [Range<Int>] = []
         var pos = 0
@@ -138,27 +143,37 @@ public struct FileSearcher {
             if data < 0 { break }
             var hole = lseek(fd, data, seekHole)
             if hole < 0 { hole = off_t(size) }
-            regions.append(Int(data)..<min(size, Int(hole) + overlap))
+            let lo = max(regions.last?.upperBound ?? 0, Int(data) - before)
+            regions.append(min(lo, Int(data))..<min(size, Int(hole) + after))
             pos = Int(hole)
         }
         return regions
     }
 
-    /// Searches one file; `progress` receives (bytes done, bytes to do).
+    /// Searches one file by path (following symlinks; FIFOs and devices are refused).
     public func search(
         file path: String, displayName: String? = nil, progress: ((Int64, Int64) -> Void)? = nil,
         cancel: SearchCancellation? = nil
     ) throws -> [SearchHit] {
-        let file = try MappedFile(path)
-        let name = displayName ?? path
+        try search(file: OpenedFile(regular: path, followSymlinks: true), displayName: displayName, progress: progress, cancel: cancel)
+    }
+
+    /// Searches one opened file; `progress` receives (bytes done, bytes to do).
+    public func search(
+        file opened: OpenedFile, displayName: String? = nil, progress: ((Int64, Int64) -> Void)? = nil,
+        cancel: SearchCancellation? = nil
+    ) throws -> [SearchHit] {
+        let file = try MappedFile(opened)
+        let name = displayName ?? opened.path
         let size = file.size
         guard let mapped = file.bytes else { return [] }
         nonisolated(unsafe) let base = mapped
         let fd = file.fd
         let overlap = max(query.longest, query.regex != nil ? 4096 : 0)
-        // A pattern of zeros could start in a hole: then holes are scanned too.
-        let zeroStart = query.patterns.contains { $0.bytes.first == 0 }
-        let regions = Self.dataRegions(fd: fd, size: size, skipHoles: !zeroStart && query.regex == nil, overlap: overlap)
+        // A pattern that starts with zeros can start in the hole before a data extent.
+        // A regular expression gets a page of hole on both sides; it never scans a hole alone.
+        let leadingZeros = query.regex != nil ? overlap : query.patterns.map { p in p.bytes.prefix { $0 == 0 }.count }.max() ?? 0
+        let regions = Self.dataRegions(fd: fd, size: size, skipHoles: true, before: leadingZeros, after: overlap)
         var blocks: [(start: Int, limit: Int, end: Int)] = []
         for r in regions {
             var s = r.lowerBound

@@ -10,10 +10,18 @@ public enum StringsExtractor {
         file path: String, minimum: Int = 4, encodings: [SearchEncoding] = [.ascii],
         emit: (UInt64, String, SearchEncoding) -> Void
     ) throws {
-        let file = try MappedFile(path)
+        try scan(file: OpenedFile(regular: path, followSymlinks: true), minimum: minimum, encodings: encodings, emit: emit)
+    }
+
+    /// Calls `emit(offset, text, encoding)` for each run of at least `minimum` characters.
+    public static func scan(
+        file opened: OpenedFile, minimum: Int = 4, encodings: [SearchEncoding] = [.ascii],
+        emit: (UInt64, String, SearchEncoding) -> Void
+    ) throws {
+        let file = try MappedFile(opened)
         let size = file.size
         guard let p = file.bytes else { return }
-        for region in FileSearcher.dataRegions(fd: file.fd, size: size, skipHoles: true, overlap: 0) {
+        for region in FileSearcher.dataRegions(fd: file.fd, size: size, skipHoles: true, after: 0) {
             for encoding in encodings {
                 let step = (encoding == .utf16le || encoding == .utf16be) ? 2 : 1
                 for phase in 0..<step {

@@ -56,29 +56,15 @@ public struct MachineSpec: Codable, Equatable, Sendable {
     }
 }
 
-/// Where one VM's runtime files live: sockets, pid file, the RAM file in /dev/shm.
+/// Where one VM's runtime files live: sockets, pid file, disk overlays, the VM's state.
+/// Guest RAM lives apart, in a private directory under /dev/shm (see `GuestRAM`).
 public struct RuntimeLayout: Sendable {
     public let name: String
     public let directory: String
-    public let ramPath: String
 
-    public init(name: String, root: String, ramDirectory: String = "/dev/shm", ramTag: String? = nil) {
+    public init(name: String, root: String) {
         self.name = name
         self.directory = root + "/" + name
-        // Two runtime roots may hold VMs of the same name: the root's hash keeps their RAM files apart.
-        let tag = ramTag ?? "\(getuid())-\(RuntimeLayout.shortHash(root))"
-        self.ramPath = "\(ramDirectory)/sparc-\(tag)-\(name).ram"
-    }
-
-    /// FNV-1a of a string, as 8 hex digits (stable across runs, unlike Hasher).
-    static func shortHash(_ s: String) -> String {
-        var h: UInt32 = 2_166_136_261
-        for b in s.utf8 {
-            h ^= UInt32(b)
-            h = h &* 16_777_619
-        }
-        let hex = String(h, radix: 16)
-        return String(repeating: "0", count: 8 - hex.count) + hex
     }
 
     public var qmpSocket: String { directory + "/qmp.sock" }
@@ -90,21 +76,25 @@ public struct RuntimeLayout: Sendable {
     public var stateFile: String { directory + "/vm.json" }
     public var errorLog: String { directory + "/qemu.err" }
 
-    /// The per-user runtime root: `$SPARC_RUNTIME_DIR`, `$XDG_RUNTIME_DIR/sparc`,
-    /// `/run/sparc` for root, else `/tmp/sparc-UID`.
-    public static func defaultRoot(environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
+    /// The per-user runtime root: `$SPARC_RUNTIME_DIR`, `$XDG_RUNTIME_DIR/sparc`, or
+    /// `/run/sparc` for root. There is no fallback into a shared directory such as /tmp:
+    /// another user could own the path first. `checkedRoot` makes sure it is private.
+    public static func defaultRoot(environment: [String: String] = ProcessInfo.processInfo.environment) -> String? {
         if let dir = environment["SPARC_RUNTIME_DIR"], !dir.isEmpty { return dir }
         if let xdg = environment["XDG_RUNTIME_DIR"], !xdg.isEmpty { return xdg + "/sparc" }
-        if getuid() == 0 { return "/run/sparc" }
-        return "/tmp/sparc-\(getuid())"
+        if geteuid() == 0 { return "/run/sparc" }
+        return nil
+    }
+
+    /// The runtime root, created if needed and checked to be this user's private directory.
+    public static func checkedRoot(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> String {
+        guard let root = defaultRoot(environment: environment) else {
+            throw SparcError("no runtime directory: set XDG_RUNTIME_DIR (or SPARC_RUNTIME_DIR) to a directory only you can use")
+        }
+        try FileSystem.ensurePrivateDirectory(root, what: "runtime directory")
+        return root
     }
 
     /// VM names become file names and QEMU option values: keep them plain.
-    public static func validate(name: String) throws {
-        let ok = !name.isEmpty && name.count <= 64 && name.first != "-" && name.first != "."
-            && name.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }
-        guard ok else {
-            throw SparcError("invalid VM name '\(name)': use up to 64 letters, digits, '-', '_' or '.'")
-        }
-    }
+    public static func validate(name: String) throws { try VMName.check(name) }
 }

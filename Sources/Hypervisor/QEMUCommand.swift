@@ -1,6 +1,61 @@
 import Foundation
 import SparcSupport
 
+/// One layer of the machine's disk chain (drive `disk0`): the base image or an overlay.
+///
+/// QEMU gets every layer as descriptors in an fd set (`/dev/fdset/N`), never as a path it
+/// opens itself: a QEMU that dropped its privileges (`-runas`) can still reopen a layer
+/// read-only or read-write, and it opens no file sparc did not hand it.
+public struct DiskLayer: Codable, Equatable, Sendable {
+    public var path: String
+    /// `qcow2` or `raw`.
+    public var format: String
+    /// Opened read-write too (the active layer, or a base that overlays are committed into).
+    public var writable: Bool
+    /// Follow the backing file named inside the image (an operator's own image chain). Images
+    /// from a bundle never do: their header is untrusted and could name any host file.
+    public var followsOwnBacking: Bool
+    /// The disk size the guest sees (overlays are made with it, without opening their backing).
+    public var virtualSize: Int64
+
+    public init(path: String, format: String, writable: Bool, followsOwnBacking: Bool = false, virtualSize: Int64 = 0) {
+        self.path = path
+        self.format = format
+        self.writable = writable
+        self.followsOwnBacking = followsOwnBacking
+        self.virtualSize = virtualSize
+    }
+}
+
+/// How QEMU is confined: the seccomp sandbox is always on; as root QEMU also drops to an
+/// unprivileged user once it has opened its files.
+public struct QEMUSandbox: Codable, Equatable, Sendable {
+    /// The user QEMU runs as after start-up (`-runas`), or nil to stay who started it.
+    public var user: String?
+
+    public init(user: String?) { self.user = user }
+
+    /// The user QEMU drops to: `$SPARC_QEMU_USER` (empty: none), else `sparc-qemu` when
+    /// sparc runs as root and that user exists (`make install` creates it).
+    public static func detect(environment: [String: String] = ProcessInfo.processInfo.environment) -> QEMUSandbox {
+        if let u = environment["SPARC_QEMU_USER"] { return QEMUSandbox(user: u.isEmpty ? nil : u) }
+        guard geteuid() == 0, getpwnam(defaultUser) != nil else { return QEMUSandbox(user: nil) }
+        return QEMUSandbox(user: defaultUser)
+    }
+
+    public static let defaultUser = "sparc-qemu"
+
+    /// `-sandbox` keeps QEMU from spawning programs, changing resource controls and using
+    /// obsolete system calls. It must allow the one set*id step of `-runas` (taken after the
+    /// filter is installed); without `-runas` it denies privilege changes too.
+    public var arguments: [String] {
+        let elevate = user == nil ? "deny" : "allow"
+        var a = ["-sandbox", "on,obsolete=deny,elevateprivileges=\(elevate),spawn=deny,resourcecontrol=deny"]
+        if let user { a += ["-runas", user] }
+        return a
+    }
+}
+
 /// Builds the QEMU command line for a machine.
 ///
 /// The same builder serves start and restore, so the device set matches exactly, which
@@ -8,29 +63,64 @@ import SparcSupport
 /// nothing else holds sizeable guest memory: no default devices, no VGA.
 public struct QEMUCommand {
     public static let binaryName = "qemu-system-x86_64"
+    /// Node name of the disk's top layer; overlays added at run time are named after their index.
+    public static func nodeName(layer: Int) -> String { "disk0-l\(layer)" }
+    /// The fd set of a layer (fd sets of layers added at run time continue the numbering).
+    public static func fdSet(layer: Int) -> Int { layer + 1 }
 
     public var spec: MachineSpec
     public var layout: RuntimeLayout
-    /// The qcow2 file the VM writes to (drive `disk0`), when the spec has a disk.
-    public var diskPath: String?
+    /// The guest RAM file (in a private directory under /dev/shm).
+    public var ramPath: String
+    /// The disk chain, base first, when the spec has a disk.
+    public var disk: [DiskLayer]
     /// Start paused, waiting for `migrate-incoming`.
     public var incoming: Bool
     public var binary: String
+    public var sandbox: QEMUSandbox
 
-    public init(spec: MachineSpec, layout: RuntimeLayout, diskPath: String?, incoming: Bool = false, binary: String = binaryName) {
+    public init(
+        spec: MachineSpec, layout: RuntimeLayout, ramPath: String, disk: [DiskLayer] = [], incoming: Bool = false,
+        binary: String = binaryName, sandbox: QEMUSandbox = QEMUSandbox(user: nil)
+    ) {
         self.spec = spec
         self.layout = layout
-        self.diskPath = diskPath
+        self.ramPath = ramPath
+        self.disk = disk
         self.incoming = incoming
         self.binary = binary
+        self.sandbox = sandbox
+    }
+
+    static func json(_ object: [String: Any]) -> String {
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
+        return String(decoding: data, as: UTF8.self)
     }
 
     /// QEMU splits option values at commas; a literal comma is written twice.
     static func escape(_ value: String) -> String { value.replacingOccurrences(of: ",", with: ",,") }
 
+    /// The descriptors QEMU must inherit: child fd number, file, and whether it is the
+    /// read-write one. The caller opens them and passes them to the spawn.
+    public var descriptors: [(fd: Int32, path: String, writable: Bool)] {
+        guard spec.hasDisk else { return [] }
+        var out: [(Int32, String, Bool)] = []
+        var next: Int32 = 3
+        for layer in disk {
+            out.append((next, layer.path, false))
+            next += 1
+            if layer.writable {
+                out.append((next, layer.path, true))
+                next += 1
+            }
+        }
+        return out
+    }
+
     public var arguments: [String] {
         var a: [String] = [binary]
         a += ["-name", "sparc-\(layout.name)"]
+        a += sandbox.arguments
         a += ["-machine", "q35,memory-backend=ram0"]
         a += ["-accel", spec.accel.rawValue]
         if spec.accel == .kvm { a += ["-cpu", "host"] }
@@ -38,7 +128,7 @@ public struct QEMUCommand {
         a += ["-m", "\(spec.memoryMiB)M"]
         a += [
             "-object",
-            "memory-backend-file,id=ram0,size=\(spec.memoryMiB)M,mem-path=\(Self.escape(layout.ramPath)),share=on",
+            "memory-backend-file,id=ram0,size=\(spec.memoryMiB)M,mem-path=\(Self.escape(ramPath)),share=on",
         ]
         a += ["-nodefaults", "-no-user-config", "-vga", "none", "-display", "none"]
         if let kernel = spec.kernel {
@@ -59,9 +149,34 @@ public struct QEMUCommand {
         // Rollback-sensitive data: guest programs ask the host, whose store no restore rolls back.
         a += ["-chardev", "socket,id=rsdm,path=\(Self.escape(layout.rsdmSocket)),server=on,wait=off"]
         a += ["-device", "virtserialport,bus=vser0.0,chardev=rsdm,name=org.sparc.rsdm.0"]
-        if spec.hasDisk, let diskPath {
-            a += ["-drive", "file=\(Self.escape(diskPath)),if=none,id=disk0,format=qcow2,cache=writeback"]
-            a += ["-device", "virtio-blk-pci,drive=disk0,id=vblk0"]
+        if spec.hasDisk && !disk.isEmpty {
+            var fds = descriptors.makeIterator()
+            for (i, layer) in disk.enumerated() {
+                let set = Self.fdSet(layer: i)
+                for _ in 0..<(layer.writable ? 2 : 1) {
+                    let d = fds.next()!
+                    a += ["-add-fd", "fd=\(d.fd),set=\(set),opaque=\(d.writable ? "rw" : "ro")"]
+                }
+                let node = Self.nodeName(layer: i)
+                // locking=off: sparc holds QEMU's image locks on the fd set's descriptors (see DiskLock).
+                var format: [String: Any] = [
+                    "driver": layer.format, "node-name": node, "read-only": !layer.writable,
+                    "file": [
+                        "driver": "file", "node-name": node + "-file", "filename": "/dev/fdset/\(set)", "read-only": !layer.writable,
+                        "locking": "off",
+                    ] as [String: Any],
+                ]
+                if layer.format == "qcow2" {
+                    if i > 0 {
+                        format["backing"] = Self.nodeName(layer: i - 1)
+                    } else if !layer.followsOwnBacking {
+                        format["backing"] = NSNull()
+                    }
+                }
+                // JSON syntax: only it can say `"backing": null`.
+                a += ["-blockdev", Self.json(format)]
+            }
+            a += ["-device", "virtio-blk-pci,drive=\(Self.nodeName(layer: disk.count - 1)),id=vblk0"]
         }
         // A new generation id on every restore tells the guest kernel to reseed its RNG.
         a += ["-device", "vmgenid,guid=auto"]

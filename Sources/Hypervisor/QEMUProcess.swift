@@ -32,15 +32,16 @@ public enum QEMUProcess {
 
     /// Spawns QEMU in its own session with stderr in `layout.errorLog`, then waits until
     /// its monitor answers. Throws with QEMU's own message if it exits first.
-    public static func launch(_ argv: [String], layout: RuntimeLayout, timeout: TimeInterval = 20) throws
-        -> (pid: pid_t, qmp: QMPClient)
+    /// `inherit` maps QEMU's descriptor numbers to ours (its disk fd sets).
+    public static func launch(_ argv: [String], layout: RuntimeLayout, inherit: [Int32: Int32] = [:], timeout: TimeInterval = 20)
+        throws -> (pid: pid_t, qmp: QMPClient)
     {
         unlink(layout.qmpSocket)
         let err = open(layout.errorLog, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard err >= 0 else { throw SparcError.posix("cannot create", layout.errorLog) }
         let pid: pid_t
         do {
-            pid = try Subprocess.spawn(argv, stdout: err, stderr: err, newSession: true)
+            pid = try Subprocess.spawn(argv, stdout: err, stderr: err, newSession: true, inherit: inherit)
         } catch {
             close(err)
             throw error

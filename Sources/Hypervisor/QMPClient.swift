@@ -60,16 +60,17 @@ public final class QMPClient {
     }
 
     /// Runs a QMP command and returns its `return` value; a QMP `error` becomes a SparcError.
+    /// `fds` are passed along with the command (for `getfd` and `add-fd`).
     @discardableResult
-    public func execute(_ command: String, _ arguments: [String: Any]? = nil, timeout: TimeInterval? = nil) throws
-        -> Any
+    public func execute(_ command: String, _ arguments: [String: Any]? = nil, fds: [Int32] = [], timeout: TimeInterval? = nil)
+        throws -> Any
     {
         var message: [String: Any] = ["execute": command]
         if let arguments { message["arguments"] = arguments }
         var data = try JSONSerialization.data(withJSONObject: message)
         data.append(0x0A)
         let deadline = Date().addingTimeInterval(timeout ?? self.timeout)
-        try socket.write(data, deadline: deadline)
+        try socket.write(data, fds: fds, deadline: deadline)
         while true {
             let reply = try readMessage(deadline: deadline)
             if reply["event"] != nil {
@@ -81,6 +82,17 @@ public final class QMPClient {
             }
             return reply["return"] ?? [String: Any]()
         }
+    }
+
+    /// Hands QEMU a descriptor under `name` (for `fd:NAME` migration URIs).
+    public func passDescriptor(_ fd: Int32, as name: String) throws {
+        try execute("getfd", ["fdname": name], fds: [fd])
+    }
+
+    /// Adds descriptors to an fd set, for `/dev/fdset/ID` paths: QEMU picks the one whose
+    /// access mode fits each open, so a file that may be reopened read-only gets both.
+    public func addToFDSet(_ id: Int, descriptors: [Int32]) throws {
+        for fd in descriptors { try execute("add-fd", ["fdset-id": id], fds: [fd]) }
     }
 
     /// The VM run state (`running`, `paused`, `postmigrate`, `inmigrate`, ...).

@@ -4,8 +4,8 @@ import SparcSupport
 /// Creates a bundle directory that appears only when complete.
 ///
 /// Files go into a hidden `.NAME.partial-PID` directory beside the destination; `commit`
-/// writes the manifest, syncs everything and renames it into place; `abort` (or a
-/// failure) removes it, so no half-written bundle is ever left under the final name.
+/// writes the manifest (and the host's seal), syncs everything and renames it into place;
+/// `abort` (or a failure) removes it, so no half-written bundle is ever left under the final name.
 public final class BundleWriter {
     public let path: String
     public let stagingPath: String
@@ -19,7 +19,8 @@ public final class BundleWriter {
             throw SparcError("bundle path \(path) already exists; choose a new name or remove it first")
         }
         let parent = Path.directory(of: absolute)
-        guard FileSystem.isDirectory(parent) else { throw SparcError("output directory \(parent) does not exist") }
+        guard FileSystem.exists(parent) else { throw SparcError("output directory \(parent) does not exist") }
+        guard FileSystem.isDirectory(parent) else { throw SparcError("\(parent) is not a directory") }
         guard access(parent, W_OK | X_OK) == 0 else {
             throw SparcError("output directory \(parent) is not writable")
         }
@@ -35,7 +36,7 @@ public final class BundleWriter {
     /// The path of a file inside the bundle being written.
     public func file(_ name: String) -> String { stagingPath + "/" + name }
 
-    /// Hashes the named files (in parallel) and returns their manifest entries.
+    /// Digests the named files (in parallel) and returns their manifest entries.
     public func entries(for names: [String], known: [String: String] = [:]) throws -> [Manifest.FileEntry] {
         let results = SharedBox([Result<Manifest.FileEntry, Error>?](repeating: nil, count: names.count))
         DispatchQueue.concurrentPerform(iterations: names.count) { i in
@@ -43,27 +44,22 @@ public final class BundleWriter {
             let path = file(name)
             let entry = Result {
                 guard let size = FileSystem.size(path) else { throw SparcError.posix("cannot stat", path) }
-                return Manifest.FileEntry(name: name, size: size, sha256: try known[name] ?? SHA256Hasher.hex(ofFile: path))
+                return Manifest.FileEntry(name: name, size: size, sha256: try known[name] ?? ChunkedDigest.of(file: path, workers: 1))
             }
             results.mutate { $0[i] = entry }
         }
         return try results.value.map { try $0!.get() }
     }
 
-    /// Writes the manifest, syncs every file and moves the bundle to its final name.
-    public func commit(_ manifest: Manifest) throws {
+    /// Writes the manifest and the seal, syncs every file and moves the bundle to its final
+    /// name. Returns the manifest as written (with its digest).
+    @discardableResult
+    public func commit(_ manifest: Manifest, sealKey: Data? = nil) throws -> Manifest {
         let data = try manifest.encoded()
-        let manifestPath = file(Manifest.fileName)
-        let fd = open(manifestPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw SparcError.posix("cannot create", manifestPath) }
-        do {
-            try FileSystem.writeAll(fd: fd, data, path: manifestPath)
-            close(fd)
-        } catch {
-            close(fd)
-            throw error
-        }
-        for entry in manifest.files.map(\.name) + [Manifest.fileName] {
+        try write(data, to: Manifest.fileName)
+        let sealed = try Manifest.decode(data)
+        if let sealKey { try write(BundleSeal.make(key: sealKey, manifestDigest: sealed.manifestSHA256), to: Manifest.sealFile) }
+        for entry in manifest.files.map(\.name) + [Manifest.fileName] + (sealKey != nil ? [Manifest.sealFile] : []) {
             let f = open(file(entry), O_RDONLY | O_CLOEXEC)
             guard f >= 0 else { throw SparcError.posix("cannot open", file(entry)) }
             let rc = fsync(f)
@@ -74,6 +70,15 @@ public final class BundleWriter {
         guard rename(stagingPath, path) == 0 else { throw SparcError.posix("cannot move bundle into place at", path) }
         FileSystem.syncDirectory(Path.directory(of: path))
         finished = true
+        return sealed
+    }
+
+    private func write(_ data: Data, to name: String) throws {
+        let p = file(name)
+        let fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw SparcError.posix("cannot create", p) }
+        defer { close(fd) }
+        try FileSystem.writeAll(fd: fd, data, path: p)
     }
 
     /// Removes the staging directory and everything in it.
@@ -83,7 +88,41 @@ public final class BundleWriter {
     }
 }
 
-/// Reads and checks an existing bundle.
+/// The host's word that it wrote a bundle: an HMAC, keyed by a secret of this host, over the
+/// manifest digest (which covers every file and the VM's identity). Anyone can edit a bundle
+/// and re-seal its manifest; nobody without the key can make this seal.
+public enum BundleSeal {
+    static let label = "sparc-bundle-seal-v1\n"
+
+    public static func mac(key: Data, manifestDigest: String) -> String {
+        HMACSHA256.hex(key: key, message: Data((label + manifestDigest + "\n").utf8))
+    }
+
+    public static func make(key: Data, manifestDigest: String) -> Data {
+        Data("{\"version\":1,\"mac\":\"\(mac(key: key, manifestDigest: manifestDigest))\"}\n".utf8)
+    }
+
+    /// True when `data` is this host's seal of the manifest digest.
+    public static func verify(_ data: Data, key: Data, manifestDigest: String) -> Bool {
+        struct Seal: Decodable {
+            var version: Int
+            var mac: String
+        }
+        guard let seal = try? JSONDecoder().decode(Seal.self, from: data), seal.version == 1 else { return false }
+        return constantTimeEqual(seal.mac, mac(key: key, manifestDigest: manifestDigest))
+    }
+
+    static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
+        let x = Array(a.utf8)
+        let y = Array(b.utf8)
+        guard x.count == y.count else { return false }
+        return zip(x, y).reduce(UInt8(0)) { $0 | ($1.0 ^ $1.1) } == 0
+    }
+}
+
+/// Reads and checks an existing bundle. Every bundle is untrusted input: members are opened
+/// by their fixed names without following symlinks or blocking on FIFOs, their sizes are
+/// checked against the manifest before anything is read, and what is verified is what is used.
 public struct BundleReader {
     public let path: String
     public let manifest: Manifest
@@ -96,50 +135,85 @@ public struct BundleReader {
         guard FileSystem.exists(manifestPath) else {
             throw SparcError("\(path) has no manifest.json: not a sparc bundle, or an incomplete one", kind: .negative)
         }
+        let file: OpenedFile
+        do {
+            file = try OpenedFile(regular: manifestPath, maxSize: Manifest.maxManifestBytes)
+        } catch let e as SparcError {
+            throw SparcError("manifest.json: \(e.message)", kind: .negative)
+        }
         self.path = absolute
-        self.manifest = try Manifest.decode(try FileSystem.readFile(manifestPath))
+        self.manifest = try Manifest.decode(try file.readAll())
     }
 
     public func file(_ name: String) -> String { path + "/" + name }
+
+    /// Opens a member the manifest lists, checking its size first.
+    public func open(_ member: Manifest.Member) throws -> OpenedFile {
+        guard let entry = manifest.file(member) else {
+            throw SparcError("bundle has no \(member.rawValue)", kind: .negative)
+        }
+        let f: OpenedFile
+        do {
+            f = try OpenedFile(regular: file(member.rawValue), maxSize: member.sizeLimit)
+        } catch let e as SparcError {
+            throw SparcError("\(member.rawValue): \(e.message)", kind: .negative)
+        }
+        guard f.size == entry.size else {
+            throw SparcError("\(member.rawValue): size is \(f.size) bytes, the manifest says \(entry.size)", kind: .negative)
+        }
+        return f
+    }
+
+    /// Whether this host sealed the bundle (see `BundleSeal`).
+    public enum SealState: Equatable, Sendable { case sealed, missing, invalid }
+
+    public func seal(key: Data) -> SealState {
+        guard FileSystem.exists(file(Manifest.sealFile)) else { return .missing }
+        guard let f = try? OpenedFile(regular: file(Manifest.sealFile), maxSize: 4096), let data = try? f.readAll() else {
+            return .invalid
+        }
+        return BundleSeal.verify(data, key: key, manifestDigest: manifest.manifestSHA256) ? .sealed : .invalid
+    }
 
     /// One finding of a verification.
     public struct Problem: Equatable, CustomStringConvertible, Sendable {
         public var file: String
         public var reason: String
-        public var description: String { "\(file): \(reason)" }
+        public var description: String { "\(file.terminalSafe): \(reason)" }
     }
 
-    /// Checks that the bundle holds exactly the manifest's files, with the recorded sizes
-    /// and digests. `skipContent` lists files whose content is checked elsewhere (while copying).
-    public func verify(skipContent: Set<String> = [], progress: ((String) -> Void)? = nil) -> [Problem] {
+    /// Checks that the bundle holds exactly the manifest's files (and at most a seal), with
+    /// the recorded sizes and digests; `progress` gets (file, bytes done, bytes total).
+    public func verify(
+        progress: ((String, Int64, Int64) -> Void)? = nil, cancel: Cancellation? = nil
+    ) -> [Problem] {
         var problems: [Problem] = []
-        let expected = Set(manifest.files.map(\.name) + [Manifest.fileName])
+        let expected = Set(manifest.files.map(\.name) + [Manifest.fileName, Manifest.sealFile])
         let present = Set((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? [])
         for extra in present.subtracting(expected).sorted() {
             problems.append(Problem(file: extra, reason: "not listed in the manifest"))
         }
-        let found = SharedBox<[Problem]>([])
-        let entries = manifest.files
-        DispatchQueue.concurrentPerform(iterations: entries.count) { i in
-            let entry = entries[i]
-            let p = file(entry.name)
-            var problem: Problem?
-            if !present.contains(entry.name) {
-                problem = Problem(file: entry.name, reason: "missing")
-            } else if let size = FileSystem.size(p), size != entry.size {
-                problem = Problem(file: entry.name, reason: "size is \(size) bytes, the manifest says \(entry.size)")
-            } else if !skipContent.contains(entry.name) {
-                progress?(entry.name)
-                do {
-                    let digest = try SHA256Hasher.hex(ofFile: p)
-                    if digest != entry.sha256 { problem = Problem(file: entry.name, reason: "content differs from its SHA-256 in the manifest") }
-                } catch {
-                    problem = Problem(file: entry.name, reason: "\(error)")
-                }
+        for entry in manifest.files {
+            guard let member = Manifest.Member(rawValue: entry.name) else { continue }
+            guard present.contains(entry.name) else {
+                problems.append(Problem(file: entry.name, reason: "missing"))
+                continue
             }
-            if let problem { found.mutate { $0.append(problem) } }
+            do {
+                let f = try open(member)
+                let digest = try ChunkedDigest.digest(
+                    fd: f.fd, size: f.size, path: f.path, progress: { done, total in progress?(entry.name, done, total) },
+                    cancel: cancel)
+                if digest != entry.sha256 {
+                    problems.append(Problem(file: entry.name, reason: "content differs from its digest in the manifest"))
+                }
+            } catch let e as SparcError {
+                let prefix = entry.name + ": "
+                problems.append(Problem(file: entry.name, reason: e.message.hasPrefix(prefix) ? String(e.message.dropFirst(prefix.count)) : e.message))
+            } catch {
+                problems.append(Problem(file: entry.name, reason: "\(error)"))
+            }
         }
-        problems += found.value
         return problems.sorted { $0.file < $1.file }
     }
 }

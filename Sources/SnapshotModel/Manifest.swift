@@ -1,21 +1,97 @@
 import Foundation
-import GuestQuery
-import Hypervisor
 import SparcSupport
 
-/// The bundle's table of contents: what was saved, from which machine, and the digest of every file.
+/// The bundle's table of contents: what was saved, from which machine, and the digest of
+/// every file.
+///
+/// These are the on-disk record types of the bundle format, versioned on their own: the
+/// engine converts its runtime types (machine spec, agent answers) into them, so a change to
+/// the wire protocol or the QEMU builder never silently changes the format. Every value a
+/// bundle carries is untrusted input: `decode` checks it before anything uses it.
 public struct Manifest: Codable, Equatable, Sendable {
-    public static let currentFormatVersion = 1
+    public static let currentFormatVersion = 2
     public static let fileName = "manifest.json"
-    public static let memoryFile = "memory.img"
-    public static let devicesFile = "devices.vmstate"
-    public static let diskFile = "disk.qcow2"
+    /// The host's MAC over the manifest digest (see `BundleSeal`); not listed in `files`.
+    public static let sealFile = "host.seal"
+    public static let memoryFile = Member.memory.rawValue
+    public static let devicesFile = Member.devices.rawValue
+    public static let diskFile = Member.disk.rawValue
     /// Page owners (pid, mapping or kernel kind per frame), for attributing search hits.
-    public static let ownersFile = "owners.json"
+    public static let ownersFile = Member.owners.rawValue
+
+    /// The files a bundle may hold. Member names are fixed: a name from a manifest is never
+    /// used as a path.
+    public enum Member: String, CaseIterable, Codable, Sendable {
+        case memory = "memory.img"
+        case devices = "devices.vmstate"
+        case disk = "disk.qcow2"
+        case owners = "owners.json"
+
+        /// The most a member may weigh before it is read at all (the memory image is bounded
+        /// by the machine's RAM size instead).
+        var sizeLimit: Int64 {
+            switch self {
+            case .memory: return Int64(Manifest.maxMemoryMiB) << 20
+            case .devices: return 1 << 30
+            case .disk: return 64 << 40
+            case .owners: return 4 << 30
+            }
+        }
+    }
+
+    static let maxMemoryMiB = 1 << 20
+    static let maxManifestBytes: Int64 = 64 << 20
+
+    /// Which VM this is: its name on the host that saved it and its identity (a UUID made
+    /// when the VM first started), which rollback-sensitive data follows.
+    public struct VMRecord: Codable, Equatable, Sendable {
+        public var name: String
+        public var id: String
+        public init(name: String, id: String) {
+            self.name = name
+            self.id = id
+        }
+    }
+
+    /// A boot file the restored VM needs again (kernel, initrd), named by its digest: restore
+    /// takes it from sparc's content-addressed store, never from a path in the bundle.
+    public struct BootFile: Codable, Equatable, Sendable {
+        public var sha256: String
+        public var size: Int64
+        /// Where it came from on the saving host (for messages only).
+        public var origin: String
+        public init(sha256: String, size: Int64, origin: String) {
+            self.sha256 = sha256
+            self.size = size
+            self.origin = origin
+        }
+    }
+
+    public struct Machine: Codable, Equatable, Sendable {
+        public var memoryMiB: Int
+        public var cpus: Int
+        /// `tcg` or `kvm`.
+        public var accel: String
+        public var kernel: BootFile?
+        public var initrd: BootFile?
+        public var append: String?
+        /// The VM has a data disk (virtio-blk); its state is `disk.qcow2`.
+        public var disk: Bool
+        public init(memoryMiB: Int, cpus: Int, accel: String, kernel: BootFile?, initrd: BootFile?, append: String?, disk: Bool) {
+            self.memoryMiB = memoryMiB
+            self.cpus = cpus
+            self.accel = accel
+            self.kernel = kernel
+            self.initrd = initrd
+            self.append = append
+            self.disk = disk
+        }
+        public var memoryBytes: Int64 { Int64(memoryMiB) << 20 }
+    }
 
     public struct QEMUInfo: Codable, Equatable, Sendable {
         public var version: String
-        /// The full command line of the checkpointed QEMU, for the record.
+        /// The full command line of the checkpointed QEMU, for the record (never executed).
         public var argv: [String]
         public init(version: String, argv: [String]) {
             self.version = version
@@ -23,19 +99,10 @@ public struct Manifest: Codable, Equatable, Sendable {
         }
     }
 
-    /// A boot file the restored VM needs again (kernel, initrd), checked by digest.
-    public struct BootFile: Codable, Equatable, Sendable {
-        public var path: String
-        public var sha256: String
-        public init(path: String, sha256: String) {
-            self.path = path
-            self.sha256 = sha256
-        }
-    }
-
     public struct FileEntry: Codable, Equatable, Sendable {
         public var name: String
         public var size: Int64
+        /// The file's `ChunkedDigest`.
         public var sha256: String
         public init(name: String, size: Int64, sha256: String) {
             self.name = name
@@ -45,17 +112,32 @@ public struct Manifest: Codable, Equatable, Sendable {
     }
 
     public struct Memory: Codable, Equatable, Sendable {
-        public var file: String
         public var bytes: Int64
         public var dataBytes: Int64
         public var zeroBytes: Int64
         public var excludedBytes: Int64
-        public init(file: String, bytes: Int64, dataBytes: Int64, zeroBytes: Int64, excludedBytes: Int64) {
-            self.file = file
+        public init(bytes: Int64, dataBytes: Int64, zeroBytes: Int64, excludedBytes: Int64) {
             self.bytes = bytes
             self.dataBytes = dataBytes
             self.zeroBytes = zeroBytes
             self.excludedBytes = excludedBytes
+        }
+    }
+
+    /// A process left out of the checkpoint: restore kills it before the guest runs on.
+    public struct ExcludedProcess: Codable, Equatable, Sendable {
+        public var pid: Int32
+        /// Field 22 of /proc/PID/stat: tells this process from a later one with the same pid.
+        public var startTime: UInt64
+        /// The command name (never the arguments, which live in the excluded memory).
+        public var command: String
+        /// "pid 12", "name bash", "on pts/0", "child of 12", "holds the master of pts/0".
+        public var reason: String
+        public init(pid: Int32, startTime: UInt64, command: String, reason: String) {
+            self.pid = pid
+            self.startTime = startTime
+            self.command = command
+            self.reason = reason
         }
     }
 
@@ -117,11 +199,9 @@ public struct Manifest: Codable, Equatable, Sendable {
     public var format: String = "sparc-bundle"
     public var formatVersion: Int = currentFormatVersion
     public var createdAt: String
-    public var vmName: String
-    public var machine: MachineSpec
+    public var vm: VMRecord
+    public var machine: Machine
     public var qemu: QEMUInfo
-    public var kernel: BootFile?
-    public var initrd: BootFile?
     public var guest: Guest?
     public var memory: Memory
     public var exclusion: Exclusion
@@ -130,15 +210,13 @@ public struct Manifest: Codable, Equatable, Sendable {
     public var manifestSHA256: String
 
     public init(
-        createdAt: Date = Date(), vmName: String, machine: MachineSpec, qemu: QEMUInfo, kernel: BootFile?,
-        initrd: BootFile?, guest: Guest?, memory: Memory, exclusion: Exclusion = Exclusion(), files: [FileEntry]
+        createdAt: Date = Date(), vm: VMRecord, machine: Machine, qemu: QEMUInfo, guest: Guest?, memory: Memory,
+        exclusion: Exclusion = Exclusion(), files: [FileEntry]
     ) {
         self.createdAt = Manifest.timestamp(createdAt)
-        self.vmName = vmName
+        self.vm = vm
         self.machine = machine
         self.qemu = qemu
-        self.kernel = kernel
-        self.initrd = initrd
         self.guest = guest
         self.memory = memory
         self.exclusion = exclusion
@@ -155,6 +233,7 @@ public struct Manifest: Codable, Equatable, Sendable {
     }
 
     public func file(named name: String) -> FileEntry? { files.first { $0.name == name } }
+    public func file(_ member: Member) -> FileEntry? { file(named: member.rawValue) }
 
     /// Encodes with the self-digest filled in: any changed byte of the file is detected.
     public func encoded() throws -> Data {
@@ -172,23 +251,29 @@ public struct Manifest: Codable, Equatable, Sendable {
         return data
     }
 
-    /// Decodes a manifest and checks its self-digest.
+    /// Decodes a manifest, checks its self-digest and every value in it.
     public static func decode(_ data: Data) throws -> Manifest {
+        struct Header: Decodable {
+            var format: String?
+            var formatVersion: Int?
+        }
+        guard let header = try? JSONDecoder().decode(Header.self, from: data), header.format == "sparc-bundle" else {
+            throw SparcError("manifest.json is not a sparc bundle manifest", kind: .negative)
+        }
+        guard header.formatVersion == currentFormatVersion else {
+            let v = header.formatVersion.map(String.init) ?? "?"
+            throw SparcError(
+                "bundle format version \(v) is not supported (this sparc reads version \(currentFormatVersion)"
+                    + ((header.formatVersion ?? 0) < currentFormatVersion ? "; the bundle was written by an older sparc)" : "; upgrade sparc)"))
+        }
         let manifest: Manifest
         do {
             manifest = try JSONDecoder().decode(Manifest.self, from: data)
         } catch {
             throw SparcError("manifest.json is not a valid sparc manifest", kind: .negative)
         }
-        guard manifest.format == "sparc-bundle" else {
-            throw SparcError("manifest.json is not a sparc bundle manifest", kind: .negative)
-        }
-        guard manifest.formatVersion == currentFormatVersion else {
-            throw SparcError(
-                "bundle format version \(manifest.formatVersion) is not supported (this sparc reads \(currentFormatVersion))")
-        }
         let claimed = Data("\"manifestSHA256\" : \"\(manifest.manifestSHA256)\"".utf8)
-        guard manifest.manifestSHA256.count == 64, let range = data.range(of: claimed) else {
+        guard Self.isDigest(manifest.manifestSHA256), let range = data.range(of: claimed) else {
             throw SparcError("manifest.json digest field is damaged", kind: .negative)
         }
         var zeroed = data
@@ -196,6 +281,53 @@ public struct Manifest: Codable, Equatable, Sendable {
         guard SHA256Hasher.hex(of: zeroed) == manifest.manifestSHA256 else {
             throw SparcError("manifest.json has been modified (its digest does not match)", kind: .negative)
         }
+        try manifest.validate()
         return manifest
+    }
+
+    static func isDigest(_ s: String) -> Bool {
+        s.utf8.count == 64 && s.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }
+    }
+
+    /// True for a VM identity (a lower-case UUID).
+    public static func isIdentity(_ s: String) -> Bool { isUUID(s) }
+
+    static func isUUID(_ s: String) -> Bool {
+        let parts = s.split(separator: "-", omittingEmptySubsequences: false)
+        return parts.map(\.count) == [8, 4, 4, 4, 12] && s.utf8.allSatisfy { $0 == 0x2D || ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }
+    }
+
+    /// Checks every value a hostile manifest could bend: names, sizes, counts, digests.
+    /// A sealed manifest can still be anybody's: sealing proves integrity, not good intent.
+    public func validate() throws {
+        func bad(_ what: String) -> SparcError { SparcError("manifest.json is not valid: \(what)", kind: .negative) }
+        guard VMName.isValid(vm.name) else { throw bad("VM name '\(vm.name.terminalSafe)' is not a valid name") }
+        guard Self.isUUID(vm.id) else { throw bad("VM id '\(vm.id.terminalSafe)' is not a UUID") }
+        guard (64...Self.maxMemoryMiB).contains(machine.memoryMiB) else { throw bad("memory of \(machine.memoryMiB) MiB") }
+        guard (1...64).contains(machine.cpus) else { throw bad("\(machine.cpus) CPUs") }
+        guard ["tcg", "kvm"].contains(machine.accel) else { throw bad("accelerator '\(machine.accel.terminalSafe)'") }
+        for boot in [machine.kernel, machine.initrd].compactMap({ $0 }) {
+            guard Self.isDigest(boot.sha256), boot.size >= 0 else { throw bad("a boot file's digest or size") }
+        }
+        if machine.initrd != nil && machine.kernel == nil { throw bad("an initrd without a kernel") }
+        if let append = machine.append, append.utf8.contains(0) || append.utf8.count > 4096 { throw bad("the kernel command line") }
+        guard memory.bytes == machine.memoryBytes else {
+            throw bad("memory image of \(memory.bytes) bytes for a machine with \(machine.memoryMiB) MiB")
+        }
+        for v in [memory.dataBytes, memory.zeroBytes, memory.excludedBytes] where v < 0 || v > memory.bytes {
+            throw bad("memory statistics out of range")
+        }
+        var seen = Set<String>()
+        for f in files {
+            guard let member = Member(rawValue: f.name) else { throw bad("unknown file '\(f.name.terminalSafe)' (a bundle holds only fixed names)") }
+            guard seen.insert(f.name).inserted else { throw bad("\(f.name) is listed twice") }
+            guard f.size >= 0, f.size <= member.sizeLimit else { throw bad("\(f.name) has a size of \(f.size) bytes") }
+            guard Self.isDigest(f.sha256) else { throw bad("\(f.name) has no valid digest") }
+        }
+        guard file(.memory)?.size == memory.bytes else { throw bad("the memory image is missing or not the machine's RAM size") }
+        guard file(.devices) != nil else { throw bad("the device state is missing") }
+        guard machine.disk == (file(.disk) != nil) else { throw bad("the disk state does not match the machine's disk") }
+        for p in exclusion.processes where p.pid <= 0 { throw bad("excluded process with pid \(p.pid)") }
+        guard exclusion.bytes >= 0, exclusion.ranges >= 0, exclusion.keptSharedPages >= 0 else { throw bad("exclusion counts") }
     }
 }

@@ -15,7 +15,9 @@ public struct PhysicalLayout: Equatable, Sendable {
 
     /// The RAM-file byte ranges behind a guest-physical range (empty in the PCI hole or beyond RAM).
     public func fileRanges(physical start: UInt64, length: UInt64) -> [Range<Int64>] {
-        let end = start + length
+        // A range running past the top of the address space is cut there (addresses come from bundles and operators).
+        let (sum, overflow) = start.addingReportingOverflow(length)
+        let end = overflow ? UInt64.max : sum
         var out: [Range<Int64>] = []
         if start < lowMemory {
             out.append(Int64(start)..<Int64(min(end, lowMemory)))

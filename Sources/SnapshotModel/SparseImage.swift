@@ -64,19 +64,12 @@ public enum SparseImage {
         let dst = output.fd
 
         let excluded = normalize(excluding, size: size)
-        // Hash the image as it will read back: RAM with excluded ranges as zeros.
+        // Digest the image as it will read back (RAM with excluded ranges as zeros), on
+        // another core while this one copies.
         let digest = SharedBox("")
         let group = DispatchGroup()
         DispatchQueue.global().async(group: group) {
-            let h = SHA256Hasher()
-            var pos: Int64 = 0
-            for r in excluded {
-                h.update(base + Int(pos), count: Int(r.lowerBound - pos))
-                h.updateZeros(count: r.upperBound - r.lowerBound)
-                pos = r.upperBound
-            }
-            h.update(base + Int(pos), count: Int(size - pos))
-            digest.value = h.finalize()
+            digest.value = Self.digest(base, size: size, excluded: excluded)
         }
 
         var dataBytes: Int64 = 0
@@ -141,65 +134,49 @@ public enum SparseImage {
             bytes: size, dataBytes: dataBytes, zeroBytes: zeroBytes, excludedBytes: excludedBytes, sha256: digest.value)
     }
 
-    /// Copies a sparse image into a new RAM file, checking it against `expectedSHA256`.
-    /// On a mismatch the new file is removed and nothing is left behind.
+    /// The `ChunkedDigest` of `size` bytes at `base` with the `excluded` ranges read as zeros.
+    static func digest(_ base: UnsafeRawPointer, size: Int64, excluded: [Range<Int64>]) -> String {
+        let chunk = Int64(ChunkedDigest.chunkSize)
+        let scratch = UnsafeMutableRawPointer.allocate(byteCount: ChunkedDigest.chunkSize, alignment: 4096)
+        defer { scratch.deallocate() }
+        var hashes: [[UInt8]] = []
+        var next = 0
+        for c in 0..<ChunkedDigest.chunkCount(size) {
+            let lo = Int64(c) * chunk
+            let n = ChunkedDigest.chunkLength(c, size: size)
+            let hi = lo + Int64(n)
+            while next < excluded.count && excluded[next].upperBound <= lo { next += 1 }
+            if next < excluded.count && excluded[next].lowerBound < hi {
+                memcpy(scratch, base + Int(lo), n)
+                var k = next
+                while k < excluded.count && excluded[k].lowerBound < hi {
+                    let a = max(lo, excluded[k].lowerBound)
+                    let b = min(hi, excluded[k].upperBound)
+                    memset(scratch + Int(a - lo), 0, Int(b - a))
+                    k += 1
+                }
+                hashes.append(ChunkedDigest.hash(chunk: scratch, count: n, index: c, size: size))
+            } else {
+                hashes.append(ChunkedDigest.hash(chunk: base + Int(lo), count: n, index: c, size: size))
+            }
+        }
+        return ChunkedDigest.combine(size: size, chunks: hashes)
+    }
+
+    /// Copies a sparse image into a new RAM file, checking it against `expectedDigest` as it
+    /// goes: what is hashed is what is written, read once from the given descriptor. On a
+    /// mismatch the new file is removed and nothing is left behind.
     public static func load(
-        from source: String, to destination: String, expectedSize: Int64, expectedSHA256: String,
+        from source: OpenedFile, to destination: String, expectedSize: Int64, expectedDigest: String,
         progress: ((Int64, Int64) -> Void)? = nil
     ) throws {
-        let src = open(source, O_RDONLY | O_CLOEXEC)
-        guard src >= 0 else { throw SparcError.posix("cannot read", source) }
-        defer { close(src) }
-        var st = stat()
-        fstat(src, &st)
-        let size = Int64(st.st_size)
-        guard size == expectedSize else {
-            throw SparcError("memory image is \(size) bytes, the manifest says \(expectedSize): bundle is damaged")
+        guard source.size == expectedSize else {
+            throw SparcError("memory image is \(source.size) bytes, the manifest says \(expectedSize): bundle is damaged")
         }
-        let output = try NewFile(destination, size: size)
-        let dst = output.fd
-
-        let hashed = SharedBox<Result<String, Error>>(.success(""))
-        let group = DispatchGroup()
-        DispatchQueue.global().async(group: group) {
-            hashed.value = Result { try SHA256Hasher.hex(ofFile: source) }
-        }
-        let buf = UnsafeMutableRawPointer.allocate(byteCount: maxRun, alignment: 4096)
-        defer { buf.deallocate() }
-        var copyError: SparcError?
-        var pos: Int64 = 0
-        copy: while pos < size {
-            let dataStart = lseek(src, off_t(pos), seekData)
-            if dataStart < 0 { break }  // ENXIO: only a hole remains
-            var holeStart = lseek(src, dataStart, seekHole)
-            if holeStart < 0 { holeStart = off_t(size) }
-            var off = Int64(dataStart)
-            while off < Int64(holeStart) {
-                let want = Int(min(Int64(maxRun), Int64(holeStart) - off))
-                let n = pread(src, buf, want, off_t(off))
-                if n <= 0 {
-                    if n < 0 && errno == EINTR { continue }
-                    copyError = SparcError.posix("cannot read", source)
-                    break copy
-                }
-                var w = 0
-                while w < n {
-                    let m = pwrite(dst, buf + w, n - w, off_t(off) + off_t(w))
-                    if m < 0 {
-                        if errno == EINTR { continue }
-                        copyError = SparcError.posix("cannot write", destination)
-                        break copy
-                    }
-                    w += m
-                }
-                off += Int64(n)
-            }
-            pos = Int64(holeStart)
-            progress?(pos, size)
-        }
-        group.wait()
-        if let copyError { throw copyError }
-        guard try hashed.value.get() == expectedSHA256 else {
+        let output = try NewFile(destination, size: source.size)
+        let digest = try ChunkedDigest.digest(
+            fd: source.fd, size: source.size, path: source.path, copyTo: output.fd, progress: progress)
+        guard digest == expectedDigest else {
             throw SparcError("memory image does not match its digest in the manifest: bundle is damaged or tampered")
         }
         output.keep()
@@ -208,15 +185,15 @@ public enum SparseImage {
 
 /// A new file of a given size that is removed again unless `keep()` is called, so a failed
 /// copy leaves nothing behind.
-final class NewFile {
-    let fd: Int32
-    let path: String
+public final class NewFile {
+    public let fd: Int32
+    public let path: String
     private var kept = false
 
-    init(_ path: String, size: Int64) throws {
+    public init(_ path: String, size: Int64) throws {
         // Fail before any property is set: a throwing init of a fully set object runs deinit,
         // which would remove a file that was there before.
-        let fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        let fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw SparcError.posix("cannot create", path) }
         guard ftruncate(fd, off_t(size)) == 0 else {
             let error = SparcError.posix("cannot size", path)
@@ -228,7 +205,7 @@ final class NewFile {
         self.path = path
     }
 
-    func keep() { kept = true }
+    public func keep() { kept = true }
 
     deinit {
         close(fd)

@@ -23,8 +23,6 @@ public struct CheckpointReport: Codable, Sendable {
     public var exclusion: Manifest.Exclusion
 }
 
-/// Quotes a path for the shell that QEMU's `exec:` migration URI runs.
-func shellQuote(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'" }
 
 extension VMManager {
     /// Saves a running VM into a new bundle at `output`.
@@ -35,6 +33,24 @@ extension VMManager {
     public func checkpoint(
         name: String, output: String, stopAfter: Bool = false, exclusion: ExclusionRequest? = nil,
         cancel: Cancellation? = nil, progress: Progress? = nil
+    ) throws -> CheckpointReport {
+        let resumeFailure = SharedBox<String?>(nil)
+        do {
+            return try performCheckpoint(
+                name: name, output: output, stopAfter: stopAfter, exclusion: exclusion, cancel: cancel, progress: progress,
+                resumeFailure: resumeFailure)
+        } catch {
+            // The guest must never be left paused without the operator hearing of it.
+            if let why = resumeFailure.value {
+                throw SparcError("\(error); QEMU could not resume the guest, which stays paused: \(why)")
+            }
+            throw error
+        }
+    }
+
+    func performCheckpoint(
+        name: String, output: String, stopAfter: Bool, exclusion: ExclusionRequest?, cancel: Cancellation?,
+        progress: Progress?, resumeFailure: SharedBox<String?>
     ) throws -> CheckpointReport {
         // Cancelling stops at the next phase boundary; the failure path resumes the guest
         // and removes the partial bundle.
@@ -66,8 +82,12 @@ extension VMManager {
             if !done {
                 // Failure: leave the VM as it was (running, thawed) and no partial bundle behind.
                 writer.abort()
-                if paused { _ = try? qmp.execute("cont") }
+                if paused {
+                    do { try qmp.execute("cont") } catch { resumeFailure.value = "\(error)" }
+                }
                 if thawOnFailure { _ = try? agent.thaw() }
+                // Whatever the disk chain became, the runtime state says so.
+                try? state.save(layout.stateFile)
             }
         }
 
@@ -97,31 +117,22 @@ extension VMManager {
         pausedAt = Date()
 
         var frozenLayer: String?
-        if state.spec.hasDisk, let active = state.diskActive {
-            // The layer the guest wrote so far becomes read-only and is the disk state of
-            // this checkpoint; the VM goes on writing into a new overlay.
-            let next = layout.directory + "/disk-\(state.diskOverlays.count + 1).qcow2"
-            unlink(next)
-            try qmp.execute(
-                "blockdev-snapshot-sync", ["device": "disk0", "snapshot-file": next, "format": "qcow2"])
-            frozenLayer = active
-            state.diskActive = next
-            state.diskOverlays.append(next)
+        if state.spec.hasDisk, !state.disk.isEmpty {
+            // The layer the guest wrote so far becomes read-only and is the disk state of this
+            // checkpoint; the VM goes on writing into a new overlay, handed to QEMU as descriptors.
+            frozenLayer = state.disk.last!.path
+            try addOverlay(&state, qmp: qmp, layout: layout)
             try state.save(layout.stateFile)
         }
 
         try checkCancelled()
         progress?("saving device state")
-        try qmp.execute(
-            "migrate-set-capabilities", ["capabilities": [["capability": "x-ignore-shared", "state": true]]])
-        let devicesPath = writer.file(Manifest.devicesFile)
-        try qmp.execute("migrate", ["uri": "exec:cat > \(shellQuote(devicesPath))"])
-        try qmp.waitForMigration(timeout: 120)
+        try saveDeviceState(qmp: qmp, to: writer.file(Manifest.devicesFile))
 
         try checkCancelled()
         progress?("copying memory")
         let stats = try SparseImage.save(
-            from: layout.ramPath, to: writer.file(Manifest.memoryFile), excluding: excludedFileRanges,
+            from: state.ramPath, to: writer.file(Manifest.memoryFile), excluding: excludedFileRanges,
             progress: { done, total in progress?("copying memory \(done * 100 / max(total, 1))%") })
 
         let downtime: Double
@@ -152,28 +163,26 @@ extension VMManager {
         progress?("hashing")
         let entries = try writer.entries(for: files, known: [Manifest.memoryFile: stats.sha256])
         let manifest = Manifest(
-            vmName: name, machine: state.spec,
+            vm: .init(name: name, id: state.id),
+            machine: .init(
+                memoryMiB: state.spec.memoryMiB, cpus: state.spec.cpus, accel: state.spec.accel.rawValue, kernel: state.kernel,
+                initrd: state.initrd, append: state.spec.append, disk: state.spec.hasDisk),
             qemu: .init(version: state.qemuVersion, argv: state.argv),
-            kernel: try state.spec.kernel.map { .init(path: $0, sha256: try SHA256Hasher.hex(ofFile: $0)) },
-            initrd: try state.spec.initrd.map { .init(path: $0, sha256: try SHA256Hasher.hex(ofFile: $0)) },
             guest: .init(kernel: hello.kernel, bootId: hello.bootId, agentVersion: hello.agentVersion),
-            memory: .init(
-                file: Manifest.memoryFile, bytes: stats.bytes, dataBytes: stats.dataBytes, zeroBytes: stats.zeroBytes,
-                excludedBytes: stats.excludedBytes),
+            memory: .init(bytes: stats.bytes, dataBytes: stats.dataBytes, zeroBytes: stats.zeroBytes, excludedBytes: stats.excludedBytes),
             exclusion: Self.exclusionRecord(exclusion, plan: plan, excludedBytes: stats.excludedBytes),
             files: entries)
         progress?("writing manifest")
-        try writer.commit(manifest)
+        let sealed = try writer.commit(manifest, sealKey: HostKey(directory: stateDirectory).sealKey(create: true))
         done = true
-        let sealed = try BundleReader(path: writer.path).manifest
-        try HistoryLog(vm: name).append(
-            .checkpoint, bundle: writer.path, bundleDigest: sealed.manifestSHA256, epoch: try RSDMStore(vm: name).epoch())
+        try history(name).append(
+            .checkpoint, bundle: writer.path, bundleDigest: sealed.manifestSHA256, epoch: try rsdm(vmId: state.id).epoch())
 
         if stopAfter {
             progress?("stopping \(name)")
             _ = try? qmp.execute("quit")
             _ = QEMUProcess.waitForExit(state.pid, timeout: 10)
-            cleanUp(layout)
+            cleanUp(layout, ramPath: state.ramPath)
         }
         return CheckpointReport(
             bundle: writer.path, memoryBytes: stats.bytes, memoryDataBytes: stats.dataBytes,
@@ -188,8 +197,56 @@ extension VMManager {
         let targets = request.pids.map { "pid \($0)" } + request.names.map { "name \($0)" } + request.ttys.map { "tty \($0)" }
         return Manifest.Exclusion(
             targets: targets, scope: request.scope.rawValue, bytes: excludedBytes, bytesByKind: plan.bytes,
-            processes: plan.processes, ttys: plan.ttys, ranges: plan.ranges.count, keptSharedPages: plan.keptSharedPages,
+            processes: plan.processes.map { .init(pid: $0.pid, startTime: $0.startTime, command: $0.command, reason: $0.reason) },
+            ttys: plan.ttys, ranges: plan.ranges.count, keptSharedPages: plan.keptSharedPages,
             evictFiles: plan.evictFiles, removeFiles: plan.removeFiles, collectMilliseconds: plan.milliseconds,
             warnings: plan.warnings)
+    }
+}
+
+extension VMManager {
+    /// Puts a new qcow2 overlay on top of the disk chain (the VM must be paused): the file is
+    /// made here and handed to QEMU as descriptors in a new fd set, so QEMU opens nothing by path.
+    func addOverlay(_ state: inout VMState, qmp: QMPClient, layout: RuntimeLayout) throws {
+        let index = state.disk.count
+        let top = state.disk[index - 1]
+        let path = layout.directory + "/disk-\(index).qcow2"
+        unlink(path)
+        try createOverlay(path, on: top)
+        let rw = open(path, O_RDWR | O_CLOEXEC)
+        let ro = open(path, O_RDONLY | O_CLOEXEC)
+        defer {
+            if rw >= 0 { close(rw) }
+            if ro >= 0 { close(ro) }
+        }
+        guard rw >= 0, ro >= 0 else { throw SparcError.posix("cannot open disk overlay", path) }
+        try DiskLock.lock(rw, path: path, writable: true)
+        let set = QEMUCommand.fdSet(layer: index)
+        try qmp.addToFDSet(set, descriptors: [rw, ro])
+        let node = QEMUCommand.nodeName(layer: index)
+        try qmp.execute(
+            "blockdev-add",
+            [
+                "driver": "qcow2", "node-name": node, "backing": NSNull(),
+                "file": ["driver": "file", "node-name": node + "-file", "filename": "/dev/fdset/\(set)", "locking": "off"],
+            ])
+        try qmp.execute("blockdev-snapshot", ["node": QEMUCommand.nodeName(layer: index - 1), "overlay": node])
+        state.disk[index - 1].writable = false
+        state.disk.append(DiskLayer(path: path, format: "qcow2", writable: true, virtualSize: top.virtualSize))
+        state.diskScratch.append(path)
+    }
+
+    /// Writes QEMU's device state (no guest RAM: it is shared and ignored) into a new file,
+    /// through a descriptor: QEMU's sandbox lets it spawn nothing, so no `exec:` migration.
+    func saveDeviceState(qmp: QMPClient, to path: String) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw SparcError.posix("cannot create", path) }
+        defer { close(fd) }
+        try qmp.execute(
+            "migrate-set-capabilities", ["capabilities": [["capability": "x-ignore-shared", "state": true]]])
+        try qmp.passDescriptor(fd, as: "sparc-devices")
+        try qmp.execute("migrate", ["uri": "fd:sparc-devices"])
+        try qmp.waitForMigration(timeout: 120)
+        guard fsync(fd) == 0 else { throw SparcError.posix("cannot write", path) }
     }
 }

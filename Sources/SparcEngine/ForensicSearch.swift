@@ -7,36 +7,46 @@ import SparcSupport
 /// Searches bundles (every file) and plain files, and attributes hits in a bundle's memory
 /// image to the page's owner from the bundle's owner map.
 public enum ForensicSearch {
-    /// A file to search and how to describe its offsets.
+    /// A file to search, opened, and how to describe its offsets.
     public struct Target {
-        public var path: String
+        public var file: OpenedFile
         public var display: String
         public var layout: PhysicalLayout?
         public var owners: OwnerIndex?
     }
 
-    /// Expands a bundle into its files (memory image first); any other path is itself.
+    /// Expands a bundle into its files (memory image first), each opened by its fixed name
+    /// without following symlinks and size-checked against the manifest; any other path is
+    /// itself (a FIFO or device is refused, never waited on).
     public static func targets(_ path: String) throws -> [Target] {
         guard FileSystem.exists(path) else { throw SparcError("\(path): no such file or bundle") }
-        guard FileSystem.isDirectory(path) else { return [Target(path: path, display: path, layout: nil, owners: nil)] }
+        guard FileSystem.isDirectory(path) else {
+            return [Target(file: try OpenedFile(regular: path, followSymlinks: true), display: path, layout: nil, owners: nil)]
+        }
         guard FileSystem.exists(path + "/" + Manifest.fileName) else {
             throw SparcError("\(path) is a directory but not a sparc bundle (no manifest.json)")
         }
         let reader = try BundleReader(path: path)
         let m = reader.manifest
         var owners: OwnerIndex?
-        if m.file(named: Manifest.ownersFile) != nil, let data = try? FileSystem.readFile(reader.file(Manifest.ownersFile)),
+        if m.file(.owners) != nil, let file = try? reader.open(.owners), let data = try? file.readAll(),
             let map = try? JSONDecoder().decode(OwnerMap.self, from: data)
         {
             owners = OwnerIndex(map)
         }
-        let names = [Manifest.memoryFile] + (m.files.map(\.name) + [Manifest.fileName]).filter { $0 != Manifest.memoryFile }
-        return names.map { name in
-            let isMemory = name == Manifest.memoryFile
-            return Target(
-                path: reader.file(name), display: path.hasSuffix("/") ? path + name : path + "/" + name,
-                layout: isMemory ? PhysicalLayout(ramBytes: UInt64(m.memory.bytes)) : nil, owners: isMemory ? owners : nil)
+        func display(_ name: String) -> String { path.hasSuffix("/") ? path + name : path + "/" + name }
+        var targets: [Target] = []
+        let members = [Manifest.Member.memory] + Manifest.Member.allCases.filter { $0 != .memory && m.file($0) != nil }
+        for member in members {
+            let isMemory = member == .memory
+            targets.append(
+                Target(
+                    file: try reader.open(member), display: display(member.rawValue),
+                    layout: isMemory ? PhysicalLayout(ramBytes: UInt64(m.memory.bytes)) : nil, owners: isMemory ? owners : nil))
         }
+        let manifest = try OpenedFile(regular: reader.file(Manifest.fileName), maxSize: 64 << 20)
+        targets.append(Target(file: manifest, display: display(Manifest.fileName), layout: nil, owners: nil))
+        return targets
     }
 
     /// Searches every target of every path; `progress` gets (file, bytes done, bytes total).
@@ -49,7 +59,7 @@ public enum ForensicSearch {
         for path in paths {
             for target in try targets(path) {
                 var found = try searcher.search(
-                    file: target.path, displayName: target.display,
+                    file: target.file, displayName: target.display,
                     progress: { done, total in progress?(target.display, done, total) }, cancel: cancel)
                 if let layout = target.layout {
                     for i in found.indices {

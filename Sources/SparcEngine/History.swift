@@ -6,21 +6,9 @@ import SparcSupport
     import Glibc
 #endif
 
-/// Where sparc keeps state that must outlive VMs and bundles: the history key, the
-/// history logs and the rollback-sensitive data stores.
-public enum StateDirectory {
-    /// `$SPARC_STATE_DIR`, `$XDG_STATE_HOME/sparc`, `/var/lib/sparc` for root, else `~/.local/state/sparc`.
-    public static func path(environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
-        if let d = environment["SPARC_STATE_DIR"], !d.isEmpty { return d }
-        if let x = environment["XDG_STATE_HOME"], !x.isEmpty { return x + "/sparc" }
-        if getuid() == 0 { return "/var/lib/sparc" }
-        return (environment["HOME"] ?? "/tmp") + "/.local/state/sparc"
-    }
-}
-
 /// One event in a VM's history.
 public struct HistoryEntry: Codable, Equatable, Sendable {
-    public enum Event: String, Codable, Sendable { case boot, checkpoint, restore, rollback, stop, shutdown }
+    public enum Event: String, Codable, Sendable { case boot, checkpoint, restore, rollback, clone, stop, shutdown }
     public var seq: Int
     public var time: String
     public var vm: String
@@ -55,28 +43,15 @@ public struct HistoryLog {
     public let vm: String
     var logPath: String { directory + "/history/\(vm).log" }
     var headPath: String { directory + "/history/\(vm).head" }
-    var keyPath: String { directory + "/history.key" }
 
-    public init(directory: String = StateDirectory.path(), vm: String) {
+    /// A VM's history in the state directory; the name is checked, since it becomes a file name.
+    public init(directory: String, vm: String) throws {
+        try VMName.check(vm)
         self.directory = directory
         self.vm = vm
     }
 
-    /// The host secret: 32 random bytes, created on first use (mode 0600).
-    func key(create: Bool) throws -> Data {
-        if FileSystem.exists(keyPath) {
-            let k = try FileSystem.readFile(keyPath)
-            guard k.count == 32 else { throw SparcError("history key \(keyPath) is damaged (expected 32 bytes)") }
-            return k
-        }
-        guard create else {
-            throw SparcError("history key \(keyPath) is missing: the history cannot be verified")
-        }
-        try FileSystem.makeDirectories(directory)
-        let bytes = secureRandomBytes(32)
-        try FileSystem.writeAtomically(Data(bytes), to: keyPath, mode: 0o600)
-        return Data(bytes)
-    }
+    func key(create: Bool) throws -> Data { try HostKey(directory: directory).load(create: create) }
 
     /// Entries as stored (not verified).
     public func entries() throws -> [HistoryEntry] {
@@ -99,6 +74,15 @@ public struct HistoryLog {
     ) throws -> HistoryEntry {
         let key = try key(create: true)
         try FileSystem.makeDirectories(directory + "/history")
+        // Two sparc commands appending at once would both chain to the same entry.
+        return try FileLock.withLock(directory + "/history/\(vm).lock") {
+            try appendLocked(event, key: key, bundle: bundle, bundleDigest: bundleDigest, epoch: epoch, detail: detail)
+        }
+    }
+
+    private func appendLocked(
+        _ event: HistoryEntry.Event, key: Data, bundle: String?, bundleDigest: String?, epoch: Int?, detail: String?
+    ) throws -> HistoryEntry {
         let existing = try entries()
         var entry = HistoryEntry(
             seq: (existing.last?.seq ?? 0) + 1, time: Manifest.timestamp(Date()), vm: vm, event: event, bundle: bundle,

@@ -1,11 +1,15 @@
 import Foundation
+import SnapshotModel
 import SparcSupport
 
 /// Rollback-sensitive data memory: a small key-value store per VM, kept by the host outside
 /// every bundle, so a restore never rolls it back. It also holds the VM's restore epoch.
 ///
-/// Writes are atomic (temporary file, fsync, rename): a process killed mid-write leaves the
-/// old or the new store, never a mix. A damaged store is an error, never silently reset.
+/// The store belongs to the VM's identity (a UUID recorded in every bundle), so restoring a
+/// checkpoint under another name cannot hand the guest an empty store. Every change is a
+/// locked read-modify-write (flock), and writes are atomic (temporary file, fsync, rename):
+/// concurrent writers never lose an update, a process killed mid-write leaves the old or
+/// the new store. A damaged store is an error, never silently reset.
 public struct RSDMStore {
     public static let maxKeys = 256
     public static let maxKeyBytes = 64
@@ -19,9 +23,29 @@ public struct RSDMStore {
     }
 
     public let path: String
+    var lockPath: String { path + ".lock" }
 
-    public init(directory: String = StateDirectory.path(), vm: String) {
-        path = directory + "/rsdm/\(vm).json"
+    /// The store of the VM with identity `vmId` in the state directory.
+    public init(directory: String, vmId: String) throws {
+        guard Manifest.isIdentity(vmId) else { throw SparcError("invalid VM identity '\(vmId.terminalSafe)'") }
+        path = directory + "/rsdm/\(vmId).json"
+    }
+
+    /// Runs a read-modify-write of the store under its lock.
+    func update<T>(_ body: (inout Content) throws -> T) throws -> T {
+        try FileSystem.makeDirectories(Path.directory(of: path))
+        return try FileLock.withLock(lockPath) {
+            var c = try load()
+            let result = try body(&c)
+            try save(c)
+            return result
+        }
+    }
+
+    /// Copies this store's values (not its epoch) into a new store, for a cloned VM.
+    public func copy(to other: RSDMStore) throws {
+        let values = try all()
+        try other.update { $0.values = values }
     }
 
     func load() throws -> Content {
@@ -43,8 +67,9 @@ public struct RSDMStore {
     }
 
     static func check(key: String) throws {
-        guard !key.isEmpty, key.utf8.count <= maxKeyBytes, key.allSatisfy({ $0.isASCII && !$0.isWhitespace }) else {
-            throw SparcError("invalid key '\(key)': 1 to \(maxKeyBytes) printable ASCII characters")
+        // Printable ASCII only: keys are shown on the operator's terminal.
+        guard !key.isEmpty, key.utf8.count <= maxKeyBytes, key.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
+            throw SparcError("invalid key '\(key.terminalSafe)': 1 to \(maxKeyBytes) printable ASCII characters")
         }
     }
 
@@ -56,29 +81,29 @@ public struct RSDMStore {
     public func set(_ key: String, _ value: String) throws {
         try Self.check(key: key)
         guard value.utf8.count <= Self.maxValueBytes else { throw SparcError("value too large: \(value.utf8.count) bytes (limit \(Self.maxValueBytes))") }
-        var c = try load()
-        if c.values[key] == nil && c.values.count >= Self.maxKeys { throw SparcError("store full: \(Self.maxKeys) keys") }
-        c.values[key] = value
-        try save(c)
+        try update { c in
+            if c.values[key] == nil && c.values.count >= Self.maxKeys { throw SparcError("store full: \(Self.maxKeys) keys") }
+            c.values[key] = value
+        }
     }
 
     /// Adds `by` to an integer value (missing counts as 0) and returns the result.
     @discardableResult
     public func increment(_ key: String, by: Int = 1) throws -> Int {
         try Self.check(key: key)
-        var c = try load()
-        guard let current = Int(c.values[key] ?? "0") else { throw SparcError("value of '\(key)' is not an integer") }
-        if c.values[key] == nil && c.values.count >= Self.maxKeys { throw SparcError("store full: \(Self.maxKeys) keys") }
-        c.values[key] = String(current + by)
-        try save(c)
-        return current + by
+        return try update { c in
+            guard let current = Int(c.values[key] ?? "0") else { throw SparcError("value of '\(key)' is not an integer") }
+            let (next, overflow) = current.addingReportingOverflow(by)
+            if overflow { throw SparcError("'\(key)' would overflow (\(current) + \(by))") }
+            if c.values[key] == nil && c.values.count >= Self.maxKeys { throw SparcError("store full: \(Self.maxKeys) keys") }
+            c.values[key] = String(next)
+            return next
+        }
     }
 
     public func delete(_ key: String) throws {
         try Self.check(key: key)
-        var c = try load()
-        c.values[key] = nil
-        try save(c)
+        try update { $0.values[key] = nil }
     }
 
     public func all() throws -> [String: String] { try load().values }
@@ -88,10 +113,10 @@ public struct RSDMStore {
     /// Moves to the next restore epoch (called on every restore).
     @discardableResult
     public func nextEpoch() throws -> Int {
-        var c = try load()
-        c.epoch += 1
-        try save(c)
-        return c.epoch
+        try update { c in
+            c.epoch += 1
+            return c.epoch
+        }
     }
 
     /// Answers one request line from the guest: {"op":"get|set|incr|del|epoch","key":..,"value":..}.
@@ -118,7 +143,9 @@ public struct RSDMStore {
             case "set":
                 try set(r.key ?? "", r.value ?? "")
                 response = Response(ok: true)
-            case "incr": response = Response(ok: true, value: String(try increment(r.key ?? "", by: Int(r.value ?? "1") ?? 1)))
+            case "incr":
+                guard let by = Int(r.value ?? "1") else { throw SparcError("an increment must be an integer") }
+                response = Response(ok: true, value: String(try increment(r.key ?? "", by: by)))
             case "del":
                 try delete(r.key ?? "")
                 response = Response(ok: true)
@@ -137,31 +164,3 @@ public struct RSDMStore {
     }
 }
 
-/// Serves a VM's RSDM port (virtio-serial `org.sparc.rsdm.0`) until QEMU closes it.
-public enum RSDMServer {
-    public static func run(socketPath: String, store: RSDMStore) throws {
-        var socket: UnixSocket?
-        for _ in 0..<100 {
-            socket = try? UnixSocket.connect(to: socketPath)
-            if socket != nil { break }
-            usleep(100_000)
-        }
-        guard let socket else { throw SparcError("RSDM port \(socketPath) is not reachable") }
-        var lines = LineBuffer(maxLine: 64 << 10)
-        while true {
-            guard let chunk = try socket.read(deadline: nil), !chunk.isEmpty else { return }
-            for frame in lines.append(chunk) {
-                guard case .line(let line) = frame, !line.isEmpty else { continue }
-                try socket.write(store.handle(line), deadline: Date().addingTimeInterval(10))
-            }
-        }
-    }
-}
-
-extension VMManager {
-    /// Starts the host side of the VM's RSDM port: a detached `sparc rsdm-serve`.
-    func startRSDMServer(_ name: String) {
-        guard let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") else { return }
-        _ = try? Subprocess.spawn([exe, "rsdm-serve", "--name", name], newSession: true)
-    }
-}

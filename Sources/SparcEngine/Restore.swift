@@ -22,25 +22,65 @@ public struct RestoreReport: Codable, Sendable {
     public var epoch: Int
     /// True when the bundle is older than the VM's newest checkpoint.
     public var rollback: Bool
+    /// True when the VM was restored as a copy with a new identity (`--clone`).
+    public var clone: Bool
+    /// True when this host sealed the bundle.
+    public var sealed: Bool
 }
 
-/// How restore treats a bundle's place in the VM's history.
+/// How restore treats a bundle's provenance and place in the VM's history.
 public struct RestorePolicy: Sendable {
     /// Restoring a bundle older than the newest checkpoint rolls the VM back.
     public var allowRollback = false
-    /// Restoring a bundle the history does not know.
+    /// Restoring a bundle this host did not seal.
     public var allowForeign = false
-    public init(allowRollback: Bool = false, allowForeign: Bool = false) {
+    /// Restoring as a new VM (new identity, a copy of the source's rollback-sensitive data),
+    /// needed for a name other than the bundle's or one that belongs to another VM.
+    public var clone = false
+    /// Boot files to use when this host's store does not hold the bundle's (digests must match).
+    public var kernel: String?
+    public var initrd: String?
+    public init(allowRollback: Bool = false, allowForeign: Bool = false, clone: Bool = false, kernel: String? = nil, initrd: String? = nil) {
         self.allowRollback = allowRollback
         self.allowForeign = allowForeign
+        self.clone = clone
+        self.kernel = kernel
+        self.initrd = initrd
     }
+}
+
+/// Why a restore was refused in a way the operator may override with a flag.
+public enum RestoreRefusal: Error, CustomStringConvertible, Equatable, Sendable {
+    /// Older than the newest checkpoint (or unknown to the history): needs `allowRollback`.
+    case rollback(String)
+    /// Not sealed by this host: needs `allowForeign`.
+    case foreign(String)
+    /// Another VM's identity or another name: needs `clone`.
+    case clone(String)
+
+    public var description: String {
+        switch self {
+        case .rollback(let m), .foreign(let m), .clone(let m): return m
+        }
+    }
+}
+
+/// What the checks before a restore decided.
+struct Provenance {
+    var sealed: Bool
+    var rollback: Bool
+    /// The identity the restored VM will have.
+    var identity: String
+    var clone: Bool
 }
 
 extension VMManager {
     /// Rebuilds a VM from a bundle and resumes it.
     ///
-    /// Every file is checked against the manifest before anything is started (the RAM image
-    /// while it is copied into a new RAM file); a damaged bundle is refused and leaves nothing
+    /// Everything that can be checked is checked before a running VM of the same name is
+    /// touched: the manifest, the host seal and the history, the boot files, the free
+    /// memory. Every file is then copied into sparc's private directories while its digest
+    /// is checked, so what was verified is what QEMU gets; a damaged bundle leaves nothing
     /// behind. The guest resumes frozen, as it was saved, and the agent thaws it.
     public func restore(
         bundle: String, name: String, replace: Bool = false, killExcluded: Bool = true,
@@ -60,99 +100,88 @@ extension VMManager {
         let qemu = try QEMUProcess.locateBinary()
         let qemuVersion = QEMUProcess.version(binary: qemu)
         if qemuVersion != manifest.qemu.version {
-            warnings.append("bundle was saved by QEMU \(manifest.qemu.version), restoring with \(qemuVersion)")
+            warnings.append("bundle was saved by QEMU \(manifest.qemu.version.terminalSafe), restoring with \(qemuVersion)")
         }
-        let spec = manifest.machine
-        try checkBootFile(manifest.kernel, what: "kernel")
-        try checkBootFile(manifest.initrd, what: "initrd")
-        guard let memoryEntry = manifest.file(named: Manifest.memoryFile),
-            memoryEntry.size == spec.memoryBytes, manifest.memory.bytes == spec.memoryBytes
-        else {
-            throw SparcError(
-                "bundle memory image does not match the machine's \(spec.memoryMiB) MiB of RAM: bundle is damaged",
-                kind: .negative)
-        }
-        guard manifest.file(named: Manifest.devicesFile) != nil else {
-            throw SparcError("bundle has no device state (devices.vmstate)", kind: .negative)
-        }
-        if spec.hasDisk && manifest.file(named: Manifest.diskFile) == nil {
-            throw SparcError("bundle has no disk state although the machine has a disk", kind: .negative)
-        }
-
-        progress?("verifying \(Path.base(of: reader.path))")
-        let problems = reader.verify(skipContent: [Manifest.memoryFile])
-        if !problems.isEmpty {
-            throw SparcError(
-                "bundle failed verification, not restoring: " + problems.map(\.description).joined(separator: "; "),
-                kind: .negative)
-        }
-        try checkMemoryAvailable(spec)
-        let rollback = try checkHistory(reader, policy: policy, warnings: &warnings)
+        let provenance = try checkProvenance(reader, name: name, policy: policy)
+        let spec = try machineSpec(manifest, policy: policy)
+        // Opened (and size-checked) now, used only after their digests are checked.
+        let memoryFile = try reader.open(.memory)
+        let devicesFile = try reader.open(.devices)
+        let diskFile = spec.hasDisk ? try reader.open(.disk) : nil
+        try checkMemoryAvailable(spec, replacing: isRunning ? try? running(name) : nil)
 
         if isRunning {
             progress?("stopping the running \(name)")
             try stop(name: name)
         } else {
-            cleanUp(layout)
+            cleanUp(layout, ramPath: (try? VMState.load(layout.stateFile))?.ramPath)
         }
-        try FileSystem.makeDirectories(root)
         try FileSystem.makeDirectory(layout.directory)
         var launched = false
         var qemuPid: pid_t = 0
+        var ramPath = ""
         defer {
             if !launched {
                 if qemuPid > 0 {
                     kill(qemuPid, SIGKILL)
                     _ = QEMUProcess.waitForExit(qemuPid, timeout: 5)
                 }
-                cleanUp(layout)
+                cleanUp(layout, ramPath: ramPath)
             }
         }
 
-        var diskBase: String?
-        var overlays: [String] = []
-        if spec.hasDisk {
-            // The bundle stays untouched: the VM runs on a copy of its disk state plus an overlay.
+        progress?("verifying \(Path.base(of: reader.path))")
+        let devices = layout.directory + "/devices.vmstate"
+        try copyVerified(devicesFile, entry: manifest.file(.devices)!, to: devices)
+        var disk: [DiskLayer] = []
+        var scratch: [String] = []
+        if let diskFile {
+            // The bundle stays untouched: the VM runs on a private copy of its disk state plus an overlay.
             let base = layout.directory + "/disk-base.qcow2"
-            let r = try Subprocess.run(["cp", "--sparse=always", reader.file(Manifest.diskFile), base])
-            guard r.status == 0 else { throw SparcError("cannot copy the disk state: \(r.stderrSummary)") }
+            progress?("copying the disk state")
+            try copyVerified(diskFile, entry: manifest.file(.disk)!, to: base)
+            let size = try QCOW2Header.checkStandalone(path: base, what: "the bundle's disk state")
             let overlay = layout.directory + "/disk-1.qcow2"
-            try createOverlay(overlay, backing: base)
-            diskBase = base
-            overlays.append(overlay)
+            let baseLayer = DiskLayer(path: base, format: "qcow2", writable: false, followsOwnBacking: false, virtualSize: size)
+            try createOverlay(overlay, on: baseLayer)
+            disk = [baseLayer, DiskLayer(path: overlay, format: "qcow2", writable: true, virtualSize: size)]
+            scratch = [base, overlay]
         }
 
         progress?("loading memory")
-        unlink(layout.ramPath)
+        ramPath = GuestRAM.path(in: try GuestRAM.makeDirectory(vm: name))
         try SparseImage.load(
-            from: reader.file(Manifest.memoryFile), to: layout.ramPath, expectedSize: memoryEntry.size,
-            expectedSHA256: memoryEntry.sha256,
+            from: memoryFile, to: ramPath, expectedSize: manifest.memory.bytes, expectedDigest: manifest.file(.memory)!.sha256,
             progress: { done, total in progress?("loading memory \(done * 100 / max(total, 1))%") })
 
-        let command = QEMUCommand(spec: spec, layout: layout, diskPath: overlays.last, incoming: true, binary: qemu)
+        let command = QEMUCommand(
+            spec: spec, layout: layout, ramPath: ramPath, disk: disk, incoming: true, binary: qemu, sandbox: sandbox)
         progress?("starting QEMU")
-        let (pid, qmp) = try QEMUProcess.launch(command.arguments, layout: layout)
+        let (pid, qmp) = try launch(command, layout: layout)
         qemuPid = pid
         defer { qmp.close() }
         progress?("loading device state")
         do {
-            try qmp.execute(
-                "migrate-set-capabilities", ["capabilities": [["capability": "x-ignore-shared", "state": true]]])
-            try qmp.execute(
-                "migrate-incoming", ["uri": "exec:cat \(shellQuote(reader.file(Manifest.devicesFile)))"])
-            try waitForIncoming(qmp, pid: pid, layout: layout)
+            try loadDeviceState(qmp: qmp, from: devices, pid: pid, layout: layout)
         } catch let error as SparcError {
             var reason = error.message
             if let qemuSaid = QEMUProcess.lastError(layout) { reason = qemuSaid }
             throw SparcError("QEMU could not load the device state of this bundle: \(reason)")
         }
 
+        if provenance.clone {
+            let source = try rsdm(vmId: manifest.vm.id)
+            try source.copy(to: try rsdm(vmId: provenance.identity))
+        }
+        try registry.assign(provenance.identity, to: name)
         var state = VMState(
-            name: name, spec: spec, argv: command.arguments, pid: pid, qemuVersion: qmp.qemuVersion, diskBase: diskBase,
-            diskActive: overlays.last, diskOverlays: overlays, restoredFrom: reader.path)
+            name: name, id: provenance.identity, spec: spec, kernel: manifest.machine.kernel, initrd: manifest.machine.initrd,
+            argv: command.arguments, pid: pid, qemuVersion: qmp.qemuVersion, ramPath: ramPath, disk: disk, diskScratch: scratch,
+            sandboxUser: sandbox.user, restoredFrom: reader.path)
         state.startedAt = ISO8601DateFormatter().string(from: Date())
         try state.save(layout.stateFile)
-        startRSDMServer(name)
+        unlink(devices)
+        try startRSDMServer(name: name, vmId: provenance.identity, qemuPid: pid)
 
         progress?("resuming")
         try qmp.execute("cont")
@@ -169,8 +198,9 @@ extension VMManager {
             if !excluded.isEmpty {
                 // The excluded processes' memory is gone from this image: end them before anything runs.
                 progress?(killExcluded ? "ending excluded processes" : "evicting excluded page cache")
+                let kill = excluded.processes.map { ExcludedProcess(pid: $0.pid, command: $0.command, reason: $0.reason, startTime: $0.startTime) }
                 cleanup = try agent.cleanup(
-                    CleanupRequest(kill: killExcluded ? excluded.processes : [], evictFiles: excluded.evictFiles, removeFiles: excluded.removeFiles))
+                    CleanupRequest(kill: killExcluded ? kill : [], evictFiles: excluded.evictFiles, removeFiles: excluded.removeFiles))
                 if !killExcluded && !excluded.processes.isEmpty {
                     warnings.append("--no-kill: \(excluded.processes.count) excluded process(es) run on with their memory zeroed")
                 }
@@ -183,47 +213,126 @@ extension VMManager {
                 "VM '\(name)' was restored (pid \(pid)) but its agent did not answer, so guest processes may still be frozen: \(error)"
             )
         }
-        let epoch = try RSDMStore(vm: name).nextEpoch()
-        try HistoryLog(vm: name).append(
-            rollback ? .rollback : .restore, bundle: reader.path, bundleDigest: manifest.manifestSHA256, epoch: epoch,
-            detail: rollback ? "older than the newest checkpoint" : nil)
+        let epoch = try rsdm(vmId: provenance.identity).nextEpoch()
+        let event: HistoryEntry.Event = provenance.clone ? .clone : provenance.rollback ? .rollback : .restore
+        var detail: String?
+        if provenance.clone { detail = "copy of '\(manifest.vm.name)' (\(manifest.vm.id)) with a new identity" }
+        if provenance.rollback { detail = "older than the newest checkpoint" }
+        if !provenance.sealed { detail = (detail.map { $0 + "; " } ?? "") + "foreign bundle (not sealed by this host)" }
+        try history(name).append(event, bundle: reader.path, bundleDigest: manifest.manifestSHA256, epoch: epoch, detail: detail)
         return RestoreReport(
             name: name, bundle: reader.path, pid: pid, replaced: isRunning, total: Date().timeIntervalSince(began),
-            warnings: warnings + (cleanup?.warnings ?? []), cleanup: cleanup, epoch: epoch, rollback: rollback)
+            warnings: warnings + (cleanup?.warnings ?? []), cleanup: cleanup, epoch: epoch, rollback: provenance.rollback,
+            clone: provenance.clone, sealed: provenance.sealed)
     }
 
-    /// Places the bundle in its VM's history: the newest checkpoint restores freely, an older
-    /// one is a rollback (needs `allowRollback`), an unknown one is foreign (needs `allowForeign`).
-    func checkHistory(_ reader: BundleReader, policy: RestorePolicy, warnings: inout [String]) throws -> Bool {
-        let source = reader.manifest.vmName
-        let log = HistoryLog(vm: source)
-        if let problems = try? log.verify(), !problems.isEmpty {
-            warnings.append("the history of '\(source)' failed verification: \(problems.joined(separator: "; "))")
+    /// Decides whether a bundle may be restored under `name`, before anything is touched.
+    ///
+    /// "This host made it" is a cryptographic fact (the host seal), never a file lookup. For
+    /// a sealed bundle the history of its VM must be intact: the newest checkpoint restores
+    /// freely, an older one (or one the history does not know) is a rollback. A bundle restores
+    /// under its own name and identity; anything else makes a new VM and needs `clone`.
+    func checkProvenance(_ reader: BundleReader, name: String, policy: RestorePolicy) throws -> Provenance {
+        let m = reader.manifest
+        let base = Path.base(of: reader.path).terminalSafe
+        let seal = reader.seal(key: try HostKey(directory: stateDirectory).sealKey(create: true))
+        if seal != .sealed && !policy.allowForeign {
+            throw RestoreRefusal.foreign(
+                "bundle \(base) was not sealed by this host (made elsewhere, or changed after it was saved); pass --foreign to restore it anyway")
         }
-        let checkpoints = try log.entries().filter { $0.event == .checkpoint }
-        let digest = reader.manifest.manifestSHA256
-        guard let index = checkpoints.lastIndex(where: { $0.bundleDigest == digest }) else {
-            if policy.allowForeign { return false }
-            throw SparcError(
-                "bundle \(Path.base(of: reader.path)) is not in the history of VM '\(source)' (not checkpointed here, or its manifest was changed); pass --foreign to restore it anyway")
+        let registered = try registry.identity(of: name)
+        let sameVM = name == m.vm.name && (registered == nil || registered == m.vm.id)
+        if !sameVM && !policy.clone {
+            let why =
+                name != m.vm.name
+                ? "bundle \(base) belongs to VM '\(m.vm.name)'; restoring it as '\(name)'"
+                : "VM '\(name)' on this host is a different VM than the one in bundle \(base); restoring it over that name"
+            throw RestoreRefusal.clone("\(why) makes a copy with its own identity: pass --clone to do that")
         }
-        guard index == checkpoints.count - 1 else {
-            if policy.allowRollback { return true }
-            let newest = checkpoints.last!
-            throw SparcError(
-                "bundle \(Path.base(of: reader.path)) is older than the newest checkpoint of '\(source)' (\(Path.base(of: newest.bundle ?? "?")), \(newest.time)): restoring it is a rollback; pass --allow-rollback if that is intended")
+        let clone = !sameVM || policy.clone
+        var rollback = false
+        if seal == .sealed {
+            let log = try history(m.vm.name)
+            let problems = try log.verify()
+            guard problems.isEmpty else {
+                throw SparcError(
+                    "the history of '\(m.vm.name)' is broken (\(problems.joined(separator: "; "))): not restoring; see 'sparc log --verify --name \(m.vm.name)'")
+            }
+            let checkpoints = try log.entries().filter { $0.event == .checkpoint }
+            if let index = checkpoints.lastIndex(where: { $0.bundleDigest == m.manifestSHA256 }) {
+                if index != checkpoints.count - 1 {
+                    guard policy.allowRollback else {
+                        let newest = checkpoints.last!
+                        throw RestoreRefusal.rollback(
+                            "bundle \(base) is older than the newest checkpoint of '\(m.vm.name)' (\(Path.base(of: newest.bundle ?? "?").terminalSafe), \(newest.time)): restoring it is a rollback; pass --allow-rollback if that is intended")
+                    }
+                    rollback = true
+                }
+            } else {
+                guard policy.allowRollback else {
+                    throw RestoreRefusal.rollback(
+                        "the history of '\(m.vm.name)' has no record of bundle \(base): it cannot tell whether restoring it is a rollback; pass --allow-rollback to restore it anyway")
+                }
+                rollback = true
+            }
         }
-        return false
+        return Provenance(sealed: seal == .sealed, rollback: rollback, identity: clone ? VMRegistry.newIdentity() : m.vm.id, clone: clone)
     }
 
-    func checkBootFile(_ file: Manifest.BootFile?, what: String) throws {
-        guard let file else { return }
-        guard FileSystem.exists(file.path) else {
-            throw SparcError("the \(what) this VM booted from (\(file.path)) is gone; restore needs it")
+    /// The machine a bundle describes, with its boot files taken from sparc's store.
+    public func machineSpec(_ manifest: Manifest, policy: RestorePolicy = RestorePolicy()) throws -> MachineSpec {
+        var spec = MachineSpec(
+            memoryMiB: manifest.machine.memoryMiB, cpus: manifest.machine.cpus,
+            accel: Accelerator(rawValue: manifest.machine.accel) ?? .tcg, append: manifest.machine.append,
+            hasDisk: manifest.machine.disk)
+        spec.kernel = try manifest.machine.kernel.map { try bootFile($0, what: "kernel", offered: policy.kernel) }
+        spec.initrd = try manifest.machine.initrd.map { try bootFile($0, what: "initrd", offered: policy.initrd) }
+        return spec
+    }
+
+    /// The stored copy of a boot file the bundle names, or the operator's offered file when its digest matches.
+    func bootFile(_ record: Manifest.BootFile, what: String, offered: String?) throws -> String {
+        if let offered {
+            let added = try bootFiles.add(FileSystem.absolute(offered))
+            guard added.record.sha256 == record.sha256 else {
+                throw SparcError("--\(what) \(offered) is not the \(what) this bundle was saved with (sha256 \(record.sha256.prefix(16))…)")
+            }
+            return added.path
         }
-        guard try SHA256Hasher.hex(ofFile: file.path) == file.sha256 else {
-            throw SparcError("the \(what) \(file.path) changed since the checkpoint; restore needs the same \(what)")
+        return try bootFiles.path(for: record, what: what)
+    }
+
+    /// Copies a bundle member into sparc's private runtime directory, checking its digest on
+    /// the bytes copied; a mismatch removes the copy and refuses the bundle.
+    func copyVerified(_ source: OpenedFile, entry: Manifest.FileEntry, to path: String) throws {
+        let out = try NewFile(path, size: source.size)
+        let digest = try ChunkedDigest.digest(fd: source.fd, size: source.size, path: source.path, copyTo: out.fd)
+        guard digest == entry.sha256 else {
+            throw SparcError("\(entry.name) does not match its digest in the manifest: bundle is damaged or tampered", kind: .negative)
         }
+        out.keep()
+    }
+
+    /// Refuses when /dev/shm cannot hold the guest RAM (counting what a replaced VM frees).
+    func checkMemoryAvailable(_ spec: MachineSpec, replacing: VMState?) throws {
+        var fs = statvfs()
+        guard statvfs("/dev/shm", &fs) == 0 else { return }
+        let free = Int64(fs.f_bavail) * Int64(fs.f_frsize) + (replacing?.spec.memoryBytes ?? 0)
+        if free < spec.memoryBytes {
+            throw SparcError("/dev/shm has \(free >> 20) MiB free, the guest needs \(spec.memoryMiB) MiB")
+        }
+    }
+
+    /// Hands QEMU the device state through a descriptor and waits until it is loaded.
+    func loadDeviceState(qmp: QMPClient, from path: String, pid: pid_t, layout: RuntimeLayout) throws {
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { throw SparcError.posix("cannot read", path) }
+        defer { close(fd) }
+        try qmp.execute(
+            "migrate-set-capabilities", ["capabilities": [["capability": "x-ignore-shared", "state": true]]])
+        try qmp.passDescriptor(fd, as: "sparc-devices")
+        try qmp.execute("migrate-incoming", ["uri": "fd:sparc-devices"])
+        try waitForIncoming(qmp, pid: pid, layout: layout)
     }
 
     /// Waits until QEMU has loaded the incoming device state, or explains why it did not.

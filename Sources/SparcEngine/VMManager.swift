@@ -1,6 +1,7 @@
 import Foundation
 import GuestQuery
 import Hypervisor
+import SnapshotModel
 import SparcSupport
 
 #if canImport(Glibc)
@@ -24,15 +25,46 @@ public struct StartOptions: Sendable {
 
 /// Starts, stops and inspects sparc's QEMU virtual machines.
 public final class VMManager {
+    /// The runtime root (private to this user): one directory per VM.
     public let root: String
+    /// The state directory (private to this user): host key, histories, identities, RSDM, boot files.
+    public let stateDirectory: String
     public var agentTimeout: TimeInterval
+    /// How QEMU is confined (seccomp always; an unprivileged user where possible).
+    public var sandbox: QEMUSandbox
 
-    public init(root: String = RuntimeLayout.defaultRoot(), agentTimeout: TimeInterval = 10) {
-        self.root = root
+    /// Uses the given directories, or the defaults; both are checked to be this user's own.
+    public init(root: String? = nil, stateDirectory: String? = nil, agentTimeout: TimeInterval = 10) throws {
+        if let root {
+            try FileSystem.ensurePrivateDirectory(root, what: "runtime directory")
+            self.root = root
+        } else {
+            self.root = try RuntimeLayout.checkedRoot()
+        }
+        if let stateDirectory {
+            try FileSystem.ensurePrivateDirectory(stateDirectory, what: "state directory")
+            self.stateDirectory = stateDirectory
+        } else {
+            self.stateDirectory = try StateDirectory.checked()
+        }
         self.agentTimeout = agentTimeout
+        self.sandbox = QEMUSandbox.detect()
     }
 
     public func layout(_ name: String) -> RuntimeLayout { RuntimeLayout(name: name, root: root) }
+
+    public func history(_ name: String) throws -> HistoryLog { try HistoryLog(directory: stateDirectory, vm: name) }
+    public var registry: VMRegistry { VMRegistry(stateDirectory: stateDirectory) }
+    public var bootFiles: BootFileStore { BootFileStore(stateDirectory: stateDirectory) }
+    public func rsdm(vmId: String) throws -> RSDMStore { try RSDMStore(directory: stateDirectory, vmId: vmId) }
+
+    /// The RSDM store of a VM by name (its registered identity).
+    public func rsdm(name: String) throws -> RSDMStore {
+        guard let id = try registry.identity(of: name) else {
+            throw SparcError("no VM named '\(name)' has been started on this host, so it has no rollback-sensitive data")
+        }
+        return try rsdm(vmId: id)
+    }
 
     /// Progress messages ("booting", "copying memory 40%") for the operator.
     public typealias Progress = (String) -> Void
@@ -68,31 +100,46 @@ public final class VMManager {
         spec.hasDisk = diskBase != nil
         try spec.validate()
         try checkMemoryAvailable(spec)
+        let id = try registry.identity(forStarting: options.name)
+        // The VM boots from sparc's own copies, kept by digest: bundles name them that way.
+        let kernel = try spec.kernel.map { try bootFiles.add($0) }
+        let initrd = try spec.initrd.map { try bootFiles.add($0) }
+        spec.kernel = kernel?.path
+        spec.initrd = initrd?.path
 
-        try FileSystem.makeDirectories(root)
         FileSystem.removeTree(layout.directory)
         try FileSystem.makeDirectory(layout.directory)
-        unlink(layout.ramPath)
+        var ramPath = ""
         var launched = false
-        defer { if !launched { cleanUp(layout) } }
+        defer { if !launched { cleanUp(layout, ramPath: ramPath) } }
 
-        var overlays: [String] = []
+        var disk: [DiskLayer] = []
         if let diskBase {
             let overlay = layout.directory + "/disk-1.qcow2"
-            try createOverlay(overlay, backing: diskBase)
-            overlays.append(overlay)
+            let (format, size) = try imageInfo(diskBase)
+            let base = DiskLayer(path: diskBase, format: format, writable: false, followsOwnBacking: true, virtualSize: size)
+            try createOverlay(overlay, on: base)
+            disk = [base, DiskLayer(path: overlay, format: "qcow2", writable: true, virtualSize: size)]
         }
-        let command = QEMUCommand(spec: spec, layout: layout, diskPath: overlays.last, binary: qemu)
+        ramPath = try GuestRAM.create(vm: options.name, bytes: spec.memoryBytes)
+        let command = QEMUCommand(spec: spec, layout: layout, ramPath: ramPath, disk: disk, binary: qemu, sandbox: sandbox)
         progress?("booting \(options.name) (\(spec.memoryMiB) MiB, \(spec.accel.rawValue))")
-        let (pid, qmp) = try QEMUProcess.launch(command.arguments, layout: layout)
+        let (pid, qmp) = try launch(command, layout: layout)
         let state = VMState(
-            name: options.name, spec: spec, argv: command.arguments, pid: pid, qemuVersion: qmp.qemuVersion,
-            diskBase: diskBase, diskActive: overlays.last, diskOverlays: overlays)
+            name: options.name, id: id, spec: spec, kernel: kernel?.record, initrd: initrd?.record, argv: command.arguments,
+            pid: pid, qemuVersion: qmp.qemuVersion, ramPath: ramPath, disk: disk, diskScratch: disk.count > 1 ? [disk[1].path] : [],
+            sandboxUser: sandbox.user)
         qmp.close()
-        try state.save(layout.stateFile)
+        do {
+            try state.save(layout.stateFile)
+        } catch {
+            kill(pid, SIGKILL)
+            _ = QEMUProcess.waitForExit(pid, timeout: 5)
+            throw error
+        }
         launched = true
-        startRSDMServer(options.name)
-        try HistoryLog(vm: options.name).append(.boot, detail: "pid \(pid), \(spec.memoryMiB) MiB")
+        try startRSDMServer(name: options.name, vmId: id, qemuPid: pid)
+        try history(options.name).append(.boot, detail: "pid \(pid), \(spec.memoryMiB) MiB")
 
         progress?("waiting for the guest agent")
         let agent = AgentClient(socketPath: layout.agentSocket, timeout: agentTimeout)
@@ -107,6 +154,20 @@ public final class VMManager {
         return state
     }
 
+    /// Opens the disk chain's files for QEMU and starts it; our copies of the descriptors
+    /// are closed once QEMU holds its own.
+    public func launch(_ command: QEMUCommand, layout: RuntimeLayout) throws -> (pid: pid_t, qmp: QMPClient) {
+        var inherit: [Int32: Int32] = [:]
+        defer { inherit.values.forEach { close($0) } }
+        for d in command.descriptors {
+            let fd = open(d.path, (d.writable ? O_RDWR : O_RDONLY) | O_CLOEXEC)
+            guard fd >= 0 else { throw SparcError.posix("cannot open disk image", d.path) }
+            inherit[d.fd] = fd
+            try DiskLock.lock(fd, path: d.path, writable: d.writable)
+        }
+        return try QEMUProcess.launch(command.arguments, layout: layout, inherit: inherit)
+    }
+
     /// Refuses to start when the machine cannot hold the guest RAM in /dev/shm.
     func checkMemoryAvailable(_ spec: MachineSpec) throws {
         var fs = statvfs()
@@ -118,14 +179,26 @@ public final class VMManager {
         }
     }
 
-    func createOverlay(_ path: String, backing: String) throws {
+    /// The format (`qcow2` or `raw`) and virtual size of an operator's disk image.
+    func imageInfo(_ path: String) throws -> (format: String, size: Int64) {
         let qemuImg = try QEMUProcess.locateQemuImg()
-        let info = try Subprocess.run([qemuImg, "info", "--output=json", "-U", backing])
+        let info = try Subprocess.run([qemuImg, "info", "--output=json", "-U", path])
         guard info.status == 0,
             let obj = try? JSONSerialization.jsonObject(with: info.stdout) as? [String: Any],
-            let format = obj["format"] as? String
-        else { throw SparcError("cannot read disk image \(backing): \(info.stderrSummary)") }
-        let r = try Subprocess.run([qemuImg, "create", "-q", "-f", "qcow2", "-F", format, "-b", backing, path])
+            let format = obj["format"] as? String, let size = (obj["virtual-size"] as? NSNumber)?.int64Value
+        else { throw SparcError("cannot read disk image \(path): \(info.stderrSummary)") }
+        guard ["qcow2", "raw"].contains(format) else {
+            throw SparcError("disk image \(path) is in \(format) format; sparc runs qcow2 and raw images (convert it with qemu-img convert -O qcow2)")
+        }
+        return (format, size)
+    }
+
+    /// Creates a qcow2 overlay on `base` without opening it (it may be locked by the running VM).
+    func createOverlay(_ path: String, on base: DiskLayer) throws {
+        let qemuImg = try QEMUProcess.locateQemuImg()
+        let r = try Subprocess.run([
+            qemuImg, "create", "-q", "-u", "-f", "qcow2", "-F", base.format, "-b", base.path, path, String(base.virtualSize),
+        ])
         guard r.status == 0 else { throw SparcError("cannot create disk overlay \(path): \(r.stderrSummary)") }
     }
 
@@ -155,13 +228,13 @@ public final class VMManager {
                 }
             }
         }
-        cleanUp(layout)
-        try HistoryLog(vm: name).append(wasRunning ? .stop : .shutdown, detail: wasRunning ? nil : "QEMU had exited on its own")
+        cleanUp(layout, ramPath: state.ramPath)
+        try history(name).append(wasRunning ? .stop : .shutdown, detail: wasRunning ? nil : "QEMU had exited on its own")
     }
 
     /// Removes a VM's runtime directory and RAM file.
-    func cleanUp(_ layout: RuntimeLayout) {
-        unlink(layout.ramPath)
+    func cleanUp(_ layout: RuntimeLayout, ramPath: String?) {
+        GuestRAM.remove(ramPath)
         FileSystem.removeTree(layout.directory)
     }
 
@@ -171,11 +244,15 @@ public final class VMManager {
 
     func ensureNotRunning(_ name: String) throws {
         let layout = layout(name)
-        guard FileSystem.exists(layout.stateFile) else { return }
-        if let state = try? VMState.load(layout.stateFile), QEMUProcess.isQEMU(state.pid) {
+        guard FileSystem.exists(layout.stateFile) else {
+            FileSystem.removeTree(layout.directory)
+            return
+        }
+        let state = try? VMState.load(layout.stateFile)
+        if let state, QEMUProcess.isQEMU(state.pid) {
             throw SparcError("VM '\(name)' is already running (pid \(state.pid)); stop it first with 'sparc vm stop --name \(name)'")
         }
-        cleanUp(layout)  // stale files from a VM that died
+        cleanUp(layout, ramPath: state?.ramPath)  // stale files from a VM that died
     }
 
     /// The recorded state of a running VM, or a clear error.
@@ -199,7 +276,8 @@ public final class VMManager {
         var status = VMStatus(
             name: name, state: "stopped", pid: state.pid, memoryMiB: state.spec.memoryMiB, accel: state.spec.accel.rawValue,
             qemuVersion: state.qemuVersion, startedAt: state.startedAt, restoredFrom: state.restoredFrom,
-            agent: nil, runtimeDirectory: layout.directory)
+            agent: nil, sandbox: "seccomp" + (state.sandboxUser.map { ", runs as \($0)" } ?? ""),
+            runtimeDirectory: layout.directory)
         guard QEMUProcess.isQEMU(state.pid) else {
             status.state = "dead"
             return status
@@ -226,7 +304,7 @@ public final class VMManager {
     public func list() -> [VMStatus] {
         let names = ((try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []).sorted()
         return names.compactMap { name in
-            guard FileSystem.exists(layout(name).stateFile) else { return nil }
+            guard VMName.isValid(name), FileSystem.exists(layout(name).stateFile) else { return nil }
             return try? status(name: name)
         }
     }

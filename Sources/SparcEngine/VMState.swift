@@ -1,43 +1,56 @@
 import Foundation
 import Hypervisor
+import SnapshotModel
 import SparcSupport
 
 /// What sparc records about a running VM in its runtime directory (`vm.json`).
 public struct VMState: Codable, Equatable, Sendable {
     public var name: String
+    /// The VM's identity (see `VMRegistry`).
+    public var id: String
     public var spec: MachineSpec
+    /// The kernel and initrd as bundles record them (by digest); `spec` holds their stored paths.
+    public var kernel: Manifest.BootFile?
+    public var initrd: Manifest.BootFile?
     public var argv: [String]
     public var pid: Int32
     public var qemuVersion: String
     public var startedAt: String
-    /// The read-only image the VM's disk chain starts from.
-    public var diskBase: String?
-    /// The qcow2 overlay the VM writes to now.
-    public var diskActive: String?
-    /// Overlays created so far (the active one last); removed when the VM stops.
-    public var diskOverlays: [String]
+    /// The guest RAM file, in its private directory under /dev/shm.
+    public var ramPath: String
+    /// The disk chain QEMU runs on now, base first (node `disk0-lN` is `disk[N]`).
+    public var disk: [DiskLayer]
+    /// Files sparc made for this VM's disk (overlays, copies): removed when the VM stops.
+    public var diskScratch: [String]
+    /// The user QEMU dropped its privileges to, if any.
+    public var sandboxUser: String?
     /// The bundle this VM was restored from, if any.
     public var restoredFrom: String?
 
     public init(
-        name: String, spec: MachineSpec, argv: [String], pid: Int32, qemuVersion: String, diskBase: String?,
-        diskActive: String?, diskOverlays: [String], restoredFrom: String? = nil
+        name: String, id: String, spec: MachineSpec, kernel: Manifest.BootFile?, initrd: Manifest.BootFile?,
+        argv: [String], pid: Int32, qemuVersion: String, ramPath: String, disk: [DiskLayer], diskScratch: [String],
+        sandboxUser: String?, restoredFrom: String? = nil
     ) {
         self.name = name
+        self.id = id
         self.spec = spec
+        self.kernel = kernel
+        self.initrd = initrd
         self.argv = argv
         self.pid = pid
         self.qemuVersion = qemuVersion
         self.startedAt = ISO8601DateFormatter().string(from: Date())
-        self.diskBase = diskBase
-        self.diskActive = diskActive
-        self.diskOverlays = diskOverlays
+        self.ramPath = ramPath
+        self.disk = disk
+        self.diskScratch = diskScratch
+        self.sandboxUser = sandboxUser
         self.restoredFrom = restoredFrom
     }
 
     static func load(_ path: String) throws -> VMState {
         do {
-            return try JSONDecoder().decode(VMState.self, from: try FileSystem.readFile(path))
+            return try JSONDecoder().decode(VMState.self, from: try OpenedFile(regular: path, maxSize: 16 << 20).readAll())
         } catch let e as SparcError {
             throw e
         } catch {
@@ -64,5 +77,7 @@ public struct VMStatus: Codable, Equatable, Sendable {
     public var startedAt: String?
     public var restoredFrom: String?
     public var agent: String?
+    /// How QEMU is confined: "seccomp" or "seccomp, runs as USER".
+    public var sandbox: String?
     public var runtimeDirectory: String
 }

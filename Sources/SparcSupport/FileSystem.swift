@@ -137,6 +137,86 @@ public enum FileSystem {
     }
 }
 
+/// A regular file opened for reading: the last path component is not followed if it is a
+/// symlink, a FIFO or device is refused without blocking, and the size is fixed at opening.
+/// Readers of untrusted files (bundles) check and use the file through this one descriptor.
+public final class OpenedFile {
+    public let fd: Int32
+    public let path: String
+    public let size: Int64
+
+    /// Opens `path`; refuses what is not a regular file or is larger than `maxSize`.
+    public init(regular path: String, followSymlinks: Bool = false, maxSize: Int64? = nil) throws {
+        let flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | (followSymlinks ? 0 : O_NOFOLLOW)
+        let fd = open(path, flags)
+        guard fd >= 0 else {
+            if errno == ELOOP { throw SparcError("\(path) is a symbolic link: refusing to follow it") }
+            throw SparcError.posix("cannot read", path)
+        }
+        var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
+            close(fd)
+            throw SparcError("\(path) is not a regular file")
+        }
+        if let maxSize, Int64(st.st_size) > maxSize {
+            close(fd)
+            throw SparcError("\(path) is \(st.st_size) bytes, more than the \(maxSize) a file of its kind may have")
+        }
+        // Reads from a regular file never block; the flag only kept open() from waiting on a FIFO.
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
+        self.fd = fd
+        self.path = path
+        self.size = Int64(st.st_size)
+    }
+
+    deinit { close(fd) }
+
+    /// The whole content (for small files: the caller bounded the size when opening).
+    public func readAll() throws -> Data {
+        var data = Data(count: Int(size))
+        var done = 0
+        try data.withUnsafeMutableBytes { raw in
+            while done < raw.count {
+                let n = pread(fd, raw.baseAddress! + done, raw.count - done, off_t(done))
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw SparcError.posix("cannot read", path)
+                }
+                if n == 0 { throw SparcError("\(path) shrank while it was read") }
+                done += n
+            }
+        }
+        return data
+    }
+}
+
+extension FileSystem {
+    /// Makes sure `path` is a directory that belongs to this user and that nobody else can
+    /// enter (mode 0700), creating it (and missing parents) if needed. A directory owned by
+    /// someone else, a symlink or a directory others can use is refused: another local user
+    /// could otherwise plant sockets or files where sparc looks for its own.
+    public static func ensurePrivateDirectory(_ path: String, what: String) throws {
+        var st = stat()
+        if lstat(path, &st) != 0 {
+            guard errno == ENOENT else { throw SparcError.posix("cannot use \(what)", path) }
+            let parent = Path.directory(of: path)
+            if parent != path && !exists(parent) { try makeDirectories(parent) }
+            if mkdir(path, 0o700) != 0 && errno != EEXIST { throw SparcError.posix("cannot create \(what)", path) }
+            guard lstat(path, &st) == 0 else { throw SparcError.posix("cannot use \(what)", path) }
+        }
+        guard (st.st_mode & S_IFMT) == S_IFDIR else {
+            throw SparcError("\(what) \(path) is not a directory (a symbolic link or a file): refusing to use it")
+        }
+        guard st.st_uid == geteuid() else {
+            throw SparcError("\(what) \(path) belongs to uid \(st.st_uid), not to you (uid \(geteuid())): refusing to use it")
+        }
+        guard st.st_mode & 0o077 == 0 else {
+            throw SparcError(
+                "\(what) \(path) can be used by other users (mode \(String(st.st_mode & 0o777, radix: 8))): make it private with 'chmod 700 \(path)'")
+        }
+    }
+}
+
 /// Path string helpers that do not need Foundation's NSString.
 public enum Path {
     /// The directory part of `path` ("." when there is none).
@@ -243,4 +323,35 @@ public func mergedRanges<T: Comparable>(_ ranges: [Range<T>]) -> [Range<T>] {
         }
     }
     return out
+}
+
+/// An advisory lock on a file (flock): serialises read-modify-write of a shared file
+/// between sparc processes. The kernel drops it when the holder dies, so a killed process
+/// never leaves it held.
+public final class FileLock {
+    let fd: Int32
+
+    /// Takes the lock on `path` (created if missing), waiting for it unless `wait` is false,
+    /// in which case a held lock is a nil result.
+    public init?(_ path: String, wait: Bool = true) throws {
+        let fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw SparcError.posix("cannot open lock", path) }
+        while flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB)) != 0 {
+            if errno == EINTR { continue }
+            let code = errno
+            close(fd)
+            if code == EWOULDBLOCK { return nil }
+            throw SparcError.posix("cannot lock", path, errno: code)
+        }
+        self.fd = fd
+    }
+
+    deinit { close(fd) }
+
+    /// Runs `body` holding the lock on `path`.
+    public static func withLock<T>(_ path: String, _ body: () throws -> T) throws -> T {
+        let lock = try FileLock(path)
+        defer { withExtendedLifetime(lock) {} }
+        return try body()
+    }
 }

@@ -50,3 +50,21 @@ public func secureRandomBytes(_ count: Int) -> [UInt8] {
     var generator = SystemRandomNumberGenerator()
     return (0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) }
 }
+
+/// VM names become file names, QEMU option values and history keys; every name sparc
+/// reads, from the operator or from a bundle, passes this check.
+public enum VMName {
+    public static func isValid(_ name: String) -> Bool {
+        !name.isEmpty && name.utf8.count <= 64 && name.first != "-" && name.first != "."
+            && name.utf8.allSatisfy { c in
+                (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == 0x2D || c == 0x5F
+                    || c == 0x2E
+            }
+    }
+
+    public static func check(_ name: String) throws {
+        guard isValid(name) else {
+            throw SparcError("invalid VM name '\(name.terminalSafe)': use up to 64 letters, digits, '-', '_' or '.'")
+        }
+    }
+}

@@ -7,6 +7,7 @@
 #if canImport(Glibc)
     import Glibc
 #endif
+import CSparcSupport
 
 /// The outcome of a finished child process.
 public struct ProcessResult: Sendable {
@@ -38,9 +39,10 @@ public enum Subprocess {
     }
 
     /// Spawns `argv` and returns its pid; the caller owns the given file descriptors' lifetimes.
+    /// `inherit` maps descriptor numbers in the child to descriptors of ours (QEMU's `-add-fd`).
     public static func spawn(
         _ argv: [String], stdin: Int32? = nil, stdout: Int32? = nil, stderr: Int32? = nil,
-        environment: [String: String]? = nil, newSession: Bool = false
+        environment: [String: String]? = nil, newSession: Bool = false, inherit: [Int32: Int32] = [:]
     ) throws -> pid_t {
         guard let exe = argv.first else { throw SparcError("empty command") }
         var actions = posix_spawn_file_actions_t()
@@ -56,6 +58,18 @@ public enum Subprocess {
         if let stderr { posix_spawn_file_actions_adddup2(&actions, stderr, 2) } else {
             posix_spawn_file_actions_addopen(&actions, 2, devnull, O_WRONLY, 0)
         }
+        // Standard streams are set up first; the inherited descriptors are moved out of the
+        // way of their targets, so one dup2 cannot overwrite the source of another.
+        var parked: [Int32] = []
+        defer { parked.forEach { close($0) } }
+        for (target, source) in inherit.sorted(by: { $0.key < $1.key }) {
+            let high = fcntl(source, F_DUPFD_CLOEXEC, 256)
+            guard high >= 0 else { throw SparcError.posix("cannot pass descriptor \(source)") }
+            parked.append(high)
+            posix_spawn_file_actions_adddup2(&actions, high, target)
+        }
+        // Nothing else of ours reaches the child, whatever was opened without O_CLOEXEC.
+        _ = sparc_spawn_close_from(&actions, (inherit.keys.max() ?? 2) + 1)
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)
         defer { posix_spawnattr_destroy(&attr) }

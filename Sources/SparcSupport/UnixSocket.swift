@@ -7,6 +7,7 @@
 #if canImport(Glibc)
     import Glibc
 #endif
+import CSparcSupport
 
 /// A connected Unix stream socket with deadline-bounded reads and writes.
 public final class UnixSocket {
@@ -96,16 +97,24 @@ public final class UnixSocket {
         }
     }
 
-    /// Writes all of `data`, or throws when the deadline passes first.
-    public func write(_ data: Data, deadline: Date? = nil) throws {
+    /// Writes all of `data`, or throws when the deadline passes first. `fds` travel with the
+    /// first bytes (SCM_RIGHTS), as QEMU's monitor expects for `getfd` and `add-fd`.
+    public func write(_ data: Data, fds: [Int32] = [], deadline: Date? = nil) throws {
         var offset = 0
+        var pendingFDs = fds
         while offset < data.count {
             guard try wait(for: Int16(POLLOUT), until: deadline) else {
                 throw SparcError("timed out writing to \(path)")
             }
-            let n = data.withUnsafeBytes { raw in
-                send(fd, raw.baseAddress! + offset, raw.count - offset, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
+            let n = data.withUnsafeBytes { raw -> Int in
+                if !pendingFDs.isEmpty {
+                    return pendingFDs.withUnsafeBufferPointer {
+                        sparc_send_with_fds(fd, raw.baseAddress! + offset, raw.count - offset, $0.baseAddress, Int32($0.count))
+                    }
+                }
+                return send(fd, raw.baseAddress! + offset, raw.count - offset, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
             }
+            if n > 0 { pendingFDs = [] }
             if n < 0 {
                 if errno == EAGAIN || errno == EINTR { continue }
                 throw SparcError.posix("write to", path)

@@ -1,3 +1,5 @@
+import SparcSupport
+
 /// A grid of characters with styles: screens draw here, the curses driver copies it out,
 /// and tests read it as text.
 public struct CellBuffer: Equatable {
@@ -22,10 +24,11 @@ public struct CellBuffer: Equatable {
     }
 
     /// Writes `text` at (row, column), clipped to the buffer, padding to `fill` columns.
+    /// Control characters are shown escaped (guest text must not drive the terminal).
     public mutating func put(_ text: String, row: Int, column: Int = 0, style: Style = .normal, fill: Int? = nil) {
         guard row >= 0 && row < height else { return }
         var col = column
-        for ch in text {
+        for ch in text.terminalSafe {
             guard col < width else { break }
             if col >= 0 { cells[row * width + col] = Cell(character: ch, style: style) }
             col += 1

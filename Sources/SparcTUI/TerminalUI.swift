@@ -120,7 +120,7 @@ public final class TerminalUI {
                     let killed = r.cleanup?.killed ?? []
                     work.value = (nil, "restored \(bundle) (epoch \(r.epoch)\(r.rollback ? ", rollback logged" : ""))"
                         + (killed.isEmpty ? "; all processes run on" : "; killed \(killed.map(String.init).joined(separator: " ")), the rest runs on"))
-                } catch let e as SparcError where e.message.contains("is a rollback") {
+                } catch RestoreRefusal.rollback {
                     pending.value = bundle
                     work.value = (nil, "")
                 } catch {

@@ -60,7 +60,8 @@ while i < args.count {
 let work = "/var/tmp/sparc-bench-\(getpid())"
 let root = work + "/runtime"
 try FileSystem.makeDirectories(root)
-let manager = VMManager(root: root, agentTimeout: 60)
+try FileSystem.makeDirectories(work + "/state")
+let manager = try VMManager(root: root, stateDirectory: work + "/state", agentTimeout: 60)
 let name = "bench"
 defer {
     try? manager.stop(name: name)
@@ -120,11 +121,15 @@ do {
                 let qmp = try QMPClient(socketPath: layout.qmpSocket)
                 qemuSave.append(
                     try time {
+                        // QEMU's own save of the whole RAM, over a descriptor (as libvirt's virsh save does).
+                        let fd = open(qemuFile, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+                        defer { close(fd) }
                         try qmp.execute("stop")
                         try qmp.execute(
                             "migrate-set-capabilities",
                             ["capabilities": [["capability": "x-ignore-shared", "state": false]]])
-                        try qmp.execute("migrate", ["uri": "exec:cat > '\(qemuFile)'"])
+                        try qmp.passDescriptor(fd, as: "bench")
+                        try qmp.execute("migrate", ["uri": "fd:bench"])
                         try qmp.waitForMigration(timeout: 600)
                         syncAll()
                     })
@@ -134,7 +139,7 @@ do {
             default:
                 plainCopy.append(
                     try time {
-                        let r = try Subprocess.run(["cp", layout.ramPath, work + "/copy.ram"])
+                        let r = try Subprocess.run(["cp", try manager.running(name).ramPath, work + "/copy.ram"])
                         guard r.status == 0 else { throw SparcError("cp failed: \(r.stderrSummary)") }
                         syncAll()
                     })
@@ -147,7 +152,7 @@ do {
     // Restore: ours (verify + sparse load + incoming + thaw) against QEMU's -incoming of its own save.
     var ourRestore: [Double] = []
     var qemuRestore: [Double] = []
-    let spec = try BundleReader(path: bundle).manifest.machine
+    let spec = try manager.machineSpec(BundleReader(path: bundle).manifest)
     for _ in 1...rounds {
         try manager.stop(name: name)
         ourRestore.append(try time { _ = try manager.restore(bundle: bundle, name: name) })
@@ -159,13 +164,20 @@ do {
         _ = try Subprocess.run([
             "qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", bundle + "/disk.qcow2", overlay,
         ])
-        let command = QEMUCommand(spec: spec, layout: qemuLayout, diskPath: overlay, incoming: true)
+        let ram = try GuestRAM.create(vm: "qemu-restore", bytes: spec.memoryBytes)
+        let command = QEMUCommand(
+            spec: spec, layout: qemuLayout, ramPath: ram,
+            disk: [DiskLayer(path: bundle + "/disk.qcow2", format: "qcow2", writable: false), DiskLayer(path: overlay, format: "qcow2", writable: true)],
+            incoming: true, sandbox: manager.sandbox)
         var pid: pid_t = 0
         qemuRestore.append(
             try time {
-                let (p, qmp) = try QEMUProcess.launch(command.arguments, layout: qemuLayout)
+                let (p, qmp) = try manager.launch(command, layout: qemuLayout)
                 pid = p
-                try qmp.execute("migrate-incoming", ["uri": "exec:cat '\(qemuFile)'"])
+                let fd = open(qemuFile, O_RDONLY | O_CLOEXEC)
+                defer { close(fd) }
+                try qmp.passDescriptor(fd, as: "bench")
+                try qmp.execute("migrate-incoming", ["uri": "fd:bench"])
                 while true {
                     let (status, error) = try qmp.migrationState()
                     if status == "completed" { break }
@@ -177,7 +189,7 @@ do {
             })
         kill(pid, SIGKILL)
         _ = QEMUProcess.waitForExit(pid, timeout: 10)
-        unlink(qemuLayout.ramPath)
+        GuestRAM.remove(ram)
         FileSystem.removeTree(qemuLayout.directory)
         try manager.restore(bundle: bundle, name: name)
     }

@@ -13,10 +13,14 @@ struct VMOptions: ParsableArguments {
     @Option(name: .long, help: "The VM to act on.")
     var name: String = "default"
 
-    @Option(name: .long, help: "Seconds to wait for the guest agent to answer.")
+    @Option(name: .long, parsing: .unconditional, help: "Seconds to wait for the guest agent to answer.")
     var timeout: Double = 10
 
-    func manager() -> VMManager { VMManager(agentTimeout: timeout) }
+    func validate() throws {
+        guard timeout > 0, timeout <= 86400 else { throw ValidationError("--timeout must be between 0 and 86400 seconds (got \(timeout))") }
+    }
+
+    func manager() throws -> VMManager { try VMManager(agentTimeout: timeout) }
 }
 
 /// Prints progress on one line of stderr when stderr is a terminal; silent otherwise.
@@ -64,7 +68,9 @@ func formatBytes(_ n: Int64) -> String {
     return i == 0 ? "\(n) B" : String(format: "%.1f %@", v, units[i])
 }
 
-func pad(_ s: String, _ width: Int, right: Bool = false) -> String {
+/// A table cell: the text made safe for the terminal, padded to `width` columns.
+func pad(_ text: String, _ width: Int, right: Bool = false) -> String {
+    let s = text.terminalSafe
     if s.count >= width { return s + " " }
     let fill = String(repeating: " ", count: width - s.count)
     return right ? fill + s + " " : s + fill

@@ -23,7 +23,7 @@ struct Sparc: ParsableCommand {
             """,
         version: "0.1.0",
         subcommands: [
-            VM.self, Exec.self, Console.self, Terminal.self, PS.self, TTYs.self, Checkpoint.self, Restore.self, Verify.self, Search.self, Strings.self, Hexdump.self, Log.self, RSDM.self, RSDMServe.self, TUI.self,
+            VM.self, Exec.self, Console.self, Terminal.self, PS.self, TTYs.self, Checkpoint.self, Restore.self, Verify.self, Search.self, Strings.self, Hexdump.self, Log.self, RSDM.self, TUI.self,
         ],
         defaultSubcommand: TUI.self
     )

@@ -1,31 +1,56 @@
 import ArgumentParser
 import Foundation
-import GuestQuery
-import HexView
-import Hypervisor
-import SnapshotModel
 import SparcEngine
 import SparcSupport
-import SparcTUI
 
 signal(SIGPIPE, SIG_IGN)
 // Bundles hold guest memory: nothing sparc writes is for other users to read.
 umask(0o077)
+
+/// The subcommand path the arguments name ("vm start"), for pointing at its help.
+func commandPath(_ args: [String]) -> String {
+    var path: [String] = []
+    var commands: [ParsableCommand.Type] = Sparc.configuration.subcommands
+    for a in args where !a.hasPrefix("-") {
+        guard let c = commands.first(where: { $0._commandName == a }) else { break }
+        path.append(a)
+        commands = c.configuration.subcommands
+    }
+    return (["sparc"] + path).joined(separator: " ")
+}
+
+let arguments = Array(CommandLine.arguments.dropFirst())
+// `tui` is the default subcommand: without this check a mistyped command would be taken as
+// an argument of `tui` and answered with its usage.
+if let first = arguments.first, !first.hasPrefix("-"), first != "help",
+    !Sparc.configuration.subcommands.contains(where: { $0._commandName == first })
+{
+    let names = Sparc.configuration.subcommands.filter { $0.configuration.shouldDisplay }.map { $0._commandName }
+    printError("sparc: unknown command '\(first.terminalSafe)' (commands: \(names.joined(separator: ", "))); see 'sparc --help'")
+    exit(2)
+}
 do {
-    var command = try Sparc.parseAsRoot()
+    var command = try Sparc.parseAsRoot(arguments)
     try command.run()
 } catch let error as SparcError {
     endProgress()
     printError("sparc: \(error.message)")
     exit(error.exitCode)
+} catch let refusal as RestoreRefusal {
+    endProgress()
+    printError("sparc: \(refusal.description)")
+    exit(2)
 } catch let code as ExitCode {
     exit(code.rawValue)
 } catch {
+    endProgress()
     let code = Sparc.exitCode(for: error)
     if code == .success {
         print(Sparc.fullMessage(for: error))
         exit(0)
     }
-    printError(Sparc.fullMessage(for: error))
+    // Argument errors in one line, pointing at the command's own help.
+    let message = Sparc.message(for: error).split(separator: "\n").map { $0.trimmed }.filter { !$0.isEmpty }.joined(separator: "; ")
+    printError("sparc: \(message.terminalSafe) (see '\(commandPath(arguments)) --help')")
     exit(2)
 }

@@ -148,13 +148,13 @@ final class GuestLifecycleTests: GuestTestCase {
         var manifest = try BundleReader(path: bundle).manifest
         let i = manifest.files.firstIndex { $0.name == file }!
         manifest.files[i].size = Int64(data.count)
-        manifest.files[i].sha256 = SHA256Hasher.hex(of: data)
+        manifest.files[i].sha256 = ChunkedDigest.of(data)
         try manifest.encoded().write(to: URL(fileURLWithPath: bundle + "/manifest.json"))
     }
 
     func assertNoVM(_ name: String, file: StaticString = #filePath, line: UInt = #line) throws {
         XCTAssertFalse(FileSystem.exists(runtime + "/" + name), "runtime dir of \(name) left behind", file: file, line: line)
-        let shm = ((try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? []).filter { $0.hasSuffix("-\(name).ram") }
+        let shm = ((try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? []).filter { $0.hasPrefix("sparc-\(name)-") }
         XCTAssertEqual(shm, [], "RAM file left behind", file: file, line: line)
         let list = try sparc.run(["vm", "list", "--json"])
         XCTAssertFalse(list.stdout.contains("\"\(name)\""), file: file, line: line)
@@ -174,7 +174,7 @@ final class GuestLifecycleTests: GuestTestCase {
         let verify = try sparc.run(["verify", bundle])
         XCTAssertEqual(verify.status, 1)
         XCTAssertTrue(verify.stdout.contains("memory.img: content differs"), verify.stdout)
-        try sparc.fails(["restore", bundle, "--name", "tampered"], message: "memory image does not match")
+        try sparc.fails(["restore", bundle, "--name", "tampered", "--clone"], message: "memory image does not match")
         try assertNoVM("tampered")
         flipByte(bundle + "/memory.img", at: Int64(dataAt) + 17)
         XCTAssertEqual(try sparc.run(["verify", bundle]).status, 0)
@@ -184,7 +184,7 @@ final class GuestLifecycleTests: GuestTestCase {
         let at = manifestText.utf8.count / 2
         flipByte(bundle + "/manifest.json", at: Int64(at))
         XCTAssertEqual(try sparc.run(["verify", bundle]).status, 1)
-        try sparc.fails(["restore", bundle, "--name", "tampered"], status: 1, message: "manifest.json")
+        try sparc.fails(["restore", bundle, "--name", "tampered", "--clone"], status: 1, message: "manifest.json")
         try assertNoVM("tampered")
         flipByte(bundle + "/manifest.json", at: Int64(at))
 
@@ -192,23 +192,23 @@ final class GuestLifecycleTests: GuestTestCase {
         let devices = try Data(contentsOf: URL(fileURLWithPath: bundle + "/devices.vmstate"))
         truncate(bundle + "/devices.vmstate", off_t(devices.count / 2))
         XCTAssertEqual(try sparc.run(["verify", bundle]).status, 1)
-        try sparc.fails(["restore", bundle, "--name", "tampered"], status: 1, message: "devices.vmstate")
+        try sparc.fails(["restore", bundle, "--name", "tampered", "--clone"], status: 1, message: "devices.vmstate")
         try assertNoVM("tampered")
 
         // Truncated or wrong device state with a re-sealed manifest: QEMU itself rejects it.
         try reseal(bundle, replacing: "devices.vmstate", with: devices.prefix(devices.count / 2))
         XCTAssertEqual(try sparc.run(["verify", bundle]).status, 0)
-        try sparc.fails(["restore", bundle, "--name", "tampered"], message: "not in the history")
-        try sparc.fails(["restore", bundle, "--name", "tampered", "--foreign"], message: "could not load the device state")
+        try sparc.fails(["restore", bundle, "--name", "tampered", "--clone"], message: "not sealed by this host")
+        try sparc.fails(["restore", bundle, "--name", "tampered", "--clone", "--foreign"], message: "could not load the device state")
         try assertNoVM("tampered")
         try reseal(bundle, replacing: "devices.vmstate", with: Data((0..<devices.count).map { _ in UInt8.random(in: 0...255) }))
-        try sparc.fails(["restore", bundle, "--name", "tampered", "--foreign"], message: "could not load the device state")
+        try sparc.fails(["restore", bundle, "--name", "tampered", "--clone", "--foreign"], message: "could not load the device state")
         try assertNoVM("tampered")
 
         // Memory image of the wrong size for the machine.
         try reseal(bundle, replacing: "devices.vmstate", with: devices)
         truncate(bundle + "/memory.img", off_t(manifest.memory.bytes / 2))
-        try sparc.fails(["restore", bundle, "--name", "tampered"], status: 1, message: "memory.img: size is")
+        try sparc.fails(["restore", bundle, "--name", "tampered", "--clone"], status: 1, message: "memory.img: size is")
         try assertNoVM("tampered")
         try assertHealthy()
     }

@@ -5,7 +5,8 @@ import XCTest
 @testable import SparcSupport
 
 final class QEMUCommandTests: XCTestCase {
-    let layout = RuntimeLayout(name: "vm1", root: "/run/sparc", ramTag: "0")
+    let layout = RuntimeLayout(name: "vm1", root: "/run/sparc")
+    let ram = "/dev/shm/sparc-vm1-abc123/ram"
 
     func value(after flag: String, in argv: [String]) -> [String] {
         argv.indices.filter { argv[$0] == flag && $0 + 1 < argv.count }.map { argv[$0 + 1] }
@@ -13,9 +14,9 @@ final class QEMUCommandTests: XCTestCase {
 
     func testRAMIsASharedFileAndNothingElseHoldsGuestMemory() {
         let spec = MachineSpec(memoryMiB: 512, accel: .tcg, kernel: "/k", initrd: "/i", append: "console=ttyS0")
-        let argv = QEMUCommand(spec: spec, layout: layout, diskPath: nil).arguments
+        let argv = QEMUCommand(spec: spec, layout: layout, ramPath: ram).arguments
         XCTAssertEqual(argv.first, "qemu-system-x86_64")
-        XCTAssertTrue(value(after: "-object", in: argv).contains("memory-backend-file,id=ram0,size=512M,mem-path=/dev/shm/sparc-0-vm1.ram,share=on"))
+        XCTAssertTrue(value(after: "-object", in: argv).contains("memory-backend-file,id=ram0,size=512M,mem-path=\(ram),share=on"))
         XCTAssertEqual(value(after: "-machine", in: argv), ["q35,memory-backend=ram0"])
         XCTAssertEqual(value(after: "-m", in: argv), ["512M"])
         XCTAssertTrue(argv.contains("-nodefaults"))
@@ -25,29 +26,71 @@ final class QEMUCommandTests: XCTestCase {
         XCTAssertTrue(value(after: "-device", in: argv).contains("virtserialport,bus=vser0.0,chardev=agent,name=org.sparc.agent.0"))
         XCTAssertTrue(value(after: "-device", in: argv).contains("vmgenid,guid=auto"))
         XCTAssertFalse(argv.contains("-incoming"))
-        XCTAssertFalse(argv.contains("-drive"))
+        XCTAssertFalse(argv.contains("-drive") || argv.contains("-blockdev"))
         XCTAssertFalse(argv.contains("-daemonize"), "sparc spawns QEMU itself to keep its error output")
+    }
+
+    /// QEMU may never spawn a program (no `exec:` migration) and drops privileges when told.
+    func testQEMUIsAlwaysSandboxed() {
+        let plain = QEMUCommand(spec: MachineSpec(), layout: layout, ramPath: ram).arguments
+        XCTAssertEqual(value(after: "-sandbox", in: plain), ["on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"])
+        XCTAssertFalse(plain.contains("-runas"))
+        let dropped = QEMUCommand(spec: MachineSpec(), layout: layout, ramPath: ram, sandbox: QEMUSandbox(user: "sparc-qemu")).arguments
+        XCTAssertEqual(value(after: "-sandbox", in: dropped), ["on,obsolete=deny,elevateprivileges=allow,spawn=deny,resourcecontrol=deny"])
+        XCTAssertEqual(value(after: "-runas", in: dropped), ["sparc-qemu"])
+        XCTAssertEqual(QEMUSandbox.detect(environment: ["SPARC_QEMU_USER": ""]).user, nil)
+        XCTAssertEqual(QEMUSandbox.detect(environment: ["SPARC_QEMU_USER": "qemu-x"]).user, "qemu-x")
+    }
+
+    /// Disks reach QEMU only as descriptors; an image from a bundle never follows its own backing.
+    func testDisksArePassedAsDescriptors() {
+        let spec = MachineSpec(memoryMiB: 256, hasDisk: true)
+        let disk = [
+            DiskLayer(path: "/r/disk-base.qcow2", format: "qcow2", writable: false),
+            DiskLayer(path: "/r/disk-1.qcow2", format: "qcow2", writable: true),
+        ]
+        let command = QEMUCommand(spec: spec, layout: layout, ramPath: ram, disk: disk)
+        let argv = command.arguments
+        XCTAssertEqual(command.descriptors.map(\.fd), [3, 4, 5])
+        XCTAssertEqual(command.descriptors.map(\.writable), [false, false, true])
+        XCTAssertEqual(value(after: "-add-fd", in: argv), ["fd=3,set=1,opaque=ro", "fd=4,set=2,opaque=ro", "fd=5,set=2,opaque=rw"])
+        let nodes = value(after: "-blockdev", in: argv).map { try! JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+        XCTAssertEqual(nodes.count, 2)
+        XCTAssertEqual(nodes[0]["node-name"] as? String, "disk0-l0")
+        XCTAssertTrue(nodes[0]["backing"] is NSNull, "a bundle's image never opens the backing file its header names")
+        XCTAssertEqual(nodes[0]["read-only"] as? Bool, true)
+        let file0 = nodes[0]["file"] as! [String: Any]
+        XCTAssertEqual(file0["filename"] as? String, "/dev/fdset/1")
+        XCTAssertEqual(file0["locking"] as? String, "off")
+        XCTAssertEqual(nodes[1]["backing"] as? String, "disk0-l0")
+        XCTAssertEqual(nodes[1]["read-only"] as? Bool, false)
+        XCTAssertEqual((nodes[1]["file"] as! [String: Any])["filename"] as? String, "/dev/fdset/2")
+        XCTAssertTrue(value(after: "-device", in: argv).contains("virtio-blk-pci,drive=disk0-l1,id=vblk0"))
+        XCTAssertFalse(argv.joined(separator: " ").contains("/r/disk"), "no disk path on the command line")
+        let own = QEMUCommand(spec: spec, layout: layout, ramPath: ram, disk: [DiskLayer(path: "/img", format: "qcow2", writable: false, followsOwnBacking: true)])
+        let ownNode = try! JSONSerialization.jsonObject(with: Data(value(after: "-blockdev", in: own.arguments)[0].utf8)) as! [String: Any]
+        XCTAssertNil(ownNode["backing"], "an operator's own image keeps its backing chain")
     }
 
     func testRestoreAddsOnlyPausedIncoming() {
         let spec = MachineSpec(memoryMiB: 256, hasDisk: true)
-        let start = QEMUCommand(spec: spec, layout: layout, diskPath: "/d/disk-1.qcow2").arguments
-        let restore = QEMUCommand(spec: spec, layout: layout, diskPath: "/d/disk-1.qcow2", incoming: true).arguments
+        let disk = [DiskLayer(path: "/d/disk-1.qcow2", format: "qcow2", writable: true)]
+        let start = QEMUCommand(spec: spec, layout: layout, ramPath: ram, disk: disk).arguments
+        let restore = QEMUCommand(spec: spec, layout: layout, ramPath: ram, disk: disk, incoming: true).arguments
         XCTAssertEqual(restore.filter { !["-S", "-incoming", "defer"].contains($0) }, start, "device sets must match exactly")
         XCTAssertEqual(value(after: "-incoming", in: restore), ["defer"])
         XCTAssertTrue(restore.contains("-S"))
-        XCTAssertEqual(value(after: "-drive", in: start), ["file=/d/disk-1.qcow2,if=none,id=disk0,format=qcow2,cache=writeback"])
     }
 
     func testCommasInPathsAreEscaped() {
-        let odd = RuntimeLayout(name: "vm", root: "/tmp/a,b", ramTag: "0")
-        let argv = QEMUCommand(spec: MachineSpec(hasDisk: true), layout: odd, diskPath: "/x,y.qcow2").arguments
+        let odd = RuntimeLayout(name: "vm", root: "/tmp/a,b")
+        let argv = QEMUCommand(spec: MachineSpec(), layout: odd, ramPath: "/dev/shm/x,y/ram").arguments
         XCTAssertTrue(value(after: "-chardev", in: argv).contains("socket,id=qmp,path=/tmp/a,,b/vm/qmp.sock,server=on,wait=off"))
-        XCTAssertTrue(value(after: "-drive", in: argv)[0].hasPrefix("file=/x,,y.qcow2,"))
+        XCTAssertTrue(value(after: "-object", in: argv)[0].contains("mem-path=/dev/shm/x,,y/ram,"))
     }
 
     func testKVMUsesHostCPU() {
-        let argv = QEMUCommand(spec: MachineSpec(accel: .kvm), layout: layout, diskPath: nil).arguments
+        let argv = QEMUCommand(spec: MachineSpec(accel: .kvm), layout: layout, ramPath: ram).arguments
         XCTAssertEqual(value(after: "-accel", in: argv), ["kvm"])
         XCTAssertEqual(value(after: "-cpu", in: argv), ["host"])
     }
@@ -59,15 +102,36 @@ final class QEMUCommandTests: XCTestCase {
     }
 
     func testNameValidation() {
-        for bad in ["", "-x", "../etc", "a/b", "a b", ".hidden", String(repeating: "a", count: 65)] {
+        for bad in ["", "-x", "../etc", "a/b", "a b", ".hidden", "x\u{1B}[2J", "ünï", String(repeating: "a", count: 65)] {
             XCTAssertThrowsError(try RuntimeLayout.validate(name: bad), bad)
         }
         for good in ["default", "web-1", "db_2.test"] { XCTAssertNoThrow(try RuntimeLayout.validate(name: good)) }
     }
 
+    /// There is no fallback into a shared directory: without a private root, sparc says so.
     func testRuntimeRootPreference() {
         XCTAssertEqual(RuntimeLayout.defaultRoot(environment: ["SPARC_RUNTIME_DIR": "/x", "XDG_RUNTIME_DIR": "/y"]), "/x")
         XCTAssertEqual(RuntimeLayout.defaultRoot(environment: ["XDG_RUNTIME_DIR": "/y"]), "/y/sparc")
+        if geteuid() != 0 { XCTAssertNil(RuntimeLayout.defaultRoot(environment: [:])) }
+    }
+
+    /// Guest RAM lives in a fresh private directory, in a file nobody else could have placed.
+    func testGuestRAMIsPrivate() throws {
+        let base = NSTemporaryDirectory() + "ram-test-\(getpid())"
+        try FileSystem.makeDirectories(base)
+        defer { FileSystem.removeTree(base) }
+        let a = try GuestRAM.create(vm: "v", bytes: 1 << 20, base: base)
+        let b = try GuestRAM.create(vm: "v", bytes: 1 << 20, base: base)
+        XCTAssertNotEqual(a, b, "every RAM file gets its own unpredictable directory")
+        var st = stat()
+        XCTAssertEqual(lstat(a, &st), 0)
+        XCTAssertEqual(st.st_mode & 0o777, 0o600)
+        XCTAssertEqual(st.st_size, 1 << 20)
+        XCTAssertEqual(lstat(Path.directory(of: a), &st), 0)
+        XCTAssertEqual(st.st_mode & 0o777, 0o700)
+        XCTAssertEqual(st.st_uid, geteuid())
+        GuestRAM.remove(a)
+        XCTAssertFalse(FileSystem.exists(Path.directory(of: a)))
     }
 }
 

@@ -6,20 +6,36 @@ import XCTest
 @testable import SparcSupport
 
 final class BundleTests: ScratchTestCase {
-    /// Writes a small complete bundle and returns its path.
-    func makeBundle(_ name: String = "b.sparc") throws -> String {
-        let ram = try makeRAM("ram-\(name)", size: 1 << 20, patches: [(5000, Array("data".utf8))])
+    static let ramSize = 64 << 20
+
+    /// Writes a small complete bundle (a 64 MiB machine, mostly holes) and returns its path.
+    func makeBundle(_ name: String = "b.sparc", sealKey: Data? = nil) throws -> String {
+        let ram = try makeRAM("ram-\(name)", size: Self.ramSize, patches: [(5000, Array("data".utf8))])
         let writer = try BundleWriter(path: dir + "/" + name)
         let stats = try SparseImage.save(from: ram, to: writer.file(Manifest.memoryFile))
         try Data("device-state".utf8).write(to: URL(fileURLWithPath: writer.file(Manifest.devicesFile)))
         let files = try writer.entries(for: [Manifest.memoryFile, Manifest.devicesFile], known: [Manifest.memoryFile: stats.sha256])
         let manifest = Manifest(
-            vmName: "t", machine: MachineSpec(memoryMiB: 1), qemu: .init(version: "7.2.0", argv: ["qemu"]), kernel: nil,
-            initrd: nil, guest: nil,
-            memory: .init(file: Manifest.memoryFile, bytes: stats.bytes, dataBytes: stats.dataBytes, zeroBytes: stats.zeroBytes, excludedBytes: 0),
+            vm: .init(name: "t", id: "0b7c2a4e-8f1d-4c3b-9a6e-5d4f3e2a1b0c"),
+            machine: .init(memoryMiB: 64, cpus: 1, accel: "tcg", kernel: nil, initrd: nil, append: nil, disk: false),
+            qemu: .init(version: "7.2.0", argv: ["qemu"]), guest: nil,
+            memory: .init(bytes: stats.bytes, dataBytes: stats.dataBytes, zeroBytes: stats.zeroBytes, excludedBytes: 0),
             files: files)
-        try writer.commit(manifest)
+        try writer.commit(manifest, sealKey: sealKey)
         return dir + "/" + name
+    }
+
+    /// Rewrites the manifest through `edit` and re-seals its digest, as an attacker would.
+    func reseal(_ path: String, _ edit: (inout [String: Any]) -> Void) throws {
+        let file = path + "/" + Manifest.fileName
+        var obj = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: file))) as! [String: Any]
+        edit(&obj)
+        obj["manifestSHA256"] = String(repeating: "0", count: 64)
+        var data = try JSONSerialization.data(withJSONObject: obj, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+        data.append(0x0A)
+        let digest = SHA256Hasher.hex(of: data)
+        let text = String(decoding: data, as: UTF8.self).replacingOccurrences(of: String(repeating: "0", count: 64), with: digest)
+        try Data(text.utf8).write(to: URL(fileURLWithPath: file))
     }
 
     func flipByte(_ path: String, at offset: Int) throws {
@@ -91,5 +107,114 @@ final class BundleTests: ScratchTestCase {
         XCTAssertThrowsError(try BundleReader(path: dir + "/nothing.sparc")) { XCTAssertTrue("\($0)".contains("no bundle")) }
         try FileSystem.makeDirectory(dir + "/empty.sparc")
         XCTAssertThrowsError(try BundleReader(path: dir + "/empty.sparc")) { XCTAssertTrue("\($0)".contains("no manifest.json")) }
+    }
+
+    /// Every value of a resealed manifest is checked: names, sizes, members, digests.
+    func testHostileManifestValuesAreRefused() throws {
+        let path = try makeBundle()
+        XCTAssertNoThrow(try reseal(path) { _ in })
+        XCTAssertNoThrow(try BundleReader(path: path), "a reseal that changes nothing passes")
+        let cases: [(String, ([String: Any]) -> [String: Any])] = [
+            ("VM name", { var o = $0; var vm = o["vm"] as! [String: Any]; vm["name"] = "../../tmp/x"; o["vm"] = vm; return o }),
+            ("VM id", { var o = $0; var vm = o["vm"] as! [String: Any]; vm["id"] = "../x"; o["vm"] = vm; return o }),
+            ("memory image of -1", { var o = $0; var m = o["memory"] as! [String: Any]; m["bytes"] = -1; o["memory"] = m; return o }),
+            ("memory of", { var o = $0; var m = o["machine"] as! [String: Any]; m["memoryMiB"] = 1 << 30; o["machine"] = m; return o }),
+            ("unknown file", { var o = $0; var f = o["files"] as! [[String: Any]]; f[1]["name"] = "../../etc/shadow"; o["files"] = f; return o }),
+            ("listed twice", { var o = $0; var f = o["files"] as! [[String: Any]]; f[1]["name"] = "memory.img"; o["files"] = f; return o }),
+            ("size of", { var o = $0; var f = o["files"] as! [[String: Any]]; f[1]["size"] = -5; o["files"] = f; return o }),
+            ("digest", { var o = $0; var f = o["files"] as! [[String: Any]]; f[1]["sha256"] = "../x"; o["files"] = f; return o }),
+            ("disk state", { var o = $0; var m = o["machine"] as! [String: Any]; m["disk"] = true; o["machine"] = m; return o }),
+            ("boot file", { var o = $0; var m = o["machine"] as! [String: Any]; m["initrd"] = ["sha256": "x", "size": 1, "origin": "/etc/shadow"]; o["machine"] = m; return o }),
+            ("format version 7", { var o = $0; o["formatVersion"] = 7; return o }),
+        ]
+        let original = try Data(contentsOf: URL(fileURLWithPath: path + "/" + Manifest.fileName))
+        for (expected, edit) in cases {
+            try reseal(path) { o in o = edit(o) }
+            XCTAssertThrowsError(try BundleReader(path: path), expected) { XCTAssertTrue("\($0)".contains(expected), "\(expected): \($0)") }
+            try original.write(to: URL(fileURLWithPath: path + "/" + Manifest.fileName))
+        }
+    }
+
+    /// Members are never followed through symlinks, and a FIFO never blocks a reader.
+    func testSymlinkedAndSpecialMembersAreRefusedWithoutHanging() throws {
+        let path = try makeBundle()
+        let outside = dir + "/outside"
+        try Data("device-state".utf8).write(to: URL(fileURLWithPath: outside))
+        unlink(path + "/" + Manifest.devicesFile)
+        XCTAssertEqual(symlink(outside, path + "/" + Manifest.devicesFile), 0)
+        let reader = try BundleReader(path: path)
+        XCTAssertThrowsError(try reader.open(.devices)) { XCTAssertTrue("\($0)".contains("symbolic link"), "\($0)") }
+        XCTAssertTrue(reader.verify().contains { $0.file == Manifest.devicesFile && $0.reason.contains("symbolic link") })
+
+        unlink(path + "/" + Manifest.devicesFile)
+        XCTAssertEqual(mkfifo(path + "/" + Manifest.devicesFile, 0o600), 0)
+        let start = Date()
+        XCTAssertTrue(reader.verify().contains { $0.file == Manifest.devicesFile && $0.reason.contains("not a regular file") })
+        let manifest = path + "/" + Manifest.fileName
+        let saved = try Data(contentsOf: URL(fileURLWithPath: manifest))
+        unlink(manifest)
+        XCTAssertEqual(mkfifo(manifest, 0o600), 0)
+        XCTAssertThrowsError(try BundleReader(path: path)) { XCTAssertTrue("\($0)".contains("not a regular file"), "\($0)") }
+        XCTAssertLessThan(Date().timeIntervalSince(start), 2, "FIFOs must not block")
+        unlink(manifest)
+        try saved.write(to: URL(fileURLWithPath: manifest))
+    }
+
+    /// A resealed 1 TiB machine with a 1 TiB sparse image verifies in seconds, not hours.
+    func testTerabyteImageVerifiesQuickly() throws {
+        let path = try makeBundle()
+        XCTAssertEqual(truncate(path + "/" + Manifest.memoryFile, off_t(1) << 40), 0)
+        let digest = try ChunkedDigest.of(file: path + "/" + Manifest.memoryFile)
+        try reseal(path) { o in
+            var m = o["machine"] as! [String: Any]
+            m["memoryMiB"] = 1 << 20
+            o["machine"] = m
+            var mem = o["memory"] as! [String: Any]
+            mem["bytes"] = Int64(1) << 40
+            o["memory"] = mem
+            var f = o["files"] as! [[String: Any]]
+            f[0]["size"] = Int64(1) << 40
+            f[0]["sha256"] = digest
+            o["files"] = f
+        }
+        let start = Date()
+        XCTAssertEqual(try BundleReader(path: path).verify(), [])
+        XCTAssertLessThan(Date().timeIntervalSince(start), 3)
+    }
+
+    /// Only the host key makes a valid seal; an edited and resealed manifest loses it.
+    func testSealProvesTheHostWroteTheBundle() throws {
+        let key = Data(repeating: 7, count: 32)
+        let path = try makeBundle("sealed.sparc", sealKey: key)
+        let reader = try BundleReader(path: path)
+        XCTAssertEqual(reader.seal(key: key), .sealed)
+        XCTAssertEqual(reader.seal(key: Data(repeating: 8, count: 32)), .invalid)
+        XCTAssertEqual(reader.verify(), [], "the seal is an allowed member")
+        try reseal(path) { o in o["createdAt"] = "2020-01-01T00:00:00.000Z" }
+        XCTAssertEqual(try BundleReader(path: path).seal(key: key), .invalid)
+        XCTAssertEqual(try BundleReader(path: try makeBundle("unsealed.sparc")).seal(key: key), .missing)
+    }
+
+    func testQCOW2HeadersThatReachOutsideAreRefused() throws {
+        func header(version: UInt32 = 3, backingOffset: UInt64 = 0, incompatible: UInt64 = 0) -> [UInt8] {
+            var h = [UInt8](repeating: 0, count: 104)
+            h[0..<4] = [0x51, 0x46, 0x49, 0xFB]
+            for i in 0..<4 { h[4 + i] = UInt8(version >> (24 - 8 * UInt32(i)) & 0xff) }
+            for i in 0..<8 { h[8 + i] = UInt8(backingOffset >> (56 - 8 * UInt64(i)) & 0xff) }
+            for i in 0..<8 { h[72 + i] = UInt8(incompatible >> (56 - 8 * UInt64(i)) & 0xff) }
+            h[28] = 0x04  // 64 MiB virtual size
+            return h
+        }
+        XCTAssertEqual(try QCOW2Header.checkStandalone(header: header(), what: "disk"), 64 << 20)
+        XCTAssertNoThrow(try QCOW2Header.checkStandalone(header: header(version: 2), what: "disk"))
+        XCTAssertThrowsError(try QCOW2Header.checkStandalone(header: header(backingOffset: 0x200), what: "disk")) {
+            XCTAssertTrue("\($0)".contains("backing file"))
+        }
+        XCTAssertThrowsError(try QCOW2Header.checkStandalone(header: header(incompatible: 1 << 2), what: "disk")) {
+            XCTAssertTrue("\($0)".contains("external data file"))
+        }
+        XCTAssertThrowsError(try QCOW2Header.checkStandalone(header: Array("root:x:0:0".utf8), what: "disk")) {
+            XCTAssertTrue("\($0)".contains("not a qcow2 image"))
+        }
     }
 }

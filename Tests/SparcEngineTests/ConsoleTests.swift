@@ -9,17 +9,4 @@ final class ConsoleTests: XCTestCase {
         XCTAssertEqual(SerialConsole.unescape("\\q\\x4"), Data("\\q\\x4".utf8))
         XCTAssertEqual(SerialConsole.unescape("plain"), Data("plain".utf8))
     }
-
-    func testShellQuoteSurvivesQuotes() throws {
-        let odd = "/tmp/it's a \"bundle\"/$x"
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/sh")
-        p.arguments = ["-c", "printf %s \(shellQuote(odd))"]
-        let out = Pipe()
-        p.standardOutput = out
-        try p.run()
-        p.waitUntilExit()
-        XCTAssertEqual(String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self), odd)
-        XCTAssertEqual(shellQuote("a'b"), "'a'\\''b'")
-    }
 }

@@ -13,7 +13,7 @@ final class HistoryTests: XCTestCase {
     override func tearDown() { FileSystem.removeTree(dir) }
 
     func makeLog() throws -> HistoryLog {
-        let log = HistoryLog(directory: dir, vm: "v")
+        let log = try HistoryLog(directory: dir, vm: "v")
         try log.append(.boot)
         try log.append(.checkpoint, bundle: "/b/one.sparc", bundleDigest: "aa", epoch: 0)
         try log.append(.restore, bundle: "/b/one.sparc", bundleDigest: "aa", epoch: 1)
@@ -76,7 +76,7 @@ final class HistoryTests: XCTestCase {
     func testMissingKeyIsAClearError() throws {
         let log = try makeLog()
         unlink(dir + "/history.key")
-        XCTAssertThrowsError(try log.verify()) { XCTAssertTrue("\($0)".contains("history key")) }
+        XCTAssertThrowsError(try log.verify()) { XCTAssertTrue("\($0)".contains("host key") && "\($0)".contains("missing"), "\($0)") }
     }
 }
 
@@ -88,8 +88,10 @@ final class RSDMStoreTests: XCTestCase {
     }
     override func tearDown() { FileSystem.removeTree(dir) }
 
+    static let vmId = "0b7c2a4e-8f1d-4c3b-9a6e-5d4f3e2a1b0c"
+
     func testValuesEpochAndProtocol() throws {
-        let s = RSDMStore(directory: dir, vm: "v")
+        let s = try RSDMStore(directory: dir, vmId: Self.vmId)
         XCTAssertNil(try s.get("a"))
         try s.set("a", "1")
         XCTAssertEqual(try s.increment("a"), 2)
@@ -105,7 +107,7 @@ final class RSDMStoreTests: XCTestCase {
     }
 
     func testBoundsAreEnforced() throws {
-        let s = RSDMStore(directory: dir, vm: "v")
+        let s = try RSDMStore(directory: dir, vmId: Self.vmId)
         XCTAssertThrowsError(try s.set("k", String(repeating: "x", count: RSDMStore.maxValueBytes + 1))) { XCTAssertTrue("\($0)".contains("too large")) }
         XCTAssertThrowsError(try s.set(String(repeating: "k", count: 65), "v"))
         XCTAssertThrowsError(try s.set("has space", "v"))
@@ -115,7 +117,7 @@ final class RSDMStoreTests: XCTestCase {
     }
 
     func testCorruptStoreIsAnErrorNotAReset() throws {
-        let s = RSDMStore(directory: dir, vm: "v")
+        let s = try RSDMStore(directory: dir, vmId: Self.vmId)
         try s.set("guard.failures", "3")
         try Data("{garbage".utf8).write(to: URL(fileURLWithPath: s.path))
         XCTAssertThrowsError(try s.get("guard.failures")) { XCTAssertTrue("\($0)".contains("damaged")) }
@@ -125,12 +127,12 @@ final class RSDMStoreTests: XCTestCase {
 
     /// A writer killed at random moments leaves the old or the new store, never garbage.
     func testKilledWriterNeverLeavesGarbage() throws {
-        let s = RSDMStore(directory: dir, vm: "v")
+        let s = try RSDMStore(directory: dir, vmId: Self.vmId)
         try s.set("counter", "0")
         for round in 0..<20 {
             let pid = fork()
             if pid == 0 {
-                let child = RSDMStore(directory: dir, vm: "v")
+                let child = try! RSDMStore(directory: dir, vmId: Self.vmId)
                 while true { _ = try? child.increment("counter") }
             }
             usleep(useconds_t(2000 + round * 500))
@@ -141,5 +143,42 @@ final class RSDMStoreTests: XCTestCase {
             XCTAssertNotNil(value.flatMap(Int.init), "round \(round): store unreadable or garbage")
         }
         XCTAssertGreaterThan(Int(try s.get("counter") ?? "0") ?? 0, 0)
+    }
+
+    /// Thirty writers at once, each setting its own key: none of the updates is lost.
+    func testConcurrentWritersLoseNoUpdate() throws {
+        let s = try RSDMStore(directory: dir, vmId: Self.vmId)
+        try s.set("seed", "1")
+        var pids: [pid_t] = []
+        for i in 0..<30 {
+            let pid = fork()
+            if pid == 0 {
+                let child = try! RSDMStore(directory: dir, vmId: Self.vmId)
+                _exit((try? child.set("k\(i)", "v\(i)")) != nil && (try? child.increment("shared")) != nil ? 0 : 1)
+            }
+            pids.append(pid)
+        }
+        for pid in pids {
+            var status: Int32 = 0
+            waitpid(pid, &status, 0)
+            XCTAssertEqual(status, 0)
+        }
+        let all = try s.all()
+        XCTAssertEqual(all.count, 32, "every key written: \(all.keys.sorted())")
+        XCTAssertEqual(all["shared"], "30", "every increment counted")
+    }
+
+    /// A guest cannot crash the host service: an increment past Int.max is an error answer.
+    func testOverflowAndHostileKeysAreErrors() throws {
+        let s = try RSDMStore(directory: dir, vmId: Self.vmId)
+        try s.set("big", String(Int.max))
+        XCTAssertThrowsError(try s.increment("big")) { XCTAssertTrue("\($0)".contains("overflow"), "\($0)") }
+        let reply = String(decoding: s.handle(Data(#"{"id":"1","op":"incr","key":"big","value":"1"}"#.utf8)), as: UTF8.self)
+        XCTAssertTrue(reply.contains(#""ok":false"#) && reply.contains("overflow"), reply)
+        let notNumber = String(decoding: s.handle(Data(#"{"id":"2","op":"incr","key":"big","value":"x"}"#.utf8)), as: UTF8.self)
+        XCTAssertTrue(notNumber.contains(#""ok":false"#), notNumber)
+        XCTAssertEqual(try s.get("big"), String(Int.max), "a failed increment changes nothing")
+        XCTAssertThrowsError(try s.set("esc\u{1B}]0;owned\u{07}", "v")) { XCTAssertTrue("\($0)".contains("\\e"), "escaped in the error: \($0)") }
+        XCTAssertThrowsError(try RSDMStore(directory: dir, vmId: "../../etc/passwd"))
     }
 }

@@ -31,7 +31,7 @@ struct Checkpoint: ParsableCommand {
     @Option(name: [.short, .customLong("output")], help: "Bundle directory to create (must not exist).")
     var output: String
     @Flag(help: "Stop the VM after saving instead of letting it run on.") var stop = false
-    @Option(name: .customLong("exclude-pid"), help: ArgumentHelp("Leave out this process and its descendants.", valueName: "pid"))
+    @Option(name: .customLong("exclude-pid"), parsing: .unconditionalSingleValue, help: ArgumentHelp("Leave out this process and its descendants.", valueName: "pid"))
     var excludePid: [Int32] = []
     @Option(name: .customLong("exclude-name"), help: ArgumentHelp("Leave out processes with this command name.", valueName: "name"))
     var excludeName: [String] = []
@@ -57,14 +57,14 @@ struct Checkpoint: ParsableCommand {
         let ex = report.exclusion
         if !ex.isEmpty {
             print("  excluded (scope \(ex.scope ?? "all")): \(formatBytes(ex.bytes)) in \(ex.ranges) ranges, collected in \(String(format: "%.0f", ex.collectMilliseconds)) ms")
-            for p in ex.processes { print("    pid \(p.pid) \(p.command)  [\(p.reason)]") }
+            for p in ex.processes { print("    pid \(p.pid) \(p.command.terminalSafe)  [\(p.reason.terminalSafe)]") }
             let kinds = ExcludedKind.allCases.compactMap { k -> String? in
                 guard let b = ex.bytesByKind[k.rawValue], b > 0 else { return nil }
                 return "\(k.rawValue) \(formatBytes(Int64(b)))"
             }
             if !kinds.isEmpty { print("    " + kinds.joined(separator: ", ")) }
             print("    kept-shared pages: \(ex.keptSharedPages)")
-            for w in ex.warnings { print("    warning: \(w)") }
+            for w in ex.warnings { print("    warning: \(w.terminalSafe)") }
         }
         print(String(format: "  guest paused %.2f s, total %.2f s%@", report.downtime, report.total, report.stopped ? ", VM stopped" : ""))
     }

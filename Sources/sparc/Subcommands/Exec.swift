@@ -18,9 +18,13 @@ struct Exec: ParsableCommand {
             """)
     @OptionGroup var vm: VMOptions
     @Flag(help: "Start the command in the background and print its pid.") var detach = false
-    @Option(help: "Kill the command after this many seconds (0 = no limit).") var limit: Double = 0
+    @Option(parsing: .unconditional, help: "Kill the command after this many seconds (0 = no limit).") var limit: Double = 0
     @Argument(parsing: .captureForPassthrough, help: "The command and its arguments (after --).")
     var command: [String] = []
+
+    func validate() throws {
+        guard limit >= 0, limit <= 86400 * 7 else { throw ValidationError("--limit must be between 0 and 604800 seconds (got \(limit))") }
+    }
 
     func run() throws {
         var argv = command

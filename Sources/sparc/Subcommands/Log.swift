@@ -23,7 +23,7 @@ struct Log: ParsableCommand {
 
     func run() throws {
         try RuntimeLayout.validate(name: name)
-        let log = HistoryLog(vm: name)
+        let log = try VMManager().history(name)
         let entries = try log.entries()
         if json {
             try printJSON(entries)
@@ -31,10 +31,10 @@ struct Log: ParsableCommand {
             if entries.isEmpty { print("no history for '\(name)'") }
             for e in entries {
                 var line = "\(e.seq)  \(e.time)  \(e.event.rawValue)"
-                if let b = e.bundle { line += "  \(b)" }
+                if let b = e.bundle { line += "  \(b.terminalSafe)" }
                 if let d = e.bundleDigest { line += "  sha256:\(d.prefix(16))" }
                 if let ep = e.epoch { line += "  epoch \(ep)" }
-                if let d = e.detail { line += "  (\(d))" }
+                if let d = e.detail { line += "  (\(d.terminalSafe))" }
                 print(line)
             }
         }

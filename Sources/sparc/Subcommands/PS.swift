@@ -23,8 +23,8 @@ struct PS: ParsableCommand {
         print(pad("PID", 7, right: true) + pad("PPID", 7, right: true) + pad("USER", 9) + "S " + pad("TTY", 8) + pad("RSS", 9, right: true) + "COMMAND")
         for p in list {
             print(
-                pad(String(p.pid), 7, right: true) + pad(String(p.ppid), 7, right: true) + pad(p.user, 9) + p.state + " "
-                    + pad(p.tty ?? "?", 8) + pad("\(p.rssKiB)K", 9, right: true) + p.command)
+                pad(String(p.pid), 7, right: true) + pad(String(p.ppid), 7, right: true) + pad(p.user, 9) + p.state.terminalSafe + " "
+                    + pad(p.tty ?? "?", 8) + pad("\(p.rssKiB)K", 9, right: true) + p.command.terminalSafe)
         }
     }
 }

@@ -18,27 +18,18 @@ struct RSDM: ParsableCommand {
 
     func run() throws {
         try RuntimeLayout.validate(name: name)
-        let store = RSDMStore(vm: name)
+        let store = try VMManager().rsdm(name: name)
         switch (words.first ?? "list", words.count) {
         case ("list", _):
             print("epoch \(try store.epoch())")
-            for (k, v) in try store.all().sorted(by: { $0.key < $1.key }) { print("\(k)=\(v)") }
+            for (k, v) in try store.all().sorted(by: { $0.key < $1.key }) { print("\(k.terminalSafe)=\(v.terminalSafe)") }
         case ("get", 2):
-            guard let v = try store.get(words[1]) else { throw SparcError("no key '\(words[1])'", kind: .negative) }
-            print(v)
+            guard let v = try store.get(words[1]) else { throw SparcError("no key '\(words[1].terminalSafe)'", kind: .negative) }
+            print(v.terminalSafe)
         case ("set", 3): try store.set(words[1], words[2])
         case ("del", 2): try store.delete(words[1])
         case ("epoch", 1): print(try store.epoch())
         default: throw ValidationError("usage: sparc rsdm [list | get KEY | set KEY VALUE | del KEY | epoch]")
         }
-    }
-}
-
-/// The host side of a VM's RSDM port; started in the background by vm start and restore.
-struct RSDMServe: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "rsdm-serve", shouldDisplay: false)
-    @Option var name: String = "default"
-    func run() throws {
-        try RSDMServer.run(socketPath: VMManager().layout(name).rsdmSocket, store: RSDMStore(vm: name))
     }
 }

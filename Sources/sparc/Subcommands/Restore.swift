@@ -11,7 +11,19 @@ import SparcTUI
 struct Restore: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Rebuild a VM from a bundle and resume it.",
-        discussion: "The bundle is verified first; a damaged or tampered bundle is refused and nothing is started.")
+        discussion: """
+            Every bundle is treated as untrusted: its manifest is checked, each file is copied \
+            into sparc's private directories while its digest is checked, its disk must stand \
+            alone (no backing or data file), and QEMU runs sandboxed. Nothing about a running VM \
+            of the same name changes until every check has passed.
+            A bundle this host sealed restores under its own name: the newest checkpoint freely, \
+            an older one as a rollback (--allow-rollback, logged). A bundle from elsewhere needs \
+            --foreign; a different name, or a name that belongs to another VM here, makes a copy \
+            with its own identity (--clone), which starts with a copy of the source's \
+            rollback-sensitive data.
+            Boot files come from sparc's store by digest; for a bundle from another host pass \
+            them with --kernel and --initrd.
+            """)
     @Argument(help: "The bundle directory.") var bundle: String
     @Option(help: "Name for the restored VM.") var name: String = "default"
     @Flag(help: "Stop a running VM of that name first.") var replace = false
@@ -19,21 +31,37 @@ struct Restore: ParsableCommand {
     var noKill = false
     @Flag(help: "Restore a bundle older than the VM's newest checkpoint (a rollback; it is logged).")
     var allowRollback = false
-    @Flag(help: "Restore a bundle that is not in the VM's history (made elsewhere, or its manifest changed).")
+    @Flag(help: "Restore a bundle this host did not seal (made elsewhere, or changed after saving).")
     var foreign = false
-    @Option(help: "Seconds to wait for the guest agent after resuming.") var timeout: Double = 30
+    @Flag(help: "Restore as a new VM with its own identity (another name, or over a different VM's name).")
+    var clone = false
+    @Option(help: "The kernel the bundle was saved with, when this host's store lacks it.") var kernel: String?
+    @Option(help: "The initrd the bundle was saved with, when this host's store lacks it.") var initrd: String?
+    @Option(parsing: .unconditional, help: "Seconds to wait for the guest agent after resuming.") var timeout: Double = 30
+
+    func validate() throws {
+        guard timeout > 0 else { throw ValidationError("--timeout must be more than 0 seconds") }
+    }
 
     func run() throws {
         let report = try VMManager(agentTimeout: timeout).restore(
             bundle: bundle, name: name, replace: replace, killExcluded: !noKill,
-            policy: RestorePolicy(allowRollback: allowRollback, allowForeign: foreign), progress: progressPrinter())
+            policy: RestorePolicy(allowRollback: allowRollback, allowForeign: foreign, clone: clone, kernel: kernel, initrd: initrd),
+            progress: progressPrinter())
         endProgress()
-        for w in report.warnings { printError("sparc: warning: \(w)") }
+        for w in report.warnings { printError("sparc: warning: \(w.terminalSafe)") }
         if let c = report.cleanup {
             if !c.killed.isEmpty { print("killed excluded processes: \(c.killed.map(String.init).joined(separator: " "))") }
-            if !c.evicted.isEmpty { print("evicted page cache of: \(c.evicted.joined(separator: ", "))") }
-            if !c.removed.isEmpty { print("removed memory-only files: \(c.removed.joined(separator: ", "))") }
+            if !c.evicted.isEmpty { print("evicted page cache of: \(c.evicted.joined(separator: ", ").terminalSafe)") }
+            if !c.removed.isEmpty { print("removed memory-only files: \(c.removed.joined(separator: ", ").terminalSafe)") }
         }
-        print(String(format: "VM '%@' restored from %@ (pid %d) in %.2f s, restore epoch %d%@", report.name, report.bundle, report.pid, report.total, report.epoch, report.rollback ? " (rollback, logged)" : ""))
+        var notes: [String] = []
+        if report.rollback { notes.append("rollback, logged") }
+        if report.clone { notes.append("a copy with its own identity") }
+        if !report.sealed { notes.append("foreign bundle") }
+        print(
+            String(
+                format: "VM '%@' restored from %@ (pid %d) in %.2f s, restore epoch %d%@", report.name, report.bundle.terminalSafe,
+                report.pid, report.total, report.epoch, notes.isEmpty ? "" : " (" + notes.joined(separator: "; ") + ")"))
     }
 }

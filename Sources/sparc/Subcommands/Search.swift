@@ -31,7 +31,11 @@ struct Search: ParsableCommand {
     @Flag(help: "PATTERN is a regular expression over bytes (bytes above 0x7f read as '.').") var regex = false
     @Flag(help: "Print hits as JSON.") var json = false
     @Flag(help: "Print only the number of hits per file.") var count = false
-    @Option(help: "Bytes of context around each hit.") var context: Int = 16
+    @Option(parsing: .unconditional, help: "Bytes of context around each hit.") var context: Int = 16
+
+    func validate() throws {
+        guard (0...4096).contains(context) else { throw ValidationError("--context must be between 0 and 4096 bytes (got \(context))") }
+    }
 
     func run() throws {
         guard !paths.isEmpty else { throw ValidationError("give at least one bundle or file to search") }
@@ -46,7 +50,7 @@ struct Search: ParsableCommand {
         }
         let show = progressPrinter()
         let hits = try ForensicSearch.search(
-            paths: paths, query: query, contextBytes: max(0, context),
+            paths: paths, query: query, contextBytes: context,
             progress: show.map { p in { file, done, total in p("searching \(Path.base(of: file)) \(done * 100 / max(total, 1))%") } })
         endProgress()
         if json {
@@ -59,10 +63,10 @@ struct Search: ParsableCommand {
             }
         } else {
             for h in hits {
-                var line = "\(h.file):0x\(String(h.offset, radix: 16))"
+                var line = "\(h.file.terminalSafe):0x\(String(h.offset, radix: 16))"
                 if let a = h.address { line += " gpa 0x\(String(a, radix: 16))" }
                 line += " \(h.encoding)"
-                if let o = h.owner { line += " [\(o.description)]" }
+                if let o = h.owner { line += " [\(o.description.terminalSafe)]" }
                 print(line + "  \(h.context)")
             }
             if hits.isEmpty {

@@ -18,11 +18,10 @@ struct TUI: ParsableCommand {
 
     func run() throws {
         guard isatty(0) == 1 && isatty(1) == 1 else {
-            print(Sparc.helpMessage())
-            return
+            throw SparcError("the terminal UI needs a terminal (standard input and output are not one); see 'sparc --help' for the commands")
         }
         try TerminalUI(
-            manager: VMManager(), vmName: name, color: !noColor && ProcessInfo.processInfo.environment["NO_COLOR"] == nil,
+            manager: try VMManager(), vmName: name, color: !noColor && ProcessInfo.processInfo.environment["NO_COLOR"] == nil,
             bundleDirectory: FileSystem.absolute(bundles), readonly: readonly
         ).run()
     }

@@ -23,15 +23,21 @@ struct VM: ParsableCommand {
                 checkpoints keep the disk state.
                 """)
         @Option(help: "Name of the VM.") var name: String = "default"
-        @Option(help: "Guest RAM in MiB.") var memory: Int = 256
-        @Option(help: "Virtual CPUs.") var cpus: Int = 1
+        @Option(parsing: .unconditional, help: "Guest RAM in MiB.") var memory: Int = 256
+        @Option(parsing: .unconditional, help: "Virtual CPUs.") var cpus: Int = 1
         @Option(help: "Disk image (qcow2 or raw) used as the base of the data disk.") var disk: String?
         @Option(help: "Kernel to boot instead of the default guest's.") var kernel: String?
         @Option(help: "Initramfs for --kernel.") var initrd: String?
         @Option(help: "Kernel command line for --kernel.") var append: String?
         @Option(help: "auto, tcg or kvm. auto uses KVM only where stock guest kernels run on it.")
         var accel: String = "auto"
-        @Option(help: "Seconds to wait for the guest agent after boot.") var agentTimeout: Double = 120
+        @Option(parsing: .unconditional, help: "Seconds to wait for the guest agent after boot.") var agentTimeout: Double = 120
+
+        func validate() throws {
+            guard agentTimeout > 0, agentTimeout <= 3600 else {
+                throw ValidationError("--agent-timeout must be between 0 and 3600 seconds (got \(agentTimeout))")
+            }
+        }
 
         func run() throws {
             var o = StartOptions()
@@ -93,7 +99,7 @@ struct VM: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List VMs known to sparc.")
         @Flag(help: "Print JSON.") var json = false
         func run() throws {
-            let all = VMManager().list()
+            let all = try VMManager().list()
             if json { return try printJSON(all) }
             if all.isEmpty {
                 print("no VMs (start one with 'sparc vm start')")

@@ -16,12 +16,18 @@ struct Verify: ParsableCommand {
 
     func run() throws {
         let reader = try BundleReader(path: bundle)
-        let problems = reader.verify()
+        let show = progressPrinter()
+        let problems = reader.verify(progress: show.map { p in { file, done, total in p("verifying \(file) \(done * 100 / max(total, 1))%") } })
+        endProgress()
+        let path = reader.path.terminalSafe
         if problems.isEmpty {
-            print("\(reader.path): intact (\(reader.manifest.files.count + 1) files verified)")
+            let manager = try VMManager()
+            let seal = reader.seal(key: try HostKey(directory: manager.stateDirectory).sealKey(create: true))
+            let origin = seal == .sealed ? "sealed by this host" : "not sealed by this host (made elsewhere, or re-sealed after a change)"
+            print("\(path): intact (\(reader.manifest.files.count + 1) files verified), \(origin)")
             return
         }
-        for p in problems { print("\(reader.path)/\(p.file): \(p.reason)") }
-        throw SparcError("\(reader.path): \(problems.count) problem(s) found", kind: .negative)
+        for p in problems { print("\(path)/\(p.description)") }
+        throw SparcError("\(path): \(problems.count) problem(s) found", kind: .negative)
     }
 }

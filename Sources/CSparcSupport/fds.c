@@ -1,0 +1,38 @@
+#define _GNU_SOURCE
+#include "CSparcSupport.h"
+#include <errno.h>
+#include <string.h>
+#include <spawn.h>
+#include <sys/socket.h>
+
+ssize_t sparc_send_with_fds(int sock, const void *buf, size_t len, const int *fds, int nfds)
+{
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+	char control[CMSG_SPACE(sizeof(int) * 16)];
+
+	if (nfds < 0 || nfds > 16) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (nfds > 0) {
+		memset(control, 0, sizeof(control));
+		msg.msg_control = control;
+		msg.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+		struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+		memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
+	}
+	ssize_t n;
+	do {
+		n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+	} while (n < 0 && errno == EINTR);
+	return n;
+}
+
+int sparc_spawn_close_from(posix_spawn_file_actions_t *actions, int lowfd)
+{
+	return posix_spawn_file_actions_addclosefrom_np(actions, lowfd);
+}

@@ -1,0 +1,17 @@
+#ifndef SPARC_CSPARCSUPPORT_H
+#define SPARC_CSPARCSUPPORT_H
+/* System calls of the host and guest support code that Swift cannot express: the cmsg
+ * macros of SCM_RIGHTS. */
+#include <stddef.h>
+#include <spawn.h>
+#include <sys/types.h>
+
+/* Sends `len` bytes of `buf` on a Unix socket with `nfds` descriptors attached
+ * (SCM_RIGHTS), as QEMU's monitor expects for getfd and add-fd. Returns the bytes sent
+ * or -1 with errno set. */
+ssize_t sparc_send_with_fds(int sock, const void *buf, size_t len, const int *fds, int nfds);
+
+/* Makes a spawned child close every descriptor from `lowfd` up (glibc's
+ * posix_spawn_file_actions_addclosefrom_np), so it inherits only what it was given. */
+int sparc_spawn_close_from(posix_spawn_file_actions_t *actions, int lowfd);
+#endif

@@ -1,0 +1,55 @@
+import Foundation
+import SparcSupport
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The files that hold guest RAM, shared between QEMU (which maps them) and sparc (which
+/// copies them): each VM's RAM lives in its own directory under /dev/shm with a random name
+/// (mkdtemp, mode 0700), and the file is created there by sparc (O_EXCL, O_NOFOLLOW, 0600)
+/// before QEMU opens it. Nobody else can place, replace or open a RAM file.
+public enum GuestRAM {
+    public static let fileName = "ram"
+
+    /// Makes the private directory for one VM's RAM file.
+    public static func makeDirectory(vm: String, base: String = "/dev/shm") throws -> String {
+        var template = Array("\(base)/sparc-\(vm)-XXXXXX".utf8CString)
+        guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else {
+            throw SparcError.posix("cannot create a directory for guest RAM in", base)
+        }
+        let dir = String(cString: template)
+        try FileSystem.ensurePrivateDirectory(dir, what: "guest RAM directory")
+        return dir
+    }
+
+    /// The RAM file's path in a directory made by `makeDirectory`.
+    public static func path(in directory: String) -> String { directory + "/" + fileName }
+
+    /// Creates an empty RAM file of `bytes` in a new private directory and returns its path.
+    public static func create(vm: String, bytes: Int64, base: String = "/dev/shm") throws -> String {
+        let dir = try makeDirectory(vm: vm, base: base)
+        let file = path(in: dir)
+        let fd = open(file, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            let error = SparcError.posix("cannot create guest RAM file", file)
+            rmdir(dir)
+            throw error
+        }
+        defer { close(fd) }
+        guard ftruncate(fd, off_t(bytes)) == 0 else {
+            let error = SparcError.posix("cannot size guest RAM file", file)
+            unlink(file)
+            rmdir(dir)
+            throw error
+        }
+        return file
+    }
+
+    /// Removes a RAM file and its directory (missing ones are fine).
+    public static func remove(_ path: String?) {
+        guard let path, !path.isEmpty else { return }
+        unlink(path)
+        rmdir(Path.directory(of: path))
+    }
+}

@@ -1,0 +1,81 @@
+import Foundation
+import SparcSupport
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Serves a VM's RSDM port (virtio-serial `org.sparc.rsdm.0`) until QEMU closes it.
+/// A bad request is answered with an error; nothing a guest sends ends the server.
+public enum RSDMServer {
+    public static func run(socketPath: String, store: RSDMStore) throws {
+        var socket: UnixSocket?
+        for _ in 0..<100 {
+            socket = try? UnixSocket.connect(to: socketPath)
+            if socket != nil { break }
+            usleep(100_000)
+        }
+        guard let socket else { throw SparcError("RSDM port \(socketPath) is not reachable") }
+        var lines = LineBuffer(maxLine: 64 << 10)
+        while true {
+            guard let chunk = try socket.read(deadline: nil), !chunk.isEmpty else { return }
+            for frame in lines.append(chunk) {
+                guard case .line(let line) = frame, !line.isEmpty else { continue }
+                try socket.write(store.handle(line), deadline: Date().addingTimeInterval(10))
+            }
+        }
+    }
+}
+
+/// Keeps a VM's RSDM server running while its QEMU lives: a server that crashes or fails is
+/// started again (at most 10 times a minute), so a guest cannot take RSDM away from itself.
+public enum RSDMSupervisor {
+    /// Runs `worker` until it ends cleanly (QEMU closed the port) or QEMU is gone.
+    public static func run(worker: [String], qemuPid: pid_t, log: (String) -> Void) -> Int32 {
+        var restarts: [Date] = []
+        while true {
+            let pid: pid_t
+            do {
+                pid = try Subprocess.spawn(worker, stderr: 2)
+            } catch {
+                log("cannot start the RSDM server: \(error)")
+                return 1
+            }
+            let status = Subprocess.wait(pid)
+            if status == 0 || !FileSystem.processAlive(qemuPid) { return 0 }
+            restarts = restarts.filter { Date().timeIntervalSince($0) < 60 } + [Date()]
+            log("the RSDM server ended with status \(status); restarting it")
+            if restarts.count > 10 {
+                log("the RSDM server failed 10 times in a minute; giving up")
+                return 1
+            }
+            usleep(200_000)
+        }
+    }
+}
+
+extension VMManager {
+    /// The RSDM daemon: `sparc-rsdmd` beside this executable, or in its lib/libexec directory.
+    static func rsdmDaemon() -> String? {
+        guard let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") else { return nil }
+        let dir = Path.directory(of: exe)
+        for candidate in [dir + "/sparc-rsdmd", dir + "/../libexec/sparc/sparc-rsdmd", dir + "/../lib/sparc/sparc-rsdmd"]
+        where access(candidate, X_OK) == 0 {
+            return Path.normalize(candidate)
+        }
+        return nil
+    }
+
+    /// Starts the host side of the VM's RSDM port: a detached, supervised `sparc-rsdmd`.
+    func startRSDMServer(name: String, vmId: String, qemuPid: pid_t) throws {
+        guard let daemon = Self.rsdmDaemon() else {
+            throw SparcError("sparc-rsdmd is missing beside the sparc executable: reinstall sparc ('make install')")
+        }
+        let layout = layout(name)
+        let log = open(layout.directory + "/rsdm.log", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        defer { if log >= 0 { close(log) } }
+        _ = try Subprocess.spawn(
+            [daemon, "--socket", layout.rsdmSocket, "--state-dir", stateDirectory, "--vm-id", vmId, "--qemu-pid", String(qemuPid)],
+            stderr: log >= 0 ? log : nil, newSession: true)
+    }
+}

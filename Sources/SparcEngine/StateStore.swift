@@ -1,0 +1,142 @@
+import Foundation
+import SnapshotModel
+import SparcSupport
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Where sparc keeps state that must outlive VMs and bundles: the host key, the history
+/// logs, the VMs' identities, the rollback-sensitive data stores and the boot files.
+public enum StateDirectory {
+    /// `$SPARC_STATE_DIR`, `$XDG_STATE_HOME/sparc`, `/var/lib/sparc` for root, else `~/.local/state/sparc`.
+    public static func path(environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
+        if let d = environment["SPARC_STATE_DIR"], !d.isEmpty { return d }
+        if let x = environment["XDG_STATE_HOME"], !x.isEmpty { return x + "/sparc" }
+        if geteuid() == 0 { return "/var/lib/sparc" }
+        return (environment["HOME"] ?? "/nonexistent") + "/.local/state/sparc"
+    }
+
+    /// The state directory, created if needed and checked to be this user's private directory
+    /// (it holds the key that makes history entries and bundle seals trustworthy).
+    public static func checked(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> String {
+        let dir = path(environment: environment)
+        try FileSystem.ensurePrivateDirectory(dir, what: "state directory")
+        return dir
+    }
+}
+
+/// The host's secret (32 random bytes, mode 0600, created on first use). It keys the history
+/// chain and, through a derived key, the seals of the bundles this host writes.
+public struct HostKey {
+    public let directory: String
+    var path: String { directory + "/history.key" }
+
+    public init(directory: String) { self.directory = directory }
+
+    public func load(create: Bool) throws -> Data {
+        if FileSystem.exists(path) {
+            let k = try OpenedFile(regular: path, maxSize: 64).readAll()
+            guard k.count == 32 else { throw SparcError("host key \(path) is damaged (expected 32 bytes)") }
+            return k
+        }
+        guard create else { throw SparcError("host key \(path) is missing: the history cannot be verified") }
+        try FileSystem.makeDirectories(directory)
+        let bytes = Data(secureRandomBytes(32))
+        try FileSystem.writeAtomically(bytes, to: path, mode: 0o600)
+        return bytes
+    }
+
+    /// The key of bundle seals: derived, so a seal never reveals anything about the history key.
+    public func sealKey(create: Bool) throws -> Data {
+        Data(HMACSHA256.hex(key: try load(create: create), message: Data("sparc bundle seal key v1".utf8)).utf8)
+    }
+}
+
+/// The identity of each VM known to this host: a UUID made when a name is first started,
+/// recorded in every bundle. Rollback-sensitive data follows the identity, not the name.
+public struct VMRegistry {
+    public let directory: String
+
+    public init(stateDirectory: String) { directory = stateDirectory + "/vms" }
+
+    func file(_ name: String) -> String { directory + "/\(name).id" }
+
+    public func identity(of name: String) throws -> String? {
+        try VMName.check(name)
+        guard FileSystem.exists(file(name)) else { return nil }
+        let id = String(decoding: try OpenedFile(regular: file(name), maxSize: 128).readAll(), as: UTF8.self).trimmed
+        guard id.count == 36 else { throw SparcError("identity file \(file(name)) is damaged") }
+        return id
+    }
+
+    public func assign(_ id: String, to name: String) throws {
+        try VMName.check(name)
+        try FileSystem.makeDirectories(directory)
+        try FileSystem.writeAtomically(Data((id + "\n").utf8), to: file(name))
+    }
+
+    /// The name's identity, made now if the name is new.
+    public func identity(forStarting name: String) throws -> String {
+        if let id = try identity(of: name) { return id }
+        let id = Self.newIdentity()
+        try assign(id, to: name)
+        return id
+    }
+
+    public static func newIdentity() -> String { UUID().uuidString.lowercased() }
+}
+
+/// Kernel and initrd files the VMs boot from, kept by SHA-256 in the state directory: a
+/// bundle names its boot files by digest, restore takes them from here (never from a path a
+/// bundle chose), and a host kernel upgrade cannot take them away.
+public struct BootFileStore {
+    public let directory: String
+
+    public init(stateDirectory: String) { directory = stateDirectory + "/boot" }
+
+    func storedPath(_ sha256: String) -> String { directory + "/sha256-" + sha256 }
+
+    /// Adds a file to the store (hashing what it copies) and returns its record and stored path.
+    public func add(_ path: String) throws -> (record: Manifest.BootFile, path: String) {
+        let source = try OpenedFile(regular: path, followSymlinks: true, maxSize: 1 << 30)
+        try FileSystem.makeDirectories(directory)
+        let tmp = directory + "/.incoming-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let out = try NewFile(tmp, size: 0)
+        let hasher = SHA256Hasher()
+        let buf = UnsafeMutableRawPointer.allocate(byteCount: 1 << 20, alignment: 4096)
+        defer { buf.deallocate() }
+        var total: Int64 = 0
+        while true {
+            let n = read(source.fd, buf, 1 << 20)
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 { throw SparcError.posix("cannot read", path) }
+            if n == 0 { break }
+            hasher.update(buf, count: n)
+            try FileSystem.writeAll(fd: out.fd, Data(bytes: buf, count: n), path: tmp)
+            total += Int64(n)
+        }
+        let digest = hasher.finalize()
+        let final = storedPath(digest)
+        if FileSystem.exists(final) {
+            unlink(tmp)
+        } else {
+            guard fsync(out.fd) == 0, rename(tmp, final) == 0 else { throw SparcError.posix("cannot store boot file", final) }
+            out.keep()
+        }
+        return (Manifest.BootFile(sha256: digest, size: total, origin: path), final)
+    }
+
+    /// The stored copy of a boot file, checked against its digest.
+    public func path(for record: Manifest.BootFile, what: String) throws -> String {
+        let p = storedPath(record.sha256)
+        guard FileSystem.exists(p) else {
+            throw SparcError(
+                "the \(what) this bundle needs (sha256 \(record.sha256.prefix(16))…, originally \(record.origin.terminalSafe)) is not in this host's boot-file store; pass it with --\(what) FILE")
+        }
+        guard try SHA256Hasher.hex(ofFile: p) == record.sha256 else {
+            throw SparcError("the stored \(what) \(p) is damaged (its digest changed)")
+        }
+        return p
+    }
+}
