@@ -18,25 +18,9 @@ final class GuestLifecycleTests: GuestTestCase {
         return v
     }
 
-    func noOops(file: StaticString = #filePath, line: UInt = #line) throws {
-        let log = try guest("dmesg")
-        for bad in ["Oops", "BUG:", "WARNING:", "Call Trace", "segfault", "I/O error", "EXT4-fs error"] {
-            XCTAssertFalse(log.contains(bad), "guest kernel logged '\(bad)':\n\(log)", file: file, line: line)
-        }
-    }
-
     func assertNoLeftovers(in dir: String, file: StaticString = #filePath, line: UInt = #line) {
         let stray = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.contains(".partial") }
         XCTAssertEqual(stray, [], "partial bundle left behind in \(dir)", file: file, line: line)
-    }
-
-    /// The VM must be running with its processes thawed (exec answers and the agent says so).
-    func assertHealthy(file: StaticString = #filePath, line: UInt = #line) throws {
-        let status = try sparc.run(["vm", "status", "--name", vm, "--json"])
-        XCTAssertEqual(status.status, 0, file: file, line: line)
-        XCTAssertTrue(status.stdout.contains("\"state\" : \"running\""), status.stdout, file: file, line: line)
-        XCTAssertFalse(status.stdout.contains("frozen"), "guest left frozen: \(status.stdout)", file: file, line: line)
-        XCTAssertEqual(try guest("echo alive", file: file, line: line), "alive", file: file, line: line)
     }
 
     // MARK: -
@@ -150,14 +134,6 @@ final class GuestLifecycleTests: GuestTestCase {
         manifest.files[i].size = Int64(data.count)
         manifest.files[i].sha256 = ChunkedDigest.of(data)
         try manifest.encoded().write(to: URL(fileURLWithPath: bundle + "/manifest.json"))
-    }
-
-    func assertNoVM(_ name: String, file: StaticString = #filePath, line: UInt = #line) throws {
-        XCTAssertFalse(FileSystem.exists(runtime + "/" + name), "runtime dir of \(name) left behind", file: file, line: line)
-        let shm = ((try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? []).filter { $0.hasPrefix("sparc-\(name)-") }
-        XCTAssertEqual(shm, [], "RAM file left behind", file: file, line: line)
-        let list = try sparc.run(["vm", "list", "--json"])
-        XCTAssertFalse(list.stdout.contains("\"\(name)\""), file: file, line: line)
     }
 
     func testDamagedBundlesAreRefused() throws {

@@ -71,4 +71,30 @@ class GuestTestCase: XCTestCase {
     func readFifo(_ path: String) throws -> String {
         try guest("i=0; while [ ! -p \(path) ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; cat \(path); rm -f \(path)")
     }
+
+    // MARK: - Shared checks
+
+    func noOops(file: StaticString = #filePath, line: UInt = #line) throws {
+        let log = try guest("dmesg")
+        for bad in ["Oops", "BUG:", "WARNING:", "Call Trace", "segfault", "I/O error", "EXT4-fs error"] {
+            XCTAssertFalse(log.contains(bad), "guest kernel logged '\(bad)':\n\(log)", file: file, line: line)
+        }
+    }
+
+    /// The VM must be running with its processes thawed (exec answers and the agent says so).
+    func assertHealthy(file: StaticString = #filePath, line: UInt = #line) throws {
+        let status = try sparc.run(["vm", "status", "--name", vm, "--json"])
+        XCTAssertEqual(status.status, 0, file: file, line: line)
+        XCTAssertTrue(status.stdout.contains("\"state\" : \"running\""), status.stdout, file: file, line: line)
+        XCTAssertFalse(status.stdout.contains("frozen"), "guest left frozen: \(status.stdout)", file: file, line: line)
+        XCTAssertEqual(try guest("echo alive", file: file, line: line), "alive", file: file, line: line)
+    }
+
+    func assertNoVM(_ name: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        XCTAssertFalse(FileSystem.exists(runtime + "/" + name), "runtime dir of \(name) left behind", file: file, line: line)
+        let shm = ((try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? []).filter { $0.hasPrefix("sparc-\(name)-") }
+        XCTAssertEqual(shm, [], "RAM file left behind", file: file, line: line)
+        let list = try sparc.run(["vm", "list", "--json"])
+        XCTAssertFalse(list.stdout.contains("\"\(name)\""), file: file, line: line)
+    }
 }

@@ -89,8 +89,9 @@ struct VM: ParsableCommand {
             if let a = s.accel { print("accel:    \(a)") }
             if let q = s.qemuVersion { print("qemu:     \(q)") }
             if let t = s.startedAt { print("started:  \(t)") }
-            if let r = s.restoredFrom { print("restored: \(r)") }
+            if let r = s.restoredFrom { print("restored: \(r.terminalSafe)") }
             if let a = s.agent { print("agent:    \(a)") }
+            if let x = s.sandbox { print("sandbox:  \(x)") }
             print("runtime:  \(s.runtimeDirectory)")
         }
     }

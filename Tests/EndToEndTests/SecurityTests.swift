@@ -1,0 +1,301 @@
+import Foundation
+import SnapshotModel
+import SparcSupport
+import XCTest
+
+/// Hostile bundles and hostile neighbours against the real guest: every attack of the
+/// security review is run as an attacker would run it, and must fail.
+final class SecurityTests: GuestTestCase {
+    override class var vmName: String { "sec" }
+
+    /// A fresh checkpoint of the test VM.
+    func checkpoint(_ name: String) throws -> String {
+        let bundle = work + "/\(name).sparc"
+        try sparc.ok(["checkpoint", "--name", vm, "-o", bundle])
+        return bundle
+    }
+
+    /// A copy of `bundle` forged with `edit` and replaced files, unsealed.
+    func forged(_ bundle: String, as name: String, replacing: [String: Data] = [:], edit: (inout [String: Any]) -> Void = { _ in }) throws -> String {
+        let copy = work + "/\(name).sparc"
+        try BundleForge.copy(bundle, to: copy)
+        try BundleForge.forge(copy, replacing: replacing, edit: edit)
+        return copy
+    }
+
+    func qemuImg(_ args: [String]) throws -> Data {
+        let dir = work + "/img-\(UInt32.random(in: 0...UInt32.max))"
+        try FileSystem.makeDirectory(dir)
+        defer { FileSystem.removeTree(dir) }
+        let r = try Subprocess.run(["qemu-img"] + args.map { $0.replacingOccurrences(of: "@", with: dir + "/") })
+        XCTAssertEqual(r.status, 0, r.stderrText)
+        return try Data(contentsOf: URL(fileURLWithPath: dir + "/evil.qcow2"))
+    }
+
+    /// Runs a command as the unprivileged user `nobody`.
+    func asNobody(_ script: String) throws -> ProcessResult {
+        try Subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/bin/sh", "-c", script])
+    }
+
+    func qemuPid(_ name: String) throws -> Int32 {
+        let status = try sparc.ok(["vm", "status", "--name", name, "--json"])
+        let obj = try JSONSerialization.jsonObject(with: Data(status.utf8)) as! [String: Any]
+        return Int32(obj["pid"] as! Int)
+    }
+
+    // MARK: -
+
+    /// Critical: a crafted bundle must never make QEMU open a host file.
+    func testCraftedBundlesNeverReachHostFiles() throws {
+        let bundle = try checkpoint("victim")
+
+        // A disk backed by the host's shadow file (the reviewer's attack), and one with an external data file.
+        let backed = try qemuImg(["create", "-q", "-f", "qcow2", "-F", "raw", "-b", "/etc/shadow", "@evil.qcow2", "64M"])
+        let viaBacking = try forged(bundle, as: "evil-backing", replacing: ["disk.qcow2": backed])
+        try sparc.fails(["restore", viaBacking, "--name", "evil", "--foreign", "--clone"], status: 1, message: "names a backing file")
+        try assertNoVM("evil")
+        let dataFile = try qemuImg(["create", "-q", "-f", "qcow2", "-o", "data_file=/etc/shadow,data_file_raw=on", "@evil.qcow2", "64M"])
+        let viaDataFile = try forged(bundle, as: "evil-datafile", replacing: ["disk.qcow2": dataFile])
+        try sparc.fails(["restore", viaDataFile, "--name", "evil", "--foreign", "--clone"], status: 1, message: "external data file")
+        try assertNoVM("evil")
+
+        // An initrd the bundle names: only a digest, looked up in sparc's own store, never a path.
+        let shadow = try Data(contentsOf: URL(fileURLWithPath: "/etc/shadow"))
+        let viaInitrd = try forged(bundle, as: "evil-initrd") { o in
+            BundleForge.set(&o, "machine", "initrd", ["sha256": SHA256Hasher.hex(of: shadow), "size": shadow.count, "origin": "/etc/shadow"])
+        }
+        try sparc.fails(["restore", viaInitrd, "--name", "evil", "--foreign", "--clone"], message: "not in this host's boot-file store")
+        try assertNoVM("evil")
+
+        // Names from a bundle are checked as --name is: no path into an attacker's files.
+        let viaName = try forged(bundle, as: "evil-name") { o in BundleForge.set(&o, "vm", "name", "../../../tmp/x") }
+        try sparc.fails(["restore", viaName, "--name", "evil", "--foreign", "--clone"], status: 1, message: "is not a valid name")
+        try sparc.fails(["verify", viaName], status: 1, message: "is not a valid name")
+
+        // A resealed copy is not this host's bundle, however valid its manifest digest.
+        let resealed = try forged(bundle, as: "resealed")
+        XCTAssertEqual(try sparc.run(["verify", resealed]).status, 0)
+        XCTAssertTrue(try sparc.ok(["verify", resealed]).contains("not sealed by this host"))
+        XCTAssertTrue(try sparc.ok(["verify", bundle]).contains("sealed by this host"))
+        try sparc.fails(["restore", resealed, "--name", vm, "--replace"], message: "not sealed by this host")
+        try assertHealthy()
+    }
+
+    /// The restored QEMU parses device state from a bundle: it runs unprivileged under
+    /// seccomp and holds only its own files.
+    func testRestoredQEMUIsConfinedToItsOwnFiles() throws {
+        let bundle = try checkpoint("confined")
+        try sparc.ok(["restore", bundle, "--name", vm, "--replace"])
+        let pid = try qemuPid(vm)
+        let status = String(decoding: try FileSystem.readFile("/proc/\(pid)/status"), as: UTF8.self)
+        let field = { (name: String) in status.split(separator: "\n").first { $0.hasPrefix(name + ":") }.map { String($0.dropFirst(name.count + 1)).trimmed } ?? "" }
+        XCTAssertEqual(field("Seccomp"), "2", "QEMU runs under a seccomp filter")
+        if geteuid() == 0 {
+            let uid = getpwnam("sparc-qemu").map { Int($0.pointee.pw_uid) }
+            XCTAssertNotNil(uid, "make test creates the sparc-qemu user")
+            XCTAssertEqual(field("Uid").split(whereSeparator: { $0 == "\t" || $0 == " " }).map { Int($0) ?? -1 }, Array(repeating: uid ?? -2, count: 4))
+            XCTAssertEqual(field("CapEff"), "0000000000000000", "no capabilities left")
+        }
+        let allowed = [runtime + "/", "/dev/shm/sparc-\(vm)-", "/dev/null", "/dev/urandom", "/dev/random", "/dev/kvm", "socket:", "pipe:", "anon_inode:"]
+        var open: [String] = []
+        for fd in try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd") {
+            if let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\(fd)") { open.append(target) }
+        }
+        XCTAssertFalse(open.isEmpty)
+        let outside = open.filter { t in !allowed.contains { t.hasPrefix($0) } }
+        XCTAssertEqual(outside, [], "QEMU holds files outside its runtime directory and RAM directory: \(open)")
+        XCTAssertTrue(open.contains { $0.hasPrefix("/dev/shm/sparc-\(vm)-") && $0.hasSuffix("/ram") }, "\(open)")
+        try assertHealthy()
+    }
+
+    /// High: a broken history chain refuses the restore (it is not just a warning).
+    func testBrokenHistoryRefusesRestore() throws {
+        let bundle = try checkpoint("chain")
+        let logFile = runtime + "-state/history/\(vm).log"
+        let original = try FileSystem.readFile(logFile)
+        var lines = String(decoding: original, as: UTF8.self).split(separator: "\n").map(String.init)
+        lines[0] = lines[0].replacingOccurrences(of: "\"event\":\"boot\"", with: "\"event\":\"stop\"")
+        try Data((lines.joined(separator: "\n") + "\n").utf8).write(to: URL(fileURLWithPath: logFile))
+        try sparc.fails(["restore", bundle, "--name", vm, "--replace"], message: "is broken")
+        try sparc.fails(["restore", bundle, "--name", vm, "--replace", "--allow-rollback"], message: "is broken")
+        try original.write(to: URL(fileURLWithPath: logFile))
+        try sparc.ok(["restore", bundle, "--name", vm, "--replace"])
+        try assertHealthy()
+    }
+
+    /// High: another local user racing for the RAM file gets nothing: the file is created by
+    /// sparc in a fresh directory only root can enter.
+    func testRAMFileCannotBeTakenOverByAnotherUser() throws {
+        try XCTSkipUnless(geteuid() == 0 && Subprocess.which("setpriv") != nil, "needs root and setpriv")
+        let bundle = try checkpoint("race")
+        // The attacker: plants world-writable files and symlinks wherever a RAM file could go.
+        let attacker = try Subprocess.spawn([
+            "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/bin/sh", "-c",
+            "while :; do for d in /dev/shm/sparc-*; do ln -sf /tmp/stolen \"$d/ram\" 2>/dev/null; touch \"$d/x\" 2>/dev/null; done; "
+                + "touch /dev/shm/sparc-0-00000000-sec2.ram /dev/shm/sparc-sec2.ram 2>/dev/null; chmod 666 /dev/shm/sparc-*.ram 2>/dev/null; done",
+        ])
+        defer {
+            kill(attacker, SIGKILL)
+            _ = Subprocess.wait(attacker)
+            unlink("/dev/shm/sparc-0-00000000-sec2.ram")
+            unlink("/dev/shm/sparc-sec2.ram")
+        }
+        try sparc.ok(["restore", bundle, "--name", "sec2", "--clone"])
+        defer { _ = try? sparc.run(["vm", "stop", "--name", "sec2"]) }
+        let pid = try qemuPid("sec2")
+        let ramTargets = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").compactMap {
+            try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\($0)")
+        }.filter { $0.hasPrefix("/dev/shm/") }
+        XCTAssertEqual(ramTargets.count, 1, "\(ramTargets)")
+        let ram = ramTargets.first ?? ""
+        var st = stat()
+        XCTAssertEqual(lstat(ram, &st), 0)
+        XCTAssertEqual(st.st_uid, 0)
+        XCTAssertEqual(st.st_mode & 0o777, 0o600)
+        XCTAssertEqual(lstat(Path.directory(of: ram), &st), 0)
+        XCTAssertEqual(st.st_uid, 0)
+        XCTAssertEqual(st.st_mode & 0o777, 0o700)
+        let read = try asNobody("head -c 16 '\(ram)'")
+        XCTAssertNotEqual(read.status, 0)
+        XCTAssertEqual(read.stdout, Data(), "the other user read guest RAM")
+        XCTAssertEqual(try sparc.ok(["exec", "--name", "sec2", "--", "echo", "alive"]).trimmed, "alive")
+    }
+
+    /// Medium: rollback-sensitive data follows the VM's identity; another name is a clone
+    /// that starts with a copy of the data, never with an empty store.
+    func testRSDMFollowsTheVMNotTheName() throws {
+        try guest("sparc-rsdm set guard.failures 3")
+        let bundle = try checkpoint("rsdm")
+        try sparc.fails(["restore", bundle, "--name", "sec3"], message: "--clone")
+        try sparc.ok(["restore", bundle, "--name", "sec3", "--clone"])
+        defer { _ = try? sparc.run(["vm", "stop", "--name", "sec3"]) }
+        XCTAssertEqual(try sparc.ok(["exec", "--name", "sec3", "--", "sparc-rsdm", "get", "guard.failures"]).trimmed, "3")
+        try sparc.ok(["exec", "--name", "sec3", "--", "sparc-rsdm", "set", "guard.failures", "9"])
+        XCTAssertEqual(try guest("sparc-rsdm get guard.failures"), "3", "the clone has its own store")
+        XCTAssertTrue(try sparc.ok(["log", "--name", "sec3"]).contains("clone"))
+        // Restoring over a name that belongs to a different VM is a clone too.
+        try sparc.fails(["restore", bundle, "--name", "sec3", "--replace"], message: "--clone")
+        try guest("sparc-rsdm del guard.failures")
+    }
+
+    /// Medium: nothing a guest sends ends the host's RSDM service, and a crashed server is restarted.
+    func testRSDMServiceSurvivesTheGuest() throws {
+        try guest("sparc-rsdm set big 9223372036854775807")
+        let overflow = try sparc.run(["exec", "--name", vm, "--", "sparc-rsdm", "incr", "big"])
+        XCTAssertNotEqual(overflow.status, 0)
+        XCTAssertTrue(overflow.stderr.contains("overflow"), overflow.stderr)
+        XCTAssertEqual(try guest("sparc-rsdm get big"), "9223372036854775807", "the service still answers")
+        // Kill the serving worker outright: its supervisor starts another.
+        let workers = try Subprocess.run(["pgrep", "-f", "sparc-rsdmd --socket \(runtime)/\(vm)/rsdm.sock.*--worker"]).stdoutText
+        let worker = workers.split(separator: "\n").compactMap { Int32($0) }
+        XCTAssertEqual(worker.count, 1, workers)
+        kill(worker[0], SIGKILL)
+        var answered = ""
+        for _ in 0..<40 where answered != "9223372036854775807" {
+            usleep(250_000)
+            answered = (try? sparc.run(["exec", "--name", vm, "--", "sparc-rsdm", "get", "big"]).stdout.trimmed) ?? ""
+        }
+        XCTAssertEqual(answered, "9223372036854775807", "a new server took over")
+        try guest("sparc-rsdm del big")
+    }
+
+    /// Low: text from the guest reaches the operator's terminal escaped, never as control sequences.
+    func testGuestTextIsEscaped() throws {
+        let pid = try detach(
+            "exec sh -c 'printf \"\\033]0;owned\\007\" > /proc/$$/comm; while :; do sleep 1; done' \"MARKERx$(printf '\\033')[2J\"")
+        sleep(1)
+        let ps = try sparc.run(["ps", "--name", vm])
+        XCTAssertFalse(ps.stdout.utf8.contains(0x1B), "raw ESC in sparc ps")
+        XCTAssertTrue(ps.stdout.contains("MARKERx\\e[2J"), ps.stdout)
+        let bundle = work + "/escape.sparc"
+        let out = try sparc.ok(["checkpoint", "--name", vm, "-o", bundle, "--exclude-pid", String(pid), "--scope", "user"])
+        XCTAssertFalse(out.utf8.contains(0x1B), "raw ESC in checkpoint output")
+        XCTAssertTrue(out.contains("\\e]0;owned\\x07"), out)
+        let baseline = try checkpoint("escape-base")
+        let search = try sparc.run(["search", "MARKERx", baseline])
+        XCTAssertEqual(search.status, 0, search.stderr)
+        XCTAssertFalse(search.stdout.utf8.contains(0x1B), "raw ESC in search output")
+        XCTAssertTrue(search.stdout.contains("\\e]0;owned\\x07"), search.stdout)
+        let key = try sparc.run(["exec", "--name", vm, "--", "sh", "-c", "sparc-rsdm set \"k$(printf '\\033')[2J\" v"])
+        XCTAssertNotEqual(key.status, 0, "a key with control characters is refused")
+        try guest("kill \(pid)")
+    }
+
+    /// Medium: hostile files end in one line and a clear exit status within seconds.
+    func testHostileFilesEndQuicklyWithOneLine() throws {
+        let bundle = try checkpoint("files")
+        func quick(_ args: [String], status: Int32, message: String, file: StaticString = #filePath, line: UInt = #line) throws {
+            let start = Date()
+            try sparc.fails(args, status: status, message: message, file: file, line: line)
+            XCTAssertLessThan(Date().timeIntervalSince(start), 3, "\(args) took too long", file: file, line: line)
+        }
+        let empty = work + "/empty"
+        FileManager.default.createFile(atPath: empty, contents: Data())
+        try quick(["hexdump", empty, "--offset", "5"], status: 2, message: "is empty")
+        try quick(["hexdump", bundle, "--address", "0xffffffffffffffff"], status: 2, message: "not guest RAM")
+        try quick(["hexdump", bundle, "--offset", "0x1000000000"], status: 2, message: "past the end")
+        let small = work + "/small"
+        try Data((0..<4096).map { UInt8($0 & 0xff) }).write(to: URL(fileURLWithPath: small))
+        let start = Date()
+        let dump = try sparc.run(["hexdump", small, "--length", "1099511627776"])
+        XCTAssertEqual(dump.status, 0, dump.stderr)
+        XCTAssertEqual(dump.lines.count, 256, "a length past the end shows the file once")
+        XCTAssertLessThan(Date().timeIntervalSince(start), 3)
+
+        let negative = try forged(bundle, as: "negative") { o in BundleForge.set(&o, "memory", "bytes", -1) }
+        try quick(["verify", negative], status: 1, message: "not valid")
+        try quick(["search", "x", negative], status: 1, message: "not valid")
+        let owners = try forged(bundle, as: "owners", replacing: [
+            "owners.json": Data(#"{"pageSize":4096,"frameClasses":"","processes":[{"pid":1,"command":"x","mappings":[{"name":"[heap]","runs":[[1,18446744073709551615]]}]}]}"#.utf8)
+        ])
+        XCTAssertLessThan(try sparc.run(["search", "--hex", "de ad be ef", owners]).status, 2, "a wrapping owner run is dropped, not a crash")
+
+        let shadowName = try forged(bundle, as: "member") { o in
+            var f = o["files"] as! [[String: Any]]
+            f[1]["name"] = "../../etc/shadow"
+            o["files"] = f
+        }
+        try quick(["search", "root", shadowName], status: 1, message: "unknown file")
+
+        let fifo = try forged(bundle, as: "fifo")
+        unlink(fifo + "/devices.vmstate")
+        XCTAssertEqual(mkfifo(fifo + "/devices.vmstate", 0o600), 0)
+        try quick(["verify", fifo], status: 1, message: "problem(s) found")
+        try quick(["search", "x", fifo], status: 1, message: "not a regular file")
+        let fifoManifest = try forged(bundle, as: "fifo-manifest")
+        unlink(fifoManifest + "/manifest.json")
+        XCTAssertEqual(mkfifo(fifoManifest + "/manifest.json", 0o600), 0)
+        try quick(["verify", fifoManifest], status: 1, message: "not a regular file")
+
+        let linked = try forged(bundle, as: "linked")
+        unlink(linked + "/devices.vmstate")
+        XCTAssertEqual(symlink("/etc/shadow", linked + "/devices.vmstate"), 0)
+        for args in [["search", "root", linked], ["strings", linked], ["verify", linked]] {
+            let r = try sparc.run(args)
+            XCTAssertNotEqual(r.status, 0, "\(args)")
+            XCTAssertFalse(r.stdout.contains("root:"), "\(args) read /etc/shadow through a symlink")
+        }
+
+        // A 1 TiB machine whose image is all holes: verify and a search for bytes starting with zeros are quick.
+        let huge = try forged(bundle, as: "huge")
+        XCTAssertEqual(truncate(huge + "/memory.img", off_t(1) << 40), 0)
+        let hugeDigest = try ChunkedDigest.of(file: huge + "/memory.img")
+        try BundleForge.forge(huge) { o in
+            BundleForge.set(&o, "machine", "memoryMiB", 1 << 20)
+            BundleForge.set(&o, "memory", "bytes", Int64(1) << 40)
+            var f = o["files"] as! [[String: Any]]
+            let i = f.firstIndex { $0["name"] as? String == "memory.img" }!
+            f[i]["size"] = Int64(1) << 40
+            f[i]["sha256"] = hugeDigest
+            o["files"] = f
+        }
+        var t = Date()
+        XCTAssertEqual(try sparc.run(["verify", huge]).status, 0)
+        XCTAssertLessThan(Date().timeIntervalSince(t), 5, "verify of a sparse terabyte reads only its data")
+        t = Date()
+        XCTAssertLessThan(try sparc.run(["search", "--hex", "00 53", huge]).status, 2)
+        XCTAssertLessThan(Date().timeIntervalSince(t), 5, "a pattern starting with zeros does not scan holes")
+        try quick(["search", "--hex", "00 00", huge], status: 2, message: "all zero bytes")
+        try quick(["checkpoint", "--name", vm, "-o", empty + "/x.sparc"], status: 2, message: "is not a directory")
+    }
+}
