@@ -384,11 +384,10 @@ final class ExclusionCollector {
 
     // MARK: - Kernel buffers
 
+    /// Loads the kernel helper: the default guest's copy (insmod), or the one DKMS built for
+    /// the running kernel from the sparc-guest package (modprobe).
     static func loadHelper() throws {
         if FileSystem.exists(helperPath) { return }
-        guard FileSystem.exists(helperModule) else {
-            throw AgentFailure(.failed, "the kernel helper \(helperModule) is missing from the guest")
-        }
         var params: [String] = []
         if let btf = try? BTF(), let off = btf.memberOffsets(of: "n_tty_data", members: ["read_buf", "echo_buf"]),
             let read = off["read_buf"], let echo = off["echo_buf"]
@@ -397,8 +396,21 @@ final class ExclusionCollector {
         } else {
             throw AgentFailure(.failed, "struct n_tty_data is not described in the guest kernel's BTF")
         }
-        let r = try Subprocess.run(["/sbin/insmod", helperModule] + params)
+        let r: ProcessResult
+        if FileSystem.exists(helperModule) {
+            r = try Subprocess.run(["insmod", helperModule] + params)
+        } else {
+            r = try Subprocess.run(["modprobe", "sparc_helper"] + params)
+        }
         guard r.status == 0, FileSystem.exists(helperPath) else {
+            var uts = utsname()
+            uname(&uts)
+            let release = withUnsafeBytes(of: &uts.release) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+            if !FileSystem.exists(helperModule) && r.stderrText.contains("not found") {
+                throw AgentFailure(
+                    .failed,
+                    "the kernel helper is not built for the guest's kernel \(release) (install linux-headers-\(release) in the guest, then run 'dkms autoinstall')")
+            }
             throw AgentFailure(.failed, "the kernel helper could not be loaded: \(r.stderrSummary)")
         }
     }

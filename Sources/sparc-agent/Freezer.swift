@@ -10,11 +10,15 @@ import SparcSupport
     import Glibc
 #endif
 
-/// Freezes every guest process but the agent with the cgroup v2 freezer.
+/// Freezes every guest process but the agent with the cgroup v2 freezer, without moving any
+/// process out of the cgroup it lives in (systemd keeps managing its units).
 ///
-/// The init script puts guest processes in `/sys/fs/cgroup/guest`; the agent moves
-/// itself to `/sys/fs/cgroup/sparc`. Before freezing, anything still in the root
-/// cgroup (other than kernel threads, which cannot move) is swept into `guest`.
+/// The agent owns one cgroup (under systemd its unit's, with `Delegate=yes`; elsewhere
+/// `/sparc-agent`) and splits it into `agent` (itself, never frozen) and `exec` (what it
+/// runs for the host, frozen with the guest). To freeze, it walks from the root to its own
+/// cgroup and freezes every sibling of that path at each level: `init.scope`, `system.slice`'s
+/// other units, `user.slice`, …; thawing undoes it in reverse. A process sitting directly in
+/// a cgroup on that path cannot be frozen without freezing the agent: the freeze refuses.
 final class Freezer {
     let root = "/sys/fs/cgroup"
     /// A freeze ends by itself when the host goes quiet for this long (a crashed or killed
@@ -22,6 +26,14 @@ final class Freezer {
     static let lease: Double = 120
     private let lock = Lock()
     private var leaseEnd: Double?
+    /// The cgroups frozen now (relative to the root), in the order they were frozen.
+    private var frozenGroups: [String] = []
+    /// The agent's own cgroup (relative), split into `agent` and `exec`.
+    private(set) var base = "/sparc-agent"
+
+    var agent: String { root + base + "/agent" }
+    /// Where commands the host runs live (frozen with the guest).
+    var exec: String { root + base + "/exec" }
 
     static func monotonic() -> Double {
         var ts = timespec()
@@ -47,14 +59,46 @@ final class Freezer {
             }
         }
     }
-    var guest: String { root + "/guest" }
-    var agent: String { root + "/sparc" }
 
-    func setUp() {
-        mkdir(guest, 0o755)
-        mkdir(agent, 0o755)
-        write("\(getpid())", to: agent + "/cgroup.procs")
+    /// The cgroup of a process, relative to the root ("/system.slice/x.service").
+    static func cgroup(of pid: String = "self") -> String? {
+        for line in (GuestSystem.readText("/proc/\(pid)/cgroup") ?? "").split(separator: "\n") where line.hasPrefix("0::") {
+            return String(line.dropFirst(3))
+        }
+        return nil
     }
+
+    func procs(_ group: String) -> [Int32] {
+        (GuestSystem.readText(root + group + "/cgroup.procs") ?? "").split(separator: "\n").compactMap { Int32($0) }
+    }
+
+    func children(_ group: String) -> [String] {
+        let dir = root + group
+        return ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter {
+            FileSystem.isDirectory(dir + "/" + $0) && FileSystem.exists(dir + "/" + $0 + "/cgroup.freeze")
+        }.sorted()
+    }
+
+    /// Takes a cgroup of its own and moves into its `agent` part.
+    func setUp() {
+        let me = getpid()
+        var own = Self.cgroup() ?? "/"
+        if own == "/" || procs(own).contains(where: { $0 != me }) {
+            // Not given a cgroup of its own (busybox init, a shell): make one beside the guest's.
+            own = "/sparc-agent"
+            mkdir(root + own, 0o755)
+        }
+        base = own
+        mkdir(agent, 0o755)
+        mkdir(exec, 0o755)
+        write("\(me)", to: agent + "/cgroup.procs")
+        // An agent that died while the guest was frozen (and was restarted) left it frozen.
+        for g in (try? groupsToFreeze(sweep: false)) ?? [] where readFreeze(g) {
+            write("0", to: root + g + "/cgroup.freeze")
+        }
+    }
+
+    func readFreeze(_ group: String) -> Bool { GuestSystem.readText(root + group + "/cgroup.freeze")?.trimmed == "1" }
 
     @discardableResult
     func write(_ text: String, to path: String) -> Bool {
@@ -65,40 +109,88 @@ final class Freezer {
     }
 
     var isFrozen: Bool {
-        (GuestSystem.readText(guest + "/cgroup.events") ?? "").contains("frozen 1")
+        let groups = lock.withLock { frozenGroups }
+        return !groups.isEmpty && groups.allSatisfy(isFrozen)
     }
 
-    /// Moves every user process still in the root cgroup into the guest cgroup.
-    func sweepRoot() {
-        let me = getpid()
-        for line in (GuestSystem.readText(root + "/cgroup.procs") ?? "").split(separator: "\n") {
-            guard let pid = Int32(line), pid != me else { continue }
-            if let st = GuestSystem.readText("/proc/\(pid)/stat").flatMap(GuestSystem.parseStat),
-                st.flags & GuestSystem.pfKthread != 0
-            {
-                continue
-            }
-            write("\(pid)", to: guest + "/cgroup.procs")
+    func isFrozen(_ group: String) -> Bool {
+        (GuestSystem.readText(root + group + "/cgroup.events") ?? "").contains("frozen 1")
+    }
+
+    static func isKernelThread(_ pid: Int32) -> Bool {
+        GuestSystem.readText("/proc/\(pid)/stat").flatMap(GuestSystem.parseStat).map { $0.flags & GuestSystem.pfKthread != 0 } ?? true
+    }
+
+    /// The cgroups to freeze: every sibling of the path from the root to the agent's cgroup.
+    /// User processes left in the root cgroup (which cannot be frozen) are swept into one that can.
+    func groupsToFreeze(sweep: Bool = true) throws -> [String] {
+        var strays: [Int32] = []
+        for pid in procs("/") where pid != getpid() && !Self.isKernelThread(pid) { strays.append(pid) }
+        if sweep && !strays.isEmpty {
+            mkdir(root + "/sparc-root", 0o755)
+            for pid in strays { write("\(pid)", to: root + "/sparc-root/cgroup.procs") }
         }
+        var groups: [String] = []
+        var current = ""
+        let path = (base + "/agent").split(separator: "/").map(String.init)
+        for (depth, component) in path.enumerated() {
+            if depth > 0 {
+                if let pid = procs(current).first {
+                    let name = GuestSystem.readText("/proc/\(pid)/comm")?.trimmed ?? "?"
+                    throw AgentFailure(
+                        .failed,
+                        "pid \(pid) (\(name.terminalSafe)) sits in cgroup \(current), which holds the agent's own: it cannot be frozen without freezing the agent")
+                }
+            }
+            for child in children(current.isEmpty ? "/" : current) where child != component {
+                groups.append(current + "/" + child)
+            }
+            current += "/" + component
+        }
+        return groups
     }
 
     func processCount() -> Int {
-        (GuestSystem.readText(guest + "/cgroup.procs") ?? "").split(separator: "\n").count
+        lock.withLock { frozenGroups }.reduce(0) { total, group in
+            total + (GuestSystem.readText(root + group + "/cgroup.procs") ?? "").split(separator: "\n").count
+                + children(group).reduce(0) { $0 + procsDeep(group + "/" + $1) }
+        }
+    }
+
+    func procsDeep(_ group: String) -> Int {
+        procs(group).count + children(group).reduce(0) { $0 + procsDeep(group + "/" + $1) }
     }
 
     func set(frozen: Bool, timeout: TimeInterval = 10) throws -> FreezeResult {
         let start = Date()
-        if frozen { sweepRoot() }
-        guard write(frozen ? "1" : "0", to: guest + "/cgroup.freeze") else {
-            throw AgentFailure(.failed, "cannot write \(guest)/cgroup.freeze: \(String(cString: strerror(errno)))")
+        if frozen {
+            let groups = try groupsToFreeze()
+            lock.withLock { frozenGroups = groups }
+            for g in groups where !write("1", to: root + g + "/cgroup.freeze") {
+                let reason = String(cString: strerror(errno))
+                _ = try? set(frozen: false)
+                throw AgentFailure(.failed, "cannot freeze \(g): \(reason)")
+            }
+        } else {
+            // Thaw what this agent froze, or (after a restart) whatever is frozen around it.
+            var groups = lock.withLock { frozenGroups }
+            if groups.isEmpty { groups = ((try? groupsToFreeze(sweep: false)) ?? []).filter(readFreeze) }
+            lock.withLock { frozenGroups = groups }
+            for g in groups.reversed() { write("0", to: root + g + "/cgroup.freeze") }
         }
-        while isFrozen != frozen {
+        let groups = lock.withLock { frozenGroups }
+        while !groups.allSatisfy({ isFrozen($0) == frozen }) {
             if Date().timeIntervalSince(start) > timeout {
-                throw AgentFailure(.failed, "processes did not \(frozen ? "freeze" : "thaw") within \(Int(timeout)) s")
+                let stuck = groups.filter { isFrozen($0) != frozen }
+                throw AgentFailure(.failed, "\(stuck.joined(separator: ", ")) did not \(frozen ? "freeze" : "thaw") within \(Int(timeout)) s")
             }
             usleep(2000)
         }
-        lock.withLock { leaseEnd = frozen ? Self.monotonic() + Self.lease : nil }
-        return FreezeResult(processes: processCount(), milliseconds: Date().timeIntervalSince(start) * 1000)
+        let count = frozen ? processCount() : 0
+        lock.withLock {
+            leaseEnd = frozen ? Self.monotonic() + Self.lease : nil
+            if !frozen { frozenGroups = [] }
+        }
+        return FreezeResult(processes: count, milliseconds: Date().timeIntervalSince(start) * 1000)
     }
 }

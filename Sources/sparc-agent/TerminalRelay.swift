@@ -22,7 +22,8 @@ enum TerminalRelay {
     static func ensure(cgroup: String) throws -> TerminalInfo {
         if let info = current() { return info }
         unlink(statePath)
-        let script = "echo $$ > \(cgroup)/cgroup.procs 2>/dev/null; setsid /sbin/sparc-agent relay \(device) </dev/null >/dev/null 2>&1 &"
+        let agent = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? "/usr/sbin/sparc-agent"
+        let script = "echo $$ > \(cgroup)/cgroup.procs 2>/dev/null; setsid \(agent) relay \(device) </dev/null >/dev/null 2>&1 &"
         let r = try Subprocess.run(["/bin/sh", "-c", script])
         guard r.status == 0 else { throw AgentFailure(.failed, "cannot start the terminal relay: \(r.stderrSummary)") }
         for _ in 0..<200 {
@@ -40,6 +41,18 @@ enum TerminalRelay {
         let f = text.split(separator: " ").map { $0.trimmed }
         guard f.count == 3, let relay = Int32(f[0]), let shell = Int32(f[1]), kill(relay, 0) == 0 else { return nil }
         return TerminalInfo(relayPid: relay, shellPid: shell, tty: f[2], started: false)
+    }
+
+    /// root's shell from /etc/passwd, if it is there and runnable, else /bin/sh.
+    static func loginShell() -> String {
+        for line in (GuestSystem.readText("/etc/passwd") ?? "").split(separator: "\n") where line.hasPrefix("root:") {
+            if let shell = line.split(separator: ":", omittingEmptySubsequences: false).last.map(String.init),
+                access(shell, X_OK) == 0
+            {
+                return shell
+            }
+        }
+        return "/bin/sh"
     }
 
     /// The relay process itself.
@@ -66,12 +79,14 @@ enum TerminalRelay {
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)
         posix_spawnattr_setflags(&attr, Int16(Subprocess.posixSpawnSetsid))
-        let shellArgs: [String] = ["/bin/sh", "-l"]
+        // root's login shell (bash on a distribution, sh on busybox), as a terminal program would start.
+        let login = loginShell()
+        let shellArgs: [String] = [login, "-l"]
         let shellEnv: [String] = ["PATH=/sbin:/usr/sbin:/bin:/usr/bin", "HOME=/root", "TERM=xterm"]
         let argv: [UnsafeMutablePointer<CChar>?] = shellArgs.map { strdup($0) } + [nil]
         let env: [UnsafeMutablePointer<CChar>?] = shellEnv.map { strdup($0) } + [nil]
         var shell: pid_t = 0
-        guard posix_spawn(&shell, "/bin/sh", &actions, &attr, argv, env) == 0 else { exit(1) }
+        guard posix_spawn(&shell, login, &actions, &attr, argv, env) == 0 else { exit(1) }
         let short = slave.hasPrefix("/dev/") ? String(slave.dropFirst(5)) : slave
         try? FileSystem.writeAtomically(Data("\(getpid()) \(shell) \(short)\n".utf8), to: statePath, mode: 0o644)
 

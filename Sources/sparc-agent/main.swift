@@ -75,7 +75,7 @@ final class Agent {
             case .exec:
                 guard let params = request.exec else { throw AgentFailure(.invalidArgument, "exec needs parameters") }
                 // While the guest is frozen, run commands beside the agent so they are not frozen too.
-                let cgroup = freezer.isFrozen ? freezer.agent : freezer.guest
+                let cgroup = freezer.isFrozen ? freezer.agent : freezer.exec
                 return AgentResponse(id: request.id, exec: try Executor.run(params, cgroup: cgroup))
             case .freeze:
                 return AgentResponse(id: request.id, freeze: try freezer.set(frozen: true))
@@ -101,7 +101,7 @@ final class Agent {
             case .owners:
                 return AgentResponse(id: request.id, owners: try OwnerMapCollector.collect())
             case .terminal:
-                return AgentResponse(id: request.id, terminal: try TerminalRelay.ensure(cgroup: freezer.guest))
+                return AgentResponse(id: request.id, terminal: try TerminalRelay.ensure(cgroup: freezer.exec))
             }
         } catch let failure as AgentFailure {
             return AgentResponse(id: request.id, error: failure)
