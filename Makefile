@@ -3,14 +3,18 @@ SHELL := /bin/bash
 SWIFT ?= swift
 AGENT := .build-agent/release/sparc-agent
 GUEST := build/guest
+VERSION := $(shell cat VERSION)
+PACKAGE := build/sparc-guest_$(VERSION)_amd64.deb
+DEBIAN_GUEST := build/guest-debian
 SPARC := .build/debug/sparc
 APT_PACKAGES := qemu-system-x86 qemu-utils busybox-static linux-image-amd64 linux-headers-amd64 \
-	libncurses-dev libssl-dev pkg-config tmux cpio e2fsprogs kmod xz-utils zstd ripgrep gcc libc6-dev make binutils bc
+	libncurses-dev libssl-dev pkg-config tmux cpio e2fsprogs kmod xz-utils zstd ripgrep gcc libc6-dev make binutils bc \
+	debootstrap dpkg-dev util-linux
 SWIFT_SOURCES := $(shell find Sources -name '*.swift' -o -name '*.h' -o -name '*.modulemap') Package.swift
 AGENT_SOURCES := $(shell find Sources/sparc-agent Sources/GuestQuery Sources/SparcSupport -name '*.swift') Package.swift
 GUEST_INPUTS := Guest/build-image.sh $(shell find Guest/rootfs Guest/helper Guest/tools -type f)
 
-.PHONY: all deps build guest run test unit e2e bench screenshots clean help
+.PHONY: all deps build guest guest-package guest-debian run test unit e2e bench screenshots clean help
 
 all: build guest
 
@@ -19,6 +23,8 @@ help:
 	@echo "make test   the same set-up, then every unit and end-to-end test"
 	@echo "make bench  checkpoint/restore benchmark against QEMU's own save"
 	@echo "make guest  (re)build the default guest image in $(GUEST)"
+	@echo "make guest-package  the guest package $(PACKAGE) (agent, DKMS helper, systemd unit)"
+	@echo "make guest-debian   a Debian 12 guest with systemd, sshd and the package, in $(DEBIAN_GUEST)"
 
 # Installs missing Debian packages (as root, or through sudo).
 deps:
@@ -49,6 +55,16 @@ guest: deps $(GUEST)/initrd.img
 
 $(GUEST)/initrd.img: $(AGENT) $(GUEST_INPUTS)
 	Guest/build-image.sh $(GUEST) $(AGENT)
+
+guest-package: deps $(PACKAGE)
+
+$(PACKAGE): $(AGENT) VERSION $(shell find Guest/package Guest/helper -type f)
+	Guest/package/build-package.sh build $(AGENT) $(VERSION)
+
+guest-debian: deps $(DEBIAN_GUEST)/disk.qcow2
+
+$(DEBIAN_GUEST)/disk.qcow2: $(PACKAGE) Guest/build-debian.sh Guest/tools/sparc-probe.c
+	Guest/build-debian.sh $(DEBIAN_GUEST) $(PACKAGE)
 
 # Boots the default guest (unless it already runs) and opens the TUI; stops it on exit if it started it here.
 run: build guest

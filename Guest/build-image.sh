@@ -55,7 +55,7 @@ mkdir -p "$root/lib/modules/sparc"
 strip --strip-debug -o "$root/lib/modules/sparc/sparc_helper.ko" "$work/sparc_helper.ko"
 
 # Test and benchmark helper (socket receivers that never read, a memory holder).
-gcc -static -O2 -o "$root/bin/sparc-probe" "$here/tools/sparc-probe.c"
+gcc -static -O2 -pthread -o "$root/bin/sparc-probe" "$here/tools/sparc-probe.c"
 strip "$root/bin/sparc-probe"
 
 cp -a "$here/rootfs/etc/." "$root/etc/"

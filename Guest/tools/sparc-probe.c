@@ -8,10 +8,12 @@
  *   sparc-probe recv-tcp PORT     the same on 127.0.0.1:PORT
  *   sparc-probe send-tcp PORT
  *   sparc-probe hold MIB          allocate MIB MiB, fill it from /dev/urandom, sleep
+ *   sparc-probe threads N         start N threads that sleep, and sleep
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,6 +110,27 @@ static int hold(long mib)
 		pause();
 }
 
+static void *sleeper(void *arg)
+{
+	(void)arg;
+	for (;;)
+		pause();
+	return NULL;
+}
+
+static int threads(int n)
+{
+	for (int i = 0; i < n; i++) {
+		pthread_t t;
+		if (pthread_create(&t, NULL, sleeper, NULL)) {
+			perror("sparc-probe: pthread_create");
+			return 1;
+		}
+	}
+	for (;;)
+		pause();
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 3 && !strcmp(argv[1], "recv-unix"))
@@ -118,8 +141,10 @@ int main(int argc, char **argv)
 		return receive("tcp", argv[2]);
 	if (argc == 3 && !strcmp(argv[1], "send-tcp"))
 		return send_stdin("tcp", argv[2]);
+	if (argc == 3 && !strcmp(argv[1], "threads"))
+		return threads(atoi(argv[2]));
 	if (argc == 3 && !strcmp(argv[1], "hold"))
 		return hold(atol(argv[2]));
-	fprintf(stderr, "usage: sparc-probe recv-unix|send-unix PATH | recv-tcp|send-tcp PORT | hold MIB\n");
+	fprintf(stderr, "usage: sparc-probe recv-unix|send-unix PATH | recv-tcp|send-tcp PORT | hold MIB | threads N\n");
 	return 2;
 }

@@ -133,10 +133,21 @@ public struct GuestTTY: Codable, Equatable, Sendable {
     public var name: String
     public var kind: Kind
     public var pids: [Int32]
-    public init(name: String, kind: Kind, pids: [Int32]) {
+    /// For a pty: the processes holding its master side (sshd's session, a terminal program).
+    public var holders: [Int32]
+    public init(name: String, kind: Kind, pids: [Int32], holders: [Int32] = []) {
         self.name = name
         self.kind = kind
         self.pids = pids
+        self.holders = holders
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = try c.decode(String.self, forKey: .name)
+        kind = try c.decode(Kind.self, forKey: .kind)
+        pids = try c.decode([Int32].self, forKey: .pids)
+        holders = try c.decodeIfPresent([Int32].self, forKey: .holders) ?? []
     }
 }
 

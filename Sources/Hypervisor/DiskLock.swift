@@ -21,13 +21,31 @@ public enum DiskLock {
     static let resize = 3
     static let permissionBase: Int64 = 100
     static let sharedBase: Int64 = 200
+    static let getLock: Int32 = 36  // F_OFD_GETLK
     static let setLock: Int32 = 37  // F_OFD_SETLK
 
-    /// Locks `fd` as QEMU would for a reader (`writable` false) or the one writer of an image.
+    /// True when another open file description holds a lock on `byte` (QEMU's test: could a
+    /// write lock be placed?).
+    static func taken(_ fd: Int32, _ byte: Int64) -> Bool {
+        var fl = flock()
+        fl.l_type = Int16(F_WRLCK)
+        fl.l_whence = Int16(SEEK_SET)
+        fl.l_start = off_t(byte)
+        fl.l_len = 1
+        return fcntl(fd, getLock, &fl) == 0 && fl.l_type != Int16(F_UNLCK)
+    }
+
+    /// Locks `fd` as QEMU would for a reader (`writable` false) or the one writer of an image,
+    /// after checking, as QEMU does, that nobody else holds what would conflict.
     public static func lock(_ fd: Int32, path: String, writable: Bool) throws {
         let held = writable ? [consistentRead, write] : [consistentRead]
         // Nobody else may write or resize an image that a VM reads or writes.
         let unshared = [write, resize]
+        let inUse =
+            held.contains { taken(fd, sharedBase + Int64($0)) } || unshared.contains { taken(fd, permissionBase + Int64($0)) }
+        if inUse {
+            throw SparcError("disk image \(path) is in use by another process (another VM, or a qemu-img writing it)")
+        }
         for byte in held.map({ permissionBase + Int64($0) }) + unshared.map({ sharedBase + Int64($0) }) {
             var fl = flock()
             fl.l_type = Int16(F_RDLCK)

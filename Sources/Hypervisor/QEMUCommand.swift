@@ -17,13 +17,22 @@ public struct DiskLayer: Codable, Equatable, Sendable {
     public var followsOwnBacking: Bool
     /// The disk size the guest sees (overlays are made with it, without opening their backing).
     public var virtualSize: Int64
+    /// QEMU's node name for the layer and the fd set holding its descriptors: unique for the
+    /// life of one QEMU, since layers come and go (overlays added, committed, deleted).
+    public var node: String
+    public var fdSet: Int
 
-    public init(path: String, format: String, writable: Bool, followsOwnBacking: Bool = false, virtualSize: Int64 = 0) {
+    public init(
+        path: String, format: String, writable: Bool, followsOwnBacking: Bool = false, virtualSize: Int64 = 0,
+        serial: Int = 0
+    ) {
         self.path = path
         self.format = format
         self.writable = writable
         self.followsOwnBacking = followsOwnBacking
         self.virtualSize = virtualSize
+        self.node = QEMUCommand.nodeName(layer: serial)
+        self.fdSet = QEMUCommand.fdSet(layer: serial)
     }
 }
 
@@ -152,12 +161,12 @@ public struct QEMUCommand {
         if spec.hasDisk && !disk.isEmpty {
             var fds = descriptors.makeIterator()
             for (i, layer) in disk.enumerated() {
-                let set = Self.fdSet(layer: i)
+                let set = layer.fdSet
                 for _ in 0..<(layer.writable ? 2 : 1) {
                     let d = fds.next()!
                     a += ["-add-fd", "fd=\(d.fd),set=\(set),opaque=\(d.writable ? "rw" : "ro")"]
                 }
-                let node = Self.nodeName(layer: i)
+                let node = layer.node
                 // locking=off: sparc holds QEMU's image locks on the fd set's descriptors (see DiskLock).
                 var format: [String: Any] = [
                     "driver": layer.format, "node-name": node, "read-only": !layer.writable,
@@ -168,7 +177,7 @@ public struct QEMUCommand {
                 ]
                 if layer.format == "qcow2" {
                     if i > 0 {
-                        format["backing"] = Self.nodeName(layer: i - 1)
+                        format["backing"] = disk[i - 1].node
                     } else if !layer.followsOwnBacking {
                         format["backing"] = NSNull()
                     }
@@ -176,7 +185,7 @@ public struct QEMUCommand {
                 // JSON syntax: only it can say `"backing": null`.
                 a += ["-blockdev", Self.json(format)]
             }
-            a += ["-device", "virtio-blk-pci,drive=\(Self.nodeName(layer: disk.count - 1)),id=vblk0"]
+            a += ["-device", "virtio-blk-pci,drive=\(disk[disk.count - 1].node),id=vblk0"]
         }
         // A new generation id on every restore tells the guest kernel to reseed its RNG.
         a += ["-device", "vmgenid,guid=auto"]

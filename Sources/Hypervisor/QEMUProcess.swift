@@ -74,17 +74,25 @@ public enum QEMUProcess {
         return last
     }
 
-    /// Waits for a process to exit (it may not be our child), up to `timeout`.
+    /// Waits for a process to exit (it may not be our child), up to `timeout`. A zombie
+    /// counts once its threads have let go of its files: the group leader turns zombie while
+    /// the others still hold the disk images (and their locks).
     public static func waitForExit(_ pid: pid_t, timeout: TimeInterval) -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
         while FileSystem.processAlive(pid) {
             var status: Int32 = 0
             if waitpid(pid, &status, WNOHANG) == pid { return true }
-            if isZombie(pid) { return true }
+            if isZombie(pid), allThreadsGone(pid) { return true }
             if Date() > deadline { return false }
             usleep(20_000)
         }
         return true
+    }
+
+    /// True when a zombie's other threads have exited too (its files are released then).
+    static func allThreadsGone(_ pid: pid_t) -> Bool {
+        guard let tasks = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task") else { return true }
+        return tasks.allSatisfy { $0 == String(pid) }
     }
 
     public static func isZombie(_ pid: pid_t) -> Bool {

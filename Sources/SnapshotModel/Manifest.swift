@@ -77,7 +77,14 @@ public struct Manifest: Codable, Equatable, Sendable {
         public var append: String?
         /// The VM has a data disk (virtio-blk); its state is `disk.qcow2`.
         public var disk: Bool
-        public init(memoryMiB: Int, cpus: Int, accel: String, kernel: BootFile?, initrd: BootFile?, append: String?, disk: Bool) {
+        /// The VM kept its disk writes in a file of its own (restore writes the state back
+        /// there) rather than in an overlay discarded at stop.
+        public var persistentDisk: Bool
+        public init(
+            memoryMiB: Int, cpus: Int, accel: String, kernel: BootFile?, initrd: BootFile?, append: String?, disk: Bool,
+            persistentDisk: Bool = false
+        ) {
+            self.persistentDisk = persistentDisk
             self.memoryMiB = memoryMiB
             self.cpus = cpus
             self.accel = accel

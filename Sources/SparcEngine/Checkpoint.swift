@@ -166,7 +166,8 @@ extension VMManager {
             vm: .init(name: name, id: state.id),
             machine: .init(
                 memoryMiB: state.spec.memoryMiB, cpus: state.spec.cpus, accel: state.spec.accel.rawValue, kernel: state.kernel,
-                initrd: state.initrd, append: state.spec.append, disk: state.spec.hasDisk),
+                initrd: state.initrd, append: state.spec.append, disk: state.spec.hasDisk,
+                persistentDisk: state.persistentDisk != nil),
             qemu: .init(version: state.qemuVersion, argv: state.argv),
             guest: .init(kernel: hello.kernel, bootId: hello.bootId, agentVersion: hello.agentVersion),
             memory: .init(bytes: stats.bytes, dataBytes: stats.dataBytes, zeroBytes: stats.zeroBytes, excludedBytes: stats.excludedBytes),
@@ -177,6 +178,10 @@ extension VMManager {
         done = true
         try history(name).append(
             .checkpoint, bundle: writer.path, bundleDigest: sealed.manifestSHA256, epoch: try rsdm(vmId: state.id).epoch())
+        if !stopAfter {
+            // The VM's own disk file takes back what the guest wrote during the copy.
+            try commitOverlays(&state, qmp: qmp, layout: layout, progress: progress)
+        }
 
         if stopAfter {
             progress?("stopping \(name)")
@@ -205,37 +210,6 @@ extension VMManager {
 }
 
 extension VMManager {
-    /// Puts a new qcow2 overlay on top of the disk chain (the VM must be paused): the file is
-    /// made here and handed to QEMU as descriptors in a new fd set, so QEMU opens nothing by path.
-    func addOverlay(_ state: inout VMState, qmp: QMPClient, layout: RuntimeLayout) throws {
-        let index = state.disk.count
-        let top = state.disk[index - 1]
-        let path = layout.directory + "/disk-\(index).qcow2"
-        unlink(path)
-        try createOverlay(path, on: top)
-        let rw = open(path, O_RDWR | O_CLOEXEC)
-        let ro = open(path, O_RDONLY | O_CLOEXEC)
-        defer {
-            if rw >= 0 { close(rw) }
-            if ro >= 0 { close(ro) }
-        }
-        guard rw >= 0, ro >= 0 else { throw SparcError.posix("cannot open disk overlay", path) }
-        try DiskLock.lock(rw, path: path, writable: true)
-        let set = QEMUCommand.fdSet(layer: index)
-        try qmp.addToFDSet(set, descriptors: [rw, ro])
-        let node = QEMUCommand.nodeName(layer: index)
-        try qmp.execute(
-            "blockdev-add",
-            [
-                "driver": "qcow2", "node-name": node, "backing": NSNull(),
-                "file": ["driver": "file", "node-name": node + "-file", "filename": "/dev/fdset/\(set)", "locking": "off"],
-            ])
-        try qmp.execute("blockdev-snapshot", ["node": QEMUCommand.nodeName(layer: index - 1), "overlay": node])
-        state.disk[index - 1].writable = false
-        state.disk.append(DiskLayer(path: path, format: "qcow2", writable: true, virtualSize: top.virtualSize))
-        state.diskScratch.append(path)
-    }
-
     /// Writes QEMU's device state (no guest RAM: it is shared and ignored) into a new file,
     /// through a descriptor: QEMU's sandbox lets it spawn nothing, so no `exec:` migration.
     func saveDeviceState(qmp: QMPClient, to path: String) throws {

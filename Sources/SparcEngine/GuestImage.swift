@@ -1,33 +1,63 @@
 import Foundation
 import SparcSupport
 
-/// The default guest built by `make guest`: kernel, initramfs with the agent, data disk.
+/// The guests sparc builds itself.
+public enum GuestKind: String, CaseIterable, Codable, Sendable {
+    /// Debian's kernel and busybox in an initramfs, an ext4 data disk at /data (`make guest`).
+    case busybox
+    /// Debian 12 with systemd, sshd and bash on an ext4 root disk, with the sparc-guest
+    /// package installed (`make guest-debian`).
+    case debian
+}
+
+/// A built guest: its kernel, initrd, disk and kernel command line.
 public struct GuestImage: Sendable {
+    public let kind: GuestKind
     public let directory: String
     public var kernel: String { directory + "/vmlinuz" }
     public var initrd: String { directory + "/initrd.img" }
-    public var dataDisk: String { directory + "/data.qcow2" }
-    /// The kernel command line of the default guest; `init_on_free=1` scrubs freed pages.
+    /// The data disk (busybox) or the root disk (debian).
+    public var disk: String { directory + (kind == .busybox ? "/data.qcow2" : "/disk.qcow2") }
+    /// `init_on_free=1` scrubs freed pages.
+    public var append: String {
+        switch kind {
+        case .busybox: return GuestImage.defaultAppend
+        case .debian: return "console=ttyS0 root=/dev/vda rw init_on_free=1 quiet"
+        }
+    }
     public static let defaultAppend = "console=ttyS0 init_on_free=1 quiet"
 
-    public init(directory: String) { self.directory = directory }
+    public init(kind: GuestKind = .busybox, directory: String) {
+        self.kind = kind
+        self.directory = directory
+    }
 
-    /// Finds the default guest: `$SPARC_GUEST_DIR`, then `build/guest` in a directory
-    /// above the running executable (a source checkout), then the installed location.
-    public static func locate(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> GuestImage {
+    static func buildDirectory(_ kind: GuestKind) -> String { kind == .busybox ? "build/guest" : "build/guest-debian" }
+
+    /// Finds a built guest: `$SPARC_GUEST_DIR` (busybox) or `$SPARC_DEBIAN_GUEST_DIR`, then the
+    /// build directory in a source checkout above the running executable, then the installed location.
+    public static func locate(_ kind: GuestKind = .busybox, environment: [String: String] = ProcessInfo.processInfo.environment)
+        throws -> GuestImage
+    {
         var candidates: [String] = []
-        if let dir = environment["SPARC_GUEST_DIR"], !dir.isEmpty { candidates.append(dir) }
+        let variable = kind == .busybox ? "SPARC_GUEST_DIR" : "SPARC_DEBIAN_GUEST_DIR"
+        if let dir = environment[variable], !dir.isEmpty { candidates.append(dir) }
         if let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
             var dir = Path.directory(of: exe)
             while dir != "/" && !dir.isEmpty {
-                candidates.append(dir + "/build/guest")
+                candidates.append(dir + "/" + buildDirectory(kind))
                 dir = Path.directory(of: dir)
             }
         }
-        candidates += ["/usr/local/share/sparc/guest", "/usr/share/sparc/guest"]
-        for c in candidates where FileSystem.exists(c + "/vmlinuz") && FileSystem.exists(c + "/initrd.img") {
-            return GuestImage(directory: c)
+        let installed = kind == .busybox ? "guest" : "guest-debian"
+        candidates += ["/usr/local/share/sparc/\(installed)", "/usr/share/sparc/\(installed)"]
+        for c in candidates {
+            let image = GuestImage(kind: kind, directory: c)
+            if FileSystem.exists(image.kernel) && FileSystem.exists(image.initrd) && (kind == .busybox || FileSystem.exists(image.disk)) {
+                return image
+            }
         }
-        throw SparcError("default guest image not found: run 'make guest' (or set SPARC_GUEST_DIR)")
+        let make = kind == .busybox ? "make guest" : "make guest-debian"
+        throw SparcError("the \(kind.rawValue) guest image is not built: run '\(make)' (or set \(variable))")
     }
 }

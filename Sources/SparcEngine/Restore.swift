@@ -40,7 +40,13 @@ public struct RestorePolicy: Sendable {
     /// Boot files to use when this host's store does not hold the bundle's (digests must match).
     public var kernel: String?
     public var initrd: String?
-    public init(allowRollback: Bool = false, allowForeign: Bool = false, clone: Bool = false, kernel: String? = nil, initrd: String? = nil) {
+    /// A new file for the restored VM's disk to live in (it keeps its writes there).
+    public var disk: String?
+    public init(
+        allowRollback: Bool = false, allowForeign: Bool = false, clone: Bool = false, kernel: String? = nil, initrd: String? = nil,
+        disk: String? = nil
+    ) {
+        self.disk = disk
         self.allowRollback = allowRollback
         self.allowForeign = allowForeign
         self.clone = clone
@@ -109,6 +115,7 @@ extension VMManager {
         let devicesFile = try reader.open(.devices)
         let diskFile = spec.hasDisk ? try reader.open(.disk) : nil
         try checkMemoryAvailable(spec, replacing: isRunning ? try? running(name) : nil)
+        let diskTarget = try restoreDiskTarget(manifest, name: name, provenance: provenance, policy: policy)
 
         if isRunning {
             progress?("stopping the running \(name)")
@@ -135,7 +142,12 @@ extension VMManager {
         try copyVerified(devicesFile, entry: manifest.file(.devices)!, to: devices)
         var disk: [DiskLayer] = []
         var scratch: [String] = []
-        if let diskFile {
+        if let diskFile, let target = diskTarget {
+            // The VM's own file goes back to the checkpoint's state (written beside it, renamed over it).
+            progress?("rolling the disk back in \(Path.base(of: target))")
+            let size = try restoreDisk(diskFile, entry: manifest.file(.disk)!, to: target, layout: layout)
+            disk = [DiskLayer(path: target, format: "qcow2", writable: true, followsOwnBacking: false, virtualSize: size)]
+        } else if let diskFile {
             // The bundle stays untouched: the VM runs on a private copy of its disk state plus an overlay.
             let base = layout.directory + "/disk-base.qcow2"
             progress?("copying the disk state")
@@ -144,7 +156,7 @@ extension VMManager {
             let overlay = layout.directory + "/disk-1.qcow2"
             let baseLayer = DiskLayer(path: base, format: "qcow2", writable: false, followsOwnBacking: false, virtualSize: size)
             try createOverlay(overlay, on: baseLayer)
-            disk = [baseLayer, DiskLayer(path: overlay, format: "qcow2", writable: true, virtualSize: size)]
+            disk = [baseLayer, DiskLayer(path: overlay, format: "qcow2", writable: true, virtualSize: size, serial: 1)]
             scratch = [base, overlay]
         }
 
@@ -174,10 +186,11 @@ extension VMManager {
             try source.copy(to: try rsdm(vmId: provenance.identity))
         }
         try registry.assign(provenance.identity, to: name)
+        try registry.setPersistentDisk(diskTarget, for: name)
         var state = VMState(
             name: name, id: provenance.identity, spec: spec, kernel: manifest.machine.kernel, initrd: manifest.machine.initrd,
             argv: command.arguments, pid: pid, qemuVersion: qmp.qemuVersion, ramPath: ramPath, disk: disk, diskScratch: scratch,
-            sandboxUser: sandbox.user, restoredFrom: reader.path)
+            persistentDisk: diskTarget, sandboxUser: sandbox.user, restoredFrom: reader.path)
         state.startedAt = ISO8601DateFormatter().string(from: Date())
         try state.save(layout.stateFile)
         unlink(devices)
@@ -300,6 +313,55 @@ extension VMManager {
             return added.path
         }
         return try bootFiles.path(for: record, what: what)
+    }
+
+    /// Where a bundle's disk state goes: the file named with `--disk`; the VM's own file when
+    /// this host's bundle comes back to its VM; a new file of sparc's for a VM that kept its
+    /// disk (a clone, a bundle from elsewhere); nil for an overlay discarded at stop. A path
+    /// never comes from the bundle.
+    func restoreDiskTarget(_ manifest: Manifest, name: String, provenance: Provenance, policy: RestorePolicy) throws -> String? {
+        guard manifest.machine.disk else {
+            if policy.disk != nil { throw SparcError("--disk: this bundle's machine has no disk") }
+            return nil
+        }
+        if let disk = policy.disk {
+            let path = FileSystem.absolute(disk)
+            let own = try registry.persistentDisk(of: name)
+            if FileSystem.exists(path) && path != own {
+                throw SparcError("--disk \(disk) already exists; restore writes a new file (or the VM's own disk): choose a new name")
+            }
+            return path
+        }
+        if !provenance.clone, provenance.sealed, let own = try registry.persistentDisk(of: name) { return own }
+        if manifest.machine.persistentDisk { return registry.ownedDiskPath(for: name, stateDirectory: stateDirectory) }
+        return nil
+    }
+
+    /// Writes a bundle's disk state to `target`: copied beside it while its digest is checked,
+    /// its header checked, then renamed over it, so the file is the old or the new disk, never a mix.
+    func restoreDisk(_ source: OpenedFile, entry: Manifest.FileEntry, to target: String, layout: RuntimeLayout) throws -> Int64 {
+        try FileSystem.makeDirectories(Path.directory(of: target))
+        let partial = target + ".partial-\(getpid())"
+        unlink(partial)
+        do {
+            try copyVerified(source, entry: entry, to: partial)
+            let size = try QCOW2Header.checkStandalone(path: partial, what: "the bundle's disk state")
+            if let old = try? OpenedFile(regular: target) {
+                // Nothing else may be using the file being replaced.
+                try DiskLock.lock(old.fd, path: target, writable: true)
+            }
+            let written = open(partial, O_RDONLY | O_CLOEXEC)
+            if written >= 0 {
+                fsync(written)
+                close(written)
+            }
+            guard rename(partial, target) == 0 else { throw SparcError.posix("cannot replace", target) }
+            FileSystem.syncDirectory(containing: target)
+            return size
+        } catch {
+            unlink(partial)
+            throw error
+        }
     }
 
     /// Copies a bundle member into sparc's private runtime directory, checking its digest on

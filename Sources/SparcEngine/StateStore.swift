@@ -85,6 +85,29 @@ public struct VMRegistry {
     }
 
     public static func newIdentity() -> String { UUID().uuidString.lowercased() }
+
+    func diskFile(_ name: String) -> String { directory + "/\(name).disk" }
+
+    /// The disk a VM keeps its writes on (its own file), if it has one.
+    public func persistentDisk(of name: String) throws -> String? {
+        try VMName.check(name)
+        guard FileSystem.exists(diskFile(name)) else { return nil }
+        let path = String(decoding: try OpenedFile(regular: diskFile(name), maxSize: 4096).readAll(), as: UTF8.self).trimmed
+        return path.isEmpty ? nil : path
+    }
+
+    public func setPersistentDisk(_ path: String?, for name: String) throws {
+        try VMName.check(name)
+        try FileSystem.makeDirectories(directory)
+        if let path {
+            try FileSystem.writeAtomically(Data((path + "\n").utf8), to: diskFile(name))
+        } else {
+            unlink(diskFile(name))
+        }
+    }
+
+    /// Where sparc keeps the disk of a VM made from a built guest (`--guest debian`) or a clone.
+    public func ownedDiskPath(for name: String, stateDirectory: String) -> String { stateDirectory + "/disks/\(name).qcow2" }
 }
 
 /// Kernel and initrd files the VMs boot from, kept by SHA-256 in the state directory: a

@@ -18,6 +18,10 @@ public struct StartOptions: Sendable {
     public var initrd: String?
     public var append: String?
     public var accel: Accelerator?
+    /// The built guest to boot when no kernel is given.
+    public var guest: GuestKind = .busybox
+    /// Discard the disk's writes at stop (an overlay), even on a disk of the VM's own.
+    public var ephemeral = false
     /// How long to wait for the guest agent before giving up.
     public var agentTimeout: TimeInterval = 120
     public init() {}
@@ -81,7 +85,7 @@ public final class VMManager {
 
         var spec = MachineSpec(
             memoryMiB: options.memoryMiB, cpus: options.cpus, accel: options.accel ?? Accelerator.detect())
-        var diskBase = options.disk.map(FileSystem.absolute)
+        var image: GuestImage?
         if let kernel = options.kernel {
             spec.kernel = FileSystem.absolute(kernel)
             spec.initrd = options.initrd.map(FileSystem.absolute)
@@ -90,14 +94,12 @@ public final class VMManager {
             if options.initrd != nil || options.append != nil {
                 throw SparcError("--initrd and --append need --kernel")
             }
-            let guest = try GuestImage.locate()
+            let guest = try GuestImage.locate(options.guest)
             spec.kernel = guest.kernel
             spec.initrd = guest.initrd
-            spec.append = GuestImage.defaultAppend
-            if diskBase == nil && FileSystem.exists(guest.dataDisk) { diskBase = guest.dataDisk }
+            spec.append = guest.append
+            image = guest
         }
-        if let diskBase, !FileSystem.exists(diskBase) { throw SparcError("disk image \(diskBase) does not exist") }
-        spec.hasDisk = diskBase != nil
         try spec.validate()
         try checkMemoryAvailable(spec)
         let id = try registry.identity(forStarting: options.name)
@@ -113,21 +115,15 @@ public final class VMManager {
         var launched = false
         defer { if !launched { cleanUp(layout, ramPath: ramPath) } }
 
-        var disk: [DiskLayer] = []
-        if let diskBase {
-            let overlay = layout.directory + "/disk-1.qcow2"
-            let (format, size) = try imageInfo(diskBase)
-            let base = DiskLayer(path: diskBase, format: format, writable: false, followsOwnBacking: true, virtualSize: size)
-            try createOverlay(overlay, on: base)
-            disk = [base, DiskLayer(path: overlay, format: "qcow2", writable: true, virtualSize: size)]
-        }
+        let (disk, scratch, persistent) = try startDisk(options, image: image, name: options.name, layout: layout)
+        spec.hasDisk = !disk.isEmpty
         ramPath = try GuestRAM.create(vm: options.name, bytes: spec.memoryBytes)
         let command = QEMUCommand(spec: spec, layout: layout, ramPath: ramPath, disk: disk, binary: qemu, sandbox: sandbox)
         progress?("booting \(options.name) (\(spec.memoryMiB) MiB, \(spec.accel.rawValue))")
         let (pid, qmp) = try launch(command, layout: layout)
         let state = VMState(
             name: options.name, id: id, spec: spec, kernel: kernel?.record, initrd: initrd?.record, argv: command.arguments,
-            pid: pid, qemuVersion: qmp.qemuVersion, ramPath: ramPath, disk: disk, diskScratch: disk.count > 1 ? [disk[1].path] : [],
+            pid: pid, qemuVersion: qmp.qemuVersion, ramPath: ramPath, disk: disk, diskScratch: scratch, persistentDisk: persistent,
             sandboxUser: sandbox.user)
         qmp.close()
         do {
@@ -138,6 +134,7 @@ public final class VMManager {
             throw error
         }
         launched = true
+        try registry.setPersistentDisk(persistent, for: options.name)
         try startRSDMServer(name: options.name, vmId: id, qemuPid: pid)
         try history(options.name).append(.boot, detail: "pid \(pid), \(spec.memoryMiB) MiB")
 
@@ -148,7 +145,7 @@ public final class VMManager {
             _ = try agent.waitUntilReady(timeout: options.agentTimeout)
         } catch {
             throw SparcError(
-                "VM '\(options.name)' started (pid \(pid)) but its agent did not answer within \(Int(options.agentTimeout)) s; inspect it with 'sparc console --name \(options.name)' or end it with 'sparc vm stop --name \(options.name)'"
+                "VM '\(options.name)' started (pid \(pid)) but its agent did not answer within \(Int(options.agentTimeout)) s: is the sparc-guest package installed in the guest ('apt install ./sparc-guest_VERSION_amd64.deb', from 'make guest-package')? Look with 'sparc console --name \(options.name)'; end it with 'sparc vm stop --name \(options.name)'"
             )
         }
         return state
@@ -163,7 +160,12 @@ public final class VMManager {
             let fd = open(d.path, (d.writable ? O_RDWR : O_RDONLY) | O_CLOEXEC)
             guard fd >= 0 else { throw SparcError.posix("cannot open disk image", d.path) }
             inherit[d.fd] = fd
-            try DiskLock.lock(fd, path: d.path, writable: d.writable)
+        }
+        // One description per layer carries the locks (the read-write one where there is one):
+        // two of ours would see each other as another user.
+        for layer in command.disk {
+            let chosen = command.descriptors.last { $0.path == layer.path }!
+            try DiskLock.lock(inherit[chosen.fd]!, path: layer.path, writable: chosen.writable)
         }
         return try QEMUProcess.launch(command.arguments, layout: layout, inherit: inherit)
     }
@@ -207,8 +209,15 @@ public final class VMManager {
         try RuntimeLayout.validate(name: name)
         let layout = layout(name)
         guard FileSystem.exists(layout.stateFile) else { throw notFound(name) }
-        let state = try VMState.load(layout.stateFile)
+        var state = try VMState.load(layout.stateFile)
         let wasRunning = QEMUProcess.isQEMU(state.pid)
+        if wasRunning, state.persistentDisk != nil, state.disk.count > 1,
+            let qmp = try? QMPClient(socketPath: layout.qmpSocket, timeout: 10)
+        {
+            // An overlay left by an interrupted checkpoint goes back into the VM's own file first.
+            try? commitOverlays(&state, qmp: qmp, layout: layout, progress: progress)
+            qmp.close()
+        }
         if wasRunning {
             progress?("stopping \(name)")
             // Let the guest write its caches to the data disk first; a frozen or hung guest is not waited for.
@@ -228,6 +237,7 @@ public final class VMManager {
                 }
             }
         }
+        if !wasRunning || state.disk.count > 1 { recoverDisk(state) }
         cleanUp(layout, ramPath: state.ramPath)
         try history(name).append(wasRunning ? .stop : .shutdown, detail: wasRunning ? nil : "QEMU had exited on its own")
     }
@@ -252,7 +262,9 @@ public final class VMManager {
         if let state, QEMUProcess.isQEMU(state.pid) {
             throw SparcError("VM '\(name)' is already running (pid \(state.pid)); stop it first with 'sparc vm stop --name \(name)'")
         }
-        cleanUp(layout, ramPath: state?.ramPath)  // stale files from a VM that died
+        // A VM that died: its own disk gets its overlays back and a check, then its files go.
+        if let state { recoverDisk(state) }
+        cleanUp(layout, ramPath: state?.ramPath)
     }
 
     /// The recorded state of a running VM, or a clear error.

@@ -22,6 +22,11 @@ public struct VMState: Codable, Equatable, Sendable {
     public var disk: [DiskLayer]
     /// Files sparc made for this VM's disk (overlays, copies): removed when the VM stops.
     public var diskScratch: [String]
+    /// The file the VM keeps its writes on (`disk[0]`, written through), or nil when its
+    /// writes are discarded at stop (an ephemeral overlay).
+    public var persistentDisk: String?
+    /// The serial of the next disk layer (QEMU node and fd-set names are never reused).
+    public var nextLayer: Int
     /// The user QEMU dropped its privileges to, if any.
     public var sandboxUser: String?
     /// The bundle this VM was restored from, if any.
@@ -30,8 +35,10 @@ public struct VMState: Codable, Equatable, Sendable {
     public init(
         name: String, id: String, spec: MachineSpec, kernel: Manifest.BootFile?, initrd: Manifest.BootFile?,
         argv: [String], pid: Int32, qemuVersion: String, ramPath: String, disk: [DiskLayer], diskScratch: [String],
-        sandboxUser: String?, restoredFrom: String? = nil
+        persistentDisk: String? = nil, sandboxUser: String?, restoredFrom: String? = nil
     ) {
+        self.persistentDisk = persistentDisk
+        self.nextLayer = disk.count
         self.name = name
         self.id = id
         self.spec = spec

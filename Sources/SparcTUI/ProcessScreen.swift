@@ -10,26 +10,37 @@ public struct ProcessScreen {
     /// Processes the operator tagged for exclusion, by pid.
     public private(set) var tagged: Set<Int32> = []
     public var treeView = false
+    /// Kernel threads are hidden unless the operator asks (`K`, as in htop).
+    public var showKernelThreads = false
     /// Only rows whose command contains this text (case-insensitive) are shown.
     public var filter = ""
 
     public init(vmName: String) { self.vmName = vmName }
 
-    /// The rows in display order, with their depth in tree view.
-    public var rows: [(process: GuestProcess, depth: Int)] {
-        let visible = processes.filter { filter.isEmpty || $0.command.lowercased().contains(filter.lowercased()) }
-        guard treeView else { return visible.map { ($0, 0) } }
-        let pids = Set(visible.map(\.pid))
+    /// The processes on view: kernel threads only when asked for, then the filter.
+    var visible: [GuestProcess] {
+        processes.filter {
+            (showKernelThreads || !$0.kernelThread) && (filter.isEmpty || $0.command.lowercased().contains(filter.lowercased()))
+        }
+    }
+
+    /// The rows in display order, with their depth and tree prefix (htop's lines) in tree view.
+    public var rows: [(process: GuestProcess, depth: Int, prefix: String)] {
+        let shown = visible
+        guard treeView else { return shown.map { ($0, 0, "") } }
+        let pids = Set(shown.map(\.pid))
         var children: [Int32: [GuestProcess]] = [:]
-        for p in visible { children[pids.contains(p.ppid) ? p.ppid : -1, default: []].append(p) }
-        var out: [(GuestProcess, Int)] = []
-        func walk(_ parent: Int32, _ depth: Int) {
-            for p in (children[parent] ?? []).sorted(by: { $0.pid < $1.pid }) {
-                out.append((p, depth))
-                walk(p.pid, depth + 1)
+        for p in shown { children[pids.contains(p.ppid) && p.ppid != p.pid ? p.ppid : -1, default: []].append(p) }
+        var out: [(GuestProcess, Int, String)] = []
+        func walk(_ parent: Int32, _ depth: Int, _ lead: String) {
+            let kids = (children[parent] ?? []).sorted(by: { $0.pid < $1.pid })
+            for (i, p) in kids.enumerated() {
+                let last = i == kids.count - 1
+                out.append((p, depth, depth == 0 ? "" : lead + (last ? "└─ " : "├─ ")))
+                walk(p.pid, depth + 1, depth == 0 ? "" : lead + (last ? "   " : "│  "))
             }
         }
-        walk(-1, 0)
+        walk(-1, 0, "")
         return out
     }
 
@@ -40,7 +51,7 @@ public struct ProcessScreen {
 
     /// Replaces the list, keeping the cursor and the tags on the same pids when they still exist.
     public mutating func update(_ list: [GuestProcess]) {
-        processes = list.filter { !$0.kernelThread }
+        processes = list
         let alive = Set(processes.map(\.pid))
         tagged.formIntersection(alive)
         if selectedPid == nil || !alive.contains(selectedPid!) { selectedPid = rows.first?.process.pid }
@@ -97,13 +108,17 @@ public struct ProcessScreen {
 
     /// Function bar labels: they follow the mode (tree on or off).
     public var functionKeys: [(String, String)] {
-        [("F1", "Help"), ("F5", treeView ? "List" : "Tree"), ("Spc", "Tag"), ("U", "Untag"), ("F8", "Checkpt"), ("Tab", "Next"), ("F10", "Quit")]
+        [
+            ("F1", "Help"), ("F5", treeView ? "List" : "Tree"), ("K", showKernelThreads ? "HideKern" : "ShowKern"), ("Spc", "Tag"),
+            ("U", "Untag"), ("F8", "Checkpt"), ("Tab", "Next"), ("F10", "Quit"),
+        ]
     }
 
     public func render(into buffer: inout CellBuffer) {
         let w = buffer.width
         let along = broughtAlong
-        var title = " sparc — \(vmName) — \(processes.count) processes"
+        let kernel = processes.filter(\.kernelThread).count
+        var title = " sparc — \(vmName) — \(processes.count - kernel) processes" + (showKernelThreads ? " + \(kernel) kernel threads" : "")
         if !tagged.isEmpty {
             title += " — \(tagged.count) tagged, +\(along.count) along"
             // With scope all a process's terminal buffers go too.
@@ -119,8 +134,7 @@ public struct ProcessScreen {
         for (i, entry) in all.dropFirst(top).prefix(height).enumerated() {
             let p = entry.process
             let mark = tagged.contains(p.pid) ? "* " : along.contains(p.pid) ? "+ " : "  "
-            let indent = treeView ? String(repeating: "  ", count: entry.depth) + (entry.depth > 0 ? "└ " : "") : ""
-            let line = mark + Self.row(String(p.pid), String(p.ppid), p.user, p.state, p.tty ?? "?", "\(p.rssKiB)K", indent + p.command)
+            let line = mark + Self.row(String(p.pid), String(p.ppid), p.user, p.state, p.tty ?? "?", "\(p.rssKiB)K", entry.prefix + p.command)
             let style: CellBuffer.Style = p.pid == selectedPid ? .selected : (tagged.contains(p.pid) ? .tagged : .normal)
             buffer.put(line, row: 2 + i, style: style, fill: w)
         }
@@ -152,6 +166,7 @@ public enum ProcessScreenHelp {
         "  c         tag with all children",
         "  U         clear all tags",
         "  F5, t     tree view on/off",
+        "  K         show or hide kernel threads",
         "  F3, /     filter by command as you type (Enter keeps, Esc clears)",
     ]
 

@@ -218,6 +218,7 @@ public struct TUIModel {
             processes.clearTags()
             taggedTTYs.removeAll()
         case .char("t"), .function(5): processes.treeView.toggle()
+        case .char("K"): processes.showKernelThreads.toggle()
         case .char("/"), .function(3): prompt = ("Filter processes", processes.filter, "")
         default: break
         }
@@ -387,11 +388,15 @@ public struct TUIModel {
         buffer.put("  TTY       KIND             PROCESSES", row: 1, style: .dim, fill: w)
         for (i, t) in ttys.enumerated() where i + 2 < buffer.height - 2 {
             let mark = taggedTTYs.contains(t.name) ? "* " : "  "
-            let names = t.pids.map { pid in
-                "\(pid) " + (processes.processes.first { $0.pid == pid }?.command.split(separator: " ").first.map(String.init) ?? "")
+            func name(_ pid: Int32, whole: Bool) -> String {
+                let command = processes.processes.first { $0.pid == pid }?.command ?? ""
+                return "\(pid) " + (whole ? command : command.split(separator: " ").first.map(String.init) ?? "")
             }
+            let names = t.pids.map { name($0, whole: false) }
+            // The master's holder says what the terminal is: "sshd: root@pts/0", a terminal program.
+            let held = t.holders.isEmpty ? "" : "  [held by " + t.holders.map { name($0, whole: true) }.joined(separator: ", ") + "]"
             let line = mark + t.name.padding(toLength: 10, withPad: " ", startingAt: 0) + t.kind.rawValue.padding(toLength: 17, withPad: " ", startingAt: 0)
-                + (names.isEmpty ? "-" : names.joined(separator: ", "))
+                + (names.isEmpty ? "-" : names.joined(separator: ", ")) + held
             buffer.put(line, row: 2 + i, style: i == ttyCursor ? .selected : (taggedTTYs.contains(t.name) ? .tagged : .normal), fill: w)
         }
         buffer.put(status, row: buffer.height - 2, style: .status, fill: w)

@@ -58,24 +58,6 @@ final class ExclusionCollector {
         name.hasPrefix("/dev/") ? String(name.dropFirst(5)) : name
     }
 
-    /// The processes holding the master side of pts/N (the terminal program).
-    static func masterHolders(ptyIndex: Int) -> [Int32] {
-        var holders: [Int32] = []
-        for pid in GuestSystem.pids() {
-            let dir = "/proc/\(pid)/fd"
-            for fd in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] {
-                guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "\(dir)/\(fd)"),
-                    target == "/dev/ptmx" || target == "/dev/pts/ptmx"
-                else { continue }
-                let info = GuestSystem.readText("/proc/\(pid)/fdinfo/\(fd)") ?? ""
-                for line in info.split(separator: "\n") where line.hasPrefix("tty-index:") {
-                    if Int(line.dropFirst("tty-index:".count).trimmed) == ptyIndex { holders.append(pid) }
-                }
-            }
-        }
-        return holders
-    }
-
     func resolve() throws -> Resolved {
         let all = GuestSystem.stats()
         let byPid = Dictionary(all.map { ($0.pid, $0) }, uniquingKeysWith: { a, _ in a })
@@ -107,6 +89,7 @@ final class ExclusionCollector {
             for p in matches { add(p.pid, "name \(name)") }
         }
         var ttys: [String] = []
+        var holders: [Int: [Int32]]?
         let known = Set(GuestSystem.ttys().map(\.name))
         for raw in request.ttys {
             let tty = Self.normalizeTTY(raw)
@@ -116,7 +99,8 @@ final class ExclusionCollector {
             ttys.append(tty)
             for p in all where GuestSystem.ttyName(p.ttyNr) == tty && !isKernel(p) { add(p.pid, "on \(tty)") }
             if tty.hasPrefix("pts/"), let index = Int(tty.dropFirst(4)) {
-                for holder in Self.masterHolders(ptyIndex: index) { add(holder, "holds the master of \(tty)") }
+                if holders == nil { holders = GuestSystem.ptyMasterHolders() }
+                for holder in holders?[index] ?? [] { add(holder, "holds the master of \(tty)") }
             }
         }
         // Processes bring their descendants.

@@ -83,6 +83,7 @@ final class Freezer {
     func setUp() {
         let me = getpid()
         var own = Self.cgroup() ?? "/"
+        if own.hasSuffix("/agent") { own = Path.directory(of: own) }
         if own == "/" || procs(own).contains(where: { $0 != me }) {
             // Not given a cgroup of its own (busybox init, a shell): make one beside the guest's.
             own = "/sparc-agent"
@@ -95,6 +96,17 @@ final class Freezer {
         // An agent that died while the guest was frozen (and was restarted) left it frozen.
         for g in (try? groupsToFreeze(sweep: false)) ?? [] where readFreeze(g) {
             write("0", to: root + g + "/cgroup.freeze")
+        }
+    }
+
+    /// Thaws whatever an agent of this cgroup froze (for `sparc-agent thaw`, run when the
+    /// agent's unit stops, so a crash never leaves the guest frozen).
+    static func thawAfterAgent() {
+        let f = Freezer()
+        f.base = cgroup() ?? "/sparc-agent"
+        if f.base.hasSuffix("/agent") || f.base.hasSuffix("/exec") { f.base = Path.directory(of: f.base) }
+        for g in ((try? f.groupsToFreeze(sweep: false)) ?? []).reversed() where f.readFreeze(g) {
+            f.write("0", to: f.root + g + "/cgroup.freeze")
         }
     }
 

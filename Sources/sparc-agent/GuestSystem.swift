@@ -190,10 +190,35 @@ enum GuestSystem {
         for p in processes() where !p.kernelThread {
             if let t = p.tty { byName[t, default: []].append(p.pid) }
         }
+        let holders = ptyMasterHolders()
         return byName.keys.sorted { a, b in
             let (ka, kb) = (ttyKind(a).rawValue, ttyKind(b).rawValue)
             return ka == kb ? naturalLess(a, b) : ka < kb
-        }.map { GuestTTY(name: $0, kind: ttyKind($0), pids: byName[$0]!.sorted()) }
+        }.map { name in
+            let index = name.hasPrefix("pts/") ? Int(name.dropFirst(4)) : nil
+            return GuestTTY(name: name, kind: ttyKind(name), pids: byName[name]!.sorted(), holders: index.flatMap { holders[$0] } ?? [])
+        }
+    }
+
+    /// Which processes hold the master side of each pty (by pty index), from one pass over
+    /// every process's descriptors.
+    static func ptyMasterHolders() -> [Int: [Int32]] {
+        var holders: [Int: [Int32]] = [:]
+        for pid in pids() {
+            let dir = "/proc/\(pid)/fd"
+            guard let fds = try? FileManager.default.contentsOfDirectory(atPath: dir) else { continue }
+            for fd in fds {
+                guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "\(dir)/\(fd)"),
+                    target == "/dev/ptmx" || target == "/dev/pts/ptmx"
+                else { continue }
+                for line in (readText("/proc/\(pid)/fdinfo/\(fd)") ?? "").split(separator: "\n") where line.hasPrefix("tty-index:") {
+                    if let index = Int(line.dropFirst("tty-index:".count).trimmed), holders[index]?.contains(pid) != true {
+                        holders[index, default: []].append(pid)
+                    }
+                }
+            }
+        }
+        return holders
     }
 }
 

@@ -157,6 +157,12 @@ if args.count == 3 && args[1] == "relay" {
 if (args.first.map { $0.hasSuffix("sparc-rsdm") } ?? false) || args.dropFirst().first == "rsdm" {
     RSDMClient.main(Array(args.dropFirst(args.first!.hasSuffix("sparc-rsdm") ? 1 : 2)))
 }
+if args.count == 2 && args[1] == "thaw" {
+    // Run by systemd after the agent ended (ExecStopPost): an agent that dies while the guest
+    // is frozen must not leave it frozen.
+    Freezer.thawAfterAgent()
+    exit(0)
+}
 if args.contains("--version") {
     print("sparc-agent \(agentVersion) (protocol \(AgentProtocol.version))")
     exit(0)

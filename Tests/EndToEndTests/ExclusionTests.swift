@@ -9,21 +9,6 @@ import XCTest
 final class ExclusionTests: GuestTestCase {
     override class var vmName: String { "excl" }
 
-    static func randomSecret(_ tag: String) -> String {
-        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
-        return tag + String((0..<(32 - tag.count)).map { _ in alphabet.randomElement()! })
-    }
-
-    /// In-guest generation: the secret is made by the guest and read back through a FIFO,
-    /// so it never passes the agent's input channel (whose virtio buffers are reused, not freed).
-    static let generate = "$(tr -dc A-Za-z0-9 </dev/urandom | head -c 32)"
-
-
-    struct Channel {
-        var name: String
-        var secret: String
-    }
-
     func testEffectivenessOfExclusionAcrossChannels() throws {
         var channels: [Channel] = []
 
@@ -37,71 +22,18 @@ final class ExclusionTests: GuestTestCase {
         try sparc.ok(["console", "--name", vm, "--send", "export TYPED=\(typedSerial)\\n"])
         channels.append(Channel(name: "1. typed in the serial-console shell", secret: typedSerial))
 
-        // 2. Held only in a process's heap.
-        let heapPid = try detach("mkfifo /run/ch2; S=\(Self.generate); printf %s \"$S\" > /run/ch2; while :; do sleep 1000; done")
-        channels.append(Channel(name: "2. in a process's heap", secret: try readFifo("/run/ch2")))
-
-        // 3. Read from a file on /data that the process keeps open.
-        let filePid = try detach(
-            "S=\(Self.generate); printf %s \"$S\" > /data/ch3.txt; sync; exec sh -c 'exec 3</data/ch3.txt; read -r T <&3; while :; do sleep 1000; done'")
-        let fileSecret = try guest("i=0; while [ \"$(wc -c < /data/ch3.txt 2>/dev/null)\" != 32 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; sleep 0.5; cat /data/ch3.txt")
-        channels.append(Channel(name: "3. in a file on /data kept open", secret: fileSecret))
-
-        // 4. Written into a pipe whose reader has not read it.
-        let pipePid = try detach(
-            "(S=\(Self.generate); mkfifo /run/ch4; printf %s \"$S\" > /run/ch4; printf %s \"$S\") | while :; do sleep 1000; done")
-        channels.append(Channel(name: "4. in a pipe not yet read", secret: try readFifo("/run/ch4")))
-
-        // 5. Sent over a unix socket and over TCP on loopback to receivers that have not read it.
-        let socketPid = try detach("sparc-probe recv-unix /run/ch5.sock & sparc-probe recv-tcp 5555 & wait")
-        let sender = try detach(
-            "U=\(Self.generate); T=\(Self.generate); mkfifo /run/ch5u /run/ch5t; printf %s \"$U\" > /run/ch5u; printf %s \"$T\" > /run/ch5t; printf %s \"$U\" | sparc-probe send-unix /run/ch5.sock; printf %s \"$T\" | sparc-probe send-tcp 5555")
-        channels.append(Channel(name: "5. unix socket, not yet received", secret: try readFifo("/run/ch5u")))
-        channels.append(Channel(name: "5. TCP on loopback, not yet received", secret: try readFifo("/run/ch5t")))
-        try guest("while kill -0 \(sender) 2>/dev/null; do sleep 0.1; done")
-
-        // 6. In the command-line arguments of a process (the manifest names it by command name only).
-        let argvPid = try detach("S=\(Self.generate); mkfifo /run/ch6; printf %s \"$S\" > /run/ch6; exec sh -c 'while :; do sleep 1000; done' holder \"$S\"")
-        channels.append(Channel(name: "6. in a process's arguments", secret: try readFifo("/run/ch6")))
-
+        let (more, pids) = try standardChannels(fileDirectory: "/data")
+        channels += more
         // A bystander that must run on after the restore.
         _ = try detach("i=0; while :; do i=$((i+1)); echo $i > /run/bystander; sleep 0.2; done")
         sleep(1)
-        for c in channels { XCTAssertEqual(c.secret.count, 32, "\(c.name): secret not delivered ('\(c.secret)')") }
 
-        let targets = ["--exclude-tty", pty, "--exclude-tty", "ttyS0"]
-            + [heapPid, filePid, pipePid, socketPid, argvPid].flatMap { ["--exclude-pid", String($0)] }
-        let bundles = [
-            ("none", work + "/none.sparc", [String]()),
-            ("user", work + "/user.sparc", targets + ["--scope", "user"]),
-            ("all", work + "/all.sparc", targets + ["--scope", "all"]),
-        ]
-        for (_, path, extra) in bundles {
-            try sparc.ok(["checkpoint", "--name", vm, "-o", path] + extra)
-        }
+        let targets = ["--exclude-tty", pty, "--exclude-tty", "ttyS0"] + pids.flatMap { ["--exclude-pid", String($0)] }
+        let (_, bundles) = try effectivenessTable(channels, targets: targets, tag: "busybox")
 
-        var table = "| channel | no exclusion | --scope user | --scope all |\n|---|---:|---:|---:|\n"
-        var totals = [0, 0, 0]
-        for c in channels {
-            var row: [Int] = []
-            for (column, (label, path, _)) in bundles.enumerated() {
-                let hits = try SecretScan.hits(c.secret, inBundle: path)
-                let total = hits.values.reduce(0, +)
-                row.append(total)
-                totals[column] += total
-                if label == "all" {
-                    for (file, n) in hits { XCTAssertEqual(n, 0, "\(c.name): secret found \(n)× in \(file) with --scope all") }
-                }
-            }
-            XCTAssertGreaterThan(row[0], 0, "\(c.name): the baseline does not hold the secret, so the scenario proves nothing")
-            table += "| \(c.name) | \(row[0]) | \(row[1]) | \(row[2]) |\n"
-        }
-        table += "| all channels | \(totals[0]) | \(totals[1]) | \(totals[2]) |\n"
-        print("EFFECTIVENESS-TABLE-BEGIN\n" + table + "EFFECTIVENESS-TABLE-END")
-
-        let manifest = try BundleReader(path: work + "/all.sparc").manifest
+        let manifest = try BundleReader(path: bundles[2]).manifest
         let excludedPids = Set(manifest.exclusion.processes.map(\.pid))
-        for pid in [heapPid, filePid, pipePid, socketPid, Int32(terminal["relayPid"] as! Int), Int32(terminal["shellPid"] as! Int)] {
+        for pid in pids.dropLast() + [Int32(terminal["relayPid"] as! Int), Int32(terminal["shellPid"] as! Int)] {
             XCTAssertTrue(excludedPids.contains(pid), "pid \(pid) missing from the manifest's excluded processes")
         }
         XCTAssertEqual(manifest.exclusion.scope, "all")
@@ -110,17 +42,16 @@ final class ExclusionTests: GuestTestCase {
             XCTAssertGreaterThan(manifest.exclusion.bytesByKind[kind] ?? 0, 0, "no \(kind) bytes excluded")
         }
         XCTAssertTrue(manifest.exclusion.evictFiles.contains("/data/ch3.txt"), "\(manifest.exclusion.evictFiles)")
+        let fileSecret = channels.first { $0.name.hasPrefix("3.") }!.secret
 
         // Restore: the excluded processes are killed before the guest runs on; the rest goes on.
-        let restore = try sparc.run(["restore", work + "/all.sparc", "--name", vm, "--replace"])
+        let restore = try sparc.run(["restore", bundles[2], "--name", vm, "--replace"])
         XCTAssertEqual(restore.status, 0, restore.stderr)
         XCTAssertTrue(restore.stdout.contains("killed excluded processes"), restore.stdout)
         let before = Int(try guest("cat /run/bystander")) ?? 0
         sleep(1)
         XCTAssertGreaterThan(Int(try guest("cat /run/bystander")) ?? 0, before, "bystander runs on")
-        let ps = try sparc.ok(["ps", "--name", vm, "--json"])
-        let alive = (try JSONSerialization.jsonObject(with: Data(ps.utf8)) as! [[String: Any]])
-            .filter { ($0["state"] as? String) != "Z" }.compactMap { $0["pid"] as? Int }.map(Int32.init)
+        let alive = try livePids()
         for pid in excludedPids { XCTAssertFalse(alive.contains(pid), "excluded pid \(pid) still runs after restore") }
         // init reaps the killed console shell once thawed and starts a new one.
         var respawned = false
@@ -131,10 +62,7 @@ final class ExclusionTests: GuestTestCase {
         }
         XCTAssertTrue(respawned, "init respawned the console shell")
         XCTAssertEqual(try guest("cat /data/ch3.txt"), fileSecret, "a file read by an excluded process reads correctly from disk")
-        let log = try guest("dmesg")
-        for bad in ["Oops", "BUG:", "WARNING:", "Call Trace", "general protection"] {
-            XCTAssertFalse(log.contains(bad), "guest kernel logged '\(bad)':\n\(log)")
-        }
+        try assertNoKernelComplaint()
         XCTAssertEqual(try guest("echo ok > /data/after-restore && cat /data/after-restore"), "ok")
     }
 

@@ -7,6 +7,10 @@ import XCTest
 class GuestTestCase: XCTestCase {
     /// The VM name of the subclass.
     class var vmName: String { "e2e" }
+    /// Extra `vm start` arguments of the subclass (another guest, more memory).
+    class var startArguments: [String] { [] }
+    /// Whether the class boots its shared VM (tests that start their own VMs say no).
+    class var bootsVM: Bool { true }
 
     struct Shared {
         var runtime = ""
@@ -29,8 +33,10 @@ class GuestTestCase: XCTestCase {
             s.runtime = try makeTempDir("rt-\(vmName)")
             s.work = try makeTempDir("work-\(vmName)")
             s.sparc = SparcRunner(runtime: s.runtime)
-            let out = try s.sparc.run(["vm", "start", "--name", vmName])
-            if out.status != 0 { s.bootError = out.stderr }
+            if bootsVM {
+                let out = try s.sparc.run(["vm", "start", "--name", vmName] + startArguments)
+                if out.status != 0 { s.bootError = out.stderr }
+            }
         } catch {
             s.bootError = "\(error)"
         }

@@ -47,7 +47,7 @@ final class QEMUCommandTests: XCTestCase {
         let spec = MachineSpec(memoryMiB: 256, hasDisk: true)
         let disk = [
             DiskLayer(path: "/r/disk-base.qcow2", format: "qcow2", writable: false),
-            DiskLayer(path: "/r/disk-1.qcow2", format: "qcow2", writable: true),
+            DiskLayer(path: "/r/disk-1.qcow2", format: "qcow2", writable: true, serial: 1),
         ]
         let command = QEMUCommand(spec: spec, layout: layout, ramPath: ram, disk: disk)
         let argv = command.arguments

@@ -18,6 +18,13 @@ final class ProcessScreenTests: XCTestCase {
         XCTAssertTrue(buffer.line(2).hasSuffix("init"), buffer.text)
         XCTAssertTrue(buffer.line(3).contains("ttyS0"))
         XCTAssertFalse(buffer.text.contains("kthreadd"), "kernel threads are hidden")
+        screen.showKernelThreads = true
+        buffer = CellBuffer(width: 80, height: 24)
+        screen.render(into: &buffer)
+        XCTAssertTrue(buffer.text.contains("kthreadd"), "K shows them")
+        XCTAssertTrue(buffer.line(0).contains("2 processes + 1 kernel threads"), buffer.line(0))
+        XCTAssertEqual(screen.functionKeys.first { $0.0 == "K" }?.1, "HideKern")
+        screen.showKernelThreads = false
         XCTAssertEqual(buffer.cell(row: 2, column: 0).style, .selected)
         XCTAssertTrue(buffer.line(23).contains("F10Quit"), buffer.line(23))
     }
@@ -99,7 +106,8 @@ final class TaggingTests: XCTestCase {
         s.render(into: &buffer)
         XCTAssertTrue(buffer.line(3).hasPrefix("*"), buffer.text)
         XCTAssertTrue(buffer.line(4).hasPrefix("+"), buffer.text)
-        XCTAssertTrue(buffer.line(4).contains("└ vim"), buffer.text)
+        XCTAssertTrue(buffer.line(4).contains("└─ vim"), buffer.text)
+        XCTAssertEqual(s.rows.map(\.prefix), ["", "├─ ", "│  └─ ", "│     └─ ", "└─ "], "htop's tree lines")
         XCTAssertTrue(buffer.line(0).contains("1 tagged, +2 along"))
         s.filter = "SSH"
         XCTAssertEqual(s.rows.map(\.process.pid), [20])

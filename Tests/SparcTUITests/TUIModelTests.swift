@@ -175,8 +175,11 @@ final class MouseTests: XCTestCase {
         // "F1Help    " is 10 columns, "F5Tree    " the next 10: a click there toggles the tree.
         _ = m.click(row: 23, column: 12, height: 24)
         XCTAssertTrue(m.processes.treeView)
-        // "Spc" follows: tag the selected process.
-        _ = m.click(row: 23, column: 21, height: 24)
+        // Further along: "K" shows kernel threads, "Spc" tags the selected process.
+        func column(of key: String) -> Int { m.functionKeys.prefix { $0.0 != key }.reduce(0) { $0 + $1.0.count + 8 } + 1 }
+        _ = m.click(row: 23, column: column(of: "K"), height: 24)
+        XCTAssertTrue(m.processes.showKernelThreads)
+        _ = m.click(row: 23, column: column(of: "Spc"), height: 24)
         XCTAssertEqual(m.processes.tagged, [3])
         var q = TUIModel(vmName: "v", bundleDirectory: "/b")
         let bar = q.functionKeys

@@ -23,6 +23,9 @@ struct Restore: ParsableCommand {
             rollback-sensitive data.
             Boot files come from sparc's store by digest; for a bundle from another host pass \
             them with --kernel and --initrd.
+            Disk: a VM that keeps its writes in a file of its own gets that file rolled back to \
+            the checkpoint (a clone gets a new file in sparc's state directory, or --disk FILE); \
+            otherwise it runs on a private copy that 'sparc vm stop' discards.
             """)
     @Argument(help: "The bundle directory.") var bundle: String
     @Option(help: "Name for the restored VM.") var name: String = "default"
@@ -37,6 +40,7 @@ struct Restore: ParsableCommand {
     var clone = false
     @Option(help: "The kernel the bundle was saved with, when this host's store lacks it.") var kernel: String?
     @Option(help: "The initrd the bundle was saved with, when this host's store lacks it.") var initrd: String?
+    @Option(help: "A new file for the restored VM's disk, which keeps its writes there.") var disk: String?
     @Option(parsing: .unconditional, help: "Seconds to wait for the guest agent after resuming.") var timeout: Double = 30
 
     func validate() throws {
@@ -46,7 +50,7 @@ struct Restore: ParsableCommand {
     func run() throws {
         let report = try VMManager(agentTimeout: timeout).restore(
             bundle: bundle, name: name, replace: replace, killExcluded: !noKill,
-            policy: RestorePolicy(allowRollback: allowRollback, allowForeign: foreign, clone: clone, kernel: kernel, initrd: initrd),
+            policy: RestorePolicy(allowRollback: allowRollback, allowForeign: foreign, clone: clone, kernel: kernel, initrd: initrd, disk: disk),
             progress: progressPrinter())
         endProgress()
         for w in report.warnings { printError("sparc: warning: \(w.terminalSafe)") }

@@ -17,15 +17,25 @@ struct VM: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Boot a VM and return once its guest agent answers.",
             discussion: """
-                Without --kernel, boots the default guest built by 'make guest' (Debian kernel, busybox, \
-                sparc-agent, an ext4 data disk at /data). The disk image is used read-only as a base: the \
-                guest writes to an overlay in the runtime directory, which 'sparc vm stop' discards; \
-                checkpoints keep the disk state.
+                Without --kernel, boots a guest sparc built: --guest busybox (the default, 'make guest': \
+                Debian's kernel, busybox, an ext4 data disk at /data) or --guest debian ('make \
+                guest-debian': Debian 12 with systemd, sshd and the sparc-guest package).
+                Disks: a VM on --disk FILE writes to FILE and keeps its writes across stop and start, \
+                as any VM does; a Debian guest gets a disk of its own (a copy of the built image in \
+                sparc's state directory). Every checkpoint still holds the disk as it was at that \
+                moment, and a restore takes the disk back to it. --ephemeral writes to an overlay \
+                that 'sparc vm stop' discards instead (the busybox guest's data disk always does).
+                Examples:
+                  sparc vm start --guest debian --memory 1024
+                  sparc vm start --name web --disk /var/lib/images/web.qcow2 --kernel vmlinuz --initrd initrd.img \\
+                      --append 'console=ttyS0 root=/dev/vda rw'
                 """)
         @Option(help: "Name of the VM.") var name: String = "default"
         @Option(parsing: .unconditional, help: "Guest RAM in MiB.") var memory: Int = 256
         @Option(parsing: .unconditional, help: "Virtual CPUs.") var cpus: Int = 1
-        @Option(help: "Disk image (qcow2 or raw) used as the base of the data disk.") var disk: String?
+        @Option(help: "busybox or debian: the built guest to boot (without --kernel).") var guest: GuestKind = .busybox
+        @Option(help: "Disk image (qcow2 or raw) the VM runs on and writes to.") var disk: String?
+        @Flag(help: "Discard the disk's writes at stop (an overlay on the image).") var ephemeral = false
         @Option(help: "Kernel to boot instead of the default guest's.") var kernel: String?
         @Option(help: "Initramfs for --kernel.") var initrd: String?
         @Option(help: "Kernel command line for --kernel.") var append: String?
@@ -45,6 +55,8 @@ struct VM: ParsableCommand {
             o.memoryMiB = memory
             o.cpus = cpus
             o.disk = disk
+            o.guest = guest
+            o.ephemeral = ephemeral
             o.kernel = kernel
             o.initrd = initrd
             o.append = append
@@ -115,3 +127,5 @@ struct VM: ParsableCommand {
         }
     }
 }
+
+extension GuestKind: ExpressibleByArgument {}

@@ -1,0 +1,151 @@
+import Foundation
+import Hypervisor
+import SparcSupport
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The VM's disk chain.
+///
+/// A VM either writes through to a file of its own (`--disk FILE`, the per-VM copy of a
+/// built Debian guest): a checkpoint puts an overlay on top for as long as it copies the
+/// file's frozen state into the bundle, then commits the overlay back, so the file the
+/// operator named keeps every write across stop and start. Or it writes into an overlay in
+/// the runtime directory that stop discards (`--ephemeral`, the default busybox guest):
+/// checkpoints stack overlays and the bundle holds the flattened frozen chain.
+///
+/// Crash safety: the file itself is only ever written by QEMU, and it is never in a state
+/// another process writes to it (sparc holds QEMU's image locks on it). An overlay left by a
+/// sparc killed between snapshot and commit is committed by the next command that changes
+/// the VM (or offline with qemu-img when QEMU died too), and a file whose QEMU died is
+/// checked and its leaked clusters repaired before it boots again.
+extension VMManager {
+    /// The disk chain a new VM starts on.
+    func startDisk(_ options: StartOptions, image: GuestImage?, name: String, layout: RuntimeLayout) throws
+        -> (disk: [DiskLayer], scratch: [String], persistent: String?)
+    {
+        var file = options.disk.map(FileSystem.absolute)
+        var persistent = file != nil && !options.ephemeral
+        if file == nil, let image {
+            if image.kind == .debian && !options.ephemeral {
+                // The VM's own copy of the built image: its writes persist, the build stays clean.
+                let own = registry.ownedDiskPath(for: name, stateDirectory: stateDirectory)
+                if !FileSystem.exists(own) { try copyImage(image.disk, to: own) }
+                file = own
+                persistent = true
+            } else {
+                file = image.disk
+            }
+        }
+        guard let file else { return ([], [], nil) }
+        guard FileSystem.exists(file) else { throw SparcError("disk image \(file) does not exist") }
+        let (format, size) = try imageInfo(file)
+        if persistent {
+            guard access(file, R_OK | W_OK) == 0 else { throw SparcError("disk image \(file) is not writable (pass --ephemeral to discard the VM's writes)") }
+            return ([DiskLayer(path: file, format: format, writable: true, followsOwnBacking: true, virtualSize: size)], [], file)
+        }
+        let base = DiskLayer(path: file, format: format, writable: false, followsOwnBacking: true, virtualSize: size)
+        let overlay = layout.directory + "/disk-1.qcow2"
+        try createOverlay(overlay, on: base)
+        return ([base, DiskLayer(path: overlay, format: "qcow2", writable: true, virtualSize: size, serial: 1)], [overlay], nil)
+    }
+
+    /// A standalone copy of an image (sparse), made under a temporary name and renamed.
+    func copyImage(_ source: String, to destination: String) throws {
+        try FileSystem.makeDirectories(Path.directory(of: destination))
+        let tmp = destination + ".partial-\(getpid())"
+        unlink(tmp)
+        let r = try Subprocess.run([try QEMUProcess.locateQemuImg(), "convert", "-q", "-U", "-O", "qcow2", source, tmp])
+        guard r.status == 0 else {
+            unlink(tmp)
+            throw SparcError("cannot copy disk image \(source): \(r.stderrSummary)")
+        }
+        guard rename(tmp, destination) == 0 else { throw SparcError.posix("cannot create", destination) }
+    }
+
+    /// Puts a new qcow2 overlay on top of the disk chain (the VM must be paused): the file is
+    /// made here and handed to QEMU as descriptors in a new fd set, so QEMU opens nothing by path.
+    func addOverlay(_ state: inout VMState, qmp: QMPClient, layout: RuntimeLayout) throws {
+        let top = state.disk[state.disk.count - 1]
+        let serial = max(state.nextLayer, state.disk.count)
+        let path = layout.directory + "/disk-\(serial).qcow2"
+        unlink(path)
+        try createOverlay(path, on: top)
+        let rw = open(path, O_RDWR | O_CLOEXEC)
+        let ro = open(path, O_RDONLY | O_CLOEXEC)
+        defer {
+            if rw >= 0 { close(rw) }
+            if ro >= 0 { close(ro) }
+        }
+        guard rw >= 0, ro >= 0 else { throw SparcError.posix("cannot open disk overlay", path) }
+        try DiskLock.lock(rw, path: path, writable: true)
+        let layer = DiskLayer(path: path, format: "qcow2", writable: true, virtualSize: top.virtualSize, serial: serial)
+        try qmp.addToFDSet(layer.fdSet, descriptors: [rw, ro])
+        try qmp.execute(
+            "blockdev-add",
+            [
+                "driver": "qcow2", "node-name": layer.node, "backing": NSNull(),
+                "file": ["driver": "file", "node-name": layer.node + "-file", "filename": "/dev/fdset/\(layer.fdSet)", "locking": "off"],
+            ])
+        // Recorded before the switch: whatever happens next, the state names every file in use.
+        state.nextLayer = serial + 1
+        state.diskScratch.append(path)
+        try qmp.execute("blockdev-snapshot", ["node": top.node, "overlay": layer.node])
+        state.disk[state.disk.count - 1].writable = false
+        state.disk.append(layer)
+        try state.save(layout.stateFile)
+        FaultPoint.reached("checkpoint-after-disk-snapshot")
+    }
+
+    /// Writes every overlay back into the VM's own file (an active commit while the guest
+    /// runs), so the file holds all writes again and is the active layer.
+    func commitOverlays(_ state: inout VMState, qmp: QMPClient, layout: RuntimeLayout, progress: Progress? = nil) throws {
+        guard state.persistentDisk != nil, state.disk.count > 1 else { return }
+        let base = state.disk[0]
+        let top = state.disk[state.disk.count - 1]
+        progress?("writing the disk overlay back into \(Path.base(of: base.path))")
+        let job = "sparc-commit-\(top.node)"
+        let jobs = (try qmp.execute("query-block-jobs") as? [[String: Any]]) ?? []
+        if !jobs.contains(where: { $0["device"] as? String == job }) {
+            try qmp.execute("block-commit", ["job-id": job, "device": top.node, "base-node": base.node])
+        }
+        let deadline = Date().addingTimeInterval(600)
+        while true {
+            let list = (try qmp.execute("query-block-jobs") as? [[String: Any]]) ?? []
+            guard let info = list.first(where: { $0["device"] as? String == job }) else {
+                throw SparcError("QEMU ended the disk commit without completing it; the VM still writes into \(top.path)")
+            }
+            if info["ready"] as? Bool == true { break }
+            if Date() > deadline { throw SparcError("the disk commit is still running after 600 s") }
+            usleep(20_000)
+        }
+        FaultPoint.reached("commit-ready")
+        try qmp.execute("job-complete", ["id": job])
+        while ((try qmp.execute("query-block-jobs") as? [[String: Any]]) ?? []).contains(where: { $0["device"] as? String == job }) {
+            usleep(10_000)
+        }
+        for layer in state.disk.dropFirst().reversed() {
+            _ = try? qmp.execute("blockdev-del", ["node-name": layer.node])
+            _ = try? qmp.execute("remove-fd", ["fdset-id": layer.fdSet])
+            unlink(layer.path)
+            state.diskScratch.removeAll { $0 == layer.path }
+        }
+        state.disk = [base]
+        state.disk[0].writable = true
+        try state.save(layout.stateFile)
+    }
+
+    /// After QEMU died: writes overlays left on a VM's own file back into it (offline), and
+    /// repairs what an interrupted QEMU can leave in a qcow2 (leaked clusters), so the file
+    /// is clean before anything opens it again.
+    func recoverDisk(_ state: VMState) {
+        guard let file = state.persistentDisk, let qemuImg = try? QEMUProcess.locateQemuImg() else { return }
+        if let top = state.disk.last, state.disk.count > 1, FileSystem.exists(top.path) {
+            _ = try? Subprocess.run([qemuImg, "commit", "-q", "-b", file, top.path])
+        }
+        if state.disk.first?.format == "qcow2" {
+            _ = try? Subprocess.run([qemuImg, "check", "-q", "-r", "leaks", "-f", "qcow2", file])
+        }
+    }
+}
