@@ -74,19 +74,21 @@ run: build guest
 		$(SPARC) vm start && { $(SPARC) tui; status=$$?; $(SPARC) vm stop; exit $$status; }; \
 	fi
 
-test: build guest
+test: build guest guest-debian
 	$(SWIFT) test --skip-build --disable-swift-testing
 
 unit: build
 	$(SWIFT) test --skip-build --disable-swift-testing --skip EndToEndTests
 
-e2e: build guest
+e2e: build guest guest-debian
 	$(SWIFT) test --skip-build --disable-swift-testing --filter EndToEndTests
 
-bench: deps guest
+bench: deps guest guest-debian
 	bench/checkpoint
+	bench/checkpoint --guest debian
 	bench/search
 	bench/effectiveness
+	bench/effectiveness --guest debian
 
 # PNG pictures of each TUI screen from a real run (python3-pil, fonts-dejavu-core).
 screenshots: build guest

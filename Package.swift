@@ -42,13 +42,17 @@ let package = Package(
         .executableTarget(name: "sparc-rsdmd", dependencies: ["SparcEngine", "SparcSupport"]),
         // Benchmarks against QEMU's own save and restore (make bench); not a test.
         .executableTarget(
-            name: "sparc-bench", dependencies: ["SparcEngine", "Hypervisor", "SnapshotModel", "GuestQuery"]),
+            name: "sparc-bench",
+            dependencies: [
+                "SparcEngine", "Hypervisor", "SnapshotModel", "GuestQuery",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
         .testTarget(name: "SparcSupportTests", dependencies: ["SparcSupport"]),
-        .testTarget(name: "SnapshotModelTests", dependencies: ["SnapshotModel"]),
+        .testTarget(name: "SnapshotModelTests", dependencies: ["SnapshotModel", "SparcSupport"]),
         .testTarget(name: "GuestQueryTests", dependencies: ["GuestQuery", "SparcSupport"]),
         .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor"]),
         .testTarget(name: "HexViewTests", dependencies: ["HexView", "SparcSupport"]),
-        .testTarget(name: "SparcTUITests", dependencies: ["SparcTUI", "HexView"]),
+        .testTarget(name: "SparcTUITests", dependencies: ["SparcTUI", "HexView", "GuestQuery"]),
         .testTarget(name: "SparcEngineTests", dependencies: ["SparcEngine"]),
         .testTarget(name: "EndToEndTests", dependencies: ["SnapshotModel", "SparcSupport", "HexView", "SparcEngine"]),
     ],

@@ -61,7 +61,13 @@ mount -t proc proc "$root/proc"
 mount -t sysfs sysfs "$root/sys"
 mount --bind /dev "$root/dev"
 cp "$deb" "$root/tmp/sparc-guest.deb"
-chroot "$root" dpkg -i /tmp/sparc-guest.deb >"$work/dpkg.log" 2>&1 || { cat "$work/dpkg.log" >&2; exit 2; }
+# As a user would: apt installs it, apt removes it without a trace, then it goes in for good.
+chroot "$root" apt-get install -y -q /tmp/sparc-guest.deb >"$work/dpkg.log" 2>&1 || { cat "$work/dpkg.log" >&2; exit 2; }
+chroot "$root" apt-get remove -y -q sparc-guest >>"$work/dpkg.log" 2>&1 || { cat "$work/dpkg.log" >&2; exit 2; }
+left=$(cd "$root" && ls -d usr/sbin/sparc-agent usr/bin/sparc-rsdm lib/systemd/system/sparc-agent.service \
+    lib/udev/rules.d/60-sparc-agent.rules usr/src/sparc-helper-* var/lib/dkms/sparc-helper lib/modules/*/updates/dkms/sparc_helper.ko* 2>/dev/null || true)
+[ -z "$left" ] || { echo "build-debian: apt remove sparc-guest left files behind: $left" >&2; exit 2; }
+chroot "$root" dpkg -i /tmp/sparc-guest.deb >>"$work/dpkg.log" 2>&1 || { cat "$work/dpkg.log" >&2; exit 2; }
 rm -f "$root/tmp/sparc-guest.deb"
 ls "$root/lib/modules/$kver/updates/dkms/sparc_helper.ko"* >/dev/null 2>&1 ||
     { cat "$work/dpkg.log" >&2; echo "build-debian: DKMS did not build the kernel helper for $kver" >&2; exit 2; }

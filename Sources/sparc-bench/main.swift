@@ -1,3 +1,4 @@
+import ArgumentParser
 import Foundation
 import GuestQuery
 import Hypervisor
@@ -37,26 +38,33 @@ func median(_ xs: [Double]) -> Double {
     return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
 }
 
-let args = CommandLine.arguments
-var memoryMiB = 1024
-var fillMiB = 400
-var holdMiB = 200
-var rounds = 3
-var i = 1
-while i < args.count {
-    switch args[i] {
-    case "--memory": memoryMiB = Int(args[i + 1]) ?? memoryMiB; i += 1
-    case "--fill": fillMiB = Int(args[i + 1]) ?? fillMiB; i += 1
-    case "--hold": holdMiB = Int(args[i + 1]) ?? holdMiB; i += 1
-    case "--rounds": rounds = Int(args[i + 1]) ?? rounds; i += 1
-    case "checkpoint": break
-    default:
-        printError("usage: sparc-bench checkpoint [--memory MIB] [--fill MIB] [--hold MIB] [--rounds N]")
-        exit(2)
+/// The command line: `sparc-bench checkpoint [--guest busybox|debian] [--memory MIB] …`.
+struct BenchOptions: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sparc-bench",
+        abstract: "Checkpoint and restore side by side with QEMU's own save and restore (make bench).")
+    @Argument(help: "The benchmark to run (checkpoint).") var benchmark: String = "checkpoint"
+    @Option(help: "busybox or debian: the built guest to boot.") var guest: GuestKind = .busybox
+    @Option(help: "Guest RAM in MiB.") var memory: Int = 1024
+    @Option(help: "MiB of random data written into the guest's tmpfs.") var fill: Int = 400
+    @Option(help: "MiB held by the process that is excluded.") var hold: Int = 200
+    @Option(help: "Rounds; medians are reported.") var rounds: Int = 3
+
+    func validate() throws {
+        guard benchmark == "checkpoint" else { throw ValidationError("unknown benchmark '\(benchmark)' (there is: checkpoint)") }
+        guard rounds >= 1, memory >= 256, fill >= 0, hold >= 0, fill + hold + 128 < memory else {
+            throw ValidationError("need rounds >= 1 and fill + hold + 128 < memory")
+        }
     }
-    i += 1
 }
 
+extension GuestKind: ExpressibleByArgument {}
+
+let options = BenchOptions.parseOrExit()
+let memoryMiB = options.memory
+let fillMiB = options.fill
+let holdMiB = options.hold
+let rounds = options.rounds
 let work = "/var/tmp/sparc-bench-\(getpid())"
 let root = work + "/runtime"
 try FileSystem.makeDirectories(root)
@@ -74,11 +82,14 @@ func cleanupAndExit(_ code: Int32) -> Never {
 }
 
 do {
-    var options = StartOptions()
-    options.name = name
-    options.memoryMiB = memoryMiB
-    print("booting a \(memoryMiB) MiB guest…")
-    try manager.start(options)
+    var start = StartOptions()
+    start.name = name
+    start.memoryMiB = memoryMiB
+    start.guest = options.guest
+    start.agentTimeout = 300
+    print("booting a \(memoryMiB) MiB \(options.guest.rawValue) guest…")
+    let bootTime = try time { try manager.start(start) }
+    print("boot to agent: \(fmt(bootTime, 1)) s")
     let agent = try manager.agentClient(name, timeout: 600)
     print("starting a process holding \(holdMiB) MiB, filling \(fillMiB) MiB of tmpfs with random data…")
     let holder = try agent.exec(ExecRequest(argv: ["sparc-probe", "hold", String(holdMiB)], detach: true)).pid
@@ -167,7 +178,7 @@ do {
         let ram = try GuestRAM.create(vm: "qemu-restore", bytes: spec.memoryBytes)
         let command = QEMUCommand(
             spec: spec, layout: qemuLayout, ramPath: ram,
-            disk: [DiskLayer(path: bundle + "/disk.qcow2", format: "qcow2", writable: false), DiskLayer(path: overlay, format: "qcow2", writable: true)],
+            disk: [DiskLayer(path: bundle + "/disk.qcow2", format: "qcow2", writable: false), DiskLayer(path: overlay, format: "qcow2", writable: true, serial: 1)],
             incoming: true, sandbox: manager.sandbox)
         var pid: pid_t = 0
         qemuRestore.append(
@@ -229,7 +240,7 @@ do {
     let q = median(qemuSave)
     let c = median(plainCopy)
     print("")
-    print("Guest: \(memoryMiB) MiB RAM, \(mib(ramData)) non-zero pages saved; TCG; median of \(rounds) rounds; every save followed by sync.")
+    print("Guest: \(options.guest.rawValue), \(memoryMiB) MiB RAM, \(mib(ramData)) non-zero pages saved; boot to agent \(fmt(bootTime, 1)) s; TCG; median of \(rounds) rounds; every save followed by sync.")
     print("")
     print("| operation | time (s) | on disk | time vs QEMU | size vs QEMU |")
     print("|---|---:|---:|---:|---:|")

@@ -1,5 +1,4 @@
 import Foundation
-import Hypervisor
 import XCTest
 
 @testable import SnapshotModel
