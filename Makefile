@@ -9,7 +9,7 @@ DEBIAN_GUEST := build/guest-debian
 SPARC := .build/debug/sparc
 APT_PACKAGES := qemu-system-x86 qemu-utils busybox-static linux-image-amd64 linux-headers-amd64 \
 	libncurses-dev libssl-dev pkg-config tmux cpio e2fsprogs kmod xz-utils zstd ripgrep gcc libc6-dev make binutils bc \
-	debootstrap dpkg-dev util-linux
+	debootstrap dpkg-dev util-linux fdisk openssh-client
 SWIFT_SOURCES := $(shell find Sources -name '*.swift' -o -name '*.h' -o -name '*.modulemap') Package.swift
 AGENT_SOURCES := $(shell find Sources/sparc-agent Sources/GuestQuery Sources/SparcSupport -name '*.swift') Package.swift
 GUEST_INPUTS := Guest/build-image.sh $(shell find Guest/rootfs Guest/helper Guest/tools -type f)

@@ -52,7 +52,7 @@ public final class AgentClient {
     /// Sends one request and waits for its answer, up to `timeout` (or the client's default).
     public func call(
         _ op: AgentOperation, exec: ExecRequest? = nil, collect: ExclusionRequest? = nil, cleanup: CleanupRequest? = nil,
-        entropy: Data? = nil, timeout: TimeInterval? = nil
+        entropy: Data? = nil, clock: ClockSetting? = nil, timeout: TimeInterval? = nil
     ) throws
         -> AgentResponse
     {
@@ -60,7 +60,7 @@ public final class AgentClient {
         let deadline = Date().addingTimeInterval(limit)
         let s = try connected()
         nextId &+= 1
-        let request = AgentRequest(id: nextId, op: op, exec: exec, collect: collect, cleanup: cleanup, entropy: entropy)
+        let request = AgentRequest(id: nextId, op: op, exec: exec, collect: collect, cleanup: cleanup, entropy: entropy, clock: clock)
         do {
             try s.write(AgentFraming.encode(request), deadline: deadline)
             while true {
@@ -149,6 +149,18 @@ public final class AgentClient {
     /// Mixes host entropy into the guest's RNG (after a restore, before the guest runs on).
     public func reseed(_ entropy: Data) throws {
         _ = try call(.reseed, entropy: entropy)
+    }
+
+    /// Sets the guest's wall clock (and its RTC) to the host's time (after a restore, before the thaw).
+    public func setClock(_ now: Date = Date()) throws -> ClockResult {
+        guard let r = try call(.setClock, clock: ClockSetting(now)).clock else { throw SparcError("guest agent sent no clock result") }
+        return r
+    }
+
+    /// Asks the guest to shut down cleanly (thawed first if it was frozen); returns at once.
+    public func powerOff() throws -> PowerOffResult {
+        guard let r = try call(.poweroff).poweroff else { throw SparcError("guest agent sent no power-off result") }
+        return r
     }
 
     /// Starts (or finds) the terminal relay on the second serial port.

@@ -18,7 +18,7 @@ public enum AgentProtocol {
 }
 
 public enum AgentOperation: String, Codable, Sendable {
-    case hello, processes, ttys, exec, freeze, thaw, collect, cleanup, terminal, owners, reseed
+    case hello, processes, ttys, exec, freeze, thaw, collect, cleanup, terminal, owners, reseed, setClock, poweroff
 }
 
 /// Parameters of `exec`: the command runs inside the guest's process cgroup.
@@ -48,12 +48,15 @@ public struct AgentRequest: Codable, Equatable, Sendable {
     public var cleanup: CleanupRequest?
     /// Host entropy for `reseed`, mixed into the guest's RNG.
     public var entropy: Data?
+    /// The host's time for `setClock`.
+    public var clock: ClockSetting?
 
     public init(
         id: UInt64, op: AgentOperation, exec: ExecRequest? = nil, collect: ExclusionRequest? = nil,
-        cleanup: CleanupRequest? = nil, entropy: Data? = nil
+        cleanup: CleanupRequest? = nil, entropy: Data? = nil, clock: ClockSetting? = nil
     ) {
         self.entropy = entropy
+        self.clock = clock
         self.v = AgentProtocol.version
         self.id = id
         self.op = op
@@ -167,6 +170,32 @@ public struct ExecResult: Codable, Equatable, Sendable {
     }
 }
 
+/// Parameters of `setClock`: the host's wall-clock time.
+public struct ClockSetting: Codable, Equatable, Sendable {
+    /// Nanoseconds since the Unix epoch (UTC).
+    public var unixNanoseconds: Int64
+    public init(unixNanoseconds: Int64) { self.unixNanoseconds = unixNanoseconds }
+    public init(_ date: Date) { self.unixNanoseconds = Int64((date.timeIntervalSince1970 * 1e9).rounded()) }
+}
+
+/// What `setClock` did: how far the guest's clock moved and whether its RTC followed.
+public struct ClockResult: Codable, Equatable, Sendable {
+    /// Seconds the guest's wall clock was moved (positive: forward).
+    public var stepSeconds: Double
+    /// Why the RTC was not set, or nil when it was.
+    public var rtcError: String?
+    public init(stepSeconds: Double, rtcError: String? = nil) {
+        self.stepSeconds = stepSeconds
+        self.rtcError = rtcError
+    }
+}
+
+/// What `poweroff` started: the command the guest shuts down with.
+public struct PowerOffResult: Codable, Equatable, Sendable {
+    public var command: [String]
+    public init(command: [String]) { self.command = command }
+}
+
 public struct FreezeResult: Codable, Equatable, Sendable {
     /// Processes now frozen (or thawed).
     public var processes: Int
@@ -190,12 +219,17 @@ public struct AgentResponse: Codable, Equatable, Error, Sendable {
     public var cleanup: CleanupResult?
     public var terminal: TerminalInfo?
     public var owners: OwnerMap?
+    public var clock: ClockResult?
+    public var poweroff: PowerOffResult?
 
     public init(
         id: UInt64?, error: AgentFailure? = nil, hello: HelloInfo? = nil, processes: [GuestProcess]? = nil,
         ttys: [GuestTTY]? = nil, exec: ExecResult? = nil, freeze: FreezeResult? = nil, plan: ExclusionPlan? = nil,
-        cleanup: CleanupResult? = nil, terminal: TerminalInfo? = nil, owners: OwnerMap? = nil
+        cleanup: CleanupResult? = nil, terminal: TerminalInfo? = nil, owners: OwnerMap? = nil, clock: ClockResult? = nil,
+        poweroff: PowerOffResult? = nil
     ) {
+        self.clock = clock
+        self.poweroff = poweroff
         self.owners = owners
         self.plan = plan
         self.cleanup = cleanup
@@ -347,6 +381,29 @@ public struct ExcludedRange: Equatable, Sendable {
     }
 }
 
+/// A byte range on the VM's disk (its virtual size), such as a swap slot.
+public struct DiskByteRange: Codable, Equatable, Hashable, Sendable {
+    public var offset: UInt64
+    public var length: UInt64
+    public init(offset: UInt64, length: UInt64) {
+        self.offset = offset
+        self.length = length
+    }
+
+    /// Sorted, with touching and overlapping ranges joined.
+    public static func merged(_ ranges: [DiskByteRange]) -> [DiskByteRange] {
+        var out: [DiskByteRange] = []
+        for r in ranges.sorted(by: { $0.offset < $1.offset }) where r.length > 0 {
+            if let last = out.last, r.offset <= last.offset + last.length {
+                out[out.count - 1].length = max(last.offset + last.length, r.offset + r.length) - last.offset
+            } else {
+                out.append(r)
+            }
+        }
+        return out
+    }
+}
+
 /// Physical byte ranges to leave out, with what they are.
 public struct ExclusionPlan: Codable, Equatable, Sendable {
     /// The ranges, packed (see `ExcludedRange.pack`); guest-physical, merged per kind.
@@ -366,6 +423,8 @@ public struct ExclusionPlan: Codable, Equatable, Sendable {
     public var milliseconds: Double
     /// Where the collection time went (resolve, user, pagecache, kernel, pack), in ms.
     public var phases: [String: Double] = [:]
+    /// Swap slots on the VM's disk that hold excluded pages: zeroed in the bundle's disk state.
+    public var diskRanges: [DiskByteRange]? = nil
 
     public init(
         ranges: [ExcludedRange] = [], processes: [ExcludedProcess] = [], ttys: [String] = [], bytes: [String: UInt64] = [:],
@@ -403,6 +462,9 @@ public struct CleanupResult: Codable, Equatable, Sendable {
     public var evicted: [String]
     public var removed: [String]
     public var warnings: [String]
+    /// Files whose pages stayed cached because running processes map them (pages that were
+    /// shared at the checkpoint and so saved as they were): pages per file. Nil from older agents.
+    public var stillMapped: [String: Int]?
     public init(killed: [Int32] = [], missing: [Int32] = [], evicted: [String] = [], removed: [String] = [], warnings: [String] = []) {
         self.killed = killed
         self.missing = missing

@@ -28,11 +28,14 @@ public struct MachineSpec: Codable, Equatable, Sendable {
     public var append: String?
     /// True when the VM has a data disk (virtio-blk, drive id `disk0`).
     public var hasDisk: Bool
+    /// The network card, or nil for none.
+    public var network: NetworkSpec?
 
     public init(
         memoryMiB: Int = 256, cpus: Int = 1, accel: Accelerator = .tcg, kernel: String? = nil, initrd: String? = nil,
-        append: String? = nil, hasDisk: Bool = false
+        append: String? = nil, hasDisk: Bool = false, network: NetworkSpec? = nil
     ) {
+        self.network = network
         self.memoryMiB = memoryMiB
         self.cpus = cpus
         self.accel = accel
@@ -97,4 +100,72 @@ public struct RuntimeLayout: Sendable {
 
     /// VM names become file names and QEMU option values: keep them plain.
     public static func validate(name: String) throws { try VMName.check(name) }
+}
+
+/// The VM's network card (virtio-net) and where its traffic goes.
+///
+/// `user` is QEMU's own NAT (no host set-up; the guest reaches out, the host reaches in only
+/// through forwarded ports); `tap` attaches to a host tap interface the operator made and
+/// bridged. QEMU's bridge helper is not offered: the sandbox forbids QEMU to spawn it.
+public struct NetworkSpec: Codable, Equatable, Sendable {
+    public enum Backend: String, Codable, Sendable { case user, tap }
+    public var backend: Backend
+    /// Port forwards for `user`, in QEMU's `hostfwd` form.
+    public var forwards: [String]
+    /// The host interface for `tap`.
+    public var tap: String?
+    /// The card's MAC address; a restore keeps it.
+    public var mac: String
+
+    public init(backend: Backend, forwards: [String] = [], tap: String? = nil, mac: String = NetworkSyntax.randomMAC()) {
+        self.backend = backend
+        self.forwards = forwards
+        self.tap = tap
+        self.mac = mac
+    }
+
+    /// Reads `--net`: `user`, `user,hostfwd=tcp::2222-:22[,hostfwd=…]` or `tap,ifname=TAP`.
+    public static func parse(_ text: String, mac: String = NetworkSyntax.randomMAC()) throws -> NetworkSpec {
+        let parts = text.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+        let usage = "--net must be 'user', 'user,hostfwd=tcp::HOSTPORT-:GUESTPORT' or 'tap,ifname=NAME'"
+        switch parts.first {
+        case "user":
+            var forwards: [String] = []
+            for option in parts.dropFirst() {
+                guard option.hasPrefix("hostfwd="), NetworkSyntax.isForward(String(option.dropFirst(8))) else {
+                    throw SparcError("\(usage) (not understood: '\(option.terminalSafe)')")
+                }
+                forwards.append(String(option.dropFirst(8)))
+            }
+            return NetworkSpec(backend: .user, forwards: forwards, mac: mac)
+        case "tap":
+            guard parts.count == 2, parts[1].hasPrefix("ifname="), NetworkSyntax.isInterface(String(parts[1].dropFirst(7))) else {
+                throw SparcError(usage)
+            }
+            return NetworkSpec(backend: .tap, tap: String(parts[1].dropFirst(7)), mac: mac)
+        default:
+            throw SparcError("\(usage) (got '\(text.terminalSafe)')")
+        }
+    }
+
+    /// The same card with user networking and no forwards (for a bundle whose host side is not trusted).
+    public var withoutHostSide: NetworkSpec { NetworkSpec(backend: .user, mac: mac) }
+
+    /// How `--net` would say it.
+    public var description: String {
+        switch backend {
+        case .user: (["user"] + forwards.map { "hostfwd=" + $0 }).joined(separator: ",")
+        case .tap: "tap,ifname=\(tap ?? "")"
+        }
+    }
+
+    var arguments: [String] {
+        var netdev: String
+        switch backend {
+        case .user: netdev = (["user", "id=net0"] + forwards.map { "hostfwd=" + $0 }).joined(separator: ",")
+        case .tap: netdev = "tap,id=net0,ifname=\(tap ?? ""),script=no,downscript=no"
+        }
+        // romfile= : no PXE option ROM, so a restore does not depend on the host's iPXE files.
+        return ["-netdev", netdev, "-device", "virtio-net-pci,netdev=net0,mac=\(mac),romfile="]
+    }
 }

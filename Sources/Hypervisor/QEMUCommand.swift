@@ -187,6 +187,7 @@ public struct QEMUCommand {
             }
             a += ["-device", "virtio-blk-pci,drive=\(disk[disk.count - 1].node),id=vblk0"]
         }
+        if let network = spec.network { a += network.arguments }
         // A new generation id on every restore tells the guest kernel to reseed its RNG.
         a += ["-device", "vmgenid,guid=auto"]
         // Restore loads device state paused (-S) so the host decides when the guest runs.

@@ -80,10 +80,13 @@ public struct Manifest: Codable, Equatable, Sendable {
         /// The VM kept its disk writes in a file of its own (restore writes the state back
         /// there) rather than in an overlay discarded at stop.
         public var persistentDisk: Bool
+        /// The network card, or nil for none.
+        public var network: Network?
         public init(
             memoryMiB: Int, cpus: Int, accel: String, kernel: BootFile?, initrd: BootFile?, append: String?, disk: Bool,
-            persistentDisk: Bool = false
+            persistentDisk: Bool = false, network: Network? = nil
         ) {
+            self.network = network
             self.persistentDisk = persistentDisk
             self.memoryMiB = memoryMiB
             self.cpus = cpus
@@ -94,6 +97,23 @@ public struct Manifest: Codable, Equatable, Sendable {
             self.disk = disk
         }
         public var memoryBytes: Int64 { Int64(memoryMiB) << 20 }
+    }
+
+    /// A virtio-net card: its MAC and what it was attached to on the host.
+    public struct Network: Codable, Equatable, Sendable {
+        /// `user` (QEMU's NAT) or `tap`.
+        public var backend: String
+        /// `hostfwd` rules of `user` networking.
+        public var forwards: [String]
+        /// The host tap interface of `tap`.
+        public var tap: String?
+        public var mac: String
+        public init(backend: String, forwards: [String], tap: String?, mac: String) {
+            self.backend = backend
+            self.forwards = forwards
+            self.tap = tap
+            self.mac = mac
+        }
     }
 
     public struct QEMUInfo: Codable, Equatable, Sendable {
@@ -318,6 +338,18 @@ public struct Manifest: Codable, Equatable, Sendable {
         }
         if machine.initrd != nil && machine.kernel == nil { throw bad("an initrd without a kernel") }
         if let append = machine.append, append.utf8.contains(0) || append.utf8.count > 4096 { throw bad("the kernel command line") }
+        if let net = machine.network {
+            guard NetworkSyntax.isMAC(net.mac) else { throw bad("the network card's MAC address") }
+            switch net.backend {
+            case "user":
+                guard net.tap == nil, net.forwards.count <= 64, net.forwards.allSatisfy(NetworkSyntax.isForward) else {
+                    throw bad("the network's port forwards")
+                }
+            case "tap":
+                guard net.forwards.isEmpty, let tap = net.tap, NetworkSyntax.isInterface(tap) else { throw bad("the network's tap interface") }
+            default: throw bad("network backend '\(net.backend.terminalSafe)'")
+            }
+        }
         guard memory.bytes == machine.memoryBytes else {
             throw bad("memory image of \(memory.bytes) bytes for a machine with \(machine.memoryMiB) MiB")
         }

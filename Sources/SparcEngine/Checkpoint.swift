@@ -157,7 +157,14 @@ extension VMManager {
                 qemuImg, "convert", "-U", "-O", "qcow2", frozenLayer, writer.file(Manifest.diskFile),
             ])
             guard r.status == 0 else { throw SparcError("cannot save the disk state: \(r.stderrSummary)") }
+            if let ranges = plan?.diskRanges, !ranges.isEmpty {
+                // Swap slots that held excluded pages: the bundle's copy of the disk holds zeros there.
+                progress?("zeroing \(ranges.count) swap range(s) in the disk state")
+                try zeroDiskRanges(ranges, in: writer.file(Manifest.diskFile))
+            }
             files.append(Manifest.diskFile)
+        } else if let ranges = plan?.diskRanges, !ranges.isEmpty {
+            throw SparcError("the guest swapped excluded pages to a disk this VM has no state of: cannot leave them out")
         }
 
         progress?("hashing")
@@ -167,7 +174,10 @@ extension VMManager {
             machine: .init(
                 memoryMiB: state.spec.memoryMiB, cpus: state.spec.cpus, accel: state.spec.accel.rawValue, kernel: state.kernel,
                 initrd: state.initrd, append: state.spec.append, disk: state.spec.hasDisk,
-                persistentDisk: state.persistentDisk != nil),
+                persistentDisk: state.persistentDisk != nil,
+                network: state.spec.network.map {
+                    .init(backend: $0.backend.rawValue, forwards: $0.forwards, tap: $0.tap, mac: $0.mac)
+                }),
             qemu: .init(version: state.qemuVersion, argv: state.argv),
             guest: .init(kernel: hello.kernel, bootId: hello.bootId, agentVersion: hello.agentVersion),
             memory: .init(bytes: stats.bytes, dataBytes: stats.dataBytes, zeroBytes: stats.zeroBytes, excludedBytes: stats.excludedBytes),

@@ -1,4 +1,5 @@
 import Foundation
+import GuestQuery
 import Hypervisor
 import SparcSupport
 
@@ -146,6 +147,28 @@ extension VMManager {
         }
         if state.disk.first?.format == "qcow2" {
             _ = try? Subprocess.run([qemuImg, "check", "-q", "-r", "leaks", "-f", "qcow2", file])
+        }
+    }
+
+    /// Overwrites byte ranges of a qcow2 image's guest view with zeros, in the file itself (qemu-io, in batches).
+    func zeroDiskRanges(_ ranges: [DiskByteRange], in image: String) throws {
+        let size = try imageInfo(image).size
+        for r in ranges where r.offset.addingReportingOverflow(r.length).overflow || Int64(clamping: r.offset + r.length) > size {
+            throw SparcError("a swap range at byte \(r.offset) lies beyond the disk (\(size) bytes)")
+        }
+        guard let qemuIO = Subprocess.which("qemu-io") else {
+            throw SparcError("qemu-io not found in PATH (install it: apt-get install qemu-utils)")
+        }
+        var i = 0
+        while i < ranges.count {
+            let batch = ranges[i..<min(i + 256, ranges.count)]
+            // Zero bytes written as data: a qcow2 zero write on whole clusters only flags them and leaves the old bytes in the file.
+            let commands = batch.flatMap { ["-c", "write -P 0 \($0.offset) \($0.length)"] }
+            let r = try Subprocess.run([qemuIO, "-f", "qcow2"] + commands + [image])
+            guard r.status == 0, !r.stdoutText.contains("error") else {
+                throw SparcError("cannot zero swap ranges in the disk state: \(r.stderrSummary)")
+            }
+            i += batch.count
         }
     }
 }

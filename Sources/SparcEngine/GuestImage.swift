@@ -10,6 +10,14 @@ public enum GuestKind: String, CaseIterable, Codable, Sendable {
     case debian
 }
 
+/// How a VM boots: the kernel and initrd given to QEMU, or the disk's own bootloader.
+public enum BootSource: String, CaseIterable, Codable, Sendable {
+    /// QEMU loads a kernel and initrd (`--kernel`, or the built guest's copies).
+    case kernel
+    /// The firmware boots the disk (GRUB, then the guest's own kernel): no host file is involved.
+    case disk
+}
+
 /// A built guest: its kernel, initrd, disk and kernel command line.
 public struct GuestImage: Sendable {
     public let kind: GuestKind
@@ -22,9 +30,11 @@ public struct GuestImage: Sendable {
     public var append: String {
         switch kind {
         case .busybox: return GuestImage.defaultAppend
-        case .debian: return "console=ttyS0 root=/dev/vda rw init_on_free=1 quiet"
+        case .debian: return "console=ttyS0 root=/dev/vda1 rw init_on_free=1 quiet"
         }
     }
+    /// The Debian guest's disk carries GRUB and boots itself; the busybox guest's disk is data only.
+    public var defaultBoot: BootSource { kind == .debian ? .disk : .kernel }
     public static let defaultAppend = "console=ttyS0 init_on_free=1 quiet"
 
     public init(kind: GuestKind = .busybox, directory: String) {

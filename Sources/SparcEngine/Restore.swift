@@ -26,6 +26,8 @@ public struct RestoreReport: Codable, Sendable {
     public var clone: Bool
     /// True when this host sealed the bundle.
     public var sealed: Bool
+    /// Seconds the guest's clock was stepped to the host's time (positive: forward).
+    public var clockStep: Double?
 }
 
 /// How restore treats a bundle's provenance and place in the VM's history.
@@ -42,10 +44,13 @@ public struct RestorePolicy: Sendable {
     public var initrd: String?
     /// A new file for the restored VM's disk to live in (it keeps its writes there).
     public var disk: String?
+    /// What the network card attaches to instead of the bundle's record (`--net` syntax).
+    public var network: String?
     public init(
         allowRollback: Bool = false, allowForeign: Bool = false, clone: Bool = false, kernel: String? = nil, initrd: String? = nil,
-        disk: String? = nil
+        disk: String? = nil, network: String? = nil
     ) {
+        self.network = network
         self.disk = disk
         self.allowRollback = allowRollback
         self.allowForeign = allowForeign
@@ -109,7 +114,10 @@ extension VMManager {
             warnings.append("bundle was saved by QEMU \(manifest.qemu.version.terminalSafe), restoring with \(qemuVersion)")
         }
         let provenance = try checkProvenance(reader, name: name, policy: policy)
-        let spec = try machineSpec(manifest, policy: policy)
+        let spec = try machineSpec(manifest, policy: policy, trustHostSide: provenance.sealed)
+        if !provenance.sealed, policy.network == nil, let net = manifest.machine.network, net.backend == "tap" || !net.forwards.isEmpty {
+            warnings.append("a foreign bundle does not choose host ports or interfaces: its network card is on user networking without forwards (use --net)")
+        }
         // Opened (and size-checked) now, used only after their digests are checked.
         let memoryFile = try reader.open(.memory)
         let devicesFile = try reader.open(.devices)
@@ -119,7 +127,8 @@ extension VMManager {
 
         if isRunning {
             progress?("stopping the running \(name)")
-            try stop(name: name)
+            // The running guest's state is being replaced: no clean shutdown that writes to a disk about to roll back.
+            try stop(name: name, force: true)
         } else {
             cleanUp(layout, ramPath: (try? VMState.load(layout.stateFile))?.ramPath)
         }
@@ -205,6 +214,7 @@ extension VMManager {
         let agent = AgentClient(socketPath: layout.agentSocket, timeout: agentTimeout)
         defer { agent.close() }
         var cleanup: CleanupResult?
+        var clock: ClockResult?
         do {
             _ = try agent.waitUntilReady(timeout: max(agentTimeout, 30))
             let excluded = manifest.exclusion
@@ -214,12 +224,28 @@ extension VMManager {
                 let kill = excluded.processes.map { ExcludedProcess(pid: $0.pid, command: $0.command, reason: $0.reason, startTime: $0.startTime) }
                 cleanup = try agent.cleanup(
                     CleanupRequest(kill: killExcluded ? kill : [], evictFiles: excluded.evictFiles, removeFiles: excluded.removeFiles))
+                // Under --no-kill the pages still mapped are (some of them) the excluded processes' zeroed ones.
+                if !killExcluded, let mapped = cleanup?.stillMapped, !mapped.isEmpty {
+                    let files = mapped.keys.sorted().map { Path.base(of: $0) }.joined(separator: ", ")
+                    warnings.append(
+                        "--no-kill: \(mapped.values.reduce(0, +)) cached page(s) of \(files) stay mapped by the excluded processes; those that were zeroed read as zeros to anyone")
+                    cleanup?.stillMapped = nil
+                }
                 if !killExcluded && !excluded.processes.isEmpty {
                     warnings.append("--no-kill: \(excluded.processes.count) excluded process(es) run on with their memory zeroed")
                 }
             }
             // Fresh randomness: vmgenid made the kernel reseed; host entropy is mixed in as well.
             try agent.reseed(Data(secureRandomBytes(64)))
+            // The guest wakes at the checkpoint's time: its clock goes to the host's before anything runs on.
+            progress?("setting the guest clock")
+            do {
+                clock = try agent.setClock()
+                if let rtcError = clock?.rtcError { warnings.append("guest clock set, but not its RTC: \(rtcError)") }
+            } catch {
+                // An agent saved before clock setting existed says so; the guest runs on with its old time.
+                warnings.append("the guest clock was not set (it carries on from the checkpoint's time): \(error)")
+            }
             _ = try agent.thaw()
         } catch {
             throw SparcError(
@@ -232,11 +258,18 @@ extension VMManager {
         if provenance.clone { detail = "copy of '\(manifest.vm.name)' (\(manifest.vm.id)) with a new identity" }
         if provenance.rollback { detail = "older than the newest checkpoint" }
         if !provenance.sealed { detail = (detail.map { $0 + "; " } ?? "") + "foreign bundle (not sealed by this host)" }
+        if let clock { detail = (detail.map { $0 + "; " } ?? "") + "guest clock stepped \(Self.describeStep(clock.stepSeconds))" }
         try history(name).append(event, bundle: reader.path, bundleDigest: manifest.manifestSHA256, epoch: epoch, detail: detail)
         return RestoreReport(
             name: name, bundle: reader.path, pid: pid, replaced: isRunning, total: Date().timeIntervalSince(began),
             warnings: warnings + (cleanup?.warnings ?? []), cleanup: cleanup, epoch: epoch, rollback: provenance.rollback,
-            clone: provenance.clone, sealed: provenance.sealed)
+            clone: provenance.clone, sealed: provenance.sealed, clockStep: clock?.stepSeconds)
+    }
+
+    /// "forward 17.3 s" / "back 2.0 s": how a clock step reads in the history.
+    public static func describeStep(_ seconds: Double) -> String {
+        let magnitude = (abs(seconds) * 10).rounded() / 10
+        return (seconds >= 0 ? "forward " : "back ") + String(format: "%.1f s", magnitude)
     }
 
     /// Decides whether a bundle may be restored under `name`, before anything is touched.
@@ -293,13 +326,30 @@ extension VMManager {
     }
 
     /// The machine a bundle describes, with its boot files taken from sparc's store.
-    public func machineSpec(_ manifest: Manifest, policy: RestorePolicy = RestorePolicy()) throws -> MachineSpec {
+    ///
+    /// A bundle this host did not seal does not choose host ports or interfaces (`trustHostSide`
+    /// false): its card comes back on user networking without forwards unless `--net` says more.
+    public func machineSpec(_ manifest: Manifest, policy: RestorePolicy = RestorePolicy(), trustHostSide: Bool = true) throws
+        -> MachineSpec
+    {
         var spec = MachineSpec(
             memoryMiB: manifest.machine.memoryMiB, cpus: manifest.machine.cpus,
             accel: Accelerator(rawValue: manifest.machine.accel) ?? .tcg, append: manifest.machine.append,
             hasDisk: manifest.machine.disk)
         spec.kernel = try manifest.machine.kernel.map { try bootFile($0, what: "kernel", offered: policy.kernel) }
         spec.initrd = try manifest.machine.initrd.map { try bootFile($0, what: "initrd", offered: policy.initrd) }
+        if let net = manifest.machine.network {
+            // The card must come back (the device state holds it); what it attaches to is the host's business.
+            if let offered = policy.network {
+                spec.network = try NetworkSpec.parse(offered, mac: net.mac)
+            } else {
+                let recorded = NetworkSpec(
+                    backend: net.backend == "tap" ? .tap : .user, forwards: net.forwards, tap: net.tap, mac: net.mac)
+                spec.network = trustHostSide ? recorded : recorded.withoutHostSide
+            }
+        } else if policy.network != nil {
+            throw SparcError("--net: this bundle's VM had no network card, and a restore cannot add one")
+        }
         return spec
     }
 

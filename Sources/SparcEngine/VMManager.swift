@@ -24,7 +24,35 @@ public struct StartOptions: Sendable {
     public var ephemeral = false
     /// How long to wait for the guest agent before giving up.
     public var agentTimeout: TimeInterval = 120
+    /// A network card and its host side, in `--net` syntax; nil for none.
+    public var network: String?
+    /// How the VM boots; nil: `kernel` with --kernel, else the guest's default (Debian: its disk).
+    public var boot: BootSource?
     public init() {}
+}
+
+/// How `vm stop` ended a VM.
+public struct StopReport: Codable, Sendable {
+    public enum How: String, Codable, Sendable {
+        /// The guest powered off and QEMU exited on its own.
+        case shutDown = "shut down"
+        /// QEMU was told to quit (forced, or the guest did not power off in time).
+        case quit
+        /// QEMU was gone before the stop.
+        case alreadyExited = "already exited"
+    }
+    public var how: How
+    /// How the shutdown was asked for (the guest's command, or the ACPI power button).
+    public var method: String?
+    public var seconds: Double = 0
+    /// Why a shutdown fell back to quitting.
+    public var note: String?
+    public init(how: How, method: String? = nil, seconds: Double = 0, note: String? = nil) {
+        self.how = how
+        self.method = method
+        self.seconds = seconds
+        self.note = note
+    }
 }
 
 /// Starts, stops and inspects sparc's QEMU virtual machines.
@@ -84,9 +112,11 @@ public final class VMManager {
         let qemu = try QEMUProcess.locateBinary()
 
         var spec = MachineSpec(
-            memoryMiB: options.memoryMiB, cpus: options.cpus, accel: options.accel ?? Accelerator.detect())
+            memoryMiB: options.memoryMiB, cpus: options.cpus, accel: options.accel ?? Accelerator.detect(),
+            network: try options.network.map { try NetworkSpec.parse($0) })
         var image: GuestImage?
         if let kernel = options.kernel {
+            if options.boot == .disk { throw SparcError("--boot disk boots the disk's own kernel: leave out --kernel") }
             spec.kernel = FileSystem.absolute(kernel)
             spec.initrd = options.initrd.map(FileSystem.absolute)
             spec.append = options.append
@@ -95,10 +125,18 @@ public final class VMManager {
                 throw SparcError("--initrd and --append need --kernel")
             }
             let guest = try GuestImage.locate(options.guest)
-            spec.kernel = guest.kernel
-            spec.initrd = guest.initrd
-            spec.append = guest.append
             image = guest
+            switch options.boot ?? guest.defaultBoot {
+            case .kernel:
+                spec.kernel = guest.kernel
+                spec.initrd = guest.initrd
+                spec.append = guest.append
+            case .disk:
+                // The firmware boots the disk: the VM (and every bundle of it) needs no kernel file of the host's.
+                if options.disk == nil && guest.kind == .busybox {
+                    throw SparcError("--boot disk needs a disk with a bootloader: --disk FILE, or --guest debian")
+                }
+            }
         }
         try spec.validate()
         try checkMemoryAvailable(spec)
@@ -205,7 +243,11 @@ public final class VMManager {
     }
 
     /// Stops a VM: flushes the guest's file systems, ends QEMU, removes runtime files.
-    public func stop(name: String, progress: Progress? = nil) throws {
+    /// Stops a VM: the guest shuts down cleanly (its agent starts the shutdown, or the ACPI power
+    /// button where the agent does not answer) and QEMU exits on its own; after `timeout` seconds,
+    /// or at once with `force`, QEMU quits instead. Returns how the VM went down.
+    @discardableResult
+    public func stop(name: String, force: Bool = false, timeout: TimeInterval = 90, progress: Progress? = nil) throws -> StopReport {
         try RuntimeLayout.validate(name: name)
         let layout = layout(name)
         guard FileSystem.exists(layout.stateFile) else { throw notFound(name) }
@@ -218,10 +260,14 @@ public final class VMManager {
             try? commitOverlays(&state, qmp: qmp, layout: layout, progress: progress)
             qmp.close()
         }
-        if wasRunning {
+        var report = StopReport(how: wasRunning ? .quit : .alreadyExited)
+        if wasRunning && !force {
+            report = shutDownGuest(name: name, pid: state.pid, layout: layout, timeout: timeout, progress: progress)
+        }
+        if wasRunning && report.how != .shutDown {
             progress?("stopping \(name)")
-            // Let the guest write its caches to the data disk first; a frozen or hung guest is not waited for.
-            if let agent = try? agentClient(name, timeout: 5) {
+            if force, let agent = try? agentClient(name, timeout: 5) {
+                // Even a forced stop lets the guest write its caches first; a frozen or hung guest is not waited for.
                 _ = try? agent.exec(ExecRequest(argv: ["sync"], timeoutMs: 5000), timeout: 6)
                 agent.close()
             }
@@ -239,7 +285,45 @@ public final class VMManager {
         }
         if !wasRunning || state.disk.count > 1 { recoverDisk(state) }
         cleanUp(layout, ramPath: state.ramPath)
-        try history(name).append(wasRunning ? .stop : .shutdown, detail: wasRunning ? nil : "QEMU had exited on its own")
+        let detail: String? =
+            switch report.how {
+            case .shutDown: "guest shut down (\(report.method ?? "poweroff")) in \(String(format: "%.1f", report.seconds)) s"
+            case .quit: force ? "forced: QEMU quit without a guest shutdown" : report.note
+            case .alreadyExited: "QEMU had exited on its own"
+            }
+        try history(name).append(wasRunning ? .stop : .shutdown, detail: detail)
+        return report
+    }
+
+    /// Asks the guest to power off and waits for QEMU to exit; `.quit` when it did not in time.
+    func shutDownGuest(name: String, pid: pid_t, layout: RuntimeLayout, timeout: TimeInterval, progress: Progress?) -> StopReport {
+        let began = Date()
+        var method: String
+        // A VM left paused (a checkpoint that was killed) must run to shut down.
+        if let qmp = try? QMPClient(socketPath: layout.qmpSocket, timeout: 5) {
+            if let status = try? qmp.status(), status == "paused" || status == "postmigrate" {
+                progress?("resuming \(name) to shut it down")
+                _ = try? qmp.execute("cont")
+            }
+            qmp.close()
+        }
+        if let agent = try? agentClient(name, timeout: 5), let started = try? agent.powerOff() {
+            method = started.command.joined(separator: " ")
+            agent.close()
+        } else if let qmp = try? QMPClient(socketPath: layout.qmpSocket, timeout: 5), (try? qmp.execute("system_powerdown")) != nil {
+            // No agent: the ACPI power button, which systemd-logind and acpid act on.
+            method = "ACPI power button"
+            qmp.close()
+        } else {
+            return StopReport(how: .quit, note: "neither the agent nor QMP answered; QEMU quit")
+        }
+        progress?("shutting down \(name) (\(method))")
+        if QEMUProcess.waitForExit(pid, timeout: timeout) {
+            return StopReport(how: .shutDown, method: method, seconds: Date().timeIntervalSince(began))
+        }
+        return StopReport(
+            how: .quit, method: method,
+            note: "the guest did not power off within \(Int(timeout)) s (\(method)); QEMU quit")
     }
 
     /// Removes a VM's runtime directory and RAM file.

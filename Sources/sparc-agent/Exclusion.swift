@@ -457,6 +457,11 @@ final class ExclusionCollector {
         excludedMaps = [UInt16](repeating: 0, count: frames)
         marks = [UInt8](repeating: 0, count: frames)
         phase("sync")
+        // Swapped pages first: read back, they are present for the memory pass.
+        var swap = SwapExclusion()
+        let diskRanges = try swap.collect(resolved.processes)
+        warnings += swap.warnings
+        phase("swap")
         collectUserPages(resolved.processes)
         phase("user")
         if request.scope == .all {
@@ -495,6 +500,10 @@ final class ExclusionCollector {
             evictFiles: evictFiles.sorted(), removeFiles: removeFiles.sorted(), warnings: warnings,
             milliseconds: Date().timeIntervalSince(began) * 1000)
         plan.phases = phases
+        if !diskRanges.isEmpty {
+            plan.diskRanges = diskRanges
+            plan.bytes["swap"] = diskRanges.reduce(0) { $0 + $1.length }
+        }
         return plan
     }
 }
@@ -530,12 +539,15 @@ enum Cleanup {
             }
             posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)
             close(fd)
-            let left = residentPages(file)
-            if left > 0 {
-                result.warnings.append("\(left) page(s) of \(file) stayed in the page cache after eviction")
-            } else {
-                result.evicted.append(file)
+            // Pages a running process maps cannot be dropped; they were shared at the checkpoint, so saved as they were.
+            // A page nobody maps that stays is the one to worry about: it may be a zeroed one.
+            let left = ExclusionCollector.cachedFrames(ofOpenFile: file)
+            let unmapped = left.filter { (ExclusionCollector.readFrameEntry("/proc/kpagecount", $0) ?? 0) == 0 }.count
+            if unmapped > 0 {
+                result.warnings.append("\(unmapped) page(s) of \(file) that no process maps stayed in the page cache after eviction")
             }
+            if left.count > unmapped { result.stillMapped = (result.stillMapped ?? [:]).merging([file: left.count - unmapped]) { $0 + $1 } }
+            if left.isEmpty { result.evicted.append(file) }
         }
         for file in request.removeFiles {
             if unlink(file) == 0 { result.removed.append(file) } else {
@@ -543,19 +555,5 @@ enum Cleanup {
             }
         }
         return result
-    }
-
-    static func residentPages(_ path: String) -> Int {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return 0 }
-        defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0, st.st_size > 0 else { return 0 }
-        let length = Int(st.st_size)
-        guard let base = mmap(nil, length, PROT_READ, MAP_SHARED, fd, 0), base != MAP_FAILED else { return 0 }
-        defer { munmap(base, length) }
-        var vec = [UInt8](repeating: 0, count: (length + 4095) / 4096)
-        guard mincore(base, length, &vec) == 0 else { return 0 }
-        return vec.filter { $0 & 1 != 0 }.count
     }
 }

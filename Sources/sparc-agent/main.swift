@@ -100,6 +100,16 @@ final class Agent {
                 return AgentResponse(id: request.id)
             case .owners:
                 return AgentResponse(id: request.id, owners: try OwnerMapCollector.collect())
+            case .setClock:
+                guard let setting = request.clock else { throw AgentFailure(.invalidArgument, "setClock needs the host's time") }
+                return AgentResponse(id: request.id, clock: try GuestClock.set(to: setting))
+            case .poweroff:
+                // A frozen guest cannot shut down; its services must run to stop cleanly.
+                if freezer.isFrozen { _ = try freezer.set(frozen: false) }
+                let command =
+                    FileSystem.exists("/run/systemd/system") ? ["systemctl", "poweroff", "--no-block"] : ["poweroff"]
+                _ = try Executor.run(ExecRequest(argv: command, detach: true), cgroup: freezer.exec)
+                return AgentResponse(id: request.id, poweroff: PowerOffResult(command: command))
             case .terminal:
                 return AgentResponse(id: request.id, terminal: try TerminalRelay.ensure(cgroup: freezer.exec))
             }

@@ -72,11 +72,11 @@ try FileSystem.makeDirectories(work + "/state")
 let manager = try VMManager(root: root, stateDirectory: work + "/state", agentTimeout: 60)
 let name = "bench"
 defer {
-    try? manager.stop(name: name)
+    try? manager.stop(name: name, force: true)
     FileSystem.removeTree(work)
 }
 func cleanupAndExit(_ code: Int32) -> Never {
-    try? manager.stop(name: name)
+    try? manager.stop(name: name, force: true)
     FileSystem.removeTree(work)
     exit(code)
 }
@@ -165,9 +165,9 @@ do {
     var qemuRestore: [Double] = []
     let spec = try manager.machineSpec(BundleReader(path: bundle).manifest)
     for _ in 1...rounds {
-        try manager.stop(name: name)
+        try manager.stop(name: name, force: true)
         ourRestore.append(try time { _ = try manager.restore(bundle: bundle, name: name) })
-        try manager.stop(name: name)
+        try manager.stop(name: name, force: true)
 
         let qemuLayout = RuntimeLayout(name: "qemu-restore", root: root)
         try FileSystem.makeDirectories(qemuLayout.directory)

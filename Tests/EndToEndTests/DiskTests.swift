@@ -133,6 +133,10 @@ final class DiskTests: GuestTestCase {
                 "console=ttyS0 rdinit=/bin/sh", "--agent-timeout", "8",
             ], message: "sparc-guest package")
         XCTAssertLessThan(Date().timeIntervalSince(start), 30)
-        try sparc.ok(["vm", "stop", "--name", "noagent"])
+        // Without an agent the stop presses the ACPI power button; a shell as PID 1 ignores it, so after --timeout QEMU quits.
+        let stop = try sparc.run(["vm", "stop", "--name", "noagent", "--timeout", "5"])
+        XCTAssertEqual(stop.status, 0, stop.stderr)
+        XCTAssertTrue(stop.stdout.contains("QEMU quit"), stop.stdout)
+        XCTAssertTrue(stop.stderr.contains("did not power off within 5 s (ACPI power button)"), stop.stderr)
     }
 }

@@ -46,7 +46,7 @@ class GuestTestCase: XCTestCase {
     override class func tearDown() {
         if let s = shared[vmName] {
             for name in (try? FileManager.default.contentsOfDirectory(atPath: s.runtime)) ?? [] {
-                _ = try? s.sparc.run(["vm", "stop", "--name", name])
+                _ = try? s.sparc.run(["vm", "stop", "--name", name, "--force"])
             }
             FileSystem.removeTree(s.runtime)
             FileSystem.removeTree(s.runtime + "-state")

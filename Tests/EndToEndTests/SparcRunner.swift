@@ -65,3 +65,18 @@ func makeTempDir(_ tag: String) throws -> String {
     try FileSystem.makeDirectories(dir)
     return dir
 }
+
+/// A TCP port on 127.0.0.1 that nothing listens on now (the kernel picks it).
+func freeTCPPort() -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    addr.sin_port = 0
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
+    }
+    return bound ? Int(UInt16(bigEndian: addr.sin_port)) : 22222
+}

@@ -11,4 +11,10 @@ long sparc_fs_type(const char *path);
 int sparc_open_pty_master(void);
 /* The slave's path for a pty master, into buf; 0 on success. */
 int sparc_pty_slave_name(int master, char *buf, size_t len);
+/* Sets the first RTC (/dev/rtc0, kept in UTC) to `seconds` since the epoch; 0 or an errno. */
+int sparc_set_rtc(long long seconds);
+/* One extent of a file on its block device (FIEMAP): byte offsets and length. */
+struct sparc_extent { unsigned long long logical, physical, length; unsigned int flags; };
+/* Up to `max` extents of the open file `fd` into `out`; the count, or -errno. */
+int sparc_file_extents(int fd, struct sparc_extent *out, int max);
 #endif

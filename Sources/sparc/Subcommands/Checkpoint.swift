@@ -62,7 +62,9 @@ struct Checkpoint: ParsableCommand {
                 guard let b = ex.bytesByKind[k.rawValue], b > 0 else { return nil }
                 return "\(k.rawValue) \(formatBytes(Int64(b)))"
             }
-            if !kinds.isEmpty { print("    " + kinds.joined(separator: ", ")) }
+            // Swap slots are on the disk, not in the memory image: their own entry.
+            let swap = ex.bytesByKind["swap"].map { $0 > 0 ? ["swap slots zeroed in the disk state \(formatBytes(Int64($0)))"] : [] } ?? []
+            if !(kinds + swap).isEmpty { print("    " + (kinds + swap).joined(separator: ", ")) }
             print("    kept-shared pages: \(ex.keptSharedPages)")
             for w in ex.warnings { print("    warning: \(w.terminalSafe)") }
         }

@@ -41,6 +41,7 @@ struct Restore: ParsableCommand {
     @Option(help: "The kernel the bundle was saved with, when this host's store lacks it.") var kernel: String?
     @Option(help: "The initrd the bundle was saved with, when this host's store lacks it.") var initrd: String?
     @Option(help: "A new file for the restored VM's disk, which keeps its writes there.") var disk: String?
+    @Option(help: "What the network card attaches to instead of the bundle's record (as vm start --net).") var net: String?
     @Option(parsing: .unconditional, help: "Seconds to wait for the guest agent after resuming.") var timeout: Double = 30
 
     func validate() throws {
@@ -50,7 +51,7 @@ struct Restore: ParsableCommand {
     func run() throws {
         let report = try VMManager(agentTimeout: timeout).restore(
             bundle: bundle, name: name, replace: replace, killExcluded: !noKill,
-            policy: RestorePolicy(allowRollback: allowRollback, allowForeign: foreign, clone: clone, kernel: kernel, initrd: initrd, disk: disk),
+            policy: RestorePolicy(allowRollback: allowRollback, allowForeign: foreign, clone: clone, kernel: kernel, initrd: initrd, disk: disk, network: net),
             progress: progressPrinter())
         endProgress()
         for w in report.warnings { printError("sparc: warning: \(w.terminalSafe)") }
@@ -58,8 +59,16 @@ struct Restore: ParsableCommand {
             if !c.killed.isEmpty { print("killed excluded processes: \(c.killed.map(String.init).joined(separator: " "))") }
             if !c.evicted.isEmpty { print("evicted page cache of: \(c.evicted.joined(separator: ", ").terminalSafe)") }
             if !c.removed.isEmpty { print("removed memory-only files: \(c.removed.joined(separator: ", ").terminalSafe)") }
+            if let mapped = c.stillMapped, !mapped.isEmpty {
+                let names = mapped.keys.sorted().map { Path.base(of: $0) }
+                let shown = names.prefix(4).joined(separator: ", ") + (names.count > 4 ? ", …" : "")
+                print(
+                    "kept in the page cache: \(mapped.values.reduce(0, +)) page(s) of \(mapped.count) file(s) that running processes map, saved as they were (\(shown.terminalSafe))"
+                )
+            }
         }
         var notes: [String] = []
+        if let step = report.clockStep { notes.append("guest clock set to the host's, " + VMManager.describeStep(step)) }
         if report.rollback { notes.append("rollback, logged") }
         if report.clone { notes.append("a copy with its own identity") }
         if !report.sealed { notes.append("foreign bundle") }

@@ -25,8 +25,16 @@ struct VM: ParsableCommand {
                 sparc's state directory). Every checkpoint still holds the disk as it was at that \
                 moment, and a restore takes the disk back to it. --ephemeral writes to an overlay \
                 that 'sparc vm stop' discards instead (the busybox guest's data disk always does).
+                Boot: the Debian guest's disk boots itself (GRUB, then the kernel and initrd inside \
+                the guest), so neither the VM nor its bundles depend on a kernel file of the host's; \
+                --boot disk does the same for a disk of your own, --boot kernel (or --kernel) has \
+                QEMU load the kernel (sparc keeps a copy of it by digest for restores).
+                Network: none by default. --net user gives the guest QEMU's own NAT (it reaches out; \
+                the host reaches in through forwarded ports: --net user,hostfwd=tcp::2222-:22 makes \
+                'ssh -p 2222 root@localhost' reach the guest's sshd); --net tap,ifname=TAP attaches \
+                to a tap interface you made and bridged ('ip tuntap add TAP mode tap').
                 Examples:
-                  sparc vm start --guest debian --memory 1024
+                  sparc vm start --guest debian --memory 1024 --net user,hostfwd=tcp::2222-:22
                   sparc vm start --name web --disk /var/lib/images/web.qcow2 --kernel vmlinuz --initrd initrd.img \\
                       --append 'console=ttyS0 root=/dev/vda rw'
                 """)
@@ -36,6 +44,9 @@ struct VM: ParsableCommand {
         @Option(help: "busybox or debian: the built guest to boot (without --kernel).") var guest: GuestKind = .busybox
         @Option(help: "Disk image (qcow2 or raw) the VM runs on and writes to.") var disk: String?
         @Flag(help: "Discard the disk's writes at stop (an overlay on the image).") var ephemeral = false
+        @Option(help: "Network card: user[,hostfwd=tcp::HOSTPORT-:GUESTPORT]... or tap,ifname=TAP.") var net: String?
+        @Option(help: "kernel or disk: QEMU loads the kernel, or the disk's bootloader boots (debian's default).")
+        var boot: BootSource?
         @Option(help: "Kernel to boot instead of the default guest's.") var kernel: String?
         @Option(help: "Initramfs for --kernel.") var initrd: String?
         @Option(help: "Kernel command line for --kernel.") var append: String?
@@ -61,6 +72,8 @@ struct VM: ParsableCommand {
             o.initrd = initrd
             o.append = append
             o.agentTimeout = agentTimeout
+            o.network = net
+            o.boot = boot
             switch accel {
             case "auto": o.accel = nil
             case "tcg": o.accel = .tcg
@@ -78,12 +91,29 @@ struct VM: ParsableCommand {
 
     struct Stop: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Stop a VM (the guest's file systems are synced first) and remove its runtime files.")
+            abstract: "Shut a VM down cleanly and remove its runtime files.",
+            discussion: """
+                The guest shuts down as on a power-off (its agent runs 'systemctl poweroff', or \
+                'poweroff' without systemd; without an agent QEMU presses the ACPI power button), \
+                so services stop and file systems unmount clean. A guest that has not powered off \
+                after --timeout seconds is stopped the hard way, as with --force: its caches are \
+                synced and QEMU quits.
+                """)
         @Option(help: "Name of the VM.") var name: String = "default"
+        @Flag(help: "Quit QEMU at once (after a sync) instead of shutting the guest down.") var force = false
+        @Option(parsing: .unconditional, help: "Seconds to wait for the guest to power off.") var timeout: Double = 90
+        func validate() throws {
+            guard timeout > 0 else { throw ValidationError("--timeout must be more than 0 seconds") }
+        }
         func run() throws {
-            try VMManager().stop(name: name, progress: progressPrinter())
+            let report = try VMManager().stop(name: name, force: force, timeout: timeout, progress: progressPrinter())
             endProgress()
-            print("VM '\(name)' stopped")
+            if let note = report.note, report.how == .quit, !force { printError("sparc: warning: \(note)") }
+            switch report.how {
+            case .shutDown: print(String(format: "VM '%@' shut down in %.1f s", name, report.seconds))
+            case .quit: print("VM '\(name)' stopped (QEMU quit)")
+            case .alreadyExited: print("VM '\(name)' had already exited; its files are removed")
+            }
         }
     }
 
@@ -129,3 +159,4 @@ struct VM: ParsableCommand {
 }
 
 extension GuestKind: ExpressibleByArgument {}
+extension BootSource: ExpressibleByArgument {}
