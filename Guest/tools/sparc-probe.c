@@ -9,6 +9,7 @@
  *   sparc-probe send-tcp PORT
  *   sparc-probe hold MIB          allocate MIB MiB, fill it from /dev/urandom, sleep
  *   sparc-probe threads N         start N threads that sleep, and sleep
+ *   sparc-probe named NAME        take NAME as its process name (prctl PR_SET_NAME), sleep
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -18,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -131,8 +133,20 @@ static int threads(int n)
 		pause();
 }
 
+static int named(const char *name)
+{
+	if (prctl(PR_SET_NAME, name, 0, 0, 0) != 0) {
+		perror("prctl");
+		return 1;
+	}
+	for (;;)
+		pause();
+}
+
 int main(int argc, char **argv)
 {
+	if (argc == 3 && !strcmp(argv[1], "named"))
+		return named(argv[2]);
 	if (argc == 3 && !strcmp(argv[1], "recv-unix"))
 		return receive("unix", argv[2]);
 	if (argc == 3 && !strcmp(argv[1], "send-unix"))
@@ -145,6 +159,6 @@ int main(int argc, char **argv)
 		return threads(atoi(argv[2]));
 	if (argc == 3 && !strcmp(argv[1], "hold"))
 		return hold(atol(argv[2]));
-	fprintf(stderr, "usage: sparc-probe recv-unix|send-unix PATH | recv-tcp|send-tcp PORT | hold MIB | threads N\n");
+	fprintf(stderr, "usage: sparc-probe recv-unix|send-unix PATH | recv-tcp|send-tcp PORT | hold MIB | threads N | named NAME\n");
 	return 2;
 }

@@ -52,7 +52,7 @@ public final class AgentClient {
     /// Sends one request and waits for its answer, up to `timeout` (or the client's default).
     public func call(
         _ op: AgentOperation, exec: ExecRequest? = nil, collect: ExclusionRequest? = nil, cleanup: CleanupRequest? = nil,
-        entropy: Data? = nil, clock: ClockSetting? = nil, timeout: TimeInterval? = nil
+        entropy: Data? = nil, clock: ClockSetting? = nil, lease: Double? = nil, timeout: TimeInterval? = nil
     ) throws
         -> AgentResponse
     {
@@ -60,7 +60,8 @@ public final class AgentClient {
         let deadline = Date().addingTimeInterval(limit)
         let s = try connected()
         nextId &+= 1
-        let request = AgentRequest(id: nextId, op: op, exec: exec, collect: collect, cleanup: cleanup, entropy: entropy, clock: clock)
+        var request = AgentRequest(id: nextId, op: op, exec: exec, collect: collect, cleanup: cleanup, entropy: entropy, clock: clock)
+        request.leaseSeconds = lease
         do {
             try s.write(AgentFraming.encode(request), deadline: deadline)
             while true {
@@ -114,8 +115,10 @@ public final class AgentClient {
         return r
     }
 
-    public func freeze() throws -> FreezeResult {
-        guard let r = try call(.freeze).freeze else { throw SparcError("guest agent sent no freeze result") }
+    /// Freezes the guest's processes; they thaw by themselves after `lease` seconds without
+    /// word from this checkpoint (the agent's default when nil).
+    public func freeze(lease: Double? = nil) throws -> FreezeResult {
+        guard let r = try call(.freeze, lease: lease).freeze else { throw SparcError("guest agent sent no freeze result") }
         return r
     }
 
@@ -125,8 +128,8 @@ public final class AgentClient {
     }
 
     /// Resolves an exclusion and collects its physical ranges (the guest must be frozen).
-    public func collect(_ request: ExclusionRequest, timeout: TimeInterval? = nil) throws -> ExclusionPlan {
-        guard let r = try call(.collect, collect: request, timeout: timeout ?? max(self.timeout, 120)).plan else {
+    public func collect(_ request: ExclusionRequest, lease: Double? = nil, timeout: TimeInterval? = nil) throws -> ExclusionPlan {
+        guard let r = try call(.collect, collect: request, lease: lease, timeout: timeout ?? max(self.timeout, 120)).plan else {
             throw SparcError("guest agent sent no exclusion plan")
         }
         return r

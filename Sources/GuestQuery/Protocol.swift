@@ -50,6 +50,9 @@ public struct AgentRequest: Codable, Equatable, Sendable {
     public var entropy: Data?
     /// The host's time for `setClock`.
     public var clock: ClockSetting?
+    /// For `freeze` and `collect`: how long the freeze may last without word from the
+    /// checkpoint (nil: the agent's default).
+    public var leaseSeconds: Double?
 
     public init(
         id: UInt64, op: AgentOperation, exec: ExecRequest? = nil, collect: ExclusionRequest? = nil,

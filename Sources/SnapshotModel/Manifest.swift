@@ -156,16 +156,24 @@ public struct Manifest: Codable, Equatable, Sendable {
         public var pid: Int32
         /// Field 22 of /proc/PID/stat: tells this process from a later one with the same pid.
         public var startTime: UInt64
-        /// The command name (never the arguments, which live in the excluded memory).
-        public var command: String
+        /// The command name in clear: written by bundles before names were hidden; nil now.
+        public var command: String?
+        /// HMAC-SHA256 of the command name under a key of the host that made the bundle: a
+        /// process may have named itself with the secret (`prctl(PR_SET_NAME)`), so the name
+        /// is never written in clear; that host can still test a guess.
+        public var commandHash: String?
         /// "pid 12", "name bash", "on pts/0", "child of 12", "holds the master of pts/0".
         public var reason: String
-        public init(pid: Int32, startTime: UInt64, command: String, reason: String) {
+        public init(pid: Int32, startTime: UInt64, command: String? = nil, commandHash: String? = nil, reason: String) {
             self.pid = pid
             self.startTime = startTime
             self.command = command
+            self.commandHash = commandHash
             self.reason = reason
         }
+
+        /// How a screen shows it: the old clear name, or that the name is hidden.
+        public var displayName: String { command ?? "(name hidden)" }
     }
 
     /// What the operator asked to leave out and what that came to. Empty when nothing was excluded.

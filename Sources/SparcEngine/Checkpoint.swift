@@ -21,6 +21,8 @@ public struct CheckpointReport: Codable, Sendable {
     public var stopped: Bool
     /// What was left out, as recorded in the manifest (empty without exclusion).
     public var exclusion: Manifest.Exclusion
+    /// The excluded processes' names as the live guest gave them (never written to the bundle).
+    public var liveNames: [Int32: String] = [:]
 }
 
 
@@ -71,7 +73,7 @@ extension VMManager {
         let excluding = exclusion.map { !$0.isEmpty } ?? false
         if !excluding {
             progress?("freezing guest processes")
-            _ = try agent.freeze()
+            _ = try agent.freeze(lease: Self.freezeLease)
         }
         // From here on a failure thaws (collect freezes the guest itself).
         var thawOnFailure = true
@@ -95,7 +97,7 @@ extension VMManager {
         var excludedFileRanges: [Range<Int64>] = []
         if let exclusion, excluding {
             progress?("freezing guest processes, collecting what to leave out")
-            let collected = try agent.collect(exclusion)
+            let collected = try agent.collect(exclusion, lease: Self.freezeLease)
             if let trace = ProcessInfo.processInfo.environment["SPARC_TRACE"], !trace.isEmpty {
                 printError("collect phases (ms): \(collected.phases.sorted { $0.key < $1.key }.map { "\($0.key)=\(Int($0.value))" }.joined(separator: " "))")
             }
@@ -107,11 +109,16 @@ extension VMManager {
         try checkCancelled()
         // Who owns each page, for attributing search hits later; taken while frozen.
         progress?("recording page owners")
-        let owners = try agent.owners()
+        var owners = try agent.owners()
+        // Excluded processes stay out of the owner map: their pages are zeroed, and their names
+        // and mapped paths can be the secret (a page they share is listed under its other owners).
+        let excludedPids = Set(plan?.processes.map(\.pid) ?? [])
+        owners.processes.removeAll { excludedPids.contains($0.pid) }
         let ownersEncoder = JSONEncoder()
         ownersEncoder.outputFormatting = [.sortedKeys]
         try ownersEncoder.encode(owners).write(to: URL(fileURLWithPath: writer.file(Manifest.ownersFile)))
 
+        FaultPoint.reached("checkpoint-after-collect")
         try qmp.execute("stop")
         paused = true
         pausedAt = Date()
@@ -181,7 +188,8 @@ extension VMManager {
             qemu: .init(version: state.qemuVersion, argv: state.argv),
             guest: .init(kernel: hello.kernel, bootId: hello.bootId, agentVersion: hello.agentVersion),
             memory: .init(bytes: stats.bytes, dataBytes: stats.dataBytes, zeroBytes: stats.zeroBytes, excludedBytes: stats.excludedBytes),
-            exclusion: Self.exclusionRecord(exclusion, plan: plan, excludedBytes: stats.excludedBytes),
+            exclusion: Self.exclusionRecord(
+                exclusion, plan: plan, excludedBytes: stats.excludedBytes, nameKey: try HostKey(directory: stateDirectory).nameKey(create: true)),
             files: entries)
         progress?("writing manifest")
         let sealed = try writer.commit(manifest, sealKey: HostKey(directory: stateDirectory).sealKey(create: true))
@@ -203,16 +211,25 @@ extension VMManager {
             bundle: writer.path, memoryBytes: stats.bytes, memoryDataBytes: stats.dataBytes,
             devicesBytes: entries.first { $0.name == Manifest.devicesFile }?.size ?? 0,
             diskBytes: entries.first { $0.name == Manifest.diskFile }?.size, downtime: downtime,
-            total: Date().timeIntervalSince(began), stopped: stopAfter, exclusion: manifest.exclusion)
+            total: Date().timeIntervalSince(began), stopped: stopAfter, exclusion: manifest.exclusion,
+            liveNames: Dictionary(plan?.processes.map { ($0.pid, $0.command) } ?? [], uniquingKeysWith: { a, _ in a }))
     }
 
     /// The manifest's account of an exclusion: targets as the operator named them and what they came to.
-    static func exclusionRecord(_ request: ExclusionRequest?, plan: ExclusionPlan?, excludedBytes: Int64) -> Manifest.Exclusion {
+    /// How long the guest stays frozen if this checkpoint dies: `$SPARC_FREEZE_LEASE` seconds
+    /// (tests shorten it), else the agent's default.
+    static var freezeLease: Double? {
+        ProcessInfo.processInfo.environment["SPARC_FREEZE_LEASE"].flatMap(Double.init)
+    }
+
+    static func exclusionRecord(_ request: ExclusionRequest?, plan: ExclusionPlan?, excludedBytes: Int64, nameKey: Data) -> Manifest.Exclusion {
         guard let request, let plan else { return Manifest.Exclusion() }
         let targets = request.pids.map { "pid \($0)" } + request.names.map { "name \($0)" } + request.ttys.map { "tty \($0)" }
         return Manifest.Exclusion(
             targets: targets, scope: request.scope.rawValue, bytes: excludedBytes, bytesByKind: plan.bytes,
-            processes: plan.processes.map { .init(pid: $0.pid, startTime: $0.startTime, command: $0.command, reason: $0.reason) },
+            processes: plan.processes.map {
+                .init(pid: $0.pid, startTime: $0.startTime, commandHash: HMACSHA256.hex(key: nameKey, message: Data($0.command.utf8)), reason: $0.reason)
+            },
             ttys: plan.ttys, ranges: plan.ranges.count, keptSharedPages: plan.keptSharedPages,
             evictFiles: plan.evictFiles, removeFiles: plan.removeFiles, collectMilliseconds: plan.milliseconds,
             warnings: plan.warnings)

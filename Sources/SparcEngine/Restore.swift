@@ -126,6 +126,9 @@ extension VMManager {
         let diskTarget = try restoreDiskTarget(manifest, name: name, provenance: provenance, policy: policy)
 
         if isRunning {
+            // Nothing the running VM is given up for may fail afterwards in a way that can be seen now:
+            // every file's digest, and that the state directory takes writes.
+            try checkBeforeReplacing(reader, progress: progress)
             progress?("stopping the running \(name)")
             // The running guest's state is being replaced: no clean shutdown that writes to a disk about to roll back.
             try stop(name: name, force: true)
@@ -208,6 +211,9 @@ extension VMManager {
         progress?("resuming")
         try qmp.execute("cont")
         launched = true
+        // From here the guest carries its own cleanup plan: should this restore die, its agent
+        // ends the excluded processes when the freeze lease runs out, before it thaws.
+        FaultPoint.reached("restore-after-resume")
 
         // The guest was frozen when it was saved; the agent (not frozen) thaws it.
         progress?("thawing guest processes")
@@ -221,7 +227,7 @@ extension VMManager {
             if !excluded.isEmpty {
                 // The excluded processes' memory is gone from this image: end them before anything runs.
                 progress?(killExcluded ? "ending excluded processes" : "evicting excluded page cache")
-                let kill = excluded.processes.map { ExcludedProcess(pid: $0.pid, command: $0.command, reason: $0.reason, startTime: $0.startTime) }
+                let kill = excluded.processes.map { ExcludedProcess(pid: $0.pid, command: "", reason: $0.reason, startTime: $0.startTime) }
                 cleanup = try agent.cleanup(
                     CleanupRequest(kill: killExcluded ? kill : [], evictFiles: excluded.evictFiles, removeFiles: excluded.removeFiles))
                 // Under --no-kill the pages still mapped are (some of them) the excluded processes' zeroed ones.
@@ -264,6 +270,24 @@ extension VMManager {
             name: name, bundle: reader.path, pid: pid, replaced: isRunning, total: Date().timeIntervalSince(began),
             warnings: warnings + (cleanup?.warnings ?? []), cleanup: cleanup, epoch: epoch, rollback: provenance.rollback,
             clone: provenance.clone, sealed: provenance.sealed, clockStep: clock?.stepSeconds)
+    }
+
+    /// What restore --replace checks before it stops the running VM: every member against its
+    /// digest (the same checks run again while the files are copied) and a writable state directory.
+    func checkBeforeReplacing(_ reader: BundleReader, progress: Progress?) throws {
+        progress?("verifying \(Path.base(of: reader.path)) before replacing the running VM")
+        let problems = reader.verify(progress: { file, done, total in progress?("verifying \(file) \(done * 100 / max(total, 1))%") })
+        if let first = problems.first {
+            throw SparcError("bundle \(reader.path) is damaged (\(first.description)); the running VM was not touched", kind: .negative)
+        }
+        let probe = stateDirectory + "/.write-check-\(getpid())"
+        let fd = open(probe, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            throw SparcError(
+                "state directory \(stateDirectory) does not take writes (\(String(cString: strerror(errno)))), so the restore could not be recorded; the running VM was not touched")
+        }
+        close(fd)
+        unlink(probe)
     }
 
     /// "forward 17.3 s" / "back 2.0 s": how a clock step reads in the history.

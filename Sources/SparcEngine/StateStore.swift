@@ -47,6 +47,11 @@ public struct HostKey {
         return bytes
     }
 
+    /// The key that hides excluded processes' names in bundles: only this host can test a guess.
+    public func nameKey(create: Bool) throws -> Data {
+        Data(HMACSHA256.hex(key: try load(create: create), message: Data("sparc excluded name key v1".utf8)).utf8)
+    }
+
     /// The key of bundle seals: derived, so a seal never reveals anything about the history key.
     public func sealKey(create: Bool) throws -> Data {
         Data(HMACSHA256.hex(key: try load(create: create), message: Data("sparc bundle seal key v1".utf8)).utf8)

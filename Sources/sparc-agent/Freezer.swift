@@ -21,11 +21,13 @@ import SparcSupport
 /// a cgroup on that path cannot be frozen without freezing the agent: the freeze refuses.
 final class Freezer {
     let root = "/sys/fs/cgroup"
-    /// A freeze ends by itself when the host goes quiet for this long (a crashed or killed
-    /// `sparc checkpoint` must not leave the guest frozen). Every request renews it.
-    static let lease: Double = 120
+    /// A freeze ends by itself when the checkpoint that froze it goes quiet for this long (a
+    /// crashed or killed `sparc checkpoint` must not leave the guest frozen). Only the
+    /// checkpoint's and restore's own requests renew it, never a `ps` or a TUI refresh.
+    static let defaultLease: Double = 120
     private let lock = Lock()
     private var leaseEnd: Double?
+    private var leaseLength = Freezer.defaultLease
     /// The cgroups frozen now (relative to the root), in the order they were frozen.
     private var frozenGroups: [String] = []
     /// The agent's own cgroup (relative), split into `agent` and `exec`.
@@ -41,20 +43,45 @@ final class Freezer {
         return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
     }
 
-    /// Pushes the lease end out; called for every request the host sends.
-    func renewLease() {
-        lock.withLock { if leaseEnd != nil { leaseEnd = Self.monotonic() + Self.lease } }
+    /// Sets how long the next freeze lasts without word (bounded: 1 s to 1 h).
+    func setLease(_ seconds: Double?) {
+        lock.withLock { leaseLength = min(max(seconds ?? Self.defaultLease, 1), 3600) }
     }
 
-    /// Thaws the guest when a freeze's lease has run out.
+    /// Pushes the lease end out; called for the requests of a checkpoint or restore.
+    func renewLease() {
+        lock.withLock { if leaseEnd != nil { leaseEnd = Self.monotonic() + leaseLength } }
+    }
+
+    /// What a restore of the checkpoint being taken must do before the guest runs: set at
+    /// collection, so it is in the RAM the checkpoint copies; cleared by the host's `cleanup`
+    /// or `thaw`. With the VM-fork mark of that moment.
+    private var pendingCleanup: (request: CleanupRequest, forkMark: UInt64)?
+
+    func setPendingCleanup(_ request: CleanupRequest?) {
+        let mark = request == nil ? 0 : VMFork.latestSequence()
+        lock.withLock { pendingCleanup = request.map { ($0, mark) } }
+    }
+
+    /// Thaws the guest when a freeze's lease has run out. A restored guest (the kernel logged
+    /// a VM fork since the collection) whose host never came back first ends the excluded
+    /// processes it carries the plan for: they never run on their zeroed memory.
     func startWatchdog() {
         startThread { [self] in
             while true {
                 sleep(1)
                 let expired = lock.withLock { leaseEnd.map { Self.monotonic() > $0 } ?? false }
                 if expired {
+                    let pending = lock.withLock { () -> (request: CleanupRequest, forkMark: UInt64)? in
+                        defer { pendingCleanup = nil }
+                        return pendingCleanup
+                    }
+                    if let pending, VMFork.latestSequence() > pending.forkMark {
+                        let done = Cleanup.run(pending.request)
+                        printError("sparc-agent: restored without its host: ended excluded pids \(done.killed.map(String.init).joined(separator: " ")) before thawing")
+                    }
                     _ = try? set(frozen: false)
-                    printError("sparc-agent: no word from the host for \(Int(Self.lease)) s: guest thawed")
+                    printError("sparc-agent: no word from the checkpoint for \(Int(lock.withLock { leaseLength })) s: guest thawed")
                 }
             }
         }
@@ -200,9 +227,35 @@ final class Freezer {
         }
         let count = frozen ? processCount() : 0
         lock.withLock {
-            leaseEnd = frozen ? Self.monotonic() + Self.lease : nil
+            leaseEnd = frozen ? Self.monotonic() + leaseLength : nil
             if !frozen { frozenGroups = [] }
         }
         return FreezeResult(processes: count, milliseconds: Date().timeIntervalSince(start) * 1000)
+    }
+}
+
+/// The kernel's word that this guest was restored or cloned: a new VM generation id makes it
+/// log "crng reseeded due to virtual machine fork" (Linux 5.18+, vmgenid).
+enum VMFork {
+    static let message = "crng reseeded due to virtual machine fork"
+
+    /// The kernel log sequence number of the newest VM-fork message (0: none).
+    static func latestSequence() -> UInt64 {
+        let fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else { return 0 }
+        defer { close(fd) }
+        var latest: UInt64 = 0
+        var record = [UInt8](repeating: 0, count: 8192)
+        while true {
+            let n = read(fd, &record, record.count)
+            if n < 0 && errno == EPIPE { continue }  // records overwritten while reading
+            guard n > 0 else { break }
+            // "PRIO,SEQ,TIME,FLAGS;MESSAGE"
+            let text = String(decoding: record[0..<n], as: UTF8.self)
+            guard text.contains(message), let header = text.split(separator: ";", maxSplits: 1).first else { continue }
+            let fields = header.split(separator: ",")
+            if fields.count > 1, let seq = UInt64(fields[1]) { latest = max(latest, seq) }
+        }
+        return latest
     }
 }

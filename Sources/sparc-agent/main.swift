@@ -80,14 +80,21 @@ final class Agent {
             case .freeze:
                 return AgentResponse(id: request.id, freeze: try freezer.set(frozen: true))
             case .thaw:
+                // The host is in charge again (a checkpoint done, or a restore that cleaned up or chose --no-kill).
+                freezer.setPendingCleanup(nil)
                 return AgentResponse(id: request.id, freeze: try freezer.set(frozen: false))
             case .collect:
                 guard let params = request.collect else { throw AgentFailure(.invalidArgument, "collect needs parameters") }
                 // Collecting needs a frozen guest; freezing here saves the host a round trip.
                 if !freezer.isFrozen { _ = try freezer.set(frozen: true) }
-                return AgentResponse(id: request.id, plan: try ExclusionCollector(params).run(frozen: freezer.isFrozen))
+                let plan = try ExclusionCollector(params).run(frozen: freezer.isFrozen)
+                // Carried in the RAM the checkpoint copies: a restored guest can clean up even if its host never returns.
+                freezer.setPendingCleanup(
+                    CleanupRequest(kill: plan.processes, evictFiles: plan.evictFiles, removeFiles: plan.removeFiles))
+                return AgentResponse(id: request.id, plan: plan)
             case .cleanup:
                 guard let params = request.cleanup else { throw AgentFailure(.invalidArgument, "cleanup needs parameters") }
+                freezer.setPendingCleanup(nil)
                 return AgentResponse(id: request.id, cleanup: Cleanup.run(params))
             case .reseed:
                 guard let entropy = request.entropy, !entropy.isEmpty else { throw AgentFailure(.invalidArgument, "reseed needs entropy") }
@@ -145,7 +152,14 @@ final class Agent {
                 case .failure(let response):
                     send(response)
                 case .success(let request):
-                    freezer.renewLease()
+                    // Only the work of the checkpoint or restore that froze the guest keeps it frozen.
+                    switch request.op {
+                    case .freeze, .collect:
+                        freezer.setLease(request.leaseSeconds)
+                        freezer.renewLease()
+                    case .owners, .cleanup, .reseed, .setClock, .thaw: freezer.renewLease()
+                    case .hello, .processes, .ttys, .exec, .terminal, .poweroff: break
+                    }
                     // Requests run concurrently so a long exec does not hold up a freeze or ps.
                     startThread { [self] in
                         send(handle(request))

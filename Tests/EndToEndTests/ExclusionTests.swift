@@ -94,6 +94,33 @@ final class ExclusionTests: GuestTestCase {
         try guest("kill \(holder)")
     }
 
+    /// A process that named itself with the secret: the name is in every bundle's owner map
+    /// while it is not excluded; excluded, neither manifest.json nor owners.json holds it
+    /// (the manifest keeps a keyed hash), and checkpoint still shows the live name.
+    func testExcludedProcessNamesAreNotWrittenInClear() throws {
+        // A process name holds 15 characters at most.
+        let holder = try detach("S=$(tr -dc A-Za-z0-9 </dev/urandom | head -c 15); mkfifo /run/name; printf %s $S > /run/name; exec sparc-probe named $S")
+        let name = try readFifo("/run/name")
+        XCTAssertEqual(name.count, 15)
+        func inMetadata(_ bundle: String) throws -> [String] {
+            ["manifest.json", "owners.json"].filter { f in
+                (try? Data(contentsOf: URL(fileURLWithPath: bundle + "/" + f)))?.range(of: Data(name.utf8)) != nil
+            }
+        }
+        let plain = work + "/named.sparc"
+        try sparc.ok(["checkpoint", "--name", vm, "-o", plain])
+        XCTAssertEqual(try inMetadata(plain), ["owners.json"], "baseline: the owner map names every process")
+        let hidden = work + "/named-excluded.sparc"
+        let out = try sparc.ok(["checkpoint", "--name", vm, "-o", hidden, "--exclude-pid", String(holder)])
+        XCTAssertTrue(out.contains("pid \(holder) \(name)"), "the operator sees the live name: \(out)")
+        XCTAssertEqual(try inMetadata(hidden), [], "no clear name in the bundle's metadata")
+        let record = try XCTUnwrap(try BundleReader(path: hidden).manifest.exclusion.processes.first { $0.pid == holder })
+        XCTAssertNil(record.command)
+        XCTAssertEqual(record.commandHash?.count, 64)
+        try sparc.ok(["restore", hidden, "--name", vm, "--replace"])
+        XCTAssertFalse(try livePids().contains(holder))
+    }
+
     func testBadExclusionTargetsAreRefused() throws {
         let out = work + "/bad.sparc"
         try sparc.fails(["checkpoint", "--name", vm, "-o", out, "--exclude-pid", "99999"], message: "no process with pid 99999")

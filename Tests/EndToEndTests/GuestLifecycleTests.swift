@@ -252,6 +252,82 @@ final class GuestLifecycleTests: GuestTestCase {
         try assertHealthy()
     }
 
+    /// A checkpoint killed while the guest is frozen: the guest thaws when that checkpoint's
+    /// lease runs out, even while something else keeps asking the agent (a TUI refreshing).
+    func testKilledCheckpointThawsAfterItsLeaseDespiteOtherRequests() throws {
+        func frozen() throws -> Bool { try sparc.ok(["vm", "status", "--name", vm]).contains("(guest frozen)") }
+        let victim = try detach("while :; do sleep 1000; done")
+        let killed = try sparc.run(
+            ["checkpoint", "--name", vm, "-o", work + "/lease.sparc", "--exclude-pid", String(victim)],
+            environment: ["SPARC_FAULT": "checkpoint-after-collect", "SPARC_FREEZE_LEASE": "8"])
+        XCTAssertEqual(killed.status, 128 + SIGKILL, killed.stderr)
+        let began = Date()
+        XCTAssertTrue(try frozen(), "the killed checkpoint left the guest frozen")
+        var thawedAfter: Double?
+        while thawedAfter == nil && Date().timeIntervalSince(began) < 40 {
+            _ = try sparc.ok(["ps", "--name", vm])  // what the TUI asks every 2 s
+            if try !frozen() { thawedAfter = Date().timeIntervalSince(began) } else { sleep(2) }
+        }
+        let after = try XCTUnwrap(thawedAfter, "the guest stayed frozen while ps kept asking")
+        XCTAssertGreaterThanOrEqual(after, 4, "thawed by the lease, not at once")
+        try guest("kill \(victim)")
+        try assertHealthy()
+    }
+
+    /// restore --replace checks what it can before it touches the running VM: a memory image
+    /// with a hole punched in it (same size, other content) and a read-only state directory
+    /// are refused while the VM runs on untouched.
+    func testReplaceChecksEverythingBeforeTouchingTheRunningVM() throws {
+        let bundle = work + "/replace-good.sparc"
+        try sparc.ok(["checkpoint", "--name", vm, "-o", bundle])
+        let pid = try XCTUnwrap(Int32(try sparc.ok(["vm", "status", "--name", vm, "--json"]).split(separator: "\"pid\" : ")[1].prefix { $0.isNumber }))
+        try guest("echo marker > /run/replace-marker")
+
+        let holed = work + "/replace-holed.sparc"
+        XCTAssertEqual(try Subprocess.run(["cp", "-a", "--sparse=always", bundle, holed]).status, 0)
+        let size = try XCTUnwrap(try FileManager.default.attributesOfItem(atPath: holed + "/memory.img")[.size] as? Int)
+        // A hole where there was data: the size stays, the content differs.
+        let data = try XCTUnwrap(try Subprocess.run(["sh", "-c", "filefrag -e \(holed)/memory.img | awk '/^ *[0-9]+:/ {print $2; exit}'"]).stdoutText.trimmed.split(separator: ".").first.flatMap { Int($0) })
+        XCTAssertEqual(try Subprocess.run(["fallocate", "--punch-hole", "--offset", String(data * 4096), "--length", "1048576", holed + "/memory.img"]).status, 0)
+        XCTAssertEqual(try FileManager.default.attributesOfItem(atPath: holed + "/memory.img")[.size] as? Int, size)
+        try sparc.fails(["restore", holed, "--name", vm, "--replace"], status: 1, message: "the running VM was not touched")
+
+        // A read-only state directory (a read-only bind mount: root ignores permission bits).
+        let state = runtime + "-state"
+        XCTAssertEqual(try Subprocess.run(["mount", "--bind", state, state]).status, 0)
+        defer { _ = try? Subprocess.run(["umount", state]) }
+        XCTAssertEqual(try Subprocess.run(["mount", "-o", "remount,bind,ro", state]).status, 0)
+        try sparc.fails(["restore", bundle, "--name", vm, "--replace"], message: "the running VM was not touched")
+        _ = try Subprocess.run(["umount", state])
+
+        XCTAssertTrue(try sparc.ok(["vm", "status", "--name", vm, "--json"]).contains("\"pid\" : \(pid)"), "the same QEMU runs on")
+        XCTAssertEqual(try guest("cat /run/replace-marker"), "marker", "the running guest was not replaced")
+        try assertHealthy()
+    }
+
+    /// A restore killed once the guest runs again: the restored guest carries its own cleanup
+    /// plan, so when the freeze lease runs out its agent ends the excluded process first and
+    /// only then thaws; nothing runs on zeroed memory.
+    func testRestoreKilledMidwayStillEndsTheExcludedProcesses() throws {
+        let victim = try detach("while :; do sleep 1; done")
+        let bundle = work + "/midway.sparc"
+        let saved = try sparc.run(["checkpoint", "--name", vm, "-o", bundle, "--exclude-pid", String(victim)], environment: ["SPARC_FREEZE_LEASE": "8"])
+        XCTAssertEqual(saved.status, 0, saved.stderr)
+        XCTAssertTrue(try livePids().contains(victim), "the live guest's process runs on after the checkpoint")
+        let killed = try sparc.run(["restore", bundle, "--name", vm, "--replace"], environment: ["SPARC_FAULT": "restore-after-resume"])
+        XCTAssertEqual(killed.status, 128 + SIGKILL, killed.stderr)
+        let began = Date()
+        var thawed = false
+        while !thawed && Date().timeIntervalSince(began) < 40 {
+            thawed = !(try sparc.ok(["vm", "status", "--name", vm]).contains("(guest frozen)"))
+            if !thawed { sleep(1) }
+        }
+        XCTAssertTrue(thawed, "the lease thawed the restored guest")
+        XCTAssertFalse(try livePids().contains(victim), "the excluded process was ended before the thaw")
+        try assertNoKernelComplaint()
+        try assertHealthy()
+    }
+
     func testUnknownNames() throws {
         try sparc.fails(["ps", "--name", "nosuch"], message: "no VM named 'nosuch' is running")
         try sparc.fails(["checkpoint", "--name", "nosuch", "-o", work + "/n.sparc"], message: "no VM named 'nosuch'")

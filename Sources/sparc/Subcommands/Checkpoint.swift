@@ -57,7 +57,8 @@ struct Checkpoint: ParsableCommand {
         let ex = report.exclusion
         if !ex.isEmpty {
             print("  excluded (scope \(ex.scope ?? "all")): \(formatBytes(ex.bytes)) in \(ex.ranges) ranges, collected in \(String(format: "%.0f", ex.collectMilliseconds)) ms")
-            for p in ex.processes { print("    pid \(p.pid) \(p.command.terminalSafe)  [\(p.reason.terminalSafe)]") }
+            // Names from the live guest, for the operator's eyes; the bundle holds only a keyed hash of each.
+            for p in ex.processes { print("    pid \(p.pid) \((report.liveNames[p.pid] ?? p.displayName).terminalSafe)  [\(p.reason.terminalSafe)]") }
             let kinds = ExcludedKind.allCases.compactMap { k -> String? in
                 guard let b = ex.bytesByKind[k.rawValue], b > 0 else { return nil }
                 return "\(k.rawValue) \(formatBytes(Int64(b)))"
