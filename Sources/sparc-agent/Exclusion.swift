@@ -103,11 +103,50 @@ final class ExclusionCollector {
                 for holder in holders?[index] ?? [] { add(holder, "holds the master of \(tty)") }
             }
         }
-        // Processes bring their descendants.
+        // Processes bring along what they started: their children, the members of a session or
+        // process group they lead (a `(cmd &)` orphan, reparented to init, stays in both), and
+        // orphans in their own cgroup started after them (a daemon that double-forked and left
+        // its session stays in its cgroup). Repeated until nothing more joins.
+        var bySession: [Int32: [Int32]] = [:]
+        var byGroup: [Int32: [Int32]] = [:]
+        var byCgroup: [String: [Int32]] = [:]
+        var cgroupOf: [Int32: String] = [:]
+        for p in all where !isKernel(p) {
+            bySession[p.session, default: []].append(p.pid)
+            byGroup[p.pgrp, default: []].append(p.pid)
+        }
+        // The agent's own subtree (its split into agent/ and exec/) holds what the host runs: never a unit of the guest's.
+        let agentBase = Path.directory(of: Self.cgroup(of: agentPid))
+        func cgroupPeers(_ pid: Int32) -> [Int32] {
+            if cgroupOf.isEmpty {
+                for p in all where !isKernel(p) {
+                    let g = Self.cgroup(of: p.pid)
+                    cgroupOf[p.pid] = g
+                    byCgroup[g, default: []].append(p.pid)
+                }
+            }
+            // Not the root or a slice (shared by many units), not the agent's own, not init's.
+            guard let g = cgroupOf[pid], g != "/", !g.hasSuffix(".slice"), !(g + "/").hasPrefix(agentBase + "/"),
+                !agentBase.hasPrefix(g), g != cgroupOf[1]
+            else { return [] }
+            let since = byPid[pid]?.startTime ?? 0
+            return (byCgroup[g] ?? []).filter { peer in
+                guard let s = byPid[peer] else { return false }
+                return s.ppid == 1 && s.startTime >= since
+            }
+        }
         var i = 0
         while i < order.count {
             let parent = order[i]
+            let p = byPid[parent]
             for child in children[parent] ?? [] where byPid[child].map(isKernel) == false { add(child, "child of \(parent)") }
+            if p?.session == parent {
+                for member in bySession[parent] ?? [] { add(member, "in the session of \(parent)") }
+            }
+            if p?.pgrp == parent {
+                for member in byGroup[parent] ?? [] { add(member, "in the process group of \(parent)") }
+            }
+            for orphan in cgroupPeers(parent) { add(orphan, "left behind in the cgroup of \(parent)") }
             i += 1
         }
         if reasons[1] != nil {
@@ -125,6 +164,14 @@ final class ExclusionCollector {
             return ExcludedProcess(pid: pid, command: p.comm, reason: reasons[pid]!, startTime: start)
         }
         return Resolved(processes: processes, ttys: ttys)
+    }
+
+    /// The cgroup v2 path of a process ("/system.slice/ssh.service"), or "" when unreadable.
+    static func cgroup(of pid: Int32) -> String {
+        for line in (GuestSystem.readText("/proc/\(pid)/cgroup") ?? "").split(separator: "\n") where line.hasPrefix("0::") {
+            return String(line.dropFirst(3))
+        }
+        return ""
     }
 
     // MARK: - Page tables

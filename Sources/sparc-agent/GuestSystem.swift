@@ -19,6 +19,8 @@ enum GuestSystem {
         var comm: String
         var state: String
         var ppid: Int32
+        var pgrp: Int32 = 0
+        var session: Int32 = 0
         var ttyNr: Int
         var flags: UInt64
         var rssPages: Int64
@@ -101,7 +103,8 @@ enum GuestSystem {
         }
         return Stat(
             pid: Int32(pid), comm: String(decoding: b[(open + 1)..<close], as: UTF8.self),
-            state: String(decoding: b[fields[0]], as: UTF8.self), ppid: Int32(num(fields[1])), ttyNr: Int(num(fields[4])),
+            state: String(decoding: b[fields[0]], as: UTF8.self), ppid: Int32(num(fields[1])), pgrp: Int32(num(fields[2])),
+            session: Int32(num(fields[3])), ttyNr: Int(num(fields[4])),
             flags: UInt64(num(fields[6])), rssPages: rss, startTime: UInt64(num(fields[19])))
     }
 

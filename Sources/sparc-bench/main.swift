@@ -249,6 +249,15 @@ do {
     print("| plain copy of the RAM file | \(fmt(c)) | \(mib(Int64(memoryMiB) << 20)) | \(fmt(c / q))× | \(fmt(Double(Int64(memoryMiB) << 20) / Double(qemuSize)))× |")
     print("| sparc restore (verify + load + resume) | \(fmt(median(ourRestore))) | | \(fmt(median(ourRestore) / median(qemuRestore)))× | |")
     print("| QEMU restore (-incoming) | \(fmt(median(qemuRestore))) | | 1.00× | |")
+    // The last exclusion round left one of the two bundles; both hold the same disk state.
+    let lastBundle = FileSystem.exists(bundle + "/disk.qcow2") ? bundle : bundleX
+    let diskState = FileSystem.exists(lastBundle + "/disk.qcow2") ? du(lastBundle + "/disk.qcow2") : 0
+    if diskState > 0 {
+        print("")
+        print(
+            "sparc's bundle also holds the VM's disk state (disk.qcow2, \(mib(diskState))), which a restore copies back; QEMU's save file holds RAM and devices only. Without the disk the bundle is \(mib(ourSize - diskState)) (\(fmt(Double(ourSize - diskState) / Double(qemuSize)))× QEMU's)."
+        )
+    }
     print("")
     print("Exclusion (\(holdMiB) MiB process left out with --scope all; \(mib(excludedBytes)) excluded), same VM, alternating:")
     print("")

@@ -360,4 +360,32 @@ final class DebianTests: GuestTestCase {
         XCTAssertEqual(try systemState(), stateBefore)
         try assertNoKernelComplaint()
     }
+
+    /// A service's daemon that double-forked and left its session (reparented to init, a
+    /// session of its own) keeps the secret; it stays in the service's cgroup, so excluding the
+    /// service's main process takes it along, and restore ends it.
+    func testDoubleForkedDaemonInTheCgroupIsExcluded() throws {
+        try systemState()
+        try guest(
+            "rm -f /run/daemon; mkfifo /run/daemon; systemd-run --quiet --unit=sparc-daemon bash -c '(setsid bash -c \"S=\\$(tr -dc A-Za-z0-9 </dev/urandom | head -c 32); printf %s \\\"\\$S\\\" > /run/daemon; exec 3<>/run/daemon-wait; while :; do read -t 1000 -u 3; done\" &); exec 3<>/run/daemon-main; while :; do read -t 1000 -u 3; done'"
+        )
+        let secret = try readFifo("/run/daemon")
+        XCTAssertEqual(secret.count, 32)
+        let main = try XCTUnwrap(Int32(try guest("systemctl show -p MainPID --value sparc-daemon")))
+        let daemon = try XCTUnwrap(Int32(try guest("for p in $(cat /sys/fs/cgroup/system.slice/sparc-daemon.service/cgroup.procs); do [ $p != \(main) ] && echo $p; done | head -n 1")))
+        XCTAssertEqual(try guest("awk '{print $4}' /proc/\(daemon)/stat"), "1", "the daemon was reparented to init")
+        let baseline = work + "/daemon-base.sparc"
+        try sparc.ok(["checkpoint", "--name", vm, "-o", baseline])
+        XCTAssertEqual(try sparc.run(["search", secret, baseline]).status, 0, "baseline holds the daemon's secret")
+        let bundle = work + "/daemon.sparc"
+        let out = try sparc.ok(["checkpoint", "--name", vm, "-o", bundle, "--exclude-pid", String(main)])
+        XCTAssertTrue(out.contains("pid \(daemon) ") && out.contains("left behind in the cgroup of \(main)"), out)
+        let hits = try sparc.run(["search", secret, bundle])
+        XCTAssertTrue(hits.stdout.split(separator: "\n").allSatisfy { !$0.contains("memory.img") && !$0.contains("devices.vmstate") }, hits.stdout)
+        try sparc.ok(["restore", bundle, "--name", vm, "--replace"])
+        let alive = try livePids()
+        XCTAssertFalse(alive.contains(daemon) || alive.contains(main), "the service and its daemon were ended")
+        try guest("systemctl reset-failed sparc-daemon 2>/dev/null; rm -f /run/daemon /run/daemon-wait /run/daemon-main; true")
+        try assertNoKernelComplaint()
+    }
 }

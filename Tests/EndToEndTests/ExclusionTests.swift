@@ -121,6 +121,33 @@ final class ExclusionTests: GuestTestCase {
         XCTAssertFalse(try livePids().contains(holder))
     }
 
+    /// A `(cmd &)` orphan keeps a copy of the secret: reparented to init, it is no child of
+    /// the excluded process any more, but it stays in its session, so it is excluded with it.
+    func testOrphanInTheSessionIsExcludedToo() throws {
+        // The inner shell reports its pid and holds the secret; the subshell that started it exits at once.
+        let leader = try detach(
+            "mkfifo /run/orphan; S=\(Self.generate); (sh -c \"X=$S; printf '%s %s' \\$\\$ \\\"\\$X\\\" > /run/orphan; while :; do sleep 1000; done\" &); while :; do sleep 1000; done")
+        let reported = try readFifo("/run/orphan").split(separator: " ")
+        let orphan = try XCTUnwrap(Int32(reported.first ?? ""))
+        let secret = String(reported.last ?? "")
+        XCTAssertEqual(secret.count, 32)
+        XCTAssertNotEqual(orphan, leader)
+        XCTAssertEqual(try guest("awk '{print $4}' /proc/\(orphan)/stat"), "1", "the orphan was reparented to init")
+        let baseline = work + "/orphan-base.sparc"
+        try sparc.ok(["checkpoint", "--name", vm, "-o", baseline])
+        XCTAssertEqual(try sparc.run(["search", secret, baseline]).status, 0, "baseline holds the orphan's secret")
+        let bundle = work + "/orphan.sparc"
+        let out = try sparc.ok(["checkpoint", "--name", vm, "-o", bundle, "--exclude-pid", String(leader)])
+        XCTAssertTrue(out.contains("[in the session of \(leader)]"), out)
+        let none = try sparc.run(["search", secret, bundle])
+        XCTAssertEqual(none.status, 1, none.stdout)
+        try sparc.ok(["restore", bundle, "--name", vm, "--replace"])
+        let alive = try livePids()
+        XCTAssertFalse(alive.contains(orphan), "the orphan was ended at restore")
+        XCTAssertFalse(alive.contains(leader))
+        try assertNoKernelComplaint()
+    }
+
     func testBadExclusionTargetsAreRefused() throws {
         let out = work + "/bad.sparc"
         try sparc.fails(["checkpoint", "--name", vm, "-o", out, "--exclude-pid", "99999"], message: "no process with pid 99999")
