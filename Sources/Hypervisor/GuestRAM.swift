@@ -46,6 +46,21 @@ public enum GuestRAM {
         return file
     }
 
+    /// Opens a RAM file for QEMU to inherit, after checking it is what sparc made: a regular
+    /// file (not a link), owned by this user, private (no group or other bits), with one name.
+    public static func openChecked(_ path: String) throws -> Int32 {
+        let fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { throw SparcError.posix("cannot open guest RAM file", path) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_uid == geteuid(), st.st_mode & 0o077 == 0,
+            st.st_nlink == 1
+        else {
+            close(fd)
+            throw SparcError("guest RAM file \(path) is not the private file sparc created: refusing to use it")
+        }
+        return fd
+    }
+
     /// Removes a RAM file and its directory (missing ones are fine).
     public static func remove(_ path: String?) {
         guard let path, !path.isEmpty else { return }

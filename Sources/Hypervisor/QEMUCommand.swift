@@ -109,6 +109,10 @@ public struct QEMUCommand {
     /// QEMU splits option values at commas; a literal comma is written twice.
     static func escape(_ value: String) -> String { value.replacingOccurrences(of: ",", with: ",,") }
 
+    /// The child's descriptor for the guest RAM file: QEMU maps the file sparc created and
+    /// checked, through the descriptor, never by a path someone could swap.
+    public static let ramDescriptor: Int32 = 64
+
     /// The descriptors QEMU must inherit: child fd number, file, and whether it is the
     /// read-write one. The caller opens them and passes them to the spawn.
     public var descriptors: [(fd: Int32, path: String, writable: Bool)] {
@@ -137,7 +141,7 @@ public struct QEMUCommand {
         a += ["-m", "\(spec.memoryMiB)M"]
         a += [
             "-object",
-            "memory-backend-file,id=ram0,size=\(spec.memoryMiB)M,mem-path=\(Self.escape(ramPath)),share=on",
+            "memory-backend-file,id=ram0,size=\(spec.memoryMiB)M,mem-path=/proc/self/fd/\(Self.ramDescriptor),share=on",
         ]
         a += ["-nodefaults", "-no-user-config", "-vga", "none", "-display", "none"]
         if let kernel = spec.kernel {

@@ -199,6 +199,7 @@ public final class VMManager {
             guard fd >= 0 else { throw SparcError.posix("cannot open disk image", d.path) }
             inherit[d.fd] = fd
         }
+        inherit[QEMUCommand.ramDescriptor] = try GuestRAM.openChecked(command.ramPath)
         // One description per layer carries the locks (the read-write one where there is one):
         // two of ours would see each other as another user.
         for layer in command.disk {
