@@ -10,7 +10,10 @@
  *   sparc-probe hold MIB          allocate MIB MiB, fill it from /dev/urandom, sleep
  *   sparc-probe threads N         start N threads that sleep, and sleep
  *   sparc-probe named NAME        take NAME as its process name (prctl PR_SET_NAME), sleep
+ *   sparc-probe memfd             write standard input into a memfd with write(2) (never
+ *                                 mapped), keep it open, sleep
  */
+#define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -20,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -133,6 +137,23 @@ static int threads(int n)
 		pause();
 }
 
+static int memfd(void)
+{
+	char buf[4096];
+	int fd = memfd_create("sparc-probe", MFD_CLOEXEC);
+	if (fd < 0) {
+		perror("memfd_create");
+		return 1;
+	}
+	ssize_t n;
+	while ((n = read(0, buf, sizeof buf)) > 0)
+		if (write(fd, buf, n) != n)
+			return 1;
+	memset(buf, 0, sizeof buf);
+	for (;;)
+		pause();
+}
+
 static int named(const char *name)
 {
 	if (prctl(PR_SET_NAME, name, 0, 0, 0) != 0) {
@@ -145,6 +166,8 @@ static int named(const char *name)
 
 int main(int argc, char **argv)
 {
+	if (argc == 2 && !strcmp(argv[1], "memfd"))
+		return memfd();
 	if (argc == 3 && !strcmp(argv[1], "named"))
 		return named(argv[2]);
 	if (argc == 3 && !strcmp(argv[1], "recv-unix"))
@@ -159,6 +182,6 @@ int main(int argc, char **argv)
 		return threads(atoi(argv[2]));
 	if (argc == 3 && !strcmp(argv[1], "hold"))
 		return hold(atol(argv[2]));
-	fprintf(stderr, "usage: sparc-probe recv-unix|send-unix PATH | recv-tcp|send-tcp PORT | hold MIB | threads N | named NAME\n");
+	fprintf(stderr, "usage: sparc-probe recv-unix|send-unix PATH | recv-tcp|send-tcp PORT | hold MIB | threads N | named NAME | memfd\n");
 	return 2;
 }

@@ -32,6 +32,11 @@ final class ExclusionCollector {
     var byteRanges: [ExcludedKind: [Range<UInt64>]] = [:]
     var evictFiles = Set<String>()
     var removeFiles = Set<String>()
+    /// Memory-only files whose pages were kept, and why (reported once each).
+    var keptMemoryFiles: [String: String] = [:]
+    /// Who holds which file (open or mapped), built on first need.
+    lazy var fileHolders = FileHolders.scan(excludingKernelThreads: true)
+    var excludedPids = Set<Int32>()
     var pageCounts: [UInt64] = []
     var pageFlags: [UInt64] = []
     /// Per frame: how many times excluded processes map it (to tell shared pages).
@@ -215,6 +220,9 @@ final class ExclusionCollector {
         var end: UInt64
         var inode: UInt64
         var path: String
+        /// The file's identity, for a file mapping.
+        var file: FileKey? = nil
+        var executable = false
     }
 
     static func mappings(_ pid: Int32) -> [Mapping] {
@@ -223,7 +231,14 @@ final class ExclusionCollector {
             guard f.count >= 5 else { return nil }
             let se = f[0].split(separator: "-")
             guard se.count == 2, let s = UInt64(se[0], radix: 16), let e = UInt64(se[1], radix: 16) else { return nil }
-            return Mapping(start: s, end: e, inode: UInt64(f[4]) ?? 0, path: f.count > 5 ? f[5].trimmed : "")
+            let inode = UInt64(f[4]) ?? 0
+            let dev = f[3].split(separator: ":")
+            var key: FileKey?
+            if inode != 0, dev.count == 2, let major = UInt64(dev[0], radix: 16), let minor = UInt64(dev[1], radix: 16) {
+                key = FileKey(major: major, minor: minor, inode: inode)
+            }
+            return Mapping(
+                start: s, end: e, inode: inode, path: f.count > 5 ? f[5].trimmed : "", file: key, executable: f[1].contains("x"))
         }
     }
 
@@ -256,6 +271,8 @@ final class ExclusionCollector {
         struct Source {
             var file: String?
             var cls: FileClass?
+            var key: FileKey?
+            var executable = false
         }
         var sources: [Source] = []
         var frames: [UInt64] = []
@@ -273,7 +290,7 @@ final class ExclusionCollector {
                 let cls = isFile
                     ? Self.classify(path: m.path, statPath: "/proc/\(p.pid)/map_files/\(String(m.start, radix: 16))-\(String(m.end, radix: 16))")
                     : nil
-                sources.append(Source(file: isFile ? m.path : nil, cls: cls))
+                sources.append(Source(file: isFile ? m.path : nil, cls: cls, key: m.file, executable: m.executable))
                 let owner = Int32(sources.count - 1)
                 Self.forEachFrame(pagemapFD: fd, start: m.start, end: m.end) { _, pfn in
                     guard pfn < frameCount else { return }
@@ -311,12 +328,19 @@ final class ExclusionCollector {
                     marks[pfn] = Mark.pagecache.rawValue
                     evictFiles.insert(source.file!)
                 }
-            } else if request.excludeMemoryFiles {
-                marks[pfn] = Mark.pagecache.rawValue
-                removeFiles.insert(source.file!)
             } else {
-                marks[pfn] = Mark.kept.rawValue
-                skippedMemoryFiles[source.file!, default: 0] += 1
+                // A memory-only file: its pages are its only copy. Left out only when the excluded processes alone hold it.
+                switch memoryFileVerdict(name: source.file!, key: source.key, mappedExecutable: source.executable) {
+                case .private(let anonymous) where anonymous || request.excludeMemoryFiles:
+                    marks[pfn] = Mark.pagecache.rawValue
+                    if !anonymous { removeFiles.insert(source.file!) }
+                case .private:
+                    marks[pfn] = Mark.kept.rawValue
+                    skippedMemoryFiles[source.file!, default: 0] += 1
+                case .kept(let why):
+                    marks[pfn] = Mark.kept.rawValue
+                    keptMemoryFiles[source.file!] = why
+                }
             }
         }
         for (file, pages) in skippedMemoryFiles.sorted(by: { $0.key < $1.key }) {
@@ -380,10 +404,25 @@ final class ExclusionCollector {
         }
         for (key, link) in files.sorted(by: { $0.key < $1.key }) {
             let name = names[key]!
-            let cls = Self.classify(path: name, statPath: link)
-            if cls == .memoryOnly && !request.excludeMemoryFiles {
-                warnings.append("\(name) is on a memory-only file system: its pages were kept (--exclude-memory-files leaves them out and removes the file at restore)")
-                continue
+            // memfds and SysV segments are memory-only too: their pages are their only copy.
+            var cls = Self.classify(path: name, statPath: link)
+            if cls == .privateShared { cls = .memoryOnly }
+            var removable = false
+            if cls == .memoryOnly {
+                var st = stat()
+                let fileKey = stat(link, &st) == 0 ? FileKey(st) : nil
+                switch memoryFileVerdict(name: name, key: fileKey, mappedExecutable: false, mode: st.st_mode) {
+                case .kept(let why):
+                    keptMemoryFiles[name] = why
+                    continue
+                case .private(let anonymous):
+                    // A memfd or deleted file dies with its holders: always left out. A named one only on request.
+                    if !anonymous && !request.excludeMemoryFiles {
+                        warnings.append("\(name) is on a memory-only file system: its pages were kept (--exclude-memory-files leaves them out and removes the file at restore)")
+                        continue
+                    }
+                    removable = !anonymous
+                }
             }
             var kept = 0
             for pfn64 in Self.cachedFrames(ofOpenFile: link) where pfn64 < pageCounts.count {
@@ -394,15 +433,46 @@ final class ExclusionCollector {
                 let flags = Self.readFrameEntry("/proc/kpageflags", pfn64) ?? 0
                 if count > UInt64(1) + UInt64(excludedMaps[pfn]) {
                     marks[pfn] = Mark.keptShared.rawValue
-                } else if flags & Self.kpfDirty != 0 {
+                } else if flags & Self.kpfDirty != 0 && cls != .memoryOnly {
+                    // A disk file's dirty page has no clean copy to come back from; a memory-only file's pages are always dirty.
                     kept += 1
                 } else {
                     marks[pfn] = Mark.pagecache.rawValue
                 }
             }
             if kept > 0 { warnings.append("\(kept) dirty page(s) of \(name) kept (not yet written back)") }
-            if cls == .memoryOnly { removeFiles.insert(name) } else if !name.hasSuffix(" (deleted)") { evictFiles.insert(name) }
+            if cls == .memoryOnly {
+                if removable { removeFiles.insert(name) }
+            } else if !name.hasSuffix(" (deleted)") {
+                evictFiles.insert(name)
+            }
         }
+    }
+
+    enum MemoryFileVerdict {
+        /// Only excluded processes hold it; `anonymous` for a memfd or deleted file (gone with its holders).
+        case `private`(anonymous: Bool)
+        /// Kept, with the reason.
+        case kept(String)
+    }
+
+    /// Whether a memory-only file may be left out (and, if named, removed at restore): never an
+    /// executable or library, never a file another process has open or mapped.
+    func memoryFileVerdict(name: String, key: FileKey?, mappedExecutable: Bool, mode: mode_t = 0) -> MemoryFileVerdict {
+        let anonymous = name.hasPrefix("/memfd:") || name.hasSuffix(" (deleted)")
+        if mappedExecutable || (mode & 0o111 != 0 && !anonymous) { return .kept("an executable or library, never left out or removed") }
+        guard let key else { return .kept("its identity could not be read") }
+        var mode = mode
+        if mode == 0, !anonymous {
+            var st = stat()
+            if stat(name, &st) == 0 { mode = st.st_mode }
+            if mode & 0o111 != 0 { return .kept("an executable or library, never left out or removed") }
+        }
+        let others = (fileHolders.holders[key] ?? []).subtracting(excludedPids).subtracting([agentPid]).sorted()
+        if !others.isEmpty {
+            return .kept("also open or mapped by pid \(others.prefix(5).map(String.init).joined(separator: ", "))")
+        }
+        return .private(anonymous: anonymous)
     }
 
     static func readFrameEntry(_ path: String, _ pfn: UInt64) -> UInt64? {
@@ -509,6 +579,7 @@ final class ExclusionCollector {
         let diskRanges = try swap.collect(resolved.processes)
         warnings += swap.warnings
         phase("swap")
+        excludedPids = Set(resolved.processes.map(\.pid))
         collectUserPages(resolved.processes)
         phase("user")
         if request.scope == .all {
@@ -539,6 +610,9 @@ final class ExclusionCollector {
             let merged = mergedRanges(byteRanges[kind] ?? [])
             bytes[kind.rawValue] = merged.reduce(0) { $0 + ($1.upperBound - $1.lowerBound) }
             out += merged.map { ExcludedRange(start: $0.lowerBound, length: $0.upperBound - $0.lowerBound, kind: kind) }
+        }
+        for (file, why) in keptMemoryFiles.sorted(by: { $0.key < $1.key }) {
+            warnings.append("\(file) is on a memory-only file system and \(why): its pages were kept")
         }
         phase("ranges")
         var plan = ExclusionPlan(

@@ -148,6 +148,37 @@ final class ExclusionTests: GuestTestCase {
         try assertNoKernelComplaint()
     }
 
+    /// --exclude-memory-files leaves out only what the excluded processes alone hold: a tmpfs
+    /// file one of them wrote (removed at restore) and a memfd it wrote with write() (left out
+    /// even without the flag: it dies with its holder); the busybox binary the excluded `nc`
+    /// runs, on the memory-only initramfs, is an executable and is never zeroed or removed.
+    func testMemoryFilesAreLeftOutOnlyWhenTheExcludedAloneHoldThem() throws {
+        let holder = try detach(
+            "mkfifo /run/mf; S=\(Self.generate); printf %s \"$S\" > /run/mf-secret.txt; exec 3</run/mf-secret.txt; printf %s \"$S\" > /run/mf; printf %s \"$S\" | sparc-probe memfd & exec nc -l -p 4455")
+        let secret = try readFifo("/run/mf")
+        XCTAssertEqual(secret.count, 32)
+        for _ in 0..<50 where !(try guest("ls -l /proc/*/fd 2>/dev/null | grep -c memfd:sparc-probe || true") != "0") { usleep(100_000) }
+        let baseline = work + "/mf-base.sparc"
+        try sparc.ok(["checkpoint", "--name", vm, "-o", baseline])
+        let before = try sparc.run(["search", secret, baseline, "--count"])
+        XCTAssertEqual(before.status, 0, "baseline holds the tmpfs and memfd copies: \(before.stdout)")
+
+        let bundle = work + "/mf.sparc"
+        let out = try sparc.ok(["checkpoint", "--name", vm, "-o", bundle, "--exclude-pid", String(holder), "--exclude-memory-files"])
+        XCTAssertTrue(out.contains("/bin/busybox is on a memory-only file system and an executable or library"), out)
+        let manifest = try BundleReader(path: bundle).manifest
+        XCTAssertEqual(manifest.exclusion.removeFiles, ["/run/mf-secret.txt"], "only the file the excluded process alone held")
+        let none = try sparc.run(["search", secret, bundle])
+        XCTAssertEqual(none.status, 1, "no copy in any file: \(none.stdout)")
+
+        try sparc.ok(["restore", bundle, "--name", vm, "--replace"])
+        XCTAssertEqual(try guest("ls /run/mf-secret.txt 2>/dev/null || echo gone"), "gone")
+        XCTAssertEqual(try guest("busybox nc 2>&1 | head -n 1 | cut -c1-7"), "BusyBox", "busybox's nc still runs")
+        XCTAssertEqual(try guest("echo still-starts"), "still-starts")
+        XCTAssertFalse(try livePids().contains(holder))
+        try assertNoKernelComplaint()
+    }
+
     func testBadExclusionTargetsAreRefused() throws {
         let out = work + "/bad.sparc"
         try sparc.fails(["checkpoint", "--name", vm, "-o", out, "--exclude-pid", "99999"], message: "no process with pid 99999")

@@ -9,10 +9,29 @@ final class TUITests: GuestTestCase {
     override class var vmName: String { "tui" }
 
     var session: String { "sparc-tui-test-\(getpid())" }
+    /// A tmux server of these tests' own, kept alive between sessions: a new session asked
+    /// for while the default server exits after its last one was killed fails ("server
+    /// exited unexpectedly"), which left the screen empty on some runs.
+    var socket: String { "sparc-tui-\(getpid())" }
 
     func tmux(_ args: [String]) throws -> String {
-        let r = try Subprocess.run(["tmux"] + args)
+        let r = try Subprocess.run(["tmux", "-L", socket] + args)
+        if args.first == "new-session" && r.status != 0 {
+            XCTFail("tmux new-session failed: \(r.stderrText)")
+        }
         return r.stdoutText
+    }
+
+    override func setUpWithError() throws {
+        try super.setUpWithError()
+        if Subprocess.which("tmux") != nil {
+            _ = try Subprocess.run(["tmux", "-L", socket, "start-server", ";", "set-option", "-g", "exit-empty", "off"])
+        }
+    }
+
+    override func tearDown() {
+        _ = try? Subprocess.run(["tmux", "-L", socket, "kill-server"])
+        super.tearDown()
     }
 
     func screen() throws -> String { try tmux(["capture-pane", "-t", session, "-p"]) }

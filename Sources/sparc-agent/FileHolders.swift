@@ -1,0 +1,52 @@
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// A file's identity: its device and inode, as /proc/PID/maps and stat(2) both tell it.
+struct FileKey: Hashable {
+    var major: UInt64
+    var minor: UInt64
+    var inode: UInt64
+
+    init(major: UInt64, minor: UInt64, inode: UInt64) {
+        self.major = major
+        self.minor = minor
+        self.inode = inode
+    }
+
+    init(_ st: stat) {
+        // glibc's major()/minor() are macros Swift does not see.
+        let dev = UInt64(st.st_dev)
+        major = ((dev >> 8) & 0xfff) | ((dev >> 32) & ~UInt64(0xfff))
+        minor = (dev & 0xff) | ((dev >> 12) & ~UInt64(0xff))
+        inode = UInt64(st.st_ino)
+    }
+}
+
+/// Which processes hold each file, open or mapped: the test of whether a memory-only file
+/// is the excluded processes' alone.
+struct FileHolders {
+    var holders: [FileKey: Set<Int32>] = [:]
+
+    static func scan(excludingKernelThreads: Bool) -> FileHolders {
+        var out = FileHolders()
+        for p in GuestSystem.stats() where !excludingKernelThreads || p.flags & GuestSystem.pfKthread == 0 {
+            for m in ExclusionCollector.mappings(p.pid) {
+                if let key = m.file { out.holders[key, default: []].insert(p.pid) }
+            }
+            let dir = "/proc/\(p.pid)/fd"
+            for fd in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] {
+                var st = stat()
+                guard stat("\(dir)/\(fd)", &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
+                out.holders[FileKey(st), default: []].insert(p.pid)
+            }
+        }
+        return out
+    }
+}
