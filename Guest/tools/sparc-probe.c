@@ -12,6 +12,9 @@
  *   sparc-probe named NAME        take NAME as its process name (prctl PR_SET_NAME), sleep
  *   sparc-probe memfd             write standard input into a memfd with write(2) (never
  *                                 mapped), keep it open, sleep
+ *   sparc-probe helper-stress T N T threads share one /proc/sparc_helper descriptor and each
+ *                                 asks N times for its own process; every line of the
+ *                                 output must be whole ("ok LINES" or "bad: LINE")
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -154,6 +157,64 @@ static int memfd(void)
 		pause();
 }
 
+static int helper_fd;
+static int helper_rounds;
+
+static void *helper_asker(void *arg)
+{
+	char req[64];
+	int n = snprintf(req, sizeof req, "pids %d\n", (int)getppid());
+	(void)arg;
+	for (int i = 0; i < helper_rounds; i++)
+		if (write(helper_fd, req, n) != n)
+			return (void *)1;
+	return NULL;
+}
+
+static int helper_stress(int threads, int rounds)
+{
+	pthread_t t[64];
+	if (threads < 1 || threads > 64)
+		return 2;
+	helper_fd = open("/proc/sparc_helper", O_RDWR);
+	if (helper_fd < 0) {
+		perror("/proc/sparc_helper");
+		return 1;
+	}
+	helper_rounds = rounds;
+	for (int i = 0; i < threads; i++)
+		pthread_create(&t[i], NULL, helper_asker, NULL);
+	for (int i = 0; i < threads; i++) {
+		void *r;
+		pthread_join(t[i], &r);
+		if (r) {
+			perror("write");
+			return 1;
+		}
+	}
+	size_t cap = 16 << 20, len = 0;
+	char *out = malloc(cap);
+	ssize_t n;
+	lseek(helper_fd, 0, SEEK_SET);
+	while ((n = read(helper_fd, out + len, cap - len - 1)) > 0)
+		len += n;
+	out[len] = 0;
+	long lines = 0;
+	for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
+		char kind[16];
+		int pid;
+		unsigned long long phys, size;
+		char extra;
+		if (sscanf(line, "%15s %d %llx %llx %c", kind, &pid, &phys, &size, &extra) != 4) {
+			printf("bad: %.80s\n", line);
+			return 1;
+		}
+		lines++;
+	}
+	printf("ok %ld\n", lines);
+	return 0;
+}
+
 static int named(const char *name)
 {
 	if (prctl(PR_SET_NAME, name, 0, 0, 0) != 0) {
@@ -166,6 +227,8 @@ static int named(const char *name)
 
 int main(int argc, char **argv)
 {
+	if (argc == 4 && !strcmp(argv[1], "helper-stress"))
+		return helper_stress(atoi(argv[2]), atoi(argv[3]));
 	if (argc == 2 && !strcmp(argv[1], "memfd"))
 		return memfd();
 	if (argc == 3 && !strcmp(argv[1], "named"))
@@ -182,6 +245,6 @@ int main(int argc, char **argv)
 		return threads(atoi(argv[2]));
 	if (argc == 3 && !strcmp(argv[1], "hold"))
 		return hold(atol(argv[2]));
-	fprintf(stderr, "usage: sparc-probe recv-unix|send-unix PATH | recv-tcp|send-tcp PORT | hold MIB | threads N | named NAME | memfd\n");
+	fprintf(stderr, "usage: sparc-probe recv-unix|send-unix PATH | recv-tcp|send-tcp PORT | hold MIB | threads N | named NAME | memfd | helper-stress THREADS ROUNDS\n");
 	return 2;
 }

@@ -179,6 +179,20 @@ final class ExclusionTests: GuestTestCase {
         try assertNoKernelComplaint()
     }
 
+    /// The kernel helper serialises the threads that share one descriptor: 8 threads asking
+    /// 200 times each on one fd get only whole lines back (without the session lock their
+    /// appends overlap, and past the buffer's end they would write beyond it).
+    func testHelperSessionIsSafeForThreadsSharingADescriptor() throws {
+        // The agent loads the helper on first use.
+        let victim = try detach("while :; do sleep 1000; done")
+        try sparc.ok(["checkpoint", "--name", vm, "-o", work + "/helper.sparc", "--exclude-pid", String(victim)])
+        let out = try guest("sparc-probe helper-stress 8 200")
+        XCTAssertTrue(out.hasPrefix("ok "), out)
+        XCTAssertGreaterThanOrEqual(Int(out.dropFirst(3)) ?? 0, 1600, "at least one line per request: \(out)")
+        try guest("kill \(victim)")
+        try assertNoKernelComplaint()
+    }
+
     func testBadExclusionTargetsAreRefused() throws {
         let out = work + "/bad.sparc"
         try sparc.fails(["checkpoint", "--name", vm, "-o", out, "--exclude-pid", "99999"], message: "no process with pid 99999")
