@@ -52,14 +52,16 @@ public struct GuestImage: Sendable {
         var candidates: [String] = []
         let variable = kind == .busybox ? "SPARC_GUEST_DIR" : "SPARC_DEBIAN_GUEST_DIR"
         if let dir = environment[variable], !dir.isEmpty { candidates.append(dir) }
+        let installed = kind == .busybox ? "guest" : "guest-debian"
         if let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
+            // An installed sparc: PREFIX/bin/sparc and PREFIX/share/sparc/GUEST ('make install').
+            candidates.append(Path.directory(of: Path.directory(of: exe)) + "/share/sparc/" + installed)
             var dir = Path.directory(of: exe)
             while dir != "/" && !dir.isEmpty {
                 candidates.append(dir + "/" + buildDirectory(kind))
                 dir = Path.directory(of: dir)
             }
         }
-        let installed = kind == .busybox ? "guest" : "guest-debian"
         candidates += ["/usr/local/share/sparc/\(installed)", "/usr/share/sparc/\(installed)"]
         for c in candidates {
             let image = GuestImage(kind: kind, directory: c)

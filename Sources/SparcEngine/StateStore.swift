@@ -26,6 +26,39 @@ public enum StateDirectory {
     }
 }
 
+/// Where bundles go when no path is given, and where the TUI lists them.
+public enum BundleHome {
+    /// `$SPARC_BUNDLES`, `$XDG_DATA_HOME/sparc/bundles`, `/var/lib/sparc/bundles` for root,
+    /// else `~/.local/share/sparc/bundles`.
+    public static func path(environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
+        if let d = environment["SPARC_BUNDLES"], !d.isEmpty { return d }
+        if let x = environment["XDG_DATA_HOME"], !x.isEmpty { return x + "/sparc/bundles" }
+        if geteuid() == 0 { return "/var/lib/sparc/bundles" }
+        return (environment["HOME"] ?? "/nonexistent") + "/.local/share/sparc/bundles"
+    }
+
+    /// The bundle directory, created (mode 0700) if missing.
+    public static func ensure(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> String {
+        let dir = path(environment: environment)
+        if !FileSystem.exists(dir) {
+            try FileSystem.makeDirectories(dir)
+            chmod(dir, 0o700)
+        }
+        return dir
+    }
+
+    /// `NAME-YYYYMMDD-HHMMSS.sparc` in the bundle directory (UTC), for a checkpoint without `-o`.
+    public static func newBundle(vm: String, at date: Date = Date(), environment: [String: String] = ProcessInfo.processInfo.environment)
+        throws -> String
+    {
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone(identifier: "UTC")
+        f.dateFormat = "yyyyMMdd-HHmmss"
+        return try ensure(environment: environment) + "/\(vm)-\(f.string(from: date)).sparc"
+    }
+}
+
 /// The host's secret (32 random bytes, mode 0600, created on first use). It keys the history
 /// chain and, through a derived key, the seals of the bundles this host writes.
 public struct HostKey {

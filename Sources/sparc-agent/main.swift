@@ -14,7 +14,7 @@ import SparcSupport
 /// sparc-agent: answers the host over the virtio-serial port `org.sparc.agent.0`.
 ///
 /// It never logs what it relays and keeps no copy of command output after sending.
-let agentVersion = "0.1.0"
+let agentVersion = SparcVersion.number
 
 /// Finds the /dev node of the named virtio-serial port.
 func findPort(named name: String) -> String? {

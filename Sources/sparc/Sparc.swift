@@ -21,7 +21,7 @@ struct Sparc: ParsableCommand {
             Runtime files live in $SPARC_RUNTIME_DIR (default $XDG_RUNTIME_DIR/sparc, /run/sparc for root); \
             guest RAM lives in /dev/shm.
             """,
-        version: "0.1.0",
+        version: "sparc " + SparcVersion.describe(),
         subcommands: [
             VM.self, Exec.self, Console.self, Terminal.self, PS.self, TTYs.self, Checkpoint.self, Restore.self, Verify.self, Search.self, Strings.self, Hexdump.self, Log.self, RSDM.self, TUI.self,
         ],

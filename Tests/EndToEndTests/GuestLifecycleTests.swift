@@ -328,6 +328,19 @@ final class GuestLifecycleTests: GuestTestCase {
         try assertHealthy()
     }
 
+    /// Without -o a checkpoint goes to the bundle directory as NAME-TIMESTAMP.sparc.
+    func testCheckpointWithoutOutputGoesToTheBundleDirectory() throws {
+        let home = work + "/home-bundles"
+        let out = try sparc.run(["checkpoint", "--name", vm], environment: ["SPARC_BUNDLES": home])
+        XCTAssertEqual(out.status, 0, out.stderr)
+        let made = try FileManager.default.contentsOfDirectory(atPath: home)
+        XCTAssertEqual(made.count, 1)
+        let name = try XCTUnwrap(made.first)
+        XCTAssertTrue(name.hasPrefix("\(vm)-") && name.hasSuffix(".sparc") && name.count == vm.count + 22, name)
+        XCTAssertTrue(out.stdout.contains(home + "/" + name), out.stdout)
+        try sparc.ok(["verify", home + "/" + name])
+    }
+
     func testUnknownNames() throws {
         try sparc.fails(["ps", "--name", "nosuch"], message: "no VM named 'nosuch' is running")
         try sparc.fails(["checkpoint", "--name", "nosuch", "-o", work + "/n.sparc"], message: "no VM named 'nosuch'")

@@ -50,6 +50,7 @@ class GuestTestCase: XCTestCase {
             }
             FileSystem.removeTree(s.runtime)
             FileSystem.removeTree(s.runtime + "-state")
+            FileSystem.removeTree(s.runtime + "-bundles")
             FileSystem.removeTree(s.work)
         }
         super.tearDown()

@@ -36,6 +36,7 @@ struct SparcRunner {
         var env = ProcessInfo.processInfo.environment
         env["SPARC_RUNTIME_DIR"] = runtime
         env["SPARC_STATE_DIR"] = runtime + "-state"
+        env["SPARC_BUNDLES"] = runtime + "-bundles"
         for (k, v) in extraEnvironment { env[k] = v }
         for (k, v) in environment ?? [:] { env[k] = v }
         let r = try Subprocess.run([binary] + args, input: input, environment: env)

@@ -62,7 +62,7 @@ final class TUITests: GuestTestCase {
         try FileSystem.makeDirectory(bundles)
         try sparc.ok(["checkpoint", "--name", vm, "-o", bundles + "/baseline.sparc"])
 
-        let env = "SPARC_RUNTIME_DIR=\(runtime) SPARC_STATE_DIR=\(runtime)-state"
+        let env = "SPARC_RUNTIME_DIR=\(runtime) SPARC_STATE_DIR=\(runtime)-state SPARC_BUNDLES=\(runtime)-bundles"
         _ = try tmux(["new-session", "-d", "-s", session, "-x", "120", "-y", "30", "\(env) \(sparc.binary) tui --name \(vm) --bundles \(bundles)"])
         defer { _ = try? tmux(["kill-session", "-t", session]) }
         let first = try waitFor("COMMAND")
@@ -131,7 +131,7 @@ final class TUITests: GuestTestCase {
 
     func testNoColorIsHonoured() throws {
         try XCTSkipUnless(Subprocess.which("tmux") != nil, "tmux is missing")
-        let env = "SPARC_RUNTIME_DIR=\(runtime) SPARC_STATE_DIR=\(runtime)-state"
+        let env = "SPARC_RUNTIME_DIR=\(runtime) SPARC_STATE_DIR=\(runtime)-state SPARC_BUNDLES=\(runtime)-bundles"
         func capture(_ prefix: String) throws -> String {
             _ = try tmux(["new-session", "-d", "-s", session, "-x", "100", "-y", "24", "\(prefix) \(env) \(sparc.binary) tui --name \(vm)"])
             defer { _ = try? tmux(["kill-session", "-t", session]) }

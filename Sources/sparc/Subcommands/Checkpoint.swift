@@ -28,8 +28,11 @@ struct Checkpoint: ParsableCommand {
               sparc checkpoint -o clean.sparc --exclude-name gpg-agent --exclude-tty pts/0
             """)
     @OptionGroup var vm: VMOptions
-    @Option(name: [.short, .customLong("output")], help: "Bundle directory to create (must not exist).")
-    var output: String
+    @Option(
+        name: [.short, .customLong("output")],
+        help: "Bundle directory to create (must not exist); default NAME-TIMESTAMP.sparc in $SPARC_BUNDLES, $XDG_DATA_HOME/sparc/bundles or /var/lib/sparc/bundles for root."
+    )
+    var output: String?
     @Flag(help: "Stop the VM after saving instead of letting it run on.") var stop = false
     @Option(name: .customLong("exclude-pid"), parsing: .unconditionalSingleValue, help: ArgumentHelp("Leave out this process and its descendants.", valueName: "pid"))
     var excludePid: [Int32] = []
@@ -47,7 +50,7 @@ struct Checkpoint: ParsableCommand {
         guard let scope = ExclusionScope(rawValue: scope) else { throw SparcError("--scope must be user or all (got '\(self.scope)')") }
         let request = ExclusionRequest(pids: excludePid, names: excludeName, ttys: excludeTTY, scope: scope, excludeMemoryFiles: excludeMemoryFiles)
         let report = try vm.manager().checkpoint(
-            name: vm.name, output: output, stopAfter: stop, exclusion: request.isEmpty ? nil : request, progress: progressPrinter())
+            name: vm.name, output: try output ?? BundleHome.newBundle(vm: vm.name), stopAfter: stop, exclusion: request.isEmpty ? nil : request, progress: progressPrinter())
         endProgress()
         if json { return try printJSON(report) }
         print("checkpoint saved: \(report.bundle)")

@@ -14,7 +14,8 @@ struct TUI: ParsableCommand {
     @Option(help: "Name of the VM.") var name: String = "default"
     @Flag(help: "Draw without colours (NO_COLOR is honoured too).") var noColor = false
     @Flag(help: "Disable checkpoint (and, later, restore).") var readonly = false
-    @Option(help: "Where checkpoints go and bundles are listed.") var bundles: String = "."
+    @Option(help: "Where checkpoints go and bundles are listed (default: $SPARC_BUNDLES, $XDG_DATA_HOME/sparc/bundles, /var/lib/sparc/bundles for root).")
+    var bundles: String?
 
     func run() throws {
         guard isatty(0) == 1 && isatty(1) == 1 else {
@@ -22,7 +23,7 @@ struct TUI: ParsableCommand {
         }
         try TerminalUI(
             manager: try VMManager(), vmName: name, color: !noColor && ProcessInfo.processInfo.environment["NO_COLOR"] == nil,
-            bundleDirectory: FileSystem.absolute(bundles), readonly: readonly
+            bundleDirectory: FileSystem.absolute(try bundles ?? BundleHome.ensure()), readonly: readonly
         ).run()
     }
 }
