@@ -121,11 +121,11 @@ final class ExclusionCollector {
             byGroup[p.pgrp, default: []].append(p.pid)
         }
         // The agent's own subtree (its split into agent/ and exec/) holds what the host runs: never a unit of the guest's.
-        let agentBase = Path.directory(of: Self.cgroup(of: agentPid))
+        let agentBase = Path.directory(of: Freezer.cgroup(of: String(agentPid)) ?? "")
         func cgroupPeers(_ pid: Int32) -> [Int32] {
             if cgroupOf.isEmpty {
                 for p in all where !isKernel(p) {
-                    let g = Self.cgroup(of: p.pid)
+                    let g = Freezer.cgroup(of: String(p.pid)) ?? ""
                     cgroupOf[p.pid] = g
                     byCgroup[g, default: []].append(p.pid)
                 }
@@ -169,14 +169,6 @@ final class ExclusionCollector {
             return ExcludedProcess(pid: pid, command: p.comm, reason: reasons[pid]!, startTime: start)
         }
         return Resolved(processes: processes, ttys: ttys)
-    }
-
-    /// The cgroup v2 path of a process ("/system.slice/ssh.service"), or "" when unreadable.
-    static func cgroup(of pid: Int32) -> String {
-        for line in (GuestSystem.readText("/proc/\(pid)/cgroup") ?? "").split(separator: "\n") where line.hasPrefix("0::") {
-            return String(line.dropFirst(3))
-        }
-        return ""
     }
 
     // MARK: - Page tables

@@ -21,11 +21,13 @@ struct FileKey: Hashable {
     }
 
     init(_ st: stat) {
-        // glibc's major()/minor() are macros Swift does not see.
-        let dev = UInt64(st.st_dev)
-        major = ((dev >> 8) & 0xfff) | ((dev >> 32) & ~UInt64(0xfff))
-        minor = (dev & 0xff) | ((dev >> 12) & ~UInt64(0xff))
+        (major, minor) = Self.split(device: UInt64(st.st_dev))
         inode = UInt64(st.st_ino)
+    }
+
+    /// A device number's major and minor (glibc's major()/minor() are macros Swift does not see).
+    static func split(device dev: UInt64) -> (major: UInt64, minor: UInt64) {
+        (((dev >> 8) & 0xfff) | ((dev >> 32) & ~UInt64(0xfff)), (dev & 0xff) | ((dev >> 12) & ~UInt64(0xff)))
     }
 }
 

@@ -137,9 +137,7 @@ struct SwapExclusion {
             var st = stat()
             guard stat(area.path, &st) == 0 else { throw AgentFailure(.failed, "swap area \(area.path): \(String(cString: strerror(errno)))") }
             let device = area.isPartition ? st.st_rdev : st.st_dev
-            // glibc's major()/minor() are macros Swift does not see.
-            let major = ((UInt64(device) >> 8) & 0xfff) | ((UInt64(device) >> 32) & ~UInt64(0xfff))
-            let minor = (UInt64(device) & 0xff) | ((UInt64(device) >> 12) & ~UInt64(0xff))
+            let (major, minor) = FileKey.split(device: UInt64(device))
             let sys = "/sys/dev/block/\(major):\(minor)"
             let name = (try? FileManager.default.destinationOfSymbolicLink(atPath: sys)).map { Path.base(of: $0) } ?? "?"
             guard name == "vda" || (name.hasPrefix("vda") && Int(name.dropFirst(3)) != nil) else {
