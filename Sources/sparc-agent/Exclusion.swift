@@ -35,7 +35,7 @@ final class ExclusionCollector {
     /// Memory-only files whose pages were kept, and why (reported once each).
     var keptMemoryFiles: [String: String] = [:]
     /// Who holds which file (open or mapped), built on first need.
-    lazy var fileHolders = FileHolders.scan(excludingKernelThreads: true)
+    lazy var fileHolders = FileHolders.scan()
     var excludedPids = Set<Int32>()
     var pageCounts: [UInt64] = []
     var pageFlags: [UInt64] = []

@@ -36,9 +36,10 @@ struct FileKey: Hashable {
 struct FileHolders {
     var holders: [FileKey: Set<Int32>] = [:]
 
-    static func scan(excludingKernelThreads: Bool) -> FileHolders {
+    /// Kernel threads hold no files: only user processes are read.
+    static func scan() -> FileHolders {
         var out = FileHolders()
-        for p in GuestSystem.stats() where !excludingKernelThreads || p.flags & GuestSystem.pfKthread == 0 {
+        for p in GuestSystem.stats() where p.flags & GuestSystem.pfKthread == 0 {
             for m in ExclusionCollector.mappings(p.pid) {
                 if let key = m.file { out.holders[key, default: []].insert(p.pid) }
             }

@@ -35,7 +35,6 @@ struct SwapExclusion {
     static let chunkEntries = 1 << 16
 
     var warnings: [String] = []
-    var sharedSlots = 0
 
     /// Active swap areas, in /proc/swaps order.
     static func activeAreas() -> [Area] {
@@ -102,7 +101,6 @@ struct SwapExclusion {
                 if let s = Self.slot(entry), slots[s] != nil { shared.insert(s) }
             }
         }
-        sharedSlots = shared.count
         if !shared.isEmpty {
             warnings.append("\(shared.count) swapped page(s) of excluded processes are shared with other processes: kept in swap")
         }
