@@ -16,6 +16,8 @@
  *           pointer), which keeps stale copies of data the thread moved through the kernel.
  *
  * The processes must be frozen. The helper only reads pointers; it copies no data.
+ * "drain P1 P2 ..." is the restore's counterpart: it drops those buffers (see draining)
+ * and answers "dropped 0 0 COUNT".
  * struct n_tty_data is private to n_tty.c: the agent reads its field offsets from BTF
  * and passes them as module parameters.
  */
@@ -63,7 +65,11 @@ struct collector {
 	char *buf;
 	size_t len;
 	bool overflow;
+	bool overflow_told;
 	pid_t pid;
+	/* Drop the buffers instead of reporting them (at restore, see "draining"). */
+	bool drain;
+	unsigned long dropped;
 };
 
 static void emit_phys(struct collector *c, const char *kind, phys_addr_t phys, size_t len)
@@ -196,14 +202,22 @@ static void collect_skb(struct collector *c, struct sk_buff *skb, int depth)
 		skb_walk_frags(skb, frag) collect_skb(c, frag, depth + 1);
 }
 
-static void collect_queue(struct collector *c, struct sk_buff_head *q)
+/* The payload of a queue's skbs; with from, only those that socket sent. */
+static void collect_queue_from(struct collector *c, struct sk_buff_head *q, struct sock *from)
 {
 	struct sk_buff *skb;
 	unsigned long flags;
 
 	spin_lock_irqsave(&q->lock, flags);
-	skb_queue_walk(q, skb) collect_skb(c, skb, 0);
+	skb_queue_walk(q, skb)
+		if (!from || skb->sk == from)
+			collect_skb(c, skb, 0);
 	spin_unlock_irqrestore(&q->lock, flags);
+}
+
+static void collect_queue(struct collector *c, struct sk_buff_head *q)
+{
+	collect_queue_from(c, q, NULL);
 }
 
 static void collect_rbtree(struct collector *c, struct rb_root *root)
@@ -223,9 +237,10 @@ static void collect_sock(struct collector *c, struct sock *sk, int depth)
 		struct sk_buff *skb;
 		unsigned long flags;
 
-		/* What this socket sent waits in its peer's receive queue. */
+		/* What this socket sent waits in its peer's receive queue (a datagram peer's
+		 * queue also holds what others sent it: theirs is not this process's data). */
 		if (peer && depth == 0)
-			collect_queue(c, &peer->sk_receive_queue);
+			collect_queue_from(c, &peer->sk_receive_queue, sk);
 		/* A listener's queue holds embryonic sockets that already carry data. */
 		if (sk->sk_state == TCP_LISTEN && depth == 0) {
 			spin_lock_irqsave(&sk->sk_receive_queue.lock, flags);
@@ -290,6 +305,105 @@ static void collect_file(struct collector *c, struct file *file)
 	}
 }
 
+/* ---- draining ---- */
+
+/*
+ * At restore, before the guest runs on, "drain P1 P2 ..." drops the unread data of the
+ * excluded processes' pipes, sockets and terminals. Their pages were zeroed in the saved
+ * image; a reader that is not excluded must not be handed those zeros. With the buffers
+ * gone and the excluded writer killed right after, the reader sees end of data (pipes,
+ * unix sockets), a reset (TCP) or no pending input (terminals), as if the writer had died
+ * before writing.
+ */
+
+static void drain_pipe(struct collector *c, struct pipe_inode_info *pipe)
+{
+	if (!pipe->bufs || !pipe->ring_size)
+		return;
+	pipe_lock(pipe);
+	while (pipe->tail != pipe->head) {
+		struct pipe_buffer *b = &pipe->bufs[pipe->tail & (pipe->ring_size - 1)];
+
+		if (b->ops)
+			pipe_buf_release(pipe, b);
+		pipe->tail++;
+		c->dropped++;
+	}
+	pipe_unlock(pipe);
+	wake_up_interruptible_all(&pipe->wr_wait);
+}
+
+/* Unlinks and frees a queue's skbs (with from, only those that socket sent). */
+static void drop_queue_from(struct collector *c, struct sk_buff_head *q, struct sock *from)
+{
+	struct sk_buff *skb, *tmp;
+	struct sk_buff_head dropped;
+	unsigned long flags;
+
+	__skb_queue_head_init(&dropped);
+	spin_lock_irqsave(&q->lock, flags);
+	skb_queue_walk_safe(q, skb, tmp) {
+		if (from && skb->sk != from)
+			continue;
+		__skb_unlink(skb, q);
+		__skb_queue_tail(&dropped, skb);
+		c->dropped++;
+	}
+	spin_unlock_irqrestore(&q->lock, flags);
+	__skb_queue_purge(&dropped);
+}
+
+static void drain_sock(struct collector *c, struct sock *sk)
+{
+	if (sk->sk_family == AF_UNIX) {
+		struct sock *peer = unix_peer(sk);
+
+		drop_queue_from(c, &sk->sk_receive_queue, NULL);
+		if (peer)
+			drop_queue_from(c, &peer->sk_receive_queue, sk);
+	} else if ((sk->sk_family == AF_INET || sk->sk_family == AF_INET6) && sk->sk_protocol == IPPROTO_TCP &&
+		   sk->sk_type == SOCK_STREAM && sk->sk_state != TCP_LISTEN && sk->sk_state != TCP_CLOSE &&
+		   sk->sk_prot && sk->sk_prot->diag_destroy) {
+		/* Unacknowledged data would be sent again, and closing sends what is queued:
+		 * zeros on the wire. An abort (as ss -K does) resets the connection instead. */
+		if (!skb_queue_empty(&sk->sk_write_queue) || !RB_EMPTY_ROOT(&sk->tcp_rtx_queue) ||
+		    !skb_queue_empty(&sk->sk_receive_queue)) {
+			sk->sk_prot->diag_destroy(sk, ECONNABORTED);
+			c->dropped++;
+		}
+	}
+}
+
+static void drain_tty(struct collector *c, struct tty_struct *tty)
+{
+	tty_ldisc_flush(tty);
+	tty_driver_flush_buffer(tty);
+	if (tty->link) {
+		tty_ldisc_flush(tty->link);
+		tty_driver_flush_buffer(tty->link);
+	}
+	c->dropped++;
+}
+
+static void drain_file(struct collector *c, struct file *file)
+{
+	struct inode *inode = file_inode(file);
+
+	if (S_ISFIFO(inode->i_mode) && inode->i_pipe) {
+		drain_pipe(c, inode->i_pipe);
+	} else if (S_ISSOCK(inode->i_mode)) {
+		struct socket *sock = sock_from_file(file);
+
+		if (sock && sock->sk)
+			drain_sock(c, sock->sk);
+	} else if (S_ISCHR(inode->i_mode) && is_tty_major(imajor(inode))) {
+		struct tty_file_private *priv = file->private_data;
+
+		if (priv && priv->tty)
+			drain_tty(c, priv->tty);
+	}
+}
+
 static void collect_stacks(struct collector *c, struct task_struct *task)
 {
 	struct task_struct *t;
@@ -337,7 +451,10 @@ static int collect_pid(struct collector *c, pid_t nr)
 		iterate_fd(task->files, 0, remember_file, list);
 	task_unlock(task);
 	for (i = 0; i < list->count; i++) {
-		collect_file(c, list->files[i]);
+		if (c->drain)
+			drain_file(c, list->files[i]);
+		else
+			collect_file(c, list->files[i]);
 		fput(list->files[i]);
 	}
 	kvfree(list);
@@ -352,10 +469,14 @@ static int collect_pid(struct collector *c, pid_t nr)
 	}
 	rcu_read_unlock();
 	if (ctty) {
-		collect_tty(c, ctty);
+		if (c->drain)
+			drain_tty(c, ctty);
+		else
+			collect_tty(c, ctty);
 		tty_kref_put(ctty);
 	}
-	collect_stacks(c, task);
+	if (!c->drain)
+		collect_stacks(c, task);
 	put_task_struct(task);
 	return 0;
 }
@@ -409,11 +530,12 @@ static ssize_t helper_write(struct file *file, const char __user *ubuf, size_t c
 		return PTR_ERR(text);
 	p = text;
 	tok = strsep(&p, " \n");
-	if (!tok || strcmp(tok, "pids")) {
+	if (!tok || (strcmp(tok, "pids") && strcmp(tok, "drain"))) {
 		kfree(text);
 		return -EINVAL;
 	}
 	mutex_lock(&s->lock);
+	s->c.drain = !strcmp(tok, "drain");
 	while ((tok = strsep(&p, " \n")) != NULL) {
 		int nr;
 
@@ -434,9 +556,13 @@ static ssize_t helper_write(struct file *file, const char __user *ubuf, size_t c
 			break;
 		}
 	}
+	if (s->c.drain && s->c.len + 64 <= MAX_OUTPUT)
+		s->c.len += scnprintf(s->c.buf + s->c.len, MAX_OUTPUT - s->c.len, "dropped 0 0 %lx\n", s->c.dropped);
 	/* emit_phys keeps 64 bytes free, so this line always fits. */
-	if (s->c.overflow && s->c.len + 16 <= MAX_OUTPUT)
+	if (s->c.overflow && !s->c.overflow_told && s->c.len + 16 <= MAX_OUTPUT) {
+		s->c.overflow_told = true;
 		s->c.len += scnprintf(s->c.buf + s->c.len, MAX_OUTPUT - s->c.len, "overflow 0 0 0\n");
+	}
 	mutex_unlock(&s->lock);
 	kfree(text);
 	return rc ? rc : count;

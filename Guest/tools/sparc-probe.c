@@ -12,9 +12,10 @@
  *   sparc-probe named NAME        take NAME as its process name (prctl PR_SET_NAME), sleep
  *   sparc-probe memfd             write standard input into a memfd with write(2) (never
  *                                 mapped), keep it open, sleep
- *   sparc-probe helper-stress T N T threads share one /proc/sparc_helper descriptor and each
- *                                 asks N times for its own process; every line of the
- *                                 output must be whole ("ok LINES" or "bad: LINE")
+ *   sparc-probe helper-stress T N [R]  T threads share one /proc/sparc_helper descriptor and
+ *                                 each asks N times for the parent shell (its pid R times
+ *                                 per request); the output must be whole lines within the
+ *                                 helper's buffer ("ok LINES [overflow]" or "bad: …")
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -159,18 +160,26 @@ static int memfd(void)
 
 static int helper_fd;
 static int helper_rounds;
+static int helper_repeat = 1;
 
+static char helper_request[65536];
+
+/* Asks for the parent shell, its pid repeated in one request (so the shared output
+ * buffer fills up quickly and its end is raced for). */
 static void *helper_asker(void *arg)
 {
-	char req[64];
-	int n = snprintf(req, sizeof req, "pids %d\n", (int)getppid());
+	const char *req = helper_request;
+	size_t n = strlen(req);
 	(void)arg;
 	for (int i = 0; i < helper_rounds; i++)
-		if (write(helper_fd, req, n) != n)
+		/* pwrite: write() on a shared descriptor is serialised by the file position lock. */
+		if (pwrite(helper_fd, req, n, 0) != (ssize_t)n)
 			return (void *)1;
 	return NULL;
 }
 
+/* The helper's answer must hold whole lines only: no NUL bytes (a lost length update
+ * leaves a hole), nothing past the 8 MiB buffer, "overflow" only as the last line. */
 static int helper_stress(int threads, int rounds)
 {
 	pthread_t t[64];
@@ -182,6 +191,10 @@ static int helper_stress(int threads, int rounds)
 		return 1;
 	}
 	helper_rounds = rounds;
+	int r = snprintf(helper_request, sizeof helper_request, "pids");
+	for (int i = 0; i < helper_repeat && r < (int)sizeof helper_request - 16; i++)
+		r += snprintf(helper_request + r, sizeof helper_request - r, " %d", (int)getppid());
+	snprintf(helper_request + r, sizeof helper_request - r, "\n");
 	for (int i = 0; i < threads; i++)
 		pthread_create(&t[i], NULL, helper_asker, NULL);
 	for (int i = 0; i < threads; i++) {
@@ -192,26 +205,36 @@ static int helper_stress(int threads, int rounds)
 			return 1;
 		}
 	}
-	size_t cap = 16 << 20, len = 0;
+	size_t cap = 64 << 20, len = 0;
 	char *out = malloc(cap);
 	ssize_t n;
 	lseek(helper_fd, 0, SEEK_SET);
 	while ((n = read(helper_fd, out + len, cap - len - 1)) > 0)
 		len += n;
 	out[len] = 0;
+	if (len > (8 << 20)) {
+		printf("bad: %zu bytes, past the 8 MiB buffer\n", len);
+		return 1;
+	}
+	if (strlen(out) != len) {
+		printf("bad: NUL byte at %zu of %zu\n", strlen(out), len);
+		return 1;
+	}
 	long lines = 0;
+	int overflowed = 0;
 	for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
 		char kind[16];
 		int pid;
 		unsigned long long phys, size;
 		char extra;
-		if (sscanf(line, "%15s %d %llx %llx %c", kind, &pid, &phys, &size, &extra) != 4) {
+		if (overflowed || sscanf(line, "%15s %d %llx %llx %c", kind, &pid, &phys, &size, &extra) != 4) {
 			printf("bad: %.80s\n", line);
 			return 1;
 		}
+		overflowed = !strcmp(kind, "overflow");
 		lines++;
 	}
-	printf("ok %ld\n", lines);
+	printf("ok %ld%s\n", lines, overflowed ? " overflow" : "");
 	return 0;
 }
 
@@ -227,8 +250,11 @@ static int named(const char *name)
 
 int main(int argc, char **argv)
 {
-	if (argc == 4 && !strcmp(argv[1], "helper-stress"))
+	if ((argc == 4 || argc == 5) && !strcmp(argv[1], "helper-stress")) {
+		if (argc == 5)
+			helper_repeat = atoi(argv[4]);
 		return helper_stress(atoi(argv[2]), atoi(argv[3]));
+	}
 	if (argc == 2 && !strcmp(argv[1], "memfd"))
 		return memfd();
 	if (argc == 3 && !strcmp(argv[1], "named"))
@@ -245,6 +271,6 @@ int main(int argc, char **argv)
 		return threads(atoi(argv[2]));
 	if (argc == 3 && !strcmp(argv[1], "hold"))
 		return hold(atol(argv[2]));
-	fprintf(stderr, "usage: sparc-probe recv-unix|send-unix PATH | recv-tcp|send-tcp PORT | hold MIB | threads N | named NAME | memfd | helper-stress THREADS ROUNDS\n");
+	fprintf(stderr, "usage: sparc-probe recv-unix|send-unix PATH | recv-tcp|send-tcp PORT | hold MIB | threads N | named NAME | memfd | helper-stress THREADS ROUNDS [PIDS-PER-REQUEST]\n");
 	return 2;
 }

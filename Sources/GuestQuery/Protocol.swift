@@ -449,10 +449,15 @@ public struct ExclusionPlan: Codable, Equatable, Sendable {
 /// What the agent does after a restore, while the guest is still frozen.
 public struct CleanupRequest: Codable, Equatable, Sendable {
     public var kill: [ExcludedProcess]
+    /// Processes whose pipe, socket and terminal buffers were zeroed in the image: their
+    /// unread data is dropped before anything runs, so no reader is handed the zeros. Nil
+    /// from older hosts (nothing dropped).
+    public var drain: [ExcludedProcess]?
     public var evictFiles: [String]
     public var removeFiles: [String]
-    public init(kill: [ExcludedProcess], evictFiles: [String], removeFiles: [String]) {
+    public init(kill: [ExcludedProcess], drain: [ExcludedProcess] = [], evictFiles: [String], removeFiles: [String]) {
         self.kill = kill
+        self.drain = drain.isEmpty ? nil : drain
         self.evictFiles = evictFiles
         self.removeFiles = removeFiles
     }
@@ -468,6 +473,8 @@ public struct CleanupResult: Codable, Equatable, Sendable {
     /// Files whose pages stayed cached because running processes map them (pages that were
     /// shared at the checkpoint and so saved as they were): pages per file. Nil from older agents.
     public var stillMapped: [String: Int]?
+    /// Kernel buffers (pipe buffers, skbs, terminals) whose unread data was dropped. Nil from older agents.
+    public var droppedBuffers: Int?
     public init(killed: [Int32] = [], missing: [Int32] = [], evicted: [String] = [], removed: [String] = [], warnings: [String] = []) {
         self.killed = killed
         self.missing = missing

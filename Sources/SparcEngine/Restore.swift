@@ -228,8 +228,12 @@ extension VMManager {
                 // The excluded processes' memory is gone from this image: end them before anything runs.
                 progress?(killExcluded ? "ending excluded processes" : "evicting excluded page cache")
                 let kill = excluded.processes.map { ExcludedProcess(pid: $0.pid, command: "", reason: $0.reason, startTime: $0.startTime) }
+                // Zeroed pipe, socket and terminal buffers are dropped whether or not the processes die: nobody reads the zeros.
+                let zeroedBuffers = ["pipe", "socket", "tty"].contains { (excluded.bytesByKind[$0] ?? 0) > 0 }
                 cleanup = try agent.cleanup(
-                    CleanupRequest(kill: killExcluded ? kill : [], evictFiles: excluded.evictFiles, removeFiles: excluded.removeFiles))
+                    CleanupRequest(
+                        kill: killExcluded ? kill : [], drain: zeroedBuffers ? kill : [], evictFiles: excluded.evictFiles,
+                        removeFiles: excluded.removeFiles))
                 // Under --no-kill the pages still mapped are (some of them) the excluded processes' zeroed ones.
                 if !killExcluded, let mapped = cleanup?.stillMapped, !mapped.isEmpty {
                     let files = mapped.keys.sorted().map { Path.base(of: $0) }.joined(separator: ", ")

@@ -508,16 +508,12 @@ final class ExclusionCollector {
         }
     }
 
-    func collectKernelBuffers(_ processes: [ExcludedProcess]) throws {
-        do {
-            try Self.loadHelper()
-        } catch let f as AgentFailure {
-            throw AgentFailure(.failed, "\(f.message); --scope all needs it (use --scope user to save without kernel buffers)")
-        }
-        let fd = open(Self.helperPath, O_RDWR | O_CLOEXEC)
-        guard fd >= 0 else { throw AgentFailure(.failed, "cannot open \(Self.helperPath): \(String(cString: strerror(errno)))") }
+    /// Sends the kernel helper one request ("pids" to collect, "drain" to drop) and returns its answer.
+    static func askHelper(_ verb: String, _ pids: [Int32]) throws -> String {
+        let fd = open(helperPath, O_RDWR | O_CLOEXEC)
+        guard fd >= 0 else { throw AgentFailure(.failed, "cannot open \(helperPath): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
-        let command = "pids " + processes.map { String($0.pid) }.joined(separator: " ") + "\n"
+        let command = verb + " " + pids.map(String.init).joined(separator: " ") + "\n"
         let wrote = command.withCString { Glibc.write(fd, $0, strlen($0)) }
         guard wrote == command.utf8.count else {
             throw AgentFailure(.failed, "kernel helper refused the request: \(String(cString: strerror(errno)))")
@@ -529,7 +525,17 @@ final class ExclusionCollector {
             if n <= 0 { break }
             text.append(buf, count: n)
         }
-        for line in String(decoding: text, as: UTF8.self).split(separator: "\n") {
+        return String(decoding: text, as: UTF8.self)
+    }
+
+    func collectKernelBuffers(_ processes: [ExcludedProcess]) throws {
+        do {
+            try Self.loadHelper()
+        } catch let f as AgentFailure {
+            throw AgentFailure(.failed, "\(f.message); --scope all needs it (use --scope user to save without kernel buffers)")
+        }
+        let text = try Self.askHelper("pids", processes.map(\.pid))
+        for line in text.split(separator: "\n") {
             let f = line.split(separator: " ")
             guard f.count == 4 else { continue }
             switch f[0] {
@@ -625,6 +631,19 @@ final class ExclusionCollector {
 enum Cleanup {
     static func run(_ request: CleanupRequest) -> CleanupResult {
         var result = CleanupResult()
+        // Before any kill: a killed writer's reader must find its pipe empty, not zeroed.
+        let drain = (request.drain ?? []).filter { ExclusionCollector.startTime($0.pid) == $0.startTime }
+        if !drain.isEmpty {
+            do {
+                try ExclusionCollector.loadHelper()
+                let answer = try ExclusionCollector.askHelper("drain", drain.map(\.pid))
+                for line in answer.split(separator: "\n") where line.hasPrefix("dropped ") {
+                    result.droppedBuffers = Int(line.split(separator: " ").last ?? "", radix: 16)
+                }
+            } catch {
+                result.warnings.append("unread data of the excluded processes' pipes and sockets could not be dropped (readers may see zeros): \((error as? AgentFailure)?.message ?? "\(error)")")
+            }
+        }
         for p in request.kill {
             guard ExclusionCollector.startTime(p.pid) == p.startTime else {
                 result.missing.append(p.pid)

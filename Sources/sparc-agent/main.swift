@@ -90,7 +90,9 @@ final class Agent {
                 let plan = try ExclusionCollector(params).run(frozen: freezer.isFrozen)
                 // Carried in the RAM the checkpoint copies: a restored guest can clean up even if its host never returns.
                 freezer.setPendingCleanup(
-                    CleanupRequest(kill: plan.processes, evictFiles: plan.evictFiles, removeFiles: plan.removeFiles))
+                    CleanupRequest(
+                        kill: plan.processes, drain: params.scope == .all ? plan.processes : [], evictFiles: plan.evictFiles,
+                        removeFiles: plan.removeFiles))
                 return AgentResponse(id: request.id, plan: plan)
             case .cleanup:
                 guard let params = request.cleanup else { throw AgentFailure(.invalidArgument, "cleanup needs parameters") }

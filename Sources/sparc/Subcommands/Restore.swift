@@ -56,6 +56,9 @@ struct Restore: ParsableCommand {
         endProgress()
         for w in report.warnings { printError("sparc: warning: \(w.terminalSafe)") }
         if let c = report.cleanup {
+            if let dropped = c.droppedBuffers, dropped > 0 {
+                print("dropped unread data of the excluded processes' pipes, sockets and terminals (\(dropped) buffer(s)): no reader sees their zeroed pages")
+            }
             if !c.killed.isEmpty { print("killed excluded processes: \(c.killed.map(String.init).joined(separator: " "))") }
             if !c.evicted.isEmpty { print("evicted page cache of: \(c.evicted.joined(separator: ", ").terminalSafe)") }
             if !c.removed.isEmpty { print("removed memory-only files: \(c.removed.joined(separator: ", ").terminalSafe)") }
