@@ -74,6 +74,8 @@ public struct RuntimeLayout: Sendable {
     public var agentSocket: String { directory + "/agent.sock" }
     public var consoleSocket: String { directory + "/console.sock" }
     public var terminalSocket: String { directory + "/terminal.sock" }
+    /// Console input is held while a checkpoint holds this lock (see `SerialConsole`).
+    public var inputHold: String { directory + "/input.hold" }
     public var rsdmSocket: String { directory + "/rsdm.sock" }
     public var pidFile: String { directory + "/qemu.pid" }
     public var stateFile: String { directory + "/vm.json" }

@@ -68,6 +68,11 @@ extension VMManager {
         let agent = AgentClient(socketPath: layout.agentSocket, timeout: agentTimeout)
         defer { agent.close() }
 
+        // Console input waits from before the collection until the guest runs again: nothing
+        // typed may reach a terminal after its buffers were collected and before the pause.
+        var inputHold: FileLock? = try FileLock(layout.inputHold)
+        defer { withExtendedLifetime(inputHold) {} }
+
         progress?("asking the guest agent")
         let hello = try agent.hello()
         let excluding = exclusion.map { !$0.isEmpty } ?? false
@@ -152,6 +157,7 @@ extension VMManager {
             progress?("thawing guest processes")
             thawOnFailure = false
             _ = try agent.thaw()
+            inputHold = nil
         }
 
         try checkCancelled()

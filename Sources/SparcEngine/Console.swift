@@ -7,11 +7,24 @@ import SparcSupport
 #endif
 
 /// The guest's serial console, reached through QEMU's console socket.
+///
+/// Input waits while a checkpoint runs: what reached a terminal between the collection of
+/// its buffers and the pause would land in buffers nobody collected. Each write holds a
+/// shared lock on the VM's hold file until QEMU has taken the bytes; a checkpoint holds it
+/// exclusively from before its collection until the guest runs again (and a killed
+/// checkpoint's lock dies with it).
 public struct SerialConsole {
     /// The key that detaches an interactive session: Ctrl-] (as telnet and virsh console).
     public static let detachByte: UInt8 = 0x1D
 
     public let socketPath: String
+    /// The VM's input hold (`RuntimeLayout.inputHold`).
+    public let holdPath: String
+
+    public init(socketPath: String, holdPath: String) {
+        self.socketPath = socketPath
+        self.holdPath = holdPath
+    }
 
     /// Expands `\n`, `\r`, `\t`, `\e`, `\\` and `\xHH` in operator-typed text.
     public static func unescape(_ text: String) -> Data {
@@ -50,12 +63,23 @@ public struct SerialConsole {
         var i = 0
         while i < data.count {
             let chunk = data[data.startIndex + i..<data.startIndex + min(data.count, i + 8)]
-            try socket.write(Data(chunk), deadline: Date().addingTimeInterval(10))
+            try pass(Data(chunk), to: socket)
             i += chunk.count
             usleep(2000)
         }
         // Give QEMU a moment to pass the last bytes on before the connection closes.
         usleep(100_000)
+    }
+
+    /// Writes input unless a checkpoint holds it (then waits), and returns once QEMU has
+    /// taken it (or after a second: a paused guest takes nothing).
+    func pass(_ data: Data, to socket: UnixSocket) throws {
+        try FileLock.withLock(holdPath, shared: true) {
+            try socket.write(data, deadline: Date().addingTimeInterval(10))
+            let deadline = Date().addingTimeInterval(1)
+            var queued: Int32 = 0
+            while ioctl(socket.fd, UInt(TIOCOUTQ), &queued) == 0, queued > 0, Date() < deadline { usleep(1000) }
+        }
     }
 
     func connect() throws -> UnixSocket {
@@ -106,10 +130,10 @@ public struct SerialConsole {
                     continue
                 }
                 if isTTY, let i = buf[0..<n].firstIndex(of: Self.detachByte) {
-                    if i > 0 { try socket.write(Data(buf[0..<i])) }
+                    if i > 0 { try pass(Data(buf[0..<i]), to: socket) }
                     return
                 }
-                try socket.write(Data(buf[0..<n]))
+                try pass(Data(buf[0..<n]), to: socket)
             }
         }
     }
@@ -118,7 +142,7 @@ public struct SerialConsole {
 extension VMManager {
     public func console(_ name: String) throws -> SerialConsole {
         _ = try running(name)
-        return SerialConsole(socketPath: layout(name).consoleSocket)
+        return SerialConsole(socketPath: layout(name).consoleSocket, holdPath: layout(name).inputHold)
     }
 
     /// Starts (or finds) the guest's terminal relay and returns the pty it serves and the
@@ -127,6 +151,6 @@ extension VMManager {
         let agent = try agentClient(name)
         defer { agent.close() }
         let info = try agent.terminal()
-        return (info, SerialConsole(socketPath: layout(name).terminalSocket))
+        return (info, SerialConsole(socketPath: layout(name).terminalSocket, holdPath: layout(name).inputHold))
     }
 }

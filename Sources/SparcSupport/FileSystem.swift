@@ -332,11 +332,11 @@ public final class FileLock {
     let fd: Int32
 
     /// Takes the lock on `path` (created if missing), waiting for it unless `wait` is false,
-    /// in which case a held lock is a nil result.
-    public init?(_ path: String, wait: Bool = true) throws {
+    /// in which case a held lock is a nil result. Shared locks exclude only an exclusive one.
+    public init?(_ path: String, wait: Bool = true, shared: Bool = false) throws {
         let fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw SparcError.posix("cannot open lock", path) }
-        while flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB)) != 0 {
+        while flock(fd, (shared ? LOCK_SH : LOCK_EX) | (wait ? 0 : LOCK_NB)) != 0 {
             if errno == EINTR { continue }
             let code = errno
             close(fd)
@@ -349,8 +349,8 @@ public final class FileLock {
     deinit { close(fd) }
 
     /// Runs `body` holding the lock on `path`.
-    public static func withLock<T>(_ path: String, _ body: () throws -> T) throws -> T {
-        let lock = try FileLock(path)
+    public static func withLock<T>(_ path: String, shared: Bool = false, _ body: () throws -> T) throws -> T {
+        let lock = try FileLock(path, shared: shared)
         defer { withExtendedLifetime(lock) {} }
         return try body()
     }

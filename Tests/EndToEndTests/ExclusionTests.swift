@@ -185,6 +185,44 @@ final class ExclusionTests: GuestTestCase {
         try assertNoKernelComplaint()
     }
 
+    /// Nothing typed on a console between the collection and the pause reaches the guest
+    /// (it would land in terminal buffers collected before it came): console input is held
+    /// from before the collection until the guest runs again, then delivered, not lost.
+    func testConsoleInputDuringACheckpointIsHeldUntilTheGuestRunsAgain() throws {
+        let before = Self.randomSecret("BEFORE"), during = Self.randomSecret("DURING")
+        try guest("rm -f /run/held-count")
+        try sparc.ok(["console", "--name", vm, "--send", ": \(before)\\n"])
+        final class Outcome: @unchecked Sendable { var result: SparcRunner.Output? }
+        let outcome = Outcome(), finished = DispatchSemaphore(value: 0)
+        nonisolated(unsafe) let runner = sparc
+        let bundle = work + "/held.sparc", name = vm
+        // The checkpoint dwells 3 s between collection and pause (as a guest with many
+        // processes can); the operator types meanwhile.
+        Thread.detachNewThread {
+            outcome.result = try? runner.run(
+                ["checkpoint", "--name", name, "-o", bundle],
+                environment: ["SPARC_FAULT": "checkpoint-after-collect:stall=3"])
+            finished.signal()
+        }
+        sleep(2)
+        let began = Date()
+        try sparc.ok(["console", "--name", vm, "--send", ": \(during); echo x >> /run/held-count\\n"])
+        let waited = Date().timeIntervalSince(began)
+        finished.wait()
+        XCTAssertEqual(outcome.result?.status, 0, outcome.result?.stderr ?? "no result")
+        XCTAssertGreaterThan(waited, 0.5, "typing waited for the checkpoint")
+        // Nothing is excluded here: what was typed before the checkpoint is in it, what was typed during is not.
+        XCTAssertEqual(try sparc.run(["search", before, bundle]).status, 0, "typed before the checkpoint, in the bundle")
+        let found = try sparc.run(["search", during, bundle])
+        XCTAssertEqual(found.status, 1, "typed during the checkpoint, found in the bundle:\n\(found.stdout)")
+        var ran = ""
+        for _ in 0..<50 where ran != "1" {
+            ran = try guest("cat /run/held-count 2>/dev/null | wc -l")
+            if ran != "1" { usleep(100_000) }
+        }
+        XCTAssertEqual(ran, "1", "the held line ran once the guest was running again")
+    }
+
     /// --exclude-memory-files leaves out only what the excluded processes alone hold: a tmpfs
     /// file one of them wrote (removed at restore) and a memfd it wrote with write() (left out
     /// even without the flag: it dies with its holder); the busybox binary the excluded `nc`
