@@ -9,9 +9,11 @@
  *
  *   tty     n_tty read and echo buffers, flip buffers (queued and free), the tty write
  *           buffer, the serial driver's transmit ring; for a pty also the other end.
- *   pipe    pages of pipe and FIFO buffers owned by the pipe, and its spare page.
+ *   pipe    pages of pipe and FIFO buffers owned by the pipe (or vmspliced and
+ *           mapped by nobody any more), and its spare page.
  *   socket  payload of queued skbs: receive and write queues, TCP retransmit and
- *           out-of-order queues, unix peers' receive queues, children of listeners.
+ *           out-of-order queues, unix peers' receive queues, children of listeners,
+ *           and datagrams the processes sent that wait in anyone's unix socket.
  *   kstack  the unused part of each thread's kernel stack (below its saved stack
  *           pointer), which keeps stale copies of data the thread moved through the kernel.
  *
@@ -70,7 +72,12 @@ struct collector {
 	/* Drop the buffers instead of reporting them (at restore, see "draining"). */
 	bool drain;
 	unsigned long dropped;
+	/* The excluded processes' unix sockets: what they sent may wait in any socket. */
+	struct sock **senders;
+	int nsenders;
 };
+
+#define MAX_SENDERS 16384
 
 static void emit_phys(struct collector *c, const char *kind, phys_addr_t phys, size_t len)
 {
@@ -175,9 +182,11 @@ static void collect_pipe(struct collector *c, struct pipe_inode_info *pipe)
 	for (i = pipe->tail; i != pipe->head; i++) {
 		struct pipe_buffer *b = &pipe->bufs[i & (pipe->ring_size - 1)];
 
-		/* A page owned by the pipe (no mapping) is data through and through. Spliced
-		 * page-cache or gifted user pages belong to others and are left alone. */
-		if (b->page && !b->page->mapping)
+		/* A page owned by the pipe (no mapping) is data through and through, and so is
+		 * a vmspliced user page nobody maps any more (the writer unmapped it: only the
+		 * pipe holds it). Spliced page cache and user pages still mapped belong to
+		 * others (their own exclusion covers them) and are left alone. */
+		if (b->page && (!b->page->mapping || (PageAnon(b->page) && !page_mapped(b->page))))
 			emit_page(c, "pipe", b->page, 0, PAGE_SIZE);
 	}
 	if (pipe->tmp_page)
@@ -271,9 +280,12 @@ static void collect_sock(struct collector *c, struct sock *sk, int depth)
 
 /* ---- files of a process ---- */
 
+/* The files of a process are taken in batches of MAX_FILES (references held, so the
+ * work on them happens outside the fd table's lock); a process may hold any number. */
 struct file_list {
 	struct file *files[MAX_FILES];
 	int count;
+	unsigned int next_fd;
 };
 
 static int remember_file(const void *arg, struct file *file, unsigned int fd)
@@ -283,6 +295,7 @@ static int remember_file(const void *arg, struct file *file, unsigned int fd)
 	if (list->count >= MAX_FILES)
 		return 1;
 	list->files[list->count++] = get_file(file);
+	list->next_fd = fd + 1;
 	return 0;
 }
 
@@ -404,6 +417,97 @@ static void drain_file(struct collector *c, struct file *file)
 	}
 }
 
+/* ---- what excluded unix sockets sent to others ---- */
+
+/* Datagrams sent without a connection (sendto a path) wait in the receiver's queue, which
+ * no excluded process holds: after the excluded processes' own files, every process's
+ * unix sockets are searched for skbs an excluded socket sent. */
+static void remember_sender(struct collector *c, struct file *file)
+{
+	struct inode *inode = file_inode(file);
+	struct socket *sock;
+
+	if (!S_ISSOCK(inode->i_mode))
+		return;
+	sock = sock_from_file(file);
+	if (!sock || !sock->sk || sock->sk->sk_family != AF_UNIX)
+		return;
+	if (c->nsenders >= MAX_SENDERS) {
+		c->overflow = true;
+		return;
+	}
+	c->senders[c->nsenders++] = sock->sk;
+}
+
+static bool is_sender(struct collector *c, struct sock *sk)
+{
+	int i;
+
+	for (i = 0; i < c->nsenders; i++)
+		if (c->senders[i] == sk)
+			return true;
+	return false;
+}
+
+struct sender_scan {
+	struct collector *c;
+	struct sk_buff_head *dropped;
+};
+
+static int scan_receiver(const void *arg, struct file *file, unsigned int fd)
+{
+	const struct sender_scan *scan = arg;
+	struct collector *c = scan->c;
+	struct inode *inode = file_inode(file);
+	struct socket *sock;
+	struct sk_buff_head *q;
+	struct sk_buff *skb, *tmp;
+	unsigned long flags;
+
+	if (!S_ISSOCK(inode->i_mode))
+		return 0;
+	sock = sock_from_file(file);
+	if (!sock || !sock->sk || sock->sk->sk_family != AF_UNIX || is_sender(c, sock->sk))
+		return 0;
+	q = &sock->sk->sk_receive_queue;
+	spin_lock_irqsave(&q->lock, flags);
+	skb_queue_walk_safe(q, skb, tmp) {
+		if (!skb->sk || skb->sk == sock->sk || !is_sender(c, skb->sk))
+			continue;
+		if (c->drain) {
+			__skb_unlink(skb, q);
+			__skb_queue_tail(scan->dropped, skb);
+			c->dropped++;
+		} else {
+			collect_skb(c, skb, 0);
+		}
+	}
+	spin_unlock_irqrestore(&q->lock, flags);
+	return 0;
+}
+
+static void scan_receivers(struct collector *c)
+{
+	struct task_struct *p;
+	struct sk_buff_head dropped;
+	struct sender_scan scan = { .c = c, .dropped = &dropped };
+
+	if (!c->nsenders)
+		return;
+	__skb_queue_head_init(&dropped);
+	rcu_read_lock();
+	for_each_process(p) {
+		c->pid = task_pid_nr(p);
+		task_lock(p);
+		if (p->files)
+			iterate_fd(p->files, 0, scan_receiver, &scan);
+		task_unlock(p);
+	}
+	rcu_read_unlock();
+	/* Freed outside every lock: a datagram can carry descriptors to release. */
+	__skb_queue_purge(&dropped);
+}
+
 static void collect_stacks(struct collector *c, struct task_struct *task)
 {
 	struct task_struct *t;
@@ -431,7 +535,7 @@ static int collect_pid(struct collector *c, pid_t nr)
 	struct tty_struct *ctty = NULL;
 	struct sighand_struct *sighand;
 	unsigned long flags;
-	int i;
+	int i, more;
 
 	if (!pid)
 		return -ESRCH;
@@ -446,17 +550,20 @@ static int collect_pid(struct collector *c, pid_t nr)
 		put_task_struct(task);
 		return -ENOMEM;
 	}
-	task_lock(task);
-	if (task->files)
-		iterate_fd(task->files, 0, remember_file, list);
-	task_unlock(task);
-	for (i = 0; i < list->count; i++) {
-		if (c->drain)
-			drain_file(c, list->files[i]);
-		else
-			collect_file(c, list->files[i]);
-		fput(list->files[i]);
-	}
+	do {
+		list->count = 0;
+		task_lock(task);
+		more = task->files ? iterate_fd(task->files, list->next_fd, remember_file, list) : 0;
+		task_unlock(task);
+		for (i = 0; i < list->count; i++) {
+			remember_sender(c, list->files[i]);
+			if (c->drain)
+				drain_file(c, list->files[i]);
+			else
+				collect_file(c, list->files[i]);
+			fput(list->files[i]);
+		}
+	} while (more);
 	kvfree(list);
 
 	/* The controlling terminal carries what the process read and printed. */
@@ -536,6 +643,13 @@ static ssize_t helper_write(struct file *file, const char __user *ubuf, size_t c
 	}
 	mutex_lock(&s->lock);
 	s->c.drain = !strcmp(tok, "drain");
+	s->c.nsenders = 0;
+	s->c.senders = kvcalloc(MAX_SENDERS, sizeof(*s->c.senders), GFP_KERNEL);
+	if (!s->c.senders) {
+		mutex_unlock(&s->lock);
+		kfree(text);
+		return -ENOMEM;
+	}
 	while ((tok = strsep(&p, " \n")) != NULL) {
 		int nr;
 
@@ -556,6 +670,10 @@ static ssize_t helper_write(struct file *file, const char __user *ubuf, size_t c
 			break;
 		}
 	}
+	if (!rc)
+		scan_receivers(&s->c);
+	kvfree(s->c.senders);
+	s->c.senders = NULL;
 	if (s->c.drain && s->c.len + 64 <= MAX_OUTPUT)
 		s->c.len += scnprintf(s->c.buf + s->c.len, MAX_OUTPUT - s->c.len, "dropped 0 0 %lx\n", s->c.dropped);
 	/* emit_phys keeps 64 bytes free, so this line always fits. */

@@ -12,6 +12,17 @@
  *   sparc-probe named NAME        take NAME as its process name (prctl PR_SET_NAME), sleep
  *   sparc-probe memfd             write standard input into a memfd with write(2) (never
  *                                 mapped), keep it open, sleep
+ *   sparc-probe many-fds N        hold N descriptors, then a pipe past them (fd > N) with
+ *                                 standard input written into it, unread; sleep
+ *   sparc-probe vmsplice          copy standard input into a page of its own, vmsplice it
+ *                                 into a pipe it holds (unread), unmap the page, sleep
+ *   sparc-probe sysv              copy standard input into a new SysV shared memory
+ *                                 segment, detach it (the segment stays), print its id, sleep
+ *   sparc-probe dgram-recv PATH OUT  bind a unix datagram socket at PATH and read nothing
+ *                                 until SIGUSR1; then write what is queued into OUT, exit
+ *   sparc-probe dgram-send PATH   send standard input to PATH as one datagram from an
+ *                                 unconnected socket it keeps, sleep
+ *   sparc-probe key               add standard input as a "user" key to its process keyring, sleep
  *   sparc-probe helper-stress T N [R]  T threads share one /proc/sparc_helper descriptor and
  *                                 each asks N times for the parent shell (its pid R times
  *                                 per request); the output must be whole lines within the
@@ -28,6 +39,11 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/shm.h>
+#include <sys/uio.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -158,6 +174,142 @@ static int memfd(void)
 		pause();
 }
 
+/* Reads standard input (up to one page) into buf; returns its length. */
+static size_t read_input(char *buf, size_t cap)
+{
+	size_t len = 0;
+	ssize_t n;
+	while (len < cap && (n = read(0, buf + len, cap - len)) > 0)
+		len += n;
+	return len;
+}
+
+static int many_fds(int count)
+{
+	struct rlimit rl = { count + 64, count + 64 };
+	char buf[4096];
+	int p[2];
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+		perror("setrlimit");
+		return 1;
+	}
+	for (int i = 0; i < count; i++)
+		if (open("/dev/null", O_RDONLY) < 0) {
+			perror("open");
+			return 1;
+		}
+	if (pipe(p) != 0)
+		return 1;
+	size_t len = read_input(buf, sizeof buf);
+	if (write(p[1], buf, len) != (ssize_t)len)
+		return 1;
+	memset(buf, 0, sizeof buf);
+	printf("%d %d\n", p[0], p[1]);
+	fflush(stdout);
+	for (;;)
+		pause();
+}
+
+static int splice_page(void)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	char *buf = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	int p[2];
+	if (buf == MAP_FAILED || pipe(p) != 0)
+		return 1;
+	size_t len = read_input(buf, page);
+	struct iovec iov = { buf, len };
+	if (vmsplice(p[1], &iov, 1, 0) != (ssize_t)len) {
+		perror("vmsplice");
+		return 1;
+	}
+	/* Only the pipe holds the page now. */
+	munmap(buf, page);
+	for (;;)
+		pause();
+}
+
+static int sysv(void)
+{
+	char buf[4096];
+	size_t len = read_input(buf, sizeof buf);
+	int id = shmget(IPC_PRIVATE, 4096, IPC_CREAT | 0600);
+	if (id < 0) {
+		perror("shmget");
+		return 1;
+	}
+	char *seg = shmat(id, NULL, 0);
+	if (seg == (void *)-1)
+		return 1;
+	memcpy(seg, buf, len);
+	memset(buf, 0, sizeof buf);
+	shmdt(seg);
+	printf("%d\n", id);
+	fflush(stdout);
+	for (;;)
+		pause();
+}
+
+static int add_key_from_input(void)
+{
+	char buf[4096];
+	size_t len = read_input(buf, sizeof buf);
+	/* KEY_SPEC_PROCESS_KEYRING: the key dies with the process. */
+	if (syscall(SYS_add_key, "user", "sparc-probe", buf, len, -2) < 0) {
+		perror("add_key");
+		return 1;
+	}
+	memset(buf, 0, sizeof buf);
+	for (;;)
+		pause();
+}
+
+static volatile sig_atomic_t got_usr1;
+static void on_usr1(int sig)
+{
+	(void)sig;
+	got_usr1 = 1;
+}
+
+static int dgram_recv(const char *path, const char *out)
+{
+	struct sockaddr_un un = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_DGRAM, 0);
+	strncpy(un.sun_path, path, sizeof(un.sun_path) - 1);
+	unlink(path);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&un, sizeof un) != 0) {
+		perror("bind");
+		return 1;
+	}
+	signal(SIGUSR1, on_usr1);
+	while (!got_usr1)
+		pause();
+	int o = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	char buf[65536];
+	ssize_t n;
+	while ((n = recv(fd, buf, sizeof buf, MSG_DONTWAIT)) > 0)
+		if (write(o, buf, n) != n)
+			return 1;
+	close(o);
+	return 0;
+}
+
+static int dgram_send(const char *path)
+{
+	struct sockaddr_un un = { .sun_family = AF_UNIX };
+	char buf[4096];
+	int fd = socket(AF_UNIX, SOCK_DGRAM, 0);
+	strncpy(un.sun_path, path, sizeof(un.sun_path) - 1);
+	size_t len = read_input(buf, sizeof buf);
+	if (fd < 0 || sendto(fd, buf, len, 0, (struct sockaddr *)&un, sizeof un) != (ssize_t)len) {
+		perror("sendto");
+		return 1;
+	}
+	memset(buf, 0, sizeof buf);
+	for (;;)
+		pause();
+}
+
 static int helper_fd;
 static int helper_rounds;
 static int helper_repeat = 1;
@@ -255,6 +407,18 @@ int main(int argc, char **argv)
 			helper_repeat = atoi(argv[4]);
 		return helper_stress(atoi(argv[2]), atoi(argv[3]));
 	}
+	if (argc == 3 && !strcmp(argv[1], "many-fds"))
+		return many_fds(atoi(argv[2]));
+	if (argc == 2 && !strcmp(argv[1], "vmsplice"))
+		return splice_page();
+	if (argc == 2 && !strcmp(argv[1], "key"))
+		return add_key_from_input();
+	if (argc == 2 && !strcmp(argv[1], "sysv"))
+		return sysv();
+	if (argc == 4 && !strcmp(argv[1], "dgram-recv"))
+		return dgram_recv(argv[2], argv[3]);
+	if (argc == 3 && !strcmp(argv[1], "dgram-send"))
+		return dgram_send(argv[2]);
 	if (argc == 2 && !strcmp(argv[1], "memfd"))
 		return memfd();
 	if (argc == 3 && !strcmp(argv[1], "named"))
@@ -271,6 +435,6 @@ int main(int argc, char **argv)
 		return threads(atoi(argv[2]));
 	if (argc == 3 && !strcmp(argv[1], "hold"))
 		return hold(atol(argv[2]));
-	fprintf(stderr, "usage: sparc-probe recv-unix|send-unix PATH | recv-tcp|send-tcp PORT | hold MIB | threads N | named NAME | memfd | helper-stress THREADS ROUNDS [PIDS-PER-REQUEST]\n");
+	fprintf(stderr, "usage: sparc-probe recv-unix|send-unix PATH | recv-tcp|send-tcp PORT | hold MIB | threads N | named NAME | memfd | many-fds N | vmsplice | sysv | key | dgram-recv PATH OUT | dgram-send PATH | helper-stress THREADS ROUNDS [PIDS-PER-REQUEST]\n");
 	return 2;
 }

@@ -328,7 +328,8 @@ public struct ExclusionRequest: Codable, Equatable, Sendable {
 
 /// The kinds of memory an exclusion covers; manifests count bytes per kind.
 public enum ExcludedKind: String, Codable, Sendable, CaseIterable {
-    case user, pagecache, pipe, socket, tty, kstack
+    /// `shm`: detached SysV shared memory segments the processes created.
+    case user, pagecache, pipe, socket, tty, kstack, shm
 }
 
 /// A process an exclusion resolved to, and why it is in the set.

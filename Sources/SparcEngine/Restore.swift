@@ -229,7 +229,7 @@ extension VMManager {
                 progress?(killExcluded ? "ending excluded processes" : "evicting excluded page cache")
                 let kill = excluded.processes.map { ExcludedProcess(pid: $0.pid, command: "", reason: $0.reason, startTime: $0.startTime) }
                 // Zeroed pipe, socket and terminal buffers are dropped whether or not the processes die: nobody reads the zeros.
-                let zeroedBuffers = ["pipe", "socket", "tty"].contains { (excluded.bytesByKind[$0] ?? 0) > 0 }
+                let zeroedBuffers = ["pipe", "socket", "tty", "shm"].contains { (excluded.bytesByKind[$0] ?? 0) > 0 }
                 cleanup = try agent.cleanup(
                     CleanupRequest(
                         kill: killExcluded ? kill : [], drain: zeroedBuffers ? kill : [], evictFiles: excluded.evictFiles,

@@ -353,6 +353,12 @@ final class ExclusionCollector {
         let length = (Int(st.st_size) + pageSize - 1) / pageSize * pageSize
         guard let base = mmap(nil, length, PROT_READ, MAP_SHARED, fd, 0), base != MAP_FAILED else { return [] }
         defer { munmap(base, length) }
+        return residentFrames(base: base, length: length)
+    }
+
+    /// Frames of the resident pages of a shared mapping of ours, found by mapping them in
+    /// (MADV_POPULATE_READ maps what is resident, copies nothing) and reading our page map.
+    static func residentFrames(base: UnsafeMutableRawPointer, length: Int) -> [UInt64] {
         let pages = length / pageSize
         var resident = [UInt8](repeating: 0, count: pages)
         guard mincore(base, length, &resident) == 0 else { return [] }
@@ -376,6 +382,84 @@ final class ExclusionCollector {
             if resident[i] & 1 != 0 { frames.append(pfn) }
         }
         return frames
+    }
+
+    // MARK: - SysV shared memory
+
+    struct SysVSegment {
+        var id: Int32
+        var size: Int
+        var creator: Int32
+        var attached: Int
+    }
+
+    /// The SysV shared memory segments (/proc/sysvipc/shm).
+    static func sysvSegments() -> [SysVSegment] {
+        // key shmid perms size cpid lpid nattch …
+        (GuestSystem.readText("/proc/sysvipc/shm") ?? "").split(separator: "\n").dropFirst().compactMap { line in
+            let f = line.split(separator: " ", omittingEmptySubsequences: true)
+            guard f.count >= 7, let id = Int32(f[1]), let size = Int(f[3]), let cpid = Int32(f[4]), let n = Int(f[6]) else { return nil }
+            return SysVSegment(id: id, size: size, creator: cpid, attached: n)
+        }
+    }
+
+    /// Detached SysV segments the excluded processes created: no page table leads to them
+    /// any more, yet they outlive a detach and hold what was written. Attached here
+    /// read-only, their resident pages are found as a file's are. (A segment still attached
+    /// is in its processes' page tables: mapped by excluded processes alone it is left out
+    /// with their pages, mapped by another process it is that process's memory too.)
+    func collectSysVSegments(_ processes: [ExcludedProcess]) {
+        let pids = Set(processes.map(\.pid))
+        for segment in Self.sysvSegments() where pids.contains(segment.creator) && segment.attached == 0 {
+            guard let base = shmat(segment.id, nil, SHM_RDONLY), base != UnsafeMutableRawPointer(bitPattern: -1) else {
+                warnings.append("SysV segment \(segment.id) of pid \(segment.creator) could not be attached, its pages were kept: \(String(cString: strerror(errno)))")
+                continue
+            }
+            defer { shmdt(base) }
+            let length = (segment.size + Self.pageSize - 1) / Self.pageSize * Self.pageSize
+            for pfn in Self.residentFrames(base: base, length: length) {
+                let start = pfn * UInt64(Self.pageSize)
+                byteRanges[.shm, default: []].append(start..<start + UInt64(Self.pageSize))
+            }
+        }
+    }
+
+    // MARK: - Kinds not covered
+
+    /// Warns by name about kernel copies sparc cannot attribute to a process: key payloads
+    /// in the kernel keyring, and POSIX shared memory files nobody holds open any more.
+    func warnAboutUncoveredCopies(_ processes: [ExcludedProcess]) {
+        var uids: Set<UInt32> = []
+        for p in processes {
+            for line in (GuestSystem.readText("/proc/\(p.pid)/status") ?? "").split(separator: "\n") where line.hasPrefix("Uid:") {
+                if let uid = UInt32(line.split(whereSeparator: { $0 == "\t" || $0 == " " }).dropFirst().first ?? "") { uids.insert(uid) }
+            }
+        }
+        // /proc/keys: ID FLAGS USAGE TIMEOUT PERM UID GID TYPE DESCRIPTION: SUMMARY
+        var keys = 0
+        for line in (GuestSystem.readText("/proc/keys") ?? "").split(separator: "\n") {
+            let f = line.split(separator: " ", omittingEmptySubsequences: true)
+            guard f.count > 8, let uid = UInt32(f[5]), uids.contains(uid), ["user", "logon", "big_key", "encrypted", "trusted"].contains(String(f[7])) else { continue }
+            keys += 1
+        }
+        if keys > 0 {
+            warnings.append("kernel keyring: \(keys) key(s) of the excluded processes' users are not left out (the kernel does not say which process added a key; payloads stay in the bundle)")
+        }
+        // A POSIX shared memory file written since the first excluded process started and
+        // open by none of them: one of them may have written it and closed it.
+        let earliest = processes.compactMap { Self.startTime($0.pid) }.min() ?? 0
+        let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
+        let uptime = Double((GuestSystem.readText("/proc/uptime") ?? "").split(separator: " ").first ?? "") ?? 0
+        let since = Date().timeIntervalSince1970 - uptime + Double(earliest) / max(ticks, 1)
+        let held = removeFiles.union(evictFiles).union(keptMemoryFiles.keys)
+        for name in ((try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? []).sorted() {
+            let path = "/dev/shm/" + name
+            var st = stat()
+            guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, uids.contains(st.st_uid), !held.contains(path),
+                Double(st.st_mtim.tv_sec) >= since - 1
+            else { continue }
+            warnings.append("\(path.terminalSafe) (POSIX shared memory, written since the excluded processes started, open by none of them) is not left out")
+        }
     }
 
     func collectPageCache(_ processes: [ExcludedProcess]) {
@@ -584,6 +668,8 @@ final class ExclusionCollector {
             collectPageCache(resolved.processes)
             phase("pagecache")
             try collectKernelBuffers(resolved.processes)
+            collectSysVSegments(resolved.processes)
+            warnAboutUncoveredCopies(resolved.processes)
             phase("kernel")
         }
         var out: [ExcludedRange] = []
@@ -604,7 +690,7 @@ final class ExclusionCollector {
             }
             bytes[kind.rawValue] = total
         }
-        for kind in [ExcludedKind.pipe, .socket, .tty, .kstack] {
+        for kind in [ExcludedKind.pipe, .socket, .tty, .kstack, .shm] {
             let merged = mergedRanges(byteRanges[kind] ?? [])
             bytes[kind.rawValue] = merged.reduce(0) { $0 + ($1.upperBound - $1.lowerBound) }
             out += merged.map { ExcludedRange(start: $0.lowerBound, length: $0.upperBound - $0.lowerBound, kind: kind) }
@@ -661,6 +747,13 @@ enum Cleanup {
             }
             if let s = GuestSystem.readText("/proc/\(pid)/stat").flatMap(GuestSystem.parseStat), s.state != "Z" && s.state != "X" {
                 result.warnings.append("pid \(pid) did not die after SIGKILL (state \(s.state))")
+            }
+        }
+        // Their detached SysV segments were zeroed: gone with their creators, nobody attaches zeros.
+        let drained = Set(drain.map(\.pid)), ended = Set(result.killed)
+        for segment in ExclusionCollector.sysvSegments() where segment.attached == 0 && drained.contains(segment.creator) && ended.contains(segment.creator) {
+            if shmctl(segment.id, IPC_RMID, nil) != 0 {
+                result.warnings.append("cannot remove SysV segment \(segment.id): \(String(cString: strerror(errno)))")
             }
         }
         for file in request.evictFiles {

@@ -223,6 +223,54 @@ final class ExclusionTests: GuestTestCase {
         XCTAssertEqual(ran, "1", "the held line ran once the guest was running again")
     }
 
+    /// Copies a process leaves beyond what its page tables map: a pipe past 4096 open files,
+    /// a page it vmspliced into a pipe and unmapped, a SysV segment it detached, a datagram
+    /// waiting in a bystander's socket. Each is in the baseline and in no file of the
+    /// excluded checkpoint; after restore the bystander receives nothing (no zeros) and the
+    /// segment is gone with its creator. What cannot be attributed to a process (a key in the
+    /// kernel keyring, a POSIX shm file written and closed) is named in a warning.
+    func testKernelCopiesBeyondTheProcessesOwnPagesAreLeftOut() throws {
+        let receiver = try detach("exec sparc-probe dgram-recv /run/dg.sock /run/dg.out")
+        try guest("i=0; while [ ! -S /run/dg.sock ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done")
+        let leader = try detach(
+            "mkfifo /run/kc; A=\(Self.generate); B=\(Self.generate); C=\(Self.generate); D=\(Self.generate); E=\(Self.generate); F=\(Self.generate); printf '%s %s %s %s %s %s' $A $B $C $D $E $F > /run/kc; "
+                + "printf %s $A | sparc-probe many-fds 5000 > /run/kc-fds & printf %s $B | sparc-probe vmsplice & "
+                + "printf %s $C | sparc-probe sysv > /run/kc-shmid & printf %s $D | sparc-probe dgram-send /run/dg.sock & "
+                + "printf %s $E | sparc-probe key & printf %s $F > /dev/shm/kc-closed; while :; do sleep 1000; done")
+        let secrets = try readFifo("/run/kc").split(separator: " ").map(String.init)
+        XCTAssertEqual(secrets.count, 6)
+        let (fds, vmspliced, sysv, dgram) = (secrets[0], secrets[1], secrets[2], secrets[3])
+        try guest("i=0; while { [ ! -s /run/kc-shmid ] || [ ! -s /run/kc-fds ]; } && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done")
+        let shmid = try guest("cat /run/kc-shmid")
+        XCTAssertGreaterThan(Int(try guest("cut -d' ' -f2 /run/kc-fds")) ?? 0, 4096, "the pipe sits past the helper's batch of 4096 files")
+        sleep(1)
+
+        let baseline = work + "/kc-base.sparc"
+        try sparc.ok(["checkpoint", "--name", vm, "-o", baseline])
+        for secret in [fds, vmspliced, sysv, dgram] {
+            XCTAssertEqual(try sparc.run(["search", secret, baseline]).status, 0, "baseline holds \(secret)")
+        }
+        let bundle = work + "/kc.sparc"
+        let out = try sparc.run(["checkpoint", "--name", vm, "-o", bundle, "--exclude-pid", String(leader)])
+        XCTAssertEqual(out.status, 0, out.stderr)
+        for (what, secret) in [("a pipe past 4096 files", fds), ("a vmspliced page", vmspliced), ("a detached SysV segment", sysv), ("a datagram sent to a bystander", dgram)] {
+            let found = try sparc.run(["search", secret, bundle])
+            XCTAssertEqual(found.status, 1, "\(what) kept the secret:\n\(found.stdout)")
+        }
+        XCTAssertGreaterThan(try BundleReader(path: bundle).manifest.exclusion.bytesByKind["shm"] ?? 0, 0)
+        let said = out.stdout + out.stderr
+        XCTAssertTrue(said.contains("kernel keyring: 1 key(s)"), said)
+        XCTAssertTrue(said.contains("/dev/shm/kc-closed"), said)
+
+        try sparc.ok(["restore", bundle, "--name", vm, "--replace"])
+        XCTAssertFalse(try guest("cat /proc/sysvipc/shm").split(separator: "\n").contains { $0.split(separator: " ").dropFirst().first == Substring(shmid) }, "segment \(shmid) removed")
+        XCTAssertTrue(try livePids().contains(receiver), "the bystander runs on")
+        try guest("kill -USR1 \(receiver); i=0; while [ ! -e /run/dg.out ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done")
+        XCTAssertEqual(try guest("wc -c < /run/dg.out"), "0", "the bystander received nothing, no zeros")
+        try guest("rm -f /dev/shm/kc-closed")
+        try assertNoKernelComplaint()
+    }
+
     /// --exclude-memory-files leaves out only what the excluded processes alone hold: a tmpfs
     /// file one of them wrote (removed at restore) and a memfd it wrote with write() (left out
     /// even without the flag: it dies with its holder); the busybox binary the excluded `nc`
