@@ -89,3 +89,80 @@ int sparc_file_extents(int fd, struct sparc_extent *out, int max) {
     free(fm);
     return count;
 }
+
+#include <linux/cn_proc.h>
+#include <linux/connector.h>
+#include <linux/netlink.h>
+#include <sys/socket.h>
+
+int sparc_proc_events_open(void)
+{
+	int fd = socket(PF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_CONNECTOR);
+	struct sockaddr_nl addr = { .nl_family = AF_NETLINK, .nl_groups = CN_IDX_PROC, .nl_pid = 0 };
+	int size = 4 << 20;
+	char msg[NLMSG_SPACE(sizeof(struct cn_msg) + sizeof(enum proc_cn_mcast_op))] __attribute__((aligned(NLMSG_ALIGNTO)));
+	struct nlmsghdr *nl = (struct nlmsghdr *)msg;
+	struct cn_msg *cn = NLMSG_DATA(nl);
+	enum proc_cn_mcast_op op = PROC_CN_MCAST_LISTEN;
+
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size);
+	if (bind(fd, (struct sockaddr *)&addr, sizeof addr) != 0)
+		goto fail;
+	memset(msg, 0, sizeof msg);
+	nl->nlmsg_len = NLMSG_LENGTH(sizeof(struct cn_msg) + sizeof op);
+	nl->nlmsg_type = NLMSG_DONE;
+	nl->nlmsg_pid = getpid();
+	cn->id.idx = CN_IDX_PROC;
+	cn->id.val = CN_VAL_PROC;
+	cn->len = sizeof op;
+	memcpy(cn->data, &op, sizeof op);
+	if (send(fd, msg, nl->nlmsg_len, 0) != (ssize_t)nl->nlmsg_len)
+		goto fail;
+	return fd;
+fail:;
+	int e = errno;
+	close(fd);
+	return -e;
+}
+
+int sparc_proc_events_next(int fd, struct sparc_proc_event *out, int max)
+{
+	char buf[16384] __attribute__((aligned(NLMSG_ALIGNTO)));
+	ssize_t len;
+	int n = 0;
+
+	do
+		len = recv(fd, buf, sizeof buf, 0);
+	while (len < 0 && errno == EINTR);
+	if (len < 0) {
+		if (errno == ENOBUFS && max > 0) {
+			out[0].kind = SPARC_PROC_LOST;
+			return 1;
+		}
+		return -errno;
+	}
+	for (struct nlmsghdr *nl = (struct nlmsghdr *)buf; NLMSG_OK(nl, (size_t)len) && n < max; nl = NLMSG_NEXT(nl, len)) {
+		struct cn_msg *cn = NLMSG_DATA(nl);
+		struct proc_event *ev;
+
+		if (nl->nlmsg_type == NLMSG_ERROR || nl->nlmsg_type == NLMSG_NOOP)
+			continue;
+		if (cn->id.idx != CN_IDX_PROC || cn->id.val != CN_VAL_PROC)
+			continue;
+		ev = (struct proc_event *)cn->data;
+		if (ev->what == PROC_EVENT_FORK && ev->event_data.fork.child_pid == ev->event_data.fork.child_tgid) {
+			out[n].kind = SPARC_PROC_FORK;
+			out[n].pid = ev->event_data.fork.child_tgid;
+			out[n].parent = ev->event_data.fork.parent_tgid;
+			n++;
+		} else if (ev->what == PROC_EVENT_EXIT && ev->event_data.exit.process_pid == ev->event_data.exit.process_tgid) {
+			out[n].kind = SPARC_PROC_EXIT;
+			out[n].pid = ev->event_data.exit.process_tgid;
+			out[n].parent = 0;
+			n++;
+		}
+	}
+	return n;
+}

@@ -108,7 +108,9 @@ final class ExclusionCollector {
                 for holder in holders?[index] ?? [] { add(holder, "holds the master of \(tty)") }
             }
         }
-        // Processes bring along what they started: their children, the members of a session or
+        let lineage = ForkLineage.shared
+        // Processes bring along what they started: their children, what they forked (the
+        // kernel's fork events, kept across reparenting), the members of a session or
         // process group they lead (a `(cmd &)` orphan, reparented to init, stays in both), and
         // orphans in their own cgroup started after them (a daemon that double-forked and left
         // its session stays in its cgroup). Repeated until nothing more joins.
@@ -145,6 +147,11 @@ final class ExclusionCollector {
             let parent = order[i]
             let p = byPid[parent]
             for child in children[parent] ?? [] where byPid[child].map(isKernel) == false { add(child, "child of \(parent)") }
+            // Forked by it, whatever became of the parent link since (a daemon that double-forked).
+            for child in lineage.descendants(of: parent).sorted()
+            where byPid[child].map({ !isKernel($0) && $0.startTime >= (p?.startTime ?? 0) }) == true {
+                add(child, "forked by \(parent)")
+            }
             if p?.session == parent {
                 for member in bySession[parent] ?? [] { add(member, "in the session of \(parent)") }
             }

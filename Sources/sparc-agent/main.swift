@@ -212,4 +212,5 @@ if fd < 0 {
 let agent = Agent(fd: fd)
 agent.freezer.setUp()
 agent.freezer.startWatchdog()
+ForkLineage.shared.start()
 agent.serve()

@@ -271,6 +271,63 @@ final class ExclusionTests: GuestTestCase {
         try assertNoKernelComplaint()
     }
 
+    /// A daemon that double-forked and left the session (setsid) keeps no tie to the excluded
+    /// process in /proc: reparented to init, its own session and group, init's cgroup. The
+    /// kernel's fork events, which the agent follows from boot, still lead to it.
+    func testDaemonThatDoubleForkedAndLeftTheSessionIsExcludedToo() throws {
+        let leader = try detach(
+            "mkfifo /run/daemon; S=\(Self.generate); (setsid sh -c \"X=$S; printf '%s %s' \\$\\$ \\\"\\$X\\\" > /run/daemon; while :; do sleep 1000; done\" &); while :; do sleep 1000; done")
+        let reported = try readFifo("/run/daemon").split(separator: " ")
+        let daemon = try XCTUnwrap(Int32(reported.first ?? ""))
+        let secret = String(reported.last ?? "")
+        XCTAssertEqual(secret.count, 32)
+        let stat = try guest("cut -d' ' -f4,6 /proc/\(daemon)/stat").split(separator: " ")
+        XCTAssertEqual(stat.first, "1", "the daemon was reparented to init")
+        XCTAssertEqual(stat.last.map(String.init), String(daemon), "the daemon leads a session of its own")
+        let baseline = work + "/daemon-base.sparc"
+        try sparc.ok(["checkpoint", "--name", vm, "-o", baseline])
+        XCTAssertEqual(try sparc.run(["search", secret, baseline]).status, 0, "baseline holds the daemon's secret")
+        let bundle = work + "/daemon.sparc"
+        let out = try sparc.ok(["checkpoint", "--name", vm, "-o", bundle, "--exclude-pid", String(leader)])
+        XCTAssertTrue(out.contains("[forked by \(leader)]"), out)
+        let none = try sparc.run(["search", secret, bundle])
+        XCTAssertEqual(none.status, 1, none.stdout)
+        try sparc.ok(["restore", bundle, "--name", vm, "--replace"])
+        let alive = try livePids()
+        XCTAssertFalse(alive.contains(daemon), "the daemon was ended at restore")
+        XCTAssertFalse(alive.contains(leader))
+        try assertNoKernelComplaint()
+    }
+
+    /// A process that moved itself into a cgroup of its own and keeps forking children that
+    /// carry the secret is frozen with everything else (every cgroup beside the agent's is),
+    /// left out with its children, and none of them runs on after the restore.
+    func testProcessThatEscapedIntoItsOwnCgroupIsFrozenAndEnded() throws {
+        let leader = try detach(
+            "mkdir -p /sys/fs/cgroup/escape && echo $$ > /sys/fs/cgroup/escape/cgroup.procs; mkfifo /run/esc; S=\(Self.generate); printf %s $S > /run/esc; while :; do X=$S sh -c 'sleep 0.3' & sleep 0.05; done")
+        let secret = try readFifo("/run/esc")
+        XCTAssertEqual(secret.count, 32)
+        XCTAssertEqual(try guest("cat /proc/\(leader)/cgroup"), "0::/escape")
+        sleep(1)
+        let baseline = work + "/escape-base.sparc"
+        try sparc.ok(["checkpoint", "--name", vm, "-o", baseline])
+        XCTAssertEqual(try sparc.run(["search", secret, baseline]).status, 0, "baseline holds the secret")
+        let bundle = work + "/escape.sparc"
+        let out = try sparc.ok(["checkpoint", "--name", vm, "-o", bundle, "--exclude-pid", String(leader)])
+        XCTAssertTrue(out.contains("[child of \(leader)]"), out)
+        let none = try sparc.run(["search", secret, bundle])
+        XCTAssertEqual(none.status, 1, none.stdout)
+        try sparc.ok(["restore", bundle, "--name", vm, "--replace"])
+        var left = "?"
+        for _ in 0..<20 where !left.isEmpty {
+            left = try guest("cat /sys/fs/cgroup/escape/cgroup.procs")
+            if !left.isEmpty { usleep(100_000) }
+        }
+        XCTAssertEqual(left, "", "nothing of the escaped process runs on")
+        try guest("rmdir /sys/fs/cgroup/escape")
+        try assertNoKernelComplaint()
+    }
+
     /// --exclude-memory-files leaves out only what the excluded processes alone hold: a tmpfs
     /// file one of them wrote (removed at restore) and a memfd it wrote with write() (left out
     /// even without the flag: it dies with its holder); the busybox binary the excluded `nc`

@@ -17,4 +17,13 @@ int sparc_set_rtc(long long seconds);
 struct sparc_extent { unsigned long long logical, physical, length; unsigned int flags; };
 /* Up to `max` extents of the open file `fd` into `out`; the count, or -errno. */
 int sparc_file_extents(int fd, struct sparc_extent *out, int max);
+/* Process events from the kernel's proc connector: a fork (pid forked by parent) or an
+ * exit (pid), of processes only (threads are left out). */
+struct sparc_proc_event { int kind; int pid; int parent; };
+enum { SPARC_PROC_FORK = 1, SPARC_PROC_EXIT = 2, SPARC_PROC_LOST = 3 };
+/* A netlink socket subscribed to the proc connector; the fd, or -errno. */
+int sparc_proc_events_open(void);
+/* Waits for the next batch of events; their count (0 for none of interest), or -errno.
+ * A SPARC_PROC_LOST event says the kernel dropped events (the socket overflowed). */
+int sparc_proc_events_next(int fd, struct sparc_proc_event *out, int max);
 #endif
