@@ -22,6 +22,8 @@
  *                                 until SIGUSR1; then write what is queued into OUT, exit
  *   sparc-probe dgram-send PATH   send standard input to PATH as one datagram from an
  *                                 unconnected socket it keeps, sleep
+ *   sparc-probe reserve GIB       map GIB GiB (no reserve), copy standard input into its last
+ *                                 page (the only one touched), name itself "ready", sleep
  *   sparc-probe key               add standard input as a "user" key to its process keyring, sleep
  *   sparc-probe helper-stress T N [R]  T threads share one /proc/sparc_helper descriptor and
  *                                 each asks N times for the parent shell (its pid R times
@@ -250,6 +252,21 @@ static int sysv(void)
 		pause();
 }
 
+static int reserve(long gib)
+{
+	size_t size = (size_t)gib << 30;
+	char *space = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (space == MAP_FAILED) {
+		perror("mmap");
+		return 1;
+	}
+	/* One page touched, at the far end: the whole range has to be looked at to find it. */
+	read_input(space + size - 4096, 4096);
+	prctl(PR_SET_NAME, "ready", 0, 0, 0);
+	for (;;)
+		pause();
+}
+
 static int add_key_from_input(void)
 {
 	char buf[4096];
@@ -411,6 +428,8 @@ int main(int argc, char **argv)
 		return many_fds(atoi(argv[2]));
 	if (argc == 2 && !strcmp(argv[1], "vmsplice"))
 		return splice_page();
+	if (argc == 3 && !strcmp(argv[1], "reserve"))
+		return reserve(atol(argv[2]));
 	if (argc == 2 && !strcmp(argv[1], "key"))
 		return add_key_from_input();
 	if (argc == 2 && !strcmp(argv[1], "sysv"))
@@ -435,6 +454,6 @@ int main(int argc, char **argv)
 		return threads(atoi(argv[2]));
 	if (argc == 3 && !strcmp(argv[1], "hold"))
 		return hold(atol(argv[2]));
-	fprintf(stderr, "usage: sparc-probe recv-unix|send-unix PATH | recv-tcp|send-tcp PORT | hold MIB | threads N | named NAME | memfd | many-fds N | vmsplice | sysv | key | dgram-recv PATH OUT | dgram-send PATH | helper-stress THREADS ROUNDS [PIDS-PER-REQUEST]\n");
+	fprintf(stderr, "usage: sparc-probe recv-unix|send-unix PATH | recv-tcp|send-tcp PORT | hold MIB | threads N | named NAME | memfd | many-fds N | vmsplice | sysv | key | reserve GIB | dgram-recv PATH OUT | dgram-send PATH | helper-stress THREADS ROUNDS [PIDS-PER-REQUEST]\n");
 	return 2;
 }

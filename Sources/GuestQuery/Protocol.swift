@@ -314,13 +314,20 @@ public struct ExclusionRequest: Codable, Equatable, Sendable {
     public var scope: ExclusionScope
     /// Also exclude page cache of files on memory-only file systems (their content is lost at restore).
     public var excludeMemoryFiles: Bool
+    /// Save even where a step of the collection could not complete, recording each gap
+    /// (`ExclusionPlan.gaps`); without it such a step makes the checkpoint refuse. Nil: false.
+    public var bestEffort: Bool?
 
-    public init(pids: [Int32] = [], names: [String] = [], ttys: [String] = [], scope: ExclusionScope = .all, excludeMemoryFiles: Bool = false) {
+    public init(
+        pids: [Int32] = [], names: [String] = [], ttys: [String] = [], scope: ExclusionScope = .all, excludeMemoryFiles: Bool = false,
+        bestEffort: Bool = false
+    ) {
         self.pids = pids
         self.names = names
         self.ttys = ttys
         self.scope = scope
         self.excludeMemoryFiles = excludeMemoryFiles
+        self.bestEffort = bestEffort ? true : nil
     }
 
     public var isEmpty: Bool { pids.isEmpty && names.isEmpty && ttys.isEmpty }
@@ -429,6 +436,8 @@ public struct ExclusionPlan: Codable, Equatable, Sendable {
     public var phases: [String: Double] = [:]
     /// Swap slots on the VM's disk that hold excluded pages: zeroed in the bundle's disk state.
     public var diskRanges: [DiskByteRange]? = nil
+    /// Steps that could not complete under --best-effort: what may have been saved after all.
+    public var gaps: [String]? = nil
 
     public init(
         ranges: [ExcludedRange] = [], processes: [ExcludedProcess] = [], ttys: [String] = [], bytes: [String: UInt64] = [:],

@@ -238,11 +238,13 @@ public struct FileSearcher {
                 sparc_needle(bytes: ptr, length: q.bytes.count, fold_case: q.ignoreCase ? 1 : 0)
             }
             let ctx = Unmanaged.passUnretained(sink).toOpaque()
-            _ = sparc_scan(p, length, limit, &needles, Int32(needles.count), { ctx, needle, offset in
+            let found = sparc_scan(p, length, limit, &needles, Int32(needles.count), { ctx, needle, offset in
                 let sink = Unmanaged<Sink>.fromOpaque(ctx!).takeUnretainedValue()
                 sink.hits.append((Int(offset), Int(needle), sink.lengths[Int(needle)]))
                 return sink.hits.count >= sink.max ? 1 : 0
             }, ctx)
+            // A scan that did not happen must never read as "not found".
+            if found == SPARC_SCAN_FAILED { fatalError("out of memory preparing \(needles.count) search patterns") }
             return sink.hits
         }
     }

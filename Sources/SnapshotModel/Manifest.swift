@@ -197,6 +197,9 @@ public struct Manifest: Codable, Equatable, Sendable {
         /// Time the agent took to collect the ranges (guest frozen, VM running).
         public var collectMilliseconds: Double
         public var warnings: [String]
+        /// Under --best-effort, the steps that could not complete: what this bundle may hold
+        /// although it was to be left out. Nil or empty: the exclusion is complete.
+        public var gaps: [String]?
 
         public init(
             targets: [String] = [], scope: String? = nil, bytes: Int64 = 0, bytesByKind: [String: UInt64] = [:],

@@ -231,7 +231,7 @@ extension VMManager {
     static func exclusionRecord(_ request: ExclusionRequest?, plan: ExclusionPlan?, excludedBytes: Int64, nameKey: Data) -> Manifest.Exclusion {
         guard let request, let plan else { return Manifest.Exclusion() }
         let targets = request.pids.map { "pid \($0)" } + request.names.map { "name \($0)" } + request.ttys.map { "tty \($0)" }
-        return Manifest.Exclusion(
+        var record = Manifest.Exclusion(
             targets: targets, scope: request.scope.rawValue, bytes: excludedBytes, bytesByKind: plan.bytes,
             processes: plan.processes.map {
                 .init(pid: $0.pid, startTime: $0.startTime, commandHash: HMACSHA256.hex(key: nameKey, message: Data($0.command.utf8)), reason: $0.reason)
@@ -239,6 +239,8 @@ extension VMManager {
             ttys: plan.ttys, ranges: plan.ranges.count, keptSharedPages: plan.keptSharedPages,
             evictFiles: plan.evictFiles, removeFiles: plan.removeFiles, collectMilliseconds: plan.milliseconds,
             warnings: plan.warnings)
+        if let gaps = plan.gaps, !gaps.isEmpty { record.gaps = gaps }
+        return record
     }
 }
 

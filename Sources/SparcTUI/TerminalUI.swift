@@ -35,7 +35,9 @@ public final class TerminalUI {
                 let m = try BundleReader(path: path).manifest
                 let size = m.files.reduce(Int64(0)) { $0 + $1.size } >> 20
                 let excluded = m.exclusion.isEmpty ? "nothing excluded" : "excluded: " + m.exclusion.targets.joined(separator: ", ")
-                model.bundleDetails[b] = "\(m.createdAt.prefix(19))  \(size) MiB  \(excluded)  manifest intact"
+                let gaps = (m.exclusion.gaps ?? []).count
+                let incomplete = gaps > 0 ? "  INCOMPLETE: \(gaps) gap(s) (--best-effort)" : ""
+                model.bundleDetails[b] = "\(m.createdAt.prefix(19))  \(size) MiB  \(excluded)\(incomplete)  manifest intact"
                 model.bundleKills[b] = m.exclusion.processes.map { "\($0.pid) \($0.displayName)" }
             } catch {
                 model.bundleDetails[b] = "damaged: \(error)"

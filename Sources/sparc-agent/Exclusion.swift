@@ -28,6 +28,8 @@ final class ExclusionCollector {
     let request: ExclusionRequest
     let agentPid = getpid()
     var warnings: [String] = []
+    /// Steps that could not complete, recorded under --best-effort (see `gap`).
+    var gaps: [String] = []
     /// Byte-level ranges from the kernel helper, per kind.
     var byteRanges: [ExcludedKind: [Range<UInt64>]] = [:]
     var evictFiles = Set<String>()
@@ -190,14 +192,16 @@ final class ExclusionCollector {
         guard fd >= 0 else { throw AgentFailure(.failed, "cannot read \(path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         var table = [UInt64](repeating: 0, count: count)
-        table.withUnsafeMutableBytes { raw in
-            for chunk in chunks.sorted() {
+        // A short read would leave counts at 0 and make shared pages look private: all or nothing.
+        let complete = table.withUnsafeMutableBytes { raw in
+            chunks.sorted().allSatisfy { chunk in
                 let first = chunk * chunkFrames
-                guard first < count else { continue }
+                guard first < count else { return true }
                 let bytes = min(chunkFrames, count - first) * 8
-                _ = pread(fd, raw.baseAddress! + first * 8, bytes, off_t(first * 8))
+                return pread(fd, raw.baseAddress! + first * 8, bytes, off_t(first * 8)) == bytes
             }
         }
+        guard complete else { throw AgentFailure(.failed, "\(path) could not be read in full") }
         return table
     }
 
@@ -224,7 +228,51 @@ final class ExclusionCollector {
         var executable = false
     }
 
+    /// The mappings of a process. Large ones that hold no page, resident or swapped (address
+    /// space reserved and never touched, as a JVM's heap), are left out: their page map
+    /// would be gigabytes of empty entries.
     static func mappings(_ pid: Int32) -> [Mapping] {
+        let all = allMappings(pid)
+        guard all.contains(where: { $0.end - $0.start >= largeMapping }) else { return all }
+        let empty = untouchedMappings(pid)
+        return all.filter { $0.end - $0.start < largeMapping || !empty.contains($0.start) }
+    }
+
+    static let largeMapping: UInt64 = 1 << 30
+
+    /// Starts of the large mappings whose Rss and Swap are 0 (/proc/PID/smaps: the kernel
+    /// skips untouched page-table levels when it counts them).
+    static func untouchedMappings(_ pid: Int32) -> Set<UInt64> {
+        var empty: Set<UInt64> = []
+        var current: UInt64?
+        var rss: UInt64 = 1, swap: UInt64 = 1
+        func close() {
+            if let c = current, rss == 0, swap == 0 { empty.insert(c) }
+        }
+        for line in (GuestSystem.readText("/proc/\(pid)/smaps") ?? "").split(separator: "\n") {
+            let f = line.split(separator: " ", omittingEmptySubsequences: true)
+            guard let first = f.first else { continue }
+            if first.contains("-"), !first.hasSuffix(":") {
+                close()
+                let se = first.split(separator: "-")
+                if se.count == 2, let s = UInt64(se[0], radix: 16), let e = UInt64(se[1], radix: 16), e - s >= largeMapping {
+                    current = s
+                } else {
+                    current = nil
+                }
+                rss = 1
+                swap = 1
+            } else if first == "Rss:", f.count > 1 {
+                rss = UInt64(f[1]) ?? 1
+            } else if first == "Swap:", f.count > 1 {
+                swap = UInt64(f[1]) ?? 1
+            }
+        }
+        close()
+        return empty
+    }
+
+    static func allMappings(_ pid: Int32) -> [Mapping] {
         (GuestSystem.readText("/proc/\(pid)/maps") ?? "").split(separator: "\n").compactMap { line in
             let f = line.split(separator: " ", maxSplits: 5, omittingEmptySubsequences: true)
             guard f.count >= 5 else { return nil }
@@ -241,15 +289,36 @@ final class ExclusionCollector {
         }
     }
 
-    /// Calls `body(pageIndex, pfn)` for the present pages of [start, end) in a page map.
-    static func forEachFrame(pagemapFD fd: Int32, start: UInt64, end: UInt64, _ body: (Int, UInt64) -> Void) {
+    /// Entries of a page map read at a time: a process may reserve terabytes of address
+    /// space (a JVM does) and touch little of it.
+    static let pagemapChunk = 1 << 16
+
+    /// Calls `body(pageIndex, pfn)` for the present pages of [start, end) in a page map, read
+    /// in bounded chunks. False when the page map could not be read to the end.
+    @discardableResult
+    static func forEachFrame(pagemapFD fd: Int32, start: UInt64, end: UInt64, _ body: (Int, UInt64) -> Void) -> Bool {
         let pages = Int((end - start) / UInt64(pageSize))
-        guard pages > 0 else { return }
-        var entries = [UInt64](repeating: 0, count: pages)
-        let want = pages * 8
-        let got = entries.withUnsafeMutableBytes { pread(fd, $0.baseAddress, want, off_t(start / UInt64(pageSize) * 8)) }
-        guard got == want else { return }
-        for (i, e) in entries.enumerated() where e & (1 << 63) != 0 { body(i, e & ((1 << 55) - 1)) }
+        guard pages > 0 else { return true }
+        let first = Int(start / UInt64(pageSize))
+        var entries = [UInt64](repeating: 0, count: min(pages, pagemapChunk))
+        var done = 0
+        while done < pages {
+            let n = min(pagemapChunk, pages - done)
+            let got = entries.withUnsafeMutableBytes { pread(fd, $0.baseAddress, n * 8, off_t(first + done) * 8) }
+            guard got == n * 8 else { return false }
+            for i in 0..<n where entries[i] & (1 << 63) != 0 { body(done + i, entries[i] & ((1 << 55) - 1)) }
+            done += n
+        }
+        return true
+    }
+
+    /// A step of the collection that could not complete: the checkpoint refuses, or under
+    /// --best-effort the gap is recorded and the collection goes on.
+    func gap(_ what: String) throws {
+        guard request.bestEffort == true else {
+            throw AgentFailure(.failed, "\(what); the checkpoint refuses rather than save what it was asked to leave out (--best-effort saves and records the gap)")
+        }
+        gaps.append(what)
     }
 
     enum FileClass { case disk, memoryOnly, privateShared }
@@ -266,7 +335,7 @@ final class ExclusionCollector {
 
     /// Pages that excluded processes map: anonymous and COW pages, shared memory, and
     /// page cache of mapped files, unless another process maps the page too.
-    func collectUserPages(_ processes: [ExcludedProcess]) {
+    func collectUserPages(_ processes: [ExcludedProcess]) throws {
         struct Source {
             var file: String?
             var cls: FileClass?
@@ -280,7 +349,10 @@ final class ExclusionCollector {
         for p in processes {
             let fd = open("/proc/\(p.pid)/pagemap", O_RDONLY | O_CLOEXEC)
             guard fd >= 0 else {
-                warnings.append("pid \(p.pid): cannot read its page map")
+                let why = String(cString: strerror(errno))
+                // Gone since it was resolved: nothing of it is left to save.
+                if !FileSystem.exists("/proc/\(p.pid)") { warnings.append("pid \(p.pid) exited during collection"); continue }
+                try gap("pid \(p.pid): its page map cannot be read (\(why)), so its pages are not known")
                 continue
             }
             defer { close(fd) }
@@ -291,11 +363,14 @@ final class ExclusionCollector {
                     : nil
                 sources.append(Source(file: isFile ? m.path : nil, cls: cls, key: m.file, executable: m.executable))
                 let owner = Int32(sources.count - 1)
-                Self.forEachFrame(pagemapFD: fd, start: m.start, end: m.end) { _, pfn in
+                let complete = Self.forEachFrame(pagemapFD: fd, start: m.start, end: m.end) { _, pfn in
                     guard pfn < frameCount else { return }
                     excludedMaps[Int(pfn)] &+= 1
                     frames.append(pfn)
                     owners.append(owner)
+                }
+                if !complete && FileSystem.exists("/proc/\(p.pid)") {
+                    try gap("pid \(p.pid): the page map of \(String(m.start, radix: 16))-\(String(m.end, radix: 16)) could not be read to its end")
                 }
             }
         }
@@ -304,7 +379,8 @@ final class ExclusionCollector {
             pageCounts = try Self.readFrameTable("/proc/kpagecount", count: frameCount, chunks: chunks)
             pageFlags = try Self.readFrameTable("/proc/kpageflags", count: frameCount, chunks: chunks)
         } catch {
-            warnings.append("\(error)")
+            // Without the frame counts a shared page cannot be told from a private one.
+            try gap("the guest's frame tables cannot be read (\((error as? AgentFailure)?.message ?? "\(error)")), so no page of the excluded processes was left out")
             return
         }
         var skippedMemoryFiles: [String: Int] = [:]
@@ -631,7 +707,7 @@ final class ExclusionCollector {
             guard f.count == 4 else { continue }
             switch f[0] {
             case "gone": warnings.append("pid \(f[1]) exited during collection")
-            case "overflow": throw AgentFailure(.failed, "kernel helper: too many ranges")
+            case "overflow": try gap("the kernel helper's answer overflowed its 8 MiB: kernel buffers past that point were not collected")
             default:
                 guard let kind = ExcludedKind(rawValue: String(f[0])), let start = UInt64(f[2], radix: 16),
                     let len = UInt64(f[3], radix: 16)
@@ -669,7 +745,7 @@ final class ExclusionCollector {
         warnings += swap.warnings
         phase("swap")
         excludedPids = Set(resolved.processes.map(\.pid))
-        collectUserPages(resolved.processes)
+        try collectUserPages(resolved.processes)
         phase("user")
         if request.scope == .all {
             collectPageCache(resolved.processes)
@@ -712,6 +788,7 @@ final class ExclusionCollector {
             evictFiles: evictFiles.sorted(), removeFiles: removeFiles.sorted(), warnings: warnings,
             milliseconds: Date().timeIntervalSince(began) * 1000)
         plan.phases = phases
+        if !gaps.isEmpty { plan.gaps = gaps }
         if !diskRanges.isEmpty {
             plan.diskRanges = diskRanges
             plan.bytes["swap"] = diskRanges.reduce(0) { $0 + $1.length }

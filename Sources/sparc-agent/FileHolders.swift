@@ -40,7 +40,7 @@ struct FileHolders {
     static func scan() -> FileHolders {
         var out = FileHolders()
         for p in GuestSystem.stats() where p.flags & GuestSystem.pfKthread == 0 {
-            for m in ExclusionCollector.mappings(p.pid) {
+            for m in ExclusionCollector.allMappings(p.pid) {
                 if let key = m.file { out.holders[key, default: []].insert(p.pid) }
             }
             let dir = "/proc/\(p.pid)/fd"

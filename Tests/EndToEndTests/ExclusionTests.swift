@@ -194,7 +194,7 @@ final class ExclusionTests: GuestTestCase {
         try sparc.ok(["console", "--name", vm, "--send", ": \(before)\\n"])
         final class Outcome: @unchecked Sendable { var result: SparcRunner.Output? }
         let outcome = Outcome(), finished = DispatchSemaphore(value: 0)
-        nonisolated(unsafe) let runner = sparc
+        let runner = sparc
         let bundle = work + "/held.sparc", name = vm
         // The checkpoint dwells 3 s between collection and pause (as a guest with many
         // processes can); the operator types meanwhile.
@@ -326,6 +326,58 @@ final class ExclusionTests: GuestTestCase {
         XCTAssertEqual(left, "", "nothing of the escaped process runs on")
         try guest("rmdir /sys/fs/cgroup/escape")
         try assertNoKernelComplaint()
+    }
+
+    /// Exclusion fails closed: with the guest's frame tables unreadable (masked here, as a
+    /// hardened guest might) the checkpoint refuses and leaves no bundle; --best-effort saves,
+    /// records the gap in the manifest, prints it, and `sparc verify` shows it.
+    func testExclusionThatCannotCompleteRefusesUnlessBestEffort() throws {
+        let holder = try detach("mkfifo /run/fc; S=\(Self.generate); printf %s $S > /run/fc; while :; do sleep 1000; done")
+        let secret = try readFifo("/run/fc")
+        try guest("mount --bind /dev/null /proc/kpagecount")
+        defer { _ = try? guest("umount /proc/kpagecount; kill \(holder)") }
+        let out = work + "/fc.sparc"
+        try sparc.fails(["checkpoint", "--name", vm, "-o", out, "--exclude-pid", String(holder)], message: "frame tables cannot be read")
+        XCTAssertFalse(FileSystem.exists(out))
+        XCTAssertEqual(try guest("echo thawed"), "thawed")
+        let saved = try sparc.run(["checkpoint", "--name", vm, "-o", out, "--exclude-pid", String(holder), "--best-effort"])
+        XCTAssertEqual(saved.status, 0, saved.stderr)
+        XCTAssertTrue(saved.stdout.contains("GAP (--best-effort"), saved.stdout)
+        XCTAssertEqual(try BundleReader(path: out).manifest.exclusion.gaps?.count, 1)
+        let verify = try sparc.ok(["verify", out])
+        XCTAssertTrue(verify.contains("exclusion incomplete (--best-effort), 1 gap(s)"), verify)
+        // The gap is real: the process's pages stayed.
+        XCTAssertEqual(try sparc.run(["search", secret, out]).status, 0)
+    }
+
+    /// A process that maps a terabyte of address space and touches one page at its far end is
+    /// excluded like any other: its page map is read in bounded chunks, to the end. (Large
+    /// mappings with nothing in them, as a JVM's reserved heap, are not read at all.)
+    func testProcessReservingATerabyteIsExcluded() throws {
+        let holder = try detach("mkfifo /run/tb; S=\(Self.generate); printf %s $S > /run/tb; printf %s $S | exec sparc-probe reserve 1024")
+        let secret = try readFifo("/run/tb")
+        var reserver = ""
+        for _ in 0..<50 where reserver.isEmpty {
+            reserver = try guest("for p in /proc/[0-9]*; do [ \"$(cat $p/comm 2>/dev/null)\" = ready ] && basename $p; done; true")
+            if reserver.isEmpty { usleep(100_000) }
+        }
+        let maps = try guest("awk '{split($1,a,\"-\"); print a[1], a[2]}' /proc/\(reserver)/maps")
+        let largest = maps.split(separator: "\n").map { line -> UInt64 in
+            let f = line.split(separator: " ").compactMap { UInt64($0, radix: 16) }
+            return f.count == 2 ? f[1] - f[0] : 0
+        }.max() ?? 0
+        XCTAssertGreaterThanOrEqual(largest, 1 << 40, "a mapping of 1 TiB")
+        let baseline = work + "/tb-base.sparc"
+        try sparc.ok(["checkpoint", "--name", vm, "-o", baseline])
+        XCTAssertEqual(try sparc.run(["search", secret, baseline]).status, 0, "baseline holds the page at the far end")
+        let bundle = work + "/tb.sparc"
+        let began = Date()
+        try sparc.ok(["checkpoint", "--name", vm, "-o", bundle, "--exclude-pid", String(holder)])
+        let seconds = Date().timeIntervalSince(began)
+        XCTAssertEqual(try sparc.run(["search", secret, bundle]).status, 1)
+        XCTAssertLessThan(seconds, 60, "checkpoint of a process with 1 TiB reserved")
+        print("checkpoint excluding a process with 1 TiB reserved: \(String(format: "%.1f", seconds)) s")
+        try guest("kill \(holder)")
     }
 
     /// --exclude-memory-files leaves out only what the excluded processes alone hold: a tmpfs

@@ -71,6 +71,27 @@ final class SearchTests: XCTestCase {
         XCTAssertThrowsError(try SearchQuery.regex("(", ignoreCase: false))
     }
 
+    /// Any number of patterns in one pass, each hit reported under its own pattern: 40 of
+    /// them (the scanner once took 16 and dropped the rest), one empty in the middle (which
+    /// once shifted the indices of those after it).
+    func testManyPatternsKeepTheirOwnIndex() throws {
+        var patterns: [SearchQuery.Pattern] = []
+        var plants: [(Int64, [UInt8])] = []
+        for i in 0..<40 {
+            let bytes = i == 7 ? [] : Array("needle-\(i)-\(String(repeating: "x", count: i % 5))!".utf8)
+            patterns.append(.init(bytes: bytes, label: "p\(i)", ignoreCase: false))
+            if !bytes.isEmpty { plants.append((Int64(i) * 5000 + 3, bytes)) }
+        }
+        let path = try file("many", size: 1 << 20, plants)
+        let hits = try FileSearcher(query: SearchQuery(patterns: patterns, regex: nil, ignoreCase: false, display: "many")).search(file: path)
+        XCTAssertEqual(hits.count, 39)
+        for hit in hits {
+            let i = Int((hit.offset - 3) / 5000)
+            XCTAssertEqual(hit.encoding, "p\(i)", "hit at \(hit.offset)")
+            XCTAssertEqual(hit.length, plants.first { $0.0 == Int64(hit.offset) }?.1.count)
+        }
+    }
+
     func testEmptyTinyAndPatternOfZeros() throws {
         XCTAssertEqual(try offsets(try text("abc"), try file("empty", size: 0, [])), [])
         XCTAssertEqual(try offsets(try text("abc"), try file("tiny", size: 2, [(0, Array("ab".utf8))])), [])

@@ -44,11 +44,17 @@ struct Checkpoint: ParsableCommand {
     var scope: String = "all"
     @Flag(help: "Also leave out pages of files on memory-only file systems (tmpfs); they are removed at restore.")
     var excludeMemoryFiles = false
+    @Flag(
+        help: ArgumentHelp(
+            "Save even where a step of the exclusion cannot complete (a page map or frame table unreadable), recording each gap in the bundle.",
+            discussion: "Without it such a step makes the checkpoint refuse: an exclusion never silently saves what it was asked to leave out."))
+    var bestEffort = false
     @Flag(help: "Print the report as JSON.") var json = false
 
     func run() throws {
         guard let scope = ExclusionScope(rawValue: scope) else { throw SparcError("--scope must be user or all (got '\(self.scope)')") }
-        let request = ExclusionRequest(pids: excludePid, names: excludeName, ttys: excludeTTY, scope: scope, excludeMemoryFiles: excludeMemoryFiles)
+        let request = ExclusionRequest(
+            pids: excludePid, names: excludeName, ttys: excludeTTY, scope: scope, excludeMemoryFiles: excludeMemoryFiles, bestEffort: bestEffort)
         let report = try vm.manager().checkpoint(
             name: vm.name, output: try output ?? BundleHome.newBundle(vm: vm.name), stopAfter: stop, exclusion: request.isEmpty ? nil : request, progress: progressPrinter())
         endProgress()
@@ -71,6 +77,7 @@ struct Checkpoint: ParsableCommand {
             if !(kinds + swap).isEmpty { print("    " + (kinds + swap).joined(separator: ", ")) }
             print("    kept-shared pages: \(ex.keptSharedPages)")
             for w in ex.warnings { print("    warning: \(w.terminalSafe)") }
+            for g in ex.gaps ?? [] { print("    GAP (--best-effort, may be in the bundle): \(g.terminalSafe)") }
         }
         print(String(format: "  guest paused %.2f s, total %.2f s%@", report.downtime, report.total, report.stopped ? ", VM stopped" : ""))
     }

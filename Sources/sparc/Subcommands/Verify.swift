@@ -25,6 +25,10 @@ struct Verify: ParsableCommand {
             let seal = reader.seal(key: try HostKey(directory: manager.stateDirectory).sealKey(create: true))
             let origin = seal == .sealed ? "sealed by this host" : "not sealed by this host (made elsewhere, or re-sealed after a change)"
             print("\(path): intact (\(reader.manifest.files.count + 1) files verified), \(origin)")
+            // Intact is not complete: a --best-effort exclusion says where it fell short.
+            let gaps = reader.manifest.exclusion.gaps ?? []
+            if !gaps.isEmpty { print("exclusion incomplete (--best-effort), \(gaps.count) gap(s):") }
+            for g in gaps { print("  \(g.terminalSafe)") }
             return
         }
         for p in problems { print("\(path)/\(p.description)") }
