@@ -121,12 +121,16 @@ static void emit_page(struct collector *c, const char *kind, struct page *pg, si
 
 /* ---- terminals ---- */
 
-static void collect_flip(struct collector *c, struct tty_bufhead *buf)
+/* Under the consumer's lock (flush_to_ldisc frees buffers from the head); producers only
+ * append at the tail, publishing `next` with a release store. */
+static void collect_flip(struct collector *c, struct tty_port *port)
 {
+	struct tty_bufhead *buf = &port->buf;
 	struct tty_buffer *b;
 	struct llist_node *n;
 
-	for (b = buf->head; b; b = b->next)
+	tty_buffer_lock_exclusive(port);
+	for (b = buf->head; b; b = smp_load_acquire(&b->next))
 		if (b != &buf->sentinel && b->size > 0)
 			emit_virt(c, "tty", char_buf_ptr(b, 0), 2 * (size_t)b->size);
 	for (n = READ_ONCE(buf->free.first); n; n = READ_ONCE(n->next)) {
@@ -134,6 +138,7 @@ static void collect_flip(struct collector *c, struct tty_bufhead *buf)
 		if (b->size > 0)
 			emit_virt(c, "tty", char_buf_ptr(b, 0), 2 * (size_t)b->size);
 	}
+	tty_buffer_unlock_exclusive(port);
 }
 
 static void collect_one_tty(struct collector *c, struct tty_struct *tty)
@@ -148,7 +153,7 @@ static void collect_one_tty(struct collector *c, struct tty_struct *tty)
 	if (tty->write_buf && tty->write_cnt > 0)
 		emit_virt(c, "tty", tty->write_buf, tty->write_cnt);
 	if (tty->port)
-		collect_flip(c, &tty->port->buf);
+		collect_flip(c, tty->port);
 	if (tty->driver && tty->driver->type == TTY_DRIVER_TYPE_SERIAL && tty->driver->name &&
 	    !strcmp(tty->driver->name, "ttyS") && tty->driver_data) {
 		struct uart_state *state = tty->driver_data;
@@ -179,6 +184,7 @@ static void collect_pipe(struct collector *c, struct pipe_inode_info *pipe)
 
 	if (!pipe->bufs || !pipe->ring_size)
 		return;
+	pipe_lock(pipe);
 	for (i = pipe->tail; i != pipe->head; i++) {
 		struct pipe_buffer *b = &pipe->bufs[i & (pipe->ring_size - 1)];
 
@@ -191,6 +197,7 @@ static void collect_pipe(struct collector *c, struct pipe_inode_info *pipe)
 	}
 	if (pipe->tmp_page)
 		emit_page(c, "pipe", pipe->tmp_page, 0, PAGE_SIZE);
+	pipe_unlock(pipe);
 }
 
 /* ---- sockets ---- */
@@ -237,19 +244,81 @@ static void collect_rbtree(struct collector *c, struct rb_root *root)
 		collect_skb(c, rb_to_skb(n), 0);
 }
 
+static bool is_tcp(struct sock *sk)
+{
+	return (sk->sk_family == AF_INET || sk->sk_family == AF_INET6) && sk->sk_protocol == IPPROTO_TCP &&
+	       sk->sk_type == SOCK_STREAM;
+}
+
+/* Skbs received while the socket was owned wait in its backlog (under its spinlock). */
+static void collect_backlog(struct collector *c, struct sock *sk)
+{
+	struct sk_buff *skb;
+
+	spin_lock_bh(&sk->sk_lock.slock);
+	for (skb = sk->sk_backlog.head; skb; skb = skb->next)
+		collect_skb(c, skb, 0);
+	spin_unlock_bh(&sk->sk_lock.slock);
+}
+
+static void collect_sock(struct collector *c, struct sock *sk, int depth);
+
+#define MAX_CHILDREN 256
+
+/* Connections a TCP listener has accepted for the process but it has not taken yet. They
+ * are held (so they outlive the queue's lock) and collected with the lock released, since
+ * each is collected under its own socket lock, which sleeps. */
+static void collect_tcp_children(struct collector *c, struct sock *sk)
+{
+	struct request_sock_queue *queue = &inet_csk(sk)->icsk_accept_queue;
+	struct request_sock *req;
+	struct sock **children = kvcalloc(MAX_CHILDREN, sizeof(*children), GFP_KERNEL);
+	int n = 0, i;
+
+	if (!children) {
+		c->overflow = true;
+		return;
+	}
+	spin_lock_bh(&queue->rskq_lock);
+	for (req = queue->rskq_accept_head; req; req = req->dl_next) {
+		if (!req->sk)
+			continue;
+		if (n == MAX_CHILDREN) {
+			c->overflow = true;
+			break;
+		}
+		sock_hold(req->sk);
+		children[n++] = req->sk;
+	}
+	spin_unlock_bh(&queue->rskq_lock);
+	for (i = 0; i < n; i++) {
+		collect_sock(c, children[i], 1);
+		sock_put(children[i]);
+	}
+	kvfree(children);
+}
+
+/*
+ * The kernel's rules are kept: a queue is walked under its lock; a TCP socket's
+ * retransmit and out-of-order trees and its write queue only with the socket owned
+ * (lock_sock: softirqs then queue what arrives in the backlog, collected too); a unix
+ * peer is held while its queue is read.
+ */
 static void collect_sock(struct collector *c, struct sock *sk, int depth)
 {
-	collect_queue(c, &sk->sk_receive_queue);
-	collect_queue(c, &sk->sk_write_queue);
 	if (sk->sk_family == AF_UNIX) {
-		struct sock *peer = unix_peer(sk);
+		struct sock *peer = depth == 0 ? unix_peer_get(sk) : NULL;
 		struct sk_buff *skb;
 		unsigned long flags;
 
+		collect_queue(c, &sk->sk_receive_queue);
+		collect_queue(c, &sk->sk_write_queue);
 		/* What this socket sent waits in its peer's receive queue (a datagram peer's
 		 * queue also holds what others sent it: theirs is not this process's data). */
-		if (peer && depth == 0)
+		if (peer) {
 			collect_queue_from(c, &peer->sk_receive_queue, sk);
+			sock_put(peer);
+		}
 		/* A listener's queue holds embryonic sockets that already carry data. */
 		if (sk->sk_state == TCP_LISTEN && depth == 0) {
 			spin_lock_irqsave(&sk->sk_receive_queue.lock, flags);
@@ -258,23 +327,25 @@ static void collect_sock(struct collector *c, struct sock *sk, int depth)
 					collect_sock(c, skb->sk, depth + 1);
 			spin_unlock_irqrestore(&sk->sk_receive_queue.lock, flags);
 		}
-	} else if ((sk->sk_family == AF_INET || sk->sk_family == AF_INET6) && sk->sk_protocol == IPPROTO_TCP &&
-		   sk->sk_type == SOCK_STREAM) {
+	} else if (is_tcp(sk)) {
 		if (sk->sk_state == TCP_LISTEN) {
-			struct request_sock_queue *queue = &inet_csk(sk)->icsk_accept_queue;
-			struct request_sock *req;
-
-			if (depth == 0) {
-				spin_lock_bh(&queue->rskq_lock);
-				for (req = queue->rskq_accept_head; req; req = req->dl_next)
-					if (req->sk)
-						collect_sock(c, req->sk, depth + 1);
-				spin_unlock_bh(&queue->rskq_lock);
-			}
-		} else {
-			collect_rbtree(c, &sk->tcp_rtx_queue);
-			collect_rbtree(c, &tcp_sk(sk)->out_of_order_queue);
+			if (depth == 0)
+				collect_tcp_children(c, sk);
+			return;
 		}
+		lock_sock(sk);
+		collect_queue(c, &sk->sk_receive_queue);
+		collect_queue(c, &sk->sk_write_queue);
+		collect_rbtree(c, &sk->tcp_rtx_queue);
+		collect_rbtree(c, &tcp_sk(sk)->out_of_order_queue);
+		collect_backlog(c, sk);
+		/* The socket's own page-frag cache keeps what it sent after the skbs are gone. */
+		if (sk->sk_frag.page)
+			emit_phys(c, "socket", page_to_phys(sk->sk_frag.page), sk->sk_frag.size);
+		release_sock(sk);
+	} else {
+		collect_queue(c, &sk->sk_receive_queue);
+		collect_queue(c, &sk->sk_write_queue);
 	}
 }
 
@@ -369,11 +440,13 @@ static void drop_queue_from(struct collector *c, struct sk_buff_head *q, struct 
 static void drain_sock(struct collector *c, struct sock *sk)
 {
 	if (sk->sk_family == AF_UNIX) {
-		struct sock *peer = unix_peer(sk);
+		struct sock *peer = unix_peer_get(sk);
 
 		drop_queue_from(c, &sk->sk_receive_queue, NULL);
-		if (peer)
+		if (peer) {
 			drop_queue_from(c, &peer->sk_receive_queue, sk);
+			sock_put(peer);
+		}
 	} else if ((sk->sk_family == AF_INET || sk->sk_family == AF_INET6) && sk->sk_protocol == IPPROTO_TCP &&
 		   sk->sk_type == SOCK_STREAM && sk->sk_state != TCP_LISTEN && sk->sk_state != TCP_CLOSE &&
 		   sk->sk_prot && sk->sk_prot->diag_destroy) {
@@ -517,6 +590,10 @@ static void collect_stacks(struct collector *c, struct task_struct *task)
 		unsigned long base = (unsigned long)task_stack_page(t);
 		unsigned long sp = t->thread.sp;
 
+		/* A thread's page-frag cache holds what it last sent over TCP, long after the
+		 * skbs are gone (frozen, the thread does not touch it). */
+		if (t->task_frag.page)
+			emit_phys(c, "socket", page_to_phys(t->task_frag.page), t->task_frag.size);
 		/* Only a thread that is switched out has a saved stack pointer to trust. */
 		if (!base || t == current || READ_ONCE(t->on_cpu) || READ_ONCE(t->__state) == TASK_RUNNING)
 			continue;

@@ -24,6 +24,9 @@
  *                                 unconnected socket it keeps, sleep
  *   sparc-probe reserve GIB       map GIB GiB (no reserve), copy standard input into its last
  *                                 page (the only one touched), name itself "ready", sleep
+ *   sparc-probe chatter PORT      send standard input back and forth without pause over a TCP
+ *                                 connection on 127.0.0.1:PORT and a unix socket pair, between
+ *                                 itself and a child that echoes (both ends its own)
  *   sparc-probe key               add standard input as a "user" key to its process keyring, sleep
  *   sparc-probe helper-stress T N [R]  T threads share one /proc/sparc_helper descriptor and
  *                                 each asks N times for the parent shell (its pid R times
@@ -45,6 +48,8 @@
 #include <sys/syscall.h>
 #include <sys/shm.h>
 #include <sys/uio.h>
+#include <poll.h>
+#include <sys/wait.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -252,6 +257,66 @@ static int sysv(void)
 		pause();
 }
 
+/* Echoes whatever arrives on either descriptor back on it, forever. */
+static void echo_forever(int a, int b)
+{
+	char buf[8192];
+	struct pollfd fds[2] = { { a, POLLIN, 0 }, { b, POLLIN, 0 } };
+	for (;;) {
+		if (poll(fds, 2, -1) < 0)
+			continue;
+		for (int k = 0; k < 2; k++)
+			if (fds[k].revents & POLLIN) {
+				ssize_t n = read(fds[k].fd, buf, sizeof buf);
+				if (n <= 0)
+					_exit(0);
+				if (write(fds[k].fd, buf, n) != n)
+					_exit(1);
+			}
+	}
+}
+
+static int chatter(int port)
+{
+	char secret[4096], buf[8192];
+	size_t len = read_input(secret, sizeof secret);
+	struct sockaddr_in in = { .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int one = 1, l = socket(AF_INET, SOCK_STREAM, 0), a = socket(AF_INET, SOCK_STREAM, 0), pair[2];
+	setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	if (l < 0 || bind(l, (struct sockaddr *)&in, sizeof in) != 0 || listen(l, 1) != 0 ||
+	    connect(a, (struct sockaddr *)&in, sizeof in) != 0 || socketpair(AF_UNIX, SOCK_STREAM, 0, pair) != 0) {
+		perror("chatter");
+		return 1;
+	}
+	int b = accept(l, NULL, NULL);
+	close(l);
+	if (fork() == 0) {
+		close(a);
+		close(pair[0]);
+		echo_forever(b, pair[1]);
+	}
+	close(b);
+	close(pair[1]);
+	for (;;) {
+		if (write(a, secret, len) != (ssize_t)len || write(pair[0], secret, len) != (ssize_t)len)
+			return 1;
+		/* Read the echoes back: traffic both ways, never more than a little in flight. */
+		for (size_t got = 0; got < len;) {
+			ssize_t n = read(a, buf, len - got);
+			if (n <= 0)
+				return 1;
+			got += n;
+		}
+		for (size_t got = 0; got < len;) {
+			ssize_t n = read(pair[0], buf, len - got);
+			if (n <= 0)
+				return 1;
+			got += n;
+		}
+		usleep(2000);
+	}
+}
+
 static int reserve(long gib)
 {
 	size_t size = (size_t)gib << 30;
@@ -428,6 +493,8 @@ int main(int argc, char **argv)
 		return many_fds(atoi(argv[2]));
 	if (argc == 2 && !strcmp(argv[1], "vmsplice"))
 		return splice_page();
+	if (argc == 3 && !strcmp(argv[1], "chatter"))
+		return chatter(atoi(argv[2]));
 	if (argc == 3 && !strcmp(argv[1], "reserve"))
 		return reserve(atol(argv[2]));
 	if (argc == 2 && !strcmp(argv[1], "key"))
@@ -454,6 +521,6 @@ int main(int argc, char **argv)
 		return threads(atoi(argv[2]));
 	if (argc == 3 && !strcmp(argv[1], "hold"))
 		return hold(atol(argv[2]));
-	fprintf(stderr, "usage: sparc-probe recv-unix|send-unix PATH | recv-tcp|send-tcp PORT | hold MIB | threads N | named NAME | memfd | many-fds N | vmsplice | sysv | key | reserve GIB | dgram-recv PATH OUT | dgram-send PATH | helper-stress THREADS ROUNDS [PIDS-PER-REQUEST]\n");
+	fprintf(stderr, "usage: sparc-probe recv-unix|send-unix PATH | recv-tcp|send-tcp PORT | hold MIB | threads N | named NAME | memfd | many-fds N | vmsplice | sysv | key | reserve GIB | chatter PORT | dgram-recv PATH OUT | dgram-send PATH | helper-stress THREADS ROUNDS [PIDS-PER-REQUEST]\n");
 	return 2;
 }
