@@ -52,7 +52,7 @@ let package = Package(
         .testTarget(name: "GuestQueryTests", dependencies: ["GuestQuery", "SparcSupport"]),
         .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor"]),
         .testTarget(name: "HexViewTests", dependencies: ["HexView", "SparcSupport"]),
-        .testTarget(name: "SparcTUITests", dependencies: ["SparcTUI", "HexView", "GuestQuery"]),
+        .testTarget(name: "SparcTUITests", dependencies: ["SparcTUI", "HexView", "GuestQuery", "SnapshotModel"]),
         .testTarget(name: "SparcEngineTests", dependencies: ["SparcEngine"]),
         .testTarget(name: "EndToEndTests", dependencies: ["SnapshotModel", "SparcSupport", "HexView", "SparcEngine"]),
     ],

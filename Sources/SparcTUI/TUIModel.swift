@@ -1,6 +1,7 @@
 import Foundation
 import GuestQuery
 import HexView
+import SnapshotModel
 import SparcSupport
 
 /// A key press, decoded from curses by the front end (tests build them directly).
@@ -28,8 +29,11 @@ public struct HexPage: Equatable, Sendable {
     public var title: String
     public var offset: UInt64
     public var highlight: Range<UInt64>?
-    /// File offset to guest-physical address, for a memory image (q35 low memory: identity).
-    public var addressBase: UInt64?
+    /// Whether the file is a guest memory image (its rows show guest-physical addresses).
+    public var isMemoryImage = false
+    /// The image's layout, from its size (the front end reads it when it loads the page):
+    /// file offsets map to guest addresses through it, above the low/high split too.
+    public var layout: PhysicalLayout?
     public var data: [UInt8] = []
 }
 
@@ -259,8 +263,7 @@ public struct TUIModel {
             let top = start >= 64 ? start - 64 : 0
             hex = HexPage(
                 path: h.file, title: "\(h.file) — hit \(hitIndex + 1)/\(hits.count)" + (h.owner.map { " [\($0.description)]" } ?? ""),
-                offset: top, highlight: h.offset..<h.offset + UInt64(h.length),
-                addressBase: h.address.map { $0 &- h.offset })
+                offset: top, highlight: h.offset..<h.offset + UInt64(h.length), isMemoryImage: h.address != nil)
             return .loadHex(path: h.file, offset: top)
         default: return nil
         }
@@ -517,7 +520,8 @@ public struct TUIModel {
     func renderHex(_ page: HexPage, into buffer: inout CellBuffer) {
         let w = buffer.width
         buffer.put(" " + page.title, row: 0, style: .header, fill: w)
-        let printer = HexPrinter(color: false, address: page.addressBase.map { base in { base &+ $0 } }, highlight: page.highlight)
+        let printer = HexPrinter(
+            color: false, address: page.layout.map { layout in { layout.physicalAddress(fileOffset: $0) } }, highlight: page.highlight)
         // Squeezing could fold the hit's row away: with a hit on the page, every row shows.
         let rows = HexRow.rows(page.data, offset: page.offset, squeeze: page.highlight == nil)
         for (i, row) in rows.enumerated() where i + 1 < buffer.height - 2 {

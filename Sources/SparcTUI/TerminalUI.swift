@@ -106,6 +106,8 @@ public final class TerminalUI {
             let fd = open(path, O_RDONLY | O_CLOEXEC)
             if fd >= 0 {
                 let n = data.withUnsafeMutableBytes { pread(fd, $0.baseAddress, count, off_t(offset)) }
+                var st = stat()
+                if model.hex?.isMemoryImage == true, fstat(fd, &st) == 0 { model.hex?.layout = PhysicalLayout(ramBytes: UInt64(st.st_size)) }
                 close(fd)
                 data.removeLast(count - max(0, n))
             }

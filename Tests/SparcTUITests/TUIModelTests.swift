@@ -1,5 +1,6 @@
 import GuestQuery
 import HexView
+import SnapshotModel
 import XCTest
 
 @testable import SparcTUI
@@ -123,6 +124,8 @@ final class HitsAndHexTests: XCTestCase {
         _ = m.handle(.char("N"))
         XCTAssertEqual(m.handle(.enter), .loadHex(path: "/b/a.sparc/memory.img", offset: 0x1230 - 64))
         m.hex?.data = (0..<256).map { UInt8(0x41 + $0 % 26) }
+        XCTAssertEqual(m.hex?.isMemoryImage, true)
+        m.hex?.layout = PhysicalLayout(ramBytes: 256 << 20)  // as the front end sets it when it loads the page
         buffer = CellBuffer(width: 100, height: 24)
         m.render(into: &buffer)
         XCTAssertTrue(buffer.line(0).contains("hit 1/2"))
@@ -221,7 +224,7 @@ final class SearchFromHereTests: XCTestCase {
     func testSearchFromTheHexViewOpensTheNextHit() {
         var m = TUIModel(vmName: "v", bundleDirectory: "/b")
         m.tab = .bundles
-        m.hex = HexPage(path: "/b/a.sparc/memory.img", title: "t", offset: 0x5000, highlight: nil, addressBase: 0)
+        m.hex = HexPage(path: "/b/a.sparc/memory.img", title: "t", offset: 0x5000, highlight: nil, isMemoryImage: true)
         _ = m.handle(.char("/"))
         for ch in "key" { _ = m.handle(.char(ch)) }
         XCTAssertEqual(m.handle(.enter), .search(pattern: "key", bundle: "/b/a.sparc/memory.img", encodings: [.ascii, .utf16le], ignoreCase: false))
@@ -231,5 +234,25 @@ final class SearchFromHereTests: XCTestCase {
         XCTAssertEqual(m.receiveHits(hits), .loadHex(path: "/b/a.sparc/memory.img", offset: 0x6000 - 64))
         XCTAssertEqual(m.hitIndex, 1)
         XCTAssertEqual(m.hex?.highlight, 0x6000..<0x6003)
+    }
+}
+
+final class HexViewAddressTests: XCTestCase {
+    /// A guest of 3 GiB keeps 2 GiB below the PCI hole and the rest from 4 GiB: rows past the
+    /// split show 4 GiB-based addresses, not file offsets shifted by the hit's difference.
+    func testAddressesFollowTheLowHighSplit() {
+        var m = TUIModel(vmName: "v", bundleDirectory: "/b")
+        m.tab = .bundles
+        var page = HexPage(path: "/b/a.sparc/memory.img", title: "t", offset: 0x7FFF_FFE0, highlight: nil, isMemoryImage: true)
+        page.layout = PhysicalLayout(ramBytes: 3 << 30)
+        page.data = (0..<64).map { UInt8($0) }
+        m.hex = page
+        var buffer = CellBuffer(width: 100, height: 10)
+        m.render(into: &buffer)
+        let rows = (0..<buffer.height).map { buffer.line($0) }
+        // Each row: file offset, then guest address.
+        let crossing = rows.first { $0.hasPrefix("80000000") } ?? ""
+        XCTAssertTrue(crossing.hasPrefix("80000000  100000000"), rows.joined(separator: "\n"))
+        XCTAssertTrue(rows.contains { $0.hasPrefix("7fffffe0  07fffffe0") }, rows.joined(separator: "\n"))
     }
 }
