@@ -54,7 +54,7 @@ let package = Package(
         .testTarget(name: "GuestQueryTests", dependencies: ["GuestQuery", "SparcSupport", "TestSupport"]),
         .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor"]),
         .testTarget(name: "HexViewTests", dependencies: ["HexView", "SparcSupport", "TestSupport"]),
-        .testTarget(name: "SparcTUITests", dependencies: ["SparcTUI", "HexView", "GuestQuery", "SnapshotModel"]),
+        .testTarget(name: "SparcTUITests", dependencies: ["SparcTUI", "HexView", "GuestQuery", "SnapshotModel", "SparcEngine"]),
         .testTarget(name: "SparcEngineTests", dependencies: ["SparcEngine"]),
         .testTarget(name: "EndToEndTests", dependencies: ["SnapshotModel", "SparcSupport", "HexView", "SparcEngine"]),
     ],

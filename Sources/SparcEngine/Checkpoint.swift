@@ -77,7 +77,7 @@ extension VMManager {
         let hello = try agent.hello()
         let excluding = exclusion.map { !$0.isEmpty } ?? false
         if !excluding {
-            progress?("freezing guest processes")
+            progress?(.init(.freezing, "freezing guest processes"))
             _ = try agent.freeze(lease: Self.freezeLease)
         }
         // From here on a failure thaws (collect freezes the guest itself).
@@ -101,7 +101,7 @@ extension VMManager {
         var plan: ExclusionPlan?
         var excludedFileRanges: [Range<Int64>] = []
         if let exclusion, excluding {
-            progress?("freezing guest processes, collecting what to leave out")
+            progress?(.init(.freezing, "freezing guest processes, collecting what to leave out"))
             let collected = try agent.collect(exclusion, lease: Self.freezeLease)
             if let trace = ProcessInfo.processInfo.environment["SPARC_TRACE"], !trace.isEmpty {
                 printError("collect phases (ms): \(collected.phases.sorted { $0.key < $1.key }.map { "\($0.key)=\(Int($0.value))" }.joined(separator: " "))")
@@ -113,7 +113,7 @@ extension VMManager {
 
         try checkCancelled()
         // Who owns each page, for attributing search hits later; taken while frozen.
-        progress?("recording page owners")
+        progress?(.init(.recordingOwners, "recording page owners"))
         var owners = try agent.owners()
         // Excluded processes stay out of the owner map: their pages are zeroed, and their names
         // and mapped paths can be the secret (a page they share is listed under its other owners).
@@ -138,14 +138,14 @@ extension VMManager {
         }
 
         try checkCancelled()
-        progress?("saving device state")
+        progress?(.init(.savingDevices, "saving device state"))
         try saveDeviceState(qmp: qmp, to: writer.file(Manifest.devicesFile))
 
         try checkCancelled()
-        progress?("copying memory")
+        progress?(.init(.copyingMemory, "copying memory"))
         let stats = try SparseImage.save(
             from: state.ramPath, to: writer.file(Manifest.memoryFile), excluding: excludedFileRanges,
-            progress: { done, total in progress?("copying memory \(done * 100 / max(total, 1))%") })
+            progress: { done, total in progress?(.init(.copyingMemory, "copying memory \(done * 100 / max(total, 1))%")) })
 
         let downtime: Double
         if stopAfter {
@@ -154,7 +154,7 @@ extension VMManager {
             try qmp.execute("cont")
             paused = false
             downtime = Date().timeIntervalSince(pausedAt)
-            progress?("thawing guest processes")
+            progress?(.init(.thawing, "thawing guest processes"))
             thawOnFailure = false
             _ = try agent.thaw()
             inputHold = nil
@@ -163,7 +163,7 @@ extension VMManager {
         try checkCancelled()
         var files = [Manifest.memoryFile, Manifest.devicesFile, Manifest.ownersFile]
         if let frozenLayer {
-            progress?("saving disk state")
+            progress?(.init(.savingDisk, "saving disk state"))
             let qemuImg = try QEMUProcess.locateQemuImg()
             // -U: QEMU keeps the frozen layer open read-only as a backing file; nobody writes it.
             let r = try Subprocess.run([
@@ -180,7 +180,7 @@ extension VMManager {
             throw SparcError("the guest swapped excluded pages to a disk this VM has no state of: cannot leave them out")
         }
 
-        progress?("hashing")
+        progress?(.init(.hashing, "hashing"))
         let entries = try writer.entries(for: files, known: [Manifest.memoryFile: stats.sha256])
         let manifest = Manifest(
             vm: .init(name: name, id: state.id),
@@ -197,7 +197,7 @@ extension VMManager {
             exclusion: Self.exclusionRecord(
                 exclusion, plan: plan, excludedBytes: stats.excludedBytes, nameKey: try HostKey(directory: stateDirectory).nameKey(create: true)),
             files: entries)
-        progress?("writing manifest")
+        progress?(.init(.writingManifest, "writing manifest"))
         let sealed = try writer.commit(manifest, sealKey: HostKey(directory: stateDirectory).sealKey(create: true))
         done = true
         try history(name).append(

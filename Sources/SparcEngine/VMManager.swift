@@ -98,8 +98,8 @@ public final class VMManager {
         return try rsdm(vmId: id)
     }
 
-    /// Progress messages ("booting", "copying memory 40%") for the operator.
-    public typealias Progress = (String) -> Void
+    /// Progress of long work ("booting", "copying memory 40%"), typed (see `ProgressEvent`).
+    public typealias Progress = (ProgressEvent) -> Void
 
     // MARK: - Lifecycle
 

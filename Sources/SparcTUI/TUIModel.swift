@@ -68,6 +68,8 @@ public struct TUIModel {
     /// Text being typed for a prompt (search pattern), with what it is for.
     public var prompt: (label: String, text: String, bundle: String)?
     public var busy: String?
+    /// How far the running work is (0…1), when the engine says (a checkpoint's phase).
+    public var busyFraction: Double?
     /// Hits of the last search, shown over the bundle list until Esc.
     public var hits: [SearchHit] = []
     public var hitIndex = 0
@@ -356,7 +358,7 @@ public struct TUIModel {
             buffer.put(" \(t.title) ", row: 0, column: col, style: t == tab ? .selected : .header)
             col += t.title.count + 3
         }
-        if let busy { buffer.put(Self.progressLine(busy), row: buffer.height - 2, style: .status, fill: w) }
+        if let busy { buffer.put(Self.progressLine(busy, fraction: busyFraction), row: buffer.height - 2, style: .status, fill: w) }
         if let p = prompt {
             let options = searchEncodings.map(\.rawValue).joined(separator: "+") + (searchIgnoreCase ? ", any case" : ", exact case")
             let hint = p.bundle.isEmpty ? "(Enter keeps, Esc clears)" : "[\(options)] (F5 encodings, F6 case, Enter searches, Esc cancels)"
@@ -491,15 +493,10 @@ public struct TUIModel {
         }
     }
 
-    /// The phases of a checkpoint, in order, as the engine reports them.
-    static let checkpointPhases = ["freez", "recording page owners", "saving device state", "copying memory", "thawing", "saving disk", "hashing", "writing manifest"]
-
-    /// A progress bar for a checkpoint's phase (or the text as it is for other work).
-    static func progressLine(_ busy: String) -> String {
-        guard busy.hasPrefix("checkpoint: "),
-            let index = checkpointPhases.lastIndex(where: { busy.contains($0) })
-        else { return busy + "  (Esc cancels)" }
-        let done = (index + 1) * 20 / checkpointPhases.count
+    /// A progress bar when the work says how far it is (a checkpoint's phase), else the text.
+    static func progressLine(_ busy: String, fraction: Double?) -> String {
+        guard let fraction else { return busy + "  (Esc cancels)" }
+        let done = Int((min(max(fraction, 0), 1) * 20).rounded(.down))
         return "[" + String(repeating: "#", count: done) + String(repeating: "-", count: 20 - done) + "] " + busy + "  (Esc cancels)"
     }
 

@@ -14,6 +14,8 @@ public final class TerminalUI {
     let color: Bool
     var model: TUIModel
     let work = SharedBox<(busy: String?, result: String?)>((nil, nil))
+    /// How far the running checkpoint is (from its typed phase), for the progress bar.
+    let workFraction = SharedBox<Double?>(nil)
     let foundHits = SharedBox<[SearchHit]?>(nil)
     /// Cancels the work in progress (checkpoint or search).
     var cancellation = Cancellation()
@@ -56,6 +58,8 @@ public final class TerminalUI {
     func start(_ effect: Effect) {
         let manager = self.manager
         let work = self.work
+        let workFraction = self.workFraction
+        workFraction.value = nil
         let vm = model.processes.vmName
         cancellation = Cancellation()
         let cancel = cancellation
@@ -68,7 +72,10 @@ public final class TerminalUI {
                 do {
                     let r = try manager.checkpoint(
                         name: vm, output: output, exclusion: request.isEmpty ? nil : request, cancel: cancel,
-                        progress: { work.value = ("checkpoint: \($0)", nil) })
+                        progress: { event in
+                            if let f = event.checkpointFraction { workFraction.value = f }
+                            work.value = ("checkpoint: \(event.text)", nil)
+                        })
                     let kinds = r.exclusion.bytesByKind.filter { $0.value > 0 }.sorted { $0.key < $1.key }
                         .map { "\($0.key) \($0.value >> 10) KiB" }.joined(separator: ", ")
                     let excluded = r.exclusion.isEmpty ? "" : "; excluded \(kinds); \(r.exclusion.keptSharedPages) kept-shared pages, \(r.exclusion.warnings.count) warning(s)"
@@ -197,6 +204,7 @@ public final class TerminalUI {
         while true {
             let w = work.value
             model.busy = w.busy
+            model.busyFraction = w.busy == nil ? nil : workFraction.value
             if let hits = foundHits.value {
                 foundHits.value = nil
                 let effect = model.receiveHits(hits)

@@ -24,10 +24,10 @@ struct VMOptions: ParsableArguments {
 }
 
 /// Prints progress on one line of stderr when stderr is a terminal; silent otherwise.
-func progressPrinter() -> ((String) -> Void)? {
+func progressPrinter() -> VMManager.Progress? {
     guard isatty(2) == 1 else { return nil }
-    return { message in
-        let line = "\r\u{1B}[K" + message
+    return { event in
+        let line = "\r\u{1B}[K" + event.text
         FileHandle.standardError.write(Data(line.utf8))
     }
 }

@@ -1,6 +1,7 @@
 import GuestQuery
 import HexView
 import SnapshotModel
+import SparcEngine
 import XCTest
 
 @testable import SparcTUI
@@ -160,6 +161,8 @@ final class FilterProgressCancelTests: XCTestCase {
         XCTAssertEqual(m.processes.filter, "")
 
         m.busy = "checkpoint: copying memory 40%"
+        // The bar follows the engine's typed phase, not the words.
+        m.busyFraction = ProgressEvent(.copyingMemory, "copying memory 40%").checkpointFraction
         var buffer = CellBuffer(width: 100, height: 24)
         m.render(into: &buffer)
         XCTAssertTrue(buffer.line(22).hasPrefix("[##########----------] checkpoint: copying memory 40%"), buffer.line(22))
