@@ -38,9 +38,11 @@ extension VMManager {
     ) throws -> CheckpointReport {
         let resumeFailure = SharedBox<String?>(nil)
         do {
-            return try performCheckpoint(
-                name: name, output: output, stopAfter: stopAfter, exclusion: exclusion, cancel: cancel, progress: progress,
-                resumeFailure: resumeFailure)
+            return try exclusively(name, doing: "checkpoint") {
+                try performCheckpoint(
+                    name: name, output: output, stopAfter: stopAfter, exclusion: exclusion, cancel: cancel, progress: progress,
+                    resumeFailure: resumeFailure)
+            }
         } catch {
             // The guest must never be left paused without the operator hearing of it.
             if let why = resumeFailure.value {

@@ -97,6 +97,14 @@ extension VMManager {
         bundle: String, name: String, replace: Bool = false, killExcluded: Bool = true,
         policy: RestorePolicy = RestorePolicy(), progress: Progress? = nil
     ) throws -> RestoreReport {
+        try exclusively(name, doing: "restore") {
+            try restoreLocked(bundle: bundle, name: name, replace: replace, killExcluded: killExcluded, policy: policy, progress: progress)
+        }
+    }
+
+    func restoreLocked(
+        bundle: String, name: String, replace: Bool, killExcluded: Bool, policy: RestorePolicy, progress: Progress?
+    ) throws -> RestoreReport {
         let began = Date()
         try RuntimeLayout.validate(name: name)
         let reader = try BundleReader(path: bundle)

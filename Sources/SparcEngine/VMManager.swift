@@ -62,6 +62,8 @@ public final class VMManager {
     /// The state directory (private to this user): host key, histories, identities, RSDM, boot files.
     public let stateDirectory: String
     public var agentTimeout: TimeInterval
+    /// Whether a command that changes a VM waits for another one working on it, or fails at once.
+    public var waitForLock = false
     /// How QEMU is confined (seccomp always; an unprivileged user where possible).
     public var sandbox: QEMUSandbox
 
@@ -106,6 +108,10 @@ public final class VMManager {
     /// Boots a VM and returns once its agent answers.
     @discardableResult
     public func start(_ options: StartOptions, progress: Progress? = nil) throws -> VMState {
+        try exclusively(options.name, doing: "vm start") { try startLocked(options, progress: progress) }
+    }
+
+    func startLocked(_ options: StartOptions, progress: Progress?) throws -> VMState {
         try RuntimeLayout.validate(name: options.name)
         let layout = layout(options.name)
         try ensureNotRunning(options.name)
@@ -249,6 +255,10 @@ public final class VMManager {
     /// or at once with `force`, QEMU quits instead. Returns how the VM went down.
     @discardableResult
     public func stop(name: String, force: Bool = false, timeout: TimeInterval = 90, progress: Progress? = nil) throws -> StopReport {
+        try exclusively(name, doing: "vm stop") { try stopLocked(name: name, force: force, timeout: timeout, progress: progress) }
+    }
+
+    func stopLocked(name: String, force: Bool, timeout: TimeInterval, progress: Progress?) throws -> StopReport {
         try RuntimeLayout.validate(name: name)
         let layout = layout(name)
         guard FileSystem.exists(layout.stateFile) else { throw notFound(name) }

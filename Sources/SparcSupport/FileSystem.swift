@@ -348,6 +348,12 @@ public final class FileLock {
 
     deinit { close(fd) }
 
+    /// Replaces the lock file's text (what the holder is doing, for whoever finds it held).
+    public func describe(_ text: String) {
+        _ = ftruncate(fd, 0)
+        _ = text.withCString { pwrite(fd, $0, strlen($0), 0) }
+    }
+
     /// Runs `body` holding the lock on `path`.
     public static func withLock<T>(_ path: String, shared: Bool = false, _ body: () throws -> T) throws -> T {
         let lock = try FileLock(path, shared: shared)

@@ -23,6 +23,17 @@ struct VMOptions: ParsableArguments {
     func manager() throws -> VMManager { try VMManager(agentTimeout: timeout) }
 }
 
+/// `--wait`, for the commands that change a VM (one at a time per VM).
+struct LockOptions: ParsableArguments {
+    @Flag(help: "If another sparc command is changing this VM, wait for it to finish instead of failing.")
+    var wait = false
+
+    func apply(_ manager: VMManager) -> VMManager {
+        manager.waitForLock = wait
+        return manager
+    }
+}
+
 /// Prints progress on one line of stderr when stderr is a terminal; silent otherwise.
 func progressPrinter() -> VMManager.Progress? {
     guard isatty(2) == 1 else { return nil }

@@ -341,6 +341,38 @@ final class GuestLifecycleTests: GuestTestCase {
         try sparc.ok(["verify", home + "/" + name])
     }
 
+    /// One command at a time changes a VM: while a checkpoint works, a second checkpoint, a
+    /// restore and a stop each fail at once with one line naming it (exit 2), read-only
+    /// commands go on, and --wait waits its turn; a holder killed with SIGKILL leaves no lock.
+    func testOneCommandAtATimeChangesAVM() throws {
+        final class Outcome: @unchecked Sendable { var result: SparcRunner.Output? }
+        let outcome = Outcome(), finished = DispatchSemaphore(value: 0)
+        let runner = sparc, name = vm, first = work + "/lock-1.sparc"
+        Thread.detachNewThread {
+            outcome.result = try? runner.run(
+                ["checkpoint", "--name", name, "-o", first], environment: ["SPARC_FAULT": "checkpoint-after-collect:stall=6"])
+            finished.signal()
+        }
+        sleep(2)
+        for command in [["checkpoint", "--name", vm, "-o", work + "/lock-2.sparc"], ["restore", first, "--name", vm, "--replace"], ["vm", "stop", "--name", vm]] {
+            let began = Date()
+            try sparc.fails(command, message: "is busy")
+            XCTAssertLessThan(Date().timeIntervalSince(began), 1.5, "\(command[0]) refused at once")
+        }
+        XCTAssertTrue(try sparc.ok(["ps", "--name", vm]).contains("PID"), "read-only commands are not blocked")
+        let waited = try sparc.run(["checkpoint", "--name", vm, "-o", work + "/lock-3.sparc", "--wait"])
+        XCTAssertEqual(waited.status, 0, waited.stderr)
+        finished.wait()
+        XCTAssertEqual(outcome.result?.status, 0, outcome.result?.stderr ?? "no result")
+        XCTAssertFalse(FileSystem.exists(work + "/lock-2.sparc"))
+        for bundle in [first, work + "/lock-3.sparc"] { try sparc.ok(["verify", bundle]) }
+
+        // A holder that dies holds nothing.
+        let killed = try sparc.run(["checkpoint", "--name", vm, "-o", work + "/lock-4.sparc"], environment: ["SPARC_FAULT": "checkpoint-after-collect"])
+        XCTAssertEqual(killed.status, 128 + SIGKILL)
+        try sparc.ok(["checkpoint", "--name", vm, "-o", work + "/lock-5.sparc"])
+    }
+
     func testUnknownNames() throws {
         try sparc.fails(["ps", "--name", "nosuch"], message: "no VM named 'nosuch' is running")
         try sparc.fails(["checkpoint", "--name", "nosuch", "-o", work + "/n.sparc"], message: "no VM named 'nosuch'")

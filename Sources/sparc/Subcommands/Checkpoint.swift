@@ -50,12 +50,13 @@ struct Checkpoint: ParsableCommand {
             discussion: "Without it such a step makes the checkpoint refuse: an exclusion never silently saves what it was asked to leave out."))
     var bestEffort = false
     @Flag(help: "Print the report as JSON.") var json = false
+    @OptionGroup var lock: LockOptions
 
     func run() throws {
         guard let scope = ExclusionScope(rawValue: scope) else { throw SparcError("--scope must be user or all (got '\(self.scope)')") }
         let request = ExclusionRequest(
             pids: excludePid, names: excludeName, ttys: excludeTTY, scope: scope, excludeMemoryFiles: excludeMemoryFiles, bestEffort: bestEffort)
-        let report = try vm.manager().checkpoint(
+        let report = try lock.apply(vm.manager()).checkpoint(
             name: vm.name, output: try output ?? BundleHome.newBundle(vm: vm.name), stopAfter: stop, exclusion: request.isEmpty ? nil : request, progress: progressPrinter())
         endProgress()
         if json { return try printJSON(report) }

@@ -48,8 +48,10 @@ struct Restore: ParsableCommand {
         guard timeout > 0 else { throw ValidationError("--timeout must be more than 0 seconds") }
     }
 
+    @OptionGroup var lock: LockOptions
+
     func run() throws {
-        let report = try VMManager(agentTimeout: timeout).restore(
+        let report = try lock.apply(VMManager(agentTimeout: timeout)).restore(
             bundle: bundle, name: name, replace: replace, killExcluded: !noKill,
             policy: RestorePolicy(allowRollback: allowRollback, allowForeign: foreign, clone: clone, kernel: kernel, initrd: initrd, disk: disk, network: net),
             progress: progressPrinter())

@@ -39,6 +39,7 @@ struct VM: ParsableCommand {
                       --append 'console=ttyS0 root=/dev/vda rw'
                 """)
         @Option(help: "Name of the VM.") var name: String = "default"
+        @OptionGroup var lock: LockOptions
         @Option(parsing: .unconditional, help: "Guest RAM in MiB.") var memory: Int = 256
         @Option(parsing: .unconditional, help: "Virtual CPUs.") var cpus: Int = 1
         @Option(help: "busybox or debian: the built guest to boot (without --kernel).") var guest: GuestKind = .busybox
@@ -81,7 +82,7 @@ struct VM: ParsableCommand {
             default: throw SparcError("--accel must be auto, tcg or kvm (got '\(accel)')")
             }
             let begin = Date()
-            let state = try VMManager().start(o, progress: progressPrinter())
+            let state = try lock.apply(VMManager()).start(o, progress: progressPrinter())
             endProgress()
             print(
                 "VM '\(state.name)' running: pid \(state.pid), \(state.spec.memoryMiB) MiB, \(state.spec.accel.rawValue), agent ready in \(String(format: "%.1f", Date().timeIntervalSince(begin))) s"
@@ -101,12 +102,13 @@ struct VM: ParsableCommand {
                 """)
         @Option(help: "Name of the VM.") var name: String = "default"
         @Flag(help: "Quit QEMU at once (after a sync) instead of shutting the guest down.") var force = false
+        @OptionGroup var lock: LockOptions
         @Option(parsing: .unconditional, help: "Seconds to wait for the guest to power off.") var timeout: Double = 90
         func validate() throws {
             guard timeout > 0 else { throw ValidationError("--timeout must be more than 0 seconds") }
         }
         func run() throws {
-            let report = try VMManager().stop(name: name, force: force, timeout: timeout, progress: progressPrinter())
+            let report = try lock.apply(VMManager()).stop(name: name, force: force, timeout: timeout, progress: progressPrinter())
             endProgress()
             if let note = report.note, report.how == .quit, !force { printError("sparc: warning: \(note)") }
             switch report.how {
