@@ -3,6 +3,7 @@
 #else
     import Foundation
 #endif
+import SparcSupport
 
 /// The agent wire protocol: JSON objects, one per line, over a virtio-serial port.
 ///
@@ -12,7 +13,7 @@
 public enum AgentProtocol {
     public static let version = 1
     /// The virtio-serial port name the agent looks for in /sys/class/virtio-ports.
-    public static let portName = "org.sparc.agent.0"
+    public static let portName = VirtioPortName.agent
     /// Frames longer than this are rejected on both sides.
     public static let maxFrameBytes = 64 << 20
 }

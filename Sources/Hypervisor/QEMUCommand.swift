@@ -158,10 +158,10 @@ public struct QEMUCommand {
         a += ["-serial", "chardev:terminal"]
         a += ["-device", "virtio-serial-pci,id=vser0"]
         a += ["-chardev", "socket,id=agent,path=\(Self.escape(layout.agentSocket)),server=on,wait=off"]
-        a += ["-device", "virtserialport,bus=vser0.0,chardev=agent,name=org.sparc.agent.0"]
+        a += ["-device", "virtserialport,bus=vser0.0,chardev=agent,name=\(VirtioPortName.agent)"]
         // Rollback-sensitive data: guest programs ask the host, whose store no restore rolls back.
         a += ["-chardev", "socket,id=rsdm,path=\(Self.escape(layout.rsdmSocket)),server=on,wait=off"]
-        a += ["-device", "virtserialport,bus=vser0.0,chardev=rsdm,name=org.sparc.rsdm.0"]
+        a += ["-device", "virtserialport,bus=vser0.0,chardev=rsdm,name=\(VirtioPortName.rsdm)"]
         if spec.hasDisk && !disk.isEmpty {
             var fds = descriptors.makeIterator()
             for (i, layer) in disk.enumerated() {

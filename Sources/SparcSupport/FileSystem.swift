@@ -83,17 +83,29 @@ public enum FileSystem {
     }
 
     public static func writeAll(fd: Int32, _ data: Data, path: String) throws {
-        try data.withUnsafeBytes { raw in
-            var offset = 0
-            while offset < raw.count {
-                let n = write(fd, raw.baseAddress! + offset, raw.count - offset)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw SparcError.posix("cannot write", path)
+        guard data.withUnsafeBytes({ writeAll(fd: fd, $0) }) else { throw SparcError.posix("cannot write", path) }
+    }
+
+    /// Writes every byte, retrying interrupted and would-block writes (a non-blocking port
+    /// that is full: after a short wait); false with errno set when a write fails.
+    /// The one write loop of sparc, host and agent.
+    @discardableResult
+    public static func writeAll(fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Bool {
+        var offset = 0
+        while offset < bytes.count {
+            let n = write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+            if n < 0 {
+                if errno == EINTR { continue }
+                if errno == EAGAIN {
+                    usleep(10_000)
+                    continue
                 }
-                offset += n
+                return false
             }
+            if n == 0 { return false }
+            offset += n
         }
+        return true
     }
 
     public static func syncDirectory(containing path: String) {

@@ -30,7 +30,7 @@ enum RSDMClient {
         case ("epoch", 1): break
         default: fail(usage)
         }
-        guard let port = findPort(named: "org.sparc.rsdm.0") else { fail("no RSDM port in this VM") }
+        guard let port = findPort(named: VirtioPortName.rsdm) else { fail("no RSDM port in this VM") }
         // The port opens once at a time: wait for another sparc-rsdm to finish.
         var fd: Int32 = -1
         for _ in 0..<100 {

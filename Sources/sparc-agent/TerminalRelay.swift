@@ -105,12 +105,7 @@ enum TerminalRelay {
                     if i == 1 { break relay }  // the shell is gone
                     continue
                 }
-                var off = 0
-                while off < n {
-                    let w = buf.withUnsafeBytes { write(to, $0.baseAddress! + off, n - off) }
-                    if w <= 0 { break }
-                    off += w
-                }
+                _ = buf.withUnsafeBytes { FileSystem.writeAll(fd: to, UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
             }
         }
         unlink(statePath)

@@ -38,20 +38,7 @@ final class Agent {
     func send(_ response: AgentResponse) {
         let frame = AgentFraming.encode(response)
         writeLock.withLock {
-        frame.withUnsafeBytes { raw in
-            var offset = 0
-            while offset < raw.count {
-                let n = write(fd, raw.baseAddress! + offset, raw.count - offset)
-                if n < 0 {
-                    if errno == EINTR || errno == EAGAIN {
-                        usleep(10000)
-                        continue
-                    }
-                    return
-                }
-                offset += n
-            }
-        }
+            _ = frame.withUnsafeBytes { FileSystem.writeAll(fd: fd, $0) }
         }
     }
 

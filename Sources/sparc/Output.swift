@@ -49,17 +49,7 @@ func endProgress() {
 
 /// Writes to stdout; a closed pipe (`| head`) ends the command quietly, as with other tools.
 func writeOut(_ data: Data) {
-    data.withUnsafeBytes { raw in
-        var off = 0
-        while off < raw.count {
-            let n = write(1, raw.baseAddress! + off, raw.count - off)
-            if n < 0 {
-                if errno == EINTR { continue }
-                exit(errno == EPIPE ? 0 : 2)
-            }
-            off += n
-        }
-    }
+    if !data.withUnsafeBytes({ FileSystem.writeAll(fd: 1, $0) }) { exit(errno == EPIPE ? 0 : 2) }
 }
 
 func printJSON<T: Encodable>(_ value: T) throws {
