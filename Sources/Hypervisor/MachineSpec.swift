@@ -76,6 +76,9 @@ public struct RuntimeLayout: Sendable {
     public var terminalSocket: String { directory + "/terminal.sock" }
     /// Console input is held while a checkpoint holds this lock (see `SerialConsole`).
     public var inputHold: String { directory + "/input.hold" }
+    /// Written by a checkpoint before it pauses QEMU, removed when QEMU runs again: if its
+    /// writer died in between, the next command resumes the guest.
+    public var pausedMarker: String { directory + "/paused-by" }
     public var rsdmSocket: String { directory + "/rsdm.sock" }
     public var pidFile: String { directory + "/qemu.pid" }
     public var stateFile: String { directory + "/vm.json" }

@@ -26,6 +26,7 @@ public final class BundleWriter {
         }
         stagingPath = parent + "/." + Path.base(of: absolute) + ".partial-\(getpid())"
         FileSystem.removeTree(stagingPath)
+        Self.removeStaleStaging(in: parent)
         guard mkdir(stagingPath, 0o700) == 0 else {
             throw SparcError.posix("cannot create", stagingPath)
         }
@@ -35,6 +36,22 @@ public final class BundleWriter {
 
     /// The path of a file inside the bundle being written.
     public func file(_ name: String) -> String { stagingPath + "/" + name }
+
+    /// Removes what checkpoints that died left in `directory`: `.NAME.partial-PID`
+    /// directories whose process is gone. Returns their names.
+    @discardableResult
+    public static func removeStaleStaging(in directory: String) -> [String] {
+        var removed: [String] = []
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where entry.hasPrefix(".") {
+            guard let dash = entry.range(of: ".partial-", options: .backwards), let pid = pid_t(entry[dash.upperBound...]), pid > 0 else { continue }
+            guard kill(pid, 0) != 0 && errno == ESRCH else { continue }  // its writer is still at work
+            var st = stat()
+            guard lstat(directory + "/" + entry, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR, st.st_uid == geteuid() else { continue }
+            FileSystem.removeTree(directory + "/" + entry)
+            removed.append(entry)
+        }
+        return removed
+    }
 
     /// Digests the named files (in parallel) and returns their manifest entries.
     public func entries(for names: [String], known: [String: String] = [:]) throws -> [Manifest.FileEntry] {

@@ -92,7 +92,10 @@ extension VMManager {
                 // Failure: leave the VM as it was (running, thawed) and no partial bundle behind.
                 writer.abort()
                 if paused {
-                    do { try qmp.execute("cont") } catch { resumeFailure.value = "\(error)" }
+                    do {
+                        try qmp.execute("cont")
+                        unlink(layout.pausedMarker)
+                    } catch { resumeFailure.value = "\(error)" }
                 }
                 if thawOnFailure { _ = try? agent.thaw() }
                 // Whatever the disk chain became, the runtime state says so.
@@ -126,9 +129,12 @@ extension VMManager {
         try ownersEncoder.encode(owners).write(to: URL(fileURLWithPath: writer.file(Manifest.ownersFile)))
 
         FaultPoint.reached("checkpoint-after-collect")
+        // Should this process die while QEMU is paused, the next command finds who paused it.
+        try Data("\(getpid())\n".utf8).write(to: URL(fileURLWithPath: layout.pausedMarker))
         try qmp.execute("stop")
         paused = true
         pausedAt = Date()
+        FaultPoint.reached("checkpoint-after-pause")
 
         var frozenLayer: String?
         if state.spec.hasDisk, !state.disk.isEmpty {
@@ -142,12 +148,14 @@ extension VMManager {
         try checkCancelled()
         progress?(.init(.savingDevices, "saving device state"))
         try saveDeviceState(qmp: qmp, to: writer.file(Manifest.devicesFile))
+        FaultPoint.reached("checkpoint-after-devices")
 
         try checkCancelled()
         progress?(.init(.copyingMemory, "copying memory"))
         let stats = try SparseImage.save(
             from: state.ramPath, to: writer.file(Manifest.memoryFile), excluding: excludedFileRanges,
             progress: { done, total in progress?(.init(.copyingMemory, "copying memory \(done * 100 / max(total, 1))%")) })
+        FaultPoint.reached("checkpoint-after-memory")
 
         let downtime: Double
         if stopAfter {
@@ -155,7 +163,9 @@ extension VMManager {
         } else {
             try qmp.execute("cont")
             paused = false
+            unlink(layout.pausedMarker)
             downtime = Date().timeIntervalSince(pausedAt)
+            FaultPoint.reached("checkpoint-after-resume")
             progress?(.init(.thawing, "thawing guest processes"))
             thawOnFailure = false
             _ = try agent.thaw()
@@ -200,6 +210,7 @@ extension VMManager {
                 exclusion, plan: plan, excludedBytes: stats.excludedBytes, nameKey: try HostKey(directory: stateDirectory).nameKey(create: true)),
             files: entries)
         progress?(.init(.writingManifest, "writing manifest"))
+        FaultPoint.reached("checkpoint-before-commit")
         let sealed = try writer.commit(manifest, sealKey: HostKey(directory: stateDirectory).sealKey(create: true))
         done = true
         try history(name).append(

@@ -8,7 +8,7 @@ import SparcSupport
 
 /// One event in a VM's history.
 public struct HistoryEntry: Codable, Equatable, Sendable {
-    public enum Event: String, Codable, Sendable { case boot, checkpoint, restore, rollback, clone, stop, shutdown }
+    public enum Event: String, Codable, Sendable { case boot, checkpoint, restore, rollback, clone, stop, shutdown, recovered }
     public var seq: Int
     public var time: String
     public var vm: String

@@ -373,6 +373,49 @@ final class GuestLifecycleTests: GuestTestCase {
         try sparc.ok(["checkpoint", "--name", vm, "-o", work + "/lock-5.sparc"])
     }
 
+    /// sparc killed (SIGKILL) at every phase of a checkpoint: the guest runs again (its
+    /// processes thaw when the lease runs out; a QEMU left paused is resumed by the next
+    /// command for the VM, which logs it), no bundle appears under the final name, and the
+    /// next checkpoint into the directory removes what the dead ones left.
+    func testCheckpointKilledAtEveryPhaseLeavesTheGuestRunningAndNoBundle() throws {
+        let victim = try detach("while :; do sleep 1000; done")
+        // A guest process that ticks: it advances only while the guest runs and is thawed.
+        let ticker = try detach("i=0; while :; do i=$((i+1)); echo $i > /run/tick; sleep 0.1; done")
+        func ticks() -> Int { Int((try? guest("cat /run/tick")) ?? "") ?? -1 }
+        let dir = work + "/faults"
+        try FileSystem.makeDirectories(dir)
+        let points = [
+            "checkpoint-after-collect", "checkpoint-after-pause", "checkpoint-after-devices", "checkpoint-after-memory",
+            "checkpoint-after-resume", "checkpoint-before-commit",
+        ]
+        for point in points {
+            let out = dir + "/\(point).sparc"
+            let r = try sparc.run(
+                ["checkpoint", "--name", vm, "-o", out, "--exclude-pid", String(victim)],
+                environment: ["SPARC_FAULT": point, "SPARC_FREEZE_LEASE": "3"])
+            XCTAssertEqual(r.status, 128 + SIGKILL, "\(point): \(r.stderr)")
+            XCTAssertFalse(FileSystem.exists(out), "\(point): no bundle under the final name")
+            // The next command for the VM (exec runs beside the agent even while the guest is frozen).
+            let began = Date()
+            var before = ticks(), running = false
+            while !running && Date().timeIntervalSince(began) < 20 {
+                usleep(500_000)
+                let now = ticks()
+                running = now > before && before > 0
+                before = now
+            }
+            XCTAssertTrue(running, "\(point): the guest's processes run again")
+            XCTAssertLessThan(Date().timeIntervalSince(began), 10, "\(point): within the lease and a little")
+            print("\(point): guest processes ran again after \(String(format: "%.1f", Date().timeIntervalSince(began))) s")
+            XCTAssertTrue(try sparc.ok(["vm", "status", "--name", vm]).contains("running"), point)
+        }
+        XCTAssertFalse(((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).isEmpty, "the dead checkpoints left partial directories")
+        try sparc.ok(["checkpoint", "--name", vm, "-o", dir + "/after.sparc"])
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).sorted(), ["after.sparc"], "the next checkpoint removed them")
+        XCTAssertTrue(try sparc.ok(["log", "--name", vm]).contains("recovered"), "the history tells of the guest resumed")
+        try guest("kill \(victim) \(ticker)")
+    }
+
     func testUnknownNames() throws {
         try sparc.fails(["ps", "--name", "nosuch"], message: "no VM named 'nosuch' is running")
         try sparc.fails(["checkpoint", "--name", "nosuch", "-o", work + "/n.sparc"], message: "no VM named 'nosuch'")
