@@ -79,6 +79,9 @@ public struct RuntimeLayout: Sendable {
     /// Written by a checkpoint before it pauses QEMU, removed when QEMU runs again: if its
     /// writer died in between, the next command resumes the guest.
     public var pausedMarker: String { directory + "/paused-by" }
+    /// Written by a restore until its guest runs ("restore PID", "qemu PID", "ram PATH"): if
+    /// its writer died before that, the next command removes the half-started VM.
+    public var restoringMarker: String { directory + "/restoring-by" }
     public var rsdmSocket: String { directory + "/rsdm.sock" }
     public var pidFile: String { directory + "/qemu.pid" }
     public var stateFile: String { directory + "/vm.json" }

@@ -147,6 +147,14 @@ extension VMManager {
         var launched = false
         var qemuPid: pid_t = 0
         var ramPath = ""
+        // Should this process die before the guest runs, the next command finds what it left.
+        func mark() throws {
+            var text = "restore \(getpid())\n"
+            if qemuPid > 0 { text += "qemu \(qemuPid)\n" }
+            if !ramPath.isEmpty { text += "ram \(ramPath)\n" }
+            try Data(text.utf8).write(to: URL(fileURLWithPath: layout.restoringMarker))
+        }
+        try mark()
         defer {
             if !launched {
                 if qemuPid > 0 {
@@ -182,16 +190,20 @@ extension VMManager {
 
         progress?("loading memory")
         ramPath = GuestRAM.path(in: try GuestRAM.makeDirectory(vm: name))
+        try mark()
         try SparseImage.load(
             from: memoryFile, to: ramPath, expectedSize: manifest.memory.bytes, expectedDigest: manifest.file(.memory)!.sha256,
             progress: { done, total in progress?("loading memory \(done * 100 / max(total, 1))%") })
+        FaultPoint.reached("restore-after-memory")
 
         let command = QEMUCommand(
             spec: spec, layout: layout, ramPath: ramPath, disk: disk, incoming: true, binary: qemu, sandbox: sandbox)
         progress?("starting QEMU")
         let (pid, qmp) = try launch(command, layout: layout)
         qemuPid = pid
+        try mark()
         defer { qmp.close() }
+        FaultPoint.reached("restore-after-launch")
         progress?("loading device state")
         do {
             try loadDeviceState(qmp: qmp, from: devices, pid: pid, layout: layout)
@@ -216,9 +228,11 @@ extension VMManager {
         unlink(devices)
         try startRSDMServer(name: name, vmId: provenance.identity, qemuPid: pid)
 
+        FaultPoint.reached("restore-before-resume")
         progress?("resuming")
         try qmp.execute("cont")
         launched = true
+        unlink(layout.restoringMarker)
         // From here the guest carries its own cleanup plan: should this restore die, its agent
         // ends the excluded processes when the freeze lease runs out, before it thaws.
         FaultPoint.reached("restore-after-resume")

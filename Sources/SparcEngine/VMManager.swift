@@ -113,6 +113,7 @@ public final class VMManager {
 
     func startLocked(_ options: StartOptions, progress: Progress?) throws -> VMState {
         try RuntimeLayout.validate(name: options.name)
+        removeHalfStartedVM(options.name, layout: layout(options.name))
         let layout = layout(options.name)
         try ensureNotRunning(options.name)
         let qemu = try QEMUProcess.locateBinary()
@@ -366,6 +367,7 @@ public final class VMManager {
     public func running(_ name: String) throws -> VMState {
         try RuntimeLayout.validate(name: name)
         let layout = layout(name)
+        removeHalfStartedVM(name, layout: layout)
         guard FileSystem.exists(layout.stateFile) else { throw notFound(name) }
         let state = try VMState.load(layout.stateFile)
         guard QEMUProcess.isQEMU(state.pid) else {
@@ -373,6 +375,26 @@ public final class VMManager {
         }
         resumeAfterDeadCheckpoint(name, layout: layout)
         return state
+    }
+
+    /// A restore killed before its guest ran leaves its marker behind (and perhaps a QEMU
+    /// waiting for its device state, a RAM file): the next command for the VM removes them
+    /// and logs it. A restore still at work is left alone.
+    func removeHalfStartedVM(_ name: String, layout: RuntimeLayout) {
+        guard let text = try? String(contentsOfFile: layout.restoringMarker, encoding: .utf8) else { return }
+        var fields: [String: String] = [:]
+        for line in text.split(separator: "\n") {
+            let f = line.split(separator: " ", maxSplits: 1)
+            if f.count == 2 { fields[String(f[0])] = String(f[1]) }
+        }
+        guard let restorer = fields["restore"].flatMap({ pid_t($0) }), kill(restorer, 0) != 0 && errno == ESRCH else { return }
+        if let qemu = fields["qemu"].flatMap({ pid_t($0) }), QEMUProcess.isQEMU(qemu) {
+            kill(qemu, SIGKILL)
+            _ = QEMUProcess.waitForExit(qemu, timeout: 5)
+        }
+        // The marker goes with the runtime directory.
+        cleanUp(layout, ramPath: fields["ram"])
+        try? history(name).append(.recovered, detail: "restore (pid \(restorer)) died before the guest ran; its half-started VM was removed")
     }
 
     /// A checkpoint killed while QEMU was paused leaves its marker behind: whichever sparc
@@ -394,6 +416,7 @@ public final class VMManager {
     public func status(name: String) throws -> VMStatus {
         try RuntimeLayout.validate(name: name)
         let layout = layout(name)
+        removeHalfStartedVM(name, layout: layout)
         guard FileSystem.exists(layout.stateFile), let state = try? VMState.load(layout.stateFile) else {
             throw notFound(name)
         }

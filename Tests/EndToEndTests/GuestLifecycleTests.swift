@@ -416,6 +416,35 @@ final class GuestLifecycleTests: GuestTestCase {
         try guest("kill \(victim) \(ticker)")
     }
 
+    /// sparc killed at every phase of a restore before the guest runs: the next command for
+    /// the VM finds no half-started VM (no QEMU waiting for its state, no RAM file left), the
+    /// history says what happened, and the next restore works.
+    func testRestoreKilledAtEveryPhaseLeavesNoHalfStartedVM() throws {
+        try guest("echo before > /run/restore-mark")
+        let bundle = work + "/restore-faults.sparc"
+        try sparc.ok(["checkpoint", "--name", vm, "-o", bundle])
+        func qemuPids() throws -> Set<String> {
+            Set(try Subprocess.run(["pgrep", "-f", "qemu-system.*\(runtime)/\(vm)/"]).stdoutText.split(separator: "\n").map(String.init))
+        }
+        func ramFiles() -> [String] {
+            ((try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? []).filter { $0.hasPrefix("sparc-\(vm)-") }
+        }
+        for point in ["restore-after-memory", "restore-after-launch", "restore-before-resume"] {
+            // Other VMs of this name (another test run) may have RAM here too: only new ones count.
+            let before = Set(ramFiles())
+            let r = try sparc.run(["restore", bundle, "--name", vm, "--replace"], environment: ["SPARC_FAULT": point])
+            XCTAssertEqual(r.status, 128 + SIGKILL, "\(point): \(r.stderr)")
+            // The next command for the VM.
+            let status = try sparc.run(["vm", "status", "--name", vm])
+            XCTAssertFalse(status.stdout.contains("running"), "\(point): \(status.stdout)")
+            XCTAssertEqual(try qemuPids(), [], "\(point): no QEMU left for the VM")
+            XCTAssertTrue(Set(ramFiles()).isSubset(of: before), "\(point): the killed restore's RAM file is gone: \(ramFiles())")
+            try sparc.ok(["restore", bundle, "--name", vm])
+            XCTAssertEqual(try guest("cat /run/restore-mark"), "before", point)
+        }
+        XCTAssertTrue(try sparc.ok(["log", "--name", vm]).contains("half-started VM was removed"))
+    }
+
     func testUnknownNames() throws {
         try sparc.fails(["ps", "--name", "nosuch"], message: "no VM named 'nosuch' is running")
         try sparc.fails(["checkpoint", "--name", "nosuch", "-o", work + "/n.sparc"], message: "no VM named 'nosuch'")
