@@ -122,7 +122,10 @@ public struct HistoryLog {
         }
         if let head = try? String(decoding: FileSystem.readFile(headPath), as: UTF8.self) {
             let f = head.split(separator: " ")
-            if f.count == 2, let seq = Int(f[0]), f[1].trimmed != (list.last?.mac ?? "") || seq != list.count {
+            // One entry past the head is a crash between the entry's write and the head's (the
+            // entry is whole and chained; only the key's holder can write one): not a removal.
+            let crashedBeforeHead = list.count >= 2 && f.count == 2 && Int(f[0]) == list.count - 1 && f[1].trimmed == list[list.count - 2].mac
+            if f.count == 2, let seq = Int(f[0]), !crashedBeforeHead, f[1].trimmed != (list.last?.mac ?? "") || seq != list.count {
                 problems.append("the log ends at entry \(list.count) but entry \(seq) was written: entries were removed from the end")
             }
         } else if !list.isEmpty {

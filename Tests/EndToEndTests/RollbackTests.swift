@@ -76,4 +76,35 @@ final class RollbackTests: GuestTestCase {
         try original.write(to: URL(fileURLWithPath: logFile))
         XCTAssertEqual(try sparc.run(["log", "--name", vm, "--verify"]).status, 0)
     }
+
+    /// The RSDM store survives SIGKILL at random points: `sparc rsdm set` commands, each
+    /// killed after a random delay until 50 died mid-way, leave a store that reads cleanly
+    /// and holds every write that was acknowledged (exit 0 before the kill).
+    func testRSDMStoreSurvivesKillsAtRandomPoints() throws {
+        var acknowledged: [String] = []
+        var killed = 0
+        var i = 0
+        while killed < 50 && i < 400 {
+            i += 1
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: sparc.binary)
+            p.arguments = ["rsdm", "--name", vm, "set", "crash.k\(i)", "v\(i)"]
+            var env = ProcessInfo.processInfo.environment
+            env["SPARC_RUNTIME_DIR"] = sparc.runtime
+            env["SPARC_STATE_DIR"] = sparc.runtime + "-state"
+            p.environment = env
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            usleep(useconds_t.random(in: 0...40_000))
+            kill(p.processIdentifier, SIGKILL)
+            p.waitUntilExit()
+            if p.terminationReason == .exit && p.terminationStatus == 0 { acknowledged.append("crash.k\(i)") } else { killed += 1 }
+        }
+        print("rsdm crash loop: \(acknowledged.count) acknowledged, \(killed) killed")
+        XCTAssertGreaterThanOrEqual(killed, 50, "at least 50 writes were killed mid-way")
+        let listed = try sparc.ok(["rsdm", "--name", vm, "list"])
+        for key in acknowledged { XCTAssertTrue(listed.contains(key), "acknowledged \(key) was lost") }
+        for key in acknowledged { _ = try? sparc.run(["rsdm", "--name", vm, "del", key]) }
+    }
 }

@@ -73,6 +73,25 @@ final class HistoryTests: XCTestCase {
         XCTAssertTrue(problems.contains { $0.contains("removed from the end") }, "\(problems)")
     }
 
+    /// A command killed between writing its entry and the head record leaves the head one
+    /// entry behind: that is a crash, not tampering, and the next entry puts the head right.
+    /// Removing that last entry is still detected.
+    func testCrashBetweenEntryAndHeadIsNotTampering() throws {
+        let log = try makeLog()
+        let headFile = dir + "/history/v.head"
+        XCTAssertTrue(FileSystem.exists(headFile), "head at \(headFile)")
+        let all = try log.entries()
+        let behind = Data("\(all[all.count - 2].seq) \(all[all.count - 2].mac)\n".utf8)
+        try behind.write(to: URL(fileURLWithPath: headFile))
+        XCTAssertEqual(try log.verify(), [], "the state a SIGKILL between the two writes leaves")
+        try log.append(.boot)
+        XCTAssertEqual(try log.verify(), [])
+        // The head behind and the last entry gone: the chain is shorter than the head says.
+        try behind.write(to: URL(fileURLWithPath: headFile))
+        try write(Array(try lines().prefix(all.count - 2)))
+        XCTAssertTrue(try log.verify().contains { $0.contains("removed from the end") })
+    }
+
     func testMissingKeyIsAClearError() throws {
         let log = try makeLog()
         unlink(dir + "/history.key")
