@@ -370,25 +370,6 @@ static int remember_file(const void *arg, struct file *file, unsigned int fd)
 	return 0;
 }
 
-static void collect_file(struct collector *c, struct file *file)
-{
-	struct inode *inode = file_inode(file);
-
-	if (S_ISFIFO(inode->i_mode) && inode->i_pipe) {
-		collect_pipe(c, inode->i_pipe);
-	} else if (S_ISSOCK(inode->i_mode)) {
-		struct socket *sock = sock_from_file(file);
-
-		if (sock && sock->sk)
-			collect_sock(c, sock->sk, 0);
-	} else if (S_ISCHR(inode->i_mode) && is_tty_major(imajor(inode))) {
-		struct tty_file_private *priv = file->private_data;
-
-		if (priv && priv->tty)
-			collect_tty(c, priv->tty);
-	}
-}
-
 /* ---- draining ---- */
 
 /*
@@ -471,22 +452,39 @@ static void drain_tty(struct collector *c, struct tty_struct *tty)
 	c->dropped++;
 }
 
-static void drain_file(struct collector *c, struct file *file)
+/* The kernel buffers behind a terminal, or behind one open file: collected, or under
+ * "drain" dropped. */
+static void visit_tty(struct collector *c, struct tty_struct *tty)
+{
+	if (c->drain)
+		drain_tty(c, tty);
+	else
+		collect_tty(c, tty);
+}
+
+static void visit_file(struct collector *c, struct file *file)
 {
 	struct inode *inode = file_inode(file);
 
 	if (S_ISFIFO(inode->i_mode) && inode->i_pipe) {
-		drain_pipe(c, inode->i_pipe);
+		if (c->drain)
+			drain_pipe(c, inode->i_pipe);
+		else
+			collect_pipe(c, inode->i_pipe);
 	} else if (S_ISSOCK(inode->i_mode)) {
 		struct socket *sock = sock_from_file(file);
 
-		if (sock && sock->sk)
-			drain_sock(c, sock->sk);
+		if (sock && sock->sk) {
+			if (c->drain)
+				drain_sock(c, sock->sk);
+			else
+				collect_sock(c, sock->sk, 0);
+		}
 	} else if (S_ISCHR(inode->i_mode) && is_tty_major(imajor(inode))) {
 		struct tty_file_private *priv = file->private_data;
 
 		if (priv && priv->tty)
-			drain_tty(c, priv->tty);
+			visit_tty(c, priv->tty);
 	}
 }
 
@@ -634,10 +632,7 @@ static int collect_pid(struct collector *c, pid_t nr)
 		task_unlock(task);
 		for (i = 0; i < list->count; i++) {
 			remember_sender(c, list->files[i]);
-			if (c->drain)
-				drain_file(c, list->files[i]);
-			else
-				collect_file(c, list->files[i]);
+			visit_file(c, list->files[i]);
 			fput(list->files[i]);
 		}
 	} while (more);
@@ -653,10 +648,7 @@ static int collect_pid(struct collector *c, pid_t nr)
 	}
 	rcu_read_unlock();
 	if (ctty) {
-		if (c->drain)
-			drain_tty(c, ctty);
-		else
-			collect_tty(c, ctty);
+		visit_tty(c, ctty);
 		tty_kref_put(ctty);
 	}
 	if (!c->drain)

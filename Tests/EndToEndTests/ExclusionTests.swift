@@ -124,6 +124,23 @@ final class ExclusionTests: GuestTestCase {
         XCTAssertFalse(try livePids().contains(holder))
     }
 
+    /// What every escape test shows: a checkpoint without exclusion holds the secret, one
+    /// excluding `pid` holds none of it (its output gives `reason` for the process that
+    /// carried it), and the restore of the latter ends `gone`. `tag` names the bundles.
+    func assertLeftOutAndEnded(secret: String, excluding pid: Int32, reason: String, gone: [Int32], tag: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let baseline = work + "/\(tag)-base.sparc"
+        try sparc.ok(["checkpoint", "--name", vm, "-o", baseline], file: file, line: line)
+        XCTAssertEqual(try sparc.run(["search", secret, baseline]).status, 0, "baseline holds the secret", file: file, line: line)
+        let bundle = work + "/\(tag).sparc"
+        let out = try sparc.ok(["checkpoint", "--name", vm, "-o", bundle, "--exclude-pid", String(pid)], file: file, line: line)
+        XCTAssertTrue(out.contains("[\(reason)]"), out, file: file, line: line)
+        let none = try sparc.run(["search", secret, bundle])
+        XCTAssertEqual(none.status, 1, none.stdout, file: file, line: line)
+        try sparc.ok(["restore", bundle, "--name", vm, "--replace"], file: file, line: line)
+        let alive = try livePids()
+        for p in gone { XCTAssertFalse(alive.contains(p), "pid \(p) was ended at restore", file: file, line: line) }
+    }
+
     /// A `(cmd &)` orphan keeps a copy of the secret: reparented to init, it is no child of
     /// the excluded process any more, but it stays in its session, so it is excluded with it.
     func testOrphanInTheSessionIsExcludedToo() throws {
@@ -136,18 +153,7 @@ final class ExclusionTests: GuestTestCase {
         XCTAssertEqual(secret.count, 32)
         XCTAssertNotEqual(orphan, leader)
         XCTAssertEqual(try guest("awk '{print $4}' /proc/\(orphan)/stat"), "1", "the orphan was reparented to init")
-        let baseline = work + "/orphan-base.sparc"
-        try sparc.ok(["checkpoint", "--name", vm, "-o", baseline])
-        XCTAssertEqual(try sparc.run(["search", secret, baseline]).status, 0, "baseline holds the orphan's secret")
-        let bundle = work + "/orphan.sparc"
-        let out = try sparc.ok(["checkpoint", "--name", vm, "-o", bundle, "--exclude-pid", String(leader)])
-        XCTAssertTrue(out.contains("[in the session of \(leader)]"), out)
-        let none = try sparc.run(["search", secret, bundle])
-        XCTAssertEqual(none.status, 1, none.stdout)
-        try sparc.ok(["restore", bundle, "--name", vm, "--replace"])
-        let alive = try livePids()
-        XCTAssertFalse(alive.contains(orphan), "the orphan was ended at restore")
-        XCTAssertFalse(alive.contains(leader))
+        try assertLeftOutAndEnded(secret: secret, excluding: leader, reason: "in the session of \(leader)", gone: [orphan, leader], tag: "orphan")
         try assertNoKernelComplaint()
     }
 
@@ -284,18 +290,7 @@ final class ExclusionTests: GuestTestCase {
         let stat = try guest("cut -d' ' -f4,6 /proc/\(daemon)/stat").split(separator: " ")
         XCTAssertEqual(stat.first, "1", "the daemon was reparented to init")
         XCTAssertEqual(stat.last.map(String.init), String(daemon), "the daemon leads a session of its own")
-        let baseline = work + "/daemon-base.sparc"
-        try sparc.ok(["checkpoint", "--name", vm, "-o", baseline])
-        XCTAssertEqual(try sparc.run(["search", secret, baseline]).status, 0, "baseline holds the daemon's secret")
-        let bundle = work + "/daemon.sparc"
-        let out = try sparc.ok(["checkpoint", "--name", vm, "-o", bundle, "--exclude-pid", String(leader)])
-        XCTAssertTrue(out.contains("[forked by \(leader)]"), out)
-        let none = try sparc.run(["search", secret, bundle])
-        XCTAssertEqual(none.status, 1, none.stdout)
-        try sparc.ok(["restore", bundle, "--name", vm, "--replace"])
-        let alive = try livePids()
-        XCTAssertFalse(alive.contains(daemon), "the daemon was ended at restore")
-        XCTAssertFalse(alive.contains(leader))
+        try assertLeftOutAndEnded(secret: secret, excluding: leader, reason: "forked by \(leader)", gone: [daemon, leader], tag: "daemon")
         try assertNoKernelComplaint()
     }
 
@@ -309,15 +304,7 @@ final class ExclusionTests: GuestTestCase {
         XCTAssertEqual(secret.count, 32)
         XCTAssertEqual(try guest("cat /proc/\(leader)/cgroup"), "0::/escape")
         sleep(1)
-        let baseline = work + "/escape-base.sparc"
-        try sparc.ok(["checkpoint", "--name", vm, "-o", baseline])
-        XCTAssertEqual(try sparc.run(["search", secret, baseline]).status, 0, "baseline holds the secret")
-        let bundle = work + "/escape.sparc"
-        let out = try sparc.ok(["checkpoint", "--name", vm, "-o", bundle, "--exclude-pid", String(leader)])
-        XCTAssertTrue(out.contains("[child of \(leader)]"), out)
-        let none = try sparc.run(["search", secret, bundle])
-        XCTAssertEqual(none.status, 1, none.stdout)
-        try sparc.ok(["restore", bundle, "--name", vm, "--replace"])
+        try assertLeftOutAndEnded(secret: secret, excluding: leader, reason: "child of \(leader)", gone: [leader], tag: "escape")
         var left = "?"
         for _ in 0..<20 where !left.isEmpty {
             left = try guest("cat /sys/fs/cgroup/escape/cgroup.procs")
