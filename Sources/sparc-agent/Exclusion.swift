@@ -512,12 +512,7 @@ final class ExclusionCollector {
     /// Warns by name about kernel copies sparc cannot attribute to a process: key payloads
     /// in the kernel keyring, and POSIX shared memory files nobody holds open any more.
     func warnAboutUncoveredCopies(_ processes: [ExcludedProcess]) {
-        var uids: Set<UInt32> = []
-        for p in processes {
-            for line in (GuestSystem.readText("/proc/\(p.pid)/status") ?? "").split(separator: "\n") where line.hasPrefix("Uid:") {
-                if let uid = UInt32(line.split(whereSeparator: { $0 == "\t" || $0 == " " }).dropFirst().first ?? "") { uids.insert(uid) }
-            }
-        }
+        let uids = Set(processes.compactMap { GuestSystem.uid(of: $0.pid) })
         // /proc/keys: ID FLAGS USAGE TIMEOUT PERM UID GID TYPE DESCRIPTION: SUMMARY
         var keys = 0
         for line in (GuestSystem.readText("/proc/keys") ?? "").split(separator: "\n") {
@@ -532,7 +527,7 @@ final class ExclusionCollector {
         // open by none of them: one of them may have written it and closed it.
         let earliest = processes.compactMap { Self.startTime($0.pid) }.min() ?? 0
         let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
-        let uptime = Double((GuestSystem.readText("/proc/uptime") ?? "").split(separator: " ").first ?? "") ?? 0
+        let uptime = GuestSystem.uptime()
         let since = Date().timeIntervalSince1970 - uptime + Double(earliest) / max(ticks, 1)
         let held = removeFiles.union(evictFiles).union(keptMemoryFiles.keys)
         for name in ((try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? []).sorted() {

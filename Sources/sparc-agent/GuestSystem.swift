@@ -153,16 +153,26 @@ enum GuestSystem {
         return out.sorted()
     }
 
+    /// The real user id of a process (the `Uid:` line of /proc/PID/status), nil when it is gone.
+    static func uid(of pid: Int32) -> UInt32? {
+        for line in (readText("/proc/\(pid)/status") ?? "").split(separator: "\n") where line.hasPrefix("Uid:") {
+            return UInt32(line.split(whereSeparator: { $0 == "\t" || $0 == " " }).dropFirst().first ?? "")
+        }
+        return nil
+    }
+
+    /// Seconds since the guest booted (/proc/uptime), 0 when unreadable.
+    static func uptime() -> Double {
+        Double(readText("/proc/uptime")?.split(separator: " ").first ?? "0") ?? 0
+    }
+
     static func processes() -> [GuestProcess] {
         let users = userNames()
         let pageKiB = Int64(sysconf(Int32(_SC_PAGESIZE)) / 1024)
         var list: [GuestProcess] = []
         for pid in pids() {
             guard let statText = readText("/proc/\(pid)/stat"), let st = parseStat(statText) else { continue }
-            var uid: UInt32 = 0
-            for line in (readText("/proc/\(pid)/status") ?? "").split(separator: "\n") where line.hasPrefix("Uid:") {
-                uid = UInt32(line.split(whereSeparator: { $0 == "\t" || $0 == " " }).dropFirst().first ?? "0") ?? 0
-            }
+            let uid = uid(of: pid) ?? 0
             let kernel = st.flags & pfKthread != 0
             let command = commandLine(pid, comm: st.comm)
             list.append(

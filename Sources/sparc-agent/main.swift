@@ -46,7 +46,7 @@ final class Agent {
         do {
             switch request.op {
             case .hello:
-                let uptime = Double(GuestSystem.readText("/proc/uptime")?.split(separator: " ").first ?? "0") ?? 0
+                let uptime = GuestSystem.uptime()
                 var uts = utsname()
                 uname(&uts)
                 let release = withUnsafeBytes(of: &uts.release) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
