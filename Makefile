@@ -114,14 +114,18 @@ run: release guest
 		$(RELEASE)/sparc vm start && { $(RELEASE)/sparc tui; status=$$?; $(RELEASE)/sparc vm stop; exit $$status; }; \
 	fi
 
+# Line-buffered, so a log (CI's) shows each test as it starts, not 4 KiB later; bounded, so a
+# hang the per-test watchdogs miss ends as a failure with its log, not as CI's own timeout.
+SWIFT_TEST = timeout --kill-after=60 4500 stdbuf -oL -eL $(SWIFT) test --skip-build --disable-swift-testing
+
 test: build guest guest-debian
-	$(SWIFT) test --skip-build --disable-swift-testing
+	$(SWIFT_TEST)
 
 unit: build
-	$(SWIFT) test --skip-build --disable-swift-testing --skip EndToEndTests
+	$(SWIFT_TEST) --skip EndToEndTests
 
 e2e: build guest guest-debian
-	$(SWIFT) test --skip-build --disable-swift-testing --filter EndToEndTests
+	$(SWIFT_TEST) --filter EndToEndTests
 
 bench: deps guest guest-debian
 	bench/checkpoint

@@ -1,6 +1,8 @@
 #define _GNU_SOURCE
 #include "CSparcSupport.h"
 #include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <string.h>
 #include <spawn.h>
 #include <sys/socket.h>
@@ -35,4 +37,9 @@ ssize_t sparc_send_with_fds(int sock, const void *buf, size_t len, const int *fd
 int sparc_spawn_close_from(posix_spawn_file_actions_t *actions, int lowfd)
 {
 	return posix_spawn_file_actions_addclosefrom_np(actions, lowfd);
+}
+
+int sparc_pipe_cloexec(int fds[2])
+{
+	return pipe2(fds, O_CLOEXEC);
 }

@@ -14,6 +14,12 @@ public struct ProcessResult: Sendable {
     public var status: Int32
     public var stdout: Data
     public var stderr: Data
+    /// The child's process id (gone by now).
+    public var pid: pid_t = 0
+    /// The child ran past its timeout and was killed with its session.
+    public var timedOut = false
+    /// Output past the limit was dropped.
+    public var truncated = false
     public var stdoutText: String { String(decoding: stdout, as: UTF8.self) }
     public var stderrText: String { String(decoding: stderr, as: UTF8.self) }
     /// The last non-empty line of stderr, for one-line error messages.
@@ -111,6 +117,12 @@ public enum Subprocess {
         return exitStatus(status)
     }
 
+    /// How a raw `waitpid` status reads: "killed by signal 9" or "exit status 1".
+    public static func describe(_ status: Int32) -> String {
+        let sig = status & 0x7f
+        return sig == 0 ? "exit status \((status >> 8) & 0xff)" : "killed by signal \(sig)"
+    }
+
     /// Decodes a raw `waitpid` status into a shell-style exit status.
     public static func exitStatus(_ status: Int32) -> Int32 {
         let sig = status & 0x7f
@@ -119,21 +131,33 @@ public enum Subprocess {
     }
 
     /// Runs `argv` to completion, feeding `input` and collecting stdout and stderr.
+    ///
+    /// With a `timeout` the child runs in a session of its own (as with `newSession`) and the
+    /// whole session is killed when the time is up (`timedOut` says so). At most `outputLimit` bytes of each
+    /// stream are kept; the rest is read and dropped so the child never blocks on a full pipe.
+    /// Output stops being awaited a moment after the child exits, so a grandchild that kept
+    /// the pipes open cannot hold the caller.
     public static func run(
-        _ argv: [String], input: Data? = nil, environment: [String: String]? = nil
+        _ argv: [String], input: Data? = nil, environment: [String: String]? = nil,
+        timeout: TimeInterval? = nil, outputLimit: Int = 256 << 20, newSession: Bool = false
     ) throws -> ProcessResult {
         var outPipe: [Int32] = [0, 0]
         var errPipe: [Int32] = [0, 0]
         var inPipe: [Int32] = [-1, -1]
-        guard Subprocess.makePipe(&outPipe) == 0, Subprocess.makePipe(&errPipe) == 0 else {
+        guard Subprocess.makePipe(&outPipe) == 0 else { throw SparcError.posix("pipe") }
+        guard Subprocess.makePipe(&errPipe) == 0 else {
+            outPipe.forEach { close($0) }
             throw SparcError.posix("pipe")
         }
-        if input != nil, Subprocess.makePipe(&inPipe) != 0 { throw SparcError.posix("pipe") }
+        if input != nil, Subprocess.makePipe(&inPipe) != 0 {
+            (outPipe + errPipe).forEach { close($0) }
+            throw SparcError.posix("pipe")
+        }
         let pid: pid_t
         do {
             pid = try spawn(
                 argv, stdin: input != nil ? inPipe[0] : nil, stdout: outPipe[1], stderr: errPipe[1],
-                environment: environment)
+                environment: environment, newSession: newSession || timeout != nil)
         } catch {
             for fd in outPipe + errPipe + inPipe where fd >= 0 { close(fd) }
             throw error
@@ -141,53 +165,124 @@ public enum Subprocess {
         close(outPipe[1])
         close(errPipe[1])
         if input != nil { close(inPipe[0]) }
-        let collected = drain(
-            outFD: outPipe[0], errFD: errPipe[0], input: input, inFD: input != nil ? inPipe[1] : -1)
+        var collector = OutputCollector(
+            pid: pid, outFD: outPipe[0], errFD: errPipe[0], input: input, inFD: input != nil ? inPipe[1] : -1,
+            deadline: timeout.map { monotonicNow() + $0 }, limit: outputLimit)
+        collector.run()
         close(outPipe[0])
         close(errPipe[0])
-        let status = wait(pid)
-        return ProcessResult(status: status, stdout: collected.0, stderr: collected.1)
+        let status = collector.exitStatus ?? wait(pid)
+        return ProcessResult(
+            status: status, stdout: collector.out, stderr: collector.err, pid: pid, timedOut: collector.timedOut,
+            truncated: collector.truncated)
     }
 
-    /// Reads two pipes to EOF while writing `input` to a third, without deadlocking on full pipes.
-    static func drain(outFD: Int32, errFD: Int32, input: Data?, inFD: Int32) -> (Data, Data) {
-        var out = Data()
-        var err = Data()
-        var pending = input ?? Data()
-        var inOpen = inFD >= 0
-        if inOpen { _ = fcntl(inFD, F_SETFL, fcntl(inFD, F_GETFL) | O_NONBLOCK) }
-        if inOpen && pending.isEmpty {
-            close(inFD)
-            inOpen = false
+    /// Seconds on the monotonic clock.
+    static func monotonicNow() -> TimeInterval {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return TimeInterval(ts.tv_sec) + TimeInterval(ts.tv_nsec) / 1e9
+    }
+}
+
+/// Reads a child's stdout and stderr while writing its stdin, without deadlocking on full
+/// pipes, and enforces the deadline and the output limit of `Subprocess.run`.
+struct OutputCollector {
+    let pid: pid_t
+    let outFD: Int32
+    let errFD: Int32
+    var pending: Data
+    var inFD: Int32
+    var deadline: TimeInterval?
+    let limit: Int
+    var out = Data()
+    var err = Data()
+    var timedOut = false
+    var truncated = false
+    /// Set once the child has been reaped here.
+    var exitStatus: Int32?
+    /// How long output is still awaited after the child exited or was killed.
+    static let grace: TimeInterval = 2
+
+    init(pid: pid_t, outFD: Int32, errFD: Int32, input: Data?, inFD: Int32, deadline: TimeInterval?, limit: Int) {
+        self.pid = pid
+        self.outFD = outFD
+        self.errFD = errFD
+        self.pending = input ?? Data()
+        self.inFD = inFD
+        self.deadline = deadline
+        self.limit = limit
+    }
+
+    mutating func run() {
+        if inFD >= 0 {
+            _ = fcntl(inFD, F_SETFL, fcntl(inFD, F_GETFL) | O_NONBLOCK)
+            if pending.isEmpty { closeInput() }
         }
         var open: Set<Int32> = [outFD, errFD]
         var buffer = [UInt8](repeating: 0, count: 65536)
-        while !open.isEmpty || inOpen {
+        var giveUpAt: TimeInterval?
+        while !open.isEmpty || inFD >= 0 {
+            let now = Subprocess.monotonicNow()
+            if let giveUpAt, now >= giveUpAt { break }
+            if let d = deadline, now >= d {
+                timedOut = true
+                deadline = nil
+                kill(-pid, SIGKILL)
+                kill(pid, SIGKILL)
+                giveUpAt = now + Self.grace
+            }
             var fds: [pollfd] = open.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
-            if inOpen { fds.append(pollfd(fd: inFD, events: Int16(POLLOUT), revents: 0)) }
-            if poll(&fds, nfds_t(fds.count), -1) < 0 {
+            if inFD >= 0 { fds.append(pollfd(fd: inFD, events: Int16(POLLOUT), revents: 0)) }
+            // Wake at least once a second to notice an exited child whose pipes a grandchild holds.
+            let until = [deadline, giveUpAt].compactMap { $0 }.min().map { max(0, $0 - now) } ?? 1
+            let n = poll(&fds, nfds_t(fds.count), Int32(min(until, 1) * 1000) + 1)
+            if n < 0 {
                 if errno == EINTR { continue }
                 break
             }
+            if n == 0 {
+                if exitStatus == nil, reap() { giveUpAt = min(giveUpAt ?? .infinity, Subprocess.monotonicNow() + Self.grace) }
+                continue
+            }
             for p in fds where p.revents != 0 {
                 if p.fd == inFD {
-                    let n = pending.withUnsafeBytes { write(inFD, $0.baseAddress, $0.count) }
-                    if n > 0 { pending.removeFirst(n) }
-                    if n < 0 && errno != EAGAIN || pending.isEmpty {
-                        close(inFD)
-                        inOpen = false
-                    }
+                    let w = pending.withUnsafeBytes { write(inFD, $0.baseAddress, $0.count) }
+                    if w > 0 { pending.removeFirst(w) }
+                    if w < 0 && errno != EAGAIN || pending.isEmpty { closeInput() }
                     continue
                 }
-                let n = read(p.fd, &buffer, buffer.count)
-                if n > 0 {
-                    if p.fd == outFD { out.append(buffer, count: n) } else { err.append(buffer, count: n) }
-                } else if n == 0 || errno != EINTR && errno != EAGAIN {
+                let r = read(p.fd, &buffer, buffer.count)
+                if r > 0 {
+                    keep(buffer, count: r, stdout: p.fd == outFD)
+                } else if r == 0 || errno != EINTR && errno != EAGAIN {
                     open.remove(p.fd)
                 }
             }
         }
-        return (out, err)
+        if inFD >= 0 { closeInput() }
+    }
+
+    private mutating func keep(_ bytes: [UInt8], count: Int, stdout: Bool) {
+        let room = limit - (stdout ? out.count : err.count)
+        if count > room { truncated = true }
+        let n = max(0, min(count, room))
+        if n == 0 { return }
+        if stdout { out.append(bytes, count: n) } else { err.append(bytes, count: n) }
+    }
+
+    private mutating func closeInput() {
+        close(inFD)
+        inFD = -1
+    }
+
+    /// Reaps the child if it has exited.
+    private mutating func reap() -> Bool {
+        var status: Int32 = 0
+        let r = waitpid(pid, &status, WNOHANG)
+        guard r == pid else { return false }
+        exitStatus = Subprocess.exitStatus(status)
+        return true
     }
 }
 
@@ -195,12 +290,9 @@ extension Subprocess {
     /// glibc's POSIX_SPAWN_SETSID, which Swift does not see without _GNU_SOURCE.
     public static let posixSpawnSetsid: Int32 = 0x80
 
-    /// Creates a close-on-exec pipe; returns 0 on success like pipe2(2).
+    /// Creates a close-on-exec pipe atomically (pipe2 with O_CLOEXEC); returns 0 or -1.
     public static func makePipe(_ fds: inout [Int32]) -> Int32 {
         if fds.count < 2 { fds = [0, 0] }
-        guard pipe(&fds) == 0 else { return -1 }
-        _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
-        _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)
-        return 0
+        return fds.withUnsafeMutableBufferPointer { sparc_pipe_cloexec($0.baseAddress!) }
     }
 }

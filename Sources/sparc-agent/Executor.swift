@@ -32,79 +32,17 @@ enum Executor {
         return try runAttached(argv, input: request.stdin ?? Data(), timeoutMs: request.timeoutMs)
     }
 
+    /// Runs a command to its end in a session of its own (killed whole at the time limit),
+    /// feeding its input and keeping at most `outputLimit` bytes of each output stream.
     static func runAttached(_ argv: [String], input: Data, timeoutMs: Int) throws -> ExecResult {
-        var outP: [Int32] = [0, 0]
-        var errP: [Int32] = [0, 0]
-        var inP: [Int32] = [0, 0]
-        guard Subprocess.makePipe(&outP) == 0, Subprocess.makePipe(&errP) == 0, Subprocess.makePipe(&inP) == 0 else {
-            throw AgentFailure(.failed, "pipe: \(String(cString: strerror(errno)))")
-        }
-        let pid: pid_t
+        let r: ProcessResult
         do {
-            pid = try Subprocess.spawn(argv, stdin: inP[0], stdout: outP[1], stderr: errP[1], newSession: true)
+            r = try Subprocess.run(
+                argv, input: input, timeout: timeoutMs > 0 ? Double(timeoutMs) / 1000 : nil, outputLimit: outputLimit,
+                newSession: true)
         } catch {
-            (outP + errP + inP).forEach { close($0) }
             throw AgentFailure(.failed, "\(error)")
         }
-        close(outP[1])
-        close(errP[1])
-        close(inP[0])
-        _ = fcntl(inP[1], F_SETFL, fcntl(inP[1], F_GETFL) | O_NONBLOCK)
-        var pending = input
-        var inOpen = true
-        if pending.isEmpty {
-            close(inP[1])
-            inOpen = false
-        }
-        var out = Data()
-        var err = Data()
-        var open: Set<Int32> = [outP[0], errP[0]]
-        let deadline = timeoutMs > 0 ? Date().addingTimeInterval(Double(timeoutMs) / 1000) : nil
-        var timedOut = false
-        var buf = [UInt8](repeating: 0, count: 65536)
-        while !open.isEmpty {
-            var fds = open.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
-            if inOpen { fds.append(pollfd(fd: inP[1], events: Int16(POLLOUT), revents: 0)) }
-            var wait: Int32 = -1
-            if let deadline {
-                wait = Int32(max(0, deadline.timeIntervalSinceNow * 1000))
-                if wait == 0 && !timedOut {
-                    timedOut = true
-                    kill(-pid, SIGKILL)
-                }
-            }
-            let rc = poll(&fds, nfds_t(fds.count), timedOut ? 1000 : wait)
-            if rc < 0 && errno == EINTR { continue }
-            if rc <= 0 {
-                if timedOut { break }
-                continue
-            }
-            for p in fds where p.revents != 0 {
-                if inOpen && p.fd == inP[1] {
-                    let n = pending.withUnsafeBytes { Glibc.write(inP[1], $0.baseAddress, $0.count) }
-                    if n > 0 { pending.removeFirst(n) }
-                    if pending.isEmpty || (n < 0 && errno != EAGAIN) {
-                        close(inP[1])
-                        inOpen = false
-                    }
-                    continue
-                }
-                let n = read(p.fd, &buf, buf.count)
-                if n > 0 {
-                    if p.fd == outP[0] {
-                        if out.count < outputLimit { out.append(buf, count: n) }
-                    } else if err.count < outputLimit {
-                        err.append(buf, count: n)
-                    }
-                } else if n == 0 || (errno != EINTR && errno != EAGAIN) {
-                    open.remove(p.fd)
-                }
-            }
-        }
-        if inOpen { close(inP[1]) }
-        close(outP[0])
-        close(errP[0])
-        let status = Subprocess.wait(pid)
-        return ExecResult(status: status, pid: pid, stdout: out, stderr: err, timedOut: timedOut)
+        return ExecResult(status: r.status, pid: r.pid, stdout: r.stdout, stderr: r.stderr, timedOut: r.timedOut)
     }
 }

@@ -56,6 +56,39 @@ class GuestTestCase: XCTestCase {
         super.tearDown()
     }
 
+    /// The longest one test may run; past it the watchdog kills the class's VMs, so whatever
+    /// waits on them fails and the run goes on (a hang must fail a test, never stall CI).
+    class var testTimeLimit: TimeInterval { 1200 }
+    private var watchdog: DispatchWorkItem?
+
+    override func setUp() {
+        super.setUp()
+        let runtime = Self.shared[Self.vmName]?.runtime ?? ""
+        let name = self.name
+        let limit = Self.testTimeLimit
+        let item = DispatchWorkItem {
+            FileHandle.standardError.write(Data("watchdog: \(name) still runs after \(Int(limit)) s; killing the QEMU processes of \(runtime)\n".utf8))
+            Self.killVMs(in: runtime)
+        }
+        watchdog = item
+        DispatchQueue.global().asyncAfter(deadline: .now() + limit, execute: item)
+    }
+
+    override func tearDown() {
+        watchdog?.cancel()
+        watchdog = nil
+        super.tearDown()
+    }
+
+    /// Kills every QEMU whose pid file is in `runtime` (the test's own VMs only).
+    static func killVMs(in runtime: String) {
+        guard !runtime.isEmpty else { return }
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: runtime)) ?? [] {
+            let text = String(decoding: FileManager.default.contents(atPath: runtime + "/" + name + "/qemu.pid") ?? Data(), as: UTF8.self)
+            if let pid = Int32(text.trimmed), pid > 1 { kill(pid, SIGKILL) }
+        }
+    }
+
     override func setUpWithError() throws {
         let bootError = Self.shared[Self.vmName]?.bootError
         if let bootError { XCTFail("the test VM did not boot: \(bootError)") }

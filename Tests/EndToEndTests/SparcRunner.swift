@@ -31,15 +31,27 @@ struct SparcRunner {
         var lines: [String] { stdout.split(separator: "\n").map(String.init) }
     }
 
+    /// The longest any one sparc command may take in a test (a Debian boot with its agent
+    /// timeout, a checkpoint of a busy guest); past it the command is killed and the test fails.
+    static let commandTimeLimit: TimeInterval = 600
+
     @discardableResult
-    func run(_ args: [String], input: Data? = nil, environment: [String: String]? = nil, file: StaticString = #filePath, line: UInt = #line) throws -> Output {
+    func run(
+        _ args: [String], input: Data? = nil, environment: [String: String]? = nil, timeout: TimeInterval = commandTimeLimit,
+        file: StaticString = #filePath, line: UInt = #line
+    ) throws -> Output {
         var env = ProcessInfo.processInfo.environment
         env["SPARC_RUNTIME_DIR"] = runtime
         env["SPARC_STATE_DIR"] = runtime + "-state"
         env["SPARC_BUNDLES"] = runtime + "-bundles"
         for (k, v) in extraEnvironment { env[k] = v }
         for (k, v) in environment ?? [:] { env[k] = v }
-        let r = try Subprocess.run([binary] + args, input: input, environment: env)
+        let r = try Subprocess.run([binary] + args, input: input, environment: env, timeout: timeout)
+        if r.timedOut {
+            let what = "sparc \(args.joined(separator: " ")) did not finish within \(Int(timeout)) s and was killed"
+            FileHandle.standardError.write(Data("\(what)\n".utf8))
+            XCTFail("\(what); stderr: \(r.stderrText)", file: file, line: line)
+        }
         return Output(status: r.status, stdout: r.stdoutText, stderr: r.stderrText)
     }
 

@@ -44,34 +44,6 @@ final class PathTests: XCTestCase {
     }
 }
 
-final class SubprocessTests: XCTestCase {
-    func testRunCapturesOutputAndStatus() throws {
-        let r = try Subprocess.run(["/bin/sh", "-c", "echo out; echo err >&2; exit 3"])
-        XCTAssertEqual(r.status, 3)
-        XCTAssertEqual(r.stdoutText, "out\n")
-        XCTAssertEqual(r.stderrSummary, "err")
-    }
-
-    func testRunFeedsLargeInputWithoutDeadlock() throws {
-        let input = Data(repeating: 0x61, count: 1 << 20)
-        let r = try Subprocess.run(["/bin/cat"], input: input)
-        XCTAssertEqual(r.stdout, input)
-    }
-
-    func testMissingProgramIsAClearError() {
-        XCTAssertThrowsError(try Subprocess.run(["/nonexistent/prog"])) { error in
-            XCTAssertTrue("\(error)".contains("/nonexistent/prog"))
-        }
-        XCTAssertNil(Subprocess.which("surely-not-a-program-xyz", path: "/bin:/usr/bin"))
-        XCTAssertEqual(Subprocess.which("sh", path: "/nonexistent:/bin"), "/bin/sh")
-    }
-
-    func testKilledChildReportsSignal() throws {
-        let r = try Subprocess.run(["/bin/sh", "-c", "kill -9 $$"])
-        XCTAssertEqual(r.status, 128 + 9)
-    }
-}
-
 final class FileSystemTests: XCTestCase {
     func testWriteAtomicallyReplacesContent() throws {
         let dir = NSTemporaryDirectory() + "sparc-fs-\(getpid())"

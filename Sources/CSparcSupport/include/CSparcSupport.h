@@ -14,4 +14,8 @@ ssize_t sparc_send_with_fds(int sock, const void *buf, size_t len, const int *fd
 /* Makes a spawned child close every descriptor from `lowfd` up (glibc's
  * posix_spawn_file_actions_addclosefrom_np), so it inherits only what it was given. */
 int sparc_spawn_close_from(posix_spawn_file_actions_t *actions, int lowfd);
+
+/* pipe2(fds, O_CLOEXEC): both ends close-on-exec from the start, so a child spawned by
+ * another thread in between never inherits them. Returns 0 or -1 with errno set. */
+int sparc_pipe_cloexec(int fds[2]);
 #endif
