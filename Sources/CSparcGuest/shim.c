@@ -10,6 +10,9 @@
 
 int sparc_zero_freed_memory(void) { return mallopt(M_PERTURB, 0x100); }
 
+#include <sys/prctl.h>
+int sparc_parent_death_signal(int sig) { return prctl(PR_SET_PDEATHSIG, (unsigned long)sig, 0UL, 0UL, 0UL); }
+
 long sparc_fs_type(const char *path)
 {
 	struct statfs s;

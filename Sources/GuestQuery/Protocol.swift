@@ -204,9 +204,13 @@ public struct FreezeResult: Codable, Equatable, Sendable {
     /// Processes now frozen (or thawed).
     public var processes: Int
     public var milliseconds: Double
-    public init(processes: Int, milliseconds: Double) {
+    /// For a thaw: whether the guest was still frozen by this agent when the thaw came (false
+    /// after the agent restarted, or the lease ran out, since the freeze). Nil from older agents.
+    public var wasFrozen: Bool?
+    public init(processes: Int, milliseconds: Double, wasFrozen: Bool? = nil) {
         self.processes = processes
         self.milliseconds = milliseconds
+        self.wasFrozen = wasFrozen
     }
 }
 

@@ -37,19 +37,38 @@ extension VMManager {
         cancel: Cancellation? = nil, progress: Progress? = nil
     ) throws -> CheckpointReport {
         let resumeFailure = SharedBox<String?>(nil)
-        do {
-            return try exclusively(name, doing: "checkpoint") {
-                try performCheckpoint(
+        return try exclusively(name, doing: "checkpoint") {
+            do {
+                return try performCheckpoint(
                     name: name, output: output, stopAfter: stopAfter, exclusion: exclusion, cancel: cancel, progress: progress,
                     resumeFailure: resumeFailure)
+            } catch {
+                if let died = cleanUpAfterQEMUDied(name, during: "the checkpoint", cause: error, outcome: "no bundle was written") {
+                    throw died
+                }
+                // The guest must never be left paused without the operator hearing of it.
+                if let why = resumeFailure.value {
+                    throw SparcError("\(error); QEMU could not resume the guest, which stays paused: \(why)")
+                }
+                throw error
             }
-        } catch {
-            // The guest must never be left paused without the operator hearing of it.
-            if let why = resumeFailure.value {
-                throw SparcError("\(error); QEMU could not resume the guest, which stays paused: \(why)")
-            }
-            throw error
         }
+    }
+
+    /// After a command failed: when the reason is that the VM's QEMU is gone (killed, crashed),
+    /// stops what is left as `vm stop` would (the disk's overlays written back into the VM's
+    /// own file, the RAM file and runtime directory removed, the history told) and returns the
+    /// error that says so; nil while QEMU still runs. The caller holds the VM's lock.
+    func cleanUpAfterQEMUDied(_ name: String, during what: String, cause: Error, outcome: String) -> SparcError? {
+        let layout = layout(name)
+        guard let state = try? VMState.load(layout.stateFile), !QEMUProcess.isQEMU(state.pid) else { return nil }
+        var status = ""
+        var raw: Int32 = 0
+        if waitpid(state.pid, &raw, WNOHANG) == state.pid { status = ", " + Subprocess.describe(raw) }
+        let said = QEMUProcess.lastError(layout).map { "; QEMU said: \($0.terminalSafe)" } ?? ""
+        _ = try? stopLocked(name: name, force: true, timeout: 5, progress: nil, reason: "QEMU exited during \(what)")
+        return SparcError(
+            "QEMU of VM '\(name)' (pid \(state.pid)\(status)) exited during \(what)\(said); \(outcome), and the VM's runtime state was cleaned up (its disk keeps what the guest wrote). First error: \(cause)")
     }
 
     func performCheckpoint(
@@ -168,8 +187,15 @@ extension VMManager {
             FaultPoint.reached("checkpoint-after-resume")
             progress?(.init(.thawing, "thawing guest processes"))
             thawOnFailure = false
-            _ = try agent.thaw()
+            let thawed = try agent.thaw()
             inputHold = nil
+            // A guest that ran between the collection and the pause (its agent died and was
+            // restarted, or the lease ran out) may hold copies made after the collection.
+            if thawed.wasFrozen == false {
+                throw SparcError(
+                    "the guest's processes were not frozen when the guest was paused (its agent restarted or its freeze lease ran out during the checkpoint); no bundle was written"
+                )
+            }
         }
 
         try checkCancelled()

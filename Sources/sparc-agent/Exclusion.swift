@@ -169,6 +169,12 @@ final class ExclusionCollector {
         if let r = reasons[agentPid] {
             throw AgentFailure(.invalidArgument, "the sparc agent (pid \(agentPid)) cannot be excluded: it carries out the restore (\(r))")
         }
+        // Its keeper (and, on busybox, its wrapper) share its cgroup, which is never frozen: they stay too.
+        if let own = Freezer.cgroup(of: String(agentPid)), own != "/" {
+            for pid in order where Freezer.cgroup(of: String(pid)) == own {
+                throw AgentFailure(.invalidArgument, "pid \(pid) is part of the sparc agent (its cgroup \(own)) and cannot be excluded (\(reasons[pid]!))")
+            }
+        }
         let processes = order.compactMap { pid -> ExcludedProcess? in
             guard let p = byPid[pid], let start = Optional(p.startTime) else {
                 warnings.append("pid \(pid) exited during collection")
@@ -340,6 +346,8 @@ final class ExclusionCollector {
             var file: String?
             var cls: FileClass?
             var key: FileKey?
+            /// The mapping may be executed, or the file is an executable or library (any
+            /// mapping of it: text, read-only data).
             var executable = false
         }
         var sources: [Source] = []
@@ -358,10 +366,13 @@ final class ExclusionCollector {
             defer { close(fd) }
             for m in Self.mappings(p.pid) where m.start < 0x8000_0000_0000 {
                 let isFile = m.path.hasPrefix("/") && m.inode != 0
-                let cls = isFile
-                    ? Self.classify(path: m.path, statPath: "/proc/\(p.pid)/map_files/\(String(m.start, radix: 16))-\(String(m.end, radix: 16))")
-                    : nil
-                sources.append(Source(file: isFile ? m.path : nil, cls: cls, key: m.file, executable: m.executable))
+                let statPath = "/proc/\(p.pid)/map_files/\(String(m.start, radix: 16))-\(String(m.end, radix: 16))"
+                let cls = isFile ? Self.classify(path: m.path, statPath: statPath) : nil
+                var st = stat()
+                // memfds (mode 0777) and deleted files are the excluded processes' own, never a program's file.
+                let anonymous = m.path.hasPrefix("/memfd:") || m.path.hasSuffix(" (deleted)") || cls == .privateShared
+                let executableFile = isFile && !anonymous && stat(statPath, &st) == 0 && st.st_mode & 0o111 != 0
+                sources.append(Source(file: isFile ? m.path : nil, cls: cls, key: m.file, executable: m.executable || executableFile))
                 let owner = Int32(sources.count - 1)
                 let complete = Self.forEachFrame(pagemapFD: fd, start: m.start, end: m.end) { _, pfn in
                     guard pfn < frameCount else { return }
@@ -396,7 +407,12 @@ final class ExclusionCollector {
             } else if flags & Self.kpfAnon != 0 || source.file == nil || source.cls == .privateShared {
                 marks[pfn] = Mark.user.rawValue
             } else if source.cls == .disk {
-                if flags & Self.kpfDirty != 0 {
+                if source.executable {
+                    // Code and libraries: the file's own contents, which the guest runs from —
+                    // the agent first, which is not frozen when a restored guest resumes and
+                    // would fault a zeroed page in before the restore could evict it.
+                    marks[pfn] = Mark.kept.rawValue
+                } else if flags & Self.kpfDirty != 0 {
                     marks[pfn] = Mark.kept.rawValue
                     warnings.append("a dirty page of \(source.file!) was kept (it could not be written back)")
                 } else {
@@ -561,6 +577,11 @@ final class ExclusionCollector {
             // memfds and SysV segments are memory-only too: their pages are their only copy.
             var cls = Self.classify(path: name, statPath: link)
             if cls == .privateShared { cls = .memoryOnly }
+            var mode = stat()
+            if cls == .disk, stat(link, &mode) == 0, mode.st_mode & 0o111 != 0 {
+                // An executable or library opened as a file: its pages are its own contents (as when mapped).
+                continue
+            }
             var removable = false
             if cls == .memoryOnly {
                 var st = stat()

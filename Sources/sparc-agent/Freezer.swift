@@ -3,6 +3,7 @@
 #else
     import Foundation
 #endif
+import CSparcGuest
 import GuestQuery
 import SparcSupport
 
@@ -124,6 +125,46 @@ final class Freezer {
         for g in (try? groupsToFreeze(sweep: false)) ?? [] where readFreeze(g) {
             write("0", to: root + g + "/cgroup.freeze")
         }
+    }
+
+    /// Starts the keeper: a process of its own (`sparc-agent keeper PID`) that thaws the guest
+    /// when the agent dies. The agent's own lease cannot do that once it is dead, and systemd,
+    /// which would run `sparc-agent thaw` after it, is frozen with the guest.
+    func startKeeper() {
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        do {
+            _ = try Subprocess.spawn([exe, "keeper", String(getpid())], stderr: 2)
+        } catch {
+            printError("sparc-agent: no keeper (\(error)): a crash of the agent while the guest is frozen would leave it frozen")
+        }
+    }
+
+    /// The keeper's life: wait for the agent's death (the kernel's parent-death signal, or
+    /// an agent already gone), then thaw what it froze and exit.
+    static func keep(watching agent: pid_t) -> Never {
+        var set = sigset_t()
+        sigemptyset(&set)
+        for sig in [SIGUSR1, SIGTERM, SIGHUP, SIGINT] { sigaddset(&set, sig) }
+        sigprocmask(SIG_BLOCK, &set, nil)
+        _ = sparc_parent_death_signal(SIGUSR1)
+        if getppid() == agent {
+            var received: Int32 = 0
+            sigwait(&set, &received)
+        }
+        let frozen = (try? Freezer.groupsFrozenAroundAgent()) ?? []
+        if !frozen.isEmpty {
+            printError("sparc-agent keeper: the agent (pid \(agent)) ended with the guest frozen: thawing \(frozen.count) cgroup(s)")
+        }
+        thawAfterAgent()
+        exit(0)
+    }
+
+    /// The cgroups around this agent's cgroup that are frozen now.
+    static func groupsFrozenAroundAgent() throws -> [String] {
+        let f = Freezer()
+        f.base = cgroup() ?? "/sparc-agent"
+        if f.base.hasSuffix("/agent") || f.base.hasSuffix("/exec") { f.base = Path.directory(of: f.base) }
+        return try f.groupsToFreeze(sweep: false).filter(f.readFreeze)
     }
 
     /// Thaws whatever an agent of this cgroup froze (for `sparc-agent thaw`, run when the

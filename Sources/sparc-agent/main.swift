@@ -69,7 +69,10 @@ final class Agent {
             case .thaw:
                 // The host is in charge again (a checkpoint done, or a restore that cleaned up or chose --no-kill).
                 freezer.setPendingCleanup(nil)
-                return AgentResponse(id: request.id, freeze: try freezer.set(frozen: false))
+                let wasFrozen = freezer.isFrozen
+                var result = try freezer.set(frozen: false)
+                result.wasFrozen = wasFrozen
+                return AgentResponse(id: request.id, freeze: result)
             case .collect:
                 guard let params = request.collect else { throw AgentFailure(.invalidArgument, "collect needs parameters") }
                 // Collecting needs a frozen guest; freezing here saves the host a round trip.
@@ -176,6 +179,9 @@ if args.count == 2 && args[1] == "thaw" {
     Freezer.thawAfterAgent()
     exit(0)
 }
+if args.count == 3 && args[1] == "keeper", let watched = pid_t(args[2]) {
+    Freezer.keep(watching: watched)
+}
 if args.contains("--version") {
     print("sparc-agent \(agentVersion) (protocol \(AgentProtocol.version))")
     exit(0)
@@ -198,6 +204,8 @@ if fd < 0 {
 }
 let agent = Agent(fd: fd)
 agent.freezer.setUp()
+// Spawned by the main thread, which lives as long as the agent: the keeper hears of its death.
+agent.freezer.startKeeper()
 agent.freezer.startWatchdog()
 ForkLineage.shared.start()
 agent.serve()

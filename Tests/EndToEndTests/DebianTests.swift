@@ -95,6 +95,38 @@ final class DebianTests: GuestTestCase {
         try guest("systemctl stop sparc-counter")
     }
 
+    /// The agent dies (SIGKILL, as a crash would) while a checkpoint holds the guest frozen:
+    /// systemd, frozen too, cannot run its stop hook, so the agent's keeper thaws the guest at
+    /// once instead of leaving it frozen for good; systemd then restarts the agent, and the
+    /// checkpoint, whose guest ran between collection and pause, writes no bundle.
+    func testAgentKilledWhileTheGuestIsFrozenIsThawedByItsKeeper() throws {
+        try systemState()
+        try guest("rm -f /run/ticks; systemd-run --quiet --unit=sparc-tick sh -c 'while :; do date +%s.%N >> /run/ticks; sleep 0.2; done'")
+        let victim = try detach("while :; do sleep 1000; done")
+        let agent = try XCTUnwrap(Int32(try guest("systemctl show -p MainPID --value sparc-agent")))
+        XCTAssertEqual(try guest("pgrep -f 'sparc-agent keeper \(agent)' | wc -l"), "1", "the agent has its keeper")
+        let cgroup = try guest("sed -n 's/^0:://p' /proc/\(agent)/cgroup")
+        // The killer lives in the agent's own cgroup, which is never frozen.
+        _ = try detach("echo $$ > /sys/fs/cgroup\(cgroup)/cgroup.procs; sleep 12; date +%s.%N > /run/killed-at; kill -9 \(agent)")
+        let out = work + "/agent-killed.sparc"
+        let r = try sparc.run(
+            ["checkpoint", "--name", vm, "-o", out, "--exclude-pid", String(victim)],
+            environment: ["SPARC_FAULT": "checkpoint-after-collect:stall=25", "SPARC_FREEZE_LEASE": "120"])
+        XCTAssertNotEqual(r.status, 0, "a checkpoint whose guest ran between collection and pause fails: \(r.stdout)")
+        XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, "one line: \(r.stderr)")
+        XCTAssertFalse(FileSystem.exists(out), "no bundle")
+        try systemState()
+        XCTAssertNotEqual(try guest("systemctl show -p MainPID --value sparc-agent"), String(agent), "systemd restarted the agent")
+        // The ticks stopped at the freeze and went on within seconds of the kill, not after the 120 s lease.
+        let killedAt = try XCTUnwrap(Double(try guest("cat /run/killed-at")))
+        let ticks = try guest("cat /run/ticks").split(separator: "\n").compactMap { Double($0) }
+        let resumed = try XCTUnwrap(ticks.first { $0 > killedAt }, "ticks after the kill")
+        XCTAssertLessThan(resumed - killedAt, 5, "the keeper thawed the guest \(resumed - killedAt) s after the agent died")
+        XCTAssertTrue(zip(ticks, ticks.dropFirst()).contains { $1 - $0 > 5 }, "the guest was frozen before the kill")
+        XCTAssertTrue(try guest("journalctl -q -o cat -u sparc-agent | grep -c 'ended with the guest frozen' || true") != "0")
+        try guest("systemctl stop sparc-tick; kill \(victim); rm -f /run/ticks /run/killed-at")
+    }
+
     /// systemd keeps managing its units across a freeze; freeze, collect, kill and thaw hold
     /// with hundreds of processes and threads.
     func testSystemdAndHundredsOfProcesses() throws {
@@ -289,6 +321,8 @@ final class DebianTests: GuestTestCase {
 
         let excluded = try service("sparc-excluded")
         try sparc.ok(["checkpoint", "--name", vm, "-o", bundle + "2", "--exclude-pid", String(excluded)])
+        // Its program is a file only it runs: the code is the file's own contents and stays (nothing to evict).
+        XCTAssertFalse(try BundleReader(path: bundle + "2").manifest.exclusion.evictFiles.contains { $0.hasSuffix("-bash") })
         try sparc.ok(["restore", bundle + "2", "--name", vm, "--replace"])
         XCTAssertEqual(try outcome("sparc-excluded"), "2/9", "killed by SIGKILL, never a fault of its own")
         let journal = try guest("journalctl -q -o cat -u sparc-excluded.service | grep -E 'status=[0-9]+/(SEGV|BUS|ILL|ABRT|FPE|TRAP)|dumped' || true")

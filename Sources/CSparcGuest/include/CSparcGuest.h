@@ -5,6 +5,10 @@
 
 /* Makes glibc zero freed heap memory (M_PERTURB with a zero low byte). */
 int sparc_zero_freed_memory(void);
+
+/* prctl(PR_SET_PDEATHSIG, sig): the kernel sends `sig` when the parent thread exits
+ * (prctl is variadic, which Swift cannot call). */
+int sparc_parent_death_signal(int sig);
 /* statfs(2) f_type of a path, or -1. */
 long sparc_fs_type(const char *path);
 /* A new pty master (O_RDWR | O_NOCTTY | O_CLOEXEC), granted and unlocked; -1 on error. */
