@@ -12,8 +12,22 @@ import SparcSupport
 public enum GuestRAM {
     public static let fileName = "ram"
 
+    /// Where RAM files are made: `$SPARC_RAM_DIR` (a tmpfs or hugetlbfs mount of the
+    /// operator's choosing), else /dev/shm.
+    public static var baseDirectory: String {
+        if let dir = ProcessInfo.processInfo.environment["SPARC_RAM_DIR"], dir.hasPrefix("/") { return dir }
+        return "/dev/shm"
+    }
+
+    /// Free bytes where RAM files are made (nil when that cannot be told).
+    public static func freeBytes() -> Int64? {
+        var fs = statvfs()
+        guard statvfs(baseDirectory, &fs) == 0 else { return nil }
+        return Int64(fs.f_bavail) * Int64(fs.f_frsize)
+    }
+
     /// Makes the private directory for one VM's RAM file.
-    public static func makeDirectory(vm: String, base: String = "/dev/shm") throws -> String {
+    public static func makeDirectory(vm: String, base: String = GuestRAM.baseDirectory) throws -> String {
         var template = Array("\(base)/sparc-\(vm)-XXXXXX".utf8CString)
         guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else {
             throw SparcError.posix("cannot create a directory for guest RAM in", base)
@@ -27,7 +41,7 @@ public enum GuestRAM {
     public static func path(in directory: String) -> String { directory + "/" + fileName }
 
     /// Creates an empty RAM file of `bytes` in a new private directory and returns its path.
-    public static func create(vm: String, bytes: Int64, base: String = "/dev/shm") throws -> String {
+    public static func create(vm: String, bytes: Int64, base: String = GuestRAM.baseDirectory) throws -> String {
         let dir = try makeDirectory(vm: vm, base: base)
         let file = path(in: dir)
         let fd = open(file, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)

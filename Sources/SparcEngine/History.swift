@@ -84,6 +84,11 @@ public struct HistoryLog {
         _ event: HistoryEntry.Event, key: Data, bundle: String?, bundleDigest: String?, epoch: Int?, detail: String?
     ) throws -> HistoryEntry {
         let existing = try entries()
+        if let last = existing.last, headIsOneBehind(existing) {
+            // A writer died between its entry and the head: the head catches up first, so that
+            // another death here leaves it one behind again, never two.
+            try writeHead(last)
+        }
         var entry = HistoryEntry(
             seq: (existing.last?.seq ?? 0) + 1, time: Manifest.timestamp(Date()), vm: vm, event: event, bundle: bundle,
             bundleDigest: bundleDigest, epoch: epoch, detail: detail, prev: existing.last?.mac ?? "", mac: "")
@@ -97,8 +102,20 @@ public struct HistoryLog {
         defer { close(fd) }
         try FileSystem.writeAll(fd: fd, line, path: logPath)
         guard fsync(fd) == 0 else { throw SparcError.posix("cannot sync", logPath) }
-        try FileSystem.writeAtomically(Data("\(entry.seq) \(entry.mac)\n".utf8), to: headPath)
+        try writeHead(entry)
         return entry
+    }
+
+    private func writeHead(_ entry: HistoryEntry) throws {
+        try FileSystem.writeAtomically(Data("\(entry.seq) \(entry.mac)\n".utf8), to: headPath)
+    }
+
+    /// One entry past the head is a crash between the entry's write and the head's (the entry
+    /// is whole and chained; only the key's holder can write one): not a removal.
+    private func headIsOneBehind(_ list: [HistoryEntry]) -> Bool {
+        guard list.count >= 2, let head = try? String(decoding: FileSystem.readFile(headPath), as: UTF8.self) else { return false }
+        let f = head.split(separator: " ")
+        return f.count == 2 && Int(f[0]) == list.count - 1 && f[1].trimmed == list[list.count - 2].mac
     }
 
     /// Checks the chain; returns the problems found (empty when intact).
@@ -122,9 +139,7 @@ public struct HistoryLog {
         }
         if let head = try? String(decoding: FileSystem.readFile(headPath), as: UTF8.self) {
             let f = head.split(separator: " ")
-            // One entry past the head is a crash between the entry's write and the head's (the
-            // entry is whole and chained; only the key's holder can write one): not a removal.
-            let crashedBeforeHead = list.count >= 2 && f.count == 2 && Int(f[0]) == list.count - 1 && f[1].trimmed == list[list.count - 2].mac
+            let crashedBeforeHead = headIsOneBehind(list)
             if f.count == 2, let seq = Int(f[0]), !crashedBeforeHead, f[1].trimmed != (list.last?.mac ?? "") || seq != list.count {
                 problems.append("the log ends at entry \(list.count) but entry \(seq) was written: entries were removed from the end")
             }

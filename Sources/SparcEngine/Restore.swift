@@ -98,12 +98,29 @@ extension VMManager {
         policy: RestorePolicy = RestorePolicy(), progress: Progress? = nil
     ) throws -> RestoreReport {
         try exclusively(name, doing: "restore") {
-            try restoreLocked(bundle: bundle, name: name, replace: replace, killExcluded: killExcluded, policy: policy, progress: progress)
+            let qemuExit = SharedBox<String?>(nil)
+            do {
+                return try restoreLocked(
+                    bundle: bundle, name: name, replace: replace, killExcluded: killExcluded, policy: policy, progress: progress,
+                    qemuExit: qemuExit)
+            } catch {
+                if let how = qemuExit.value {
+                    throw SparcError(
+                        "QEMU exited during the restore (\(how)) before the guest ran; nothing was started, the bundle is intact and the next restore can go ahead. First error: \(error)"
+                    )
+                }
+                if let died = cleanUpAfterQEMUDied(name, during: "the restore", cause: error, outcome: "the bundle is intact") {
+                    throw died
+                }
+                throw error
+            }
         }
     }
 
+    /// `qemuExit` tells the caller how the new QEMU ended when it died on its own before the guest ran.
     func restoreLocked(
-        bundle: String, name: String, replace: Bool, killExcluded: Bool, policy: RestorePolicy, progress: Progress?
+        bundle: String, name: String, replace: Bool, killExcluded: Bool, policy: RestorePolicy, progress: Progress?,
+        qemuExit: SharedBox<String?>
     ) throws -> RestoreReport {
         let began = Date()
         try RuntimeLayout.validate(name: name)
@@ -158,6 +175,10 @@ extension VMManager {
         defer {
             if !launched {
                 if qemuPid > 0 {
+                    var raw: Int32 = 0
+                    if waitpid(qemuPid, &raw, WNOHANG) == qemuPid {
+                        qemuExit.value = "pid \(qemuPid), " + Subprocess.describe(raw)
+                    }
                     kill(qemuPid, SIGKILL)
                     _ = QEMUProcess.waitForExit(qemuPid, timeout: 5)
                 }
@@ -189,11 +210,18 @@ extension VMManager {
         }
 
         progress?("loading memory")
+        FaultPoint.reached("restore-before-memory")
         ramPath = GuestRAM.path(in: try GuestRAM.makeDirectory(vm: name))
         try mark()
-        try SparseImage.load(
-            from: memoryFile, to: ramPath, expectedSize: manifest.memory.bytes, expectedDigest: manifest.file(.memory)!.sha256,
-            progress: { done, total in progress?("loading memory \(done * 100 / max(total, 1))%") })
+        do {
+            try SparseImage.load(
+                from: memoryFile, to: ramPath, expectedSize: manifest.memory.bytes, expectedDigest: manifest.file(.memory)!.sha256,
+                progress: { done, total in progress?("loading memory \(done * 100 / max(total, 1))%") })
+        } catch let error as SparcError where error.posixCode == ENOSPC {
+            throw SparcError(
+                "\(GuestRAM.baseDirectory) ran out of space while the guest's memory was loaded (\(manifest.memory.bytes >> 20) MiB needed, \((GuestRAM.freeBytes() ?? 0) >> 20) MiB free now); nothing was started and the bundle is intact"
+            )
+        }
         FaultPoint.reached("restore-after-memory")
 
         let command = QEMUCommand(
@@ -477,11 +505,10 @@ extension VMManager {
 
     /// Refuses when /dev/shm cannot hold the guest RAM (counting what a replaced VM frees).
     func checkMemoryAvailable(_ spec: MachineSpec, replacing: VMState?) throws {
-        var fs = statvfs()
-        guard statvfs("/dev/shm", &fs) == 0 else { return }
-        let free = Int64(fs.f_bavail) * Int64(fs.f_frsize) + (replacing?.spec.memoryBytes ?? 0)
+        guard let available = GuestRAM.freeBytes() else { return }
+        let free = available + (replacing?.spec.memoryBytes ?? 0)
         if free < spec.memoryBytes {
-            throw SparcError("/dev/shm has \(free >> 20) MiB free, the guest needs \(spec.memoryMiB) MiB")
+            throw SparcError("\(GuestRAM.baseDirectory) has \(free >> 20) MiB free, the guest needs \(spec.memoryMiB) MiB")
         }
     }
 

@@ -218,12 +218,8 @@ public final class VMManager {
 
     /// Refuses to start when the machine cannot hold the guest RAM in /dev/shm.
     func checkMemoryAvailable(_ spec: MachineSpec) throws {
-        var fs = statvfs()
-        if statvfs("/dev/shm", &fs) == 0 {
-            let free = Int64(fs.f_bavail) * Int64(fs.f_frsize)
-            if free < spec.memoryBytes {
-                throw SparcError("/dev/shm has \(free >> 20) MiB free, the guest needs \(spec.memoryMiB) MiB")
-            }
+        if let free = GuestRAM.freeBytes(), free < spec.memoryBytes {
+            throw SparcError("\(GuestRAM.baseDirectory) has \(free >> 20) MiB free, the guest needs \(spec.memoryMiB) MiB")
         }
     }
 
@@ -259,7 +255,8 @@ public final class VMManager {
         try exclusively(name, doing: "vm stop") { try stopLocked(name: name, force: force, timeout: timeout, progress: progress) }
     }
 
-    func stopLocked(name: String, force: Bool, timeout: TimeInterval, progress: Progress?) throws -> StopReport {
+    /// Stops `name` with its lock held; `reason` replaces the history's account of a QEMU that had already exited.
+    func stopLocked(name: String, force: Bool, timeout: TimeInterval, progress: Progress?, reason: String? = nil) throws -> StopReport {
         try RuntimeLayout.validate(name: name)
         let layout = layout(name)
         guard FileSystem.exists(layout.stateFile) else { throw notFound(name) }
@@ -301,7 +298,7 @@ public final class VMManager {
             switch report.how {
             case .shutDown: "guest shut down (\(report.method ?? "poweroff")) in \(String(format: "%.1f", report.seconds)) s"
             case .quit: force ? "forced: QEMU quit without a guest shutdown" : report.note
-            case .alreadyExited: "QEMU had exited on its own"
+            case .alreadyExited: reason ?? "QEMU had exited on its own"
             }
         try history(name).append(wasRunning ? .stop : .shutdown, detail: detail)
         return report

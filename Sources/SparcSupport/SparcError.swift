@@ -16,10 +16,13 @@ public struct SparcError: Error, CustomStringConvertible, Equatable {
     public enum Kind: Equatable, Sendable { case negative, operational }
     public var kind: Kind
     public var message: String
+    /// The `errno` behind it, for callers that tell causes apart (ENOSPC).
+    public var posixCode: Int32?
 
-    public init(_ message: String, kind: Kind = .operational) {
+    public init(_ message: String, kind: Kind = .operational, posixCode: Int32? = nil) {
         self.kind = kind
         self.message = message
+        self.posixCode = posixCode
     }
 
     public var description: String { message }
@@ -30,8 +33,8 @@ public struct SparcError: Error, CustomStringConvertible, Equatable {
     /// Builds an error from the current `errno`, naming the operation and path.
     public static func posix(_ what: String, _ path: String? = nil, errno code: Int32 = errno) -> SparcError {
         let reason = String(cString: strerror(code))
-        if let path { return SparcError("\(what) \(path): \(reason)") }
-        return SparcError("\(what): \(reason)")
+        if let path { return SparcError("\(what) \(path): \(reason)", posixCode: code) }
+        return SparcError("\(what): \(reason)", posixCode: code)
     }
 }
 

@@ -445,6 +445,119 @@ final class GuestLifecycleTests: GuestTestCase {
         XCTAssertTrue(try sparc.ok(["log", "--name", vm]).contains("half-started VM was removed"))
     }
 
+    /// QEMU killed (as by the OOM killer or an operator) while a checkpoint or a restore waits on
+    /// it: a clear one-line error, no bundle, no half-started VM, the runtime state cleaned and
+    /// the history told; the VM comes back from a bundle.
+    func testQEMUKilledDuringCheckpointOrRestoreIsAClearError() throws {
+        try guest("echo kept > /run/qemu-kill-mark")
+        let bundle = work + "/before-qemu-kill.sparc"
+        try sparc.ok(["checkpoint", "--name", vm, "-o", bundle])
+        let dir = work + "/qemu-kill"
+        try FileSystem.makeDirectories(dir)
+        func ramFiles() -> Set<String> {
+            Set(((try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? []).filter { $0.hasPrefix("sparc-\(vm)-") })
+        }
+        func qemuPid() -> pid_t? {
+            let r = try? Subprocess.run(["pgrep", "-f", "qemu-system.*\(runtime)/\(vm)/"])
+            return r.flatMap { pid_t($0.stdoutText.split(separator: "\n").first ?? "") }
+        }
+        /// Runs sparc with a stall at `point` and kills the VM's QEMU while it waits there.
+        func runKillingQEMU(_ args: [String], at point: String) throws -> SparcRunner.Output {
+            let result = SharedBox<SparcRunner.Output?>(nil)
+            let done = DispatchSemaphore(value: 0)
+            let sparc = self.sparc
+            DispatchQueue.global().async {
+                result.value = try? sparc.run(args, environment: ["SPARC_FAULT": point + ":stall=6"])
+                done.signal()
+            }
+            // A restore (--replace) stops the running QEMU first: the one to kill is the new one.
+            let previous = point.hasPrefix("restore") ? qemuPid() : nil
+            var killed: pid_t?
+            for _ in 0..<100 where killed == nil {
+                usleep(100_000)
+                // A checkpoint has paused the guest (the stall follows at once, or after the device state).
+                let reached = point.hasPrefix("restore") || FileSystem.exists(runtime + "/\(vm)/paused-by")
+                if reached, let pid = qemuPid(), pid != previous {
+                    usleep(1_500_000)
+                    kill(pid, SIGKILL)
+                    killed = pid
+                }
+            }
+            XCTAssertEqual(done.wait(timeout: .now() + 120), .success)
+            return try XCTUnwrap(result.value)
+        }
+        let rams = ramFiles()
+        for point in ["checkpoint-after-pause", "checkpoint-after-devices"] {
+            let out = dir + "/\(point).sparc"
+            let r = try runKillingQEMU(["checkpoint", "--name", vm, "-o", out], at: point)
+            XCTAssertEqual(r.status, 2, "\(point): \(r.stderr)")
+            XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, "\(point): one line: \(r.stderr)")
+            XCTAssertTrue(r.stderr.contains("exited during the checkpoint") && r.stderr.contains("no bundle was written"), "\(point): \(r.stderr)")
+            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir), [], "\(point): no bundle, no partial directory")
+            XCTAssertFalse(FileSystem.exists(runtime + "/" + vm), "\(point): runtime state cleaned")
+            XCTAssertTrue(ramFiles().isSubset(of: rams), "\(point): the RAM file is gone")
+            XCTAssertTrue(try sparc.ok(["log", "--name", vm]).contains("QEMU exited during the checkpoint"), point)
+            try sparc.ok(["restore", bundle, "--name", vm])
+            XCTAssertEqual(try guest("cat /run/qemu-kill-mark"), "kept", point)
+        }
+        for point in ["restore-after-launch", "restore-after-resume"] {
+            let r = try runKillingQEMU(["restore", bundle, "--name", vm, "--replace"], at: point)
+            XCTAssertEqual(r.status, 2, "\(point): \(r.stderr)")
+            XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, "\(point): one line: \(r.stderr)")
+            XCTAssertTrue(r.stderr.contains("exited during the restore") && r.stderr.contains("the bundle is intact"), "\(point): \(r.stderr)")
+            XCTAssertNil(qemuPid(), "\(point): no QEMU left")
+            XCTAssertFalse(FileSystem.exists(runtime + "/" + vm), "\(point): no half-started VM")
+            XCTAssertTrue(ramFiles().isSubset(of: rams), "\(point): the RAM file is gone")
+            try sparc.ok(["verify", bundle])
+            try sparc.ok(["restore", bundle, "--name", vm])
+            XCTAssertEqual(try guest("cat /run/qemu-kill-mark"), "kept", point)
+        }
+        try noOops()
+    }
+
+    /// The RAM directory fills up (another tenant of the tmpfs) while a restore loads the
+    /// guest's memory: a clear one-line error, the partial RAM file removed, no half-started
+    /// VM, the bundle intact; the next restore works.
+    func testFullRAMDirectoryDuringRestoreIsAClearError() throws {
+        try guest("echo kept > /run/full-ram-mark")
+        let bundle = work + "/before-full-ram.sparc"
+        try sparc.ok(["checkpoint", "--name", vm, "-o", bundle])
+        let memory = try BundleReader(path: bundle).manifest.memory.bytes
+        let ramDir = try makeTempDir("ram")
+        XCTAssertEqual(try Subprocess.run(["mount", "-t", "tmpfs", "-o", "size=\((memory >> 20) + 16)m,mode=0755", "tmpfs", ramDir]).status, 0)
+        defer {
+            _ = try? Subprocess.run(["umount", ramDir])
+            rmdir(ramDir)
+        }
+        let result = SharedBox<SparcRunner.Output?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        let sparc = self.sparc
+        let runtime = self.runtime, vm = self.vm
+        DispatchQueue.global().async {
+            result.value = try? sparc.run(
+                ["restore", bundle, "--name", vm, "--replace"],
+                environment: ["SPARC_RAM_DIR": ramDir, "SPARC_FAULT": "restore-before-memory:stall=4"])
+            done.signal()
+        }
+        // Past the space check (the restore marks its start), the tmpfs fills up but for 4 MiB.
+        for _ in 0..<200 where !FileSystem.exists(runtime + "/\(vm)/restoring-by") { usleep(50_000) }
+        var fs = statvfs()
+        XCTAssertEqual(statvfs(ramDir, &fs), 0)
+        let fill = Int64(fs.f_bavail) * Int64(fs.f_frsize) - (4 << 20)
+        XCTAssertEqual(try Subprocess.run(["fallocate", "-l", String(fill), ramDir + "/filler"]).status, 0)
+        XCTAssertEqual(done.wait(timeout: .now() + 120), .success)
+        let r = try XCTUnwrap(result.value)
+        XCTAssertEqual(r.status, 2, r.stderr)
+        XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, "one line: \(r.stderr)")
+        XCTAssertTrue(r.stderr.contains("ran out of space while the guest's memory was loaded") && r.stderr.contains("the bundle is intact"), r.stderr)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: ramDir), ["filler"], "the partial RAM file and its directory are gone")
+        XCTAssertFalse(FileSystem.exists(runtime + "/" + vm), "no half-started VM")
+        try sparc.ok(["verify", bundle])
+        try sparc.ok(["restore", bundle, "--name", vm])
+        XCTAssertEqual(try guest("cat /run/full-ram-mark"), "kept")
+        try noOops()
+    }
+
     func testUnknownNames() throws {
         try sparc.fails(["ps", "--name", "nosuch"], message: "no VM named 'nosuch' is running")
         try sparc.fails(["checkpoint", "--name", "nosuch", "-o", work + "/n.sparc"], message: "no VM named 'nosuch'")
