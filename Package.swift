@@ -35,7 +35,7 @@ let package = Package(
         .executableTarget(
             name: "sparc",
             dependencies: [
-                "SparcEngine", "SparcTUI", "HexView",
+                "SparcEngine", "SparcTUI", "HexView", "Hypervisor", "SnapshotModel", "GuestQuery", "SparcSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // The host side of a VM's rollback-sensitive data port, supervised; started detached.
@@ -44,7 +44,7 @@ let package = Package(
         .executableTarget(
             name: "sparc-bench",
             dependencies: [
-                "SparcEngine", "Hypervisor", "SnapshotModel", "GuestQuery",
+                "SparcEngine", "Hypervisor", "SnapshotModel", "GuestQuery", "SparcSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // Fixtures the test targets share (the fuzzers' mutator).
@@ -52,10 +52,10 @@ let package = Package(
         .testTarget(name: "SparcSupportTests", dependencies: ["SparcSupport"]),
         .testTarget(name: "SnapshotModelTests", dependencies: ["SnapshotModel", "SparcSupport", "TestSupport"]),
         .testTarget(name: "GuestQueryTests", dependencies: ["GuestQuery", "SparcSupport", "TestSupport"]),
-        .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor"]),
-        .testTarget(name: "HexViewTests", dependencies: ["HexView", "SparcSupport", "TestSupport"]),
+        .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor", "SparcSupport"]),
+        .testTarget(name: "HexViewTests", dependencies: ["HexView", "SparcSupport", "GuestQuery", "TestSupport"]),
         .testTarget(name: "SparcTUITests", dependencies: ["SparcTUI", "HexView", "GuestQuery", "SnapshotModel", "SparcEngine"]),
-        .testTarget(name: "SparcEngineTests", dependencies: ["SparcEngine"]),
+        .testTarget(name: "SparcEngineTests", dependencies: ["SparcEngine", "SparcSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["SnapshotModel", "SparcSupport", "HexView", "SparcEngine"]),
     ],
     swiftLanguageModes: [.v5]

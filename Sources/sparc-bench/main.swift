@@ -72,11 +72,11 @@ try FileSystem.makeDirectories(work + "/state")
 let manager = try VMManager(root: root, stateDirectory: work + "/state", agentTimeout: 60)
 let name = "bench"
 defer {
-    try? manager.stop(name: name, force: true)
+    _ = try? manager.stop(name: name, force: true)
     FileSystem.removeTree(work)
 }
 func cleanupAndExit(_ code: Int32) -> Never {
-    try? manager.stop(name: name, force: true)
+    _ = try? manager.stop(name: name, force: true)
     FileSystem.removeTree(work)
     exit(code)
 }
@@ -202,13 +202,16 @@ do {
         _ = QEMUProcess.waitForExit(pid, timeout: 10)
         GuestRAM.remove(ram)
         FileSystem.removeTree(qemuLayout.directory)
-        try manager.restore(bundle: bundle, name: name)
+        _ = try manager.restore(bundle: bundle, name: name)
     }
 
     // Exclusion: the same checkpoint with the holder left out (scope all), side by side.
     var plain: [Double] = []
     var excluding: [Double] = []
     var collect: [Double] = []
+    // The guest's pause (QEMU stop to cont): what the guest's users feel.
+    var plainPause: [Double] = []
+    var excludingPause: [Double] = []
     var excludedSize: Int64 = 0
     var excludedBytes: Int64 = 0
     let bundleX = work + "/excluded.sparc"
@@ -218,10 +221,12 @@ do {
             FileSystem.removeTree(bundle)
             FileSystem.removeTree(bundleX)
             if which == 0 {
+                var report: CheckpointReport?
                 plain.append(try time {
-                    _ = try manager.checkpoint(name: name, output: bundle)
+                    report = try manager.checkpoint(name: name, output: bundle)
                     syncAll()
                 })
+                plainPause.append(report!.downtime)
             } else {
                 var report: CheckpointReport?
                 excluding.append(try time {
@@ -230,6 +235,7 @@ do {
                     syncAll()
                 })
                 collect.append(report!.exclusion.collectMilliseconds / 1000)
+                excludingPause.append(report!.downtime)
                 excludedSize = du(bundleX)
                 excludedBytes = report!.exclusion.bytes
             }
@@ -261,11 +267,13 @@ do {
     print("")
     print("Exclusion (\(holdMiB) MiB process left out with --scope all; \(mib(excludedBytes)) excluded), same VM, alternating:")
     print("")
-    print("| checkpoint | time (s) | on disk | time vs without exclusion |")
-    print("|---|---:|---:|---:|")
-    print("| sparc checkpoint, nothing excluded | \(fmt(median(plain))) | \(mib(ourSize)) | 1.00× |")
-    print("| sparc checkpoint, \(holdMiB) MiB process excluded | \(fmt(median(excluding))) | \(mib(excludedSize)) | \(fmt(median(excluding) / median(plain)))× |")
-    print("| of which: collecting ranges in the guest | \(fmt(median(collect))) | | |")
+    print("| checkpoint | time (s) | guest paused (s) | on disk | time vs without exclusion |")
+    print("|---|---:|---:|---:|---:|")
+    print("| sparc checkpoint, nothing excluded | \(fmt(median(plain))) | \(fmt(median(plainPause))) | \(mib(ourSize)) | 1.00× |")
+    print(
+        "| sparc checkpoint, \(holdMiB) MiB process excluded | \(fmt(median(excluding))) | \(fmt(median(excludingPause))) | \(mib(excludedSize)) | \(fmt(median(excluding) / median(plain)))× |"
+    )
+    print("| of which: collecting ranges in the guest (processes frozen, guest running) | \(fmt(median(collect))) | | | |")
 } catch {
     printError("sparc-bench: \(error)")
     cleanupAndExit(2)

@@ -458,7 +458,7 @@ final class ExclusionTests: GuestTestCase {
         try sparc.fails(["checkpoint", "--name", vm, "-o", out, "--exclude-pid", "1"], message: "pid 1 (init) cannot be excluded")
         try sparc.fails(["checkpoint", "--name", vm, "-o", out, "--exclude-name", "sparc-agent"], message: "the sparc agent")
         try sparc.fails(["checkpoint", "--name", vm, "-o", out, "--exclude-pid", "2"], message: "kernel thread")
-        try sparc.fails(["checkpoint", "--name", vm, "-o", out, "--exclude-pid", "5", "--scope", "most"], message: "--scope must be user or all")
+        try sparc.fails(["checkpoint", "--name", vm, "-o", out, "--exclude-pid", "5", "--scope", "most"], message: "Please provide one of 'user' and 'all'")
         XCTAssertFalse(FileSystem.exists(out))
         XCTAssertEqual(((try? FileManager.default.contentsOfDirectory(atPath: work)) ?? []).filter { $0.contains("partial") }, [])
         XCTAssertEqual(try guest("echo thawed"), "thawed")

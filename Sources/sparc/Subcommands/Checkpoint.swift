@@ -41,7 +41,7 @@ struct Checkpoint: ParsableCommand {
     @Option(name: .customLong("exclude-tty"), help: ArgumentHelp("Leave out a terminal (ttyS0, pts/1) and everything on it.", valueName: "tty"))
     var excludeTTY: [String] = []
     @Option(help: "user: only the processes' own pages; all: also the kernel buffers carrying their data.")
-    var scope: String = "all"
+    var scope: ExclusionScope = .all
     @Flag(help: "Also leave out pages of files on memory-only file systems (tmpfs); they are removed at restore.")
     var excludeMemoryFiles = false
     @Flag(
@@ -53,7 +53,6 @@ struct Checkpoint: ParsableCommand {
     @OptionGroup var lock: LockOptions
 
     func run() throws {
-        guard let scope = ExclusionScope(rawValue: scope) else { throw SparcError("--scope must be user or all (got '\(self.scope)')") }
         let request = ExclusionRequest(
             pids: excludePid, names: excludeName, ttys: excludeTTY, scope: scope, excludeMemoryFiles: excludeMemoryFiles, bestEffort: bestEffort)
         let report = try lock.apply(vm.manager()).checkpoint(
@@ -83,3 +82,5 @@ struct Checkpoint: ParsableCommand {
         print(String(format: "  guest paused %.2f s, total %.2f s%@", report.downtime, report.total, report.stopped ? ", VM stopped" : ""))
     }
 }
+
+extension ExclusionScope: ExpressibleByArgument {}

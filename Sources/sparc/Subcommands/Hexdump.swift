@@ -23,7 +23,7 @@ struct Hexdump: ParsableCommand {
     @Option(parsing: .unconditional, help: "Guest-physical address to start at (bundles).") var address: String?
     @Option(parsing: .unconditional, help: "Bytes to show (decimal or 0x hex; a K, M or G suffix multiplies by 1024s).") var length: String = "256"
     @Flag(help: "Print repeated rows instead of '*'.") var noSqueeze = false
-    @Option(help: "auto, always or never (NO_COLOR is honoured).") var color: String = "auto"
+    @Option(help: "auto, always or never (NO_COLOR is honoured).") var color: ColorChoice = .auto
 
     /// A non-negative number: decimal, 0x hex, with an optional K/M/G (KiB/MiB/GiB) suffix.
     static func number(_ text: String, what: String) throws -> UInt64 {
@@ -59,13 +59,7 @@ struct Hexdump: ParsableCommand {
         }
         guard start < size else { throw SparcError("offset \(start) is past the end of \(display) (\(size) bytes)") }
         let count = min(try Self.number(length, what: "length"), size - start)
-        let useColor: Bool
-        switch color {
-        case "always": useColor = true
-        case "never": useColor = false
-        case "auto": useColor = isatty(1) == 1 && ProcessInfo.processInfo.environment["NO_COLOR"] == nil
-        default: throw SparcError("--color must be auto, always or never")
-        }
+        let useColor = color.enabled(for: 1)
         let layout = target.layout
         let printer = HexPrinter(color: useColor, address: layout.map { l in { l.physicalAddress(fileOffset: $0) } })
         var squeezer = HexRowSqueezer(squeeze: !noSqueeze)
@@ -92,6 +86,19 @@ struct Hexdump: ParsableCommand {
             for row in squeezer.rows(Array(buffer[0..<got]), offset: pos) { out += printer.line(row) + "\n" }
             writeOut(Data(out.utf8))
             pos += UInt64(got)
+        }
+    }
+}
+
+/// `--color`: auto colours a terminal unless NO_COLOR is set.
+enum ColorChoice: String, CaseIterable, ExpressibleByArgument {
+    case auto, always, never
+
+    func enabled(for fd: Int32) -> Bool {
+        switch self {
+        case .always: true
+        case .never: false
+        case .auto: isatty(fd) == 1 && ProcessInfo.processInfo.environment["NO_COLOR"] == nil
         }
     }
 }

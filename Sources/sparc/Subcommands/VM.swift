@@ -52,7 +52,7 @@ struct VM: ParsableCommand {
         @Option(help: "Initramfs for --kernel.") var initrd: String?
         @Option(help: "Kernel command line for --kernel.") var append: String?
         @Option(help: "auto, tcg or kvm. auto uses KVM only where stock guest kernels run on it.")
-        var accel: String = "auto"
+        var accel: AccelChoice = .auto
         @Option(parsing: .unconditional, help: "Seconds to wait for the guest agent after boot.") var agentTimeout: Double = 120
 
         func validate() throws {
@@ -75,12 +75,7 @@ struct VM: ParsableCommand {
             o.agentTimeout = agentTimeout
             o.network = net
             o.boot = boot
-            switch accel {
-            case "auto": o.accel = nil
-            case "tcg": o.accel = .tcg
-            case "kvm": o.accel = .kvm
-            default: throw SparcError("--accel must be auto, tcg or kvm (got '\(accel)')")
-            }
+            o.accel = accel.accelerator
             let begin = Date()
             let state = try lock.apply(VMManager()).start(o, progress: progressPrinter())
             endProgress()
@@ -162,3 +157,16 @@ struct VM: ParsableCommand {
 
 extension GuestKind: ExpressibleByArgument {}
 extension BootSource: ExpressibleByArgument {}
+
+/// `--accel`: auto leaves the choice to sparc (KVM only where stock guest kernels run on it).
+enum AccelChoice: String, CaseIterable, ExpressibleByArgument {
+    case auto, tcg, kvm
+
+    var accelerator: Accelerator? {
+        switch self {
+        case .auto: nil
+        case .tcg: .tcg
+        case .kvm: .kvm
+        }
+    }
+}
