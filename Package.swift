@@ -31,7 +31,8 @@ let package = Package(
             dependencies: ["SparcSupport", "SnapshotModel", "GuestQuery", "Hypervisor", "HexView"]),
         .target(name: "SparcTUI", dependencies: ["CNCurses", "SparcEngine", "GuestQuery", "HexView", "SparcSupport", "SnapshotModel"]),
         .target(name: "CSparcGuest"),
-        .executableTarget(name: "sparc-agent", dependencies: ["GuestQuery", "SparcSupport", "CSparcGuest"]),
+        .target(name: "GuestProcfs", dependencies: ["GuestQuery", "SparcSupport"]),
+        .executableTarget(name: "sparc-agent", dependencies: ["GuestProcfs", "GuestQuery", "SparcSupport", "CSparcGuest"]),
         .executableTarget(
             name: "sparc",
             dependencies: [
@@ -52,6 +53,7 @@ let package = Package(
         .testTarget(name: "SparcSupportTests", dependencies: ["SparcSupport"]),
         .testTarget(name: "SnapshotModelTests", dependencies: ["SnapshotModel", "SparcSupport", "TestSupport"]),
         .testTarget(name: "GuestQueryTests", dependencies: ["GuestQuery", "SparcSupport", "TestSupport"]),
+        .testTarget(name: "GuestProcfsTests", dependencies: ["GuestProcfs", "GuestQuery"]),
         .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor", "SparcSupport"]),
         .testTarget(name: "HexViewTests", dependencies: ["HexView", "SparcSupport", "GuestQuery", "TestSupport"]),
         .testTarget(name: "SparcTUITests", dependencies: ["SparcTUI", "HexView", "GuestQuery", "SnapshotModel", "SparcEngine"]),

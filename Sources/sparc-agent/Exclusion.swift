@@ -4,6 +4,7 @@
     import Foundation
 #endif
 import CSparcGuest
+import GuestProcfs
 import GuestQuery
 import SparcSupport
 
@@ -61,9 +62,7 @@ final class ExclusionCollector {
         GuestSystem.readBytes("/proc/\(pid)/stat").flatMap { GuestSystem.parseStat(bytes: $0) }?.startTime
     }
 
-    static func normalizeTTY(_ name: String) -> String {
-        name.hasPrefix("/dev/") ? String(name.dropFirst(5)) : name
-    }
+    static func normalizeTTY(_ name: String) -> String { TTYNames.normalize(name) }
 
     func resolve() throws -> Resolved {
         let all = GuestSystem.stats()
@@ -224,15 +223,7 @@ final class ExclusionCollector {
         return end
     }
 
-    struct Mapping {
-        var start: UInt64
-        var end: UInt64
-        var inode: UInt64
-        var path: String
-        /// The file's identity, for a file mapping.
-        var file: FileKey? = nil
-        var executable = false
-    }
+    typealias Mapping = ProcMapping
 
     /// The mappings of a process. Large ones that hold no page, resident or swapped (address
     /// space reserved and never touched, as a JVM's heap), are left out: their page map
@@ -244,55 +235,15 @@ final class ExclusionCollector {
         return all.filter { $0.end - $0.start < largeMapping || !empty.contains($0.start) }
     }
 
-    static let largeMapping: UInt64 = 1 << 30
+    static let largeMapping = ProcMaps.largeMapping
 
-    /// Starts of the large mappings whose Rss and Swap are 0 (/proc/PID/smaps: the kernel
-    /// skips untouched page-table levels when it counts them).
+    /// Starts of the large mappings that hold no page (see `ProcMaps.untouchedLarge`).
     static func untouchedMappings(_ pid: Int32) -> Set<UInt64> {
-        var empty: Set<UInt64> = []
-        var current: UInt64?
-        var rss: UInt64 = 1, swap: UInt64 = 1
-        func close() {
-            if let c = current, rss == 0, swap == 0 { empty.insert(c) }
-        }
-        for line in (GuestSystem.readText("/proc/\(pid)/smaps") ?? "").split(separator: "\n") {
-            let f = line.split(separator: " ", omittingEmptySubsequences: true)
-            guard let first = f.first else { continue }
-            if first.contains("-"), !first.hasSuffix(":") {
-                close()
-                let se = first.split(separator: "-")
-                if se.count == 2, let s = UInt64(se[0], radix: 16), let e = UInt64(se[1], radix: 16), e - s >= largeMapping {
-                    current = s
-                } else {
-                    current = nil
-                }
-                rss = 1
-                swap = 1
-            } else if first == "Rss:", f.count > 1 {
-                rss = UInt64(f[1]) ?? 1
-            } else if first == "Swap:", f.count > 1 {
-                swap = UInt64(f[1]) ?? 1
-            }
-        }
-        close()
-        return empty
+        ProcMaps.untouchedLarge(smaps: GuestSystem.readText("/proc/\(pid)/smaps") ?? "")
     }
 
     static func allMappings(_ pid: Int32) -> [Mapping] {
-        (GuestSystem.readText("/proc/\(pid)/maps") ?? "").split(separator: "\n").compactMap { line in
-            let f = line.split(separator: " ", maxSplits: 5, omittingEmptySubsequences: true)
-            guard f.count >= 5 else { return nil }
-            let se = f[0].split(separator: "-")
-            guard se.count == 2, let s = UInt64(se[0], radix: 16), let e = UInt64(se[1], radix: 16) else { return nil }
-            let inode = UInt64(f[4]) ?? 0
-            let dev = f[3].split(separator: ":")
-            var key: FileKey?
-            if inode != 0, dev.count == 2, let major = UInt64(dev[0], radix: 16), let minor = UInt64(dev[1], radix: 16) {
-                key = FileKey(major: major, minor: minor, inode: inode)
-            }
-            return Mapping(
-                start: s, end: e, inode: inode, path: f.count > 5 ? f[5].trimmed : "", file: key, executable: f[1].contains("x"))
-        }
+        ProcMaps.parse(GuestSystem.readText("/proc/\(pid)/maps") ?? "")
     }
 
     /// Entries of a page map read at a time: a process may reserve terabytes of address
@@ -775,19 +726,9 @@ final class ExclusionCollector {
         var bytes: [String: UInt64] = [:]
         // Page kinds: one pass over the marks turns runs of frames into ranges.
         for (kind, mark) in [(ExcludedKind.user, Mark.user), (.pagecache, .pagecache)] {
-            var runStart = -1
-            var total: UInt64 = 0
-            for pfn in 0...marks.count {
-                let hit = pfn < marks.count && marks[pfn] == mark.rawValue
-                if hit && runStart < 0 { runStart = pfn }
-                if !hit && runStart >= 0 {
-                    let length = UInt64(pfn - runStart) * UInt64(Self.pageSize)
-                    out.append(ExcludedRange(start: UInt64(runStart) * UInt64(Self.pageSize), length: length, kind: kind))
-                    total += length
-                    runStart = -1
-                }
-            }
-            bytes[kind.rawValue] = total
+            let runs = FrameRuns.ranges(in: marks, equal: mark.rawValue, pageSize: Self.pageSize)
+            out += runs.map { ExcludedRange(start: $0.lowerBound, length: $0.upperBound - $0.lowerBound, kind: kind) }
+            bytes[kind.rawValue] = runs.reduce(0) { $0 + ($1.upperBound - $1.lowerBound) }
         }
         for kind in [ExcludedKind.pipe, .socket, .tty, .kstack, .shm] {
             let merged = mergedRanges(byteRanges[kind] ?? [])

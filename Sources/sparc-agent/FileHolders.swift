@@ -3,33 +3,11 @@
 #else
     import Foundation
 #endif
+import GuestProcfs
 
 #if canImport(Glibc)
     import Glibc
 #endif
-
-/// A file's identity: its device and inode, as /proc/PID/maps and stat(2) both tell it.
-struct FileKey: Hashable {
-    var major: UInt64
-    var minor: UInt64
-    var inode: UInt64
-
-    init(major: UInt64, minor: UInt64, inode: UInt64) {
-        self.major = major
-        self.minor = minor
-        self.inode = inode
-    }
-
-    init(_ st: stat) {
-        (major, minor) = Self.split(device: UInt64(st.st_dev))
-        inode = UInt64(st.st_ino)
-    }
-
-    /// A device number's major and minor (glibc's major()/minor() are macros Swift does not see).
-    static func split(device dev: UInt64) -> (major: UInt64, minor: UInt64) {
-        (((dev >> 8) & 0xfff) | ((dev >> 32) & ~UInt64(0xfff)), (dev & 0xff) | ((dev >> 12) & ~UInt64(0xff)))
-    }
-}
 
 /// Which processes hold each file, open or mapped: the test of whether a memory-only file
 /// is the excluded processes' alone.

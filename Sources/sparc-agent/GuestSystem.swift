@@ -3,6 +3,7 @@
 #else
     import Foundation
 #endif
+import GuestProcfs
 import GuestQuery
 import SparcSupport
 
@@ -12,20 +13,9 @@ import SparcSupport
 
 /// Reads processes and terminals from the guest's /proc and /sys.
 enum GuestSystem {
-    static let pfKthread: UInt64 = 0x0020_0000
+    static let pfKthread = ProcStat.pfKthread
 
-    struct Stat {
-        var pid: Int32
-        var comm: String
-        var state: String
-        var ppid: Int32
-        var pgrp: Int32 = 0
-        var session: Int32 = 0
-        var ttyNr: Int
-        var flags: UInt64
-        var rssPages: Int64
-        var startTime: UInt64
-    }
+    typealias Stat = ProcStat
 
     /// Reads a small /proc or /sys file with plain system calls (FileManager is slow under TCG).
     static func readBytes(_ path: String) -> [UInt8]? {
@@ -62,74 +52,11 @@ enum GuestSystem {
 
     static func parseStat(_ text: String) -> Stat? { parseStat(bytes: Array(text.utf8)) }
 
-    /// Parses /proc/PID/stat from bytes: the command may hold spaces and parentheses, so
-    /// fields are counted from the last ')'. Works on bytes because String splitting is
-    /// slow under emulation and the agent parses every process's line.
-    static func parseStat(bytes b: [UInt8]) -> Stat? {
-        guard let open = b.firstIndex(of: UInt8(ascii: "(")), let close = b.lastIndex(of: UInt8(ascii: ")")), open < close
-        else { return nil }
-        var pid: Int64 = 0
-        for c in b[..<open] where c >= 48 && c <= 57 { pid = pid * 10 + Int64(c - 48) }
-        // fields[0] is field 3 (state); field n is fields[n - 3].
-        var fields: [Range<Int>] = []
-        fields.reserveCapacity(24)
-        var i = close + 1
-        while i < b.count && fields.count < 20 {
-            while i < b.count && b[i] == 32 { i += 1 }
-            let s = i
-            while i < b.count && b[i] != 32 && b[i] != 10 { i += 1 }
-            if s < i { fields.append(s..<i) }
-            if i < b.count && b[i] == 10 { break }
-        }
-        guard fields.count >= 20 else { return nil }
-        func num(_ r: Range<Int>) -> Int64 {
-            var v: Int64 = 0
-            var neg = false
-            for c in b[r] {
-                if c == 45 { neg = true } else if c >= 48 && c <= 57 { v = v * 10 + Int64(c - 48) }
-            }
-            return neg ? -v : v
-        }
-        // rss is field 24: parse on past start time (field 22).
-        var rss: Int64 = 0
-        var j = fields[19].upperBound
-        var extra = 0
-        while j < b.count && extra < 2 {
-            while j < b.count && b[j] == 32 { j += 1 }
-            let s = j
-            while j < b.count && b[j] != 32 && b[j] != 10 { j += 1 }
-            extra += 1
-            if extra == 2 { rss = num(s..<j) }
-        }
-        return Stat(
-            pid: Int32(pid), comm: String(decoding: b[(open + 1)..<close], as: UTF8.self),
-            state: String(decoding: b[fields[0]], as: UTF8.self), ppid: Int32(num(fields[1])), pgrp: Int32(num(fields[2])),
-            session: Int32(num(fields[3])), ttyNr: Int(num(fields[4])),
-            flags: UInt64(num(fields[6])), rssPages: rss, startTime: UInt64(num(fields[19])))
-    }
+    static func parseStat(bytes b: [UInt8]) -> Stat? { ProcStat.parse(b) }
 
-    /// Names a terminal from the `tty_nr` field of /proc/PID/stat.
-    static func ttyName(_ ttyNr: Int) -> String? {
-        if ttyNr == 0 { return nil }
-        let major = (ttyNr >> 8) & 0xfff
-        let minor = (ttyNr & 0xff) | ((ttyNr >> 12) & 0xfff00)
-        switch major {
-        case 4 where minor >= 64: return "ttyS\(minor - 64)"
-        case 4: return "tty\(minor)"
-        case 136...143: return "pts/\((major - 136) * 256 + minor)"
-        case 5 where minor == 1: return "console"
-        case 5 where minor == 0: return "tty"
-        default: return "\(major):\(minor)"
-        }
-    }
+    static func ttyName(_ ttyNr: Int) -> String? { TTYNames.name(ttyNr: ttyNr) }
 
-    static func ttyKind(_ name: String) -> GuestTTY.Kind {
-        if name.hasPrefix("ttyS") { return .serial }
-        if name.hasPrefix("pts/") { return .pty }
-        if name == "console" { return .console }
-        if name.hasPrefix("tty"), Int(name.dropFirst(3)) != nil { return .virtualConsole }
-        return .other
-    }
+    static func ttyKind(_ name: String) -> GuestTTY.Kind { TTYNames.kind(name) }
 
     static func userNames() -> [UInt32: String] {
         var map: [UInt32: String] = [0: "root"]

@@ -5,6 +5,7 @@
 #endif
 import CSparcGuest
 import GuestQuery
+import GuestProcfs
 import SparcSupport
 
 #if canImport(Glibc)

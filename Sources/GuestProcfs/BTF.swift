@@ -9,18 +9,19 @@ import SparcSupport
 ///
 /// Some structs the kernel helper needs are private to a .c file (struct n_tty_data);
 /// the running kernel's BTF names them, which beats copying their definitions.
-struct BTF {
+public struct BTF {
     let data: [UInt8]
     let typesStart: Int
     let typesEnd: Int
     let stringsStart: Int
     let stringsEnd: Int
 
-    init(path: String = "/sys/kernel/btf/vmlinux") throws {
+    public init(path: String = "/sys/kernel/btf/vmlinux") throws {
         self.init(bytes: [UInt8](try FileSystem.readFile(path)))
     }
 
-    init(bytes: [UInt8]) {
+    /// A BTF blob; one that is not BTF, or whose header points past its end, describes nothing.
+    public init(bytes: [UInt8]) {
         data = bytes
         func u32(_ at: Int) -> Int {
             guard at + 4 <= bytes.count else { return 0 }
@@ -28,10 +29,15 @@ struct BTF {
         }
         let valid = bytes.count >= 24 && bytes[0] == 0x9F && bytes[1] == 0xEB
         let hdrLen = valid ? u32(4) : 0
-        typesStart = hdrLen + u32(8)
-        typesEnd = typesStart + u32(12)
-        stringsStart = hdrLen + u32(16)
-        stringsEnd = stringsStart + u32(20)
+        let types = (hdrLen + u32(8), hdrLen + u32(8) + u32(12))
+        let strings = (hdrLen + u32(16), hdrLen + u32(16) + u32(20))
+        let inside = { (r: (Int, Int)) in r.0 <= r.1 && r.1 <= bytes.count }
+        if valid && inside(types) && inside(strings) {
+            (typesStart, typesEnd) = types
+            (stringsStart, stringsEnd) = strings
+        } else {
+            (typesStart, typesEnd, stringsStart, stringsEnd) = (0, 0, 0, 0)
+        }
     }
 
     private func u32(_ at: Int) -> UInt32 {
@@ -47,7 +53,7 @@ struct BTF {
     }
 
     /// Byte offsets of the named members of `struct name`, or nil when the struct is not described.
-    func memberOffsets(of structName: String, members: [String]) -> [String: Int]? {
+    public func memberOffsets(of structName: String, members: [String]) -> [String: Int]? {
         var pos = typesStart
         while pos + 12 <= typesEnd {
             let nameOff = u32(pos)
@@ -70,6 +76,7 @@ struct BTF {
             default: extra = 0
             }
             if kind == 4 && name(nameOff) == structName {
+                guard pos + vlen * 12 <= typesEnd else { return nil }
                 var found: [String: Int] = [:]
                 for i in 0..<vlen {
                     let m = pos + i * 12
