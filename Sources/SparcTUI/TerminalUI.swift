@@ -32,18 +32,9 @@ public final class TerminalUI {
         model.bundles = ((try? FileManager.default.contentsOfDirectory(atPath: model.bundleDirectory)) ?? [])
             .filter { $0.hasSuffix(".sparc") }.sorted()
         for b in model.bundles where model.bundleDetails[b] == nil {
-            let path = model.bundleDirectory + "/" + b
-            do {
-                let m = try BundleReader(path: path).manifest
-                let size = m.files.reduce(Int64(0)) { $0 + $1.size } >> 20
-                let excluded = m.exclusion.isEmpty ? "nothing excluded" : "excluded: " + m.exclusion.targets.joined(separator: ", ")
-                let gaps = (m.exclusion.gaps ?? []).count
-                let incomplete = gaps > 0 ? "  INCOMPLETE: \(gaps) gap(s) (--best-effort)" : ""
-                model.bundleDetails[b] = "\(m.createdAt.prefix(19))  \(size) MiB  \(excluded)\(incomplete)  manifest intact"
-                model.bundleKills[b] = m.exclusion.processes.map { "\($0.pid) \($0.displayName)" }
-            } catch {
-                model.bundleDetails[b] = "damaged: \(error)"
-            }
+            let summary = BundleSummary(path: model.bundleDirectory + "/" + b)
+            model.bundleDetails[b] = summary.line
+            if summary.damage == nil { model.bundleKills[b] = summary.kills }
         }
         do {
             let agent = try manager.agentClient(model.processes.vmName, timeout: 5)
@@ -76,10 +67,7 @@ public final class TerminalUI {
                             if let f = event.checkpointFraction { workFraction.value = f }
                             work.value = ("checkpoint: \(event.text)", nil)
                         })
-                    let kinds = r.exclusion.bytesByKind.filter { $0.value > 0 }.sorted { $0.key < $1.key }
-                        .map { "\($0.key) \($0.value >> 10) KiB" }.joined(separator: ", ")
-                    let excluded = r.exclusion.isEmpty ? "" : "; excluded \(kinds); \(r.exclusion.keptSharedPages) kept-shared pages, \(r.exclusion.warnings.count) warning(s)"
-                    work.value = (nil, "saved \(r.bundle) in \(String(format: "%.1f", r.total)) s\(excluded)")
+                    work.value = (nil, r.oneLine)
                 } catch {
                     work.value = (nil, "checkpoint failed: \(error)")
                 }

@@ -59,27 +59,7 @@ struct Checkpoint: ParsableCommand {
             name: vm.name, output: try output ?? BundleHome.newBundle(vm: vm.name), stopAfter: stop, exclusion: request.isEmpty ? nil : request, progress: progressPrinter())
         endProgress()
         if json { return try printJSON(report) }
-        print("checkpoint saved: \(report.bundle)")
-        print(
-            "  memory \(formatBytes(report.memoryBytes)) (\(formatBytes(report.memoryDataBytes)) data), devices \(formatBytes(report.devicesBytes))"
-                + (report.diskBytes.map { ", disk \(formatBytes($0))" } ?? ""))
-        let ex = report.exclusion
-        if !ex.isEmpty {
-            print("  excluded (scope \(ex.scope ?? "all")): \(formatBytes(ex.bytes)) in \(ex.ranges) ranges, collected in \(String(format: "%.0f", ex.collectMilliseconds)) ms")
-            // Names from the live guest, for the operator's eyes; the bundle holds only a keyed hash of each.
-            for p in ex.processes { print("    pid \(p.pid) \((report.liveNames[p.pid] ?? p.displayName).terminalSafe)  [\(p.reason.terminalSafe)]") }
-            let kinds = ExcludedKind.allCases.compactMap { k -> String? in
-                guard let b = ex.bytesByKind[k.rawValue], b > 0 else { return nil }
-                return "\(k.rawValue) \(formatBytes(Int64(b)))"
-            }
-            // Swap slots are on the disk, not in the memory image: their own entry.
-            let swap = ex.bytesByKind["swap"].map { $0 > 0 ? ["swap slots zeroed in the disk state \(formatBytes(Int64($0)))"] : [] } ?? []
-            if !(kinds + swap).isEmpty { print("    " + (kinds + swap).joined(separator: ", ")) }
-            print("    kept-shared pages: \(ex.keptSharedPages)")
-            for w in ex.warnings { print("    warning: \(w.terminalSafe)") }
-            for g in ex.gaps ?? [] { print("    GAP (--best-effort, may be in the bundle): \(g.terminalSafe)") }
-        }
-        print(String(format: "  guest paused %.2f s, total %.2f s%@", report.downtime, report.total, report.stopped ? ", VM stopped" : ""))
+        report.summaryLines.forEach { print($0) }
     }
 }
 
