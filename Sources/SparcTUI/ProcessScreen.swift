@@ -129,14 +129,13 @@ public struct ProcessScreen {
         buffer.put(title, row: 0, style: .header, fill: w)
         buffer.put("  " + Self.row("PID", "PPID", "USER", "S", "TTY", "RSS", "COMMAND"), row: 1, style: .dim, fill: w)
         let all = rows
-        let height = max(0, buffer.height - 4)
-        let top = min(max(0, selectedIndex - height + 1), max(0, all.count - height))
-        for (i, entry) in all.dropFirst(top).prefix(height).enumerated() {
-            let p = entry.process
+        for (i, row) in ListViewport(count: all.count, cursor: selectedIndex, screenHeight: buffer.height).visible {
+            let p = all[i].process
+            let entry = all[i]
             let mark = tagged.contains(p.pid) ? "* " : along.contains(p.pid) ? "+ " : "  "
             let line = mark + Self.row(String(p.pid), String(p.ppid), p.user, p.state, p.tty ?? "?", "\(p.rssKiB)K", entry.prefix + p.command)
             let style: CellBuffer.Style = p.pid == selectedPid ? .selected : (tagged.contains(p.pid) ? .tagged : .normal)
-            buffer.put(line, row: 2 + i, style: style, fill: w)
+            buffer.put(line, row: row, style: style, fill: w)
         }
         buffer.put(status, row: buffer.height - 2, style: .status, fill: w)
         FunctionBar.render(functionKeys, into: &buffer)

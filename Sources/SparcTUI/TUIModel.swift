@@ -82,6 +82,8 @@ public struct TUIModel {
     static let encodingChoices: [[SearchEncoding]] = [[.ascii, .utf16le], SearchEncoding.allCases, [.ascii], [.utf16le]]
     public var help = false
     public var readonly: Bool
+    /// The screen's height at the last draw: how far a page key moves a list.
+    public var screenHeight = 24
     public var status: String {
         get { processes.status }
         set { processes.status = newValue }
@@ -298,8 +300,8 @@ public struct TUIModel {
 
     mutating func handleTerminals(_ key: Key) {
         switch key {
-        case .up, .char("k"): ttyCursor = max(0, ttyCursor - 1)
-        case .down, .char("j"): ttyCursor = min(max(0, ttys.count - 1), ttyCursor + 1)
+        case .up, .down, .char("k"), .char("j"), .pageUp, .pageDown, .home, .end:
+            ttyCursor = ListViewport.move(ttyCursor, count: ttys.count, by: key, screenHeight: screenHeight) ?? ttyCursor
         case .char(" "):
             guard ttyCursor < ttys.count else { return }
             let name = ttys[ttyCursor].name
@@ -312,8 +314,8 @@ public struct TUIModel {
 
     mutating func handleBundles(_ key: Key) {
         switch key {
-        case .up, .char("k"): bundleCursor = max(0, bundleCursor - 1)
-        case .down, .char("j"): bundleCursor = min(max(0, bundles.count - 1), bundleCursor + 1)
+        case .up, .down, .char("k"), .char("j"), .pageUp, .pageDown, .home, .end:
+            bundleCursor = ListViewport.move(bundleCursor, count: bundles.count, by: key, screenHeight: screenHeight) ?? bundleCursor
         case .char("/"), .function(3), .enter:
             guard bundleCursor < bundles.count else { return }
             prompt = ("Search \(bundles[bundleCursor]) for", "", bundles[bundleCursor])
@@ -391,7 +393,8 @@ public struct TUIModel {
         let w = buffer.width
         buffer.put(" sparc — \(processes.vmName) — terminals (\(taggedTTYs.count) tagged)", row: 0, style: .header, fill: w)
         buffer.put("  TTY       KIND             PROCESSES", row: 1, style: .dim, fill: w)
-        for (i, t) in ttys.enumerated() where i + 2 < buffer.height - 2 {
+        for (i, row) in ListViewport(count: ttys.count, cursor: ttyCursor, screenHeight: buffer.height).visible {
+            let t = ttys[i]
             let mark = taggedTTYs.contains(t.name) ? "* " : "  "
             func name(_ pid: Int32, whole: Bool) -> String {
                 let command = processes.processes.first { $0.pid == pid }?.command ?? ""
@@ -402,7 +405,7 @@ public struct TUIModel {
             let held = t.holders.isEmpty ? "" : "  [held by " + t.holders.map { name($0, whole: true) }.joined(separator: ", ") + "]"
             let line = mark + t.name.padding(toLength: 10, withPad: " ", startingAt: 0) + t.kind.rawValue.padding(toLength: 17, withPad: " ", startingAt: 0)
                 + (names.isEmpty ? "-" : names.joined(separator: ", ")) + held
-            buffer.put(line, row: 2 + i, style: i == ttyCursor ? .selected : (taggedTTYs.contains(t.name) ? .tagged : .normal), fill: w)
+            buffer.put(line, row: row, style: i == ttyCursor ? .selected : (taggedTTYs.contains(t.name) ? .tagged : .normal), fill: w)
         }
         buffer.put(status, row: buffer.height - 2, style: .status, fill: w)
         FunctionBar.render(functionKeys, into: &buffer)
@@ -465,19 +468,19 @@ public struct TUIModel {
             return .none
         }
         guard confirm == nil, hex == nil, !help, row >= 2 else { return .none }
-        let index = row - 2
         switch tab {
         case .processes:
             let r = processes.rows
-            let visible = max(0, height - 4)
-            let top = min(max(0, processes.selectedIndex - visible + 1), max(0, r.count - visible))
-            if top + index < r.count { processes.selectedPid = r[top + index].process.pid }
-        case .terminals: if index < ttys.count { ttyCursor = index }
+            if let i = ListViewport(count: r.count, cursor: processes.selectedIndex, screenHeight: height).index(atScreenRow: row) {
+                processes.selectedPid = r[i].process.pid
+            }
+        case .terminals:
+            if let i = ListViewport(count: ttys.count, cursor: ttyCursor, screenHeight: height).index(atScreenRow: row) { ttyCursor = i }
         case .bundles:
             if !hits.isEmpty {
-                if index < hits.count { hitIndex = index }
-            } else if index < bundles.count {
-                bundleCursor = index
+                if let i = ListViewport(count: hits.count, cursor: hitIndex, screenHeight: height).index(atScreenRow: row) { hitIndex = i }
+            } else if let i = ListViewport(count: bundles.count, cursor: bundleCursor, screenHeight: height).index(atScreenRow: row) {
+                bundleCursor = i
             }
         }
         return .none
@@ -503,12 +506,11 @@ public struct TUIModel {
     func renderHits(into buffer: inout CellBuffer) {
         let w = buffer.width
         buffer.put(" sparc — search hits [\(hitIndex + 1)/\(hits.count)]", row: 0, style: .header, fill: w)
-        let height = max(0, buffer.height - 4)
-        let top = min(max(0, hitIndex - height + 1), max(0, hits.count - height))
-        for (i, h) in hits.dropFirst(top).prefix(height).enumerated() {
+        for (i, row) in ListViewport(count: hits.count, cursor: hitIndex, screenHeight: buffer.height).visible {
+            let h = hits[i]
             let owner = h.owner.map { "[\($0.description)] " } ?? ""
             let line = "  \(Path.base(of: h.file)) 0x\(String(h.offset, radix: 16)) \(h.encoding) \(owner)\(h.context)"
-            buffer.put(line, row: 2 + i, style: top + i == hitIndex ? .selected : .normal, fill: w)
+            buffer.put(line, row: row, style: i == hitIndex ? .selected : .normal, fill: w)
         }
         buffer.put(status, row: buffer.height - 2, style: .status, fill: w)
         FunctionBar.render(functionKeys, into: &buffer)
@@ -543,9 +545,14 @@ public struct TUIModel {
         let w = buffer.width
         buffer.put(" sparc — bundles in \(bundleDirectory)", row: 0, style: .header, fill: w)
         if bundles.isEmpty { buffer.put("  (no bundles yet: F8 takes a checkpoint)", row: 2, style: .dim) }
-        for (i, b) in bundles.enumerated() where i + 2 < buffer.height - 2 {
+        let view = ListViewport(count: bundles.count, cursor: bundleCursor, screenHeight: buffer.height)
+        if view.top > 0 || view.top + view.rows < bundles.count {
+            buffer.put(" sparc — bundles in \(bundleDirectory) [\(bundleCursor + 1)/\(bundles.count)]", row: 0, style: .header, fill: w)
+        }
+        for (i, row) in view.visible {
+            let b = bundles[i]
             let detail = bundleDetails[b].map { "  " + $0 } ?? ""
-            buffer.put("  " + b + detail, row: 2 + i, style: i == bundleCursor ? .selected : .normal, fill: w)
+            buffer.put("  " + b + detail, row: row, style: i == bundleCursor ? .selected : .normal, fill: w)
         }
         buffer.put(status, row: buffer.height - 2, style: .status, fill: w)
         FunctionBar.render(functionKeys, into: &buffer)

@@ -274,6 +274,7 @@ public final class TerminalUI {
         var cols: Int32 = 0
         sparc_getmaxyx(sparc_stdscr(), &rows, &cols)
         var buffer = CellBuffer(width: Int(cols), height: Int(rows))
+        model.screenHeight = Int(rows)
         model.render(into: &buffer)
         erase()
         for r in 0..<buffer.height {

@@ -194,6 +194,55 @@ final class MouseTests: XCTestCase {
     }
 }
 
+final class ListScrollingTests: XCTestCase {
+    /// A long Bundles list scrolls with its cursor (arrows, pages, Home/End, clicks), as every list does.
+    func testLongBundleListScrolls() {
+        var m = TUIModel(vmName: "v", bundleDirectory: "/b")
+        m.bundles = (1...100).map { String(format: "b%03d.sparc", $0) }
+        m.screenHeight = 24
+        _ = m.handle(.function(6))
+        XCTAssertEqual(m.tab, .bundles)
+        func screen() -> CellBuffer {
+            var buffer = CellBuffer(width: 80, height: 24)
+            m.render(into: &buffer)
+            return buffer
+        }
+        XCTAssertTrue(screen().line(2).contains("b001.sparc"))
+        XCTAssertFalse(screen().text.contains("b021.sparc"), "20 rows fit")
+        _ = m.handle(.end)
+        XCTAssertEqual(m.bundleCursor, 99)
+        var buffer = screen()
+        XCTAssertTrue(buffer.line(21).contains("b100.sparc"), buffer.text)
+        XCTAssertEqual(buffer.cell(row: 21, column: 3).style, .selected)
+        XCTAssertFalse(buffer.text.contains("b080.sparc"))
+        XCTAssertTrue(buffer.line(0).contains("[100/100]"), buffer.line(0))
+        _ = m.handle(.pageUp)
+        XCTAssertEqual(m.bundleCursor, 80, "a page is the screen's rows less one")
+        for _ in 0..<5 { _ = m.handle(.up) }
+        buffer = screen()
+        XCTAssertTrue(buffer.text.contains("b076.sparc"))
+        // A click on the list's fourth row picks what is shown there.
+        let top = Int(buffer.line(2).trimmingCharacters(in: .whitespaces).dropFirst().prefix(3))! - 1
+        _ = m.click(row: 5, column: 4, height: 24)
+        XCTAssertEqual(m.bundleCursor, top + 3)
+        _ = m.handle(.home)
+        XCTAssertEqual(m.bundleCursor, 0)
+        XCTAssertTrue(screen().line(2).contains("b001.sparc"))
+    }
+
+    func testLongTerminalListScrolls() {
+        var m = TUIModel(vmName: "v", bundleDirectory: "/b")
+        m.ttys = (0..<60).map { GuestTTY(name: "pts/\($0)", kind: .pty, pids: []) }
+        _ = m.handle(.tab)
+        XCTAssertEqual(m.tab, .terminals)
+        for _ in 0..<45 { _ = m.handle(.down) }
+        var buffer = CellBuffer(width: 80, height: 24)
+        m.render(into: &buffer)
+        XCTAssertTrue(buffer.text.contains("pts/45"), buffer.text)
+        XCTAssertFalse(buffer.text.contains("pts/0 "), "scrolled past the first")
+    }
+}
+
 final class HelpQuitFileTests: XCTestCase {
     func testHelpFollowsTheScreenQuitAsksAndAnyFileSearch() {
         var m = TUIModel(vmName: "v", bundleDirectory: "/b")
