@@ -106,7 +106,22 @@ public struct TUIModel {
         return bundleDirectory + "/\(processes.vmName)-\(f.string(from: now)).sparc"
     }
 
+    /// The effect of a key; a job (checkpoint, search, restore) asked for while another runs
+    /// is refused with a word in the status line: one job at a time.
     public mutating func handle(_ key: Key) -> Effect {
+        let effect = handleKey(key)
+        switch effect {
+        case .checkpoint, .search, .restore:
+            if let busy {
+                status = "\(busy) — one job at a time (Esc cancels it)"
+                return .none
+            }
+        default: break
+        }
+        return effect
+    }
+
+    mutating func handleKey(_ key: Key) -> Effect {
         if help {
             help = false
             return .none

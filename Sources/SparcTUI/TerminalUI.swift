@@ -28,20 +28,60 @@ public final class TerminalUI {
         self.model = TUIModel(vmName: vmName, bundleDirectory: bundleDirectory, readonly: readonly)
     }
 
-    func refresh() {
-        model.bundles = ((try? FileManager.default.contentsOfDirectory(atPath: model.bundleDirectory)) ?? [])
-            .filter { $0.hasSuffix(".sparc") }.sorted()
-        for b in model.bundles where model.bundleDetails[b] == nil {
-            let summary = BundleSummary(path: model.bundleDirectory + "/" + b)
+    /// What one refresh read: the bundle directory, summaries of bundles not seen before, and
+    /// the guest's processes and terminals (or why they could not be read).
+    struct Snapshot {
+        var bundles: [String]
+        var summaries: [String: BundleSummary]
+        var guest: Result<([GuestProcess], [GuestTTY]), Error>
+    }
+
+    /// The latest refresh, waiting for the loop to apply it.
+    let snapshot = SharedBox<Snapshot?>(nil)
+    let refreshing = SharedBox(false)
+
+    /// Reads bundles and the guest's process list; off the UI thread (the agent may take
+    /// seconds to answer), except the first, which fills the screen before it is drawn.
+    func refresh(wait: Bool = false) {
+        guard !refreshing.mutate({ r -> Bool in
+            defer { r = true }
+            return r
+        }) else { return }
+        let directory = model.bundleDirectory
+        let known = Set(model.bundleDetails.keys)
+        let vm = model.processes.vmName
+        let manager = self.manager
+        let snapshot = self.snapshot
+        let refreshing = self.refreshing
+        let read = {
+            let bundles = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.hasSuffix(".sparc") }.sorted()
+            var summaries: [String: BundleSummary] = [:]
+            for b in bundles where !known.contains(b) { summaries[b] = BundleSummary(path: directory + "/" + b) }
+            let guest = Result { () -> ([GuestProcess], [GuestTTY]) in
+                let agent = try manager.agentClient(vm, timeout: 5)
+                defer { agent.close() }
+                return (try agent.processes(), try agent.ttys())
+            }
+            snapshot.value = Snapshot(bundles: bundles, summaries: summaries, guest: guest)
+            refreshing.value = false
+        }
+        if wait { read() } else { startThread(read) }
+    }
+
+    /// Applies a finished refresh to the model (on the UI thread).
+    func applyRefresh() {
+        guard let s = snapshot.value else { return }
+        snapshot.value = nil
+        model.bundles = s.bundles
+        for (b, summary) in s.summaries {
             model.bundleDetails[b] = summary.line
             if summary.damage == nil { model.bundleKills[b] = summary.kills }
         }
-        do {
-            let agent = try manager.agentClient(model.processes.vmName, timeout: 5)
-            defer { agent.close() }
-            model.processes.update(try agent.processes())
-            model.ttys = try agent.ttys()
-        } catch {
+        switch s.guest {
+        case .success(let (processes, ttys)):
+            model.processes.update(processes)
+            model.ttys = ttys
+        case .failure(let error):
             model.status = "\(error)"
         }
     }
@@ -50,9 +90,19 @@ public final class TerminalUI {
         let manager = self.manager
         let work = self.work
         let workFraction = self.workFraction
-        workFraction.value = nil
         let vm = model.processes.vmName
-        cancellation = Cancellation()
+        // One job at a time, and it keeps its own cancellation: a search started during a
+        // checkpoint would clear the checkpoint's busy state, and quitting then could leave QEMU paused.
+        switch effect {
+        case .checkpoint, .search, .restore:
+            if let running = work.value.busy {
+                model.status = "\(running) — one job at a time (Esc cancels it)"
+                return
+            }
+            cancellation = Cancellation()
+            workFraction.value = nil
+        default: break
+        }
         let cancel = cancellation
         switch effect {
         case .cancel:
@@ -187,9 +237,10 @@ public final class TerminalUI {
                 raise(s)
             }
         }
-        refresh()
+        refresh(wait: true)
         var lastRefresh = Date()
         while true {
+            applyRefresh()
             let w = work.value
             model.busy = w.busy
             model.busyFraction = w.busy == nil ? nil : workFraction.value

@@ -243,6 +243,25 @@ final class ListScrollingTests: XCTestCase {
     }
 }
 
+final class OneJobAtATimeTests: XCTestCase {
+    /// A search asked for while a checkpoint runs is refused (the checkpoint keeps its busy
+    /// state and its cancellation), and goes once the checkpoint is done.
+    func testASecondJobWaitsForTheFirst() {
+        var m = TUIModel(vmName: "v", bundleDirectory: "/b")
+        m.bundles = ["a.sparc"]
+        _ = m.handle(.function(6))
+        m.busy = "checkpoint: copying memory"
+        _ = m.handle(.enter)
+        for ch in "x" { _ = m.handle(.char(ch)) }
+        XCTAssertEqual(m.handle(.enter), .none)
+        XCTAssertTrue(m.status.contains("one job at a time"), m.status)
+        m.busy = nil
+        _ = m.handle(.enter)
+        for ch in "x" { _ = m.handle(.char(ch)) }
+        XCTAssertEqual(m.handle(.enter), .search(pattern: "x", bundle: "a.sparc", encodings: [.ascii, .utf16le], ignoreCase: false))
+    }
+}
+
 final class HelpQuitFileTests: XCTestCase {
     func testHelpFollowsTheScreenQuitAsksAndAnyFileSearch() {
         var m = TUIModel(vmName: "v", bundleDirectory: "/b")
