@@ -189,3 +189,26 @@ public enum ProcessScreenHelp {
         FunctionBar.render([("Esc", "Close")], into: &buffer)
     }
 }
+
+/// The Processes screen's keys (the list itself is `ProcessScreen`).
+extension TUIModel {
+    mutating func handleProcesses(_ key: Key) {
+        switch key {
+        case .up, .char("k"): processes.move(by: -1)
+        case .down, .char("j"): processes.move(by: 1)
+        case .pageUp: processes.move(by: -10)
+        case .pageDown: processes.move(by: 10)
+        case .home: processes.move(by: -1_000_000)
+        case .end: processes.move(by: 1_000_000)
+        case .char(" "): processes.toggleTag()
+        case .char("c"): processes.tagWithChildren()
+        case .char("U"):
+            processes.clearTags()
+            taggedTTYs.removeAll()
+        case .char("t"), .function(5): processes.treeView.toggle()
+        case .char("K"): processes.showKernelThreads.toggle()
+        case .char("/"), .function(3): prompt = ("Filter processes", processes.filter, "")
+        default: break
+        }
+    }
+}

@@ -227,131 +227,6 @@ public struct TUIModel {
         return .none
     }
 
-    mutating func handleProcesses(_ key: Key) {
-        switch key {
-        case .up, .char("k"): processes.move(by: -1)
-        case .down, .char("j"): processes.move(by: 1)
-        case .pageUp: processes.move(by: -10)
-        case .pageDown: processes.move(by: 10)
-        case .home: processes.move(by: -1_000_000)
-        case .end: processes.move(by: 1_000_000)
-        case .char(" "): processes.toggleTag()
-        case .char("c"): processes.tagWithChildren()
-        case .char("U"):
-            processes.clearTags()
-            taggedTTYs.removeAll()
-        case .char("t"), .function(5): processes.treeView.toggle()
-        case .char("K"): processes.showKernelThreads.toggle()
-        case .char("/"), .function(3): prompt = ("Filter processes", processes.filter, "")
-        default: break
-        }
-    }
-
-    /// Rows of bytes the hex view shows on a screen of `height` lines.
-    public static func hexBytes(height: Int) -> Int { max(1, height - 4) * HexRow.width }
-
-    /// Takes a search's hits; after a search from the hex view, opens the next hit there.
-    public mutating func receiveHits(_ found: [SearchHit]) -> Effect {
-        hits = found
-        hitIndex = 0
-        guard let from = searchFrom else { return .none }
-        searchFrom = nil
-        guard let next = found.firstIndex(where: { $0.offset >= from }) else {
-            status = "no hit after offset 0x\(String(from, radix: 16))"
-            return .none
-        }
-        hitIndex = next
-        tab = .bundles
-        return handleHits(.enter) ?? .none
-    }
-
-    mutating func handleHits(_ key: Key) -> Effect? {
-        switch key {
-        case .escape:
-            hits = []
-            return Effect.none
-        case .char("n"), .down, .char("j"):
-            hitIndex = min(hits.count - 1, hitIndex + 1)
-            return Effect.none
-        case .char("N"), .up, .char("k"):
-            hitIndex = max(0, hitIndex - 1)
-            return Effect.none
-        case .enter:
-            let h = hits[hitIndex]
-            let start = h.offset / UInt64(HexRow.width) * UInt64(HexRow.width)
-            let top = start >= 64 ? start - 64 : 0
-            hex = HexPage(
-                path: h.file, title: "\(h.file) — hit \(hitIndex + 1)/\(hits.count)" + (h.owner.map { " [\($0.description)]" } ?? ""),
-                offset: top, highlight: h.offset..<h.offset + UInt64(h.length), isMemoryImage: h.address != nil)
-            return .loadHex(path: h.file, offset: top)
-        default: return nil
-        }
-    }
-
-    mutating func handleHex(_ key: Key) -> Effect {
-        guard var page = hex else { return .none }
-        let step = UInt64(HexRow.width)
-        switch key {
-        case .escape, .char("q"):
-            hex = nil
-            return .none
-        case .down, .char("j"): page.offset += step
-        case .up, .char("k"): page.offset = page.offset >= step ? page.offset - step : 0
-        case .pageDown: page.offset += step * 16
-        case .pageUp: page.offset = page.offset >= step * 16 ? page.offset - step * 16 : 0
-        case .home: page.offset = 0
-        case .char("g"):
-            prompt = ("Go to offset (0x… hex or decimal)", "", "hex:")
-            return .none
-        case .char("/"), .function(3):
-            searchFrom = page.offset
-            prompt = ("Search from here for", "", page.path)
-            return .none
-        default: return .none
-        }
-        hex = page
-        return .loadHex(path: page.path, offset: page.offset)
-    }
-
-    mutating func handleTerminals(_ key: Key) {
-        switch key {
-        case .up, .down, .char("k"), .char("j"), .pageUp, .pageDown, .home, .end:
-            ttyCursor = ListViewport.move(ttyCursor, count: ttys.count, by: key, screenHeight: screenHeight) ?? ttyCursor
-        case .char(" "):
-            guard ttyCursor < ttys.count else { return }
-            let name = ttys[ttyCursor].name
-            if taggedTTYs.contains(name) { taggedTTYs.remove(name) } else { taggedTTYs.insert(name) }
-            ttyCursor = min(max(0, ttys.count - 1), ttyCursor + 1)
-        case .char("U"): taggedTTYs.removeAll()
-        default: break
-        }
-    }
-
-    mutating func handleBundles(_ key: Key) {
-        switch key {
-        case .up, .down, .char("k"), .char("j"), .pageUp, .pageDown, .home, .end:
-            bundleCursor = ListViewport.move(bundleCursor, count: bundles.count, by: key, screenHeight: screenHeight) ?? bundleCursor
-        case .char("/"), .function(3), .enter:
-            guard bundleCursor < bundles.count else { return }
-            prompt = ("Search \(bundles[bundleCursor]) for", "", bundles[bundleCursor])
-        case .char("o"):
-            prompt = ("Search which file (path)", "", "file:")
-        case .char("R"), .function(7):
-            guard bundleCursor < bundles.count else { return }
-            guard !readonly else {
-                status = "read-only: restore is disabled"
-                return
-            }
-            let b = bundles[bundleCursor]
-            let kills = bundleKills[b] ?? []
-            let killStep = kills.isEmpty ? "" : " kill \(kills.joined(separator: ", ")), evict their page cache,"
-            confirm = Confirm(
-                question: "Restore \(b) over '\(processes.vmName)'? Steps: verify every file, start QEMU, load state,\(killStep) reseed the RNG, thaw.",
-                effect: .restore(bundle: b, allowRollback: false))
-        default: break
-        }
-    }
-
     // MARK: - Drawing
 
     public func render(into buffer: inout CellBuffer) {
@@ -402,28 +277,6 @@ public struct TUIModel {
             buffer.put(answer, row: top + lines.count + 2, column: left + (width - answer.count) / 2, style: .selected)
         }
         if confirm != nil { FunctionBar.render(functionKeys, into: &buffer) }
-    }
-
-    func renderTerminals(into buffer: inout CellBuffer) {
-        let w = buffer.width
-        buffer.put(" sparc — \(processes.vmName) — terminals (\(taggedTTYs.count) tagged)", row: 0, style: .header, fill: w)
-        buffer.put("  TTY       KIND             PROCESSES", row: 1, style: .dim, fill: w)
-        for (i, row) in ListViewport(count: ttys.count, cursor: ttyCursor, screenHeight: buffer.height).visible {
-            let t = ttys[i]
-            let mark = taggedTTYs.contains(t.name) ? "* " : "  "
-            func name(_ pid: Int32, whole: Bool) -> String {
-                let command = processes.processes.first { $0.pid == pid }?.command ?? ""
-                return "\(pid) " + (whole ? command : command.split(separator: " ").first.map(String.init) ?? "")
-            }
-            let names = t.pids.map { name($0, whole: false) }
-            // The master's holder says what the terminal is: "sshd: root@pts/0", a terminal program.
-            let held = t.holders.isEmpty ? "" : "  [held by " + t.holders.map { name($0, whole: true) }.joined(separator: ", ") + "]"
-            let line = mark + t.name.padding(toLength: 10, withPad: " ", startingAt: 0) + t.kind.rawValue.padding(toLength: 17, withPad: " ", startingAt: 0)
-                + (names.isEmpty ? "-" : names.joined(separator: ", ")) + held
-            buffer.put(line, row: row, style: i == ttyCursor ? .selected : (taggedTTYs.contains(t.name) ? .tagged : .normal), fill: w)
-        }
-        buffer.put(status, row: buffer.height - 2, style: .status, fill: w)
-        FunctionBar.render(functionKeys, into: &buffer)
     }
 
     /// The help of the screen on view: its own keys first, then the keys every screen has.
@@ -501,16 +354,6 @@ public struct TUIModel {
         return .none
     }
 
-    static func style(_ category: ByteCategory) -> CellBuffer.Style {
-        switch category {
-        case .null: return .byteNull
-        case .printable: return .bytePrintable
-        case .whitespace: return .byteWhitespace
-        case .otherASCII: return .byteOtherASCII
-        case .nonASCII: return .byteNonASCII
-        }
-    }
-
     /// A progress bar when the work says how far it is (a checkpoint's phase), else the text.
     static func progressLine(_ busy: String, fraction: Double?) -> String {
         guard let fraction else { return busy + "  (Esc cancels)" }
@@ -518,58 +361,4 @@ public struct TUIModel {
         return "[" + String(repeating: "#", count: done) + String(repeating: "-", count: 20 - done) + "] " + busy + "  (Esc cancels)"
     }
 
-    func renderHits(into buffer: inout CellBuffer) {
-        let w = buffer.width
-        buffer.put(" sparc — search hits [\(hitIndex + 1)/\(hits.count)]", row: 0, style: .header, fill: w)
-        for (i, row) in ListViewport(count: hits.count, cursor: hitIndex, screenHeight: buffer.height).visible {
-            let h = hits[i]
-            let owner = h.owner.map { "[\($0.description)] " } ?? ""
-            let line = "  \(Path.base(of: h.file)) 0x\(String(h.offset, radix: 16)) \(h.encoding) \(owner)\(h.context)"
-            buffer.put(line, row: row, style: i == hitIndex ? .selected : .normal, fill: w)
-        }
-        buffer.put(status, row: buffer.height - 2, style: .status, fill: w)
-        FunctionBar.render(functionKeys, into: &buffer)
-    }
-
-    func renderHex(_ page: HexPage, into buffer: inout CellBuffer) {
-        let w = buffer.width
-        buffer.put(" " + page.title, row: 0, style: .header, fill: w)
-        let printer = HexPrinter(
-            color: false, address: page.layout.map { layout in { layout.physicalAddress(fileOffset: $0) } }, highlight: page.highlight)
-        // Squeezing could fold the hit's row away: with a hit on the page, every row shows.
-        let rows = HexRow.rows(page.data, offset: page.offset, squeeze: page.highlight == nil)
-        for (i, row) in rows.enumerated() where i + 1 < buffer.height - 2 {
-            let line = printer.line(row)
-            buffer.put(line, row: 1 + i, style: .normal, fill: w)
-            // Colour each byte's hex pair and character by its category (the hit in reverse).
-            guard case .bytes(let off, let data) = row else { continue }
-            let hexStart = printer.address == nil ? 10 : 21
-            let charStart = hexStart + HexRow.width * 3 + 1 + 2
-            for (j, b) in data.enumerated() {
-                let hit = page.highlight?.contains(off + UInt64(j)) ?? false
-                let style = hit ? CellBuffer.Style.byteHit : Self.style(ByteCategory(b))
-                let col = hexStart + j * 3 + (j >= 8 ? 1 : 0)
-                for c in col..<col + 2 where c < w { buffer.recolor(row: 1 + i, column: c, style: style) }
-                if charStart + j < w { buffer.recolor(row: 1 + i, column: charStart + j, style: style) }
-            }
-        }
-        FunctionBar.render(functionKeys, into: &buffer)
-    }
-
-    func renderBundles(into buffer: inout CellBuffer) {
-        let w = buffer.width
-        buffer.put(" sparc — bundles in \(bundleDirectory)", row: 0, style: .header, fill: w)
-        if bundles.isEmpty { buffer.put("  (no bundles yet: F8 takes a checkpoint)", row: 2, style: .dim) }
-        let view = ListViewport(count: bundles.count, cursor: bundleCursor, screenHeight: buffer.height)
-        if view.top > 0 || view.top + view.rows < bundles.count {
-            buffer.put(" sparc — bundles in \(bundleDirectory) [\(bundleCursor + 1)/\(bundles.count)]", row: 0, style: .header, fill: w)
-        }
-        for (i, row) in view.visible {
-            let b = bundles[i]
-            let detail = bundleDetails[b].map { "  " + $0 } ?? ""
-            buffer.put("  " + b + detail, row: row, style: i == bundleCursor ? .selected : .normal, fill: w)
-        }
-        buffer.put(status, row: buffer.height - 2, style: .status, fill: w)
-        FunctionBar.render(functionKeys, into: &buffer)
-    }
 }
