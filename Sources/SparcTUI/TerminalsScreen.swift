@@ -1,6 +1,5 @@
 import Foundation
 
-
 /// The Terminals screen: the guest's terminals, tagged for exclusion with everything on them.
 extension TUIModel {
     mutating func handleTerminals(_ key: Key) {
