@@ -220,6 +220,7 @@ extension VMManager {
         } catch let error as SparcError where error.posixCode == ENOSPC {
             throw SparcError(
                 "\(GuestRAM.baseDirectory) ran out of space while the guest's memory was loaded (\(manifest.memory.bytes >> 20) MiB needed, \((GuestRAM.freeBytes() ?? 0) >> 20) MiB free now); nothing was started and the bundle is intact"
+                    + (isRunning ? "; the VM it was to replace had been stopped first" : "")
             )
         }
         FaultPoint.reached("restore-after-memory")
