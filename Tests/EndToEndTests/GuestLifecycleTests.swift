@@ -216,7 +216,8 @@ final class GuestLifecycleTests: GuestTestCase {
     }
 
     func testAgentThatDoesNotAnswerTimesOutClearly() throws {
-        let agentPid = try guest("pidof sparc-agent")
+        // The agent itself, not its keeper (which it starts after itself): the oldest of the name.
+        let agentPid = try guest("pgrep -o -x sparc-agent")
         XCTAssertNotNil(Int(agentPid))
         try sparc.ok(["exec", "--name", vm, "--detach", "--", "sh", "-c", "sleep 0.5; kill -STOP \(agentPid)"])
         sleep(2)
