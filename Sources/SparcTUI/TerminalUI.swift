@@ -28,56 +28,48 @@ public final class TerminalUI {
         self.model = TUIModel(vmName: vmName, bundleDirectory: bundleDirectory, readonly: readonly)
     }
 
-    /// What one refresh read: the bundle directory, summaries of bundles not seen before, and
-    /// the guest's processes and terminals (or why they could not be read).
-    struct Snapshot {
-        var bundles: [String]
-        var summaries: [String: BundleSummary]
-        var guest: Result<([GuestProcess], [GuestTTY]), Error>
-    }
+    /// The guest's processes and terminals as the agent last gave them (or why it could not).
+    typealias GuestSnapshot = Result<([GuestProcess], [GuestTTY]), Error>
 
-    /// The latest refresh, waiting for the loop to apply it.
-    let snapshot = SharedBox<Snapshot?>(nil)
+    /// The latest answer from the agent, waiting for the loop to apply it.
+    let snapshot = SharedBox<GuestSnapshot?>(nil)
     let refreshing = SharedBox(false)
 
-    /// Reads bundles and the guest's process list; off the UI thread (the agent may take
-    /// seconds to answer), except the first, which fills the screen before it is drawn.
+    /// Lists the bundles (local files, read here, so a bundle just written is there for the
+    /// next key) and asks the agent for the process list off the UI thread (it may take
+    /// seconds to answer), except the first time, which fills the screen before it is drawn.
     func refresh(wait: Bool = false) {
+        model.bundles = ((try? FileManager.default.contentsOfDirectory(atPath: model.bundleDirectory)) ?? [])
+            .filter { $0.hasSuffix(".sparc") }.sorted()
+        for b in model.bundles where model.bundleDetails[b] == nil {
+            let summary = BundleSummary(path: model.bundleDirectory + "/" + b)
+            model.bundleDetails[b] = summary.line
+            if summary.damage == nil { model.bundleKills[b] = summary.kills }
+        }
         guard !refreshing.mutate({ r -> Bool in
             defer { r = true }
             return r
         }) else { return }
-        let directory = model.bundleDirectory
-        let known = Set(model.bundleDetails.keys)
         let vm = model.processes.vmName
         let manager = self.manager
         let snapshot = self.snapshot
         let refreshing = self.refreshing
-        let read = {
-            let bundles = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.hasSuffix(".sparc") }.sorted()
-            var summaries: [String: BundleSummary] = [:]
-            for b in bundles where !known.contains(b) { summaries[b] = BundleSummary(path: directory + "/" + b) }
-            let guest = Result { () -> ([GuestProcess], [GuestTTY]) in
+        let ask = {
+            snapshot.value = Result { () -> ([GuestProcess], [GuestTTY]) in
                 let agent = try manager.agentClient(vm, timeout: 5)
                 defer { agent.close() }
                 return (try agent.processes(), try agent.ttys())
             }
-            snapshot.value = Snapshot(bundles: bundles, summaries: summaries, guest: guest)
             refreshing.value = false
         }
-        if wait { read() } else { startThread(read) }
+        if wait { ask() } else { startThread(ask) }
     }
 
-    /// Applies a finished refresh to the model (on the UI thread).
+    /// Applies the agent's latest answer to the model (on the UI thread).
     func applyRefresh() {
         guard let s = snapshot.value else { return }
         snapshot.value = nil
-        model.bundles = s.bundles
-        for (b, summary) in s.summaries {
-            model.bundleDetails[b] = summary.line
-            if summary.damage == nil { model.bundleKills[b] = summary.kills }
-        }
-        switch s.guest {
+        switch s {
         case .success(let (processes, ttys)):
             model.processes.update(processes)
             model.ttys = ttys
