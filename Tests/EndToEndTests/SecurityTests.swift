@@ -133,9 +133,10 @@ final class SecurityTests: GuestTestCase {
             "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/bin/sh", "-c",
             "while :; do for d in /dev/shm/sparc-*; do ln -sf /tmp/stolen \"$d/ram\" 2>/dev/null; touch \"$d/x\" 2>/dev/null; done; "
                 + "touch /dev/shm/sparc-0-00000000-sec2.ram /dev/shm/sparc-sec2.ram 2>/dev/null; chmod 666 /dev/shm/sparc-*.ram 2>/dev/null; done",
-        ])
+        ], newSession: true)
         defer {
-            kill(attacker, SIGKILL)
+            // The whole session: a touch still running after its shell died would plant the files again.
+            kill(-attacker, SIGKILL)
             _ = Subprocess.wait(attacker)
             unlink("/dev/shm/sparc-0-00000000-sec2.ram")
             unlink("/dev/shm/sparc-sec2.ram")
