@@ -504,15 +504,6 @@ extension VMManager {
         out.keep()
     }
 
-    /// Refuses when /dev/shm cannot hold the guest RAM (counting what a replaced VM frees).
-    func checkMemoryAvailable(_ spec: MachineSpec, replacing: VMState?) throws {
-        guard let available = GuestRAM.freeBytes() else { return }
-        let free = available + (replacing?.spec.memoryBytes ?? 0)
-        if free < spec.memoryBytes {
-            throw SparcError("\(GuestRAM.baseDirectory) has \(free >> 20) MiB free, the guest needs \(spec.memoryMiB) MiB")
-        }
-    }
-
     /// Hands QEMU the device state through a descriptor and waits until it is loaded.
     func loadDeviceState(qmp: QMPClient, from path: String, pid: pid_t, layout: RuntimeLayout) throws {
         let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)

@@ -216,9 +216,12 @@ public final class VMManager {
         return try QEMUProcess.launch(command.arguments, layout: layout, inherit: inherit)
     }
 
-    /// Refuses to start when the machine cannot hold the guest RAM in /dev/shm.
-    func checkMemoryAvailable(_ spec: MachineSpec) throws {
-        if let free = GuestRAM.freeBytes(), free < spec.memoryBytes {
+    /// Refuses to start or restore when the RAM directory (/dev/shm) cannot hold the guest's
+    /// RAM, counting what a VM being replaced frees.
+    func checkMemoryAvailable(_ spec: MachineSpec, replacing: VMState? = nil) throws {
+        guard let available = GuestRAM.freeBytes() else { return }
+        let free = available + (replacing?.spec.memoryBytes ?? 0)
+        if free < spec.memoryBytes {
             throw SparcError("\(GuestRAM.baseDirectory) has \(free >> 20) MiB free, the guest needs \(spec.memoryMiB) MiB")
         }
     }
