@@ -222,6 +222,7 @@ struct OutputCollector {
         var open: Set<Int32> = [outFD, errFD]
         var buffer = [UInt8](repeating: 0, count: 65536)
         var giveUpAt: TimeInterval?
+        var lastReapCheck = Subprocess.monotonicNow()
         while !open.isEmpty || inFD >= 0 {
             let now = Subprocess.monotonicNow()
             if let giveUpAt, now >= giveUpAt { break }
@@ -241,10 +242,12 @@ struct OutputCollector {
                 if errno == EINTR { continue }
                 break
             }
-            if n == 0 {
-                if exitStatus == nil, reap() { giveUpAt = min(giveUpAt ?? .infinity, Subprocess.monotonicNow() + Self.grace) }
-                continue
+            // At least once a second (output or not): has the child exited?
+            if exitStatus == nil, n == 0 || now - lastReapCheck >= 1 {
+                lastReapCheck = now
+                if reap() { giveUpAt = min(giveUpAt ?? .infinity, Subprocess.monotonicNow() + Self.grace) }
             }
+            if n == 0 { continue }
             for p in fds where p.revents != 0 {
                 if p.fd == inFD {
                     let w = pending.withUnsafeBytes { write(inFD, $0.baseAddress, $0.count) }

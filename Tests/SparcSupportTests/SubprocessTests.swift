@@ -63,6 +63,15 @@ final class SubprocessTests: XCTestCase {
         XCTAssertEqual(r.stdoutText, "done\n")
     }
 
+    /// Nor does one that keeps writing into them.
+    func testExitedChildIsNotHeldByAChattyGrandchild() throws {
+        let began = Date()
+        let r = try Subprocess.run(["/bin/sh", "-c", "(while :; do echo tick; sleep 0.05; done) & echo done; exit 0"])
+        XCTAssertLessThan(Date().timeIntervalSince(began), 10)
+        XCTAssertEqual(r.status, 0)
+        XCTAssertTrue(r.stdoutText.hasPrefix("done\n") || r.stdoutText.contains("done\n"), r.stdoutText)
+    }
+
     /// Output past the limit is dropped (and said so) while the child still runs to its end.
     func testOutputLimit() throws {
         let r = try Subprocess.run(["/bin/sh", "-c", "head -c 1000000 /dev/zero; echo end >&2"], outputLimit: 1000)
