@@ -216,8 +216,8 @@ final class GuestLifecycleTests: GuestTestCase {
     }
 
     func testAgentThatDoesNotAnswerTimesOutClearly() throws {
-        // The agent itself, not its keeper (which it starts after itself): the oldest of the name.
-        let agentPid = try guest("pgrep -o -x sparc-agent")
+        // The agent itself, not its keeper or a terminal relay (same program, with arguments).
+        let agentPid = try guest("for p in $(pidof sparc-agent); do [ \"$(tr '\\0' '\\n' < /proc/$p/cmdline | wc -l)\" = 1 ] && echo $p; done; true")
         XCTAssertNotNil(Int(agentPid))
         try sparc.ok(["exec", "--name", vm, "--detach", "--", "sh", "-c", "sleep 0.5; kill -STOP \(agentPid)"])
         sleep(2)
