@@ -301,6 +301,11 @@ final class ExclusionCollector {
             /// mapping of it: text, read-only data).
             var executable = false
         }
+        struct FileFacts {
+            var cls: FileClass
+            var executableFile: Bool
+        }
+        var factsByFile: [FileKey: FileFacts] = [:]
         var sources: [Source] = []
         var frames: [UInt64] = []
         var owners: [Int32] = []
@@ -317,13 +322,24 @@ final class ExclusionCollector {
             defer { close(fd) }
             for m in Self.mappings(p.pid) where m.start < 0x8000_0000_0000 {
                 let isFile = m.path.hasPrefix("/") && m.inode != 0
-                let statPath = "/proc/\(p.pid)/map_files/\(String(m.start, radix: 16))-\(String(m.end, radix: 16))"
-                let cls = isFile ? Self.classify(path: m.path, statPath: statPath) : nil
-                var st = stat()
-                // memfds (mode 0777) and deleted files are the excluded processes' own, never a program's file.
-                let anonymous = m.path.hasPrefix("/memfd:") || m.path.hasSuffix(" (deleted)") || cls == .privateShared
-                let executableFile = isFile && !anonymous && stat(statPath, &st) == 0 && st.st_mode & 0o111 != 0
-                sources.append(Source(file: isFile ? m.path : nil, cls: cls, key: m.file, executable: m.executable || executableFile))
+                // A file is classified once, however many mappings of it (a library has four or five).
+                let facts: FileFacts?
+                if !isFile {
+                    facts = nil
+                } else if let key = m.file, let known = factsByFile[key] {
+                    facts = known
+                } else {
+                    let statPath = "/proc/\(p.pid)/map_files/\(String(m.start, radix: 16))-\(String(m.end, radix: 16))"
+                    let cls = Self.classify(path: m.path, statPath: statPath)
+                    var st = stat()
+                    // memfds (mode 0777) and deleted files are the excluded processes' own, never a program's file.
+                    let anonymous = m.path.hasPrefix("/memfd:") || m.path.hasSuffix(" (deleted)") || cls == .privateShared
+                    let executableFile = !anonymous && stat(statPath, &st) == 0 && st.st_mode & 0o111 != 0
+                    facts = FileFacts(cls: cls, executableFile: executableFile)
+                    if let key = m.file { factsByFile[key] = facts }
+                }
+                sources.append(
+                    Source(file: isFile ? m.path : nil, cls: facts?.cls, key: m.file, executable: m.executable || facts?.executableFile == true))
                 let owner = Int32(sources.count - 1)
                 let complete = Self.forEachFrame(pagemapFD: fd, start: m.start, end: m.end) { _, pfn in
                     guard pfn < frameCount else { return }
