@@ -107,10 +107,11 @@ public struct ProcessScreen {
     }
 
     /// Function bar labels: they follow the mode (tree on or off).
-    public var functionKeys: [(String, String)] {
+    public var functionKeys: [FunctionKey] {
         [
-            ("F1", "Help"), ("F5", treeView ? "List" : "Tree"), ("K", showKernelThreads ? "HideKern" : "ShowKern"), ("Spc", "Tag"),
-            ("U", "Untag"), ("F8", "Checkpt"), ("Tab", "Next"), ("F10", "Quit"),
+            .init(.function(1), "Help"), .init(.function(5), treeView ? "List" : "Tree"),
+            .init(.char("K"), showKernelThreads ? "HideKern" : "ShowKern"), .init(.char(" "), "Tag"), .init(.char("U"), "Untag"),
+            .init(.function(8), "Checkpt"), .init(.tab, "Next"), .init(.function(10), "Quit"),
         ]
     }
 
@@ -142,17 +143,63 @@ public struct ProcessScreen {
     }
 }
 
+/// One entry of the function bar: the key it stands for, its name on the bar and its label.
+///
+/// A click on the entry acts as its key, so the bar and the key handling cannot disagree.
+public struct FunctionKey: Equatable, Sendable {
+    public var key: Key
+    public var label: String
+
+    public init(_ key: Key, _ label: String) {
+        self.key = key
+        self.label = label
+    }
+
+    /// The key as the bar shows it (`F5`, `Spc`, `Esc`, `n`).
+    public var name: String {
+        switch key {
+        case .function(let n): return "F\(n)"
+        case .char(" "): return "Spc"
+        case .char(let c): return String(c)
+        case .tab: return "Tab"
+        case .backTab: return "S-Tab"
+        case .escape: return "Esc"
+        case .enter: return "Enter"
+        case .pageUp: return "PgUp"
+        case .pageDown: return "PgDn"
+        case .up: return "Up"
+        case .down: return "Down"
+        case .home: return "Home"
+        case .end: return "End"
+        case .backspace: return "Bksp"
+        }
+    }
+
+    /// The columns the entry takes on the bar: its name and an 8-column label.
+    var width: Int { name.count + 8 }
+}
+
 /// The bottom line of key labels.
 enum FunctionBar {
-    static func render(_ keys: [(String, String)], into buffer: inout CellBuffer) {
+    static func render(_ keys: [FunctionKey], into buffer: inout CellBuffer) {
         let row = buffer.height - 1
         buffer.put("", row: row, style: .selected, fill: buffer.width)
         var col = 0
-        for (key, label) in keys {
-            buffer.put(key, row: row, column: col, style: .key)
-            buffer.put(label, row: row, column: col + key.count, style: .selected, fill: 8)
-            col += key.count + 8
+        for entry in keys {
+            buffer.put(entry.name, row: row, column: col, style: .key)
+            buffer.put(entry.label, row: row, column: col + entry.name.count, style: .selected, fill: 8)
+            col += entry.width
         }
+    }
+
+    /// The entry under `column` of the bar, if any.
+    static func entry(atColumn column: Int, of keys: [FunctionKey]) -> FunctionKey? {
+        var col = 0
+        for entry in keys {
+            if column >= col && column < col + entry.width { return entry }
+            col += entry.width
+        }
+        return nil
     }
 }
 
@@ -186,7 +233,7 @@ public enum ProcessScreenHelp {
         for (i, line) in lines.enumerated() where i + 1 < buffer.height - 1 {
             buffer.put(line, row: i + 1, column: 2, style: line.hasSuffix("keys") || line == "Every screen" ? .header : .normal)
         }
-        FunctionBar.render([("Esc", "Close")], into: &buffer)
+        FunctionBar.render([FunctionKey(.escape, "Close")], into: &buffer)
     }
 }
 

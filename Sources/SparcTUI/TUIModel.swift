@@ -296,30 +296,33 @@ public struct TUIModel {
     }
 
     /// The function bar of what is on screen now; clicks on it act as its keys.
-    public var functionKeys: [(String, String)] {
-        if help { return [("Esc", "Close")] }
-        if confirm != nil { return [("y", "Yes"), ("n", "No"), ("Tab", "Switch")] }
-        if hex != nil { return [("PgUp", "Up"), ("PgDn", "Down"), ("g", "Goto"), ("F3", "Search"), ("Esc", "Back"), ("F10", "Quit")] }
+    public var functionKeys: [FunctionKey] {
+        if help { return [.init(.escape, "Close")] }
+        if confirm != nil { return [.init(.char("y"), "Yes"), .init(.char("n"), "No"), .init(.tab, "Switch")] }
+        if hex != nil {
+            return [
+                .init(.pageUp, "Up"), .init(.pageDown, "Down"), .init(.char("g"), "Goto"), .init(.function(3), "Search"),
+                .init(.escape, "Back"), .init(.function(10), "Quit"),
+            ]
+        }
         switch tab {
         case .processes: return processes.functionKeys
-        case .terminals: return [("F1", "Help"), ("Spc", "Tag"), ("U", "Untag"), ("F8", "Checkpt"), ("Tab", "Next"), ("F10", "Quit")]
+        case .terminals:
+            return [
+                .init(.function(1), "Help"), .init(.char(" "), "Tag"), .init(.char("U"), "Untag"), .init(.function(8), "Checkpt"),
+                .init(.tab, "Next"), .init(.function(10), "Quit"),
+            ]
         case .bundles:
-            if !hits.isEmpty { return [("n", "Next"), ("N", "Prev"), ("Enter", "Hex"), ("Esc", "Back"), ("F10", "Quit")] }
-            return [("F1", "Help"), ("F3", "Search"), ("F7", "Restore"), ("F8", "Checkpt"), ("Tab", "Next"), ("F10", "Quit")]
-        }
-    }
-
-    static func key(forLabel label: String) -> Key? {
-        switch label {
-        case "Spc": return .char(" ")
-        case "Tab": return .tab
-        case "Esc": return .escape
-        case "Enter": return .enter
-        case "PgUp": return .pageUp
-        case "PgDn": return .pageDown
-        default:
-            if label.hasPrefix("F"), let n = Int(label.dropFirst()) { return .function(n) }
-            return label.count == 1 ? .char(label.first!) : nil
+            if !hits.isEmpty {
+                return [
+                    .init(.char("n"), "Next"), .init(.char("N"), "Prev"), .init(.enter, "Hex"), .init(.escape, "Back"),
+                    .init(.function(10), "Quit"),
+                ]
+            }
+            return [
+                .init(.function(1), "Help"), .init(.function(3), "Search"), .init(.function(7), "Restore"),
+                .init(.function(8), "Checkpt"), .init(.tab, "Next"), .init(.function(10), "Quit"),
+            ]
         }
     }
 
@@ -327,13 +330,8 @@ public struct TUIModel {
     /// acts as its key; a click on a list row moves the cursor there.
     public mutating func click(row: Int, column: Int, height: Int) -> Effect {
         if row == height - 1 {
-            var col = 0
-            for (key, _) in functionKeys {
-                let width = key.count + 8
-                if column >= col && column < col + width, let k = Self.key(forLabel: key) { return handle(k) }
-                col += width
-            }
-            return .none
+            guard let entry = FunctionBar.entry(atColumn: column, of: functionKeys) else { return .none }
+            return handle(entry.key)
         }
         guard confirm == nil, hex == nil, !help, row >= 2 else { return .none }
         switch tab {

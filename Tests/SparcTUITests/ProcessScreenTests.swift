@@ -23,7 +23,7 @@ final class ProcessScreenTests: XCTestCase {
         screen.render(into: &buffer)
         XCTAssertTrue(buffer.text.contains("kthreadd"), "K shows them")
         XCTAssertTrue(buffer.line(0).contains("2 processes + 1 kernel threads"), buffer.line(0))
-        XCTAssertEqual(screen.functionKeys.first { $0.0 == "K" }?.1, "HideKern")
+        XCTAssertEqual(screen.functionKeys.first { $0.key == .char("K") }?.label, "HideKern")
         screen.showKernelThreads = false
         XCTAssertEqual(buffer.cell(row: 2, column: 0).style, .selected)
         XCTAssertTrue(buffer.line(23).contains("F10Quit"), buffer.line(23))
@@ -99,7 +99,7 @@ final class TaggingTests: XCTestCase {
         s.treeView = true
         XCTAssertEqual(s.rows.map(\.process.pid), [1, 10, 11, 12, 20])
         XCTAssertEqual(s.rows.map(\.depth), [0, 1, 2, 3, 1])
-        XCTAssertEqual(s.functionKeys.first { $0.0 == "F5" }?.1, "List", "labels follow the mode")
+        XCTAssertEqual(s.functionKeys.first { $0.key == .function(5) }?.label, "List", "labels follow the mode")
         s.move(by: 1)
         s.toggleTag()
         var buffer = CellBuffer(width: 80, height: 24)

@@ -182,14 +182,14 @@ final class MouseTests: XCTestCase {
         _ = m.click(row: 23, column: 12, height: 24)
         XCTAssertTrue(m.processes.treeView)
         // Further along: "K" shows kernel threads, "Spc" tags the selected process.
-        func column(of key: String) -> Int { m.functionKeys.prefix { $0.0 != key }.reduce(0) { $0 + $1.0.count + 8 } + 1 }
+        func column(of key: String) -> Int { m.functionKeys.prefix { $0.name != key }.reduce(0) { $0 + $1.width } + 1 }
         _ = m.click(row: 23, column: column(of: "K"), height: 24)
         XCTAssertTrue(m.processes.showKernelThreads)
         _ = m.click(row: 23, column: column(of: "Spc"), height: 24)
         XCTAssertEqual(m.processes.tagged, [3])
         var q = TUIModel(vmName: "v", bundleDirectory: "/b")
         let bar = q.functionKeys
-        let start = bar.prefix { $0.0 != "F10" }.reduce(0) { $0 + $1.0.count + 8 }
+        let start = bar.prefix { $0.name != "F10" }.reduce(0) { $0 + $1.width }
         XCTAssertEqual(q.click(row: 23, column: start + 1, height: 24), .quit)
     }
 }
