@@ -59,7 +59,7 @@ final class ExclusionCollector {
     }
 
     static func startTime(_ pid: Int32) -> UInt64? {
-        GuestSystem.readBytes("/proc/\(pid)/stat").flatMap { GuestSystem.parseStat(bytes: $0) }?.startTime
+        GuestSystem.stat(of: pid)?.startTime
     }
 
     static func normalizeTTY(_ name: String) -> String { TTYNames.normalize(name) }
@@ -103,7 +103,7 @@ final class ExclusionCollector {
                 throw AgentFailure(.notFound, "no terminal '\(raw)' in the guest (known: \(known.sorted().joined(separator: ", ")))")
             }
             ttys.append(tty)
-            for p in all where GuestSystem.ttyName(p.ttyNr) == tty && !isKernel(p) { add(p.pid, "on \(tty)") }
+            for p in all where TTYNames.name(ttyNr: p.ttyNr) == tty && !isKernel(p) { add(p.pid, "on \(tty)") }
             if tty.hasPrefix("pts/"), let index = Int(tty.dropFirst(4)) {
                 if holders == nil { holders = GuestSystem.ptyMasterHolders() }
                 for holder in holders?[index] ?? [] { add(holder, "holds the master of \(tty)") }
@@ -331,10 +331,7 @@ final class ExclusionCollector {
                 } else {
                     let statPath = "/proc/\(p.pid)/map_files/\(String(m.start, radix: 16))-\(String(m.end, radix: 16))"
                     let cls = Self.classify(path: m.path, statPath: statPath)
-                    var st = stat()
-                    // memfds (mode 0777) and deleted files are the excluded processes' own, never a program's file.
-                    let anonymous = m.path.hasPrefix("/memfd:") || m.path.hasSuffix(" (deleted)") || cls == .privateShared
-                    let executableFile = !anonymous && stat(statPath, &st) == 0 && st.st_mode & 0o111 != 0
+                    let executableFile = cls != .privateShared && Self.isProgramFile(name: m.path, statPath: statPath)
                     facts = FileFacts(cls: cls, executableFile: executableFile)
                     if let key = m.file { factsByFile[key] = facts }
                 }
@@ -544,8 +541,7 @@ final class ExclusionCollector {
             // memfds and SysV segments are memory-only too: their pages are their only copy.
             var cls = Self.classify(path: name, statPath: link)
             if cls == .privateShared { cls = .memoryOnly }
-            var mode = stat()
-            if cls == .disk, stat(link, &mode) == 0, mode.st_mode & 0o111 != 0 {
+            if cls == .disk, Self.isProgramFile(name: name, statPath: link) {
                 // An executable or library opened as a file: its pages are its own contents (as when mapped).
                 continue
             }
@@ -601,21 +597,27 @@ final class ExclusionCollector {
     /// Whether a memory-only file may be left out (and, if named, removed at restore): never an
     /// executable or library, never a file another process has open or mapped.
     func memoryFileVerdict(name: String, key: FileKey?, mappedExecutable: Bool, mode: mode_t = 0) -> MemoryFileVerdict {
-        let anonymous = name.hasPrefix("/memfd:") || name.hasSuffix(" (deleted)")
-        if mappedExecutable || (mode & 0o111 != 0 && !anonymous) { return .kept("an executable or library, never left out or removed") }
+        let anonymous = Self.isAnonymousFile(name)
+        let program = !anonymous && (mode & 0o111 != 0 || (mode == 0 && Self.isProgramFile(name: name, statPath: name)))
+        if mappedExecutable || program { return .kept("an executable or library, never left out or removed") }
         guard let key else { return .kept("its identity could not be read") }
-        var mode = mode
-        if mode == 0, !anonymous {
-            var st = stat()
-            if stat(name, &st) == 0 { mode = st.st_mode }
-            if mode & 0o111 != 0 { return .kept("an executable or library, never left out or removed") }
-        }
         let others = (fileHolders.holders[key] ?? []).subtracting(excludedPids).subtracting([agentPid]).sorted()
         if !others.isEmpty {
             return .kept("also open or mapped by pid \(others.prefix(5).map(String.init).joined(separator: ", "))")
         }
         return .private(anonymous: anonymous)
     }
+
+    /// Whether `name` is an executable or library: any execute bit on the file behind
+    /// `statPath`. Its pages are the file's own contents, so they are never left out.
+    static func isProgramFile(name: String, statPath: String) -> Bool {
+        guard !isAnonymousFile(name) else { return false }
+        var st = stat()
+        return stat(statPath, &st) == 0 && st.st_mode & 0o111 != 0
+    }
+
+    /// memfds (mode 0777) and deleted files are the excluded processes' own memory, never a program's file.
+    static func isAnonymousFile(_ name: String) -> Bool { name.hasPrefix("/memfd:") || name.hasSuffix(" (deleted)") }
 
     static func readFrameEntry(_ path: String, _ pfn: UInt64) -> UInt64? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
@@ -798,11 +800,11 @@ enum Cleanup {
         let deadline = Date().addingTimeInterval(10)
         for pid in result.killed {
             while Date() < deadline {
-                let state = GuestSystem.readText("/proc/\(pid)/stat").flatMap(GuestSystem.parseStat)?.state
+                let state = GuestSystem.stat(of: pid)?.state
                 if state == nil || state == "Z" || state == "X" { break }
                 usleep(5000)
             }
-            if let s = GuestSystem.readText("/proc/\(pid)/stat").flatMap(GuestSystem.parseStat), s.state != "Z" && s.state != "X" {
+            if let s = GuestSystem.stat(of: pid), s.state != "Z" && s.state != "X" {
                 result.warnings.append("pid \(pid) did not die after SIGKILL (state \(s.state))")
             }
         }

@@ -151,31 +151,36 @@ final class Freezer {
             var received: Int32 = 0
             sigwait(&set, &received)
         }
-        let frozen = (try? Freezer.groupsFrozenAroundAgent()) ?? []
+        let frozen = Freezer.aroundThisAgent().groupsFrozenNow()
         if !frozen.isEmpty {
             printError("sparc-agent keeper: the agent (pid \(agent)) ended with the guest frozen: thawing \(frozen.count) cgroup(s)")
         }
-        thawAfterAgent()
+        Freezer.aroundThisAgent().thaw(frozen)
         exit(0)
     }
 
-    /// The cgroups around this agent's cgroup that are frozen now.
-    static func groupsFrozenAroundAgent() throws -> [String] {
+    /// A freezer for the cgroups around this process's agent cgroup (its keeper, `exec` and
+    /// `agent` children share the parent that the agent froze around).
+    static func aroundThisAgent() -> Freezer {
         let f = Freezer()
         f.base = cgroup() ?? "/sparc-agent"
         if f.base.hasSuffix("/agent") || f.base.hasSuffix("/exec") { f.base = Path.directory(of: f.base) }
-        return try f.groupsToFreeze(sweep: false).filter(f.readFreeze)
+        return f
+    }
+
+    /// The cgroups this freezer would freeze that are frozen now, outermost first.
+    func groupsFrozenNow() -> [String] { ((try? groupsToFreeze(sweep: false)) ?? []).filter(readFreeze) }
+
+    /// Thaws `groups`, innermost first.
+    func thaw(_ groups: [String]) {
+        for g in groups.reversed() { write("0", to: root + g + "/cgroup.freeze") }
     }
 
     /// Thaws whatever an agent of this cgroup froze (for `sparc-agent thaw`, run when the
     /// agent's unit stops, so a crash never leaves the guest frozen).
     static func thawAfterAgent() {
-        let f = Freezer()
-        f.base = cgroup() ?? "/sparc-agent"
-        if f.base.hasSuffix("/agent") || f.base.hasSuffix("/exec") { f.base = Path.directory(of: f.base) }
-        for g in ((try? f.groupsToFreeze(sweep: false)) ?? []).reversed() where f.readFreeze(g) {
-            f.write("0", to: f.root + g + "/cgroup.freeze")
-        }
+        let f = aroundThisAgent()
+        f.thaw(f.groupsFrozenNow())
     }
 
     func readFreeze(_ group: String) -> Bool { GuestSystem.readText(root + group + "/cgroup.freeze")?.trimmed == "1" }
@@ -198,7 +203,7 @@ final class Freezer {
     }
 
     static func isKernelThread(_ pid: Int32) -> Bool {
-        GuestSystem.readText("/proc/\(pid)/stat").flatMap(GuestSystem.parseStat).map { $0.flags & GuestSystem.pfKthread != 0 } ?? true
+        GuestSystem.stat(of: pid).map { $0.flags & GuestSystem.pfKthread != 0 } ?? true
     }
 
     /// The cgroups to freeze: every sibling of the path from the root to the agent's cgroup.

@@ -47,16 +47,11 @@ enum GuestSystem {
 
     /// Every process's stat line, parsed: enough to resolve targets without reading more.
     static func stats() -> [Stat] {
-        pids().compactMap { readBytes("/proc/\($0)/stat").flatMap { parseStat(bytes: $0) } }
+        pids().compactMap(stat(of:))
     }
 
-    static func parseStat(_ text: String) -> Stat? { parseStat(bytes: Array(text.utf8)) }
-
-    static func parseStat(bytes b: [UInt8]) -> Stat? { ProcStat.parse(b) }
-
-    static func ttyName(_ ttyNr: Int) -> String? { TTYNames.name(ttyNr: ttyNr) }
-
-    static func ttyKind(_ name: String) -> GuestTTY.Kind { TTYNames.kind(name) }
+    /// One process's stat line, parsed; nil once it has gone.
+    static func stat(of pid: Int32) -> Stat? { readBytes("/proc/\(pid)/stat").flatMap(ProcStat.parse) }
 
     static func userNames() -> [UInt32: String] {
         var map: [UInt32: String] = [0: "root"]
@@ -98,13 +93,13 @@ enum GuestSystem {
         let pageKiB = Int64(sysconf(Int32(_SC_PAGESIZE)) / 1024)
         var list: [GuestProcess] = []
         for pid in pids() {
-            guard let statText = readText("/proc/\(pid)/stat"), let st = parseStat(statText) else { continue }
+            guard let st = stat(of: pid) else { continue }
             let uid = uid(of: pid) ?? 0
             let kernel = st.flags & pfKthread != 0
             let command = commandLine(pid, comm: st.comm)
             list.append(
                 GuestProcess(
-                    pid: pid, ppid: st.ppid, user: users[uid] ?? String(uid), state: st.state, tty: ttyName(st.ttyNr),
+                    pid: pid, ppid: st.ppid, user: users[uid] ?? String(uid), state: st.state, tty: TTYNames.name(ttyNr: st.ttyNr),
                     rssKiB: st.rssPages * pageKiB, command: command, kernelThread: kernel))
         }
         return list
@@ -132,11 +127,11 @@ enum GuestSystem {
         }
         let holders = ptyMasterHolders()
         return byName.keys.sorted { a, b in
-            let (ka, kb) = (ttyKind(a).rawValue, ttyKind(b).rawValue)
+            let (ka, kb) = (TTYNames.kind(a).rawValue, TTYNames.kind(b).rawValue)
             return ka == kb ? naturalLess(a, b) : ka < kb
         }.map { name in
             let index = name.hasPrefix("pts/") ? Int(name.dropFirst(4)) : nil
-            return GuestTTY(name: name, kind: ttyKind(name), pids: byName[name]!.sorted(), holders: index.flatMap { holders[$0] } ?? [])
+            return GuestTTY(name: name, kind: TTYNames.kind(name), pids: byName[name]!.sorted(), holders: index.flatMap { holders[$0] } ?? [])
         }
     }
 
