@@ -10,11 +10,16 @@ SPARC := .build/debug/sparc
 BUILT := .build/debug/.sparc-built-with-tests
 RELEASE := .build/release
 PREFIX ?= /usr/local
+# What 'make install' installs: the release build; CONFIG=debug installs the debug build
+# already made (the install test in 'make test' does, to keep CI short), GUEST_IMAGES which images.
+CONFIG ?= release
+INSTALL_BIN = .build/$(CONFIG)
+GUEST_IMAGES ?= guest guest-debian
 APT_PACKAGES := qemu-system-x86 qemu-utils busybox-static linux-image-amd64 linux-headers-amd64 \
-	libncurses-dev libssl-dev pkg-config tmux cpio e2fsprogs kmod xz-utils zstd ripgrep gcc libc6-dev make binutils bc \
+	libncurses-dev libssl-dev libyara-dev yara pkg-config tmux cpio e2fsprogs kmod xz-utils zstd ripgrep gcc libc6-dev make binutils bc \
 	debootstrap dpkg-dev util-linux fdisk openssh-client
 SWIFT_SOURCES := $(shell find Sources -name '*.swift' -o -name '*.h' -o -name '*.modulemap') Package.swift
-AGENT_SOURCES := $(shell find Sources/sparc-agent Sources/GuestQuery Sources/SparcSupport -name '*.swift') Package.swift
+AGENT_SOURCES := $(shell find Sources/sparc-agent Sources/GuestProcfs Sources/GuestQuery Sources/SparcSupport Sources/CSparcGuest Sources/CSparcSupport -type f) Package.swift
 GUEST_INPUTS := Guest/build-image.sh $(shell find Guest/rootfs Guest/helper Guest/tools -type f)
 
 .PHONY: all deps build release install uninstall guest guest-package guest-debian run test unit e2e bench screenshots clean help
@@ -54,22 +59,22 @@ release: deps
 
 # Installs sparc, its RSDM daemon, man pages (one per sub-command), shell completions, the
 # commit it was built from and the guest images built so far. DESTDIR stages a package.
-install: release
+install: $(if $(filter debug,$(CONFIG)),build,release)
 	$(SWIFT) build --product generate-manual
 	rm -rf .build/man && mkdir -p .build/man
-	.build/debug/generate-manual $(RELEASE)/sparc --multi-page --date $$(git log -1 --format=%cs 2>/dev/null || date +%F) \
+	.build/debug/generate-manual $(INSTALL_BIN)/sparc --multi-page --date $$(git log -1 --format=%cs 2>/dev/null || date +%F) \
 		--output-directory .build/man
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/libexec/sparc $(DESTDIR)$(PREFIX)/share/man/man1 \
 		$(DESTDIR)$(PREFIX)/share/sparc $(DESTDIR)$(PREFIX)/share/bash-completion/completions \
 		$(DESTDIR)$(PREFIX)/share/zsh/site-functions $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
-	install -m 0755 $(RELEASE)/sparc $(DESTDIR)$(PREFIX)/bin/sparc
-	install -m 0755 $(RELEASE)/sparc-rsdmd $(DESTDIR)$(PREFIX)/libexec/sparc/sparc-rsdmd
+	install -m 0755 $(INSTALL_BIN)/sparc $(DESTDIR)$(PREFIX)/bin/sparc
+	install -m 0755 $(INSTALL_BIN)/sparc-rsdmd $(DESTDIR)$(PREFIX)/libexec/sparc/sparc-rsdmd
 	install -m 0644 .build/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
-	$(RELEASE)/sparc --generate-completion-script bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/sparc
-	$(RELEASE)/sparc --generate-completion-script zsh > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_sparc
-	$(RELEASE)/sparc --generate-completion-script fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/sparc.fish
+	$(INSTALL_BIN)/sparc --generate-completion-script bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/sparc
+	$(INSTALL_BIN)/sparc --generate-completion-script zsh > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_sparc
+	$(INSTALL_BIN)/sparc --generate-completion-script fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/sparc.fish
 	git rev-parse --short HEAD > $(DESTDIR)$(PREFIX)/share/sparc/commit 2>/dev/null || rm -f $(DESTDIR)$(PREFIX)/share/sparc/commit
-	@for g in guest guest-debian; do \
+	@for g in $(GUEST_IMAGES); do \
 		if [ -f build/$$g/vmlinuz ]; then rm -rf $(DESTDIR)$(PREFIX)/share/sparc/$$g; cp -r build/$$g $(DESTDIR)$(PREFIX)/share/sparc/$$g; fi; \
 	done
 	@echo "installed sparc $$($(DESTDIR)$(PREFIX)/bin/sparc --version | cut -d' ' -f2-) in $(DESTDIR)$(PREFIX)"
@@ -120,6 +125,7 @@ SWIFT_TEST = timeout --kill-after=60 4500 stdbuf -oL -eL $(SWIFT) test --skip-bu
 
 test: build guest guest-debian
 	$(SWIFT_TEST)
+	scripts/test-install.sh
 
 unit: build
 	$(SWIFT_TEST) --skip EndToEndTests

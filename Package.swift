@@ -26,9 +26,13 @@ let package = Package(
         // SIMD scan loop of the forensic search.
         .target(name: "CHexScan"),
         .target(name: "HexView", dependencies: ["CHexScan", "SparcSupport", "GuestQuery"]),
+        // libyara (Debian's libyara-dev) behind a narrow C face: its macros do not import.
+        .target(name: "CYaraScan", linkerSettings: [.linkedLibrary("yara")]),
+        // Credential scanning: built-in rules and the user's YARA rules over memory images.
+        .target(name: "SecretScan", dependencies: ["CYaraScan", "HexView", "SparcSupport"]),
         .target(
             name: "SparcEngine",
-            dependencies: ["SparcSupport", "SnapshotModel", "GuestQuery", "Hypervisor", "HexView"]),
+            dependencies: ["SparcSupport", "SnapshotModel", "GuestQuery", "Hypervisor", "HexView", "SecretScan"]),
         .target(name: "SparcTUI", dependencies: ["CNCurses", "SparcEngine", "GuestQuery", "HexView", "SparcSupport", "SnapshotModel"]),
         .target(name: "CSparcGuest"),
         .target(name: "GuestProcfs", dependencies: ["GuestQuery", "SparcSupport"]),
@@ -36,7 +40,7 @@ let package = Package(
         .executableTarget(
             name: "sparc",
             dependencies: [
-                "SparcEngine", "SparcTUI", "HexView", "Hypervisor", "SnapshotModel", "GuestQuery", "SparcSupport",
+                "SparcEngine", "SparcTUI", "HexView", "Hypervisor", "SnapshotModel", "GuestQuery", "SparcSupport", "SecretScan",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // The host side of a VM's rollback-sensitive data port, supervised; started detached.
@@ -56,6 +60,7 @@ let package = Package(
         .testTarget(name: "GuestProcfsTests", dependencies: ["GuestProcfs", "GuestQuery"]),
         .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor", "SparcSupport"]),
         .testTarget(name: "HexViewTests", dependencies: ["HexView", "SparcSupport", "GuestQuery", "TestSupport"]),
+        .testTarget(name: "SecretScanTests", dependencies: ["SecretScan", "SparcSupport"]),
         .testTarget(name: "SparcTUITests", dependencies: ["SparcTUI", "HexView", "GuestQuery", "SnapshotModel", "SparcEngine"]),
         .testTarget(name: "SparcEngineTests", dependencies: ["SparcEngine", "SparcSupport", "SnapshotModel"]),
         .testTarget(name: "EndToEndTests", dependencies: ["SnapshotModel", "SparcSupport", "HexView", "SparcEngine"]),

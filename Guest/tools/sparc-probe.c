@@ -28,6 +28,8 @@
  *                                 connection on 127.0.0.1:PORT and a unix socket pair, between
  *                                 itself and a child that echoes (both ends its own)
  *   sparc-probe key               add standard input as a "user" key to its process keyring, sleep
+ *   sparc-probe assemble KIND SEED  build a fake credential (aws, ssh, canary) in its heap from
+ *                                 scrambled pieces, so it is whole nowhere else; print "ready", sleep
  *   sparc-probe helper-stress T N [R]  T threads share one /proc/sparc_helper descriptor and
  *                                 each asks N times for the parent shell (its pid R times
  *                                 per request); the output must be whole lines within the
@@ -482,6 +484,64 @@ static int named(const char *name)
 		pause();
 }
 
+/*
+ * assemble KIND SEED: builds a fake credential of KIND (aws, ssh, canary) in its heap from
+ * pieces stored scrambled, so the whole secret exists nowhere else (not in this program's
+ * file, not in a pipe, not on a terminal); the SEED varies it. Prints "ready", sleeps.
+ */
+static const unsigned char scrambled_aws[] = {0x1b, 0x11, 0x13, 0x1b};
+static const unsigned char scrambled_begin[] = {0x77, 0x77, 0x77, 0x77, 0x77, 0x18, 0x1f, 0x1d, 0x13, 0x14, 0x7a, 0x15, 0x0a, 0x1f, 0x14, 0x09, 0x09, 0x12, 0x7a, 0x0a, 0x08, 0x13, 0x0c, 0x1b, 0x0e, 0x1f, 0x7a, 0x11, 0x1f, 0x03, 0x77, 0x77, 0x77, 0x77, 0x77};
+static const unsigned char scrambled_end[] = {0x77, 0x77, 0x77, 0x77, 0x77, 0x1f, 0x14, 0x1e, 0x7a, 0x15, 0x0a, 0x1f, 0x14, 0x09, 0x09, 0x12, 0x7a, 0x0a, 0x08, 0x13, 0x0c, 0x1b, 0x0e, 0x1f, 0x7a, 0x11, 0x1f, 0x03, 0x77, 0x77, 0x77, 0x77, 0x77};
+static const unsigned char scrambled_canary[] = {0x09, 0x0a, 0x1b, 0x08, 0x19, 0x77, 0x19, 0x1b, 0x14, 0x1b, 0x08, 0x03, 0x77};
+
+static char *unscramble(char *out, const unsigned char *in, size_t n)
+{
+	volatile unsigned char key = 0x5A; /* volatile: the compiler must not unscramble it at build time */
+	for (size_t i = 0; i < n; i++)
+		out[i] = (char)(in[i] ^ key);
+	return out + n;
+}
+
+static int assemble(const char *kind, const char *seed_text)
+{
+	unsigned long seed = strtoul(seed_text, NULL, 10) * 2654435761UL + 12345;
+	char *secret = calloc(1, 4096);
+	char *p = secret;
+	if (!secret)
+		return 1;
+	if (!strcmp(kind, "aws")) {
+		const char *alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+		p = unscramble(p, scrambled_aws, sizeof scrambled_aws);
+		for (int i = 0; i < 16; i++) {
+			seed = seed * 6364136223846793005UL + 1442695040888963407UL;
+			*p++ = alphabet[(seed >> 33) % 32];
+		}
+	} else if (!strcmp(kind, "ssh")) {
+		const char *b64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+		p = unscramble(p, scrambled_begin, sizeof scrambled_begin);
+		for (int line = 0; line < 6; line++) {
+			*p++ = '\n';
+			for (int i = 0; i < 70; i++) {
+				seed = seed * 6364136223846793005UL + 1442695040888963407UL;
+				*p++ = b64[(seed >> 33) % 64];
+			}
+		}
+		*p++ = '\n';
+		p = unscramble(p, scrambled_end, sizeof scrambled_end);
+		*p++ = '\n';
+	} else if (!strcmp(kind, "canary")) {
+		p = unscramble(p, scrambled_canary, sizeof scrambled_canary);
+		p += sprintf(p, "%08lu", seed % 100000000UL);
+	} else {
+		fprintf(stderr, "sparc-probe: assemble aws|ssh|canary SEED\n");
+		return 2;
+	}
+	printf("ready\n");
+	fflush(stdout);
+	for (;;)
+		pause();
+}
+
 int main(int argc, char **argv)
 {
 	if ((argc == 4 || argc == 5) && !strcmp(argv[1], "helper-stress")) {
@@ -499,6 +559,8 @@ int main(int argc, char **argv)
 		return reserve(atol(argv[2]));
 	if (argc == 2 && !strcmp(argv[1], "key"))
 		return add_key_from_input();
+	if (argc == 4 && !strcmp(argv[1], "assemble"))
+		return assemble(argv[2], argv[3]);
 	if (argc == 2 && !strcmp(argv[1], "sysv"))
 		return sysv();
 	if (argc == 4 && !strcmp(argv[1], "dgram-recv"))
@@ -521,6 +583,6 @@ int main(int argc, char **argv)
 		return threads(atoi(argv[2]));
 	if (argc == 3 && !strcmp(argv[1], "hold"))
 		return hold(atol(argv[2]));
-	fprintf(stderr, "usage: sparc-probe recv-unix|send-unix PATH | recv-tcp|send-tcp PORT | hold MIB | threads N | named NAME | memfd | many-fds N | vmsplice | sysv | key | reserve GIB | chatter PORT | dgram-recv PATH OUT | dgram-send PATH | helper-stress THREADS ROUNDS [PIDS-PER-REQUEST]\n");
+	fprintf(stderr, "usage: sparc-probe recv-unix|send-unix PATH | recv-tcp|send-tcp PORT | hold MIB | threads N | named NAME | memfd | many-fds N | vmsplice | sysv | key | reserve GIB | chatter PORT | dgram-recv PATH OUT | dgram-send PATH | assemble aws|ssh|canary SEED | helper-stress THREADS ROUNDS [PIDS-PER-REQUEST]\n");
 	return 2;
 }

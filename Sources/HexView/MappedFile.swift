@@ -2,14 +2,14 @@ import Foundation
 import SparcSupport
 
 /// A regular file mapped read-only, for scanning without reading it whole.
-final class MappedFile {
-    let file: OpenedFile
-    var fd: Int32 { file.fd }
-    let size: Int
-    let bytes: UnsafePointer<UInt8>?
+public final class MappedFile {
+    public let file: OpenedFile
+    public var fd: Int32 { file.fd }
+    public let size: Int
+    public let bytes: UnsafePointer<UInt8>?
 
     /// Maps an opened file (opened without blocking on a FIFO, refused if not regular).
-    init(_ file: OpenedFile) throws {
+    public init(_ file: OpenedFile) throws {
         self.file = file
         size = Int(file.size)
         guard size > 0 else {

@@ -134,7 +134,7 @@ public struct FileSearcher {
     /// `before` bytes into the hole in front (a pattern that starts with zeros) and `after`
     /// bytes into the hole behind (a pattern that ends with zeros). A hole alone never holds
     /// a hit of a pattern with a non-zero byte, so holes are never scanned.
-    static func dataRegions(fd: Int32, size: Int, skipHoles: Bool, before: Int = 0, after: Int) -> [Range<Int>] {
+    public static func dataRegions(fd: Int32, size: Int, skipHoles: Bool, before: Int = 0, after: Int) -> [Range<Int>] {
         guard skipHoles else { return size > 0 ? [0..<size] : [] }
         var regions: [Range<Int>] = []
         var pos = 0

@@ -50,16 +50,49 @@ struct Checkpoint: ParsableCommand {
             discussion: "Without it such a step makes the checkpoint refuse: an exclusion never silently saves what it was asked to leave out."))
     var bestEffort = false
     @Flag(help: "Print the report as JSON.") var json = false
+    @Flag(help: "Scan the new bundle's memory for credentials (what exclusion left in it) and print the findings.") var scan = false
+    @Flag(
+        help: ArgumentHelp(
+            "With any finding, remove the new bundle and exit 1, naming each owning process (implies --scan).",
+            discussion: "Accepted findings (--allow, --allow-file, or the VM's own list in STATE/scan-allow/NAME) do not count."))
+    var refuseSecrets = false
+    @OptionGroup(title: "Credential scan (with --scan or --refuse-secrets)") var ruleOptions: ScanRuleOptions
     @OptionGroup var lock: LockOptions
+
+    /// The checkpoint report and, with --scan, the gate's verdict.
+    struct Output: Encodable {
+        var checkpoint: CheckpointReport
+        var scan: CredentialScan.Gate?
+    }
 
     func run() throws {
         let request = ExclusionRequest(
             pids: excludePid, names: excludeName, ttys: excludeTTY, scope: scope, excludeMemoryFiles: excludeMemoryFiles, bestEffort: bestEffort)
+        // Rules and allowances are read before the guest pauses: a bad rule file stops nothing.
+        let gating = scan || refuseSecrets
+        let rules = gating ? try ruleOptions.rules() : nil
+        let allow = gating ? try ruleOptions.allowances(vm: vm.name) : []
         let report = try lock.apply(vm.manager()).checkpoint(
             name: vm.name, output: try output ?? BundleHome.newBundle(vm: vm.name), stopAfter: stop, exclusion: request.isEmpty ? nil : request, progress: progressPrinter())
         endProgress()
-        if json { return try printJSON(report) }
-        report.summaryLines.forEach { print($0) }
+        var gate: CredentialScan.Gate?
+        if let rules {
+            let show = progressPrinter()
+            gate = try CredentialScan.gate(
+                bundle: report.bundle, rules: rules, allow: allow, refuse: refuseSecrets, reveal: ruleOptions.show, maxFindingsPerRule: ruleOptions.maxPerRule,
+                progress: show.map { p in { _, done, total in p("scanning the memory image \(done * 100 / max(total, 1))%") } })
+            endProgress()
+        }
+        if json {
+            try printJSON(Output(checkpoint: report, scan: gate))
+        } else {
+            if gate?.refused != true { report.summaryLines.forEach { print($0) } }
+            if let gate { ScanOutput.print(gate.scan, scanned: [report.bundle + " (memory)"]) }
+        }
+        if let message = gate?.message {
+            printError("sparc: " + message.terminalSafe)
+            throw ExitCode(1)
+        }
     }
 }
 

@@ -1,0 +1,335 @@
+import CYaraScan
+import Foundation
+import HexView
+import SparcSupport
+
+/// A rule of the set, as findings name it.
+public struct SecretRule: Codable, Equatable, Hashable, Sendable {
+    /// The rule's identifier (`aws_access_key_id`); user rules keep theirs.
+    public var id: String
+    /// `sparc` for the built-in rules, the rule file's namespace (`default`) for a user's.
+    public var namespace: String
+    public var description: String
+    /// critical, high, medium or low (a user rule without `severity` metadata is medium).
+    public var severity: String
+}
+
+/// A compiled rule set: the built-in credential rules, a user's YARA rules, or both.
+public final class SecretRules: @unchecked Sendable {
+    let compiled: OpaquePointer
+    /// Rule metadata read once per rule (matches come from any scanning thread).
+    private let metaCache = SharedBox<[UInt: RuleFacts]>([:])
+    public let ruleCount: Int
+    /// Compiler warnings (a rule that slows scanning down, say), one line each.
+    public let warnings: [String]
+
+    struct RuleFacts {
+        var rule: SecretRule
+        var reveal: Int
+        var revealThrough: String?
+        var extendTo: String?
+    }
+
+    /// Compiles the built-in rules (unless `builtin` is false) and each rule file.
+    ///
+    /// A rule file with an error is refused with one line naming the file and the line.
+    public init(builtin: Bool = true, ascii: Bool = true, wide: Bool = true, ruleFiles: [String] = []) throws {
+        var sources: [(name: String, text: String)] = []
+        if builtin { sources.append(("built-in rules", BuiltinRules.source(ascii: ascii, wide: wide))) }
+        for path in ruleFiles {
+            let file = try OpenedFile(regular: path, followSymlinks: true, maxSize: 16 << 20)
+            guard let text = String(data: try file.readAll(), encoding: .utf8) else {
+                throw SparcError("\(path): not a text file of YARA rules")
+            }
+            sources.append((path, text))
+        }
+        guard !sources.isEmpty else { throw SparcError("no rules to scan with: --no-builtin needs at least one --rules FILE") }
+        final class Messages { var errors: [String] = []; var warnings: [String] = [] }
+        let messages = Messages()
+        var errors: Int32 = 0
+        let ctx = Unmanaged.passUnretained(messages).toOpaque()
+        let rules: OpaquePointer? = sources.map(\.text).withCStrings { texts in
+            sources.map(\.name).withCStrings { names in
+                sparc_yara_compile(texts, names, Int32(sources.count), { ctx, isWarning, source, line, message in
+                    let m = Unmanaged<Messages>.fromOpaque(ctx!).takeUnretainedValue()
+                    let text = "\(String(cString: source!)):\(line): \(String(cString: message!))"
+                    if isWarning != 0 { m.warnings.append(text) } else { m.errors.append(text) }
+                }, ctx, &errors)
+            }
+        }
+        guard errors == 0, let rules else {
+            throw SparcError(messages.errors.first ?? "the rules could not be compiled")
+        }
+        guard sparc_yara_rule_count(rules) > 0 else {
+            sparc_yara_destroy(rules)
+            throw SparcError("the rule files hold no rule: nothing to scan for")
+        }
+        compiled = rules
+        ruleCount = Int(sparc_yara_rule_count(rules))
+        warnings = messages.warnings
+    }
+
+    deinit { sparc_yara_destroy(compiled) }
+
+    func facts(_ handle: UnsafeRawPointer?) -> RuleFacts {
+        let key = UInt(bitPattern: handle)
+        if let known = metaCache.value[key] { return known }
+        func meta(_ name: String) -> String? {
+            var buffer = [CChar](repeating: 0, count: 32)
+            return sparc_yara_rule_meta(handle, name, &buffer, buffer.count).map { String(cString: $0) }
+        }
+        let rule = SecretRule(
+            id: String(cString: sparc_yara_rule_identifier(handle)), namespace: String(cString: sparc_yara_rule_namespace(handle)),
+            description: meta("description") ?? "", severity: meta("severity") ?? "medium")
+        let facts = RuleFacts(rule: rule, reveal: meta("reveal").flatMap(Int.init) ?? 4, revealThrough: meta("reveal_through"), extendTo: meta("extend_to"))
+        metaCache.mutate { $0[key] = facts }
+        return facts
+    }
+}
+
+/// One credential found: which rule, where, and a preview that hides the secret itself.
+public struct SecretFinding: Codable, Equatable, Sendable {
+    public var rule: SecretRule
+    /// The file as the operator named it (`a.sparc/memory.raw`).
+    public var file: String
+    public var offset: UInt64
+    public var length: Int
+    /// `ascii` or `utf16le`.
+    public var encoding: String
+    /// The guest-physical address, for a bundle's memory image.
+    public var address: UInt64?
+    /// Whose memory holds it, from the bundle's owner map.
+    public var owner: PageOwner?
+    /// The match with all but its harmless lead hidden (or whole, when revealed).
+    public var preview: String
+    public var revealed: Bool
+}
+
+/// Scans files with a rule set in one pass per file: memory-mapped, holes skipped, blocks
+/// overlapped by the longest match libyara reports, both cores busy, cancellable.
+///
+/// Rules are evaluated per block (32 MiB): a memory image is not one document, so a
+/// condition that counts matches across the whole file (`#a > 100`, `filesize`) sees one block.
+public struct SecretScanner: Sendable {
+    public static let blockSize = 32 << 20
+    /// libyara stops a regular expression after this many bytes (YR_RE_SCAN_LIMIT).
+    static let overlap = 4096
+    public let rules: SecretRules
+    /// Findings of one rule beyond this many are counted, not listed (a rule that matches
+    /// everywhere must not exhaust memory).
+    public var maxFindingsPerRule: Int
+    /// Shows matches whole instead of redacted.
+    public var reveal: Bool
+
+    public init(rules: SecretRules, maxFindingsPerRule: Int = 1000, reveal: Bool = false) {
+        self.rules = rules
+        self.maxFindingsPerRule = maxFindingsPerRule
+        self.reveal = reveal
+    }
+
+    /// What a scan of one file found, and what it could not list.
+    public struct FileResult: Sendable {
+        public var findings: [SecretFinding]
+        /// Rules with more findings than listed, and how many each had.
+        public var capped: [String: Int]
+        /// One line each: a rule libyara stopped matching in a block (it matched almost everywhere).
+        public var notes: [String]
+    }
+
+    /// Scans one opened file; `progress` gets (bytes done, bytes to do).
+    public func scan(
+        file opened: OpenedFile, displayName: String? = nil, progress: ((Int64, Int64) -> Void)? = nil, cancel: Cancellation? = nil
+    ) throws -> FileResult {
+        let file = try MappedFile(opened)
+        let name = displayName ?? opened.path
+        guard let mapped = file.bytes else { return FileResult(findings: [], capped: [:], notes: []) }
+        nonisolated(unsafe) let base = mapped
+        let size = file.size
+        let regions = FileSearcher.dataRegions(fd: file.fd, size: size, skipHoles: true, before: Self.overlap, after: Self.overlap)
+        var blocks: [(start: Int, limit: Int, end: Int)] = []
+        for r in regions {
+            var s = r.lowerBound
+            while s < r.upperBound {
+                let limit = min(r.upperBound, s + Self.blockSize)
+                blocks.append((s, limit, min(size, limit + Self.overlap)))
+                s = limit
+            }
+        }
+        let total = Int64(blocks.reduce(0) { $0 + ($1.limit - $1.start) })
+        let done = SharedBox<Int64>(0)
+        let perBlock = SharedBox([[RawMatch]](repeating: [], count: blocks.count))
+        let overflows = SharedBox<Set<String>>([])
+        let failure = SharedBox<String?>(nil)
+        let rules = self.rules
+        let cap = maxFindingsPerRule
+        DispatchQueue.concurrentPerform(iterations: blocks.count) { i in
+            if cancel?.isCancelled == true || failure.value != nil { return }
+            let b = blocks[i]
+            let sink = MatchSink(limit: b.limit - b.start, capPerRule: cap + 1, cancel: cancel)
+            let ctx = Unmanaged.passUnretained(sink).toOpaque()
+            let code = sparc_yara_scan(
+                rules.compiled, base + b.start, b.end - b.start, 0,
+                { ctx, rule, stringID, offset, length in
+                    let sink = Unmanaged<MatchSink>.fromOpaque(ctx!).takeUnretainedValue()
+                    return sink.add(rule: UInt(bitPattern: rule), string: stringID, offset: Int(offset), length: Int(length)) ? 1 : 0
+                },
+                { ctx, rule, stringID in
+                    let sink = Unmanaged<MatchSink>.fromOpaque(ctx!).takeUnretainedValue()
+                    sink.overflowed.append((UInt(bitPattern: rule), stringID.map { String(cString: $0) } ?? "$"))
+                }, ctx)
+            // A callback that asked to stop (cancelled) is not a failure of the scan.
+            if code != 0 && !(cancel?.isCancelled ?? false) {
+                failure.value = "\(name): the rule engine failed (\(String(cString: sparc_yara_error_text(code))))"
+                return
+            }
+            let shifted = sink.matches.map { RawMatch(rule: $0.rule, offset: $0.offset + b.start, length: $0.length) }
+            perBlock.mutate { $0[i] = shifted }
+            for (rule, string) in sink.overflowed {
+                let id = rules.facts(UnsafeRawPointer(bitPattern: rule)).rule.id
+                overflows.mutate { _ = $0.insert("\(id) (string \(string))") }
+            }
+            let sofar = done.mutate { d -> Int64 in
+                d += Int64(b.limit - b.start)
+                return d
+            }
+            progress?(sofar, total)
+        }
+        if let message = failure.value { throw SparcError(message) }
+        if cancel?.isCancelled == true { throw SparcError("scan cancelled") }
+        return assemble(perBlock.value.flatMap { $0 }, base: base, size: size, name: name, overflows: overflows.value)
+    }
+
+    struct RawMatch {
+        var rule: UInt
+        var offset: Int
+        var length: Int
+    }
+
+    /// Collects one block's matches (one thread), dropping those that start in the overlap
+    /// (the next block reports them) and counting past the cap.
+    final class MatchSink {
+        let limit: Int
+        let capPerRule: Int
+        let cancel: Cancellation?
+        var matches: [RawMatch] = []
+        var perRule: [UInt: Int] = [:]
+        var overflowed: [(UInt, String)] = []
+
+        init(limit: Int, capPerRule: Int, cancel: Cancellation?) {
+            self.limit = limit
+            self.capPerRule = capPerRule
+            self.cancel = cancel
+        }
+
+        /// Adds a match; true asks libyara to stop (cancelled).
+        func add(rule: UInt, string: UnsafePointer<CChar>?, offset: Int, length: Int) -> Bool {
+            guard offset < limit else { return false }
+            let n = perRule[rule, default: 0] + 1
+            perRule[rule] = n
+            if n <= capPerRule { matches.append(RawMatch(rule: rule, offset: offset, length: length)) }
+            return n % 4096 == 0 && cancel?.isCancelled == true
+        }
+    }
+
+    /// Turns raw matches into findings: whole blocks for rules that extend to an end marker,
+    /// one finding where overlapping blocks or regex suffixes reported the same text twice,
+    /// the cap per rule, and redacted previews.
+    func assemble(_ raw: [RawMatch], base: UnsafePointer<UInt8>, size: Int, name: String, overflows: Set<String>) -> FileResult {
+        var findings: [SecretFinding] = []
+        var perRule: [String: Int] = [:]
+        var lastEnd: [UInt: Int] = [:]
+        for m in raw.sorted(by: { ($0.offset, -$0.length) < ($1.offset, -$1.length) }) {
+            let facts = rules.facts(UnsafeRawPointer(bitPattern: m.rule))
+            let wide = Self.isWide(base + m.offset, length: m.length)
+            var length = m.length
+            if let end = facts.extendTo, !wide { length = Self.extend(base, size: size, offset: m.offset, length: length, to: end) }
+            // A match inside one already reported for the same rule (the tail of a token the
+            // previous block saw whole, or a second regex start within it) is the same secret.
+            if let e = lastEnd[m.rule], m.offset + length <= e { continue }
+            lastEnd[m.rule] = max(lastEnd[m.rule] ?? 0, m.offset + length)
+            let key = facts.rule.namespace + ":" + facts.rule.id
+            perRule[key, default: 0] += 1
+            guard perRule[key]! <= maxFindingsPerRule else { continue }
+            let text = Self.text(base + m.offset, length: length, wide: wide)
+            findings.append(
+                SecretFinding(
+                    rule: facts.rule, file: name, offset: UInt64(m.offset), length: length, encoding: wide ? "utf16le" : "ascii",
+                    address: nil, owner: nil, preview: reveal ? text : Self.redact(text, facts: facts), revealed: reveal))
+        }
+        var capped: [String: Int] = [:]
+        for (key, n) in perRule where n > maxFindingsPerRule { capped[String(key.split(separator: ":").last!)] = n }
+        let notes = overflows.sorted().map {
+            "rule \($0) matched more than libyara keeps in one 32 MiB block of \(name): it matches almost everywhere, and its further matches there were dropped"
+        }
+        return FileResult(findings: findings, capped: capped, notes: notes)
+    }
+
+    /// Whether a match is UTF-16LE text (every second byte zero).
+    static func isWide(_ p: UnsafePointer<UInt8>, length: Int) -> Bool {
+        length >= 4 && p[1] == 0 && p[3] == 0 && p[0] != 0
+    }
+
+    /// The match as text: UTF-16LE read as its low bytes, anything unprintable as '.'.
+    static func text(_ p: UnsafePointer<UInt8>, length: Int, wide: Bool) -> String {
+        let step = wide ? 2 : 1
+        return String(stride(from: 0, to: length, by: step).map { i -> Character in
+            let c = p[i]
+            return c >= 0x20 && c < 0x7f ? Character(Unicode.Scalar(c)) : (c == 0x0a ? "⏎" : ".")
+        })
+    }
+
+    /// Grows a match to the end of the block it opens: through `marker` (and, when the marker
+    /// is only the start of the end line, through its closing dashes), found within 64 KiB;
+    /// the match alone when the marker is not there.
+    static func extend(_ base: UnsafePointer<UInt8>, size: Int, offset: Int, length: Int, to marker: String) -> Int {
+        func find(_ needle: [UInt8], from start: Int, before limit: Int) -> Int? {
+            var i = start
+            while i + needle.count <= limit {
+                if base[i] == needle[0] && (1..<needle.count).allSatisfy({ base[i + $0] == needle[$0] }) { return i }
+                i += 1
+            }
+            return nil
+        }
+        let needle = Array(marker.utf8)
+        guard let at = find(needle, from: offset + length, before: min(size, offset + (64 << 10))) else { return length }
+        var end = at + needle.count
+        if !marker.hasSuffix("-----"), let dashes = find(Array("-----".utf8), from: end, before: min(size, end + 80)) {
+            end = dashes + 5
+        }
+        return end - offset
+    }
+
+    /// Hides the secret: shows the rule's harmless lead (a PEM header, an assignment's name,
+    /// a token's prefix), then how much is hidden.
+    static func redact(_ text: String, facts: SecretRules.RuleFacts) -> String {
+        let chars = Array(text)
+        var shown: Int
+        if let through = facts.revealThrough {
+            if through.count > 1 && !through.allSatisfy({ "=:".contains($0) }), let r = text.range(of: through) {
+                shown = text.distance(from: text.startIndex, to: r.upperBound)
+            } else if let i = chars.firstIndex(where: { through.contains($0) }) {
+                // An assignment: its name and delimiter (and a quote or spaces after it).
+                shown = i + 1
+                while shown < chars.count && " \t\"'".contains(chars[shown]) { shown += 1 }
+                // A crypt hash: the scheme and salt ($6$salt$) are not the secret.
+                if through == "$" { shown = chars.lastIndex(of: "$").map { $0 + 1 } ?? shown }
+            } else {
+                shown = min(4, chars.count / 4)
+            }
+        } else {
+            shown = min(facts.reveal, chars.count / 4)
+        }
+        shown = min(shown, chars.count)
+        let hidden = chars.count - shown
+        return String(chars[..<shown]) + (hidden > 0 ? "…[\(hidden) hidden]" : "")
+    }
+}
+
+extension Array where Element == String {
+    /// Calls `body` with the strings as a C array of C strings.
+    func withCStrings<R>(_ body: ([UnsafePointer<CChar>?]) -> R) -> R {
+        let copies = map { strdup($0) }
+        defer { copies.forEach { free($0) } }
+        return body(copies.map { UnsafePointer($0) })
+    }
+}

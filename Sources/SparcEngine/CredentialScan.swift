@@ -1,0 +1,151 @@
+import Foundation
+import HexView
+import SecretScan
+import SparcSupport
+
+/// Credential scanning of bundles and files: every finding with its guest-physical address
+/// and the owner of its page from the bundle's owner map.
+public enum CredentialScan {
+    /// A finding the operator accepted: a rule, everywhere or only in one command's memory.
+    public struct Allowance: Equatable, Sendable {
+        public var rule: String
+        /// The owning process's command (`sshd`), or nil for every owner.
+        public var command: String?
+
+        public init(rule: String, command: String? = nil) {
+            self.rule = rule
+            self.command = command
+        }
+
+        /// Parses `RULE` or `RULE@COMMAND`.
+        public init(parsing text: String) throws {
+            let parts = text.split(separator: "@", maxSplits: 1).map { String($0).trimmed }
+            guard let rule = parts.first, !rule.isEmpty, rule.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }) else {
+                throw SparcError("'\(text)' is not an allowance: give RULE or RULE@COMMAND (e.g. openssh_private_key@sshd)")
+            }
+            self.init(rule: rule, command: parts.count > 1 && !parts[1].isEmpty ? parts[1] : nil)
+        }
+
+        public func covers(_ finding: SecretFinding) -> Bool {
+            guard finding.rule.id == rule else { return false }
+            guard let command else { return true }
+            return finding.owner?.command.map { Path.base(of: $0.split(separator: " ").first.map(String.init) ?? $0) } == command
+        }
+
+        /// Reads an allow-list file: one allowance per line, `#` comments.
+        public static func load(_ path: String) throws -> [Allowance] {
+            let file = try OpenedFile(regular: path, followSymlinks: true, maxSize: 1 << 20)
+            let text = String(decoding: try file.readAll(), as: UTF8.self)
+            var out: [Allowance] = []
+            for (n, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+                let line = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init)?.trimmed ?? ""
+                guard !line.isEmpty else { continue }
+                do { out.append(try Allowance(parsing: line)) } catch { throw SparcError("\(path):\(n + 1): \(error)") }
+            }
+            return out
+        }
+
+        /// The VM's own allow-list (`STATE/scan-allow/NAME`), if the operator made one.
+        public static func listPath(vm: String, environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
+            StateDirectory.path(environment: environment) + "/scan-allow/" + vm
+        }
+    }
+
+    /// What a scan found over all its paths.
+    public struct Report: Codable, Sendable {
+        public var findings: [SecretFinding]
+        /// Rules with more findings than listed (per file), and how many.
+        public var capped: [String: Int]
+        public var notes: [String]
+        /// Findings dropped by an allowance.
+        public var allowed: Int
+        public var bytesScanned: Int64
+
+        /// Findings grouped by owner (a process, or a kind of kernel memory), most first.
+        public var byOwner: [(owner: String, findings: [SecretFinding])] {
+            var groups: [String: [SecretFinding]] = [:]
+            for f in findings { groups[Self.ownerKey(f), default: []].append(f) }
+            return groups.map { ($0.key, $0.value) }.sorted { ($0.1.count, $1.0) > ($1.1.count, $0.0) }
+        }
+
+        static func ownerKey(_ f: SecretFinding) -> String {
+            guard let owner = f.owner else { return f.address == nil ? f.file : "unknown owner" }
+            guard let pid = owner.pid else { return owner.mapping }
+            return "pid \(pid) \(owner.command ?? "?")"
+        }
+
+        /// The processes that hold findings: pid and command, each once.
+        public var owningProcesses: [(pid: Int32, command: String)] {
+            var seen = Set<Int32>()
+            var out: [(Int32, String)] = []
+            for f in findings {
+                guard let pid = f.owner?.pid, seen.insert(pid).inserted else { continue }
+                out.append((pid, f.owner?.command ?? "?"))
+            }
+            return out.sorted { $0.0 < $1.0 }
+        }
+    }
+
+    /// Scans every file of each bundle (or only its memory image) and each other file.
+    public static func scan(
+        paths: [String], rules: SecretRules, reveal: Bool = false, memoryOnly: Bool = false, allow: [Allowance] = [],
+        maxFindingsPerRule: Int = 1000, progress: ((String, Int64, Int64) -> Void)? = nil, cancel: Cancellation? = nil
+    ) throws -> Report {
+        let scanner = SecretScanner(rules: rules, maxFindingsPerRule: maxFindingsPerRule, reveal: reveal)
+        var report = Report(findings: [], capped: [:], notes: [], allowed: 0, bytesScanned: 0)
+        for path in paths {
+            var targets = try ForensicSearch.targets(path)
+            if memoryOnly { targets = targets.filter { $0.layout != nil } }
+            for target in targets {
+                var result = try scanner.scan(
+                    file: target.file, displayName: target.display, progress: { done, total in progress?(target.display, done, total) },
+                    cancel: cancel)
+                report.bytesScanned += target.file.size
+                if let layout = target.layout {
+                    for i in result.findings.indices {
+                        let address = layout.physicalAddress(fileOffset: result.findings[i].offset)
+                        result.findings[i].address = address
+                        result.findings[i].owner = target.owners?.owner(ofFrame: address / 4096)
+                    }
+                }
+                let kept = result.findings.filter { f in !allow.contains { $0.covers(f) } }
+                report.allowed += result.findings.count - kept.count
+                report.findings += kept
+                for (rule, n) in result.capped { report.capped[rule, default: 0] += n }
+                report.notes += result.notes
+            }
+        }
+        return report
+    }
+
+    /// The checkpoint gate's verdict on a new bundle.
+    public struct Gate: Codable, Sendable {
+        public var scan: Report
+        /// The bundle was removed because it held credentials (`--refuse-secrets`).
+        public var refused: Bool
+        /// One line for the operator when refused: who holds what, and how to go on.
+        public var message: String?
+    }
+
+    /// Scans a new bundle's memory image (what exclusion left in it); with `refuse`, any
+    /// finding removes the bundle and the verdict names each owning process.
+    public static func gate(
+        bundle: String, rules: SecretRules, allow: [Allowance], refuse: Bool, reveal: Bool = false, maxFindingsPerRule: Int = 1000,
+        progress: ((String, Int64, Int64) -> Void)? = nil
+    ) throws -> Gate {
+        let report = try scan(
+            paths: [bundle], rules: rules, reveal: reveal, memoryOnly: true, allow: allow, maxFindingsPerRule: maxFindingsPerRule, progress: progress)
+        guard refuse, !report.findings.isEmpty else { return Gate(scan: report, refused: false, message: nil) }
+        try FileManager.default.removeItem(atPath: bundle)
+        let holders = report.owningProcesses
+        let kernel = report.findings.filter { $0.owner?.pid == nil }.count
+        var who = holders.map { "pid \($0.pid) (\($0.command))" }.joined(separator: ", ")
+        if kernel > 0 { who += (who.isEmpty ? "" : " and ") + "\(kernel) in memory no process maps" }
+        let rulesFound = Set(report.findings.map(\.rule.id)).sorted().joined(separator: ", ")
+        var advice = holders.isEmpty ? "" : "exclude them (" + holders.map { "--exclude-pid \($0.pid)" }.joined(separator: " ") + ") or "
+        advice += "accept the findings with --allow RULE[@COMMAND]"
+        return Gate(
+            scan: report, refused: true,
+            message: "refused: \(report.findings.count) credential(s) (\(rulesFound)) in memory that was not excluded, held by \(who); the bundle \(bundle) was removed: \(advice)")
+    }
+}
