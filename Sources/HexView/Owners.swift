@@ -9,6 +9,13 @@ public struct PageOwner: Codable, Equatable, Sendable {
     /// Other processes that map the same page.
     public var alsoMappedBy: [Int32]
 
+    public init(pid: Int32?, command: String?, mapping: String, alsoMappedBy: [Int32] = []) {
+        self.pid = pid
+        self.command = command
+        self.mapping = mapping
+        self.alsoMappedBy = alsoMappedBy
+    }
+
     public var description: String {
         guard let pid else { return mapping }
         let others = alsoMappedBy.isEmpty ? "" : " (also pid \(alsoMappedBy.map(String.init).joined(separator: ",")))"

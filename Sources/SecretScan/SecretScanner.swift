@@ -12,6 +12,13 @@ public struct SecretRule: Codable, Equatable, Hashable, Sendable {
     public var description: String
     /// critical, high, medium or low (a user rule without `severity` metadata is medium).
     public var severity: String
+
+    public init(id: String, namespace: String, description: String, severity: String) {
+        self.id = id
+        self.namespace = namespace
+        self.description = description
+        self.severity = severity
+    }
 }
 
 /// A compiled rule set: the built-in credential rules, a user's YARA rules, or both.
@@ -103,6 +110,21 @@ public struct SecretFinding: Codable, Equatable, Sendable {
     /// The match with all but its harmless lead hidden (or whole, when revealed).
     public var preview: String
     public var revealed: Bool
+
+    public init(
+        rule: SecretRule, file: String, offset: UInt64, length: Int, encoding: String, address: UInt64?, owner: PageOwner?, preview: String,
+        revealed: Bool
+    ) {
+        self.rule = rule
+        self.file = file
+        self.offset = offset
+        self.length = length
+        self.encoding = encoding
+        self.address = address
+        self.owner = owner
+        self.preview = preview
+        self.revealed = revealed
+    }
 }
 
 /// Scans files with a rule set in one pass per file: memory-mapped, holes skipped, blocks

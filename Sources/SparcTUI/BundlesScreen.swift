@@ -1,20 +1,23 @@
 
 /// The Bundles screen: the bundle directory, searched, restored through the wizard.
 extension TUIModel {
-    mutating func handleBundles(_ key: Key) {
+    mutating func handleBundles(_ key: Key) -> Effect {
         switch key {
         case .up, .down, .char("k"), .char("j"), .pageUp, .pageDown, .home, .end:
             bundleCursor = ListViewport.move(bundleCursor, count: bundles.count, by: key, screenHeight: screenHeight) ?? bundleCursor
         case .char("/"), .function(3), .enter:
-            guard bundleCursor < bundles.count else { return }
+            guard bundleCursor < bundles.count else { return .none }
             prompt = ("Search \(bundles[bundleCursor]) for", "", bundles[bundleCursor])
+        case .char("S"), .function(5):
+            guard bundleCursor < bundles.count else { return .none }
+            return .scan(bundle: bundles[bundleCursor])
         case .char("o"):
             prompt = ("Search which file (path)", "", "file:")
         case .char("R"), .function(7):
-            guard bundleCursor < bundles.count else { return }
+            guard bundleCursor < bundles.count else { return .none }
             guard !readonly else {
                 status = "read-only: restore is disabled"
-                return
+                return .none
             }
             let b = bundles[bundleCursor]
             let kills = bundleKills[b] ?? []
@@ -24,6 +27,7 @@ extension TUIModel {
                 effect: .restore(bundle: b, allowRollback: false))
         default: break
         }
+        return .none
     }
 
     func renderBundles(into buffer: inout CellBuffer) {

@@ -17,6 +17,10 @@ extension TUIModel {
         case .pageDown: page.offset += step * 16
         case .pageUp: page.offset = page.offset >= step * 16 ? page.offset - step * 16 : 0
         case .home: page.offset = 0
+        case .char("v") where page.hidden != nil:
+            page.hidden!.toggle()
+            hex = page
+            return .none
         case .char("g"):
             prompt = ("Go to offset (0x… hex or decimal)", "", "hex:")
             return .none
@@ -48,6 +52,12 @@ extension TUIModel {
                 let hit = page.highlight?.contains(off + UInt64(j)) ?? false
                 let style = hit ? CellBuffer.Style.byteHit : Self.style(ByteCategory(b))
                 let col = hexStart + j * 3 + (j >= 8 ? 1 : 0)
+                if hit && page.hidden == true {
+                    // A credential stays hidden until the operator reveals it (v).
+                    buffer.put("**", row: 1 + i, column: col, style: style)
+                    buffer.put("*", row: 1 + i, column: charStart + j, style: style)
+                    continue
+                }
                 for c in col..<col + 2 where c < w { buffer.recolor(row: 1 + i, column: c, style: style) }
                 if charStart + j < w { buffer.recolor(row: 1 + i, column: charStart + j, style: style) }
             }

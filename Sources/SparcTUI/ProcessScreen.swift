@@ -71,6 +71,9 @@ public struct ProcessScreen {
         move(by: 1)
     }
 
+    /// Tags one process (the Scan view's `t` tags a finding's owner).
+    public mutating func tag(_ pid: Int32) { tagged.insert(pid) }
+
     /// `c`: tag the process under the cursor with all its descendants.
     public mutating func tagWithChildren() {
         guard let pid = selectedPid else { return }

@@ -1,6 +1,7 @@
 import Foundation
 import GuestQuery
 import HexView
+import SecretScan
 import SnapshotModel
 import SparcSupport
 
@@ -15,6 +16,8 @@ public enum Effect: Equatable, Sendable {
     case checkpoint(ExclusionRequest, output: String)
     case search(pattern: String, bundle: String, encodings: [SearchEncoding], ignoreCase: Bool)
     case restore(bundle: String, allowRollback: Bool)
+    /// Scan a bundle for credentials with the built-in rules.
+    case scan(bundle: String)
     /// Read bytes of `path` from `offset` into `hex.data` (the hex view asks for its page).
     case loadHex(path: String, offset: UInt64)
     /// Stop the running checkpoint or search at its next safe point.
@@ -31,6 +34,8 @@ public struct HexPage: Equatable, Sendable {
     public var highlight: Range<UInt64>?
     /// Whether the file is a guest memory image (its rows show guest-physical addresses).
     public var isMemoryImage = false
+    /// For a credential finding: whether its bytes are hidden (`v` reveals them); nil otherwise.
+    public var hidden: Bool? = nil
     /// The image's layout, from its size (the front end reads it when it loads the page):
     /// file offsets map to guest addresses through it, above the low/high split too.
     public var layout: PhysicalLayout?
@@ -74,6 +79,10 @@ public struct TUIModel {
     public var hits: [SearchHit] = []
     public var hitIndex = 0
     public var hex: HexPage?
+    /// Findings of the last credential scan, shown over the bundle list until Esc.
+    public var findings: [SecretFinding] = []
+    public var findingIndex = 0
+    public var scannedBundle: String?
     /// Search options, toggled in the search prompt: F5 cycles encodings, F6 case.
     public var searchEncodings: [SearchEncoding] = [.ascii, .utf16le]
     public var searchIgnoreCase = false
@@ -111,7 +120,7 @@ public struct TUIModel {
     public mutating func handle(_ key: Key) -> Effect {
         let effect = handleKey(key)
         switch effect {
-        case .checkpoint, .search, .restore:
+        case .checkpoint, .search, .restore, .scan:
             if let busy {
                 status = "\(busy) — one job at a time (Esc cancels it)"
                 return .none
@@ -187,6 +196,7 @@ public struct TUIModel {
         }
         if busy != nil, key == .escape { return .cancel }
         if hex != nil && prompt == nil { return handleHex(key) }
+        if !findings.isEmpty && tab == .bundles, let effect = handleScan(key) { return effect }
         if !hits.isEmpty && tab == .bundles, let effect = handleHits(key) { return effect }
         switch key {
         case .char("q"), .function(10):
@@ -221,7 +231,7 @@ public struct TUIModel {
             switch tab {
             case .processes: handleProcesses(key)
             case .terminals: handleTerminals(key)
-            case .bundles: handleBundles(key)
+            case .bundles: return handleBundles(key)
             }
         }
         return .none
@@ -242,7 +252,14 @@ public struct TUIModel {
         switch tab {
         case .processes: processes.render(into: &buffer)
         case .terminals: renderTerminals(into: &buffer)
-        case .bundles: if hits.isEmpty { renderBundles(into: &buffer) } else { renderHits(into: &buffer) }
+        case .bundles:
+            if !findings.isEmpty {
+                renderScan(into: &buffer)
+            } else if !hits.isEmpty {
+                renderHits(into: &buffer)
+            } else {
+                renderBundles(into: &buffer)
+            }
         }
         // Tabs on the header's right, the active one highlighted.
         var col = max(0, w - Tab.allCases.reduce(0) { $0 + $1.title.count + 3 })
@@ -286,9 +303,14 @@ public struct TUIModel {
         case .processes: own = ProcessScreenHelp.processKeys
         case .terminals: own = ["Terminals — keys", "  Up/Down, j/k  move", "  Space     tag the terminal (everything on it is left out)", "  U         clear terminal tags"]
         case .bundles:
-            own = hits.isEmpty
+            own = !findings.isEmpty
+                ? ["Credential findings — keys", "  n/N, Up/Down  step through the findings (grouped by owner)",
+                   "  Enter     hex view at the finding, its bytes hidden (v reveals them)",
+                   "  t         tag the owning process for exclusion (F8 then checkpoints without it)", "  Esc       back to the bundles"]
+                : hits.isEmpty
                 ? ["Bundles — keys", "  Up/Down, j/k  move", "  Enter, F3 search the bundle (prompt: F5 encodings, F6 case)",
-                   "  o         search any file by path", "  F7, R     restore wizard (asks first; default No)"]
+                   "  o         search any file by path", "  F5, S     scan the bundle for credentials (keys, tokens, passwords)",
+                   "  F7, R     restore wizard (asks first; default No)"]
                 : ["Search hits — keys", "  n/N, Up/Down  step through the hits", "  Enter     hex view at the hit (PgUp/PgDn, g goes to an offset,",
                    "            / or F3 searches from there)", "  Esc       back to the bundles"]
         }
@@ -299,8 +321,9 @@ public struct TUIModel {
     public var functionKeys: [FunctionKey] {
         if help { return [.init(.escape, "Close")] }
         if confirm != nil { return [.init(.char("y"), "Yes"), .init(.char("n"), "No"), .init(.tab, "Switch")] }
-        if hex != nil {
-            return [
+        if let hex {
+            let reveal: [FunctionKey] = hex.hidden.map { [.init(.char("v"), $0 ? "Reveal" : "Hide")] } ?? []
+            return reveal + [
                 .init(.pageUp, "Up"), .init(.pageDown, "Down"), .init(.char("g"), "Goto"), .init(.function(3), "Search"),
                 .init(.escape, "Back"), .init(.function(10), "Quit"),
             ]
@@ -313,6 +336,12 @@ public struct TUIModel {
                 .init(.tab, "Next"), .init(.function(10), "Quit"),
             ]
         case .bundles:
+            if !findings.isEmpty {
+                return [
+                    .init(.enter, "Hex"), .init(.char("t"), "TagOwner"), .init(.char("n"), "Next"), .init(.char("N"), "Prev"),
+                    .init(.escape, "Back"), .init(.function(10), "Quit"),
+                ]
+            }
             if !hits.isEmpty {
                 return [
                     .init(.char("n"), "Next"), .init(.char("N"), "Prev"), .init(.enter, "Hex"), .init(.escape, "Back"),
@@ -320,7 +349,7 @@ public struct TUIModel {
                 ]
             }
             return [
-                .init(.function(1), "Help"), .init(.function(3), "Search"), .init(.function(7), "Restore"),
+                .init(.function(1), "Help"), .init(.function(3), "Search"), .init(.function(5), "Scan"), .init(.function(7), "Restore"),
                 .init(.function(8), "Checkpt"), .init(.tab, "Next"), .init(.function(10), "Quit"),
             ]
         }

@@ -2,6 +2,7 @@ import CNCurses
 import Foundation
 import GuestQuery
 import HexView
+import SecretScan
 import SnapshotModel
 import SparcEngine
 import SparcSupport
@@ -17,6 +18,8 @@ public final class TerminalUI {
     /// How far the running checkpoint is (from its typed phase), for the progress bar.
     let workFraction = SharedBox<Double?>(nil)
     let foundHits = SharedBox<[SearchHit]?>(nil)
+    /// A finished credential scan's findings and the bundle, for the UI thread to show.
+    let foundFindings = SharedBox<(findings: [SecretFinding], bundle: String)?>(nil)
     /// Cancels the work in progress (checkpoint or search).
     var cancellation = Cancellation()
     /// A restore refused as a rollback, waiting for the operator's confirmation.
@@ -86,7 +89,7 @@ public final class TerminalUI {
         // One job at a time, and it keeps its own cancellation: a search started during a
         // checkpoint would clear the checkpoint's busy state, and quitting then could leave QEMU paused.
         switch effect {
-        case .checkpoint, .search, .restore:
+        case .checkpoint, .search, .restore, .scan:
             if let running = work.value.busy {
                 model.status = "\(running) — one job at a time (Esc cancels it)"
                 return
@@ -135,6 +138,28 @@ public final class TerminalUI {
                     }
                 } catch {
                     work.value = (nil, "search failed: \(error)")
+                }
+            }
+        case .scan(let bundle):
+            work.value = ("scanning \(bundle) for credentials", nil)
+            let path = bundle.hasPrefix("/") ? bundle : model.bundleDirectory + "/" + bundle
+            let findingsBox = foundFindings
+            startThread {
+                do {
+                    let report = try CredentialScan.scan(
+                        paths: [path], rules: try SecretRules(),
+                        progress: { file, done, total in
+                            work.value = ("scanning \(Path.base(of: file)) \(done * 100 / max(total, 1))% (Esc cancels)", nil)
+                        }, cancel: cancel)
+                    if report.findings.isEmpty {
+                        work.value = (nil, "no credentials found in \(bundle)")
+                    } else {
+                        findingsBox.value = (report.findings, bundle)
+                        let owners = report.owningProcesses.map { "pid \($0.pid) \($0.command)" }
+                        work.value = (nil, "\(report.findings.count) credential finding(s) in \(bundle)" + (owners.isEmpty ? "" : ", held by " + owners.joined(separator: ", ")))
+                    }
+                } catch {
+                    work.value = (nil, "scan failed: \(error)")
                 }
             }
         case .loadHex(let path, let offset):
@@ -236,6 +261,10 @@ public final class TerminalUI {
             let w = work.value
             model.busy = w.busy
             model.busyFraction = w.busy == nil ? nil : workFraction.value
+            if let found = foundFindings.value {
+                foundFindings.value = nil
+                model.receiveFindings(found.findings, bundle: found.bundle)
+            }
             if let hits = foundHits.value {
                 foundHits.value = nil
                 let effect = model.receiveHits(hits)

@@ -129,6 +129,43 @@ final class TUITests: GuestTestCase {
         XCTAssertFalse((try? screen())?.contains("COMMAND") ?? false, "the UI quit and gave the terminal back")
     }
 
+    /// The Scan view: F5 on a bundle finds a credential assembled in a guest process, names
+    /// its owner, opens the hex view with the secret hidden until `v`, and `t` tags the owner.
+    func testScanViewFindsTheOwnerAndTagsIt() throws {
+        try XCTSkipUnless(Subprocess.which("tmux") != nil, "tmux is missing")
+        let holder = try detach("exec sparc-probe assemble aws 4242 > /dev/null")
+        let bundles = work + "/scan-bundles"
+        try FileSystem.makeDirectory(bundles)
+        try sparc.ok(["checkpoint", "--name", vm, "-o", bundles + "/with-key.sparc"])
+
+        let env = "SPARC_RUNTIME_DIR=\(runtime) SPARC_STATE_DIR=\(runtime)-state SPARC_BUNDLES=\(runtime)-bundles"
+        _ = try tmux(["new-session", "-d", "-s", session, "-x", "120", "-y", "30", "\(env) \(sparc.binary) tui --name \(vm) --bundles \(bundles)"])
+        defer { _ = try? tmux(["kill-session", "-t", session]) }
+        try waitFor("COMMAND")
+        try keys("F6")
+        let list = try waitFor("with-key.sparc")
+        XCTAssertTrue(list.contains("Scan"), "the Bundles function bar offers the scan:\n\(list)")
+        try keys("F5")
+        let found = try waitFor("credentials in with-key.sparc", seconds: 60)
+        XCTAssertTrue(found.contains("pid \(holder) sparc-probe — 1 finding(s)"), found)
+        XCTAssertTrue(found.contains("aws_access_key_id (high)") && found.contains("AKIA…[16 hidden]"), found)
+
+        try keys("Enter")
+        let hex = try waitFor("aws_access_key_id [pid \(holder)")
+        XCTAssertTrue(hex.contains("** ** ** **"), "the key's bytes are hidden:\n\(hex)")
+        XCTAssertFalse(hex.contains("AKIA"), hex)
+        try keys("v")
+        let revealed = try waitFor("AKIA")
+        XCTAssertFalse(revealed.contains("** ** ** **"), revealed)
+        try keys("Escape")
+        try waitFor("1 finding(s), 1 owner(s)")
+        try keys("t")
+        try waitFor("tagged pid \(holder) (sparc-probe) for exclusion")
+        try keys("Escape", "F2")
+        try waitFor("1 tagged")
+        try keys("q")
+    }
+
     func testNoColorIsHonoured() throws {
         try XCTSkipUnless(Subprocess.which("tmux") != nil, "tmux is missing")
         let env = "SPARC_RUNTIME_DIR=\(runtime) SPARC_STATE_DIR=\(runtime)-state SPARC_BUNDLES=\(runtime)-bundles"
