@@ -33,7 +33,7 @@ for f in bin/sparc libexec/sparc/sparc-rsdmd share/man/man1/sparc.1 share/man/ma
     [ -s "$stage$prefix/$f" ] || fail "$prefix/$f is missing or empty"
 done
 [ -x "$sparc" ] || fail "bin/sparc is not executable"
-grep -q '^\.Dt SPARC-CHECKPOINT\|^\.TH' "$stage$prefix/share/man/man1/sparc.checkpoint.1" || fail "sparc.checkpoint.1 is not a manual page"
+grep -q '^\.Dt SPARC.CHECKPOINT 1' "$stage$prefix/share/man/man1/sparc.checkpoint.1" || fail "sparc.checkpoint.1 is not a manual page"
 bash -n "$stage$prefix/share/bash-completion/completions/sparc" || fail "the bash completion does not parse"
 
 cd /
