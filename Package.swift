@@ -23,13 +23,15 @@ let package = Package(
         .target(name: "SnapshotModel", dependencies: ["SparcSupport", "COpenSSL"]),
         .target(name: "GuestQuery", dependencies: ["SparcSupport"]),
         .target(name: "Hypervisor", dependencies: ["SparcSupport"]),
+        // Hyperscan (Debian's libhyperscan-dev): regular expressions and the credential rules' prefilter in one pass.
+        .systemLibrary(name: "CHyperscan", providers: [.apt(["libhyperscan-dev"])]),
         // SIMD scan loop of the forensic search.
         .target(name: "CHexScan"),
-        .target(name: "HexView", dependencies: ["CHexScan", "SparcSupport", "GuestQuery"]),
+        .target(name: "HexView", dependencies: ["CHexScan", "CHyperscan", "SparcSupport", "GuestQuery"]),
         // libyara (Debian's libyara-dev) behind a narrow C face: its macros do not import.
         .target(name: "CYaraScan", linkerSettings: [.linkedLibrary("yara")]),
         // Credential scanning: built-in rules and the user's YARA rules over memory images.
-        .target(name: "SecretScan", dependencies: ["CYaraScan", "HexView", "SparcSupport"]),
+        .target(name: "SecretScan", dependencies: ["CYaraScan", "CHyperscan", "HexView", "SparcSupport"]),
         .target(
             name: "SparcEngine",
             dependencies: ["SparcSupport", "SnapshotModel", "GuestQuery", "Hypervisor", "HexView", "SecretScan"]),

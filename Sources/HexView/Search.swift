@@ -1,3 +1,4 @@
+import CHyperscan
 import CHexScan
 import Dispatch
 import Foundation
@@ -39,6 +40,10 @@ public struct SearchQuery: Sendable {
 
     public var patterns: [Pattern]
     public var regex: String?
+    /// The regular expression compiled (Hyperscan), one expression per encoding.
+    public var regexDatabase: HyperscanDatabase?
+    /// The encoding label of each compiled expression ("ascii", "utf16le").
+    public var regexLabels: [String] = []
     public var ignoreCase: Bool
     public var display: String
 
@@ -75,14 +80,37 @@ public struct SearchQuery: Sendable {
         return SearchQuery(patterns: [Pattern(bytes: bytes, label: "hex", ignoreCase: false)], regex: nil, ignoreCase: false, display: text)
     }
 
-    /// A regular expression over bytes read as Latin-1 (one character per byte).
-    public static func regex(_ pattern: String, ignoreCase: Bool) throws -> SearchQuery {
-        do {
-            _ = try NSRegularExpression(pattern: pattern, options: ignoreCase ? [.caseInsensitive] : [])
-        } catch {
-            throw SparcError("invalid regular expression '\(pattern)'")
+    /// A regular expression over bytes (PCRE syntax, as Hyperscan reads it; `.` is any byte
+    /// but a newline), in ASCII and, rewritten for it, UTF-16LE text.
+    public static func regex(_ pattern: String, ignoreCase: Bool, encodings: [SearchEncoding] = [.ascii, .utf16le]) throws -> SearchQuery {
+        guard !pattern.isEmpty else { throw SparcError("empty regular expression") }
+        var expressions: [String] = []
+        var labels: [String] = []
+        for e in encodings {
+            switch e {
+            case .ascii, .utf8:
+                if !labels.contains("ascii") {
+                    expressions.append(pattern)
+                    labels.append("ascii")
+                }
+            case .utf16le:
+                do { expressions.append(try WideRegex.transform(pattern)) } catch { throw SparcError("invalid regular expression '\(pattern)': \(error)") }
+                labels.append("utf16le")
+            case .utf16be:
+                throw SparcError("a regular expression is searched as ascii and utf16le only (not utf16be)")
+            }
         }
-        return SearchQuery(patterns: [], regex: pattern, ignoreCase: ignoreCase, display: pattern)
+        let flags = UInt32(HS_FLAG_SOM_LEFTMOST) | (ignoreCase ? UInt32(HS_FLAG_CASELESS) : 0)
+        let database: HyperscanDatabase
+        do {
+            database = try HyperscanDatabase(expressions: expressions, flags: Array(repeating: flags, count: expressions.count))
+        } catch {
+            throw SparcError("invalid regular expression '\(pattern)': \(error)")
+        }
+        var query = SearchQuery(patterns: [], regex: pattern, ignoreCase: ignoreCase, display: pattern)
+        query.regexDatabase = database
+        query.regexLabels = labels
+        return query
     }
 
     var longest: Int { patterns.map(\.bytes.count).max() ?? 0 }
@@ -212,7 +240,7 @@ public struct FileSearcher {
                 let c = base[i]
                 return c >= 0x20 && c < 0x7f ? Character(Unicode.Scalar(c)) : "."
             })
-            let label = pattern >= 0 ? query.patterns[pattern].label : "regex"
+            let label = pattern >= 0 ? query.patterns[pattern].label : "regex " + query.regexLabels[-pattern - 1]
             hits.append(SearchHit(file: name, offset: UInt64(offset), length: length, encoding: label, address: nil, context: context, owner: nil))
             if hits.count >= maxHits { break }
         }
@@ -221,8 +249,8 @@ public struct FileSearcher {
 
     /// Finds hits in one block: (offset in block, pattern index or -1 for regex, length).
     static func scan(_ p: UnsafePointer<UInt8>, length: Int, limit: Int, query: SearchQuery, maxHits: Int) -> [(Int, Int, Int)] {
-        if let regex = query.regex {
-            return scanRegex(p, length: length, limit: limit, pattern: regex, ignoreCase: query.ignoreCase, maxHits: maxHits)
+        if let database = query.regexDatabase {
+            return scanRegex(p, length: length, limit: limit, database: database, maxHits: maxHits)
         }
         final class Sink {
             var hits: [(Int, Int, Int)] = []
@@ -249,21 +277,35 @@ public struct FileSearcher {
         }
     }
 
-    static func scanRegex(_ p: UnsafePointer<UInt8>, length: Int, limit: Int, pattern: String, ignoreCase: Bool, maxHits: Int) -> [(Int, Int, Int)] {
-        guard let re = try? NSRegularExpression(pattern: pattern, options: ignoreCase ? [.caseInsensitive] : []) else { return [] }
-        // One character per byte (bytes above 0x7f read as '.'), so offsets are byte offsets.
-        let latin = String(unsafeUninitializedCapacity: length) { buf in
-            _ = buf.initialize(from: UnsafeBufferPointer(start: p, count: length).map { $0 < 0x80 ? $0 : 0x2E })
-            return length
+    /// Hits of a compiled regular expression in one block: (offset, -(expression + 1), length),
+    /// leftmost-longest and not overlapping, as a regex search reads them (Hyperscan reports
+    /// every end of every match).
+    static func scanRegex(_ p: UnsafePointer<UInt8>, length: Int, limit: Int, database: HyperscanDatabase, maxHits: Int) -> [(Int, Int, Int)] {
+        var longest: [Int: [Int: Int]] = [:]  // expression -> start -> longest end
+        var count = 0
+        guard let scratch = try? database.threadScratch() else { fatalError("out of memory for the regular expression's scratch space") }
+        defer { HyperscanDatabase.freeScratch(scratch) }
+        do {
+            try database.scan(p, length: length, scratch: scratch) { id, from, to in
+                let start = Int(from)
+                guard start < limit, to > from else { return false }
+                if longest[Int(id), default: [:]][start] == nil { count += 1 }
+                longest[Int(id), default: [:]][start] = max(longest[Int(id)]?[start] ?? 0, Int(to))
+                return count > maxHits * 4
+            }
+        } catch {
+            fatalError("\(error)")
         }
         var hits: [(Int, Int, Int)] = []
-        let ns = latin as NSString
-        re.enumerateMatches(in: latin, range: NSRange(location: 0, length: ns.length)) { m, _, stop in
-            guard let m, m.range.length > 0, m.range.location < limit else { return }
-            hits.append((m.range.location, -1, m.range.length))
-            if hits.count >= maxHits { stop.pointee = true }
+        for (id, starts) in longest {
+            var reached = -1
+            for start in starts.keys.sorted() where start >= reached {
+                let end = starts[start]!
+                hits.append((start, -(id + 1), end - start))
+                reached = end
+            }
         }
-        return hits
+        return Array(hits.sorted { $0.0 < $1.0 }.prefix(maxHits))
     }
 }
 

@@ -22,8 +22,16 @@ public struct SecretRule: Codable, Equatable, Hashable, Sendable {
 }
 
 /// A compiled rule set: the built-in credential rules, a user's YARA rules, or both.
+///
+/// The built-in rules run in two steps: Hyperscan finds every place one of them may end in
+/// one pass at memory speed, then libyara matches exactly around each such place. A user's
+/// rules are arbitrary YARA, so libyara scans for them everywhere.
 public final class SecretRules: @unchecked Sendable {
-    let compiled: OpaquePointer
+    /// The built-in rules in libyara (the exact matcher) and their Hyperscan prefilter.
+    let builtin: OpaquePointer?
+    let prefilter: BuiltinPrefilter?
+    /// The user's rule files in libyara.
+    let user: OpaquePointer?
     /// Rule metadata read once per rule (matches come from any scanning thread).
     private let metaCache = SharedBox<[UInt: RuleFacts]>([:])
     public let ruleCount: Int
@@ -40,9 +48,8 @@ public final class SecretRules: @unchecked Sendable {
     /// Compiles the built-in rules (unless `builtin` is false) and each rule file.
     ///
     /// A rule file with an error is refused with one line naming the file and the line.
-    public init(builtin: Bool = true, ascii: Bool = true, wide: Bool = true, ruleFiles: [String] = []) throws {
+    public init(builtin useBuiltin: Bool = true, ascii: Bool = true, wide: Bool = true, ruleFiles: [String] = []) throws {
         var sources: [(name: String, text: String)] = []
-        if builtin { sources.append(("built-in rules", BuiltinRules.source(ascii: ascii, wide: wide))) }
         for path in ruleFiles {
             let file = try OpenedFile(regular: path, followSymlinks: true, maxSize: 16 << 20)
             guard let text = String(data: try file.readAll(), encoding: .utf8) else {
@@ -50,7 +57,33 @@ public final class SecretRules: @unchecked Sendable {
             }
             sources.append((path, text))
         }
-        guard !sources.isEmpty else { throw SparcError("no rules to scan with: --no-builtin needs at least one --rules FILE") }
+        guard useBuiltin || !sources.isEmpty else { throw SparcError("no rules to scan with: --no-builtin needs at least one --rules FILE") }
+        var warnings: [String] = []
+        let user = sources.isEmpty ? nil : try Self.compile(sources, warnings: &warnings)
+        if let user, sparc_yara_rule_count(user) == 0 {
+            sparc_yara_destroy(user)
+            throw SparcError("the rule files hold no rule: nothing to scan for")
+        }
+        var builtin: OpaquePointer?
+        var prefilter: BuiltinPrefilter?
+        do {
+            if useBuiltin {
+                builtin = try Self.compile([("built-in rules", BuiltinRules.source(ascii: ascii, wide: wide))], warnings: &warnings)
+                prefilter = try BuiltinPrefilter(ascii: ascii, wide: wide)
+            }
+        } catch {
+            if let user { sparc_yara_destroy(user) }
+            if let builtin { sparc_yara_destroy(builtin) }
+            throw error
+        }
+        self.user = user
+        self.builtin = builtin
+        self.prefilter = prefilter
+        ruleCount = Int((user.map(sparc_yara_rule_count) ?? 0) + (builtin.map(sparc_yara_rule_count) ?? 0))
+        self.warnings = warnings
+    }
+
+    static func compile(_ sources: [(name: String, text: String)], warnings: inout [String]) throws -> OpaquePointer {
         final class Messages { var errors: [String] = []; var warnings: [String] = [] }
         let messages = Messages()
         var errors: Int32 = 0
@@ -64,19 +97,15 @@ public final class SecretRules: @unchecked Sendable {
                 }, ctx, &errors)
             }
         }
-        guard errors == 0, let rules else {
-            throw SparcError(messages.errors.first ?? "the rules could not be compiled")
-        }
-        guard sparc_yara_rule_count(rules) > 0 else {
-            sparc_yara_destroy(rules)
-            throw SparcError("the rule files hold no rule: nothing to scan for")
-        }
-        compiled = rules
-        ruleCount = Int(sparc_yara_rule_count(rules))
-        warnings = messages.warnings
+        guard errors == 0, let rules else { throw SparcError(messages.errors.first ?? "the rules could not be compiled") }
+        warnings += messages.warnings
+        return rules
     }
 
-    deinit { sparc_yara_destroy(compiled) }
+    deinit {
+        if let builtin { sparc_yara_destroy(builtin) }
+        if let user { sparc_yara_destroy(user) }
+    }
 
     func facts(_ handle: UnsafeRawPointer?) -> RuleFacts {
         let key = UInt(bitPattern: handle)
@@ -168,29 +197,119 @@ public struct SecretScanner: Sendable {
         nonisolated(unsafe) let base = mapped
         let size = file.size
         let regions = FileSearcher.dataRegions(fd: file.fd, size: size, skipHoles: true, before: Self.overlap, after: Self.overlap)
-        var blocks: [(start: Int, limit: Int, end: Int)] = []
+        var blocks: [Span] = []
         for r in regions {
             var s = r.lowerBound
             while s < r.upperBound {
                 let limit = min(r.upperBound, s + Self.blockSize)
-                blocks.append((s, limit, min(size, limit + Self.overlap)))
+                blocks.append(Span(start: s, limit: limit, end: min(size, limit + Self.overlap)))
                 s = limit
             }
         }
-        let total = Int64(blocks.reduce(0) { $0 + ($1.limit - $1.start) })
+        let passes = (rules.prefilter != nil ? 1 : 0) + (rules.user != nil ? 1 : 0)
+        let total = Int64(blocks.reduce(0) { $0 + ($1.limit - $1.start) }) * Int64(passes)
         let done = SharedBox<Int64>(0)
-        let perBlock = SharedBox([[RawMatch]](repeating: [], count: blocks.count))
-        let overflows = SharedBox<Set<String>>([])
+        let step: (Int) -> Void = { bytes in
+            let sofar = done.mutate { d -> Int64 in
+                d += Int64(bytes)
+                return d
+            }
+            progress?(sofar, total)
+        }
+        var raw: [RawMatch] = []
+        var overflows = Set<String>()
+        if let prefilter = rules.prefilter, let builtin = rules.builtin {
+            // Where a built-in rule may match, found at memory speed; libyara then decides there.
+            let windows = try candidateWindows(prefilter, base: base, size: size, blocks: blocks, step: step, cancel: cancel)
+            raw += try yaraScan(builtin, base: base, spans: windows, name: name, cancel: cancel, overflows: &overflows, step: nil)
+        }
+        if let user = rules.user {
+            raw += try yaraScan(user, base: base, spans: blocks, name: name, cancel: cancel, overflows: &overflows, step: step)
+        }
+        if cancel?.isCancelled == true { throw SparcError("scan cancelled") }
+        return assemble(raw, base: base, size: size, name: name, overflows: overflows)
+    }
+
+    /// A stretch of the file to scan: matches must start before `limit`; the bytes up to
+    /// `end` let a match that starts there finish.
+    struct Span {
+        var start: Int
+        var limit: Int
+        var end: Int
+    }
+
+    /// Candidates in one block beyond this many: the block is handed to libyara whole.
+    static let candidatesPerBlock = 100_000
+
+    /// The stretches around every place a built-in pattern may end (each reaching back the
+    /// longest match), merged where they overlap.
+    func candidateWindows(
+        _ prefilter: BuiltinPrefilter, base: UnsafePointer<UInt8>, size: Int, blocks: [Span], step: @escaping (Int) -> Void,
+        cancel: Cancellation?
+    ) throws -> [Span] {
+        let perBlock = SharedBox([[Int]](repeating: [], count: blocks.count))
+        let whole = SharedBox<[Int]>([])
         let failure = SharedBox<String?>(nil)
-        let rules = self.rules
-        let cap = maxFindingsPerRule
+        let database = prefilter.database
         DispatchQueue.concurrentPerform(iterations: blocks.count) { i in
             if cancel?.isCancelled == true || failure.value != nil { return }
             let b = blocks[i]
+            do {
+                let scratch = try database.threadScratch()
+                defer { HyperscanDatabase.freeScratch(scratch) }
+                var ends: [Int] = []
+                var dense = false
+                try database.scan(base + b.start, length: b.end - b.start, scratch: scratch) { _, _, to in
+                    ends.append(b.start + Int(to))
+                    if ends.count > Self.candidatesPerBlock {
+                        dense = true
+                        return true
+                    }
+                    return ends.count % 4096 == 0 && cancel?.isCancelled == true
+                }
+                if dense {
+                    whole.mutate { $0.append(i) }
+                } else {
+                    perBlock.mutate { $0[i] = ends }
+                }
+            } catch {
+                failure.value = "\(error)"
+            }
+            step(b.limit - b.start)
+        }
+        if let message = failure.value { throw SparcError(message) }
+        let reach = BuiltinRules.longestMatch + 64
+        var windows: [Span] = []
+        for end in perBlock.value.flatMap({ $0 }).sorted() {
+            let lo = max(0, end - reach)
+            let hi = min(size, end + 64)
+            if let last = windows.last, lo <= last.end {
+                windows[windows.count - 1].end = max(last.end, hi)
+                windows[windows.count - 1].limit = windows[windows.count - 1].end
+            } else {
+                windows.append(Span(start: lo, limit: hi, end: hi))
+            }
+        }
+        return windows + whole.value.map { blocks[$0] }
+    }
+
+    /// Runs libyara over each span (both cores), keeping matches that start before its limit.
+    func yaraScan(
+        _ compiled: OpaquePointer, base: UnsafePointer<UInt8>, spans: [Span], name: String, cancel: Cancellation?,
+        overflows: inout Set<String>, step: ((Int) -> Void)?
+    ) throws -> [RawMatch] {
+        let perSpan = SharedBox([[RawMatch]](repeating: [], count: spans.count))
+        let overflowed = SharedBox<Set<String>>([])
+        let failure = SharedBox<String?>(nil)
+        let rules = self.rules
+        let cap = maxFindingsPerRule
+        DispatchQueue.concurrentPerform(iterations: spans.count) { i in
+            if cancel?.isCancelled == true || failure.value != nil { return }
+            let b = spans[i]
             let sink = MatchSink(limit: b.limit - b.start, capPerRule: cap + 1, cancel: cancel)
             let ctx = Unmanaged.passUnretained(sink).toOpaque()
             let code = sparc_yara_scan(
-                rules.compiled, base + b.start, b.end - b.start, 0,
+                compiled, base + b.start, b.end - b.start, 0,
                 { ctx, rule, stringID, offset, length in
                     let sink = Unmanaged<MatchSink>.fromOpaque(ctx!).takeUnretainedValue()
                     return sink.add(rule: UInt(bitPattern: rule), string: stringID, offset: Int(offset), length: Int(length)) ? 1 : 0
@@ -205,20 +324,16 @@ public struct SecretScanner: Sendable {
                 return
             }
             let shifted = sink.matches.map { RawMatch(rule: $0.rule, offset: $0.offset + b.start, length: $0.length) }
-            perBlock.mutate { $0[i] = shifted }
+            perSpan.mutate { $0[i] = shifted }
             for (rule, string) in sink.overflowed {
                 let id = rules.facts(UnsafeRawPointer(bitPattern: rule)).rule.id
-                overflows.mutate { _ = $0.insert("\(id) (string \(string))") }
+                overflowed.mutate { _ = $0.insert("\(id) (string \(string))") }
             }
-            let sofar = done.mutate { d -> Int64 in
-                d += Int64(b.limit - b.start)
-                return d
-            }
-            progress?(sofar, total)
+            step?(b.limit - b.start)
         }
         if let message = failure.value { throw SparcError(message) }
-        if cancel?.isCancelled == true { throw SparcError("scan cancelled") }
-        return assemble(perBlock.value.flatMap { $0 }, base: base, size: size, name: name, overflows: overflows.value)
+        overflows.formUnion(overflowed.value)
+        return perSpan.value.flatMap { $0 }
     }
 
     struct RawMatch {

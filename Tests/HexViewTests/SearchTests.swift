@@ -71,6 +71,31 @@ final class SearchTests: XCTestCase {
         XCTAssertThrowsError(try SearchQuery.regex("(", ignoreCase: false))
     }
 
+    /// Regular expressions run on Hyperscan in ASCII and UTF-16LE: leftmost-longest hits that
+    /// do not overlap, each with its encoding; a block edge does not split a hit.
+    func testRegexInBothEncodingsAcrossBlocks() throws {
+        let wide = Array("token=Zq9Zq9".utf16.flatMap { [UInt8($0 & 0xff), UInt8($0 >> 8)] })
+        let edge = Int64(FileSearcher.blockSize)
+        let path = try file(
+            "regex", size: edge + 8192,
+            [(100, Array("token=abc123 token=XYZ ".utf8)), (5000, wide), (edge - 4, Array("token=edge77".utf8))])
+        let hits = try FileSearcher(query: try .regex("token=[A-Za-z0-9]+", ignoreCase: false)).search(file: path)
+        XCTAssertEqual(hits.map(\.offset), [100, 113, 5000, UInt64(edge - 4)])
+        XCTAssertEqual(hits.map(\.length), [12, 9, 24, 12])
+        XCTAssertEqual(hits.map(\.encoding), ["regex ascii", "regex ascii", "regex utf16le", "regex ascii"])
+        let caseless = try FileSearcher(query: try .regex("TOKEN=x", ignoreCase: true, encodings: [.ascii])).search(file: path)
+        XCTAssertEqual(caseless.map(\.offset), [113])
+        XCTAssertThrowsError(try SearchQuery.regex("a", ignoreCase: false, encodings: [.utf16be]))
+    }
+
+    func testWideRegexRewrite() throws {
+        XCTAssertEqual(try WideRegex.transform("a[0-9]{2}"), "(?:a\\x00)(?:[0-9]\\x00){2}")
+        XCTAssertEqual(try WideRegex.transform("\\bx(y|z)?$"), "(?:x\\x00)(?:(?:y\\x00)|(?:z\\x00))?$")
+        XCTAssertEqual(try WideRegex.transform("\\x41\\."), "(?:\\x41\\x00)(?:\\.\\x00)")
+        XCTAssertThrowsError(try WideRegex.transform("(?=a)"))
+        XCTAssertThrowsError(try WideRegex.transform("[abc"))
+    }
+
     /// Any number of patterns in one pass, each hit reported under its own pattern: 40 of
     /// them (the scanner once took 16 and dropped the rest), one empty in the middle (which
     /// once shifted the indices of those after it).

@@ -65,12 +65,17 @@ struct Scan: ParsableCommand {
               sparc scan --rules ours.yar --allow openssh_private_key@sshd monday.sparc
               sparc scan --json --no-builtin --rules canary.yar /var/lib/vm/dump.raw
             """)
-    @Argument(help: "Bundles or files to scan.") var paths: [String]
+    @Argument(help: "Bundles or files to scan.") var paths: [String] = []
     @OptionGroup var ruleOptions: ScanRuleOptions
     @Flag(help: "Scan only the memory image of a bundle.") var memoryOnly = false
     @Flag(help: "Print the findings as JSON.") var json = false
+    @Flag(help: "Print the built-in rules (YARA syntax) and exit: a start for rules of your own.") var printRules = false
 
     func run() throws {
+        if printRules {
+            let encoding = ruleOptions.encoding
+            return print(BuiltinRules.source(ascii: encoding != .utf16le, wide: encoding != .ascii))
+        }
         guard !paths.isEmpty else { throw ValidationError("give at least one bundle or file to scan") }
         let rules = try ruleOptions.rules()
         let show = progressPrinter()

@@ -28,7 +28,7 @@ struct Search: ParsableCommand {
     @Option(help: "ascii, utf8, utf16le, utf16be or all, comma-separated (default ascii,utf16le).")
     var encoding: String = "ascii,utf16le"
     @Flag(help: "PATTERN is hex bytes, e.g. 'de ad be ef'.") var hex = false
-    @Flag(help: "PATTERN is a regular expression over bytes (bytes above 0x7f read as '.').") var regex = false
+    @Flag(help: "PATTERN is a regular expression (PCRE syntax, Hyperscan) over bytes, in each --encoding (ascii, utf16le).") var regex = false
     @Flag(help: "Print hits as JSON.") var json = false
     @Flag(help: "Print only the number of hits per file.") var count = false
     @Option(parsing: .unconditional, help: "Bytes of context around each hit.") var context: Int = 16
@@ -44,7 +44,7 @@ struct Search: ParsableCommand {
         if hex {
             query = try .hex(pattern)
         } else if regex {
-            query = try .regex(pattern, ignoreCase: ignoreCase)
+            query = try .regex(pattern, ignoreCase: ignoreCase, encodings: try SearchEncoding.parse(encoding))
         } else {
             query = try .text(pattern, encodings: try SearchEncoding.parse(encoding), ignoreCase: ignoreCase)
         }
