@@ -31,7 +31,7 @@ let package = Package(
         // libyara (Debian's libyara-dev) behind a narrow C face: its macros do not import.
         .target(name: "CYaraScan", linkerSettings: [.linkedLibrary("yara")]),
         // Credential scanning: built-in rules and the user's YARA rules over memory images.
-        .target(name: "SecretScan", dependencies: ["CYaraScan", "CHyperscan", "HexView", "SparcSupport"]),
+        .target(name: "SecretScan", dependencies: ["CYaraScan", "CHyperscan", "COpenSSL", "HexView", "SparcSupport"]),
         .target(
             name: "SparcEngine",
             dependencies: ["SparcSupport", "SnapshotModel", "GuestQuery", "Hypervisor", "HexView", "SecretScan"]),
@@ -64,7 +64,7 @@ let package = Package(
         .testTarget(name: "HexViewTests", dependencies: ["HexView", "SparcSupport", "GuestQuery", "TestSupport"]),
         .testTarget(name: "SecretScanTests", dependencies: ["SecretScan", "SparcSupport"]),
         .testTarget(name: "SparcTUITests", dependencies: ["SparcTUI", "HexView", "GuestQuery", "SnapshotModel", "SparcEngine", "SecretScan"]),
-        .testTarget(name: "SparcEngineTests", dependencies: ["SparcEngine", "SparcSupport", "SnapshotModel"]),
+        .testTarget(name: "SparcEngineTests", dependencies: ["SparcEngine", "SparcSupport", "SnapshotModel", "SecretScan", "HexView"]),
         .testTarget(name: "EndToEndTests", dependencies: ["SnapshotModel", "SparcSupport", "HexView", "SparcEngine"]),
     ],
     swiftLanguageModes: [.v5]

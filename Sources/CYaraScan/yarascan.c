@@ -23,7 +23,7 @@ static void compiler_message(int level, const char *file, int line, const YR_RUL
     if (c->fn) c->fn(c->ctx, level == YARA_ERROR_LEVEL_WARNING, file ? file : c->source, line, message);
 }
 
-sparc_yara_rules *sparc_yara_compile(const char *const *sources, const char *const *names, int count,
+sparc_yara_rules *sparc_yara_compile(const char *const *sources, const char *const *names, int count, const char *ns,
                                      sparc_yara_message_fn on_message, void *ctx, int *errors) {
     *errors = 0;
     pthread_once(&initialized, initialize);
@@ -43,7 +43,7 @@ sparc_yara_rules *sparc_yara_compile(const char *const *sources, const char *con
     for (int i = 0; i < count && *errors == 0; i++) {
         // Rules from a string carry no file name in libyara's messages: name the source here.
         c.source = names[i];
-        *errors += yr_compiler_add_string(compiler, sources[i], NULL);
+        *errors += yr_compiler_add_string(compiler, sources[i], ns);
     }
     YR_RULES *rules = NULL;
     if (*errors == 0 && yr_compiler_get_rules(compiler, &rules) != ERROR_SUCCESS) {

@@ -42,11 +42,15 @@ public enum BuiltinRules {
         BuiltinRule(
             id: "openssh_private_key", description: "OpenSSH private key block", severity: "critical", revealThrough: "KEY-----",
             extendTo: "-----END OPENSSH PRIVATE KEY-----",
-            patterns: [.init(name: "begin", expression: "-----BEGIN OPENSSH PRIVATE KEY-----", literal: true)]),
+            patterns: [.init(name: "begin", expression: #"-----BEGIN OPENSSH PRIVATE KEY-----\r?\n[A-Za-z0-9+\/]{16}"#)]),
         BuiltinRule(
             id: "pem_private_key", description: "PEM private key block (RSA, EC, DSA, PKCS#8)", severity: "critical",
             revealThrough: "KEY-----", extendTo: "-----END ",
-            patterns: [.init(name: "begin", expression: "-----BEGIN (RSA |EC |DSA |ENCRYPTED )?PRIVATE KEY-----")]),
+            patterns: [
+                .init(
+                    name: "begin",
+                    expression: #"-----BEGIN (RSA |EC |DSA |ENCRYPTED )?PRIVATE KEY-----\r?\n([A-Za-z\-]{4,20}: [^\r\n]{1,80}\r?\n){0,2}(\r?\n)?[A-Za-z0-9+\/]{16}"#)
+            ]),
         BuiltinRule(
             id: "aws_access_key_id", description: "AWS access key id", severity: "high", reveal: 4,
             patterns: [.init(name: "id", expression: #"\b(AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16}\b"#)]),

@@ -1,3 +1,4 @@
+import COpenSSL
 import CYaraScan
 import Foundation
 import HexView
@@ -68,7 +69,8 @@ public final class SecretRules: @unchecked Sendable {
         var prefilter: BuiltinPrefilter?
         do {
             if useBuiltin {
-                builtin = try Self.compile([("built-in rules", BuiltinRules.source(ascii: ascii, wide: wide))], warnings: &warnings)
+                builtin = try Self.compile(
+                    [("built-in rules", BuiltinRules.source(ascii: ascii, wide: wide))], namespace: BuiltinRules.namespace, warnings: &warnings)
                 prefilter = try BuiltinPrefilter(ascii: ascii, wide: wide)
             }
         } catch {
@@ -83,14 +85,14 @@ public final class SecretRules: @unchecked Sendable {
         self.warnings = warnings
     }
 
-    static func compile(_ sources: [(name: String, text: String)], warnings: inout [String]) throws -> OpaquePointer {
+    static func compile(_ sources: [(name: String, text: String)], namespace: String? = nil, warnings: inout [String]) throws -> OpaquePointer {
         final class Messages { var errors: [String] = []; var warnings: [String] = [] }
         let messages = Messages()
         var errors: Int32 = 0
         let ctx = Unmanaged.passUnretained(messages).toOpaque()
         let rules: OpaquePointer? = sources.map(\.text).withCStrings { texts in
             sources.map(\.name).withCStrings { names in
-                sparc_yara_compile(texts, names, Int32(sources.count), { ctx, isWarning, source, line, message in
+                sparc_yara_compile(texts, names, Int32(sources.count), namespace, { ctx, isWarning, source, line, message in
                     let m = Unmanaged<Messages>.fromOpaque(ctx!).takeUnretainedValue()
                     let text = "\(String(cString: source!)):\(line): \(String(cString: message!))"
                     if isWarning != 0 { m.warnings.append(text) } else { m.errors.append(text) }
@@ -139,11 +141,15 @@ public struct SecretFinding: Codable, Equatable, Sendable {
     /// The match with all but its harmless lead hidden (or whole, when revealed).
     public var preview: String
     public var revealed: Bool
+    /// `sha256:` and the first 16 hex digits of the matched bytes' SHA-256: names this
+    /// secret (in an allow-list, say) without showing it.
+    public var fingerprint: String
 
     public init(
         rule: SecretRule, file: String, offset: UInt64, length: Int, encoding: String, address: UInt64?, owner: PageOwner?, preview: String,
-        revealed: Bool
+        revealed: Bool, fingerprint: String = ""
     ) {
+        self.fingerprint = fingerprint
         self.rule = rule
         self.file = file
         self.offset = offset
@@ -384,14 +390,16 @@ public struct SecretScanner: Sendable {
             // previous block saw whole, or a second regex start within it) is the same secret.
             if let e = lastEnd[m.rule], m.offset + length <= e { continue }
             lastEnd[m.rule] = max(lastEnd[m.rule] ?? 0, m.offset + length)
+            let text = Self.text(base + m.offset, length: length, wide: wide)
+            if facts.rule.namespace == BuiltinRules.namespace && Self.isPlaceholder(text, facts: facts) { continue }
             let key = facts.rule.namespace + ":" + facts.rule.id
             perRule[key, default: 0] += 1
             guard perRule[key]! <= maxFindingsPerRule else { continue }
-            let text = Self.text(base + m.offset, length: length, wide: wide)
             findings.append(
                 SecretFinding(
                     rule: facts.rule, file: name, offset: UInt64(m.offset), length: length, encoding: wide ? "utf16le" : "ascii",
-                    address: nil, owner: nil, preview: reveal ? text : Self.redact(text, facts: facts), revealed: reveal))
+                    address: nil, owner: nil, preview: reveal ? text : Self.redact(text, facts: facts), revealed: reveal,
+                    fingerprint: Self.fingerprint(base + m.offset, length: length)))
         }
         var capped: [String: Int] = [:]
         for (key, n) in perRule where n > maxFindingsPerRule { capped[String(key.split(separator: ":").last!)] = n }
@@ -399,6 +407,14 @@ public struct SecretScanner: Sendable {
             "rule \($0) matched more than libyara keeps in one 32 MiB block of \(name): it matches almost everywhere, and its further matches there were dropped"
         }
         return FileResult(findings: findings, capped: capped, notes: notes)
+    }
+
+    /// `sha256:` and 16 hex digits of the bytes' SHA-256.
+    static func fingerprint(_ p: UnsafePointer<UInt8>, length: Int) -> String {
+        var digest = [UInt8](repeating: 0, count: 32)
+        var size: UInt32 = 0
+        EVP_Digest(p, length, &digest, &size, EVP_sha256(), nil)
+        return "sha256:" + digest.prefix(8).map { String(format: "%02x", $0) }.joined()
     }
 
     /// Whether a match is UTF-16LE text (every second byte zero).
@@ -440,6 +456,23 @@ public struct SecretScanner: Sendable {
     /// a token's prefix), then how much is hidden.
     static func redact(_ text: String, facts: SecretRules.RuleFacts) -> String {
         let chars = Array(text)
+        let shown = shownLead(chars, facts: facts)
+        let hidden = chars.count - shown
+        return String(chars[..<shown]) + (hidden > 0 ? "…[\(hidden) hidden]" : "")
+    }
+
+    /// Whether a built-in finding is a placeholder, not a secret: its secret part (what the
+    /// preview hides) of 12 or more characters uses fewer than 5 different ones
+    /// (`$2a$10$xxxx…`, `password=********`), as secret scanners filter by entropy.
+    static func isPlaceholder(_ text: String, facts: SecretRules.RuleFacts) -> Bool {
+        let chars = Array(text)
+        let secret = chars[shownLead(chars, facts: facts)...]
+        return secret.count >= 12 && Set(secret).count < 5
+    }
+
+    /// How many leading characters of a match are harmless to show.
+    static func shownLead(_ chars: [Character], facts: SecretRules.RuleFacts) -> Int {
+        let text = String(chars)
         var shown: Int
         if let through = facts.revealThrough {
             if through.count > 1 && !through.allSatisfy({ "=:".contains($0) }), let r = text.range(of: through) {
@@ -456,9 +489,7 @@ public struct SecretScanner: Sendable {
         } else {
             shown = min(facts.reveal, chars.count / 4)
         }
-        shown = min(shown, chars.count)
-        let hidden = chars.count - shown
-        return String(chars[..<shown]) + (hidden > 0 ? "…[\(hidden) hidden]" : "")
+        return min(shown, chars.count)
     }
 }
 

@@ -6,30 +6,49 @@ import SparcSupport
 /// Credential scanning of bundles and files: every finding with its guest-physical address
 /// and the owner of its page from the bundle's owner map.
 public enum CredentialScan {
-    /// A finding the operator accepted: a rule, everywhere or only in one command's memory.
+    /// A finding the operator accepted: one secret by its fingerprint, or a rule everywhere,
+    /// in one command's memory or in one kind of kernel memory.
     public struct Allowance: Equatable, Sendable {
-        public var rule: String
-        /// The owning process's command (`sshd`), or nil for every owner.
-        public var command: String?
+        public var rule: String?
+        /// The owning process's command (`sshd`) or kernel memory kind (`page cache`), or nil for every owner.
+        public var owner: String?
+        /// A finding's `sha256:…` fingerprint (a prefix of 8 or more hex digits will do).
+        public var fingerprint: String?
 
-        public init(rule: String, command: String? = nil) {
+        public init(rule: String, owner: String? = nil) {
             self.rule = rule
-            self.command = command
+            self.owner = owner
         }
 
-        /// Parses `RULE` or `RULE@COMMAND`.
+        public init(fingerprint: String) { self.fingerprint = fingerprint }
+
+        /// Parses `RULE`, `RULE@OWNER` or `sha256:HEX`.
         public init(parsing text: String) throws {
-            let parts = text.split(separator: "@", maxSplits: 1).map { String($0).trimmed }
-            guard let rule = parts.first, !rule.isEmpty, rule.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }) else {
-                throw SparcError("'\(text)' is not an allowance: give RULE or RULE@COMMAND (e.g. openssh_private_key@sshd)")
+            let text = text.trimmed
+            if text.hasPrefix("sha256:") {
+                let hex = text.dropFirst(7)
+                guard hex.count >= 8, hex.count <= 64, hex.allSatisfy(\.isHexDigit) else {
+                    throw SparcError("'\(text)' is not a fingerprint: give sha256: and at least 8 hex digits, as sparc scan prints them")
+                }
+                self.init(fingerprint: "sha256:" + hex.lowercased())
+                return
             }
-            self.init(rule: rule, command: parts.count > 1 && !parts[1].isEmpty ? parts[1] : nil)
+            let parts = text.split(separator: "@", maxSplits: 1, omittingEmptySubsequences: false).map { String($0).trimmed }
+            guard let rule = parts.first, !rule.isEmpty, rule.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }) else {
+                throw SparcError("'\(text)' is not an allowance: give RULE, RULE@COMMAND (e.g. openssh_private_key@sshd) or a finding's sha256: fingerprint")
+            }
+            self.init(rule: rule, owner: parts.count > 1 && !parts[1].isEmpty ? parts[1] : nil)
         }
 
         public func covers(_ finding: SecretFinding) -> Bool {
+            if let fingerprint {
+                return finding.fingerprint.hasPrefix(fingerprint) || fingerprint.hasPrefix(finding.fingerprint) && !finding.fingerprint.isEmpty
+            }
             guard finding.rule.id == rule else { return false }
-            guard let command else { return true }
-            return finding.owner?.command.map { Path.base(of: $0.split(separator: " ").first.map(String.init) ?? $0) } == command
+            guard let owner else { return true }
+            guard let o = finding.owner else { return false }
+            if o.pid == nil { return o.mapping == owner || o.mapping == "[\(owner)]" }
+            return o.command.map { Path.base(of: $0.split(separator: " ").first.map(String.init) ?? $0) } == owner
         }
 
         /// Reads an allow-list file: one allowance per line, `#` comments.

@@ -359,6 +359,44 @@ final class DebianTests: GuestTestCase {
         XCTAssertTrue(text.contains("systemd-journal"), text)
     }
 
+    /// The credential gate on a systemd guest with sshd: a key assembled in a process is
+    /// refused with its pid; the guest's own SSH host keys (in the page cache once sshd read
+    /// them) are accepted through the VM's allow-list by fingerprint; sshd's constants (a
+    /// dummy hash, key headers) are no findings; the checkpoint that excludes the holder passes.
+    func testCredentialGateOnTheDebianGuest() throws {
+        try systemState()
+        // sshd reads its host keys for every connection.
+        _ = try guest("ssh -o BatchMode=yes -o ConnectTimeout=5 -o StrictHostKeyChecking=no nobody@localhost true 2>/dev/null; true")
+        let holder = try detach("exec sparc-probe assemble aws 777 > /dev/null")
+        sleep(1)
+        let refused = work + "/gate-refused.sparc"
+        let gate = try sparc.run(["checkpoint", "--name", vm, "-o", refused, "--refuse-secrets", "--json"])
+        XCTAssertEqual(gate.status, 1, gate.stderr + gate.stdout)
+        XCTAssertTrue(gate.stderr.contains("pid \(holder) (sparc-probe)") && gate.stderr.contains("--exclude-pid \(holder)"), gate.stderr)
+        XCTAssertFalse(FileSystem.exists(refused))
+        let output = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(gate.stdout.utf8)) as? [String: Any])
+        let findings = ((output["scan"] as? [String: Any])?["scan"] as? [String: Any])?["findings"] as? [[String: Any]] ?? []
+        func owner(_ f: [String: Any]) -> [String: Any] { f["owner"] as? [String: Any] ?? [:] }
+        func rule(_ f: [String: Any]) -> String { (f["rule"] as? [String: Any])?["id"] as? String ?? "" }
+        XCTAssertEqual(findings.filter { owner($0)["pid"] as? Int == Int(holder) }.map(rule), ["aws_access_key_id"])
+        let hostKeys = findings.filter { rule($0) == "openssh_private_key" && owner($0)["pid"] == nil }
+        XCTAssertGreaterThanOrEqual(hostKeys.count, 1, "sshd's host keys in the page cache: \(findings)")
+        let others = findings.filter { owner($0)["pid"] as? Int != Int(holder) && !(rule($0) == "openssh_private_key" && owner($0)["pid"] == nil) }
+        XCTAssertEqual(others.count, 0, "nothing else (sshd's constants are not secrets): \(others)")
+
+        // The VM's own allow-list accepts exactly those keys.
+        let allowList = runtime + "-state/scan-allow/" + vm
+        try FileSystem.makeDirectories(Path.directory(of: allowList))
+        let lines = ["# the guest's SSH host keys"] + hostKeys.compactMap { $0["fingerprint"] as? String }
+        try (lines.joined(separator: "\n") + "\n").write(toFile: allowList, atomically: true, encoding: .utf8)
+        let passed = work + "/gate-passed.sparc"
+        let ok = try sparc.run(["checkpoint", "--name", vm, "-o", passed, "--refuse-secrets", "--exclude-pid", String(holder)])
+        XCTAssertEqual(ok.status, 0, ok.stderr + ok.stdout)
+        XCTAssertTrue(ok.stdout.contains("no credentials found") && ok.stdout.contains("allowed)"), ok.stdout)
+        try? FileManager.default.removeItem(atPath: allowList)
+        _ = try? guest("kill \(holder)")
+    }
+
     /// Pages of an excluded process that the guest swapped out (to a swap file, then to a swap
     /// partition) leave no copy in the bundle, its disk state included; the baseline shows the
     /// secret in the swap area on the disk first.

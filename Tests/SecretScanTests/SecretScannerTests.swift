@@ -27,6 +27,10 @@ enum Planted {
         "AKIAIOSFODNN7EXAMPL ", "AKIAIOSFODNN7EXAMPLE1", "akiaiosfodnn7example", "ghp_" + String(repeating: "a", count: 35) + " ",
         "-----BEGIN PUBLIC KEY-----", "-----BEGIN OPENSSH PUBLIC KEY-----", "Password: \0\0\0\0\0\0\0\0", "password=abc ",
         "eyJhbGciOiJIUzI1NiJ9", "$6$salt$short", "AIzaSyshort",
+        // Placeholders and a program's constants: a dummy hash, a masked password, a PEM
+        // header with no key after it (sshd's binary holds all three kinds).
+        "$2a$10$" + String(repeating: "x", count: 53), "password=xxxxxxxxxxxxxxxx",
+        "-----BEGIN OPENSSH PRIVATE KEY-----\0\0\0\0-----END OPENSSH PRIVATE KEY-----",
     ]
 }
 

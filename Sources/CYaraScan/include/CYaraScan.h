@@ -10,9 +10,10 @@ typedef struct sparc_yara_rules sparc_yara_rules;
 /// A compiler message: is_warning 0 for an error, the source's name, its line and the text.
 typedef void (*sparc_yara_message_fn)(void *ctx, int is_warning, const char *source, int line, const char *message);
 
-/// Compiles `count` rule sources (each with a name for messages and a namespace); NULL and
-/// the number of errors in *errors when any source has an error. Safe from any thread.
-sparc_yara_rules *sparc_yara_compile(const char *const *sources, const char *const *names, int count,
+/// Compiles `count` rule sources (each with a name for messages) into `ns` (NULL: YARA's
+/// `default`); NULL and the number of errors in *errors when any source has an error.
+/// Safe from any thread.
+sparc_yara_rules *sparc_yara_compile(const char *const *sources, const char *const *names, int count, const char *ns,
                                      sparc_yara_message_fn on_message, void *ctx, int *errors);
 
 void sparc_yara_destroy(sparc_yara_rules *rules);

@@ -13,10 +13,11 @@ struct ScanRuleOptions: ParsableArguments {
     @Flag(help: "Show each match whole instead of redacted (it prints the secrets).") var show = false
     @Option(
         help: ArgumentHelp(
-            "Accept findings of this rule (repeatable): RULE, or RULE@COMMAND for one program's memory only.",
-            discussion: "e.g. --allow openssh_private_key@sshd accepts the guest's own SSH host keys.", valueName: "rule[@command]"))
+            "Accept findings (repeatable): one secret by the sha256: fingerprint scan prints, RULE, or RULE@OWNER for one program's memory (a command) or one kind of kernel memory ('page cache').",
+            discussion: "e.g. --allow sha256:1f2e3d4c5b6a7988 accepts one known key, such as the guest's own SSH host key.",
+            valueName: "allowance"))
     var allow: [String] = []
-    @Option(name: .customLong("allow-file"), help: ArgumentHelp("A file of accepted findings, one RULE[@COMMAND] per line.", valueName: "file"))
+    @Option(name: .customLong("allow-file"), help: ArgumentHelp("A file of accepted findings, one allowance (as --allow) per line, # comments.", valueName: "file"))
     var allowFile: String?
     @Option(help: "List at most this many findings of one rule per file (the rest are counted).") var maxPerRule: Int = 1000
 
@@ -101,7 +102,7 @@ enum ScanOutput {
         line += " \(f.rule.id) (\(f.rule.severity))"
         if f.encoding != "ascii" { line += " \(f.encoding)" }
         if let o = f.owner { line += " [\(o.description.terminalSafe)]" }
-        return line + "  " + f.preview.terminalSafe
+        return line + "  " + f.preview.terminalSafe + "  " + f.fingerprint
     }
 
     static func print(_ report: CredentialScan.Report, scanned paths: [String]) {
