@@ -30,6 +30,18 @@ extension TUIModel {
         return .none
     }
 
+    /// Replaces the bundle list, keeping the cursor on the bundle it was on (by name), or
+    /// moving it to `select` (a checkpoint just saved it: F5 then scans it).
+    public mutating func setBundles(_ names: [String], select: String? = nil) {
+        let current = bundleCursor < bundles.count ? bundles[bundleCursor] : nil
+        bundles = names
+        if let i = (select ?? current).flatMap({ names.firstIndex(of: $0) }) {
+            bundleCursor = i
+        } else {
+            bundleCursor = min(bundleCursor, max(0, names.count - 1))
+        }
+    }
+
     func renderBundles(into buffer: inout CellBuffer) {
         let w = buffer.width
         buffer.put(" sparc — bundles in \(bundleDirectory)", row: 0, style: .header, fill: w)

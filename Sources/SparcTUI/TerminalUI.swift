@@ -18,6 +18,8 @@ public final class TerminalUI {
     /// How far the running checkpoint is (from its typed phase), for the progress bar.
     let workFraction = SharedBox<Double?>(nil)
     let foundHits = SharedBox<[SearchHit]?>(nil)
+    /// The bundle a checkpoint just wrote, for the Bundles list to put its cursor on.
+    let justSaved = SharedBox<String?>(nil)
     /// A finished credential scan's findings and the bundle, for the UI thread to show.
     let foundFindings = SharedBox<(findings: [SecretFinding], bundle: String)?>(nil)
     /// Cancels the work in progress (checkpoint or search).
@@ -42,8 +44,10 @@ public final class TerminalUI {
     /// next key) and asks the agent for the process list off the UI thread (it may take
     /// seconds to answer), except the first time, which fills the screen before it is drawn.
     func refresh(wait: Bool = false) {
-        model.bundles = ((try? FileManager.default.contentsOfDirectory(atPath: model.bundleDirectory)) ?? [])
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: model.bundleDirectory)) ?? [])
             .filter { $0.hasSuffix(".sparc") }.sorted()
+        model.setBundles(names, select: justSaved.value)
+        justSaved.value = nil
         for b in model.bundles where model.bundleDetails[b] == nil {
             let summary = BundleSummary(path: model.bundleDirectory + "/" + b)
             model.bundleDetails[b] = summary.line
@@ -104,6 +108,7 @@ public final class TerminalUI {
             return
         case .checkpoint(let request, let output):
             work.value = ("checkpoint: starting", nil)
+            let saved = justSaved
             startThread {
                 do {
                     let r = try manager.checkpoint(
@@ -112,7 +117,8 @@ public final class TerminalUI {
                             if let f = event.checkpointFraction { workFraction.value = f }
                             work.value = ("checkpoint: \(event.text)", nil)
                         })
-                    work.value = (nil, r.oneLine)
+                    saved.value = Path.base(of: r.bundle)
+                    work.value = (nil, r.oneLine + " — on Bundles (F6), F5 scans it for credentials")
                 } catch {
                     work.value = (nil, "checkpoint failed: \(error)")
                 }

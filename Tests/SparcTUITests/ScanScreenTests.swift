@@ -79,3 +79,18 @@ final class ScanScreenTests: XCTestCase {
         XCTAssertTrue(buffer.text.contains("Hide"))
     }
 }
+
+final class BundleListTests: XCTestCase {
+    /// The cursor stays on its bundle when the list changes, and goes to one just saved.
+    func testCursorFollowsItsBundleAndTheNewOne() {
+        var m = TUIModel(vmName: "v", bundleDirectory: "/b")
+        m.setBundles(["a.sparc", "c.sparc"])
+        m.bundleCursor = 1
+        m.setBundles(["a.sparc", "b.sparc", "c.sparc"])
+        XCTAssertEqual(m.bundles[m.bundleCursor], "c.sparc")
+        m.setBundles(["a.sparc", "b.sparc", "c.sparc", "d.sparc"], select: "b.sparc")
+        XCTAssertEqual(m.bundles[m.bundleCursor], "b.sparc")
+        m.setBundles(["a.sparc"])
+        XCTAssertEqual(m.bundleCursor, 0)
+    }
+}
