@@ -137,6 +137,7 @@ bench: deps guest guest-debian
 	bench/checkpoint
 	bench/checkpoint --guest debian
 	bench/search
+	bench/scan
 	bench/effectiveness
 	bench/effectiveness --guest debian
 
