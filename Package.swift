@@ -32,9 +32,12 @@ let package = Package(
         .target(name: "CYaraScan", linkerSettings: [.linkedLibrary("yara")]),
         // Credential scanning: built-in rules and the user's YARA rules over memory images.
         .target(name: "SecretScan", dependencies: ["CYaraScan", "CHyperscan", "COpenSSL", "HexView", "SparcSupport"]),
+        // libvirt's C library (Debian's libvirt-dev) and the domain definitions sparc needs.
+        .systemLibrary(name: "CLibvirt", pkgConfig: "libvirt", providers: [.apt(["libvirt-dev"])]),
+        .target(name: "Libvirt", dependencies: ["CLibvirt", "SparcSupport"]),
         .target(
             name: "SparcEngine",
-            dependencies: ["SparcSupport", "SnapshotModel", "GuestQuery", "Hypervisor", "HexView", "SecretScan"]),
+            dependencies: ["SparcSupport", "SnapshotModel", "GuestQuery", "Hypervisor", "HexView", "SecretScan", "Libvirt"]),
         .target(name: "SparcTUI", dependencies: ["CNCurses", "SparcEngine", "GuestQuery", "HexView", "SparcSupport", "SnapshotModel", "SecretScan"]),
         .target(name: "CSparcGuest"),
         .target(name: "GuestProcfs", dependencies: ["GuestQuery", "SparcSupport"]),
@@ -42,7 +45,7 @@ let package = Package(
         .executableTarget(
             name: "sparc",
             dependencies: [
-                "SparcEngine", "SparcTUI", "HexView", "Hypervisor", "SnapshotModel", "GuestQuery", "SparcSupport", "SecretScan",
+                "SparcEngine", "SparcTUI", "HexView", "Hypervisor", "SnapshotModel", "GuestQuery", "SparcSupport", "SecretScan", "Libvirt",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // The host side of a VM's rollback-sensitive data port, supervised; started detached.
@@ -61,6 +64,7 @@ let package = Package(
         .testTarget(name: "GuestQueryTests", dependencies: ["GuestQuery", "SparcSupport", "TestSupport"]),
         .testTarget(name: "GuestProcfsTests", dependencies: ["GuestProcfs", "GuestQuery"]),
         .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor", "SparcSupport"]),
+        .testTarget(name: "LibvirtTests", dependencies: ["Libvirt", "SparcSupport"]),
         .testTarget(name: "HexViewTests", dependencies: ["HexView", "SparcSupport", "GuestQuery", "TestSupport"]),
         .testTarget(name: "SecretScanTests", dependencies: ["SecretScan", "SparcSupport"]),
         .testTarget(name: "SparcTUITests", dependencies: ["SparcTUI", "HexView", "GuestQuery", "SnapshotModel", "SparcEngine", "SecretScan"]),

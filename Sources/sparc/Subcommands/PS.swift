@@ -12,11 +12,12 @@ struct PS: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ps", abstract: "List the guest's processes.")
     @OptionGroup var vm: VMOptions
+    @OptionGroup var connection: ConnectOption
     @Flag(help: "Print JSON.") var json = false
     @Flag(name: .customLong("kernel"), help: "Include kernel threads.") var includeKernel = false
 
     func run() throws {
-        let agent = try vm.manager().agentClient(vm.name)
+        let agent = try connection.uri.map { try LibvirtDomains.agentClient(uri: $0, domain: vm.name, timeout: vm.timeout) } ?? vm.manager().agentClient(vm.name)
         defer { agent.close() }
         let list = try agent.processes().filter { includeKernel || !$0.kernelThread }
         if json { return try printJSON(list) }

@@ -12,10 +12,11 @@ struct TTYs: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ttys", abstract: "List the guest's terminals and the processes on each.")
     @OptionGroup var vm: VMOptions
+    @OptionGroup var connection: ConnectOption
     @Flag(help: "Print JSON.") var json = false
 
     func run() throws {
-        let agent = try vm.manager().agentClient(vm.name)
+        let agent = try connection.uri.map { try LibvirtDomains.agentClient(uri: $0, domain: vm.name, timeout: vm.timeout) } ?? vm.manager().agentClient(vm.name)
         defer { agent.close() }
         let ttys = try agent.ttys()
         if json { return try printJSON(ttys) }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Libvirt
 import Foundation
 import GuestQuery
 import HexView
@@ -136,9 +137,12 @@ struct VM: ParsableCommand {
     }
 
     struct List: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List VMs known to sparc.")
+        static let configuration = CommandConfiguration(
+            abstract: "List VMs known to sparc, or with --connect the domains of a libvirt daemon (running or not, and whether each is prepared).")
         @Flag(help: "Print JSON.") var json = false
+        @OptionGroup var connection: ConnectOption
         func run() throws {
+            if let uri = connection.uri { return try listDomains(uri) }
             let all = try VMManager().list()
             if json { return try printJSON(all) }
             if all.isEmpty {
@@ -150,6 +154,19 @@ struct VM: ParsableCommand {
                 print(
                     pad(s.name, 16) + pad(s.state, 14) + pad(s.pid.map(String.init) ?? "-", 9)
                         + pad(s.memoryMiB.map { "\($0) MiB" } ?? "-", 10) + (s.restoredFrom ?? "-"))
+            }
+        }
+
+        func listDomains(_ uri: String) throws {
+            let domains = try LibvirtConnection(uri: uri).domains()
+            if json { return try printJSON(domains) }
+            if domains.isEmpty {
+                print("libvirt at \(uri) has no domains")
+                return
+            }
+            print(pad("NAME", 20) + pad("STATE", 14) + "SPARC")
+            for d in domains {
+                print(pad(d.name, 20) + pad(d.state, 14) + (d.prepared ? "prepared" : "not prepared: 'sparc libvirt prepare \(d.name)' adds " + d.missing.joined(separator: ", ")))
             }
         }
     }

@@ -1,0 +1,128 @@
+import Foundation
+import FoundationXML
+import SparcSupport
+
+/// What sparc needs in a libvirt domain's definition, and the edit that adds it.
+///
+/// sparc reads the guest's RAM from a shared file (so memory must be file-backed and shared),
+/// talks to its agent over a virtio-serial port (and keeps rollback-sensitive data over a
+/// second one), reaches `sparc terminal` through a second serial port, and gives a restored
+/// guest fresh randomness through a VM generation id.
+public struct DomainPreparation {
+    let document: XMLDocument
+    let root: XMLElement
+
+    public init(xml: String) throws {
+        do {
+            document = try XMLDocument(xmlString: xml, options: [])
+        } catch {
+            throw SparcError("the domain definition is not XML libvirt would write: \(error)")
+        }
+        guard let root = document.rootElement(), root.name == "domain" else { throw SparcError("the definition has no <domain> element") }
+        self.root = root
+    }
+
+    public var name: String { root.elements(forName: "name").first?.stringValue ?? "?" }
+
+    /// The definition as it is now, pretty-printed (the form diffs compare).
+    public var xml: String { document.xmlString(options: [.nodePrettyPrint, .nodeCompactEmptyElement]) + "\n" }
+
+    /// What sparc needs and the definition lacks, one phrase each (empty: prepared).
+    public var missing: [String] {
+        var out: [String] = []
+        if !hasSharedFileMemory { out.append("shared file-backed memory") }
+        if channel(VirtioPortName.agent) == nil { out.append("the agent's channel \(VirtioPortName.agent)") }
+        if channel(VirtioPortName.rsdm) == nil { out.append("the RSDM channel \(VirtioPortName.rsdm)") }
+        if terminalSerial == nil { out.append("the terminal port (a second serial port, ttyS1)") }
+        if root.elements(forName: "genid").isEmpty { out.append("a VM generation id (<genid/>)") }
+        return out
+    }
+
+    /// Why sparc cannot work with this domain, if it cannot.
+    public var refusal: String? {
+        let backing = root.elements(forName: "memoryBacking").first
+        if backing?.elements(forName: "hugepages").isEmpty == false {
+            return "domain '\(name)' uses hugepages: sparc needs its RAM in a shared file it can read; remove <hugepages/> first"
+        }
+        if !root.elements(forName: "maxMemory").isEmpty {
+            return "domain '\(name)' has memory hot-plug (<maxMemory>): sparc handles one memory backend; remove <maxMemory> and its DIMMs first"
+        }
+        if let devices = root.elements(forName: "devices").first, !devices.elements(forName: "memory").isEmpty {
+            return "domain '\(name)' has hot-plugged memory devices: sparc handles one memory backend"
+        }
+        return nil
+    }
+
+    var hasSharedFileMemory: Bool {
+        guard let backing = root.elements(forName: "memoryBacking").first else { return false }
+        let source = backing.elements(forName: "source").first?.attribute(forName: "type")?.stringValue
+        let access = backing.elements(forName: "access").first?.attribute(forName: "mode")?.stringValue
+        return source == "file" && access == "shared"
+    }
+
+    func channel(_ port: String) -> XMLElement? {
+        devices?.elements(forName: "channel").first { c in
+            c.elements(forName: "target").first?.attribute(forName: "name")?.stringValue == port
+        }
+    }
+
+    var terminalSerial: XMLElement? {
+        devices?.elements(forName: "serial").first { s in
+            s.attribute(forName: "type")?.stringValue == "unix" && s.elements(forName: "target").first?.attribute(forName: "port")?.stringValue == "1"
+        }
+    }
+
+    var devices: XMLElement? { root.elements(forName: "devices").first }
+
+    /// Where libvirt's QEMU makes the terminal port's socket for domain `name`.
+    public static func terminalSocket(domain: String) -> String { "/var/lib/libvirt/qemu/sparc-\(domain)-terminal.sock" }
+
+    /// Adds what is missing; returns one line per change. Throws the refusal, if any.
+    public mutating func prepare() throws -> [String] {
+        if let refusal { throw SparcError(refusal) }
+        var changes: [String] = []
+        func element(_ name: String, _ attributes: [String: String] = [:], _ children: [XMLElement] = []) -> XMLElement {
+            let e = XMLElement(name: name)
+            for (k, v) in attributes.sorted(by: { $0.key < $1.key }) { e.addAttribute(XMLNode.attribute(withName: k, stringValue: v) as! XMLNode) }
+            for c in children { e.addChild(c) }
+            return e
+        }
+        if !hasSharedFileMemory {
+            let backing = root.elements(forName: "memoryBacking").first ?? {
+                let b = element("memoryBacking")
+                root.addChild(b)
+                return b
+            }()
+            for old in backing.elements(forName: "source") + backing.elements(forName: "access") { old.detach() }
+            backing.addChild(element("source", ["type": "file"]))
+            backing.addChild(element("access", ["mode": "shared"]))
+            changes.append("memory: file-backed and shared (<memoryBacking><source type='file'/><access mode='shared'/>)")
+        }
+        let devices = self.devices ?? {
+            let d = element("devices")
+            root.addChild(d)
+            return d
+        }()
+        for (port, what) in [(VirtioPortName.agent, "the agent's channel"), (VirtioPortName.rsdm, "the RSDM channel")] where channel(port) == nil {
+            devices.addChild(element("channel", ["type": "unix"], [element("source", ["mode": "bind"]), element("target", ["type": "virtio", "name": port])]))
+            changes.append("\(what): a virtio-serial port named \(port)")
+        }
+        if terminalSerial == nil {
+            let path = Self.terminalSocket(domain: name)
+            devices.addChild(
+                element("serial", ["type": "unix"], [element("source", ["mode": "bind", "path": path]), element("target", ["port": "1"])]))
+            changes.append("the terminal port: a second serial port (ttyS1) on \(path)")
+        }
+        if root.elements(forName: "genid").isEmpty {
+            // libvirt fills in the id; right after <uuid> is where it writes it.
+            let genid = element("genid")
+            if let uuid = root.elements(forName: "uuid").first, let index = root.children?.firstIndex(where: { $0 === uuid }) {
+                root.insertChild(genid, at: index + 1)
+            } else {
+                root.addChild(genid)
+            }
+            changes.append("a VM generation id (<genid/>): the guest learns of each restore and reseeds its randomness")
+        }
+        return changes
+    }
+}

@@ -1,0 +1,134 @@
+import CLibvirt
+import Foundation
+import FoundationXML
+import SparcSupport
+
+/// A connection to a libvirt daemon through its C library (never hand-written RPC).
+public final class LibvirtConnection {
+    let connection: OpaquePointer
+    public let uri: String
+
+    /// A domain as `vm list --connect` shows it.
+    public struct Domain: Codable, Equatable, Sendable {
+        public var name: String
+        /// running, paused, shut off, …
+        public var state: String
+        /// Whether its persistent definition has what sparc needs (`sparc libvirt prepare`).
+        public var prepared: Bool
+        /// What is missing when it is not prepared.
+        public var missing: [String]
+    }
+
+    /// Opens `uri` (`qemu:///system`); a daemon that is not running or an unknown URI is one clear line.
+    public init(uri: String) throws {
+        Self.silenceDefaultErrorPrinting
+        guard let c = virConnectOpen(uri) else {
+            throw SparcError("cannot connect to libvirt at \(uri): \(Self.lastError()) (is libvirtd running? 'libvirtd -d' as root starts it)")
+        }
+        connection = c
+        self.uri = uri
+    }
+
+    deinit { virConnectClose(connection) }
+
+    /// libvirt prints every error to stderr unless told otherwise; sparc reports them itself.
+    static let silenceDefaultErrorPrinting: Void = { virSetErrorFunc(nil) { _, _ in } }()
+
+    static func lastError() -> String {
+        guard let message = virGetLastErrorMessage() else { return "unknown error" }
+        return String(cString: message)
+    }
+
+    /// Every domain the daemon knows, running or not, with whether each is prepared.
+    public func domains() throws -> [Domain] {
+        var list: UnsafeMutablePointer<OpaquePointer?>?
+        let n = virConnectListAllDomains(connection, &list, 0)
+        guard n >= 0, let list else { throw SparcError("libvirt at \(uri) could not list domains: \(Self.lastError())") }
+        defer { free(list) }
+        var out: [Domain] = []
+        for i in 0..<Int(n) {
+            guard let d = list[i] else { continue }
+            defer { virDomainFree(d) }
+            let name = String(cString: virDomainGetName(d))
+            let xml = try Self.xml(of: d, inactive: true, name: name)
+            let missing = (try? DomainPreparation(xml: xml).missing) ?? ["a readable definition"]
+            out.append(Domain(name: name, state: Self.state(of: d), prepared: missing.isEmpty, missing: missing))
+        }
+        return out.sorted { $0.name < $1.name }
+    }
+
+    /// The persistent (inactive) definition of a domain.
+    public func definition(of name: String) throws -> String {
+        let d = try domain(name)
+        defer { virDomainFree(d) }
+        return try Self.xml(of: d, inactive: true, name: name)
+    }
+
+    /// The live definition of a running domain (libvirt fills in the socket paths it made).
+    public func liveDefinition(of name: String) throws -> String {
+        let d = try domain(name)
+        defer { virDomainFree(d) }
+        return try Self.xml(of: d, inactive: false, name: name)
+    }
+
+    /// The host socket of a running domain's virtio-serial channel named `port`.
+    public func channelSocket(of name: String, port: String) throws -> String {
+        guard try state(of: name) == "running" else {
+            throw SparcError("domain '\(name)' is not running at \(uri) ('virsh start \(name)' starts it)")
+        }
+        let live = try DomainPreparation(xml: try liveDefinition(of: name))
+        guard let channel = live.channel(port) else {
+            throw SparcError("domain '\(name)' has no channel \(port): run 'sparc libvirt prepare \(name)', then restart the domain")
+        }
+        guard let path = channel.elements(forName: "source").first?.attribute(forName: "path")?.stringValue else {
+            throw SparcError("libvirt gave domain '\(name)''s channel \(port) no socket path")
+        }
+        return path
+    }
+
+    /// The state of a domain: running, paused, shut off, …
+    public func state(of name: String) throws -> String {
+        let d = try domain(name)
+        defer { virDomainFree(d) }
+        return Self.state(of: d)
+    }
+
+    /// Replaces a domain's persistent definition (it takes effect at its next start).
+    public func define(_ xml: String) throws {
+        guard let d = virDomainDefineXML(connection, xml) else {
+            throw SparcError("libvirt at \(uri) refused the definition: \(Self.lastError())")
+        }
+        virDomainFree(d)
+    }
+
+    func domain(_ name: String) throws -> OpaquePointer {
+        guard let d = virDomainLookupByName(connection, name) else {
+            throw SparcError("libvirt at \(uri) has no domain named '\(name)' (see 'sparc vm list --connect \(uri)')")
+        }
+        return d
+    }
+
+    static func xml(of d: OpaquePointer, inactive: Bool, name: String) throws -> String {
+        guard let text = virDomainGetXMLDesc(d, inactive ? UInt32(VIR_DOMAIN_XML_INACTIVE.rawValue) : 0) else {
+            throw SparcError("cannot read the definition of domain '\(name)': \(lastError())")
+        }
+        defer { free(text) }
+        return String(cString: text)
+    }
+
+    static func state(of d: OpaquePointer) -> String {
+        var state: Int32 = 0
+        var reason: Int32 = 0
+        guard virDomainGetState(d, &state, &reason, 0) == 0 else { return "unknown" }
+        switch UInt32(state) {
+        case VIR_DOMAIN_RUNNING.rawValue: return "running"
+        case VIR_DOMAIN_BLOCKED.rawValue: return "blocked"
+        case VIR_DOMAIN_PAUSED.rawValue: return "paused"
+        case VIR_DOMAIN_SHUTDOWN.rawValue: return "shutting down"
+        case VIR_DOMAIN_SHUTOFF.rawValue: return "shut off"
+        case VIR_DOMAIN_CRASHED.rawValue: return "crashed"
+        case VIR_DOMAIN_PMSUSPENDED.rawValue: return "suspended"
+        default: return "unknown"
+        }
+    }
+}
