@@ -4,8 +4,8 @@ import XCTest
 
 /// Credential scanning against the real guest: credentials assembled inside guest processes
 /// are found with their owners, and the checkpoint gate refuses until they are excluded.
-final class CredentialScanTests: GuestTestCase {
-    override class var vmName: String { "scan" }
+/// (On the exclusion tests' VM: the gate is exclusion's other half, and a boot is saved.)
+extension ExclusionTests {
 
     /// A user's YARA rule for the canary one guest process assembles.
     func canaryRules() throws -> String {
@@ -40,7 +40,7 @@ final class CredentialScanTests: GuestTestCase {
         return out
     }
 
-    func testScanNamesOwnersAndTheGateRefusesUntilExcluded() throws {
+    func testCredentialScanNamesOwnersAndTheGateRefusesUntilExcluded() throws {
         let rules = try canaryRules()
         let aws = try detach("exec sparc-probe assemble aws 11 > /dev/null")
         let ssh = try detach("exec sparc-probe assemble ssh 22 > /dev/null")
@@ -100,9 +100,10 @@ final class CredentialScanTests: GuestTestCase {
         XCTAssertTrue(cleanGate.stdout.contains("no credentials found"), cleanGate.stdout)
         XCTAssertEqual(try sparc.run(["scan", clean, "--rules", rules]).status, 1, "exit 1: none found")
         try assertHealthy()
+        _ = try guest("kill \(aws) \(ssh) \(canary)")
     }
 
-    func testBadRulesStopTheCheckpointBeforeTheGuestPauses() throws {
+    func testCredentialScanBadRulesStopTheCheckpointBeforeTheGuestPauses() throws {
         let bad = work + "/bad.yar"
         try "rule broken {\n  condition:\n    true and and\n}\n".write(toFile: bad, atomically: true, encoding: .utf8)
         let bundle = work + "/never.sparc"

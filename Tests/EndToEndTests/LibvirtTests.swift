@@ -11,31 +11,50 @@ final class LibvirtTests: XCTestCase {
     let uri = "qemu:///system"
     var domain: String { "sparc-e2e-\(getpid())" }
     var images: String { "/var/lib/libvirt/images/\(domain)" }
-    /// Daemons this test started (pid files), stopped in tearDown; a daemon already running is left alone.
-    var started: [String] = []
+    /// Daemons these tests started (pid files), stopped when the class ends; a daemon that
+    /// already ran is left alone.
+    nonisolated(unsafe) static var started: [String] = []
+    nonisolated(unsafe) static var daemonError: String?
 
     func virsh(_ args: [String]) throws -> ProcessResult {
         try Subprocess.run(["virsh", "-c", uri] + args, timeout: 120)
     }
 
-    override func setUpWithError() throws {
-        try XCTSkipUnless(Subprocess.which("libvirtd") != nil && Subprocess.which("virsh") != nil, "libvirt is not installed ('make deps' installs it)")
-        runtime = try makeTempDir("libvirt-rt")
-        sparc = SparcRunner(runtime: runtime)
-        if try Subprocess.run(["virsh", "-c", uri, "uri"], timeout: 30).status != 0 {
+    override class func setUp() {
+        super.setUp()
+        guard Subprocess.which("libvirtd") != nil, (try? Subprocess.run(["virsh", "-c", "qemu:///system", "uri"], timeout: 30).status) != 0 else { return }
+        do {
             try FileSystem.makeDirectories("/var/log/libvirt", mode: 0o755)
             for (daemon, pidFile) in [("virtlogd", "/run/virtlogd.pid"), ("libvirtd", "/run/libvirtd.pid")] {
                 let r = try Subprocess.run(["/usr/sbin/" + daemon, "-d"], timeout: 30)
-                XCTAssertEqual(r.status, 0, "\(daemon) -d: \(r.stderrText)")
+                if r.status != 0 { daemonError = "\(daemon) -d: \(r.stderrText)" }
                 started.append(pidFile)
             }
             var up = false
             for _ in 0..<50 where !up {
-                up = try Subprocess.run(["virsh", "-c", uri, "uri"], timeout: 30).status == 0
+                up = try Subprocess.run(["virsh", "-c", "qemu:///system", "uri"], timeout: 30).status == 0
                 if !up { usleep(200_000) }
             }
-            XCTAssertTrue(up, "libvirtd did not come up")
+            if !up { daemonError = "libvirtd did not come up" }
+        } catch {
+            daemonError = "\(error)"
         }
+    }
+
+    override class func tearDown() {
+        // Only the daemons started here, by the pids they wrote.
+        for pidFile in started.reversed() {
+            if let text = try? String(contentsOfFile: pidFile, encoding: .utf8), let pid = pid_t(text.trimmed), pid > 1 { kill(pid, SIGTERM) }
+        }
+        started = []
+        super.tearDown()
+    }
+
+    override func setUpWithError() throws {
+        try XCTSkipUnless(Subprocess.which("libvirtd") != nil && Subprocess.which("virsh") != nil, "libvirt is not installed ('make deps' installs it)")
+        if let error = Self.daemonError { XCTFail("could not start libvirt: \(error)") }
+        runtime = try makeTempDir("libvirt-rt")
+        sparc = SparcRunner(runtime: runtime)
         try FileSystem.makeDirectories(images, mode: 0o755)
         for f in ["vmlinuz", "initrd.img"] {
             let guest = ProcessInfo.processInfo.environment["SPARC_GUEST_DIR"] ?? FileSystem.absolute("build/guest")
@@ -49,12 +68,6 @@ final class LibvirtTests: XCTestCase {
         FileSystem.removeTree(images)
         FileSystem.removeTree(runtime)
         FileSystem.removeTree(runtime + "-state")
-        // Only the daemons started here, by the pids they wrote.
-        for pidFile in started.reversed() {
-            if let text = try? String(contentsOfFile: pidFile, encoding: .utf8), let pid = pid_t(text.trimmed), pid > 1 {
-                kill(pid, SIGTERM)
-            }
-        }
     }
 
     func testDomainIsListedPreparedAndItsAgentAnswers() throws {
