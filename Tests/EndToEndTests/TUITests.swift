@@ -34,6 +34,12 @@ final class TUITests: GuestTestCase {
         super.tearDown()
     }
 
+    /// Starts `sparc tui` on the test VM in a 120×30 tmux session, listing `bundles`.
+    func startUI(bundles: String) throws {
+        let env = "SPARC_RUNTIME_DIR=\(runtime) SPARC_STATE_DIR=\(runtime)-state SPARC_BUNDLES=\(runtime)-bundles"
+        _ = try tmux(["new-session", "-d", "-s", session, "-x", "120", "-y", "30", "\(env) \(sparc.binary) tui --name \(vm) --bundles \(bundles)"])
+    }
+
     func screen() throws -> String { try tmux(["capture-pane", "-t", session, "-p"]) }
 
     /// Waits until the screen shows `text` (or fails with the screen).
@@ -62,8 +68,7 @@ final class TUITests: GuestTestCase {
         try FileSystem.makeDirectory(bundles)
         try sparc.ok(["checkpoint", "--name", vm, "-o", bundles + "/baseline.sparc"])
 
-        let env = "SPARC_RUNTIME_DIR=\(runtime) SPARC_STATE_DIR=\(runtime)-state SPARC_BUNDLES=\(runtime)-bundles"
-        _ = try tmux(["new-session", "-d", "-s", session, "-x", "120", "-y", "30", "\(env) \(sparc.binary) tui --name \(vm) --bundles \(bundles)"])
+        try startUI(bundles: bundles)
         defer { _ = try? tmux(["kill-session", "-t", session]) }
         let first = try waitFor("COMMAND")
 
@@ -138,8 +143,7 @@ final class TUITests: GuestTestCase {
         try FileSystem.makeDirectory(bundles)
         try sparc.ok(["checkpoint", "--name", vm, "-o", bundles + "/with-key.sparc"])
 
-        let env = "SPARC_RUNTIME_DIR=\(runtime) SPARC_STATE_DIR=\(runtime)-state SPARC_BUNDLES=\(runtime)-bundles"
-        _ = try tmux(["new-session", "-d", "-s", session, "-x", "120", "-y", "30", "\(env) \(sparc.binary) tui --name \(vm) --bundles \(bundles)"])
+        try startUI(bundles: bundles)
         defer { _ = try? tmux(["kill-session", "-t", session]) }
         try waitFor("COMMAND")
         try keys("F6")
