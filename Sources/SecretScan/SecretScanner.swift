@@ -162,6 +162,23 @@ public struct SecretFinding: Codable, Equatable, Sendable {
     }
 }
 
+extension SecretFinding {
+    /// Whose finding this is, as lists group them: `pid 121 sparc-probe`, `kernel: page cache`,
+    /// or the file for a finding outside a memory image.
+    public var ownerLabel: String {
+        guard let owner else { return address == nil ? Path.base(of: file) : "owner unknown" }
+        guard let pid = owner.pid else { return "kernel: " + owner.mapping }
+        return "pid \(pid) \(owner.command ?? "?")"
+    }
+
+    /// Findings grouped by owner (indices into `findings`), the owner with most findings first.
+    public static func groupedByOwner(_ findings: [SecretFinding]) -> [(owner: String, indices: [Int])] {
+        var groups: [String: [Int]] = [:]
+        for (i, f) in findings.enumerated() { groups[f.ownerLabel, default: []].append(i) }
+        return groups.map { ($0.key, $0.value) }.sorted { ($0.1.count, $1.0) > ($1.1.count, $0.0) }
+    }
+}
+
 /// Scans files with a rule set in one pass per file: memory-mapped, holes skipped, blocks
 /// overlapped by the longest match libyara reports, both cores busy, cancellable.
 ///
@@ -169,8 +186,8 @@ public struct SecretFinding: Codable, Equatable, Sendable {
 /// condition that counts matches across the whole file (`#a > 100`, `filesize`) sees one block.
 public struct SecretScanner: Sendable {
     public static let blockSize = 32 << 20
-    /// libyara stops a regular expression after this many bytes (YR_RE_SCAN_LIMIT).
-    static let overlap = 4096
+    /// Blocks overlap by the longest match libyara reports (YR_RE_SCAN_LIMIT).
+    static let overlap = BuiltinRules.longestMatch
     public let rules: SecretRules
     /// Findings of one rule beyond this many are counted, not listed (a rule that matches
     /// everywhere must not exhaust memory).

@@ -82,15 +82,7 @@ public enum CredentialScan {
 
         /// Findings grouped by owner (a process, or a kind of kernel memory), most first.
         public var byOwner: [(owner: String, findings: [SecretFinding])] {
-            var groups: [String: [SecretFinding]] = [:]
-            for f in findings { groups[Self.ownerKey(f), default: []].append(f) }
-            return groups.map { ($0.key, $0.value) }.sorted { ($0.1.count, $1.0) > ($1.1.count, $0.0) }
-        }
-
-        static func ownerKey(_ f: SecretFinding) -> String {
-            guard let owner = f.owner else { return f.address == nil ? f.file : "unknown owner" }
-            guard let pid = owner.pid else { return owner.mapping }
-            return "pid \(pid) \(owner.command ?? "?")"
+            SecretFinding.groupedByOwner(findings).map { ($0.owner, $0.indices.map { findings[$0] }) }
         }
 
         /// The processes that hold findings: pid and command, each once.

@@ -13,21 +13,9 @@ extension TUIModel {
 
     /// The list's rows: each owner (most findings first) with its findings under it.
     var scanRows: [ScanRow] {
-        var groups: [String: [Int]] = [:]
-        var order: [String] = []
-        for (i, f) in findings.enumerated() {
-            let key = Self.ownerHeading(f)
-            if groups[key] == nil { order.append(key) }
-            groups[key, default: []].append(i)
+        SecretFinding.groupedByOwner(findings).flatMap { group in
+            [ScanRow.owner(group.owner, count: group.indices.count)] + group.indices.map(ScanRow.finding)
         }
-        order.sort { (groups[$0]!.count, $1) > (groups[$1]!.count, $0) }
-        return order.flatMap { key in [ScanRow.owner(key, count: groups[key]!.count)] + groups[key]!.map(ScanRow.finding) }
-    }
-
-    static func ownerHeading(_ f: SecretFinding) -> String {
-        guard let owner = f.owner else { return f.address == nil ? Path.base(of: f.file) : "owner unknown" }
-        guard let pid = owner.pid else { return "kernel: " + owner.mapping }
-        return "pid \(pid) \(owner.command ?? "?")"
     }
 
     /// Takes a scan's findings and shows them, the first one under the cursor.
@@ -56,7 +44,7 @@ extension TUIModel {
         case .char("t"):
             let f = findings[findingIndex]
             guard let pid = f.owner?.pid else {
-                status = "no process owns this finding (\(Self.ownerHeading(f))): nothing to tag"
+                status = "no process owns this finding (\(f.ownerLabel)): nothing to tag"
                 return Effect.none
             }
             guard processes.processes.contains(where: { $0.pid == pid }) else {
@@ -70,7 +58,7 @@ extension TUIModel {
             let start = f.offset / UInt64(HexRow.width) * UInt64(HexRow.width)
             let top = start >= 64 ? start - 64 : 0
             hex = HexPage(
-                path: f.file, title: "\(f.file) — \(f.rule.id) [\(Self.ownerHeading(f))]", offset: top,
+                path: f.file, title: "\(f.file) — \(f.rule.id) [\(f.ownerLabel)]", offset: top,
                 highlight: f.offset..<f.offset + UInt64(f.length), isMemoryImage: f.address != nil, hidden: true)
             return .loadHex(path: f.file, offset: top)
         default: return nil
@@ -80,7 +68,7 @@ extension TUIModel {
 
     func renderScan(into buffer: inout CellBuffer) {
         let w = buffer.width
-        let owners = Set(findings.map(Self.ownerHeading)).count
+        let owners = Set(findings.map(\.ownerLabel)).count
         buffer.put(
             " sparc — credentials in \(scannedBundle ?? "?"): \(findings.count) finding(s), \(owners) owner(s)", row: 0, style: .header, fill: w)
         let rows = scanRows
