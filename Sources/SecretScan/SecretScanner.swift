@@ -333,9 +333,9 @@ public struct SecretScanner: Sendable {
             let ctx = Unmanaged.passUnretained(sink).toOpaque()
             let code = sparc_yara_scan(
                 compiled, base + b.start, b.end - b.start, 0,
-                { ctx, rule, stringID, offset, length in
+                { ctx, rule, _, offset, length in
                     let sink = Unmanaged<MatchSink>.fromOpaque(ctx!).takeUnretainedValue()
-                    return sink.add(rule: UInt(bitPattern: rule), string: stringID, offset: Int(offset), length: Int(length)) ? 1 : 0
+                    return sink.add(rule: UInt(bitPattern: rule), offset: Int(offset), length: Int(length)) ? 1 : 0
                 },
                 { ctx, rule, stringID in
                     let sink = Unmanaged<MatchSink>.fromOpaque(ctx!).takeUnretainedValue()
@@ -382,7 +382,7 @@ public struct SecretScanner: Sendable {
         }
 
         /// Adds a match; true asks libyara to stop (cancelled).
-        func add(rule: UInt, string: UnsafePointer<CChar>?, offset: Int, length: Int) -> Bool {
+        func add(rule: UInt, offset: Int, length: Int) -> Bool {
             guard offset < limit else { return false }
             let n = perRule[rule, default: 0] + 1
             perRule[rule] = n
