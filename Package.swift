@@ -34,7 +34,7 @@ let package = Package(
         .target(name: "SecretScan", dependencies: ["CYaraScan", "CHyperscan", "COpenSSL", "HexView", "SparcSupport"]),
         // libvirt's C library (Debian's libvirt-dev) and the domain definitions sparc needs.
         .systemLibrary(name: "CLibvirt", pkgConfig: "libvirt", providers: [.apt(["libvirt-dev"])]),
-        .target(name: "Libvirt", dependencies: ["CLibvirt", "SparcSupport"]),
+        .target(name: "Libvirt", dependencies: ["CLibvirt", "Hypervisor", "SparcSupport"]),
         .target(
             name: "SparcEngine",
             dependencies: ["SparcSupport", "SnapshotModel", "GuestQuery", "Hypervisor", "HexView", "SecretScan", "Libvirt"]),

@@ -43,3 +43,8 @@ int sparc_pipe_cloexec(int fds[2])
 {
 	return pipe2(fds, O_CLOEXEC);
 }
+
+int sparc_punch_hole(int fd, off_t offset, off_t len)
+{
+	return fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, len);
+}

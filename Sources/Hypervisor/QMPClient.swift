@@ -5,7 +5,7 @@ import SparcSupport
 ///
 /// QMP sends one JSON object per line: a greeting, then `return`/`error` answers in
 /// request order, with asynchronous `event` objects in between, which are set aside.
-public final class QMPClient {
+public final class QMPClient: MachineMonitor {
     public let socketPath: String
     public var timeout: TimeInterval
     private let socket: UnixSocket
@@ -84,16 +84,33 @@ public final class QMPClient {
         }
     }
 
-    /// Hands QEMU a descriptor under `name` (for `fd:NAME` migration URIs).
-    public func passDescriptor(_ fd: Int32, as name: String) throws {
-        try execute("getfd", ["fdname": name], fds: [fd])
-    }
-
     /// Adds descriptors to an fd set, for `/dev/fdset/ID` paths: QEMU picks the one whose
     /// access mode fits each open, so a file that may be reopened read-only gets both.
     public func addToFDSet(_ id: Int, descriptors: [Int32]) throws {
         for fd in descriptors { try execute("add-fd", ["fdset-id": id], fds: [fd]) }
     }
+}
+
+/// Something that runs QMP commands on a QEMU: sparc's own monitor socket, or libvirt's
+/// monitor of a domain it manages (libvirt holds that socket itself).
+public protocol MachineMonitor: AnyObject {
+    /// Runs a QMP command and returns its `return` value; a QMP `error` becomes a SparcError.
+    /// `fds` are passed along with the command (for `getfd` and `add-fd`).
+    @discardableResult
+    func execute(_ command: String, _ arguments: [String: Any]?, fds: [Int32], timeout: TimeInterval?) throws -> Any
+}
+
+extension MachineMonitor {
+    @discardableResult
+    public func execute(_ command: String, _ arguments: [String: Any]? = nil) throws -> Any {
+        try execute(command, arguments, fds: [], timeout: nil)
+    }
+
+    /// Hands QEMU a descriptor under `name` (for `fd:NAME` migration URIs).
+    public func passDescriptor(_ fd: Int32, as name: String) throws {
+        try execute("getfd", ["fdname": name], fds: [fd], timeout: nil)
+    }
+
 
     /// The VM run state (`running`, `paused`, `postmigrate`, `inmigrate`, ...).
     public func status() throws -> String {

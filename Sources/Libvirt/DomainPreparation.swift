@@ -74,6 +74,64 @@ public struct DomainPreparation {
 
     var devices: XMLElement? { root.elements(forName: "devices").first }
 
+    /// The domain's virtualisation type: `kvm` or `qemu` (TCG).
+    public var type: String { root.attribute(forName: "type")?.stringValue ?? "qemu" }
+
+    /// The machine type (`pc-i440fx-7.2`, `pc-q35-7.2`, …).
+    public var machine: String { root.elements(forName: "os").first?.elements(forName: "type").first?.attribute(forName: "machine")?.stringValue ?? "" }
+
+    /// The number of virtual CPUs.
+    public var vcpus: Int { Int(root.elements(forName: "vcpu").first?.stringValue?.trimmingCharacters(in: .whitespaces) ?? "") ?? 1 }
+
+    /// The targets (`vda`, `sdb`) of disks the guest can write: sparc would have to save and
+    /// roll back their state along with the memory.
+    public var writableDisks: [String] {
+        (devices?.elements(forName: "disk") ?? []).compactMap { disk in
+            guard disk.attribute(forName: "device")?.stringValue ?? "disk" == "disk", disk.elements(forName: "readonly").isEmpty else { return nil }
+            return disk.elements(forName: "target").first?.attribute(forName: "dev")?.stringValue ?? "?"
+        }
+    }
+
+    static let qemuNamespace = "http://libvirt.org/schemas/domain/qemu/1.0"
+
+    /// The definition to start a restored domain from: QEMU waits for incoming state
+    /// (`-incoming defer`, libvirt's own way of restoring) and gets a new generation id, so
+    /// the guest learns it was restored and reseeds its randomness.
+    public func forIncomingState() throws -> String {
+        guard let copy = try? XMLDocument(xmlString: document.xmlString, options: []), let root = copy.rootElement() else {
+            throw SparcError("cannot copy the domain definition")
+        }
+        for genid in root.elements(forName: "genid") {
+            genid.setChildren(nil)
+        }
+        let prefix: String
+        if let existing = root.namespaces?.first(where: { $0.stringValue == Self.qemuNamespace }), let name = existing.name {
+            prefix = name
+        } else {
+            prefix = "qemu"
+            root.addNamespace(XMLNode.namespace(withName: prefix, stringValue: Self.qemuNamespace) as! XMLNode)
+        }
+        let commandline =
+            root.children?.compactMap { $0 as? XMLElement }.first { $0.localName == "commandline" && $0.uri == Self.qemuNamespace }
+            ?? {
+                let c = XMLElement(name: "\(prefix):commandline")
+                root.addChild(c)
+                return c
+            }()
+        // A domain sparc restored before runs with these arguments: its saved definition has them once already.
+        let args = commandline.children?.compactMap { $0 as? XMLElement } ?? []
+        for (i, arg) in args.enumerated() where arg.attribute(forName: "value")?.stringValue == "-incoming" {
+            arg.detach()
+            if i + 1 < args.count { args[i + 1].detach() }
+        }
+        for value in ["-incoming", "defer"] {
+            let arg = XMLElement(name: "\(prefix):arg")
+            arg.addAttribute(XMLNode.attribute(withName: "value", stringValue: value) as! XMLNode)
+            commandline.addChild(arg)
+        }
+        return copy.xmlString(options: [.nodePrettyPrint, .nodeCompactEmptyElement]) + "\n"
+    }
+
     /// Where libvirt's QEMU makes the terminal port's socket for domain `name`.
     public static func terminalSocket(domain: String) -> String { "/var/lib/libvirt/qemu/sparc-\(domain)-terminal.sock" }
 

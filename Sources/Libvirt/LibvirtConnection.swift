@@ -71,6 +71,69 @@ public final class LibvirtConnection {
         return try Self.xml(of: d, inactive: false, name: name)
     }
 
+    /// The definition of a running domain as libvirt itself saves it for a later restore
+    /// (`VIR_DOMAIN_XML_MIGRATABLE`): the same devices, without what libvirt fills in at start.
+    public func migratableDefinition(of name: String) throws -> String {
+        let d = try domain(name)
+        defer { virDomainFree(d) }
+        guard let text = virDomainGetXMLDesc(d, UInt32(VIR_DOMAIN_XML_MIGRATABLE.rawValue)) else {
+            throw SparcError("cannot read the definition of domain '\(name)': \(Self.lastError())")
+        }
+        defer { free(text) }
+        return String(cString: text)
+    }
+
+    /// The domain's UUID, in lower case.
+    public func uuid(of name: String) throws -> String {
+        let d = try domain(name)
+        defer { virDomainFree(d) }
+        var buffer = [CChar](repeating: 0, count: Int(VIR_UUID_STRING_BUFLEN))
+        guard virDomainGetUUIDString(d, &buffer) == 0 else { throw SparcError("cannot read the UUID of domain '\(name)': \(Self.lastError())") }
+        return String(cString: buffer).lowercased()
+    }
+
+    /// Whether libvirt knows a domain of this name (running or not).
+    public func exists(_ name: String) -> Bool {
+        guard let d = virDomainLookupByName(connection, name) else { return false }
+        virDomainFree(d)
+        return true
+    }
+
+    /// QMP on the running domain's QEMU, through libvirt.
+    public func monitor(of name: String) throws -> LibvirtMonitor {
+        LibvirtMonitor(connection: self, domain: try domain(name), name: name)
+    }
+
+    /// Pauses the domain's virtual CPUs (libvirt's state follows: paused).
+    public func suspend(_ name: String) throws {
+        try act(name, "pause") { virDomainSuspend($0) }
+    }
+
+    /// Lets the domain's virtual CPUs run again.
+    public func resume(_ name: String) throws {
+        try act(name, "resume") { virDomainResume($0) }
+    }
+
+    /// Ends the domain's QEMU at once (`virsh destroy`); its persistent definition stays.
+    public func destroy(_ name: String) throws {
+        try act(name, "destroy") { virDomainDestroy($0) }
+    }
+
+    /// Starts a domain from `xml` with its CPUs paused. A persistent domain of the same name
+    /// and UUID stays defined as it was: the definition given is only its running one.
+    public func startPaused(xml: String, name: String) throws {
+        guard let d = virDomainCreateXML(connection, xml, UInt32(VIR_DOMAIN_START_PAUSED.rawValue)) else {
+            throw SparcError("libvirt at \(uri) could not start domain '\(name)': \(Self.lastError())")
+        }
+        virDomainFree(d)
+    }
+
+    func act(_ name: String, _ what: String, _ call: (OpaquePointer) -> Int32) throws {
+        let d = try domain(name)
+        defer { virDomainFree(d) }
+        guard call(d) == 0 else { throw SparcError("libvirt could not \(what) domain '\(name)': \(Self.lastError())") }
+    }
+
     /// The host socket of a running domain's virtio-serial channel named `port`.
     public func channelSocket(of name: String, port: String) throws -> String {
         guard try state(of: name) == "running" else {

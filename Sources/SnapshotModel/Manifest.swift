@@ -26,6 +26,8 @@ public struct Manifest: Codable, Equatable, Sendable {
         case devices = "devices.vmstate"
         case disk = "disk.qcow2"
         case owners = "owners.json"
+        /// A libvirt domain's definition, as libvirt saves it for a restore.
+        case domain = "domain.xml"
 
         /// The most a member may weigh before it is read at all (the memory image is bounded
         /// by the machine's RAM size instead).
@@ -35,6 +37,7 @@ public struct Manifest: Codable, Equatable, Sendable {
             case .devices: return 1 << 30
             case .disk: return 64 << 40
             case .owners: return 4 << 30
+            case .domain: return 4 << 20
             }
         }
     }
@@ -223,6 +226,18 @@ public struct Manifest: Codable, Equatable, Sendable {
         public var isEmpty: Bool { targets.isEmpty }
     }
 
+    /// Where a libvirt domain's bundle came from: it restores as that domain, under libvirt.
+    public struct LibvirtRecord: Codable, Equatable, Sendable {
+        /// The connection it was saved through (`qemu:///system`).
+        public var uri: String
+        /// libvirt's machine type (`pc-i440fx-7.2`): the RAM file's layout follows it.
+        public var machineType: String
+        public init(uri: String, machineType: String) {
+            self.uri = uri
+            self.machineType = machineType
+        }
+    }
+
     public struct Guest: Codable, Equatable, Sendable {
         public var kernel: String
         public var bootId: String
@@ -244,6 +259,8 @@ public struct Manifest: Codable, Equatable, Sendable {
     public var memory: Memory
     public var exclusion: Exclusion
     public var files: [FileEntry]
+    /// Set for a libvirt domain (whose name and UUID are `vm`); its definition is `domain.xml`.
+    public var libvirt: LibvirtRecord?
     /// SHA-256 of this file's bytes with this value written as 64 zeros.
     public var manifestSHA256: String
 
@@ -377,6 +394,7 @@ public struct Manifest: Codable, Equatable, Sendable {
         guard file(.memory)?.size == memory.bytes else { throw bad("the memory image is missing or not the machine's RAM size") }
         guard file(.devices) != nil else { throw bad("the device state is missing") }
         guard machine.disk == (file(.disk) != nil) else { throw bad("the disk state does not match the machine's disk") }
+        guard (libvirt != nil) == (file(.domain) != nil) else { throw bad("a libvirt domain's definition without its record, or the reverse") }
         for p in exclusion.processes where p.pid <= 0 { throw bad("excluded process with pid \(p.pid)") }
         guard exclusion.bytes >= 0, exclusion.ranges >= 0, exclusion.keptSharedPages >= 0 else { throw bad("exclusion counts") }
     }

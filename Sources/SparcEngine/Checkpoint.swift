@@ -36,6 +36,9 @@ extension VMManager {
         name: String, output: String, stopAfter: Bool = false, exclusion: ExclusionRequest? = nil,
         cancel: Cancellation? = nil, progress: Progress? = nil
     ) throws -> CheckpointReport {
+        if let connect {
+            return try checkpointDomain(uri: connect, name: name, output: output, stopAfter: stopAfter, exclusion: exclusion, cancel: cancel, progress: progress)
+        }
         let resumeFailure = SharedBox<String?>(nil)
         return try exclusively(name, doing: "checkpoint") {
             do {
@@ -122,30 +125,9 @@ extension VMManager {
             }
         }
 
-        var plan: ExclusionPlan?
-        var excludedFileRanges: [Range<Int64>] = []
-        if let exclusion, excluding {
-            progress?(.init(.freezing, "freezing guest processes, collecting what to leave out"))
-            let collected = try agent.collect(exclusion, lease: Self.freezeLease)
-            if let trace = ProcessInfo.processInfo.environment["SPARC_TRACE"], !trace.isEmpty {
-                printError("collect phases (ms): \(collected.phases.sorted { $0.key < $1.key }.map { "\($0.key)=\(Int($0.value))" }.joined(separator: " "))")
-            }
-            let layout = PhysicalLayout(ramBytes: UInt64(state.spec.memoryBytes))
-            excludedFileRanges = collected.ranges.flatMap { layout.fileRanges(physical: $0.start, length: $0.length) }
-            plan = collected
-        }
-
-        try checkCancelled()
-        // Who owns each page, for attributing search hits later; taken while frozen.
-        progress?(.init(.recordingOwners, "recording page owners"))
-        var owners = try agent.owners()
-        // Excluded processes stay out of the owner map: their pages are zeroed, and their names
-        // and mapped paths can be the secret (a page they share is listed under its other owners).
-        let excludedPids = Set(plan?.processes.map(\.pid) ?? [])
-        owners.processes.removeAll { excludedPids.contains($0.pid) }
-        let ownersEncoder = JSONEncoder()
-        ownersEncoder.outputFormatting = [.sortedKeys]
-        try ownersEncoder.encode(owners).write(to: URL(fileURLWithPath: writer.file(Manifest.ownersFile)))
+        let (plan, excludedFileRanges) = try collectForCheckpoint(
+            agent: agent, exclusion: excluding ? exclusion : nil, ramBytes: UInt64(state.spec.memoryBytes), writer: writer,
+            checkCancelled: checkCancelled, progress: progress)
 
         FaultPoint.reached("checkpoint-after-collect")
         // Should this process die while QEMU is paused, the next command finds who paused it.
@@ -283,10 +265,53 @@ extension VMManager {
     }
 }
 
+
 extension VMManager {
+    /// The part of a checkpoint done while the guest is frozen but still running: with an
+    /// exclusion, the agent freezes the guest and says what to leave out (as RAM-file ranges);
+    /// then who owns each page goes into the bundle's owner map, excluded processes left out.
+    func collectForCheckpoint(
+        agent: AgentClient, exclusion: ExclusionRequest?, ramBytes: UInt64, writer: BundleWriter, checkCancelled: () throws -> Void,
+        progress: Progress?
+    ) throws -> (plan: ExclusionPlan?, excludedFileRanges: [Range<Int64>]) {
+        var plan: ExclusionPlan?
+        var excludedFileRanges: [Range<Int64>] = []
+        if let exclusion {
+            progress?(.init(.freezing, "freezing guest processes, collecting what to leave out"))
+            let collected = try agent.collect(exclusion, lease: Self.freezeLease)
+            if let trace = ProcessInfo.processInfo.environment["SPARC_TRACE"], !trace.isEmpty {
+                printError("collect phases (ms): \(collected.phases.sorted { $0.key < $1.key }.map { "\($0.key)=\(Int($0.value))" }.joined(separator: " "))")
+            }
+            let layout = PhysicalLayout(ramBytes: ramBytes)
+            excludedFileRanges = collected.ranges.flatMap { layout.fileRanges(physical: $0.start, length: $0.length) }
+            plan = collected
+        }
+
+        try checkCancelled()
+        // Who owns each page, for attributing search hits later; taken while frozen.
+        progress?(.init(.recordingOwners, "recording page owners"))
+        var owners = try agent.owners()
+        // Excluded processes stay out of the owner map: their pages are zeroed, and their names
+        // and mapped paths can be the secret (a page they share is listed under its other owners).
+        let excludedPids = Set(plan?.processes.map(\.pid) ?? [])
+        owners.processes.removeAll { excludedPids.contains($0.pid) }
+        let ownersEncoder = JSONEncoder()
+        ownersEncoder.outputFormatting = [.sortedKeys]
+        try ownersEncoder.encode(owners).write(to: URL(fileURLWithPath: writer.file(Manifest.ownersFile)))
+        return (plan, excludedFileRanges)
+    }
+}
+
+extension VMManager {
+    /// Turns `x-ignore-shared` off again once sparc's migration is done: QEMU keeps the
+    /// capability, and a later `virsh save` or migration of the domain would leave its RAM out.
+    static func stopIgnoringSharedMemory(_ monitor: MachineMonitor) throws {
+        try monitor.execute("migrate-set-capabilities", ["capabilities": [["capability": "x-ignore-shared", "state": false]]])
+    }
+
     /// Writes QEMU's device state (no guest RAM: it is shared and ignored) into a new file,
     /// through a descriptor: QEMU's sandbox lets it spawn nothing, so no `exec:` migration.
-    func saveDeviceState(qmp: QMPClient, to path: String) throws {
+    func saveDeviceState(qmp: MachineMonitor, to path: String) throws {
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw SparcError.posix("cannot create", path) }
         defer { close(fd) }
@@ -295,6 +320,7 @@ extension VMManager {
         try qmp.passDescriptor(fd, as: "sparc-devices")
         try qmp.execute("migrate", ["uri": "fd:sparc-devices"])
         try qmp.waitForMigration(timeout: 120)
+        try Self.stopIgnoringSharedMemory(qmp)
         guard fsync(fd) == 0 else { throw SparcError.posix("cannot write", path) }
     }
 }

@@ -67,15 +67,16 @@ extension VMManager {
     }
 
     /// Starts the host side of the VM's RSDM port: a detached, supervised `sparc-rsdmd`.
-    func startRSDMServer(name: String, vmId: String, qemuPid: pid_t) throws {
+    /// `socket` and `log` default to the VM's runtime directory; a libvirt domain's are elsewhere.
+    func startRSDMServer(name: String, vmId: String, qemuPid: pid_t, socket: String? = nil, log logPath: String? = nil) throws {
         guard let daemon = Self.rsdmDaemon() else {
             throw SparcError("sparc-rsdmd is missing beside the sparc executable: reinstall sparc ('make install')")
         }
         let layout = layout(name)
-        let log = open(layout.directory + "/rsdm.log", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        let log = open(logPath ?? layout.directory + "/rsdm.log", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
         defer { if log >= 0 { close(log) } }
         _ = try Subprocess.spawn(
-            [daemon, "--socket", layout.rsdmSocket, "--state-dir", stateDirectory, "--vm-id", vmId, "--qemu-pid", String(qemuPid)],
+            [daemon, "--socket", socket ?? layout.rsdmSocket, "--state-dir", stateDirectory, "--vm-id", vmId, "--qemu-pid", String(qemuPid)],
             stderr: log >= 0 ? log : nil, newSession: true)
     }
 }

@@ -97,7 +97,10 @@ extension VMManager {
         bundle: String, name: String, replace: Bool = false, killExcluded: Bool = true,
         policy: RestorePolicy = RestorePolicy(), progress: Progress? = nil
     ) throws -> RestoreReport {
-        try exclusively(name, doing: "restore") {
+        if let connect {
+            return try restoreDomain(bundle: bundle, uri: connect, name: name, replace: replace, killExcluded: killExcluded, policy: policy, progress: progress)
+        }
+        return try exclusively(name, doing: "restore") {
             let qemuExit = SharedBox<String?>(nil)
             do {
                 return try restoreLocked(
@@ -126,6 +129,10 @@ extension VMManager {
         try RuntimeLayout.validate(name: name)
         let reader = try BundleReader(path: bundle)
         let manifest = reader.manifest
+        if let libvirt = manifest.libvirt {
+            throw SparcError(
+                "bundle \(Path.base(of: reader.path).terminalSafe) is of libvirt domain '\(manifest.vm.name)': restore it with --connect \(libvirt.uri) --name \(manifest.vm.name)")
+        }
         var warnings: [String] = []
         let layout = layout(name)
 
@@ -270,49 +277,26 @@ extension VMManager {
         progress?("thawing guest processes")
         let agent = AgentClient(socketPath: layout.agentSocket, timeout: agentTimeout)
         defer { agent.close() }
-        var cleanup: CleanupResult?
-        var clock: ClockResult?
+        let guided: GuidedCleanup
         do {
-            _ = try agent.waitUntilReady(timeout: max(agentTimeout, 30))
-            let excluded = manifest.exclusion
-            if !excluded.isEmpty {
-                // The excluded processes' memory is gone from this image: end them before anything runs.
-                progress?(killExcluded ? "ending excluded processes" : "evicting excluded page cache")
-                let kill = excluded.processes.map { ExcludedProcess(pid: $0.pid, command: "", reason: $0.reason, startTime: $0.startTime) }
-                // Zeroed pipe, socket and terminal buffers are dropped whether or not the processes die: nobody reads the zeros.
-                let zeroedBuffers = ["pipe", "socket", "tty", "shm"].contains { (excluded.bytesByKind[$0] ?? 0) > 0 }
-                cleanup = try agent.cleanup(
-                    CleanupRequest(
-                        kill: killExcluded ? kill : [], drain: zeroedBuffers ? kill : [], evictFiles: excluded.evictFiles,
-                        removeFiles: excluded.removeFiles))
-                // Under --no-kill the pages still mapped are (some of them) the excluded processes' zeroed ones.
-                if !killExcluded, let mapped = cleanup?.stillMapped, !mapped.isEmpty {
-                    let files = mapped.keys.sorted().map { Path.base(of: $0) }.joined(separator: ", ")
-                    warnings.append(
-                        "--no-kill: \(mapped.values.reduce(0, +)) cached page(s) of \(files) stay mapped by the excluded processes; those that were zeroed read as zeros to anyone")
-                    cleanup?.stillMapped = nil
-                }
-                if !killExcluded && !excluded.processes.isEmpty {
-                    warnings.append("--no-kill: \(excluded.processes.count) excluded process(es) run on with their memory zeroed")
-                }
-            }
-            // Fresh randomness: vmgenid made the kernel reseed; host entropy is mixed in as well.
-            try agent.reseed(Data(secureRandomBytes(64)))
-            // The guest wakes at the checkpoint's time: its clock goes to the host's before anything runs on.
-            progress?("setting the guest clock")
-            do {
-                clock = try agent.setClock()
-                if let rtcError = clock?.rtcError { warnings.append("guest clock set, but not its RTC: \(rtcError)") }
-            } catch {
-                // An agent saved before clock setting existed says so; the guest runs on with its old time.
-                warnings.append("the guest clock was not set (it carries on from the checkpoint's time): \(error)")
-            }
-            _ = try agent.thaw()
+            guided = try guidedCleanup(agent: agent, manifest: manifest, killExcluded: killExcluded, progress: progress)
         } catch {
             throw SparcError(
                 "VM '\(name)' was restored (pid \(pid)) but its agent did not answer, so guest processes may still be frozen: \(error)"
             )
         }
+        let (cleanup, clock) = (guided.cleanup, guided.clock)
+        warnings += guided.warnings
+        let epoch = try recordRestore(name: name, reader: reader, provenance: provenance, clock: clock)
+        return RestoreReport(
+            name: name, bundle: reader.path, pid: pid, replaced: isRunning, total: Date().timeIntervalSince(began),
+            warnings: warnings + (cleanup?.warnings ?? []), cleanup: cleanup, epoch: epoch, rollback: provenance.rollback,
+            clone: provenance.clone, sealed: provenance.sealed, clockStep: clock?.stepSeconds)
+    }
+
+    /// Counts the restore in the VM's RSDM epoch and its history (restore, rollback or clone); returns the new epoch.
+    func recordRestore(name: String, reader: BundleReader, provenance: Provenance, clock: ClockResult?) throws -> Int {
+        let manifest = reader.manifest
         let epoch = try rsdm(vmId: provenance.identity).nextEpoch()
         let event: HistoryEntry.Event = provenance.clone ? .clone : provenance.rollback ? .rollback : .restore
         var detail: String?
@@ -321,10 +305,7 @@ extension VMManager {
         if !provenance.sealed { detail = (detail.map { $0 + "; " } ?? "") + "foreign bundle (not sealed by this host)" }
         if let clock { detail = (detail.map { $0 + "; " } ?? "") + "guest clock stepped \(Self.describeStep(clock.stepSeconds))" }
         try history(name).append(event, bundle: reader.path, bundleDigest: manifest.manifestSHA256, epoch: epoch, detail: detail)
-        return RestoreReport(
-            name: name, bundle: reader.path, pid: pid, replaced: isRunning, total: Date().timeIntervalSince(began),
-            warnings: warnings + (cleanup?.warnings ?? []), cleanup: cleanup, epoch: epoch, rollback: provenance.rollback,
-            clone: provenance.clone, sealed: provenance.sealed, clockStep: clock?.stepSeconds)
+        return epoch
     }
 
     /// What restore --replace checks before it stops the running VM: every member against its
@@ -506,14 +487,21 @@ extension VMManager {
 
     /// Hands QEMU the device state through a descriptor and waits until it is loaded.
     func loadDeviceState(qmp: QMPClient, from path: String, pid: pid_t, layout: RuntimeLayout) throws {
+        try startIncomingDeviceState(qmp, from: path)
+        try waitForIncoming(qmp, pid: pid, layout: layout)
+        try Self.stopIgnoringSharedMemory(qmp)
+    }
+
+    /// Starts loading the device state into a QEMU waiting with `-incoming defer`; the RAM is
+    /// already in its shared file, so the migration stream holds no RAM (`x-ignore-shared`).
+    func startIncomingDeviceState(_ monitor: MachineMonitor, from path: String) throws {
         let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
         guard fd >= 0 else { throw SparcError.posix("cannot read", path) }
         defer { close(fd) }
-        try qmp.execute(
+        try monitor.execute(
             "migrate-set-capabilities", ["capabilities": [["capability": "x-ignore-shared", "state": true]]])
-        try qmp.passDescriptor(fd, as: "sparc-devices")
-        try qmp.execute("migrate-incoming", ["uri": "fd:sparc-devices"])
-        try waitForIncoming(qmp, pid: pid, layout: layout)
+        try monitor.passDescriptor(fd, as: "sparc-devices")
+        try monitor.execute("migrate-incoming", ["uri": "fd:sparc-devices"])
     }
 
     /// Waits until QEMU has loaded the incoming device state, or explains why it did not.
@@ -532,5 +520,59 @@ extension VMManager {
                 usleep(10_000)
             }
         }
+    }
+}
+
+/// What the agent did as a restored guest woke: ended or drained what was excluded, reseeded, set its clock.
+struct GuidedCleanup {
+    var cleanup: CleanupResult?
+    var clock: ClockResult?
+    var warnings: [String] = []
+}
+
+extension VMManager {
+    /// The guided part of a restore, once the CPUs run: the guest was saved frozen, and before
+    /// its agent thaws it the excluded processes end (their memory is gone), zeroed buffers are
+    /// dropped, randomness is reseeded and the clock goes to the host's time.
+    func guidedCleanup(agent: AgentClient, manifest: Manifest, killExcluded: Bool, progress: Progress?) throws -> GuidedCleanup {
+        var warnings: [String] = []
+        var cleanup: CleanupResult?
+        var clock: ClockResult?
+        _ = try agent.waitUntilReady(timeout: max(agentTimeout, 30))
+        let excluded = manifest.exclusion
+        if !excluded.isEmpty {
+            // The excluded processes' memory is gone from this image: end them before anything runs.
+            progress?(killExcluded ? "ending excluded processes" : "evicting excluded page cache")
+            let kill = excluded.processes.map { ExcludedProcess(pid: $0.pid, command: "", reason: $0.reason, startTime: $0.startTime) }
+            // Zeroed pipe, socket and terminal buffers are dropped whether or not the processes die: nobody reads the zeros.
+            let zeroedBuffers = ["pipe", "socket", "tty", "shm"].contains { (excluded.bytesByKind[$0] ?? 0) > 0 }
+            cleanup = try agent.cleanup(
+                CleanupRequest(
+                    kill: killExcluded ? kill : [], drain: zeroedBuffers ? kill : [], evictFiles: excluded.evictFiles,
+                    removeFiles: excluded.removeFiles))
+            // Under --no-kill the pages still mapped are (some of them) the excluded processes' zeroed ones.
+            if !killExcluded, let mapped = cleanup?.stillMapped, !mapped.isEmpty {
+                let files = mapped.keys.sorted().map { Path.base(of: $0) }.joined(separator: ", ")
+                warnings.append(
+                    "--no-kill: \(mapped.values.reduce(0, +)) cached page(s) of \(files) stay mapped by the excluded processes; those that were zeroed read as zeros to anyone")
+                cleanup?.stillMapped = nil
+            }
+            if !killExcluded && !excluded.processes.isEmpty {
+                warnings.append("--no-kill: \(excluded.processes.count) excluded process(es) run on with their memory zeroed")
+            }
+        }
+        // Fresh randomness: vmgenid made the kernel reseed; host entropy is mixed in as well.
+        try agent.reseed(Data(secureRandomBytes(64)))
+        // The guest wakes at the checkpoint's time: its clock goes to the host's before anything runs on.
+        progress?("setting the guest clock")
+        do {
+            clock = try agent.setClock()
+            if let rtcError = clock?.rtcError { warnings.append("guest clock set, but not its RTC: \(rtcError)") }
+        } catch {
+            // An agent saved before clock setting existed says so; the guest runs on with its old time.
+            warnings.append("the guest clock was not set (it carries on from the checkpoint's time): \(error)")
+        }
+        _ = try agent.thaw()
+        return GuidedCleanup(cleanup: cleanup, clock: clock, warnings: warnings)
     }
 }

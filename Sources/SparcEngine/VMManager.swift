@@ -64,6 +64,8 @@ public final class VMManager {
     public var agentTimeout: TimeInterval
     /// Whether a command that changes a VM waits for another one working on it, or fails at once.
     public var waitForLock = false
+    /// A libvirt URI: VM names are then that daemon's domains (`--connect`, `$SPARC_CONNECT`).
+    public var connect: String?
     /// How QEMU is confined (seccomp always; an unprivileged user where possible).
     public var sandbox: QEMUSandbox
 
@@ -458,6 +460,7 @@ public final class VMManager {
 
     /// A client for a running VM's agent.
     public func agentClient(_ name: String, timeout: TimeInterval? = nil) throws -> AgentClient {
+        if let connect { return try LibvirtDomains.agentClient(uri: connect, domain: name, timeout: timeout ?? agentTimeout) }
         _ = try running(name)
         return AgentClient(socketPath: layout(name).agentSocket, timeout: timeout ?? agentTimeout)
     }

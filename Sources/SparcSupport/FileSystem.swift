@@ -1,5 +1,6 @@
 #if canImport(FoundationEssentials)
-    import FoundationEssentials
+    import CSparcSupport
+import FoundationEssentials
 #else
     import Foundation
 #endif
@@ -18,6 +19,11 @@ public enum FileSystem {
     public static func isDirectory(_ path: String) -> Bool {
         var st = stat()
         return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+    }
+
+    /// Zeroes `length` bytes at `offset` of an open file by making them a hole; its size stays.
+    public static func punchHole(_ fd: Int32, offset: Int64, length: Int64, path: String) throws {
+        guard sparc_punch_hole(fd, off_t(offset), off_t(length)) == 0 else { throw SparcError.posix("cannot zero part of", path) }
     }
 
     public static func size(_ path: String) -> Int64? {

@@ -90,6 +90,8 @@ public struct TUIModel {
     public var searchFrom: UInt64?
     static let encodingChoices: [[SearchEncoding]] = [[.ascii, .utf16le], SearchEncoding.allCases, [.ascii], [.utf16le]]
     public var help = false
+    /// With `tui --connect` and no domain named: the domain list, shown until one is picked.
+    public var domainPicker: DomainPicker?
     public var readonly: Bool
     /// The screen's height at the last draw: how far a page key moves a list.
     public var screenHeight = 24
@@ -131,6 +133,16 @@ public struct TUIModel {
     }
 
     mutating func handleKey(_ key: Key) -> Effect {
+        if var picker = domainPicker {
+            if key == .char("q") || key == .function(10) { return .quit }
+            let picked = picker.handle(key, screenHeight: screenHeight)
+            domainPicker = picked == nil ? picker : nil
+            if let picked {
+                processes = ProcessScreen(vmName: picked)
+                return .refresh
+            }
+            return .none
+        }
         if help {
             help = false
             return .none
@@ -241,6 +253,10 @@ public struct TUIModel {
 
     public func render(into buffer: inout CellBuffer) {
         let w = buffer.width
+        if let domainPicker {
+            domainPicker.render(into: &buffer)
+            return
+        }
         if help {
             ProcessScreenHelp.render(helpLines, into: &buffer)
             return

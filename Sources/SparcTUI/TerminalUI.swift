@@ -27,10 +27,15 @@ public final class TerminalUI {
     /// A restore refused as a rollback, waiting for the operator's confirmation.
     let pendingRollback = SharedBox<String?>(nil)
 
-    public init(manager: VMManager, vmName: String, color: Bool, bundleDirectory: String = FileManager.default.currentDirectoryPath, readonly: Bool = false) {
+    /// `picker`: open on a list of libvirt domains (the manager's `connect`) instead of `vmName`.
+    public init(
+        manager: VMManager, vmName: String, color: Bool, bundleDirectory: String = FileManager.default.currentDirectoryPath, readonly: Bool = false,
+        picker: DomainPicker? = nil
+    ) {
         self.manager = manager
         self.color = color
         self.model = TUIModel(vmName: vmName, bundleDirectory: bundleDirectory, readonly: readonly)
+        model.domainPicker = picker
     }
 
     /// The guest's processes and terminals as the agent last gave them (or why it could not).
@@ -53,6 +58,8 @@ public final class TerminalUI {
             model.bundleDetails[b] = summary.line
             if summary.damage == nil { model.bundleKills[b] = summary.kills }
         }
+        // Until a domain is picked there is no agent to ask.
+        guard model.domainPicker == nil else { return }
         guard !refreshing.mutate({ r -> Bool in
             defer { r = true }
             return r

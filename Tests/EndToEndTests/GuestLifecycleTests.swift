@@ -100,6 +100,7 @@ final class GuestLifecycleTests: GuestTestCase {
             } else {
                 // Restoring twice from the same bundle works, here over the running VM.
                 try sparc.fails(["restore", bundle, "--name", vm], message: "is running")
+                try sparc.fails(["restore", bundle, "--name", vm, "--connect", "qemu:///system"], message: "not of a libvirt domain")
                 try sparc.ok(["restore", bundle, "--name", vm, "--replace"])
             }
             let resumed = try counter()

@@ -70,7 +70,7 @@ final class LibvirtTests: XCTestCase {
         FileSystem.removeTree(runtime + "-state")
     }
 
-    func testDomainIsListedPreparedAndItsAgentAnswers() throws {
+    func testDomainIsPreparedCheckpointedAndRestoredUnderLibvirt() throws {
         let xml = """
             <domain type='qemu'>
               <name>\(domain)</name>
@@ -95,6 +95,7 @@ final class LibvirtTests: XCTestCase {
         // Not prepared: the agent cannot be reached, and sparc says what to do.
         XCTAssertEqual(try virsh(["start", domain]).status, 0)
         try sparc.fails(["ps", "--connect", uri, "--name", domain], message: "sparc libvirt prepare \(domain)")
+        try sparc.fails(["checkpoint", "--connect", uri, "--name", domain, "-o", runtime + "/unprepared.sparc"], message: "run 'sparc libvirt prepare \(domain)'")
         XCTAssertEqual(try virsh(["destroy", domain]).status, 0)
 
         let dry = try sparc.ok(["libvirt", "prepare", domain, "--connect", uri, "--dry-run"])
@@ -125,6 +126,86 @@ final class LibvirtTests: XCTestCase {
         }
         XCTAssertTrue(ps.contains("sparc-agent"), "the agent answers through libvirt's channel:\n\(ps)")
         XCTAssertTrue(try sparc.ok(["ttys", "--connect", uri, "--name", domain]).contains("ttyS1"), "the terminal port")
+        try checkpointAndRestoreUnderLibvirt()
+    }
+
+    /// The AWS key id `sparc-probe assemble aws SEED` builds in its heap (the same generator).
+    static func assembledAWSKey(seed: UInt64) -> String {
+        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
+        var state = seed &* 2654435761 &+ 12345
+        var key = "AKIA"
+        for _ in 0..<16 {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            key.append(alphabet[Int((state >> 33) % 32)])
+        }
+        return key
+    }
+
+    /// A secret holder left out of a checkpoint of the running domain, `virsh destroy`, restore
+    /// through sparc: the domain runs under libvirt again, without the holder, from the checkpoint.
+    func checkpointAndRestoreUnderLibvirt() throws {
+        let on = ["--connect", uri, "--name", domain]
+        func guest(_ script: String) throws -> String { try sparc.ok(["exec"] + on + ["--", "sh", "-c", script]).trimmed }
+        func counter() throws -> Int { Int(try guest("cat /tmp/counter")) ?? -1 }
+        let holder = Int32(try sparc.ok(["exec"] + on + ["--detach", "--", "sh", "-c", "exec sparc-probe assemble aws 4242 > /dev/null"]).trimmed) ?? -1
+        let key = Self.assembledAWSKey(seed: 4242)
+        _ = try sparc.ok(["exec"] + on + ["--detach", "--", "sh", "-c", "i=0; while :; do i=$((i+1)); echo $i > /tmp/counter; sleep 0.2; done"])
+        for _ in 0..<50 where (try? counter()) ?? 0 < 3 { usleep(200_000) }
+
+        // Baseline: the key is in a plain checkpoint, in the holder's memory.
+        let plain = runtime + "/plain.sparc"
+        try sparc.ok(["checkpoint"] + on + ["-o", plain])
+        let found = try sparc.run(["search", key, plain, "--json"])
+        XCTAssertEqual(found.status, 0, "the baseline holds the key: \(found.stderr)")
+        XCTAssertTrue(found.stdout.contains("\"pid\" : \(holder)") || found.stdout.contains("\"pid\":\(holder)"), "owned by the holder: \(found.stdout.prefix(600))")
+
+        let before = try counter()
+        let bundle = runtime + "/excluded.sparc"
+        let saved = try sparc.ok(["checkpoint"] + on + ["-o", bundle, "--exclude-pid", String(holder)])
+        XCTAssertTrue(saved.contains("pid \(holder) sparc-probe"), saved)
+        let after = try counter()
+        XCTAssertEqual(try virsh(["domstate", domain]).stdoutText.trimmed, "running", "the domain runs on after a checkpoint")
+        let none = try sparc.run(["search", key, bundle])
+        XCTAssertEqual(none.status, 1, "excluded: no hit in any file of the bundle: \(none.stdout)")
+        XCTAssertTrue(FileSystem.exists(bundle + "/domain.xml"), "the domain's definition is in the bundle")
+        let genidBefore = try virsh(["dumpxml", domain]).stdoutText.split(separator: "\n").first { $0.contains("<genid>") }
+        sleep(2)
+        let beforeDestroy = try counter()
+        XCTAssertGreaterThan(beforeDestroy, after + 3, "the counter ran on")
+
+        XCTAssertEqual(try virsh(["destroy", domain]).status, 0)
+        try sparc.fails(["restore", bundle, "--name", domain], message: "restore it with --connect")
+        let restored = try sparc.ok(["restore", bundle] + on)
+        XCTAssertTrue(restored.contains("killed excluded processes: \(holder)") && restored.contains("domain '\(domain)' restored"), restored)
+        XCTAssertEqual(try virsh(["domstate", domain]).stdoutText.trimmed, "running", "running as a libvirt domain")
+        XCTAssertTrue(try virsh(["dominfo", domain]).stdoutText.contains("Persistent:     yes"), "still the persistent domain")
+        let resumed = try counter()
+        XCTAssertGreaterThanOrEqual(resumed, before, "the counter resumed from the checkpoint")
+        XCTAssertLessThan(resumed, beforeDestroy, "the counter went back to the checkpoint's value")
+        XCTAssertFalse(try sparc.ok(["ps"] + on).contains("sparc-probe"), "the excluded holder is gone")
+        let genidAfter = try virsh(["dumpxml", domain]).stdoutText.split(separator: "\n").first { $0.contains("<genid>") }
+        XCTAssertNotNil(genidAfter)
+        XCTAssertNotEqual(genidAfter, genidBefore, "a new generation id: the guest reseeds")
+        XCTAssertTrue(try sparc.ok(["log", "--name", domain]).contains("restore"), "the restore is in the domain's history")
+
+        // libvirt manages it as before: pause, resume, its own save and restore (sparc left no
+        // migration capability behind that would keep the RAM out of libvirt's save file).
+        XCTAssertEqual(try virsh(["suspend", domain]).status, 0)
+        XCTAssertEqual(try virsh(["domstate", domain]).stdoutText.trimmed, "paused")
+        XCTAssertEqual(try virsh(["resume", domain]).status, 0)
+        let saveFile = runtime + "/virsh.save"
+        XCTAssertEqual(try virsh(["save", domain, saveFile]).status, 0)
+        let virshRestore = try virsh(["restore", saveFile])
+        XCTAssertEqual(virshRestore.status, 0, virshRestore.stderrText)
+        let ticking = try counter()
+        usleep(1_000_000)
+        XCTAssertGreaterThan(try counter(), ticking, "the guest runs on after virsh save and restore")
+
+        // Over the running domain only with --replace.
+        try sparc.fails(["restore", bundle] + on, message: "pass --replace")
+        XCTAssertTrue(try sparc.ok(["restore", bundle, "--replace"] + on).contains("restored"))
+        XCTAssertEqual(try virsh(["domstate", domain]).stdoutText.trimmed, "running")
+        XCTAssertEqual(try guest("dmesg | grep -c -i -e oops -e 'call trace' -e 'BUG:' || true"), "0", "the guest kernel logged no oops")
     }
 
     func testBadConnections() throws {

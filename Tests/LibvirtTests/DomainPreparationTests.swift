@@ -58,4 +58,41 @@ final class DomainPreparationTests: XCTestCase {
         XCTAssertThrowsError(try DomainPreparation(xml: "<network/>"))
         XCTAssertThrowsError(try DomainPreparation(xml: "not xml"))
     }
+
+    func testIncomingDefinitionWaitsForStateAndGetsANewGenerationID() throws {
+        var d = try DomainPreparation(xml: Self.plain)
+        _ = try d.prepare()
+        let live = d.xml.replacingOccurrences(of: "<genid/>", with: "<genid>0f8c5e6a-1b2c-4d3e-8f9a-0b1c2d3e4f5a</genid>")
+        let incoming = try DomainPreparation(xml: live).forIncomingState()
+        XCTAssertFalse(incoming.contains("0f8c5e6a"), "libvirt makes a new generation id: \(incoming)")
+        XCTAssertTrue(incoming.contains("xmlns:qemu=\"http://libvirt.org/schemas/domain/qemu/1.0\""), incoming)
+        XCTAssertTrue(incoming.contains("<qemu:arg value=\"-incoming\"/>") && incoming.contains("<qemu:arg value=\"defer\"/>"), incoming)
+        let again = try DomainPreparation(xml: incoming)
+        XCTAssertEqual(again.missing, [], "still prepared")
+        XCTAssertEqual(again.name, "web")
+        let twice = try again.forIncomingState()
+        XCTAssertEqual(twice.components(separatedBy: "-incoming").count, 2, "a restored domain's definition gets -incoming once: \(twice)")
+
+        // A definition that passes its own QEMU arguments keeps them, under its own prefix.
+        let own = Self.plain.replacingOccurrences(of: "<domain type='qemu'>", with: "<domain type='qemu' xmlns:q='http://libvirt.org/schemas/domain/qemu/1.0'>")
+            .replacingOccurrences(of: "</devices>", with: "</devices><q:commandline><q:arg value='-no-hpet'/></q:commandline>")
+        let merged = try DomainPreparation(xml: own).forIncomingState()
+        XCTAssertEqual(merged.components(separatedBy: "commandline>").count, 3, "one commandline element: \(merged)")
+        XCTAssertTrue(merged.contains("<q:arg value=\"-no-hpet\"/>") && merged.contains("<q:arg value=\"-incoming\"/>"), merged)
+    }
+
+    func testMachineFactsAndWritableDisks() throws {
+        let xml = Self.plain.replacingOccurrences(
+            of: "</devices>",
+            with: """
+                <disk type='file' device='disk'><source file='/a.qcow2'/><target dev='vda'/></disk>
+                <disk type='file' device='disk'><source file='/b.iso'/><target dev='vdb'/><readonly/></disk>
+                <disk type='file' device='cdrom'><source file='/c.iso'/><target dev='sda'/></disk></devices>
+                """)
+        let d = try DomainPreparation(xml: xml)
+        XCTAssertEqual(d.writableDisks, ["vda"])
+        XCTAssertEqual(d.machine, "pc")
+        XCTAssertEqual(d.vcpus, 1)
+        XCTAssertEqual(d.type, "qemu")
+    }
 }

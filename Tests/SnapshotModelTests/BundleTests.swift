@@ -125,6 +125,7 @@ final class BundleTests: ScratchTestCase {
             ("disk state", { var o = $0; var m = o["machine"] as! [String: Any]; m["disk"] = true; o["machine"] = m; return o }),
             ("boot file", { var o = $0; var m = o["machine"] as! [String: Any]; m["initrd"] = ["sha256": "x", "size": 1, "origin": "/etc/shadow"]; o["machine"] = m; return o }),
             ("format version 7", { var o = $0; o["formatVersion"] = 7; return o }),
+            ("a libvirt domain's definition without its record", { var o = $0; o["libvirt"] = ["uri": "qemu:///system", "machineType": "pc"]; return o }),
         ]
         let original = try Data(contentsOf: URL(fileURLWithPath: path + "/" + Manifest.fileName))
         for (expected, edit) in cases {

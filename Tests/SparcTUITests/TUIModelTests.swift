@@ -326,4 +326,36 @@ final class HexViewAddressTests: XCTestCase {
         XCTAssertTrue(crossing.hasPrefix("80000000  100000000"), rows.joined(separator: "\n"))
         XCTAssertTrue(rows.contains { $0.hasPrefix("7fffffe0  07fffffe0") }, rows.joined(separator: "\n"))
     }
+
+    func testDomainPickerOpensOnlyARunningPreparedDomain() {
+        var model = TUIModel(vmName: "default", bundleDirectory: "/tmp")
+        model.domainPicker = DomainPicker(
+            uri: "qemu:///system",
+            domains: [
+                DomainChoice(name: "db", state: "running", missing: ["a VM generation id (<genid/>)"]),
+                DomainChoice(name: "mail", state: "shut off", missing: []),
+                DomainChoice(name: "web", state: "running", missing: []),
+            ])
+        var buffer = CellBuffer(width: 80, height: 10)
+        model.render(into: &buffer)
+        XCTAssertTrue(buffer.line(0).contains("libvirt qemu:///system — pick a domain"), buffer.text)
+        XCTAssertTrue(buffer.line(2).contains("db") && buffer.line(2).contains("not prepared"), buffer.text)
+        XCTAssertEqual(model.handle(.enter), .none)
+        XCTAssertTrue(model.domainPicker?.status.contains("sparc libvirt prepare db") == true)
+        XCTAssertEqual(model.handle(.down), .none)
+        XCTAssertEqual(model.handle(.enter), .none)
+        XCTAssertTrue(model.domainPicker?.status.contains("virsh start mail") == true)
+        XCTAssertEqual(model.handle(.down), .none)
+        XCTAssertEqual(model.handle(.enter), .refresh, "a running, prepared domain opens")
+        XCTAssertNil(model.domainPicker)
+        XCTAssertEqual(model.processes.vmName, "web")
+        model.render(into: &buffer)
+        XCTAssertTrue(buffer.line(0).contains("web"), buffer.text)
+
+        var empty = TUIModel(vmName: "default", bundleDirectory: "/tmp")
+        empty.domainPicker = DomainPicker(uri: "qemu:///system", domains: [])
+        XCTAssertTrue(empty.domainPicker!.status.contains("no domains"))
+        XCTAssertEqual(empty.handle(.enter), .none)
+        XCTAssertEqual(empty.handle(.char("q")), .quit)
+    }
 }

@@ -1,7 +1,7 @@
 #ifndef SPARC_CSPARCSUPPORT_H
 #define SPARC_CSPARCSUPPORT_H
 /* System calls of the host and guest support code that Swift cannot express: the cmsg
- * macros of SCM_RIGHTS. */
+ * macros of SCM_RIGHTS, fallocate's flags. */
 #include <stddef.h>
 #include <spawn.h>
 #include <sys/types.h>
@@ -18,4 +18,8 @@ int sparc_spawn_close_from(posix_spawn_file_actions_t *actions, int lowfd);
 /* pipe2(fds, O_CLOEXEC): both ends close-on-exec from the start, so a child spawned by
  * another thread in between never inherits them. Returns 0 or -1 with errno set. */
 int sparc_pipe_cloexec(int fds[2]);
+
+/* Turns `len` bytes at `offset` into a hole (reads give zeros, the size stays); a file
+ * another process maps shared sees the zeros too. Returns 0 or -1 with errno set. */
+int sparc_punch_hole(int fd, off_t offset, off_t len);
 #endif

@@ -26,6 +26,9 @@ struct Checkpoint: ParsableCommand {
             Examples:
               sparc checkpoint -o before-upgrade.sparc
               sparc checkpoint -o clean.sparc --exclude-name gpg-agent --exclude-tty pts/0
+              sparc checkpoint --connect qemu:///system --name web --exclude-name ssh-agent
+            With --connect the VM is a libvirt domain prepared with 'sparc libvirt prepare'; it \
+            keeps running under libvirt, and its definition goes into the bundle.
             """)
     @OptionGroup var vm: VMOptions
     @Option(
@@ -58,6 +61,7 @@ struct Checkpoint: ParsableCommand {
     var refuseSecrets = false
     @OptionGroup(title: "Credential scan (with --scan or --refuse-secrets)") var ruleOptions: ScanRuleOptions
     @OptionGroup var lock: LockOptions
+    @OptionGroup var connection: ConnectOption
 
     /// The checkpoint report and, with --scan, the gate's verdict.
     struct Output: Encodable {
@@ -72,8 +76,11 @@ struct Checkpoint: ParsableCommand {
         let gating = scan || refuseSecrets
         let rules = gating ? try ruleOptions.rules() : nil
         let allow = gating ? try ruleOptions.allowances(vm: vm.name) : []
-        let report = try lock.apply(vm.manager()).checkpoint(
-            name: vm.name, output: try output ?? BundleHome.newBundle(vm: vm.name), stopAfter: stop, exclusion: request.isEmpty ? nil : request, progress: progressPrinter())
+        let manager = lock.apply(try vm.manager())
+        manager.connect = connection.uri
+        let report = try manager.checkpoint(
+            name: vm.name, output: try output ?? BundleHome.newBundle(vm: vm.name), stopAfter: stop, exclusion: request.isEmpty ? nil : request,
+            progress: progressPrinter())
         endProgress()
         var gate: CredentialScan.Gate?
         if let rules {

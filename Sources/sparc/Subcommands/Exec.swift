@@ -17,6 +17,7 @@ struct Exec: ParsableCommand {
             Example: sparc exec -- sh -c 'echo hello > /data/hello'
             """)
     @OptionGroup var vm: VMOptions
+    @OptionGroup var connection: ConnectOption
     @Flag(help: "Start the command in the background and print its pid.") var detach = false
     @Option(parsing: .unconditional, help: "Kill the command after this many seconds (0 = no limit).") var limit: Double = 0
     @Argument(parsing: .captureForPassthrough, help: "The command and its arguments (after --).")
@@ -30,7 +31,7 @@ struct Exec: ParsableCommand {
         var argv = command
         if argv.first == "--" { argv.removeFirst() }
         guard !argv.isEmpty else { throw ValidationError("give the command after --, e.g. sparc exec -- uname -a") }
-        let agent = try vm.manager().agentClient(vm.name)
+        let agent = try connection.agent(vm)
         defer { agent.close() }
         var stdin = Data()
         if !detach && isatty(0) == 0 { stdin = FileHandle.standardInput.readDataToEndOfFile() }

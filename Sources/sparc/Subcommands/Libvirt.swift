@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import GuestQuery
 import SparcEngine
 import SparcSupport
 
@@ -9,6 +10,13 @@ struct ConnectOption: ParsableArguments {
     var connect: String?
 
     var uri: String? { LibvirtDomains.uri(connect) }
+
+    /// The guest agent of the VM `vm` names: a libvirt domain's over its channel with --connect, else sparc's own VM's.
+    func agent(_ vm: VMOptions) throws -> AgentClient {
+        let manager = try vm.manager()
+        manager.connect = uri
+        return try manager.agentClient(vm.name)
+    }
 }
 
 struct Libvirt: ParsableCommand {

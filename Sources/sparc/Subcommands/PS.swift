@@ -17,7 +17,7 @@ struct PS: ParsableCommand {
     @Flag(name: .customLong("kernel"), help: "Include kernel threads.") var includeKernel = false
 
     func run() throws {
-        let agent = try connection.uri.map { try LibvirtDomains.agentClient(uri: $0, domain: vm.name, timeout: vm.timeout) } ?? vm.manager().agentClient(vm.name)
+        let agent = try connection.agent(vm)
         defer { agent.close() }
         let list = try agent.processes().filter { includeKernel || !$0.kernelThread }
         if json { return try printJSON(list) }

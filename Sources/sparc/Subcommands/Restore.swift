@@ -26,6 +26,13 @@ struct Restore: ParsableCommand {
             Disk: a VM that keeps its writes in a file of its own gets that file rolled back to \
             the checkpoint (a clone gets a new file in sparc's state directory, or --disk FILE); \
             otherwise it runs on a private copy that 'sparc vm stop' discards.
+            libvirt: a domain's bundle (checkpointed with --connect) restores with --connect URI \
+            --name DOMAIN as that domain, running under libvirt again from the definition in the \
+            bundle; the domain's persistent definition is not changed. A bundle of sparc's own VM \
+            is refused there.
+            Examples:
+              sparc restore web-20261202.sparc --name web --replace
+              sparc restore db.sparc --connect qemu:///system --name db
             """)
     @Argument(help: "The bundle directory.") var bundle: String
     @Option(help: "Name for the restored VM.") var name: String = "default"
@@ -49,12 +56,13 @@ struct Restore: ParsableCommand {
     }
 
     @OptionGroup var lock: LockOptions
+    @OptionGroup var connection: ConnectOption
 
     func run() throws {
-        let report = try lock.apply(VMManager(agentTimeout: timeout)).restore(
-            bundle: bundle, name: name, replace: replace, killExcluded: !noKill,
-            policy: RestorePolicy(allowRollback: allowRollback, allowForeign: foreign, clone: clone, kernel: kernel, initrd: initrd, disk: disk, network: net),
-            progress: progressPrinter())
+        let manager = lock.apply(try VMManager(agentTimeout: timeout))
+        let policy = RestorePolicy(allowRollback: allowRollback, allowForeign: foreign, clone: clone, kernel: kernel, initrd: initrd, disk: disk, network: net)
+        manager.connect = connection.uri
+        let report = try manager.restore(bundle: bundle, name: name, replace: replace, killExcluded: !noKill, policy: policy, progress: progressPrinter())
         endProgress()
         for w in report.warnings { printError("sparc: warning: \(w.terminalSafe)") }
         if let c = report.cleanup {
@@ -79,7 +87,7 @@ struct Restore: ParsableCommand {
         if !report.sealed { notes.append("foreign bundle") }
         print(
             String(
-                format: "VM '%@' restored from %@ (pid %d) in %.2f s, restore epoch %d%@", report.name, report.bundle.terminalSafe,
+                format: "\(connection.uri == nil ? "VM" : "domain") '%@' restored from %@ (pid %d) in %.2f s, restore epoch %d%@", report.name, report.bundle.terminalSafe,
                 report.pid, report.total, report.epoch, notes.isEmpty ? "" : " (" + notes.joined(separator: "; ") + ")"))
     }
 }

@@ -16,7 +16,7 @@ struct TTYs: ParsableCommand {
     @Flag(help: "Print JSON.") var json = false
 
     func run() throws {
-        let agent = try connection.uri.map { try LibvirtDomains.agentClient(uri: $0, domain: vm.name, timeout: vm.timeout) } ?? vm.manager().agentClient(vm.name)
+        let agent = try connection.agent(vm)
         defer { agent.close() }
         let ttys = try agent.ttys()
         if json { return try printJSON(ttys) }

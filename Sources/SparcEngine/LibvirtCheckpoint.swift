@@ -1,0 +1,335 @@
+import Foundation
+import GuestQuery
+import Hypervisor
+import Libvirt
+import SnapshotModel
+import SparcSupport
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Where a libvirt domain's guest RAM lives: the shared file of its memory backend.
+struct DomainRAM {
+    var path: String
+    var bytes: Int64
+
+    /// Asks the domain's QEMU which backend holds its RAM and where that file is.
+    static func locate(_ monitor: MachineMonitor, domain: String) throws -> DomainRAM {
+        // The machine names its backend by id, or (QEMU 7+) by QOM path.
+        let backend = (try? monitor.execute("qom-get", ["path": "/machine", "property": "memory-backend"]) as? String) ?? "pc.ram"
+        let object = backend.hasPrefix("/") ? backend : "/objects/" + backend
+        guard let path = try? monitor.execute("qom-get", ["path": object, "property": "mem-path"]) as? String, path.hasPrefix("/") else {
+            throw SparcError(
+                "domain '\(domain)' does not keep its RAM in a file (its QEMU has no mem-path on \(object)): run 'sparc libvirt prepare \(domain)', then restart it")
+        }
+        let size = try monitor.execute("qom-get", ["path": object, "property": "size"])
+        guard let bytes = (size as? NSNumber)?.int64Value, bytes > 0 else { throw SparcError("domain '\(domain)': QEMU gave no size for its RAM") }
+        guard FileSystem.size(path) == bytes else {
+            throw SparcError("domain '\(domain)': its RAM file \(path) is not the \(bytes >> 20) MiB QEMU says")
+        }
+        return DomainRAM(path: path, bytes: bytes)
+    }
+}
+
+extension VMManager {
+    /// Saves a running libvirt domain into a new bundle; it keeps running under libvirt.
+    ///
+    /// The same steps as for sparc's own VMs, through libvirt: the agent over the domain's
+    /// channel freezes the guest and says what to leave out, libvirt pauses the CPUs, QEMU
+    /// writes its device state (no RAM) into a descriptor passed with the command, and the
+    /// RAM comes straight from the domain's shared RAM file with the excluded pages left out.
+    func checkpointDomain(
+        uri: String, name: String, output: String, stopAfter: Bool, exclusion: ExclusionRequest?, cancel: Cancellation?, progress: Progress?
+    ) throws -> CheckpointReport {
+        guard VMName.isValid(name) else {
+            throw SparcError("domain name '\(name.terminalSafe)' cannot name a sparc history (letters, digits, '.', '_' and '-', 1 to 64 characters)")
+        }
+        return try exclusively(name, doing: "checkpoint") {
+            try performDomainCheckpoint(uri: uri, name: name, output: output, stopAfter: stopAfter, exclusion: exclusion, cancel: cancel, progress: progress)
+        }
+    }
+
+    func performDomainCheckpoint(
+        uri: String, name: String, output: String, stopAfter: Bool, exclusion: ExclusionRequest?, cancel: Cancellation?, progress: Progress?
+    ) throws -> CheckpointReport {
+        func checkCancelled() throws {
+            if cancel?.isCancelled == true { throw SparcError("checkpoint cancelled; the domain runs on, no bundle was written") }
+        }
+        let began = Date()
+        let connection = try LibvirtConnection(uri: uri)
+        let state = try connection.state(of: name)
+        guard state == "running" else {
+            throw SparcError("domain '\(name)' is \(state) at \(uri): only a running domain can be checkpointed ('virsh start \(name)')")
+        }
+        let live = try DomainPreparation(xml: connection.liveDefinition(of: name))
+        guard live.missing.isEmpty else {
+            throw SparcError(
+                "domain '\(name)' is not prepared for sparc (it runs without \(live.missing.joined(separator: ", "))): run 'sparc libvirt prepare \(name)', then restart it")
+        }
+        let disks = live.writableDisks
+        guard disks.isEmpty else {
+            throw SparcError(
+                "domain '\(name)' has writable disks (\(disks.joined(separator: ", "))): sparc checkpoints libvirt domains whose disks are read-only or absent; a writable disk's state is not saved yet (see the README)")
+        }
+        let definition = try connection.migratableDefinition(of: name)
+        let uuid = try connection.uuid(of: name)
+        let monitor = try connection.monitor(of: name)
+        let ram = try DomainRAM.locate(monitor, domain: name)
+        if ram.bytes >= 0xB000_0000 && !live.machine.contains("q35") {
+            throw SparcError(
+                "domain '\(name)' has \(ram.bytes >> 20) MiB on machine type \(live.machine): sparc maps guest addresses into the RAM file for q35 at this size; use a q35 machine or less than 2816 MiB")
+        }
+        let qemuVersion = (try? monitor.execute("query-version") as? [String: Any]).flatMap { $0?["qemu"] as? [String: Any] }.map {
+            "\($0["major"] ?? 0).\($0["minor"] ?? 0).\($0["micro"] ?? 0)"
+        } ?? "?"
+
+        let writer = try BundleWriter(path: output)
+        try Data(definition.utf8).write(to: URL(fileURLWithPath: writer.file(Manifest.Member.domain.rawValue)))
+        let agent = AgentClient(socketPath: try connection.channelSocket(of: name, port: VirtioPortName.agent), timeout: agentTimeout)
+        defer { agent.close() }
+        progress?("asking the guest agent")
+        let hello = try agent.hello()
+        let excluding = exclusion.map { !$0.isEmpty } ?? false
+        if !excluding {
+            progress?(.init(.freezing, "freezing guest processes"))
+            _ = try agent.freeze(lease: Self.freezeLease)
+        }
+        var thawOnFailure = true
+        var paused = false
+        var done = false
+        var resumeFailure: String?
+        defer {
+            if !done {
+                writer.abort()
+                if paused {
+                    do { try connection.resume(name) } catch { resumeFailure = "\(error)" }
+                }
+                if thawOnFailure { _ = try? agent.thaw() }
+            }
+        }
+        do {
+            let (plan, excludedFileRanges) = try collectForCheckpoint(
+                agent: agent, exclusion: excluding ? exclusion : nil, ramBytes: UInt64(ram.bytes), writer: writer, checkCancelled: checkCancelled,
+                progress: progress)
+
+            FaultPoint.reached("checkpoint-after-collect")
+            try connection.suspend(name)
+            paused = true
+            let pausedAt = Date()
+            try checkCancelled()
+            progress?(.init(.savingDevices, "saving device state"))
+            try saveDeviceState(qmp: monitor, to: writer.file(Manifest.devicesFile))
+            progress?(.init(.copyingMemory, "copying memory"))
+            let stats = try SparseImage.save(
+                from: ram.path, to: writer.file(Manifest.memoryFile), excluding: excludedFileRanges,
+                progress: { done, total in progress?(.init(.copyingMemory, "copying memory \(done * 100 / max(total, 1))%")) })
+            let downtime = Date().timeIntervalSince(pausedAt)
+            if !stopAfter {
+                try connection.resume(name)
+                paused = false
+                progress?(.init(.thawing, "thawing guest processes"))
+                thawOnFailure = false
+                let thawed = try agent.thaw()
+                if thawed.wasFrozen == false {
+                    throw SparcError(
+                        "the guest's processes were not frozen when the guest was paused (its agent restarted or its freeze lease ran out during the checkpoint); no bundle was written"
+                    )
+                }
+            }
+
+            progress?(.init(.hashing, "hashing"))
+            let files = [Manifest.memoryFile, Manifest.devicesFile, Manifest.ownersFile, Manifest.Member.domain.rawValue]
+            let entries = try writer.entries(for: files, known: [Manifest.memoryFile: stats.sha256])
+            var manifest = Manifest(
+                vm: .init(name: name, id: uuid),
+                machine: .init(
+                    memoryMiB: Int(ram.bytes >> 20), cpus: live.vcpus, accel: live.type == "kvm" ? "kvm" : "tcg", kernel: nil, initrd: nil,
+                    append: nil, disk: false),
+                qemu: .init(version: qemuVersion, argv: []),
+                guest: .init(kernel: hello.kernel, bootId: hello.bootId, agentVersion: hello.agentVersion),
+                memory: .init(bytes: stats.bytes, dataBytes: stats.dataBytes, zeroBytes: stats.zeroBytes, excludedBytes: stats.excludedBytes),
+                exclusion: Self.exclusionRecord(
+                    exclusion, plan: plan, excludedBytes: stats.excludedBytes, nameKey: try HostKey(directory: stateDirectory).nameKey(create: true)),
+                files: entries)
+            manifest.libvirt = .init(uri: uri, machineType: live.machine)
+            progress?(.init(.writingManifest, "writing manifest"))
+            let sealed = try writer.commit(manifest, sealKey: HostKey(directory: stateDirectory).sealKey(create: true))
+            done = true
+            try history(name).append(.checkpoint, bundle: writer.path, bundleDigest: sealed.manifestSHA256, epoch: try rsdm(vmId: uuid).epoch())
+            if stopAfter {
+                progress?("stopping domain \(name)")
+                try connection.destroy(name)
+            }
+            return CheckpointReport(
+                bundle: writer.path, memoryBytes: stats.bytes, memoryDataBytes: stats.dataBytes,
+                devicesBytes: entries.first { $0.name == Manifest.devicesFile }?.size ?? 0, diskBytes: nil, downtime: downtime,
+                total: Date().timeIntervalSince(began), stopped: stopAfter, exclusion: manifest.exclusion,
+                liveNames: Dictionary(plan?.processes.map { ($0.pid, $0.command) } ?? [], uniquingKeysWith: { a, _ in a }))
+        } catch {
+            // The deferred clean-up has run by the time the caller sees this; say if it could not resume.
+            throw DomainCheckpointFailure(error: error, domain: name, resumeFailure: { resumeFailure })
+        }
+    }
+}
+
+/// A failed checkpoint of a domain, with word of a guest left paused should libvirt not resume it.
+struct DomainCheckpointFailure: Error, CustomStringConvertible {
+    var error: Error
+    var domain: String
+    var resumeFailure: () -> String?
+    var description: String {
+        if let why = resumeFailure() { return "\(error); libvirt could not resume domain '\(domain)', which stays paused ('virsh resume \(domain)'): \(why)" }
+        return "\(error)"
+    }
+}
+
+extension VMManager {
+    /// Restores a libvirt domain's bundle as that domain, running under libvirt again.
+    ///
+    /// libvirt starts the domain from the definition in the bundle (its persistent definition
+    /// is left as it is), paused, with QEMU waiting for incoming state (`-incoming defer`, as
+    /// libvirt's own restore does) and a new generation id; sparc fills its RAM file from the
+    /// bundle, QEMU loads the device state from a descriptor, libvirt resumes the CPUs, and the
+    /// agent ends the excluded processes before it thaws the guest.
+    func restoreDomain(
+        bundle: String, uri: String, name: String, replace: Bool = false, killExcluded: Bool = true, policy: RestorePolicy = RestorePolicy(),
+        progress: Progress? = nil
+    ) throws -> RestoreReport {
+        let reader = try BundleReader(path: bundle)
+        let manifest = reader.manifest
+        let base = Path.base(of: reader.path).terminalSafe
+        guard manifest.libvirt != nil, manifest.file(.domain) != nil else {
+            throw SparcError(
+                "bundle \(base) is of sparc's own VM '\(manifest.vm.name)', not of a libvirt domain: restore it without --connect (sparc does not turn its VMs into libvirt domains)")
+        }
+        guard name == manifest.vm.name else {
+            throw SparcError("bundle \(base) holds libvirt domain '\(manifest.vm.name)'; it restores only as that domain (--name \(manifest.vm.name))")
+        }
+        guard !policy.clone, policy.disk == nil, policy.network == nil, policy.kernel == nil, policy.initrd == nil else {
+            throw SparcError("--clone, --disk, --net, --kernel and --initrd do not apply to a libvirt domain: its definition in the bundle says what it runs with")
+        }
+        return try exclusively(name, doing: "restore") {
+            try restoreDomainLocked(reader: reader, uri: uri, name: name, replace: replace, killExcluded: killExcluded, policy: policy, progress: progress)
+        }
+    }
+
+    func restoreDomainLocked(
+        reader: BundleReader, uri: String, name: String, replace: Bool, killExcluded: Bool, policy: RestorePolicy, progress: Progress?
+    ) throws -> RestoreReport {
+        let began = Date()
+        let manifest = reader.manifest
+        var warnings: [String] = []
+        let connection = try LibvirtConnection(uri: uri)
+        var running = false
+        if connection.exists(name) {
+            let uuid = try connection.uuid(of: name)
+            guard uuid == manifest.vm.id else {
+                throw SparcError(
+                    "libvirt's domain '\(name)' at \(uri) is another domain (UUID \(uuid)) than the one in bundle \(Path.base(of: reader.path)) (\(manifest.vm.id)); not restoring over it")
+            }
+            let state = try connection.state(of: name)
+            running = state != "shut off" && state != "crashed"
+            if running && !replace {
+                throw SparcError("domain '\(name)' is \(state); 'virsh destroy \(name)' first or pass --replace to restore over it")
+            }
+        }
+        let provenance = try checkProvenance(reader, name: name, policy: policy)
+        let memoryFile = try reader.open(.memory)
+        let devicesFile = try reader.open(.devices)
+        let definition = try readVerified(reader, .domain)
+        let incoming = try DomainPreparation(xml: String(decoding: definition, as: UTF8.self)).forIncomingState()
+
+        if running {
+            try checkBeforeReplacing(reader, progress: progress)
+            progress?("destroying the running domain \(name)")
+            try connection.destroy(name)
+        }
+        let layout = layout(name)
+        try FileSystem.makeDirectory(layout.directory)
+        defer { FileSystem.removeTree(layout.directory) }
+        progress?("verifying \(Path.base(of: reader.path))")
+        let devices = layout.directory + "/devices.vmstate"
+        try copyVerified(devicesFile, entry: manifest.file(.devices)!, to: devices)
+
+        progress?("starting domain \(name) paused, waiting for its state")
+        try connection.startPaused(xml: incoming, name: name)
+        var launched = false
+        defer {
+            // Until the guest runs, a failure leaves the domain as it was found: not running.
+            if !launched { try? connection.destroy(name) }
+        }
+        let monitor = try connection.monitor(of: name)
+        let ram = try DomainRAM.locate(monitor, domain: name)
+        guard ram.bytes == manifest.memory.bytes else {
+            throw SparcError("domain '\(name)' started with \(ram.bytes >> 20) MiB of RAM, the bundle holds \(manifest.memory.bytes >> 20) MiB")
+        }
+        progress?("loading memory")
+        try fillRAMFile(ram.path, from: memoryFile, entry: manifest.file(.memory)!, progress: progress)
+        progress?("loading device state")
+        do {
+            try startIncomingDeviceState(monitor, from: devices)
+            try monitor.waitForMigration(timeout: 120)
+            try Self.stopIgnoringSharedMemory(monitor)
+        } catch {
+            throw SparcError("QEMU could not load the device state of this bundle: \(error)")
+        }
+        progress?("resuming")
+        try connection.resume(name)
+        launched = true
+
+        progress?("thawing guest processes")
+        let agent = AgentClient(socketPath: try connection.channelSocket(of: name, port: VirtioPortName.agent), timeout: agentTimeout)
+        defer { agent.close() }
+        let guided: GuidedCleanup
+        do {
+            guided = try guidedCleanup(agent: agent, manifest: manifest, killExcluded: killExcluded, progress: progress)
+        } catch {
+            throw SparcError("domain '\(name)' was restored and runs, but its agent did not answer, so guest processes may still be frozen: \(error)")
+        }
+        warnings += guided.warnings
+        if let qemuPid = Self.libvirtQEMUPid(name), let rsdmSocket = try? connection.channelSocket(of: name, port: VirtioPortName.rsdm) {
+            do {
+                try startRSDMServer(name: name, vmId: provenance.identity, qemuPid: qemuPid, socket: rsdmSocket, log: stateDirectory + "/rsdm-\(name).log")
+            } catch { warnings.append("the RSDM port is not served: \(error)") }
+        }
+        let epoch = try recordRestore(name: name, reader: reader, provenance: provenance, clock: guided.clock)
+        return RestoreReport(
+            name: name, bundle: reader.path, pid: Self.libvirtQEMUPid(name) ?? 0, replaced: running, total: Date().timeIntervalSince(began),
+            warnings: warnings + (guided.cleanup?.warnings ?? []), cleanup: guided.cleanup, epoch: epoch, rollback: provenance.rollback,
+            clone: false, sealed: provenance.sealed, clockStep: guided.clock?.stepSeconds)
+    }
+
+    /// The QEMU of a running libvirt domain (from libvirt's pid file).
+    static func libvirtQEMUPid(_ name: String) -> pid_t? {
+        for dir in ["/run/libvirt/qemu", "/var/run/libvirt/qemu"] {
+            if let text = try? String(contentsOfFile: "\(dir)/\(name).pid", encoding: .utf8), let pid = pid_t(text.trimmed), pid > 1 { return pid }
+        }
+        return nil
+    }
+
+    /// A small bundle member, read whole and checked against its digest.
+    func readVerified(_ reader: BundleReader, _ member: Manifest.Member) throws -> Data {
+        let file = try reader.open(member)
+        let digest = try ChunkedDigest.digest(fd: file.fd, size: file.size, path: file.path)
+        guard digest == reader.manifest.file(member)?.sha256, let data = FileManager.default.contents(atPath: file.path), Int64(data.count) == file.size else {
+            throw SparcError("\(member.rawValue) does not match its digest in the manifest: bundle is damaged or tampered", kind: .negative)
+        }
+        return data
+    }
+
+    /// Writes a memory image into the RAM file a waiting QEMU already maps: zeroed first (the
+    /// image's holes are zero pages), then every data block copied while its digest is checked.
+    func fillRAMFile(_ path: String, from source: OpenedFile, entry: Manifest.FileEntry, progress: Progress?) throws {
+        let fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { throw SparcError.posix("cannot open the domain's RAM file", path) }
+        defer { close(fd) }
+        try FileSystem.punchHole(fd, offset: 0, length: entry.size, path: path)
+        let digest = try ChunkedDigest.digest(
+            fd: source.fd, size: source.size, path: source.path, copyTo: fd,
+            progress: { done, total in progress?("loading memory \(done * 100 / max(total, 1))%") })
+        guard digest == entry.sha256 else {
+            throw SparcError("memory.img does not match its digest in the manifest: bundle is damaged or tampered", kind: .negative)
+        }
+    }
+}
