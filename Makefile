@@ -145,6 +145,7 @@ bench: deps guest guest-debian
 	bench/scan
 	bench/effectiveness
 	bench/effectiveness --guest debian
+	bench/libvirt
 
 # PNG pictures of each TUI screen from a real run (python3-pil, fonts-dejavu-core).
 screenshots: build guest

@@ -68,7 +68,7 @@ let package = Package(
         .testTarget(name: "HexViewTests", dependencies: ["HexView", "SparcSupport", "GuestQuery", "TestSupport"]),
         .testTarget(name: "SecretScanTests", dependencies: ["SecretScan", "SparcSupport"]),
         .testTarget(name: "SparcTUITests", dependencies: ["SparcTUI", "HexView", "GuestQuery", "SnapshotModel", "SparcEngine", "SecretScan"]),
-        .testTarget(name: "SparcEngineTests", dependencies: ["SparcEngine", "SparcSupport", "SnapshotModel", "SecretScan", "HexView"]),
+        .testTarget(name: "SparcEngineTests", dependencies: ["SparcEngine", "SparcSupport", "SnapshotModel", "SecretScan", "HexView", "Libvirt"]),
         .testTarget(name: "EndToEndTests", dependencies: ["SnapshotModel", "SparcSupport", "HexView", "SparcEngine"]),
     ],
     swiftLanguageModes: [.v5]

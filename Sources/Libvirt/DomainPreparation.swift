@@ -83,14 +83,33 @@ public struct DomainPreparation {
     /// The number of virtual CPUs.
     public var vcpus: Int { Int(root.elements(forName: "vcpu").first?.stringValue?.trimmingCharacters(in: .whitespaces) ?? "") ?? 1 }
 
-    /// The targets (`vda`, `sdb`) of disks the guest can write: sparc would have to save and
-    /// roll back their state along with the memory.
-    public var writableDisks: [String] {
-        (devices?.elements(forName: "disk") ?? []).compactMap { disk in
-            guard disk.attribute(forName: "device")?.stringValue ?? "disk" == "disk", disk.elements(forName: "readonly").isEmpty else { return nil }
-            return disk.elements(forName: "target").first?.attribute(forName: "dev")?.stringValue ?? "?"
+    /// A disk of the domain, as its definition gives it.
+    public struct Disk: Equatable, Sendable {
+        /// The guest-side name (`vda`, `sdb`).
+        public var target: String
+        /// The image file (nil for a block device, a network disk or an empty drive).
+        public var file: String?
+        /// The image format (`qcow2`, `raw`).
+        public var format: String?
+        /// Whether the guest can write it: its state must be saved and rolled back with the memory.
+        public var writable: Bool
+    }
+
+    public var disks: [Disk] {
+        (devices?.elements(forName: "disk") ?? []).map { disk in
+            let isDisk = disk.attribute(forName: "device")?.stringValue ?? "disk" == "disk"
+            let file =
+                disk.attribute(forName: "type")?.stringValue == "file"
+                ? disk.elements(forName: "source").first?.attribute(forName: "file")?.stringValue : nil
+            return Disk(
+                target: disk.elements(forName: "target").first?.attribute(forName: "dev")?.stringValue ?? "?", file: file,
+                format: disk.elements(forName: "driver").first?.attribute(forName: "type")?.stringValue,
+                writable: isDisk && disk.elements(forName: "readonly").isEmpty && disk.elements(forName: "shareable").isEmpty)
         }
     }
+
+    /// The targets (`vda`, `sdb`) of disks the guest can write.
+    public var writableDisks: [String] { disks.filter(\.writable).map(\.target) }
 
     static let qemuNamespace = "http://libvirt.org/schemas/domain/qemu/1.0"
 

@@ -128,6 +128,49 @@ public final class LibvirtConnection {
         virDomainFree(d)
     }
 
+    /// Switches a running domain's disk `target` onto a new overlay at `overlay` (libvirt's
+    /// external disk-only snapshot, without snapshot metadata); its image becomes read-only to
+    /// QEMU and holds the disk as it was at this moment. Every other disk is left as it is.
+    public func divertDisk(_ name: String, target: String, to overlay: String, otherDisks: [String]) throws {
+        func attr(_ s: String) -> String { s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "'", with: "&apos;").replacingOccurrences(of: "<", with: "&lt;") }
+        var xml = "<domainsnapshot><name>sparc-\(Int(Date().timeIntervalSince1970))</name><disks>"
+        xml += "<disk name='\(attr(target))' snapshot='external'><driver type='qcow2'/><source file='\(attr(overlay))'/></disk>"
+        for other in otherDisks { xml += "<disk name='\(attr(other))' snapshot='no'/>" }
+        xml += "</disks></domainsnapshot>"
+        let d = try domain(name)
+        defer { virDomainFree(d) }
+        let flags =
+            VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY.rawValue | VIR_DOMAIN_SNAPSHOT_CREATE_NO_METADATA.rawValue | VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC.rawValue
+        guard let snapshot = virDomainSnapshotCreateXML(d, xml, UInt32(flags)) else {
+            throw SparcError("libvirt could not put domain '\(name)''s disk \(target) on an overlay: \(Self.lastError())")
+        }
+        virDomainSnapshotFree(snapshot)
+    }
+
+    /// Merges a disk's active overlay back into the image below it while the domain runs
+    /// (libvirt's active block commit), switches QEMU back to that image and deletes the overlay.
+    public func mergeDiskBack(_ name: String, target: String, timeout: TimeInterval = 600, progress: ((Int) -> Void)? = nil) throws {
+        let d = try domain(name)
+        defer { virDomainFree(d) }
+        let flags = VIR_DOMAIN_BLOCK_COMMIT_ACTIVE.rawValue | VIR_DOMAIN_BLOCK_COMMIT_DELETE.rawValue | VIR_DOMAIN_BLOCK_COMMIT_SHALLOW.rawValue
+        guard virDomainBlockCommit(d, target, nil, nil, 0, UInt32(flags)) == 0 else {
+            throw SparcError("libvirt could not start merging domain '\(name)''s disk \(target) back: \(Self.lastError())")
+        }
+        let deadline = Date().addingTimeInterval(timeout)
+        while true {
+            var info = virDomainBlockJobInfo()
+            let r = virDomainGetBlockJobInfo(d, target, &info, 0)
+            guard r >= 0 else { throw SparcError("libvirt lost the merge of domain '\(name)''s disk \(target): \(Self.lastError())") }
+            if r == 1, info.end > 0 { progress?(Int(info.cur * 100 / info.end)) }
+            // In sync: QEMU switches to the image below and libvirt deletes the overlay.
+            if r == 1, info.cur == info.end, virDomainBlockJobAbort(d, target, UInt32(VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT.rawValue)) == 0 { return }
+            if Date() > deadline {
+                throw SparcError("merging domain '\(name)''s disk \(target) back did not finish in \(Int(timeout)) s (see 'virsh blockjob \(name) \(target)')")
+            }
+            usleep(50_000)
+        }
+    }
+
     func act(_ name: String, _ what: String, _ call: (OpaquePointer) -> Int32) throws {
         let d = try domain(name)
         defer { virDomainFree(d) }

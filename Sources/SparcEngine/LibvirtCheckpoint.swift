@@ -67,11 +67,7 @@ extension VMManager {
             throw SparcError(
                 "domain '\(name)' is not prepared for sparc (it runs without \(live.missing.joined(separator: ", "))): run 'sparc libvirt prepare \(name)', then restart it")
         }
-        let disks = live.writableDisks
-        guard disks.isEmpty else {
-            throw SparcError(
-                "domain '\(name)' has writable disks (\(disks.joined(separator: ", "))): sparc checkpoints libvirt domains whose disks are read-only or absent; a writable disk's state is not saved yet (see the README)")
-        }
+        let disk = try Self.savedDisk(of: live, domain: name)
         let definition = try connection.migratableDefinition(of: name)
         let uuid = try connection.uuid(of: name)
         let monitor = try connection.monitor(of: name)
@@ -97,6 +93,7 @@ extension VMManager {
         }
         var thawOnFailure = true
         var paused = false
+        var diverted = false
         var done = false
         var resumeFailure: String?
         defer {
@@ -106,6 +103,11 @@ extension VMManager {
                     do { try connection.resume(name) } catch { resumeFailure = "\(error)" }
                 }
                 if thawOnFailure { _ = try? agent.thaw() }
+                if diverted, let disk {
+                    do { try connection.mergeDiskBack(name, target: disk.target) } catch {
+                        resumeFailure = (resumeFailure.map { $0 + "; " } ?? "") + "its disk \(disk.target) stays on an overlay: \(error)"
+                    }
+                }
             }
         }
         do {
@@ -117,6 +119,13 @@ extension VMManager {
             try connection.suspend(name)
             paused = true
             let pausedAt = Date()
+            if let disk, let file = disk.file {
+                // The image holds the disk as it is now, while the guest writes to an overlay.
+                progress?("putting disk \(disk.target) on an overlay")
+                let others = live.disks.map(\.target).filter { $0 != disk.target }
+                try connection.divertDisk(name, target: disk.target, to: file + ".sparc-overlay-\(getpid())", otherDisks: others)
+                diverted = true
+            }
             try checkCancelled()
             progress?(.init(.savingDevices, "saving device state"))
             try saveDeviceState(qmp: monitor, to: writer.file(Manifest.devicesFile))
@@ -138,14 +147,29 @@ extension VMManager {
                 }
             }
 
+            var files = [Manifest.memoryFile, Manifest.devicesFile, Manifest.ownersFile, Manifest.Member.domain.rawValue]
+            if let disk, let file = disk.file, let format = disk.format {
+                progress?(.init(.savingDisk, "saving disk state"))
+                // -U: QEMU keeps the image open read-only below the overlay; nobody writes it.
+                let r = try Subprocess.run([
+                    try QEMUProcess.locateQemuImg(), "convert", "-U", "-f", format, "-O", "qcow2", file, writer.file(Manifest.diskFile),
+                ])
+                guard r.status == 0 else { throw SparcError("cannot save the disk state: \(r.stderrSummary)") }
+                if let ranges = plan?.diskRanges, !ranges.isEmpty {
+                    progress?("zeroing \(ranges.count) swap range(s) in the disk state")
+                    try zeroDiskRanges(ranges, in: writer.file(Manifest.diskFile))
+                }
+                files.append(Manifest.diskFile)
+            } else if let ranges = plan?.diskRanges, !ranges.isEmpty {
+                throw SparcError("the guest swapped excluded pages to a disk this domain's checkpoint has no state of: cannot leave them out")
+            }
             progress?(.init(.hashing, "hashing"))
-            let files = [Manifest.memoryFile, Manifest.devicesFile, Manifest.ownersFile, Manifest.Member.domain.rawValue]
             let entries = try writer.entries(for: files, known: [Manifest.memoryFile: stats.sha256])
             var manifest = Manifest(
                 vm: .init(name: name, id: uuid),
                 machine: .init(
                     memoryMiB: Int(ram.bytes >> 20), cpus: live.vcpus, accel: live.type == "kvm" ? "kvm" : "tcg", kernel: nil, initrd: nil,
-                    append: nil, disk: false),
+                    append: nil, disk: disk != nil, persistentDisk: disk != nil),
                 qemu: .init(version: qemuVersion, argv: []),
                 guest: .init(kernel: hello.kernel, bootId: hello.bootId, agentVersion: hello.agentVersion),
                 memory: .init(bytes: stats.bytes, dataBytes: stats.dataBytes, zeroBytes: stats.zeroBytes, excludedBytes: stats.excludedBytes),
@@ -157,19 +181,49 @@ extension VMManager {
             let sealed = try writer.commit(manifest, sealKey: HostKey(directory: stateDirectory).sealKey(create: true))
             done = true
             try history(name).append(.checkpoint, bundle: writer.path, bundleDigest: sealed.manifestSHA256, epoch: try rsdm(vmId: uuid).epoch())
+            if let disk, diverted {
+                progress?("merging disk \(disk.target)'s overlay back")
+                do {
+                    try connection.mergeDiskBack(name, target: disk.target, progress: { progress?("merging disk \(disk.target)'s overlay back \($0)%") })
+                } catch {
+                    throw SparcError(
+                        "checkpoint saved in \(writer.path), but \(error); the domain keeps running on the overlay ('virsh blockcommit \(name) \(disk.target) --active --pivot --delete' merges it)")
+                }
+            }
             if stopAfter {
                 progress?("stopping domain \(name)")
                 try connection.destroy(name)
             }
             return CheckpointReport(
                 bundle: writer.path, memoryBytes: stats.bytes, memoryDataBytes: stats.dataBytes,
-                devicesBytes: entries.first { $0.name == Manifest.devicesFile }?.size ?? 0, diskBytes: nil, downtime: downtime,
+                devicesBytes: entries.first { $0.name == Manifest.devicesFile }?.size ?? 0,
+                diskBytes: entries.first { $0.name == Manifest.diskFile }?.size, downtime: downtime,
                 total: Date().timeIntervalSince(began), stopped: stopAfter, exclusion: manifest.exclusion,
                 liveNames: Dictionary(plan?.processes.map { ($0.pid, $0.command) } ?? [], uniquingKeysWith: { a, _ in a }))
         } catch {
             // The deferred clean-up has run by the time the caller sees this; say if it could not resume.
             throw DomainCheckpointFailure(error: error, domain: name, resumeFailure: { resumeFailure })
         }
+    }
+}
+
+extension VMManager {
+    /// The one writable disk whose state a domain's checkpoint saves (nil: none); refuses what
+    /// sparc cannot roll back: several writable disks, block devices, network disks.
+    static func savedDisk(of live: DomainPreparation, domain: String) throws -> DomainPreparation.Disk? {
+        let writable = live.disks.filter(\.writable)
+        guard writable.count <= 1 else {
+            throw SparcError(
+                "domain '\(domain)' has \(writable.count) writable disks (\(writable.map(\.target).joined(separator: ", "))): a sparc bundle holds one disk's state; make the others read-only or detach them")
+        }
+        guard let disk = writable.first else { return nil }
+        guard let file = disk.file, file.hasPrefix("/") else {
+            throw SparcError("domain '\(domain)''s disk \(disk.target) is not an image file (a block device or network disk): sparc cannot save and roll back its state")
+        }
+        guard let format = disk.format, ["qcow2", "raw"].contains(format) else {
+            throw SparcError("domain '\(domain)''s disk \(disk.target) is in format \(disk.format ?? "unknown"): sparc saves qcow2 and raw images")
+        }
+        return disk
     }
 }
 
@@ -235,10 +289,19 @@ extension VMManager {
             }
         }
         let provenance = try checkProvenance(reader, name: name, policy: policy)
+        guard provenance.sealed else {
+            throw SparcError(
+                "bundle \(Path.base(of: reader.path).terminalSafe) was not sealed by this host: libvirt would start the domain from the definition inside it (devices, files), which sparc takes only from its own bundles")
+        }
         let memoryFile = try reader.open(.memory)
         let devicesFile = try reader.open(.devices)
-        let definition = try readVerified(reader, .domain)
-        let incoming = try DomainPreparation(xml: String(decoding: definition, as: UTF8.self)).forIncomingState()
+        let definition = try DomainPreparation(xml: String(decoding: try readVerified(reader, .domain), as: UTF8.self))
+        let incoming = try definition.forIncomingState()
+        let disk = try Self.savedDisk(of: definition, domain: name)
+        guard manifest.machine.disk == (disk != nil) else {
+            throw SparcError("bundle \(Path.base(of: reader.path).terminalSafe): its disk state and its domain's writable disk do not match", kind: .negative)
+        }
+        let diskFile = disk != nil ? try reader.open(.disk) : nil
 
         if running {
             try checkBeforeReplacing(reader, progress: progress)
@@ -252,6 +315,10 @@ extension VMManager {
         let devices = layout.directory + "/devices.vmstate"
         try copyVerified(devicesFile, entry: manifest.file(.devices)!, to: devices)
 
+        if let disk, let file = disk.file, let format = disk.format, let diskFile {
+            progress?("rolling disk \(disk.target) back in \(Path.base(of: file))")
+            try rollBackDomainDisk(diskFile, entry: manifest.file(.disk)!, to: file, format: format, layout: layout)
+        }
         progress?("starting domain \(name) paused, waiting for its state")
         try connection.startPaused(xml: incoming, name: name)
         var launched = false
@@ -298,6 +365,43 @@ extension VMManager {
             name: name, bundle: reader.path, pid: Self.libvirtQEMUPid(name) ?? 0, replaced: running, total: Date().timeIntervalSince(began),
             warnings: warnings + (guided.cleanup?.warnings ?? []), cleanup: guided.cleanup, epoch: epoch, rollback: provenance.rollback,
             clone: false, sealed: provenance.sealed, clockStep: guided.clock?.stepSeconds)
+    }
+
+    /// Puts a bundle's disk state into a domain's image file (not in use: the domain is not
+    /// running), in the image's own format, keeping its owner and mode; the file is the old or
+    /// the new disk, never a mix.
+    func rollBackDomainDisk(_ source: OpenedFile, entry: Manifest.FileEntry, to target: String, format: String, layout: RuntimeLayout) throws {
+        var old = stat()
+        let hadOld = lstat(target, &old) == 0
+        if format == "qcow2" {
+            _ = try restoreDisk(source, entry: entry, to: target, layout: layout)
+        } else {
+            let copy = layout.directory + "/disk.qcow2"
+            defer { unlink(copy) }
+            try copyVerified(source, entry: entry, to: copy)
+            _ = try QCOW2Header.checkStandalone(path: copy, what: "the bundle's disk state")
+            let partial = target + ".partial-\(getpid())"
+            unlink(partial)
+            let r = try Subprocess.run([try QEMUProcess.locateQemuImg(), "convert", "-f", "qcow2", "-O", format, copy, partial])
+            guard r.status == 0 else {
+                unlink(partial)
+                throw SparcError("cannot write the disk state into \(target): \(r.stderrSummary)")
+            }
+            let fd = open(partial, O_RDONLY | O_CLOEXEC)
+            if fd >= 0 {
+                fsync(fd)
+                close(fd)
+            }
+            guard rename(partial, target) == 0 else {
+                unlink(partial)
+                throw SparcError.posix("cannot replace", target)
+            }
+            FileSystem.syncDirectory(containing: target)
+        }
+        if hadOld {
+            _ = chown(target, old.st_uid, old.st_gid)
+            _ = chmod(target, old.st_mode & 0o7777)
+        }
     }
 
     /// The QEMU of a running libvirt domain (from libvirt's pid file).

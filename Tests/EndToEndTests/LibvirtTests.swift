@@ -56,7 +56,7 @@ final class LibvirtTests: XCTestCase {
         runtime = try makeTempDir("libvirt-rt")
         sparc = SparcRunner(runtime: runtime)
         try FileSystem.makeDirectories(images, mode: 0o755)
-        for f in ["vmlinuz", "initrd.img"] {
+        for f in ["vmlinuz", "initrd.img", "data.qcow2"] {
             let guest = ProcessInfo.processInfo.environment["SPARC_GUEST_DIR"] ?? FileSystem.absolute("build/guest")
             try FileManager.default.copyItem(atPath: guest + "/" + f, toPath: images + "/" + f)
         }
@@ -81,6 +81,7 @@ final class LibvirtTests: XCTestCase {
               <devices>
                 <serial type='pty'><target port='0'/></serial>
                 <video><model type='none'/></video>
+                <disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='\(images)/data.qcow2'/><target dev='vda' bus='virtio'/></disk>
               </devices>
             </domain>
             """
@@ -159,6 +160,7 @@ final class LibvirtTests: XCTestCase {
         XCTAssertEqual(found.status, 0, "the baseline holds the key: \(found.stderr)")
         XCTAssertTrue(found.stdout.contains("\"pid\" : \(holder)") || found.stdout.contains("\"pid\":\(holder)"), "owned by the holder: \(found.stdout.prefix(600))")
 
+        _ = try guest("echo kept > /data/kept && sync")
         let before = try counter()
         let bundle = runtime + "/excluded.sparc"
         let saved = try sparc.ok(["checkpoint"] + on + ["-o", bundle, "--exclude-pid", String(holder)])
@@ -168,6 +170,10 @@ final class LibvirtTests: XCTestCase {
         let none = try sparc.run(["search", key, bundle])
         XCTAssertEqual(none.status, 1, "excluded: no hit in any file of the bundle: \(none.stdout)")
         XCTAssertTrue(FileSystem.exists(bundle + "/domain.xml"), "the domain's definition is in the bundle")
+        XCTAssertTrue(FileSystem.exists(bundle + "/disk.qcow2"), "the data disk's state is in the bundle")
+        XCTAssertTrue(try virsh(["domblklist", domain]).stdoutText.contains("\(images)/data.qcow2"), "the disk is back on its own image (the overlay merged)")
+        XCTAssertFalse(try FileManager.default.contentsOfDirectory(atPath: images).contains { $0.contains("sparc-overlay") }, "no overlay left")
+        _ = try guest("echo later > /data/later && sync")
         let genidBefore = try virsh(["dumpxml", domain]).stdoutText.split(separator: "\n").first { $0.contains("<genid>") }
         sleep(2)
         let beforeDestroy = try counter()
@@ -183,6 +189,7 @@ final class LibvirtTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(resumed, before, "the counter resumed from the checkpoint")
         XCTAssertLessThan(resumed, beforeDestroy, "the counter went back to the checkpoint's value")
         XCTAssertFalse(try sparc.ok(["ps"] + on).contains("sparc-probe"), "the excluded holder is gone")
+        XCTAssertEqual(try guest("cat /data/kept; ls /data"), "kept\nkept\nlost+found", "the disk is back at the checkpoint: written before it kept, after it gone")
         let genidAfter = try virsh(["dumpxml", domain]).stdoutText.split(separator: "\n").first { $0.contains("<genid>") }
         XCTAssertNotNil(genidAfter)
         XCTAssertNotEqual(genidAfter, genidBefore, "a new generation id: the guest reseeds")
@@ -213,5 +220,8 @@ final class LibvirtTests: XCTestCase {
         try sparc.fails(["ps", "--connect", uri, "--name", "no-such-domain-\(getpid())"], message: "has no domain named")
         try sparc.fails(["libvirt", "prepare", "no-such-domain-\(getpid())", "--connect", uri], message: "has no domain named")
         try sparc.fails(["libvirt", "prepare", "x"], message: "--connect URI")
+        try sparc.fails(["checkpoint", "--connect", uri, "--name", "no-such-domain-\(getpid())", "-o", runtime + "/x.sparc"], message: "has no domain named")
+        try sparc.fails(["checkpoint", "--connect", "qemu+unix:///system?socket=/nonexistent", "--name", "x", "-o", runtime + "/x.sparc"], message: "is libvirtd running?")
+        XCTAssertFalse(FileSystem.exists(runtime + "/x.sparc"), "no bundle from a refused checkpoint")
     }
 }
