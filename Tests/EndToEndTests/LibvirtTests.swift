@@ -183,6 +183,8 @@ final class LibvirtTests: XCTestCase {
         try sparc.fails(["restore", bundle, "--name", domain], message: "restore it with --connect")
         let restored = try sparc.ok(["restore", bundle] + on)
         XCTAssertTrue(restored.contains("killed excluded processes: \(holder)") && restored.contains("domain '\(domain)' restored"), restored)
+        let epoch = try XCTUnwrap(restored.components(separatedBy: "restore epoch ").last?.split(separator: " ").first.flatMap { Int($0) }, restored)
+        XCTAssertEqual(Int(try guest("sparc-rsdm epoch")), epoch, "sparc serves the RSDM port of the run it started: the guest sees the new epoch")
         XCTAssertEqual(try virsh(["domstate", domain]).stdoutText.trimmed, "running", "running as a libvirt domain")
         XCTAssertTrue(try virsh(["dominfo", domain]).stdoutText.contains("Persistent:     yes"), "still the persistent domain")
         let resumed = try counter()
