@@ -127,7 +127,7 @@ SWIFT_TEST = timeout --kill-after=60 4500 stdbuf -oL -eL $(SWIFT) test --skip-bu
 # much of its time waiting on debootstrap's downloads.
 test: deps
 	$(MAKE) --no-print-directory -j2 $(BUILT) guest-images
-	$(SWIFT_TEST)
+	scripts/run-tests.sh
 	scripts/test-install.sh
 
 guest-images: $(GUEST)/initrd.img $(DEBIAN_GUEST)/disk.qcow2

@@ -25,7 +25,6 @@ public struct CheckpointReport: Codable, Sendable {
     public var liveNames: [Int32: String] = [:]
 }
 
-
 extension VMManager {
     /// Saves a running VM into a new bundle at `output`.
     ///
@@ -264,7 +263,6 @@ extension VMManager {
         return record
     }
 }
-
 
 extension VMManager {
     /// The part of a checkpoint done while the guest is frozen but still running: with an

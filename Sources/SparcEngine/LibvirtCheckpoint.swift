@@ -81,36 +81,43 @@ extension VMManager {
         } ?? "?"
 
         let writer = try BundleWriter(path: output)
+        // Terminal input (sparc terminal) waits from before the collection until the guest runs again, as for sparc's own VMs.
+        try FileSystem.makeDirectory(layout(name).directory)
+        var inputHold: FileLock? = try FileLock(layout(name).inputHold)
+        defer { withExtendedLifetime(inputHold) {} }
         try Data(definition.utf8).write(to: URL(fileURLWithPath: writer.file(Manifest.Member.domain.rawValue)))
         let agent = AgentClient(socketPath: try connection.channelSocket(of: name, port: VirtioPortName.agent), timeout: agentTimeout)
         defer { agent.close() }
-        progress?("asking the guest agent")
-        let hello = try agent.hello()
-        let excluding = exclusion.map { !$0.isEmpty } ?? false
-        if !excluding {
-            progress?(.init(.freezing, "freezing guest processes"))
-            _ = try agent.freeze(lease: Self.freezeLease)
-        }
         var thawOnFailure = true
         var paused = false
         var diverted = false
-        var done = false
-        var resumeFailure: String?
-        defer {
-            if !done {
-                writer.abort()
-                if paused {
-                    do { try connection.resume(name) } catch { resumeFailure = "\(error)" }
-                }
-                if thawOnFailure { _ = try? agent.thaw() }
-                if diverted, let disk {
-                    do { try connection.mergeDiskBack(name, target: disk.target) } catch {
-                        resumeFailure = (resumeFailure.map { $0 + "; " } ?? "") + "its disk \(disk.target) stays on an overlay: \(error)"
-                    }
+        var committed = false
+        /// Leaves the domain as it was (running, thawed, on its own disk image) and no partial
+        /// bundle behind; returns what could not be undone.
+        func undo() -> String? {
+            var problems: [String] = []
+            writer.abort()
+            if paused {
+                do { try connection.resume(name) } catch {
+                    problems.append("libvirt could not resume domain '\(name)', which stays paused ('virsh resume \(name)'): \(error)")
                 }
             }
+            if thawOnFailure { _ = try? agent.thaw() }
+            if diverted, let disk {
+                do { try connection.mergeDiskBack(name, target: disk.target) } catch {
+                    problems.append("its disk \(disk.target) stays on an overlay ('virsh blockcommit \(name) \(disk.target) --active --pivot --delete'): \(error)")
+                }
+            }
+            return problems.isEmpty ? nil : problems.joined(separator: "; ")
         }
         do {
+            progress?("asking the guest agent")
+            let hello = try agent.hello()
+            let excluding = exclusion.map { !$0.isEmpty } ?? false
+            if !excluding {
+                progress?(.init(.freezing, "freezing guest processes"))
+                _ = try agent.freeze(lease: Self.freezeLease)
+            }
             let (plan, excludedFileRanges) = try collectForCheckpoint(
                 agent: agent, exclusion: excluding ? exclusion : nil, ramBytes: UInt64(ram.bytes), writer: writer, checkCancelled: checkCancelled,
                 progress: progress)
@@ -140,6 +147,7 @@ extension VMManager {
                 progress?(.init(.thawing, "thawing guest processes"))
                 thawOnFailure = false
                 let thawed = try agent.thaw()
+                inputHold = nil
                 if thawed.wasFrozen == false {
                     throw SparcError(
                         "the guest's processes were not frozen when the guest was paused (its agent restarted or its freeze lease ran out during the checkpoint); no bundle was written"
@@ -179,7 +187,8 @@ extension VMManager {
             manifest.libvirt = .init(uri: uri, machineType: live.machine)
             progress?(.init(.writingManifest, "writing manifest"))
             let sealed = try writer.commit(manifest, sealKey: HostKey(directory: stateDirectory).sealKey(create: true))
-            done = true
+            // From here the bundle stands: a later failure says so and undoes nothing.
+            committed = true
             try history(name).append(.checkpoint, bundle: writer.path, bundleDigest: sealed.manifestSHA256, epoch: try rsdm(vmId: uuid).epoch())
             if let disk, diverted {
                 progress?("merging disk \(disk.target)'s overlay back")
@@ -201,8 +210,9 @@ extension VMManager {
                 total: Date().timeIntervalSince(began), stopped: stopAfter, exclusion: manifest.exclusion,
                 liveNames: Dictionary(plan?.processes.map { ($0.pid, $0.command) } ?? [], uniquingKeysWith: { a, _ in a }))
         } catch {
-            // The deferred clean-up has run by the time the caller sees this; say if it could not resume.
-            throw DomainCheckpointFailure(error: error, domain: name, resumeFailure: { resumeFailure })
+            guard !committed else { throw error }
+            if let problems = undo() { throw SparcError("\(error); \(problems)") }
+            throw error
         }
     }
 }
@@ -224,17 +234,6 @@ extension VMManager {
             throw SparcError("domain '\(domain)''s disk \(disk.target) is in format \(disk.format ?? "unknown"): sparc saves qcow2 and raw images")
         }
         return disk
-    }
-}
-
-/// A failed checkpoint of a domain, with word of a guest left paused should libvirt not resume it.
-struct DomainCheckpointFailure: Error, CustomStringConvertible {
-    var error: Error
-    var domain: String
-    var resumeFailure: () -> String?
-    var description: String {
-        if let why = resumeFailure() { return "\(error); libvirt could not resume domain '\(domain)', which stays paused ('virsh resume \(domain)'): \(why)" }
-        return "\(error)"
     }
 }
 
@@ -310,9 +309,9 @@ extension VMManager {
         }
         let layout = layout(name)
         try FileSystem.makeDirectory(layout.directory)
-        defer { FileSystem.removeTree(layout.directory) }
         progress?("verifying \(Path.base(of: reader.path))")
         let devices = layout.directory + "/devices.vmstate"
+        defer { unlink(devices) }
         try copyVerified(devicesFile, entry: manifest.file(.devices)!, to: devices)
 
         if let disk, let file = disk.file, let format = disk.format, let diskFile {

@@ -1,4 +1,5 @@
 import Foundation
+import Libvirt
 import GuestQuery
 import Hypervisor
 import SnapshotModel
@@ -96,6 +97,8 @@ public final class VMManager {
 
     /// The RSDM store of a VM by name (its registered identity).
     public func rsdm(name: String) throws -> RSDMStore {
+        // A libvirt domain's data is kept under its UUID.
+        if let connect { return try rsdm(vmId: try LibvirtConnection(uri: connect).uuid(of: name)) }
         guard let id = try registry.identity(of: name) else {
             throw SparcError("no VM named '\(name)' has been started on this host, so it has no rollback-sensitive data")
         }

@@ -128,6 +128,34 @@ final class LibvirtTests: XCTestCase {
         XCTAssertTrue(ps.contains("sparc-agent"), "the agent answers through libvirt's channel:\n\(ps)")
         XCTAssertTrue(try sparc.ok(["ttys", "--connect", uri, "--name", domain]).contains("ttyS1"), "the terminal port")
         try checkpointAndRestoreUnderLibvirt()
+        try tuiPicksTheDomain()
+    }
+
+    /// `sparc tui --connect` opens on the daemon's domains; Enter opens the picked one's processes.
+    func tuiPicksTheDomain() throws {
+        let socket = "sparc-libvirt-tui-\(getpid())"
+        func tmux(_ args: [String]) throws -> String { try Subprocess.run(["tmux", "-L", socket] + args).stdoutText }
+        _ = try tmux(["start-server", ";", "set-option", "-g", "exit-empty", "off"])
+        defer { _ = try? tmux(["kill-server"]) }
+        let env = "SPARC_RUNTIME_DIR=\(runtime) SPARC_STATE_DIR=\(runtime)-state SPARC_BUNDLES=\(runtime)-bundles"
+        _ = try tmux(["new-session", "-d", "-s", "pick", "-x", "120", "-y", "30", "\(env) \(sparc.binary) tui --connect \(uri)"])
+        func waitFor(_ text: String) throws -> String {
+            var screen = ""
+            for _ in 0..<150 where !screen.contains(text) {
+                screen = try tmux(["capture-pane", "-t", "pick", "-p"])
+                if !screen.contains(text) { usleep(200_000) }
+            }
+            XCTAssertTrue(screen.contains(text), "waited for '\(text)':\n\(screen)")
+            return screen
+        }
+        let list = try waitFor("pick a domain")
+        let rows = list.split(separator: "\n").dropFirst(2)
+        let index = try XCTUnwrap(rows.firstIndex { $0.contains(domain) && $0.contains("running") && $0.contains("prepared") }, list) - rows.startIndex
+        for _ in 0..<index { _ = try tmux(["send-keys", "-t", "pick", "Down"]) }
+        _ = try tmux(["send-keys", "-t", "pick", "Enter"])
+        let processes = try waitFor("sparc-agent")
+        XCTAssertTrue(processes.contains("sparc — \(domain)"), processes)
+        _ = try tmux(["send-keys", "-t", "pick", "q"])
     }
 
     /// The AWS key id `sparc-probe assemble aws SEED` builds in its heap (the same generator).
@@ -160,10 +188,20 @@ final class LibvirtTests: XCTestCase {
         XCTAssertEqual(found.status, 0, "the baseline holds the key: \(found.stderr)")
         XCTAssertTrue(found.stdout.contains("\"pid\" : \(holder)") || found.stdout.contains("\"pid\":\(holder)"), "owned by the holder: \(found.stdout.prefix(600))")
 
+        // sparc terminal reaches a shell through the port libvirt serves; its terminal is left out too.
+        let terminal = try JSONSerialization.jsonObject(with: Data(try sparc.ok(["terminal"] + on + ["--json"]).utf8)) as? [String: Any]
+        let pty = try XCTUnwrap(terminal?["tty"] as? String)
+        try sparc.ok(["terminal"] + on + ["--send", "echo typed-$((6*7)) > /tmp/typed\\n"])
+        var typed = ""
+        for _ in 0..<50 where typed != "typed-42" {
+            typed = (try? guest("cat /tmp/typed 2>/dev/null")) ?? ""
+            if typed != "typed-42" { usleep(100_000) }
+        }
+        XCTAssertEqual(typed, "typed-42", "typed through sparc terminal --connect")
         _ = try guest("echo kept > /data/kept && sync")
         let before = try counter()
         let bundle = runtime + "/excluded.sparc"
-        let saved = try sparc.ok(["checkpoint"] + on + ["-o", bundle, "--exclude-pid", String(holder)])
+        let saved = try sparc.ok(["checkpoint"] + on + ["-o", bundle, "--exclude-pid", String(holder), "--exclude-tty", pty])
         XCTAssertTrue(saved.contains("pid \(holder) sparc-probe"), saved)
         let after = try counter()
         XCTAssertEqual(try virsh(["domstate", domain]).stdoutText.trimmed, "running", "the domain runs on after a checkpoint")
@@ -172,6 +210,8 @@ final class LibvirtTests: XCTestCase {
         XCTAssertTrue(FileSystem.exists(bundle + "/domain.xml"), "the domain's definition is in the bundle")
         XCTAssertTrue(FileSystem.exists(bundle + "/disk.qcow2"), "the data disk's state is in the bundle")
         XCTAssertTrue(try virsh(["domblklist", domain]).stdoutText.contains("\(images)/data.qcow2"), "the disk is back on its own image (the overlay merged)")
+        let persistent = try virsh(["dumpxml", "--inactive", domain]).stdoutText
+        XCTAssertTrue(persistent.contains("\(images)/data.qcow2") && !persistent.contains("sparc-overlay"), "the persistent definition names the image again")
         XCTAssertFalse(try FileManager.default.contentsOfDirectory(atPath: images).contains { $0.contains("sparc-overlay") }, "no overlay left")
         _ = try guest("echo later > /data/later && sync")
         let genidBefore = try virsh(["dumpxml", domain]).stdoutText.split(separator: "\n").first { $0.contains("<genid>") }
@@ -182,7 +222,9 @@ final class LibvirtTests: XCTestCase {
         XCTAssertEqual(try virsh(["destroy", domain]).status, 0)
         try sparc.fails(["restore", bundle, "--name", domain], message: "restore it with --connect")
         let restored = try sparc.ok(["restore", bundle] + on)
-        XCTAssertTrue(restored.contains("killed excluded processes: \(holder)") && restored.contains("domain '\(domain)' restored"), restored)
+        let killed = restored.split(separator: "\n").first { $0.hasPrefix("killed excluded processes: ") }?.split(separator: " ").dropFirst(3) ?? []
+        XCTAssertTrue(killed.contains(Substring(String(holder))) && killed.count >= 2, "the holder and the terminal's shell: \(restored)")
+        XCTAssertTrue(restored.contains("domain '\(domain)' restored"), restored)
         let epoch = try XCTUnwrap(restored.components(separatedBy: "restore epoch ").last?.split(separator: " ").first.flatMap { Int($0) }, restored)
         XCTAssertEqual(Int(try guest("sparc-rsdm epoch")), epoch, "sparc serves the RSDM port of the run it started: the guest sees the new epoch")
         XCTAssertEqual(try virsh(["domstate", domain]).stdoutText.trimmed, "running", "running as a libvirt domain")
@@ -225,5 +267,7 @@ final class LibvirtTests: XCTestCase {
         try sparc.fails(["checkpoint", "--connect", uri, "--name", "no-such-domain-\(getpid())", "-o", runtime + "/x.sparc"], message: "has no domain named")
         try sparc.fails(["checkpoint", "--connect", "qemu+unix:///system?socket=/nonexistent", "--name", "x", "-o", runtime + "/x.sparc"], message: "is libvirtd running?")
         XCTAssertFalse(FileSystem.exists(runtime + "/x.sparc"), "no bundle from a refused checkpoint")
+        try sparc.fails(["vm", "start", "--name", "web"], message: "'virsh start web'", environment: ["SPARC_CONNECT": uri])
+        try sparc.fails(["console", "--name", "web", "--connect", uri], message: "virsh console web")
     }
 }

@@ -14,8 +14,10 @@ struct Console: ParsableCommand {
         discussion: "Example: sparc console --send 'export SECRET=hunter2\\n'  (\\n, \\r, \\t, \\e, \\xHH are expanded)")
     @Option(help: "Name of the VM.") var name: String = "default"
     @Option(help: "Type TEXT into the console and exit instead of attaching.") var send: String?
+    @OptionGroup var connection: ConnectOption
 
     func run() throws {
+        try connection.refuseForDomains("console", instead: "'virsh console \(name)' (libvirt owns the serial console), or 'sparc terminal --connect URI --name \(name)'")
         let console = try VMManager().console(name)
         if let send {
             try console.send(SerialConsole.unescape(send))

@@ -11,6 +11,12 @@ struct ConnectOption: ParsableArguments {
 
     var uri: String? { LibvirtDomains.uri(connect) }
 
+    /// Refuses a command libvirt does for its domains itself, naming what to use instead.
+    func refuseForDomains(_ command: String, instead: String) throws {
+        guard let uri else { return }
+        throw SparcError("'sparc \(command)' works on sparc's own VMs; for a domain of libvirt at \(uri) use \(instead) (unset $SPARC_CONNECT for sparc's VMs)")
+    }
+
     /// The guest agent of the VM `vm` names: a libvirt domain's over its channel with --connect, else sparc's own VM's.
     func agent(_ vm: VMOptions) throws -> AgentClient {
         let manager = try vm.manager()

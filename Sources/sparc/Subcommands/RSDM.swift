@@ -15,10 +15,13 @@ struct RSDM: ParsableCommand {
         discussion: "In the guest: sparc-rsdm get|set|incr|del KEY [VALUE], sparc-rsdm epoch.")
     @Option(help: "Name of the VM.") var name: String = "default"
     @Argument(help: "list (default), get KEY, set KEY VALUE, del KEY, epoch.") var words: [String] = []
+    @OptionGroup var connection: ConnectOption
 
     func run() throws {
         try RuntimeLayout.validate(name: name)
-        let store = try VMManager().rsdm(name: name)
+        let manager = try VMManager()
+        manager.connect = connection.uri
+        let store = try manager.rsdm(name: name)
         switch (words.first ?? "list", words.count) {
         case ("list", _):
             print("epoch \(try store.epoch())")

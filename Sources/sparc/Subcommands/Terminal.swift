@@ -18,11 +18,14 @@ struct Terminal: ParsableCommand {
             Example: sparc terminal --send 'export TOKEN=abc\\n'
             """)
     @OptionGroup var vm: VMOptions
+    @OptionGroup var connection: ConnectOption
     @Option(help: "Type TEXT into the terminal and exit instead of attaching.") var send: String?
     @Flag(help: "Print the relay's pid, the shell's pid and the pty as JSON, and exit.") var json = false
 
     func run() throws {
-        let (info, console) = try vm.manager().terminal(vm.name)
+        let manager = try vm.manager()
+        manager.connect = connection.uri
+        let (info, console) = try manager.terminal(vm.name)
         if json { return try printJSON(info) }
         if let send {
             if info.started { usleep(300_000) }  // let the new shell print its prompt first

@@ -62,7 +62,10 @@ struct VM: ParsableCommand {
             }
         }
 
+        @OptionGroup var connection: ConnectOption
+
         func run() throws {
+            try connection.refuseForDomains("vm start", instead: "'virsh start \(name)'")
             var o = StartOptions()
             o.name = name
             o.memoryMiB = memory
@@ -103,7 +106,9 @@ struct VM: ParsableCommand {
         func validate() throws {
             guard timeout > 0 else { throw ValidationError("--timeout must be more than 0 seconds") }
         }
+        @OptionGroup var connection: ConnectOption
         func run() throws {
+            try connection.refuseForDomains("vm stop", instead: "'virsh shutdown \(name)' or 'virsh destroy \(name)'")
             let report = try lock.apply(VMManager()).stop(name: name, force: force, timeout: timeout, progress: progressPrinter())
             endProgress()
             if let note = report.note, report.how == .quit, !force { printError("sparc: warning: \(note)") }
@@ -119,7 +124,9 @@ struct VM: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Show whether a VM runs and whether its agent answers.")
         @Option(help: "Name of the VM.") var name: String = "default"
         @Flag(help: "Print JSON.") var json = false
+        @OptionGroup var connection: ConnectOption
         func run() throws {
+            try connection.refuseForDomains("vm status", instead: "'sparc vm list --connect URI' or 'virsh domstate \(name)'")
             let s = try VMManager().status(name: name)
             if json { return try printJSON(s) }
             print("name:     \(s.name)")
