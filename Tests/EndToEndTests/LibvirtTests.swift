@@ -208,6 +208,8 @@ final class LibvirtTests: XCTestCase {
         let none = try sparc.run(["search", key, bundle])
         XCTAssertEqual(none.status, 1, "excluded: no hit in any file of the bundle: \(none.stdout)")
         XCTAssertTrue(FileSystem.exists(bundle + "/domain.xml"), "the domain's definition is in the bundle")
+        let verified = try sparc.run(["verify", bundle])
+        XCTAssertEqual(verified.status, 0, "the same verification as any bundle: \(verified.stdout)\(verified.stderr)")
         XCTAssertTrue(FileSystem.exists(bundle + "/disk.qcow2"), "the data disk's state is in the bundle")
         XCTAssertTrue(try virsh(["domblklist", domain]).stdoutText.contains("\(images)/data.qcow2"), "the disk is back on its own image (the overlay merged)")
         let persistent = try virsh(["dumpxml", "--inactive", domain]).stdoutText
@@ -256,6 +258,14 @@ final class LibvirtTests: XCTestCase {
         try sparc.fails(["restore", bundle] + on, message: "pass --replace")
         XCTAssertTrue(try sparc.ok(["restore", bundle, "--replace"] + on).contains("restored"))
         XCTAssertEqual(try virsh(["domstate", domain]).stdoutText.trimmed, "running")
+        // A definition changed inside a sealed bundle is caught before the running domain is touched.
+        let tampered = runtime + "/tampered.sparc"
+        XCTAssertEqual(try Subprocess.run(["cp", "-a", bundle, tampered]).status, 0)
+        let xmlPath = tampered + "/domain.xml"
+        let xml = try String(contentsOfFile: xmlPath, encoding: .utf8)
+        try xml.replacingOccurrences(of: "<vcpu", with: "<vCpu").write(toFile: xmlPath, atomically: false, encoding: .utf8)
+        try sparc.fails(["restore", tampered, "--replace", "--allow-rollback"] + on, status: 1, message: "domain.xml does not match its digest")
+        XCTAssertEqual(try virsh(["domstate", domain]).stdoutText.trimmed, "running", "the running domain was not touched")
         XCTAssertEqual(try guest("dmesg | grep -c -i -e oops -e 'call trace' -e 'BUG:' || true"), "0", "the guest kernel logged no oops")
     }
 
