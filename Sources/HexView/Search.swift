@@ -216,10 +216,17 @@ public struct FileSearcher {
         let results = SharedBox([[(Int, Int, Int)]](repeating: [], count: blocks.count))
         let query = self.query
         let maxHits = self.maxHits
+        let failure = SharedBox<String?>(nil)
         DispatchQueue.concurrentPerform(iterations: blocks.count) { i in
-            if cancel?.isCancelled == true { return }
+            if cancel?.isCancelled == true || failure.value != nil { return }
             let b = blocks[i]
-            let found = Self.scan(base + b.start, length: b.end - b.start, limit: b.limit - b.start, query: query, maxHits: maxHits)
+            let found: [(Int, Int, Int)]
+            do {
+                found = try Self.scan(base + b.start, length: b.end - b.start, limit: b.limit - b.start, query: query, maxHits: maxHits)
+            } catch {
+                failure.value = "\(error)"
+                return
+            }
             let shifted = found.map { ($0.0 + b.start, $0.1, $0.2) }
             results.mutate { $0[i] = shifted }
             let sofar = done.mutate { d -> Int64 in
@@ -229,6 +236,8 @@ public struct FileSearcher {
             progress?(sofar, total)
         }
         if cancel?.isCancelled == true { throw SparcError("search cancelled") }
+        // A block that was not searched must never read as "not found".
+        if let why = failure.value { throw SparcError("searching \(name) failed: \(why)") }
         // Overlapping regions (a data extent extended into the next) can report a hit twice.
         var seen = Set<Int>()
         var hits: [SearchHit] = []
@@ -248,9 +257,9 @@ public struct FileSearcher {
     }
 
     /// Finds hits in one block: (offset in block, pattern index or -1 for regex, length).
-    static func scan(_ p: UnsafePointer<UInt8>, length: Int, limit: Int, query: SearchQuery, maxHits: Int) -> [(Int, Int, Int)] {
+    static func scan(_ p: UnsafePointer<UInt8>, length: Int, limit: Int, query: SearchQuery, maxHits: Int) throws -> [(Int, Int, Int)] {
         if let database = query.regexDatabase {
-            return scanRegex(p, length: length, limit: limit, database: database, maxHits: maxHits)
+            return try scanRegex(p, length: length, limit: limit, database: database, maxHits: maxHits)
         }
         final class Sink {
             var hits: [(Int, Int, Int)] = []
@@ -261,7 +270,7 @@ public struct FileSearcher {
         sink.lengths = query.patterns.map(\.bytes.count)
         sink.max = maxHits
         let storage = query.patterns.map(\.bytes)
-        return storage.withUnsafeBufferPointers { pointers in
+        return try storage.withUnsafeBufferPointers { pointers in
             var needles = zip(pointers, query.patterns).map { ptr, q in
                 sparc_needle(bytes: ptr, length: q.bytes.count, fold_case: q.ignoreCase ? 1 : 0)
             }
@@ -271,8 +280,7 @@ public struct FileSearcher {
                 sink.hits.append((Int(offset), Int(needle), sink.lengths[Int(needle)]))
                 return sink.hits.count >= sink.max ? 1 : 0
             }, ctx)
-            // A scan that did not happen must never read as "not found".
-            if found == SPARC_SCAN_FAILED { fatalError("out of memory preparing \(needles.count) search patterns") }
+            if found == SPARC_SCAN_FAILED { throw SparcError("out of memory preparing \(needles.count) search patterns") }
             return sink.hits
         }
     }
@@ -280,21 +288,17 @@ public struct FileSearcher {
     /// Hits of a compiled regular expression in one block: (offset, -(expression + 1), length),
     /// leftmost-longest and not overlapping, as a regex search reads them (Hyperscan reports
     /// every end of every match).
-    static func scanRegex(_ p: UnsafePointer<UInt8>, length: Int, limit: Int, database: HyperscanDatabase, maxHits: Int) -> [(Int, Int, Int)] {
+    static func scanRegex(_ p: UnsafePointer<UInt8>, length: Int, limit: Int, database: HyperscanDatabase, maxHits: Int) throws -> [(Int, Int, Int)] {
         var longest: [Int: [Int: Int]] = [:]  // expression -> start -> longest end
         var count = 0
-        guard let scratch = try? database.threadScratch() else { fatalError("out of memory for the regular expression's scratch space") }
+        let scratch = try database.threadScratch()
         defer { HyperscanDatabase.freeScratch(scratch) }
-        do {
-            try database.scan(p, length: length, scratch: scratch) { id, from, to in
-                let start = Int(from)
-                guard start < limit, to > from else { return false }
-                if longest[Int(id), default: [:]][start] == nil { count += 1 }
-                longest[Int(id), default: [:]][start] = max(longest[Int(id)]?[start] ?? 0, Int(to))
-                return count > maxHits * 4
-            }
-        } catch {
-            fatalError("\(error)")
+        try database.scan(p, length: length, scratch: scratch) { id, from, to in
+            let start = Int(from)
+            guard start < limit, to > from else { return false }
+            if longest[Int(id), default: [:]][start] == nil { count += 1 }
+            longest[Int(id), default: [:]][start] = max(longest[Int(id)]?[start] ?? 0, Int(to))
+            return count > maxHits * 4
         }
         var hits: [(Int, Int, Int)] = []
         for (id, starts) in longest {
@@ -311,7 +315,7 @@ public struct FileSearcher {
 
 extension Array where Element == [UInt8] {
     /// Runs `body` with stable pointers to every inner array.
-    func withUnsafeBufferPointers<R>(_ body: ([UnsafePointer<UInt8>]) -> R) -> R {
+    func withUnsafeBufferPointers<R>(_ body: ([UnsafePointer<UInt8>]) throws -> R) rethrows -> R {
         var pointers: [UnsafeMutablePointer<UInt8>] = []
         for a in self {
             let p = UnsafeMutablePointer<UInt8>.allocate(capacity: Swift.max(1, a.count))
@@ -319,6 +323,6 @@ extension Array where Element == [UInt8] {
             pointers.append(p)
         }
         defer { pointers.forEach { $0.deallocate() } }
-        return body(pointers.map { UnsafePointer($0) })
+        return try body(pointers.map { UnsafePointer($0) })
     }
 }
