@@ -8,7 +8,8 @@ import SparcSupport
 
 /// One event in a VM's history.
 public struct HistoryEntry: Codable, Equatable, Sendable {
-    public enum Event: String, Codable, Sendable { case boot, checkpoint, restore, rollback, clone, stop, shutdown, recovered }
+    /// `discarded`: a checkpoint's bundle was removed right after it was written (`--refuse-secrets`).
+    public enum Event: String, Codable, Sendable { case boot, checkpoint, restore, rollback, clone, stop, shutdown, recovered, discarded }
     public var seq: Int
     public var time: String
     public var vm: String
@@ -54,6 +55,13 @@ public struct HistoryLog {
     func key(create: Bool) throws -> Data { try HostKey(directory: directory).load(create: create) }
 
     /// Entries as stored (not verified).
+    /// The checkpoints whose bundles may still exist, oldest first: a discarded one does not
+    /// count, so restoring the newest kept bundle is not a rollback.
+    public static func keptCheckpoints(_ entries: [HistoryEntry]) -> [HistoryEntry] {
+        let discarded = Set(entries.filter { $0.event == .discarded }.compactMap(\.bundleDigest))
+        return entries.filter { $0.event == .checkpoint && !discarded.contains($0.bundleDigest ?? "") }
+    }
+
     public func entries() throws -> [HistoryEntry] {
         guard FileSystem.exists(logPath) else { return [] }
         let text = String(decoding: try FileSystem.readFile(logPath), as: UTF8.self)

@@ -364,7 +364,7 @@ extension VMManager {
                 throw SparcError(
                     "the history of '\(m.vm.name)' is broken (\(problems.joined(separator: "; "))): not restoring; see 'sparc log --verify --name \(m.vm.name)'")
             }
-            let checkpoints = try log.entries().filter { $0.event == .checkpoint }
+            let checkpoints = HistoryLog.keptCheckpoints(try log.entries())
             if let index = checkpoints.lastIndex(where: { $0.bundleDigest == m.manifestSHA256 }) {
                 if index != checkpoints.count - 1 {
                     guard policy.allowRollback else {

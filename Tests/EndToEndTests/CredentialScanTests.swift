@@ -77,6 +77,9 @@ extension ExclusionTests {
         XCTAssertFalse(FileSystem.exists(refused), "a refused bundle is removed")
         XCTAssertEqual(gate.stderr.split(separator: "\n").count, 1, "one line: \(gate.stderr)")
         for pid in [aws, ssh, canary] { XCTAssertTrue(gate.stderr.contains("--exclude-pid \(pid)"), gate.stderr) }
+        // The history says the refused checkpoint was discarded: it is not the newest one a restore compares with.
+        let log = try sparc.ok(["log", "--name", vm]).split(separator: "\n")
+        XCTAssertTrue(log.last?.contains("discarded") == true && log.last?.contains("refused.sparc") == true, log.joined(separator: "\n"))
         try assertHealthy()
 
         // Excluding two and accepting the third's rule passes the gate.

@@ -31,6 +31,14 @@ final class HistoryTests: XCTestCase {
         try Data((lines.joined(separator: "\n") + "\n").utf8).write(to: URL(fileURLWithPath: logFile))
     }
 
+    func testADiscardedCheckpointIsNotTheNewest() throws {
+        let log = try makeLog()
+        try log.append(.checkpoint, bundle: "/b/two.sparc", bundleDigest: "bb", epoch: 1)
+        try log.append(.discarded, bundle: "/b/two.sparc", bundleDigest: "bb", detail: "removed by --refuse-secrets")
+        XCTAssertEqual(HistoryLog.keptCheckpoints(try log.entries()).map(\.bundleDigest), ["aa"], "the refused bundle is gone: one.sparc is the newest")
+        XCTAssertEqual(try log.verify(), [])
+    }
+
     func testIntactChainAndKeyMode() throws {
         let log = try makeLog()
         XCTAssertEqual(try log.verify(), [])
