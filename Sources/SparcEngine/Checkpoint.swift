@@ -136,11 +136,11 @@ extension VMManager {
         pausedAt = Date()
         FaultPoint.reached("checkpoint-after-pause")
 
-        var frozenLayer: String?
+        var frozenLayer: (path: String, format: String)?
         if state.spec.hasDisk, !state.disk.isEmpty {
             // The layer the guest wrote so far becomes read-only and is the disk state of this
             // checkpoint; the VM goes on writing into a new overlay, handed to QEMU as descriptors.
-            frozenLayer = state.disk.last!.path
+            frozenLayer = (state.disk.last!.path, state.disk.last!.format)
             try addOverlay(&state, qmp: qmp, layout: layout)
             try state.save(layout.stateFile)
         }
@@ -182,18 +182,7 @@ extension VMManager {
         try checkCancelled()
         var files = [Manifest.memoryFile, Manifest.devicesFile, Manifest.ownersFile]
         if let frozenLayer {
-            progress?(.init(.savingDisk, "saving disk state"))
-            let qemuImg = try QEMUProcess.locateQemuImg()
-            // -U: QEMU keeps the frozen layer open read-only as a backing file; nobody writes it.
-            let r = try Subprocess.run([
-                qemuImg, "convert", "-U", "-O", "qcow2", frozenLayer, writer.file(Manifest.diskFile),
-            ])
-            guard r.status == 0 else { throw SparcError("cannot save the disk state: \(r.stderrSummary)") }
-            if let ranges = plan?.diskRanges, !ranges.isEmpty {
-                // Swap slots that held excluded pages: the bundle's copy of the disk holds zeros there.
-                progress?("zeroing \(ranges.count) swap range(s) in the disk state")
-                try zeroDiskRanges(ranges, in: writer.file(Manifest.diskFile))
-            }
+            try saveDiskState(from: frozenLayer.path, format: frozenLayer.format, plan: plan, writer: writer, progress: progress)
             files.append(Manifest.diskFile)
         } else if let ranges = plan?.diskRanges, !ranges.isEmpty {
             throw SparcError("the guest swapped excluded pages to a disk this VM has no state of: cannot leave them out")
@@ -301,6 +290,22 @@ extension VMManager {
 }
 
 extension VMManager {
+    /// Copies a frozen disk image (QEMU keeps it open read-only, below the overlay the guest
+    /// writes to now) into the bundle as a standalone qcow2; swap slots that held excluded
+    /// pages are zeroed in the copy.
+    func saveDiskState(from image: String, format: String, plan: ExclusionPlan?, writer: BundleWriter, progress: Progress?) throws {
+        progress?(.init(.savingDisk, "saving disk state"))
+        // -U: nobody writes the frozen image; -f: a raw image is never probed for a format.
+        let r = try Subprocess.run([
+            try QEMUProcess.locateQemuImg(), "convert", "-U", "-f", format, "-O", "qcow2", image, writer.file(Manifest.diskFile),
+        ])
+        guard r.status == 0 else { throw SparcError("cannot save the disk state: \(r.stderrSummary)") }
+        if let ranges = plan?.diskRanges, !ranges.isEmpty {
+            progress?("zeroing \(ranges.count) swap range(s) in the disk state")
+            try zeroDiskRanges(ranges, in: writer.file(Manifest.diskFile))
+        }
+    }
+
     /// Turns `x-ignore-shared` off again once sparc's migration is done: QEMU keeps the
     /// capability, and a later `virsh save` or migration of the domain would leave its RAM out.
     static func stopIgnoringSharedMemory(_ monitor: MachineMonitor) throws {

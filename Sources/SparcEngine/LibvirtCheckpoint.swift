@@ -157,16 +157,7 @@ extension VMManager {
 
             var files = [Manifest.memoryFile, Manifest.devicesFile, Manifest.ownersFile, Manifest.Member.domain.rawValue]
             if let disk, let file = disk.file, let format = disk.format {
-                progress?(.init(.savingDisk, "saving disk state"))
-                // -U: QEMU keeps the image open read-only below the overlay; nobody writes it.
-                let r = try Subprocess.run([
-                    try QEMUProcess.locateQemuImg(), "convert", "-U", "-f", format, "-O", "qcow2", file, writer.file(Manifest.diskFile),
-                ])
-                guard r.status == 0 else { throw SparcError("cannot save the disk state: \(r.stderrSummary)") }
-                if let ranges = plan?.diskRanges, !ranges.isEmpty {
-                    progress?("zeroing \(ranges.count) swap range(s) in the disk state")
-                    try zeroDiskRanges(ranges, in: writer.file(Manifest.diskFile))
-                }
+                try saveDiskState(from: file, format: format, plan: plan, writer: writer, progress: progress)
                 files.append(Manifest.diskFile)
             } else if let ranges = plan?.diskRanges, !ranges.isEmpty {
                 throw SparcError("the guest swapped excluded pages to a disk this domain's checkpoint has no state of: cannot leave them out")
