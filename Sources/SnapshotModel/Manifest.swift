@@ -152,6 +152,10 @@ public struct Manifest: Codable, Equatable, Sendable {
             self.zeroBytes = zeroBytes
             self.excludedBytes = excludedBytes
         }
+        /// What a memory image's copy counted.
+        public init(_ stats: SparseCopyStats) {
+            self.init(bytes: stats.bytes, dataBytes: stats.dataBytes, zeroBytes: stats.zeroBytes, excludedBytes: stats.excludedBytes)
+        }
     }
 
     /// A process left out of the checkpoint: restore kills it before the guest runs on.

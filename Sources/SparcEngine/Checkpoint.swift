@@ -168,15 +168,8 @@ extension VMManager {
             FaultPoint.reached("checkpoint-after-resume")
             progress?(.init(.thawing, "thawing guest processes"))
             thawOnFailure = false
-            let thawed = try agent.thaw()
+            try Self.thawAfterCheckpoint(agent)
             inputHold = nil
-            // A guest that ran between the collection and the pause (its agent died and was
-            // restarted, or the lease ran out) may hold copies made after the collection.
-            if thawed.wasFrozen == false {
-                throw SparcError(
-                    "the guest's processes were not frozen when the guest was paused (its agent restarted or its freeze lease ran out during the checkpoint); no bundle was written"
-                )
-            }
         }
 
         try checkCancelled()
@@ -201,7 +194,7 @@ extension VMManager {
                 }),
             qemu: .init(version: state.qemuVersion, argv: state.argv),
             guest: .init(kernel: hello.kernel, bootId: hello.bootId, agentVersion: hello.agentVersion),
-            memory: .init(bytes: stats.bytes, dataBytes: stats.dataBytes, zeroBytes: stats.zeroBytes, excludedBytes: stats.excludedBytes),
+            memory: .init(stats),
             exclusion: Self.exclusionRecord(
                 exclusion, plan: plan, excludedBytes: stats.excludedBytes, nameKey: try HostKey(directory: stateDirectory).nameKey(create: true)),
             files: entries)
@@ -290,6 +283,17 @@ extension VMManager {
 }
 
 extension VMManager {
+    /// Thaws the guest once it runs again. A guest that was not frozen any more when it was
+    /// paused (its agent died and was restarted, or the lease ran out) may hold copies made
+    /// after the collection: the bundle is refused.
+    static func thawAfterCheckpoint(_ agent: AgentClient) throws {
+        if try agent.thaw().wasFrozen == false {
+            throw SparcError(
+                "the guest's processes were not frozen when the guest was paused (its agent restarted or its freeze lease ran out during the checkpoint); no bundle was written"
+            )
+        }
+    }
+
     /// Copies a frozen disk image (QEMU keeps it open read-only, below the overlay the guest
     /// writes to now) into the bundle as a standalone qcow2; swap slots that held excluded
     /// pages are zeroed in the copy.

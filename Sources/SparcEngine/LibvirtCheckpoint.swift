@@ -146,13 +146,8 @@ extension VMManager {
                 paused = false
                 progress?(.init(.thawing, "thawing guest processes"))
                 thawOnFailure = false
-                let thawed = try agent.thaw()
+                try Self.thawAfterCheckpoint(agent)
                 inputHold = nil
-                if thawed.wasFrozen == false {
-                    throw SparcError(
-                        "the guest's processes were not frozen when the guest was paused (its agent restarted or its freeze lease ran out during the checkpoint); no bundle was written"
-                    )
-                }
             }
 
             var files = [Manifest.memoryFile, Manifest.devicesFile, Manifest.ownersFile, Manifest.Member.domain.rawValue]
@@ -171,7 +166,7 @@ extension VMManager {
                     append: nil, disk: disk != nil, persistentDisk: disk != nil),
                 qemu: .init(version: qemuVersion, argv: []),
                 guest: .init(kernel: hello.kernel, bootId: hello.bootId, agentVersion: hello.agentVersion),
-                memory: .init(bytes: stats.bytes, dataBytes: stats.dataBytes, zeroBytes: stats.zeroBytes, excludedBytes: stats.excludedBytes),
+                memory: .init(stats),
                 exclusion: Self.exclusionRecord(
                     exclusion, plan: plan, excludedBytes: stats.excludedBytes, nameKey: try HostKey(directory: stateDirectory).nameKey(create: true)),
                 files: entries)
