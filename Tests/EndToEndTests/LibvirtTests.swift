@@ -68,6 +68,7 @@ final class LibvirtTests: XCTestCase {
         FileSystem.removeTree(images)
         FileSystem.removeTree(runtime)
         FileSystem.removeTree(runtime + "-state")
+        FileSystem.removeTree(runtime + "-bundles")
     }
 
     func testDomainIsPreparedCheckpointedAndRestoredUnderLibvirt() throws {
@@ -136,7 +137,11 @@ final class LibvirtTests: XCTestCase {
         let socket = "sparc-libvirt-tui-\(getpid())"
         func tmux(_ args: [String]) throws -> String { try Subprocess.run(["tmux", "-L", socket] + args).stdoutText }
         _ = try tmux(["start-server", ";", "set-option", "-g", "exit-empty", "off"])
-        defer { _ = try? tmux(["kill-server"]) }
+        defer {
+            _ = try? tmux(["kill-server"])
+            // tmux leaves its socket file behind.
+            unlink("/tmp/tmux-\(getuid())/\(socket)")
+        }
         let env = "SPARC_RUNTIME_DIR=\(runtime) SPARC_STATE_DIR=\(runtime)-state SPARC_BUNDLES=\(runtime)-bundles"
         _ = try tmux(["new-session", "-d", "-s", "pick", "-x", "120", "-y", "30", "\(env) \(sparc.binary) tui --connect \(uri)"])
         func waitFor(_ text: String) throws -> String {

@@ -31,6 +31,7 @@ final class TUITests: GuestTestCase {
 
     override func tearDown() {
         _ = try? Subprocess.run(["tmux", "-L", socket, "kill-server"])
+        unlink("/tmp/tmux-\(getuid())/\(socket)")
         super.tearDown()
     }
 
