@@ -174,12 +174,7 @@ extension VMManager {
 
         try checkCancelled()
         var files = [Manifest.memoryFile, Manifest.devicesFile, Manifest.ownersFile]
-        if let frozenLayer {
-            try saveDiskState(from: frozenLayer.path, format: frozenLayer.format, plan: plan, writer: writer, progress: progress)
-            files.append(Manifest.diskFile)
-        } else if let ranges = plan?.diskRanges, !ranges.isEmpty {
-            throw SparcError("the guest swapped excluded pages to a disk this VM has no state of: cannot leave them out")
-        }
+        if try saveDiskState(from: frozenLayer, plan: plan, writer: writer, progress: progress) { files.append(Manifest.diskFile) }
 
         progress?(.init(.hashing, "hashing"))
         let entries = try writer.entries(for: files, known: [Manifest.memoryFile: stats.sha256])
@@ -296,18 +291,25 @@ extension VMManager {
 
     /// Copies a frozen disk image (QEMU keeps it open read-only, below the overlay the guest
     /// writes to now) into the bundle as a standalone qcow2; swap slots that held excluded
-    /// pages are zeroed in the copy.
-    func saveDiskState(from image: String, format: String, plan: ExclusionPlan?, writer: BundleWriter, progress: Progress?) throws {
+    /// pages are zeroed in the copy. Returns whether there was a disk to save; without one,
+    /// excluded pages the guest swapped out cannot be left out, and the checkpoint refuses.
+    func saveDiskState(from image: (path: String, format: String)?, plan: ExclusionPlan?, writer: BundleWriter, progress: Progress?) throws -> Bool {
+        let ranges = plan?.diskRanges ?? []
+        guard let image else {
+            if !ranges.isEmpty { throw SparcError("the guest swapped excluded pages to a disk this VM has no state of: cannot leave them out") }
+            return false
+        }
         progress?(.init(.savingDisk, "saving disk state"))
         // -U: nobody writes the frozen image; -f: a raw image is never probed for a format.
         let r = try Subprocess.run([
-            try QEMUProcess.locateQemuImg(), "convert", "-U", "-f", format, "-O", "qcow2", image, writer.file(Manifest.diskFile),
+            try QEMUProcess.locateQemuImg(), "convert", "-U", "-f", image.format, "-O", "qcow2", image.path, writer.file(Manifest.diskFile),
         ])
         guard r.status == 0 else { throw SparcError("cannot save the disk state: \(r.stderrSummary)") }
-        if let ranges = plan?.diskRanges, !ranges.isEmpty {
+        if !ranges.isEmpty {
             progress?("zeroing \(ranges.count) swap range(s) in the disk state")
             try zeroDiskRanges(ranges, in: writer.file(Manifest.diskFile))
         }
+        return true
     }
 
     /// Turns `x-ignore-shared` off again once sparc's migration is done: QEMU keeps the

@@ -151,12 +151,8 @@ extension VMManager {
             }
 
             var files = [Manifest.memoryFile, Manifest.devicesFile, Manifest.ownersFile, Manifest.Member.domain.rawValue]
-            if let disk, let file = disk.file, let format = disk.format {
-                try saveDiskState(from: file, format: format, plan: plan, writer: writer, progress: progress)
-                files.append(Manifest.diskFile)
-            } else if let ranges = plan?.diskRanges, !ranges.isEmpty {
-                throw SparcError("the guest swapped excluded pages to a disk this domain's checkpoint has no state of: cannot leave them out")
-            }
+            let frozen = disk.flatMap { d in d.file.flatMap { file in d.format.map { (path: file, format: $0) } } }
+            if try saveDiskState(from: frozen, plan: plan, writer: writer, progress: progress) { files.append(Manifest.diskFile) }
             progress?(.init(.hashing, "hashing"))
             let entries = try writer.entries(for: files, known: [Manifest.memoryFile: stats.sha256])
             var manifest = Manifest(
