@@ -125,10 +125,13 @@ SWIFT_TEST = timeout --kill-after=60 4500 stdbuf -oL -eL $(SWIFT) test --skip-bu
 
 # The host build and the two guest images are built side by side: the Debian image spends
 # much of its time waiting on debootstrap's downloads.
+# The host's own files (accounts, sudo, SSH keys) are digested before the tests and checked
+# after, whatever the tests' outcome: a run that changed one fails and names it.
 test: deps
 	$(MAKE) --no-print-directory -j2 $(BUILT) guest-images
-	scripts/run-tests.sh
-	scripts/test-install.sh
+	@guard=$$(mktemp /tmp/sparc-host-guard.XXXXXX); scripts/host-guard.sh record $$guard || exit 2; \
+	scripts/run-tests.sh && scripts/test-install.sh; status=$$?; \
+	scripts/host-guard.sh check $$guard || status=1; rm -f $$guard; exit $$status
 
 guest-images: $(GUEST)/initrd.img $(DEBIAN_GUEST)/disk.qcow2
 

@@ -45,27 +45,41 @@ final class SecurityTests: GuestTestCase {
 
     // MARK: -
 
+    /// A file of the test's own standing in for a host secret (a test never names a real host
+    /// file as something a tool could write: qemu-img truncates the data file it is given).
+    func canary(_ name: String) throws -> (path: String, content: Data) {
+        let path = work + "/\(name)"
+        let content = Data("root:CANARY-\(UInt64.random(in: 0...UInt64.max)):19000:0:99999:7:::\n".utf8)
+        unlink(path)
+        try content.write(to: URL(fileURLWithPath: path))
+        return (path, content)
+    }
+
     /// Critical: a crafted bundle must never make QEMU open a host file.
     func testCraftedBundlesNeverReachHostFiles() throws {
         let bundle = try checkpoint("victim")
+        var secret = try canary("canary-shadow")
 
-        // A disk backed by the host's shadow file (the reviewer's attack), and one with an external data file.
-        let backed = try qemuImg(["create", "-q", "-f", "qcow2", "-F", "raw", "-b", "/etc/shadow", "@evil.qcow2", "64M"])
+        // A disk backed by the canary (the reviewer's attack was the host's shadow file), and one
+        // with the canary as its external data file.
+        let backed = try qemuImg(["create", "-q", "-f", "qcow2", "-F", "raw", "-b", secret.path, "@evil.qcow2", "64M"])
         let viaBacking = try forged(bundle, as: "evil-backing", replacing: ["disk.qcow2": backed])
         try sparc.fails(["restore", viaBacking, "--name", "evil", "--foreign", "--clone"], status: 1, message: "names a backing file")
         try assertNoVM("evil")
-        let dataFile = try qemuImg(["create", "-q", "-f", "qcow2", "-o", "data_file=/etc/shadow,data_file_raw=on", "@evil.qcow2", "64M"])
+        // qemu-img itself truncates the data file it is given: the canary is written again after.
+        let dataFile = try qemuImg(["create", "-q", "-f", "qcow2", "-o", "data_file=\(secret.path),data_file_raw=on", "@evil.qcow2", "64M"])
+        secret = try canary("canary-shadow")
         let viaDataFile = try forged(bundle, as: "evil-datafile", replacing: ["disk.qcow2": dataFile])
         try sparc.fails(["restore", viaDataFile, "--name", "evil", "--foreign", "--clone"], status: 1, message: "external data file")
         try assertNoVM("evil")
 
         // An initrd the bundle names: only a digest, looked up in sparc's own store, never a path.
-        let shadow = try Data(contentsOf: URL(fileURLWithPath: "/etc/shadow"))
         let viaInitrd = try forged(bundle, as: "evil-initrd") { o in
-            BundleForge.set(&o, "machine", "initrd", ["sha256": SHA256Hasher.hex(of: shadow), "size": shadow.count, "origin": "/etc/shadow"])
+            BundleForge.set(&o, "machine", "initrd", ["sha256": SHA256Hasher.hex(of: secret.content), "size": secret.content.count, "origin": secret.path])
         }
         try sparc.fails(["restore", viaInitrd, "--name", "evil", "--foreign", "--clone"], message: "not in this host's boot-file store")
         try assertNoVM("evil")
+        XCTAssertEqual(try FileSystem.readFile(secret.path), secret.content, "the canary was changed by a restore")
 
         // Names from a bundle are checked as --name is: no path into an attacker's files.
         let viaName = try forged(bundle, as: "evil-name") { o in BundleForge.set(&o, "vm", "name", "../../../tmp/x") }
@@ -252,12 +266,13 @@ final class SecurityTests: GuestTestCase {
         ])
         XCTAssertLessThan(try sparc.run(["search", "--hex", "de ad be ef", owners]).status, 2, "a wrapping owner run is dropped, not a crash")
 
-        let shadowName = try forged(bundle, as: "member") { o in
+        let secret = try canary("canary-member")
+        let outsideName = try forged(bundle, as: "member") { o in
             var f = o["files"] as! [[String: Any]]
-            f[1]["name"] = "../../etc/shadow"
+            f[1]["name"] = "../canary-member"
             o["files"] = f
         }
-        try quick(["search", "root", shadowName], status: 1, message: "unknown file")
+        try quick(["search", "CANARY", outsideName], status: 1, message: "unknown file")
 
         let fifo = try forged(bundle, as: "fifo")
         unlink(fifo + "/devices.vmstate")
@@ -271,12 +286,13 @@ final class SecurityTests: GuestTestCase {
 
         let linked = try forged(bundle, as: "linked")
         unlink(linked + "/devices.vmstate")
-        XCTAssertEqual(symlink("/etc/shadow", linked + "/devices.vmstate"), 0)
-        for args in [["search", "root", linked], ["strings", linked], ["verify", linked]] {
+        XCTAssertEqual(symlink(secret.path, linked + "/devices.vmstate"), 0)
+        for args in [["search", "CANARY", linked], ["strings", linked], ["verify", linked]] {
             let r = try sparc.run(args)
             XCTAssertNotEqual(r.status, 0, "\(args)")
-            XCTAssertFalse(r.stdout.contains("root:"), "\(args) read /etc/shadow through a symlink")
+            XCTAssertFalse(r.stdout.contains("CANARY"), "\(args) read the canary through a symlink")
         }
+        XCTAssertEqual(try FileSystem.readFile(secret.path), secret.content)
 
         // A 1 TiB machine whose image is all holes: verify and a search for bytes starting with zeros are quick.
         let huge = try forged(bundle, as: "huge")

@@ -14,7 +14,7 @@ final class ManifestFuzzTests: XCTestCase {
         let manifest = Manifest(
             vm: .init(name: "web-1", id: "0b7c2a4e-8f1d-4c3b-9a6e-5d4f3e2a1b0c"),
             machine: .init(
-                memoryMiB: 256, cpus: 2, accel: "tcg", kernel: .init(sha256: digest, size: 7_000_000, origin: "/boot/vmlinuz"),
+                memoryMiB: 256, cpus: 2, accel: "tcg", kernel: .init(sha256: digest, size: 7_000_000, origin: "/nonexistent/sparc-canary/vmlinuz"),
                 initrd: nil, append: "console=ttyS0", disk: false, network: .init(backend: "user", forwards: ["tcp::2222-:22"], tap: nil, mac: "52:54:00:12:34:56")),
             qemu: .init(version: "7.2.0", argv: ["qemu-system-x86_64", "-m", "256"]), guest: .init(kernel: "6.1.0", bootId: "b", agentVersion: "0.2.0"),
             memory: .init(bytes: 256 << 20, dataBytes: 100 << 20, zeroBytes: 150 << 20, excludedBytes: 6 << 20),

@@ -25,7 +25,7 @@ public struct Mutator {
     /// a directory, terminal escapes, a long string, an empty container.
     public static let hostileValues: [Any] = [
         -1, 0, Int64.max, Int64.min, NSNumber(value: UInt64.max), 1e308, -1e308, 0.5, true, NSNull(),
-        "", "-1", "18446744073709551615", "../../etc/shadow", "/etc/shadow", "a/b", "\u{1b}]0;owned\u{7}\u{1b}[2J",
+        "", "-1", "18446744073709551615", "../../sparc-canary/x", "/nonexistent/sparc-canary/x", "a/b", "\u{1b}]0;owned\u{7}\u{1b}[2J",
         String(repeating: "A", count: 70_000), "00 53", "\u{0}", [Any](), [String: Any](), [1, 2, 3], [-1, -1],
         [NSNumber(value: UInt64.max), NSNumber(value: UInt64.max)], ["x": 1],
     ]
