@@ -2,6 +2,7 @@
 #include "CSparcSupport.h"
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <unistd.h>
 #include <string.h>
 #include <spawn.h>
@@ -47,4 +48,9 @@ int sparc_pipe_cloexec(int fds[2])
 int sparc_punch_hole(int fd, off_t offset, off_t len)
 {
 	return fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, len);
+}
+
+int sparc_rename_noreplace(const char *from, const char *to)
+{
+	return renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE);
 }

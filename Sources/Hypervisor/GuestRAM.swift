@@ -78,7 +78,12 @@ public enum GuestRAM {
     /// Removes a RAM file and its directory (missing ones are fine).
     public static func remove(_ path: String?) {
         guard let path, !path.isEmpty else { return }
-        unlink(path)
-        rmdir(Path.directory(of: path))
+        let dir = Path.directory(of: path)
+        // Only a directory of sparc's making (sparc-NAME-XXXXXX), through descriptors.
+        if Path.base(of: path) == fileName, Path.base(of: dir).hasPrefix("sparc-") {
+            FileSystem.removeTree(dir)
+        } else {
+            unlink(path)
+        }
     }
 }

@@ -37,7 +37,7 @@ public enum QEMUProcess {
         throws -> (pid: pid_t, qmp: QMPClient)
     {
         unlink(layout.qmpSocket)
-        let err = open(layout.errorLog, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        let err = open(layout.errorLog, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard err >= 0 else { throw SparcError.posix("cannot create", layout.errorLog) }
         let pid: pid_t
         do {

@@ -3,7 +3,8 @@ import SparcSupport
 
 /// Creates a bundle directory that appears only when complete.
 ///
-/// Files go into a hidden `.NAME.partial-PID` directory beside the destination; `commit`
+/// Files go into a hidden `.NAME.partial-PID-XXXXXX` directory beside the destination (made by
+/// mkdtemp); `commit`
 /// writes the manifest (and the host's seal), syncs everything and renames it into place;
 /// `abort` (or a failure) removes it, so no half-written bundle is ever left under the final name.
 public final class BundleWriter {
@@ -24,12 +25,10 @@ public final class BundleWriter {
         guard access(parent, W_OK | X_OK) == 0 else {
             throw SparcError("output directory \(parent) is not writable")
         }
-        stagingPath = parent + "/." + Path.base(of: absolute) + ".partial-\(getpid())"
-        FileSystem.removeTree(stagingPath)
         Self.removeStaleStaging(in: parent)
-        guard mkdir(stagingPath, 0o700) == 0 else {
-            throw SparcError.posix("cannot create", stagingPath)
-        }
+        // A name nobody can predict, made by mkdtemp (never one that existed before): in a shared
+        // directory another user can neither plant it in advance nor have sparc remove theirs.
+        stagingPath = try FileSystem.makeUniqueDirectory(in: parent, prefix: "." + Path.base(of: absolute) + ".partial-\(getpid())-")
     }
 
     deinit { if !finished { abort() } }
@@ -37,18 +36,19 @@ public final class BundleWriter {
     /// The path of a file inside the bundle being written.
     public func file(_ name: String) -> String { stagingPath + "/" + name }
 
-    /// Removes what checkpoints that died left in `directory`: `.NAME.partial-PID`
-    /// directories whose process is gone. Returns their names.
+    /// Removes what checkpoints that died left in `directory`: `.NAME.partial-PID-XXXXXX`
+    /// directories of this user whose process is gone. Returns their names.
     @discardableResult
     public static func removeStaleStaging(in directory: String) -> [String] {
         var removed: [String] = []
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where entry.hasPrefix(".") {
-            guard let dash = entry.range(of: ".partial-", options: .backwards), let pid = pid_t(entry[dash.upperBound...]), pid > 0 else { continue }
+            guard let dash = entry.range(of: ".partial-", options: .backwards) else { continue }
+            let tail = entry[dash.upperBound...].split(separator: "-", omittingEmptySubsequences: false)
+            guard tail.count == 2, tail[1].count == 6, let pid = pid_t(tail[0]), pid > 0 else { continue }
             guard kill(pid, 0) != 0 && errno == ESRCH else { continue }  // its writer is still at work
             var st = stat()
             guard lstat(directory + "/" + entry, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR, st.st_uid == geteuid() else { continue }
-            FileSystem.removeTree(directory + "/" + entry)
-            removed.append(entry)
+            if FileSystem.removeTree(directory + "/" + entry).isEmpty { removed.append(entry) }
         }
         return removed
     }
@@ -84,7 +84,7 @@ public final class BundleWriter {
             guard rc == 0 else { throw SparcError.posix("cannot sync", file(entry)) }
         }
         FileSystem.syncDirectory(stagingPath)
-        guard rename(stagingPath, path) == 0 else { throw SparcError.posix("cannot move bundle into place at", path) }
+        try FileSystem.renameNoReplace(stagingPath, to: path)
         FileSystem.syncDirectory(Path.directory(of: path))
         finished = true
         return sealed

@@ -147,7 +147,8 @@ public enum CredentialScan {
         let report = try scan(
             paths: [bundle], rules: rules, reveal: reveal, memoryOnly: true, allow: allow, maxFindingsPerRule: maxFindingsPerRule, progress: progress)
         guard refuse, !report.findings.isEmpty else { return Gate(scan: report, refused: false, message: nil) }
-        try FileManager.default.removeItem(atPath: bundle)
+        let left = FileSystem.removeTree(bundle)
+        guard left.isEmpty else { throw SparcError("cannot remove the refused bundle \(bundle): \(left.joined(separator: ", ")) left") }
         let holders = report.owningProcesses
         let kernel = report.findings.filter { $0.owner?.pid == nil }.count
         var who = holders.map { "pid \($0.pid) (\($0.command))" }.joined(separator: ", ")

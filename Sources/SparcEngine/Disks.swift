@@ -55,14 +55,10 @@ extension VMManager {
     /// A standalone copy of an image (sparse), made under a temporary name and renamed.
     func copyImage(_ source: String, to destination: String) throws {
         try FileSystem.makeDirectories(Path.directory(of: destination))
-        let tmp = destination + ".partial-\(getpid())"
-        unlink(tmp)
-        let r = try Subprocess.run([try QEMUProcess.locateQemuImg(), "convert", "-q", "-U", "-O", "qcow2", source, tmp])
-        guard r.status == 0 else {
-            unlink(tmp)
-            throw SparcError("cannot copy disk image \(source): \(r.stderrSummary)")
-        }
-        guard rename(tmp, destination) == 0 else { throw SparcError.posix("cannot create", destination) }
+        let staging = try StagingDirectory(beside: destination)
+        let r = try Subprocess.run([try QEMUProcess.locateQemuImg(), "convert", "-q", "-U", "-O", "qcow2", source, staging.file])
+        guard r.status == 0 else { throw SparcError("cannot copy disk image \(source): \(r.stderrSummary)") }
+        try staging.moveIntoPlace(replace: false)
     }
 
     /// Puts a new qcow2 overlay on top of the disk chain (the VM must be paused): the file is

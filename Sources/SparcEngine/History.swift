@@ -105,7 +105,7 @@ public struct HistoryLog {
         e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         var line = try e.encode(entry)
         line.append(0x0A)
-        let fd = open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        let fd = open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw SparcError.posix("cannot write", logPath) }
         defer { close(fd) }
         try FileSystem.writeAll(fd: fd, line, path: logPath)

@@ -361,23 +361,10 @@ extension VMManager {
             defer { unlink(copy) }
             try copyVerified(source, entry: entry, to: copy)
             _ = try QCOW2Header.checkStandalone(path: copy, what: "the bundle's disk state")
-            let partial = target + ".partial-\(getpid())"
-            unlink(partial)
-            let r = try Subprocess.run([try QEMUProcess.locateQemuImg(), "convert", "-f", "qcow2", "-O", format, copy, partial])
-            guard r.status == 0 else {
-                unlink(partial)
-                throw SparcError("cannot write the disk state into \(target): \(r.stderrSummary)")
-            }
-            let fd = open(partial, O_RDONLY | O_CLOEXEC)
-            if fd >= 0 {
-                fsync(fd)
-                close(fd)
-            }
-            guard rename(partial, target) == 0 else {
-                unlink(partial)
-                throw SparcError.posix("cannot replace", target)
-            }
-            FileSystem.syncDirectory(containing: target)
+            let staging = try StagingDirectory(beside: target)
+            let r = try Subprocess.run([try QEMUProcess.locateQemuImg(), "convert", "-f", "qcow2", "-O", format, copy, staging.file])
+            guard r.status == 0 else { throw SparcError("cannot write the disk state into \(target): \(r.stderrSummary)") }
+            try staging.moveIntoPlace(replace: true)
         }
         if hadOld {
             _ = chown(target, old.st_uid, old.st_gid)

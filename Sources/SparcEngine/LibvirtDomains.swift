@@ -58,9 +58,8 @@ public enum LibvirtDomains {
     }
 
     static func unifiedDiff(_ a: String, _ b: String, label: String) throws -> String {
-        let dir = FileManager.default.temporaryDirectory.path + "/sparc-diff-\(getpid())-\(UUID().uuidString.prefix(8))"
-        try FileSystem.makeDirectory(dir)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let dir = try FileSystem.makeUniqueDirectory(in: FileManager.default.temporaryDirectory.path, prefix: "sparc-diff-")
+        defer { FileSystem.removeTree(dir) }
         try a.write(toFile: dir + "/before", atomically: false, encoding: .utf8)
         try b.write(toFile: dir + "/after", atomically: false, encoding: .utf8)
         let r = try Subprocess.run(["diff", "-u", "--label", "\(label) (now)", "--label", "\(label) (prepared)", dir + "/before", dir + "/after"])

@@ -73,7 +73,7 @@ extension VMManager {
             throw SparcError("sparc-rsdmd is missing beside the sparc executable: reinstall sparc ('make install')")
         }
         let layout = layout(name)
-        let log = open(logPath ?? layout.directory + "/rsdm.log", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        let log = open(logPath ?? layout.directory + "/rsdm.log", O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0o600)
         defer { if log >= 0 { close(log) } }
         _ = try Subprocess.spawn(
             [daemon, "--socket", socket ?? layout.rsdmSocket, "--state-dir", stateDirectory, "--vm-id", vmId, "--qemu-pid", String(qemuPid)],

@@ -451,27 +451,15 @@ extension VMManager {
     /// its header checked, then renamed over it, so the file is the old or the new disk, never a mix.
     func restoreDisk(_ source: OpenedFile, entry: Manifest.FileEntry, to target: String, layout: RuntimeLayout) throws -> Int64 {
         try FileSystem.makeDirectories(Path.directory(of: target))
-        let partial = target + ".partial-\(getpid())"
-        unlink(partial)
-        do {
-            try copyVerified(source, entry: entry, to: partial)
-            let size = try QCOW2Header.checkStandalone(path: partial, what: "the bundle's disk state")
-            if let old = try? OpenedFile(regular: target) {
-                // Nothing else may be using the file being replaced.
-                try DiskLock.lock(old.fd, path: target, writable: true)
-            }
-            let written = open(partial, O_RDONLY | O_CLOEXEC)
-            if written >= 0 {
-                fsync(written)
-                close(written)
-            }
-            guard rename(partial, target) == 0 else { throw SparcError.posix("cannot replace", target) }
-            FileSystem.syncDirectory(containing: target)
-            return size
-        } catch {
-            unlink(partial)
-            throw error
+        let staging = try StagingDirectory(beside: target)
+        try copyVerified(source, entry: entry, to: staging.file)
+        let size = try QCOW2Header.checkStandalone(path: staging.file, what: "the bundle's disk state")
+        if let old = try? OpenedFile(regular: target) {
+            // Nothing else may be using the file being replaced.
+            try DiskLock.lock(old.fd, path: target, writable: true)
         }
+        try staging.moveIntoPlace(replace: true)
+        return size
     }
 
     /// Copies a bundle member into sparc's private runtime directory, checking its digest on

@@ -51,26 +51,118 @@ public enum FileSystem {
         }
     }
 
-    /// Removes a file or a whole directory tree; missing paths are fine.
-    public static func removeTree(_ path: String) {
+    /// Removes a file or a whole directory tree that sparc made; missing paths are fine.
+    ///
+    /// Never by path: the tree is walked through directory descriptors (`openat` with
+    /// `O_NOFOLLOW`, `unlinkat`), so a directory another user swaps for a symbolic link while
+    /// it is walked is unlinked as a link, never followed. Each entry must be on the tree's
+    /// device and belong to this user; what does not is left where it is and returned, as are
+    /// entries that could not be removed.
+    @discardableResult
+    public static func removeTree(_ path: String) -> [String] {
+        let parent = Path.directory(of: path)
+        let name = Path.base(of: path)
+        guard !name.isEmpty, name != ".", name != "..", name != "/" else { return [path] }
+        let dirfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard dirfd >= 0 else { return errno == ENOENT ? [] : [path] }
+        defer { close(dirfd) }
         var st = stat()
-        guard lstat(path, &st) == 0 else { return }
-        if (st.st_mode & S_IFMT) == S_IFDIR {
-            if let entries = try? FileManager.default.contentsOfDirectory(atPath: path) {
-                for e in entries { removeTree(path + "/" + e) }
+        guard fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 else { return errno == ENOENT ? [] : [path] }
+        var left: [String] = []
+        TreeRemoval(owner: geteuid(), device: st.st_dev).remove(name, in: dirfd, shownAs: path, expected: st, left: &left)
+        return left
+    }
+
+    /// Removes the entry `name` of the directory `dirfd` when it is what `removeTree` may remove.
+    private struct TreeRemoval {
+        let owner: uid_t
+        let device: dev_t
+
+        func remove(_ name: String, in dirfd: Int32, shownAs path: String, expected: stat, left: inout [String]) {
+            guard expected.st_dev == device, expected.st_uid == owner else {
+                left.append(path)
+                return
             }
-            rmdir(path)
-        } else {
-            unlink(path)
+            guard (expected.st_mode & S_IFMT) == S_IFDIR else {
+                if unlinkat(dirfd, name, 0) != 0 && errno != ENOENT { left.append(path) }
+                return
+            }
+            let fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            guard fd >= 0 else {
+                if errno != ENOENT { left.append(path) }
+                return
+            }
+            // The directory opened must be the one examined: a swap in between is not followed.
+            var opened = stat()
+            guard fstat(fd, &opened) == 0, opened.st_dev == expected.st_dev, opened.st_ino == expected.st_ino else {
+                close(fd)
+                left.append(path)
+                return
+            }
+            for entry in Self.entries(of: fd) {
+                var st = stat()
+                guard fstatat(fd, entry, &st, AT_SYMLINK_NOFOLLOW) == 0 else { continue }
+                remove(entry, in: fd, shownAs: path + "/" + entry, expected: st, left: &left)
+            }
+            close(fd)
+            if unlinkat(dirfd, name, AT_REMOVEDIR) != 0 && errno != ENOENT { left.append(path) }
+        }
+
+        /// The names in an open directory (its descriptor stays open and is not moved).
+        static func entries(of fd: Int32) -> [String] {
+            let copy = dup(fd)
+            guard copy >= 0, let dir = fdopendir(copy) else {
+                if copy >= 0 { close(copy) }
+                return []
+            }
+            defer { closedir(dir) }
+            var names: [String] = []
+            while let entry = readdir(dir) {
+                let name = withUnsafePointer(to: entry.pointee.d_name) {
+                    $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+                }
+                if name != "." && name != ".." { names.append(name) }
+            }
+            return names
+        }
+    }
+
+    /// Creates a new directory `PREFIX` + six random characters in `parent`, mode 0700, that
+    /// did not exist before (mkdtemp): a name nobody can predict and nobody can have planted.
+    public static func makeUniqueDirectory(in parent: String, prefix: String) throws -> String {
+        var template = Array("\(parent)/\(prefix)XXXXXX".utf8CString)
+        guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else {
+            throw SparcError.posix("cannot create a directory in", parent)
+        }
+        return String(cString: template)
+    }
+
+    /// Creates a new file beside `path`, named `PATH.TAG-PID-` and random hex, that did not exist
+    /// before (`O_EXCL`, never through a link): a temporary name nobody can plant or predict.
+    /// Returns its descriptor (read-write) and its path.
+    public static func createUniqueFile(beside path: String, tag: String, mode: mode_t = 0o600) throws -> (fd: Int32, path: String) {
+        for _ in 0..<64 {
+            let candidate = path + ".\(tag)-\(getpid())-" + secureRandomBytes(6).map { String($0, radix: 16) }.joined()
+            let fd = open(candidate, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
+            if fd >= 0 { return (fd, candidate) }
+            if errno != EEXIST { throw SparcError.posix("cannot create", candidate) }
+        }
+        throw SparcError("cannot create a temporary file beside \(path): every name tried exists")
+    }
+
+    /// Renames `from` to `to` unless `to` exists (renameat2 RENAME_NOREPLACE): nothing another
+    /// user placed at `to` in the meantime is replaced.
+    public static func renameNoReplace(_ from: String, to: String) throws {
+        guard sparc_rename_noreplace(from, to) == 0 else {
+            if errno == EEXIST { throw SparcError("\(to) appeared while it was being written: nothing was replaced", posixCode: EEXIST) }
+            throw SparcError.posix("cannot move into place at", to)
         }
     }
 
     /// Writes `data` to `path` through a temporary file, fsync and rename, so readers
     /// see the old or the new content, never a mix.
     public static func writeAtomically(_ data: Data, to path: String, mode: mode_t = 0o600) throws {
-        let tmp = path + ".tmp-\(getpid())"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
-        guard fd >= 0 else { throw SparcError.posix("cannot write", tmp) }
+        let (fd, tmp) = try createUniqueFile(beside: path, tag: "tmp", mode: mode)
         do {
             try writeAll(fd: fd, data, path: tmp)
             guard fsync(fd) == 0 else { throw SparcError.posix("cannot sync", tmp) }
@@ -152,6 +244,40 @@ public enum FileSystem {
     /// True when a process with this pid exists (signal 0 probe).
     public static func processAlive(_ pid: pid_t) -> Bool {
         pid > 0 && (kill(pid, 0) == 0 || errno == EPERM)
+    }
+}
+
+/// A private directory for writing a file that will be renamed to `target`: made by mkdtemp
+/// beside it (`.NAME.partial-PID-XXXXXX`, mode 0700), so tools that create their output by path
+/// (qemu-img) write where no other user can reach, and removed with whatever is left in it.
+public final class StagingDirectory {
+    public let path: String
+    private let target: String
+
+    public init(beside target: String) throws {
+        self.target = target
+        path = try FileSystem.makeUniqueDirectory(in: Path.directory(of: target), prefix: "." + Path.base(of: target) + ".partial-\(getpid())-")
+    }
+
+    deinit { FileSystem.removeTree(path) }
+
+    /// Where to write the file before it moves to the target.
+    public var file: String { path + "/" + Path.base(of: target) }
+
+    /// Syncs the written file and renames it to the target: over what is there when `replace`,
+    /// else only where nothing is (see `renameNoReplace`).
+    public func moveIntoPlace(replace: Bool) throws {
+        let fd = open(file, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { throw SparcError.posix("cannot open", file) }
+        let synced = fsync(fd) == 0
+        close(fd)
+        guard synced else { throw SparcError.posix("cannot sync", file) }
+        if replace {
+            guard rename(file, target) == 0 else { throw SparcError.posix("cannot replace", target) }
+        } else {
+            try FileSystem.renameNoReplace(file, to: target)
+        }
+        FileSystem.syncDirectory(containing: target)
     }
 }
 

@@ -177,6 +177,48 @@ final class SecurityTests: GuestTestCase {
         XCTAssertEqual(try sparc.ok(["exec", "--name", "sec2", "--", "echo", "alive"]).trimmed, "alive")
     }
 
+    /// Critical: a neighbour in a shared (1777) directory cannot make root remove anything of
+    /// theirs or anything they point at. The neighbour plants staging directories under every
+    /// name an old sparc would have used (with links inside to a directory of root's) and
+    /// stale-looking ones of dead pids, while checkpoints are written there.
+    func testNeighbourInASharedDirectoryCannotSteerWhatRootRemoves() throws {
+        try XCTSkipUnless(geteuid() == 0 && Subprocess.which("setpriv") != nil, "needs root and setpriv")
+        let shared = work + "/shared"
+        try FileSystem.makeDirectory(shared)
+        XCTAssertEqual(chmod(shared, 0o1777), 0)
+        let victim = work + "/victim-dir"
+        try FileSystem.makeDirectory(victim)
+        XCTAssertEqual(chmod(victim, 0o755), 0)
+        for i in 0..<3 { try Data("root's \(i)".utf8).write(to: URL(fileURLWithPath: victim + "/f\(i)")) }
+        XCTAssertEqual(chmod(work, 0o755), 0)
+        // Predictable names first: the next pids, each with a link to the victim inside; then a
+        // loop that keeps a staging directory of a dead pid (1) planted, with a link in it.
+        let next = Int(String(decoding: try FileSystem.readFile("/proc/sys/kernel/ns_last_pid"), as: UTF8.self).trimmed) ?? 1000
+        let neighbour = try Subprocess.spawn([
+            "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/bin/sh", "-c",
+            "cd '\(shared)' || exit 1; p=\(next); while [ $p -lt \(next + 400) ]; do mkdir -p .x.sparc.partial-$p && ln -sfn '\(victim)' .x.sparc.partial-$p/sub; p=$((p+1)); done; "
+                + "while :; do mkdir -p .x.sparc.partial-4000000-abcdef .y.sparc.partial-4000000-abcdef; ln -sfn '\(victim)' .x.sparc.partial-4000000-abcdef/sub; ln -sfn '\(victim)' .y.sparc.partial-4000000-abcdef/link; "
+                // The race on the names an old sparc would have removed: sub flips between a directory and a link.
+                + "p=\(next); while [ $p -lt \(next + 40) ]; do d=.x.sparc.partial-$p; rm -f $d/sub; mkdir -p $d/sub && : > $d/sub/a; mv $d/sub $d/aside 2>/dev/null; ln -sfn '\(victim)' $d/sub; rm -rf $d/aside; p=$((p+1)); done; done",
+        ], newSession: true)
+        defer {
+            kill(-neighbour, SIGKILL)
+            _ = Subprocess.wait(neighbour)
+        }
+        usleep(300_000)
+        try sparc.ok(["checkpoint", "--name", vm, "-o", shared + "/x.sparc"])
+        try sparc.ok(["checkpoint", "--name", vm, "-o", shared + "/y.sparc"])
+        // A bundle path the neighbour took first is refused, not replaced.
+        try sparc.fails(["checkpoint", "--name", vm, "-o", shared + "/.x.sparc.partial-4000000-abcdef"], message: "already exists")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: victim).sorted(), ["f0", "f1", "f2"], "root removed files through a neighbour's link")
+        // What the neighbour made is theirs: sparc removed none of it.
+        var st = stat()
+        XCTAssertEqual(lstat(shared + "/.x.sparc.partial-4000000-abcdef/sub", &st), 0, "a neighbour's stale-looking staging directory was emptied")
+        XCTAssertEqual(lstat(shared + "/.x.sparc.partial-\(next + 1)/sub", &st), 0)
+        XCTAssertEqual(try sparc.run(["verify", shared + "/x.sparc"]).status, 0)
+        try assertHealthy()
+    }
+
     /// Medium: rollback-sensitive data follows the VM's identity; another name is a clone
     /// that starts with a copy of the data, never with an empty store.
     func testRSDMFollowsTheVMNotTheName() throws {

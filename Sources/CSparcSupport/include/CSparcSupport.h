@@ -22,4 +22,7 @@ int sparc_pipe_cloexec(int fds[2]);
 /* Turns `len` bytes at `offset` into a hole (reads give zeros, the size stays); a file
  * another process maps shared sees the zeros too. Returns 0 or -1 with errno set. */
 int sparc_punch_hole(int fd, off_t offset, off_t len);
+/* rename(2) that fails with EEXIST instead of replacing what is at `to`
+ * (renameat2 with RENAME_NOREPLACE). Returns 0 or -1 with errno set. */
+int sparc_rename_noreplace(const char *from, const char *to);
 #endif
