@@ -27,11 +27,11 @@ let package = Package(
         .systemLibrary(name: "CHyperscan", providers: [.apt(["libhyperscan-dev"])]),
         // SIMD scan loop of the forensic search.
         .target(name: "CHexScan"),
-        .target(name: "HexView", dependencies: ["CHexScan", "CHyperscan", "SparcSupport", "GuestQuery"]),
+        .target(name: "HexView", dependencies: ["CHexScan", "CHyperscan", "SparcSupport", "SnapshotModel"]),
         // libyara (Debian's libyara-dev) behind a narrow C face: its macros do not import.
         .target(name: "CYaraScan", linkerSettings: [.linkedLibrary("yara")]),
         // Credential scanning: built-in rules and the user's YARA rules over memory images.
-        .target(name: "SecretScan", dependencies: ["CYaraScan", "CHyperscan", "COpenSSL", "HexView", "SparcSupport"]),
+        .target(name: "SecretScan", dependencies: ["CYaraScan", "CHyperscan", "COpenSSL", "HexView", "SnapshotModel", "SparcSupport"]),
         // libvirt's C library (Debian's libvirt-dev) and the domain definitions sparc needs.
         .systemLibrary(name: "CLibvirt", pkgConfig: "libvirt", providers: [.apt(["libvirt-dev"])]),
         .target(name: "Libvirt", dependencies: ["CLibvirt", "Hypervisor", "SparcSupport"]),
@@ -65,7 +65,7 @@ let package = Package(
         .testTarget(name: "GuestProcfsTests", dependencies: ["GuestProcfs", "GuestQuery"]),
         .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor", "SparcSupport"]),
         .testTarget(name: "LibvirtTests", dependencies: ["Libvirt", "SparcSupport"]),
-        .testTarget(name: "HexViewTests", dependencies: ["HexView", "SparcSupport", "GuestQuery", "TestSupport"]),
+        .testTarget(name: "HexViewTests", dependencies: ["HexView", "SparcSupport", "SnapshotModel", "TestSupport"]),
         .testTarget(name: "SecretScanTests", dependencies: ["SecretScan", "SparcSupport"]),
         .testTarget(name: "SparcTUITests", dependencies: ["SparcTUI", "HexView", "GuestQuery", "SnapshotModel", "SparcEngine", "SecretScan"]),
         .testTarget(name: "SparcEngineTests", dependencies: ["SparcEngine", "SparcSupport", "SnapshotModel", "SecretScan", "HexView", "Libvirt"]),

@@ -76,10 +76,17 @@ public final class AgentClient {
                     throw SparcError("guest agent connection closed by QEMU")
                 }
                 for frame in buffer.append(chunk) {
-                    guard case .line(let line) = frame,
-                        let response = try? JSONDecoder().decode(AgentResponse.self, from: line),
-                        response.id == request.id
-                    else { continue }
+                    guard case .line(let line) = frame else {
+                        close()
+                        throw SparcError("guest agent sent an answer to '\(op.rawValue)' larger than \(AgentProtocol.maxFrameBytes >> 20) MiB: refused")
+                    }
+                    // Decoding JSON costs ~30 bytes per value: a frame of tiny values from a
+                    // hostile guest would cost the host gigabytes, so the values are counted first.
+                    guard AgentFraming.valueCount(line, limit: AgentProtocol.maxFrameValues) <= AgentProtocol.maxFrameValues else {
+                        close()
+                        throw SparcError("guest agent sent an answer to '\(op.rawValue)' of more than \(AgentProtocol.maxFrameValues) JSON values: refused")
+                    }
+                    guard let response = try? JSONDecoder().decode(AgentResponse.self, from: line), response.id == request.id else { continue }
                     if let failure = response.error {
                         throw SparcError("guest agent: \(failure.message)")
                     }

@@ -16,6 +16,10 @@ public enum AgentProtocol {
     public static let portName = VirtioPortName.agent
     /// Frames longer than this are rejected on both sides.
     public static let maxFrameBytes = 64 << 20
+    /// The most JSON values (numbers, strings, objects, arrays) the host decodes in one frame:
+    /// about 60 MiB of decoder memory. Real answers hold far fewer (bulk data travels packed,
+    /// base64 in one string).
+    public static let maxFrameValues = 2_000_000
 }
 
 public enum AgentOperation: String, Codable, Sendable {
@@ -75,19 +79,19 @@ public struct AgentFailure: Codable, Equatable, Error, Sendable {
         case badFrame, unsupportedVersion, unknownOperation, invalidArgument, notFound, failed
     }
     public var code: Code
-    public var message: String
+    public var message: GuestText
     public init(_ code: Code, _ message: String) {
         self.code = code
-        self.message = message
+        self.message = GuestText(message)
     }
 }
 
 public struct HelloInfo: Codable, Equatable, Sendable {
-    public var agentVersion: String
+    public var agentVersion: GuestText
     public var protocolVersion: Int
-    public var kernel: String
+    public var kernel: GuestText
     public var pid: Int32
-    public var bootId: String
+    public var bootId: GuestText
     public var uptimeSeconds: Double
     public var frozen: Bool
 
@@ -95,11 +99,11 @@ public struct HelloInfo: Codable, Equatable, Sendable {
         agentVersion: String, protocolVersion: Int, kernel: String, pid: Int32, bootId: String,
         uptimeSeconds: Double, frozen: Bool
     ) {
-        self.agentVersion = agentVersion
+        self.agentVersion = GuestText(agentVersion)
         self.protocolVersion = protocolVersion
-        self.kernel = kernel
+        self.kernel = GuestText(kernel)
         self.pid = pid
-        self.bootId = bootId
+        self.bootId = GuestText(bootId)
         self.uptimeSeconds = uptimeSeconds
         self.frozen = frozen
     }
@@ -109,13 +113,13 @@ public struct HelloInfo: Codable, Equatable, Sendable {
 public struct GuestProcess: Codable, Equatable, Sendable {
     public var pid: Int32
     public var ppid: Int32
-    public var user: String
+    public var user: GuestText
     /// The one-letter state from /proc/PID/stat (R, S, D, T, Z, ...).
-    public var state: String
+    public var state: GuestText
     /// Terminal name such as `ttyS0` or `pts/0`, or nil when the process has none.
-    public var tty: String?
+    public var tty: GuestText?
     public var rssKiB: Int64
-    public var command: String
+    public var command: GuestText
     /// Kernel threads have no user memory; they are listed only on request.
     public var kernelThread: Bool
 
@@ -125,11 +129,11 @@ public struct GuestProcess: Codable, Equatable, Sendable {
     ) {
         self.pid = pid
         self.ppid = ppid
-        self.user = user
-        self.state = state
-        self.tty = tty
+        self.user = GuestText(user)
+        self.state = GuestText(state)
+        self.tty = tty.map { GuestText($0) }
         self.rssKiB = rssKiB
-        self.command = command
+        self.command = GuestText(command)
         self.kernelThread = kernelThread
     }
 }
@@ -137,13 +141,13 @@ public struct GuestProcess: Codable, Equatable, Sendable {
 /// One guest terminal and the processes that have it as controlling terminal.
 public struct GuestTTY: Codable, Equatable, Sendable {
     public enum Kind: String, Codable, Sendable { case serial, virtualConsole = "virtual-console", pty, console, other }
-    public var name: String
+    public var name: GuestText
     public var kind: Kind
     public var pids: [Int32]
     /// For a pty: the processes holding its master side (sshd's session, a terminal program).
     public var holders: [Int32]
     public init(name: String, kind: Kind, pids: [Int32], holders: [Int32] = []) {
-        self.name = name
+        self.name = GuestText(name)
         self.kind = kind
         self.pids = pids
         self.holders = holders
@@ -151,7 +155,7 @@ public struct GuestTTY: Codable, Equatable, Sendable {
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        name = try c.decode(String.self, forKey: .name)
+        name = try c.decode(GuestText.self, forKey: .name)
         kind = try c.decode(Kind.self, forKey: .kind)
         pids = try c.decode([Int32].self, forKey: .pids)
         holders = try c.decodeIfPresent([Int32].self, forKey: .holders) ?? []
@@ -187,17 +191,17 @@ public struct ClockResult: Codable, Equatable, Sendable {
     /// Seconds the guest's wall clock was moved (positive: forward).
     public var stepSeconds: Double
     /// Why the RTC was not set, or nil when it was.
-    public var rtcError: String?
+    public var rtcError: GuestText?
     public init(stepSeconds: Double, rtcError: String? = nil) {
         self.stepSeconds = stepSeconds
-        self.rtcError = rtcError
+        self.rtcError = rtcError.map { GuestText($0) }
     }
 }
 
 /// What `poweroff` started: the command the guest shuts down with.
 public struct PowerOffResult: Codable, Equatable, Sendable {
-    public var command: [String]
-    public init(command: [String]) { self.command = command }
+    public var command: [GuestText]
+    public init(command: [String]) { self.command = [GuestText](command) }
 }
 
 public struct FreezeResult: Codable, Equatable, Sendable {
@@ -261,6 +265,30 @@ public enum AgentFraming {
         var data = (try? encoder.encode(value)) ?? Data("{}".utf8)
         data.append(0x0A)
         return data
+    }
+
+    /// Counts the values of a JSON text roughly (separators and openings outside strings), up
+    /// to `limit` + 1: cheap, and an upper bound of what a decoder would build.
+    public static func valueCount(_ text: Data, limit: Int) -> Int {
+        text.withUnsafeBytes { raw -> Int in
+            var count = 0
+            var inString = false
+            var escaped = false
+            for b in raw {
+                if inString {
+                    if escaped { escaped = false } else if b == 0x5C { escaped = true } else if b == 0x22 { inString = false }
+                    continue
+                }
+                switch b {
+                case 0x22: inString = true
+                case 0x2C, 0x3A, 0x5B, 0x7B:  // , : [ {
+                    count += 1
+                    if count > limit { return count }
+                default: break
+                }
+            }
+            return count
+        }
     }
 
     private struct IdOnly: Decodable {
@@ -349,15 +377,15 @@ public struct ExcludedProcess: Codable, Equatable, Sendable {
     public var pid: Int32
     /// The command name (/proc/PID/comm), never the arguments: those live in the excluded
     /// memory and may be the very secret.
-    public var command: String
+    public var command: GuestText
     /// "pid 12", "name bash", "tty pts/0", "child of 12", "holds the master of pts/0".
-    public var reason: String
+    public var reason: GuestText
     /// Field 22 of /proc/PID/stat: tells this process from a later one with the same pid.
     public var startTime: UInt64
     public init(pid: Int32, command: String, reason: String, startTime: UInt64) {
         self.pid = pid
-        self.command = command
-        self.reason = reason
+        self.command = GuestText(command)
+        self.reason = GuestText(reason)
         self.startTime = startTime
     }
 }
@@ -426,23 +454,23 @@ public struct ExclusionPlan: Codable, Equatable, Sendable {
     public var packedRanges: Data
     public var ranges: [ExcludedRange] { ExcludedRange.unpack(packedRanges) }
     public var processes: [ExcludedProcess]
-    public var ttys: [String]
+    public var ttys: [GuestText]
     /// Bytes per kind before ranges of different kinds were merged.
     public var bytes: [String: UInt64]
     /// Pages the excluded processes map that some other process maps too: kept.
     public var keptSharedPages: Int
     /// Regular files on disk whose page cache was excluded: evicted after restore.
-    public var evictFiles: [String]
+    public var evictFiles: [GuestText]
     /// Files on memory-only file systems whose pages were excluded (opt-in): removed after restore.
-    public var removeFiles: [String]
-    public var warnings: [String]
+    public var removeFiles: [GuestText]
+    public var warnings: [GuestText]
     public var milliseconds: Double
     /// Where the collection time went (resolve, user, pagecache, kernel, pack), in ms.
     public var phases: [String: Double] = [:]
     /// Swap slots on the VM's disk that hold excluded pages: zeroed in the bundle's disk state.
     public var diskRanges: [DiskByteRange]? = nil
     /// Steps that could not complete under --best-effort: what may have been saved after all.
-    public var gaps: [String]? = nil
+    public var gaps: [GuestText]? = nil
 
     public init(
         ranges: [ExcludedRange] = [], processes: [ExcludedProcess] = [], ttys: [String] = [], bytes: [String: UInt64] = [:],
@@ -451,12 +479,12 @@ public struct ExclusionPlan: Codable, Equatable, Sendable {
     ) {
         self.packedRanges = ExcludedRange.pack(ranges)
         self.processes = processes
-        self.ttys = ttys
+        self.ttys = [GuestText](ttys)
         self.bytes = bytes
         self.keptSharedPages = keptSharedPages
-        self.evictFiles = evictFiles
-        self.removeFiles = removeFiles
-        self.warnings = warnings
+        self.evictFiles = [GuestText](evictFiles)
+        self.removeFiles = [GuestText](removeFiles)
+        self.warnings = [GuestText](warnings)
         self.milliseconds = milliseconds
     }
 }
@@ -468,9 +496,9 @@ public struct CleanupRequest: Codable, Equatable, Sendable {
     /// unread data is dropped before anything runs, so no reader is handed the zeros. Nil
     /// from older hosts (nothing dropped).
     public var drain: [ExcludedProcess]?
-    public var evictFiles: [String]
-    public var removeFiles: [String]
-    public init(kill: [ExcludedProcess], drain: [ExcludedProcess] = [], evictFiles: [String], removeFiles: [String]) {
+    public var evictFiles: [GuestText]
+    public var removeFiles: [GuestText]
+    public init(kill: [ExcludedProcess], drain: [ExcludedProcess] = [], evictFiles: [GuestText], removeFiles: [GuestText]) {
         self.kill = kill
         self.drain = drain.isEmpty ? nil : drain
         self.evictFiles = evictFiles
@@ -482,20 +510,20 @@ public struct CleanupResult: Codable, Equatable, Sendable {
     public var killed: [Int32]
     /// Excluded processes that were no longer there (or were another process by now).
     public var missing: [Int32]
-    public var evicted: [String]
-    public var removed: [String]
-    public var warnings: [String]
+    public var evicted: [GuestText]
+    public var removed: [GuestText]
+    public var warnings: [GuestText]
     /// Files whose pages stayed cached because running processes map them (pages that were
     /// shared at the checkpoint and so saved as they were): pages per file. Nil from older agents.
-    public var stillMapped: [String: Int]?
+    public var stillMapped: [GuestText: Int]?
     /// Kernel buffers (pipe buffers, skbs, terminals) whose unread data was dropped. Nil from older agents.
     public var droppedBuffers: Int?
     public init(killed: [Int32] = [], missing: [Int32] = [], evicted: [String] = [], removed: [String] = [], warnings: [String] = []) {
         self.killed = killed
         self.missing = missing
-        self.evicted = evicted
-        self.removed = removed
-        self.warnings = warnings
+        self.evicted = [GuestText](evicted)
+        self.removed = [GuestText](removed)
+        self.warnings = [GuestText](warnings)
     }
 }
 
@@ -503,12 +531,12 @@ public struct CleanupResult: Codable, Equatable, Sendable {
 public struct TerminalInfo: Codable, Equatable, Sendable {
     public var relayPid: Int32
     public var shellPid: Int32
-    public var tty: String
+    public var tty: GuestText
     public var started: Bool
     public init(relayPid: Int32, shellPid: Int32, tty: String, started: Bool) {
         self.relayPid = relayPid
         self.shellPid = shellPid
-        self.tty = tty
+        self.tty = GuestText(tty)
         self.started = started
     }
 }
@@ -520,27 +548,45 @@ public struct TerminalInfo: Codable, Equatable, Sendable {
 public struct OwnerMap: Codable, Equatable, Sendable {
     public struct Mapping: Codable, Equatable, Sendable {
         /// "[heap]", "[stack]", "[anon]", or the mapped file's path.
-        public var name: String
-        /// Runs of frames: [first pfn, count].
-        public var runs: [[UInt64]]
-        public init(name: String, runs: [[UInt64]]) {
-            self.name = name
-            self.runs = runs
+        public var name: GuestText
+        /// Runs of frames as little-endian (first pfn, count) pairs of UInt64: a frame run costs
+        /// 16 bytes (base64 in the frame), where a JSON `[first, count]` array costs a decoder
+        /// ~13 times its text. Agents before 0.3 sent `runs` instead.
+        public var packed: Data?
+        /// Runs of frames: [first pfn, count] (older agents).
+        public var runs: [[UInt64]]?
+
+        public init(name: String, runs: [(first: UInt64, count: UInt64)]) {
+            self.name = GuestText(name)
+            var words: [UInt64] = []
+            words.reserveCapacity(runs.count * 2)
+            for r in runs { words += [r.first.littleEndian, r.count.littleEndian] }
+            self.packed = words.withUnsafeBytes { Data($0) }
+        }
+
+        /// Every run, from whichever form the agent sent.
+        public var frameRuns: [(first: UInt64, count: UInt64)] {
+            if let packed {
+                var words = [UInt64](repeating: 0, count: packed.count / 16 * 2)
+                _ = words.withUnsafeMutableBytes { packed.copyBytes(to: $0) }
+                return stride(from: 0, to: words.count, by: 2).map { (UInt64(littleEndian: words[$0]), UInt64(littleEndian: words[$0 + 1])) }
+            }
+            return (runs ?? []).compactMap { $0.count == 2 ? ($0[0], $0[1]) : nil }
         }
     }
 
     public struct Process: Codable, Equatable, Sendable {
         public var pid: Int32
-        public var command: String
+        public var command: GuestText
         public var mappings: [Mapping]
         public init(pid: Int32, command: String, mappings: [Mapping]) {
             self.pid = pid
-            self.command = command
+            self.command = GuestText(command)
             self.mappings = mappings
         }
     }
 
-    /// What a frame is when no process maps it.
+    /// What a frame is when no process maps it (the bundle's `FrameKind` has the same values).
     public enum FrameClass: UInt8, Codable, Sendable {
         case kernel = 0, free, slab, pageTable, pageCache, anonymous, zeroPage, reserved, hole
 

@@ -2,6 +2,7 @@ import CHyperscan
 import CHexScan
 import Dispatch
 import Foundation
+import SnapshotModel
 import SparcSupport
 
 /// The text encodings a pattern is searched in.

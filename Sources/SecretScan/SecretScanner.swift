@@ -2,6 +2,7 @@ import COpenSSL
 import CYaraScan
 import Foundation
 import HexView
+import SnapshotModel
 import SparcSupport
 
 /// A rule of the set, as findings name it.
@@ -167,7 +168,7 @@ extension SecretFinding {
     /// or the file for a finding outside a memory image.
     public var ownerLabel: String {
         guard let owner else { return address == nil ? Path.base(of: file) : "owner unknown" }
-        guard let pid = owner.pid else { return "kernel: " + owner.mapping }
+        guard let pid = owner.pid else { return "kernel: \(owner.mapping)" }
         return "pid \(pid) \(owner.command ?? "?")"
     }
 

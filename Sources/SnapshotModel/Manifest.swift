@@ -9,7 +9,10 @@ import SparcSupport
 /// the wire protocol or the QEMU builder never silently changes the format. Every value a
 /// bundle carries is untrusted input: `decode` checks it before anything uses it.
 public struct Manifest: Codable, Equatable, Sendable {
-    public static let currentFormatVersion = 2
+    /// 3: the owner map is `owners.bin` (bounded, read as a stream); 2 had `owners.json`.
+    public static let currentFormatVersion = 3
+    /// Formats this sparc reads.
+    public static let readableFormatVersions = 2...3
     public static let fileName = "manifest.json"
     /// The host's MAC over the manifest digest (see `BundleSeal`); not listed in `files`.
     public static let sealFile = "host.seal"
@@ -17,7 +20,7 @@ public struct Manifest: Codable, Equatable, Sendable {
     public static let devicesFile = Member.devices.rawValue
     public static let diskFile = Member.disk.rawValue
     /// Page owners (pid, mapping or kernel kind per frame), for attributing search hits.
-    public static let ownersFile = Member.owners.rawValue
+    public static let ownersFile = Member.ownerMap.rawValue
 
     /// The files a bundle may hold. Member names are fixed: a name from a manifest is never
     /// used as a path.
@@ -25,7 +28,10 @@ public struct Manifest: Codable, Equatable, Sendable {
         case memory = "memory.img"
         case devices = "devices.vmstate"
         case disk = "disk.qcow2"
+        /// The owner map of format-2 bundles (JSON), still read.
         case owners = "owners.json"
+        /// The owner map (see `OwnerMapFile`).
+        case ownerMap = "owners.bin"
         /// A libvirt domain's definition, as libvirt saves it for a restore.
         case domain = "domain.xml"
 
@@ -36,14 +42,20 @@ public struct Manifest: Codable, Equatable, Sendable {
             case .memory: return Int64(Manifest.maxMemoryMiB) << 20
             case .devices: return 1 << 30
             case .disk: return 64 << 40
+            // Format-2 maps are digested as a stream whatever their size; readers decode only
+            // up to OwnerIndex.maxLegacyJSONBytes.
             case .owners: return 4 << 30
+            // One kind byte per frame of the largest machine, plus the bounded runs and names.
+            case .ownerMap: return (Int64(Manifest.maxMemoryMiB) << 8) + (256 << 20)
             case .domain: return 4 << 20
             }
         }
     }
 
     static let maxMemoryMiB = 1 << 20
-    static let maxManifestBytes: Int64 = 64 << 20
+    /// A manifest is decoded whole (JSON costs ~13× its size in memory): 8 MiB is far more than a
+    /// checkpoint writes and keeps a hostile one's decoding near 100 MiB.
+    public static let maxManifestBytes: Int64 = 8 << 20
 
     /// Which VM this is: its name on the host that saved it and its identity (a UUID made
     /// when the VM first started), which rollback-sensitive data follows.
@@ -164,14 +176,14 @@ public struct Manifest: Codable, Equatable, Sendable {
         /// Field 22 of /proc/PID/stat: tells this process from a later one with the same pid.
         public var startTime: UInt64
         /// The command name in clear: written by bundles before names were hidden; nil now.
-        public var command: String?
+        public var command: GuestText?
         /// HMAC-SHA256 of the command name under a key of the host that made the bundle: a
         /// process may have named itself with the secret (`prctl(PR_SET_NAME)`), so the name
         /// is never written in clear; that host can still test a guess.
         public var commandHash: String?
         /// "pid 12", "name bash", "on pts/0", "child of 12", "holds the master of pts/0".
-        public var reason: String
-        public init(pid: Int32, startTime: UInt64, command: String? = nil, commandHash: String? = nil, reason: String) {
+        public var reason: GuestText
+        public init(pid: Int32, startTime: UInt64, command: GuestText? = nil, commandHash: String? = nil, reason: GuestText) {
             self.pid = pid
             self.startTime = startTime
             self.command = command
@@ -180,13 +192,13 @@ public struct Manifest: Codable, Equatable, Sendable {
         }
 
         /// How a screen shows it: the old clear name, or that the name is hidden.
-        public var displayName: String { command ?? "(name hidden)" }
+        public var displayName: GuestText { command ?? "(name hidden)" }
     }
 
     /// What the operator asked to leave out and what that came to. Empty when nothing was excluded.
     public struct Exclusion: Codable, Equatable, Sendable {
         /// The targets as the operator named them: "pid 12", "name bash", "tty pts/0".
-        public var targets: [String]
+        public var targets: [GuestText]
         public var scope: String?
         /// Bytes of the memory image left out (all kinds, overlaps counted once).
         public var bytes: Int64
@@ -194,24 +206,24 @@ public struct Manifest: Codable, Equatable, Sendable {
         public var bytesByKind: [String: UInt64]
         /// The processes the targets resolved to; restore kills them.
         public var processes: [ExcludedProcess]
-        public var ttys: [String]
+        public var ttys: [GuestText]
         public var ranges: Int
         public var keptSharedPages: Int
         /// Files whose page cache was left out: evicted after restore.
-        public var evictFiles: [String]
+        public var evictFiles: [GuestText]
         /// Files on memory-only file systems left out (opt-in): removed after restore.
-        public var removeFiles: [String]
+        public var removeFiles: [GuestText]
         /// Time the agent took to collect the ranges (guest frozen, VM running).
         public var collectMilliseconds: Double
-        public var warnings: [String]
+        public var warnings: [GuestText]
         /// Under --best-effort, the steps that could not complete: what this bundle may hold
         /// although it was to be left out. Nil or empty: the exclusion is complete.
-        public var gaps: [String]?
+        public var gaps: [GuestText]?
 
         public init(
-            targets: [String] = [], scope: String? = nil, bytes: Int64 = 0, bytesByKind: [String: UInt64] = [:],
-            processes: [ExcludedProcess] = [], ttys: [String] = [], ranges: Int = 0, keptSharedPages: Int = 0,
-            evictFiles: [String] = [], removeFiles: [String] = [], collectMilliseconds: Double = 0, warnings: [String] = []
+            targets: [GuestText] = [], scope: String? = nil, bytes: Int64 = 0, bytesByKind: [String: UInt64] = [:],
+            processes: [ExcludedProcess] = [], ttys: [GuestText] = [], ranges: Int = 0, keptSharedPages: Int = 0,
+            evictFiles: [GuestText] = [], removeFiles: [GuestText] = [], collectMilliseconds: Double = 0, warnings: [GuestText] = []
         ) {
             self.targets = targets
             self.scope = scope
@@ -243,10 +255,10 @@ public struct Manifest: Codable, Equatable, Sendable {
     }
 
     public struct Guest: Codable, Equatable, Sendable {
-        public var kernel: String
-        public var bootId: String
-        public var agentVersion: String
-        public init(kernel: String, bootId: String, agentVersion: String) {
+        public var kernel: GuestText
+        public var bootId: GuestText
+        public var agentVersion: GuestText
+        public init(kernel: GuestText, bootId: GuestText, agentVersion: GuestText) {
             self.kernel = kernel
             self.bootId = bootId
             self.agentVersion = agentVersion
@@ -319,11 +331,11 @@ public struct Manifest: Codable, Equatable, Sendable {
         guard let header = try? JSONDecoder().decode(Header.self, from: data), header.format == "sparc-bundle" else {
             throw SparcError("manifest.json is not a sparc bundle manifest", kind: .negative)
         }
-        guard header.formatVersion == currentFormatVersion else {
+        guard let version = header.formatVersion, readableFormatVersions.contains(version) else {
             let v = header.formatVersion.map(String.init) ?? "?"
             throw SparcError(
-                "bundle format version \(v) is not supported (this sparc reads version \(currentFormatVersion)"
-                    + ((header.formatVersion ?? 0) < currentFormatVersion ? "; the bundle was written by an older sparc)" : "; upgrade sparc)"))
+                "bundle format version \(v) is not supported (this sparc reads versions \(readableFormatVersions.lowerBound)–\(readableFormatVersions.upperBound)"
+                    + ((header.formatVersion ?? 0) < readableFormatVersions.lowerBound ? "; the bundle was written by an older sparc)" : "; upgrade sparc)"))
         }
         let manifest: Manifest
         do {

@@ -32,6 +32,13 @@ public struct PhysicalLayout: Equatable, Sendable {
         return out
     }
 
+    /// One past the highest guest-physical frame number that can hold RAM (the owner map of a
+    /// bundle may name no frame above it, give or take the firmware's reserved frames).
+    public var frameLimit: UInt64 {
+        let top = ramBytes > lowMemory ? Self.fourGiB + (ramBytes - lowMemory) : ramBytes
+        return (top + 4095) / 4096 + (1 << 16)
+    }
+
     /// The guest-physical address of a RAM-file offset.
     public func physicalAddress(fileOffset: UInt64) -> UInt64 {
         fileOffset < lowMemory ? fileOffset : fileOffset - lowMemory + Self.fourGiB

@@ -22,7 +22,7 @@ public struct CheckpointReport: Codable, Sendable {
     /// What was left out, as recorded in the manifest (empty without exclusion).
     public var exclusion: Manifest.Exclusion
     /// The excluded processes' names as the live guest gave them (never written to the bundle).
-    public var liveNames: [Int32: String] = [:]
+    public var liveNames: [Int32: GuestText] = [:]
 }
 
 extension VMManager {
@@ -227,11 +227,11 @@ extension VMManager {
 
     static func exclusionRecord(_ request: ExclusionRequest?, plan: ExclusionPlan?, excludedBytes: Int64, nameKey: Data) -> Manifest.Exclusion {
         guard let request, let plan else { return Manifest.Exclusion() }
-        let targets = request.pids.map { "pid \($0)" } + request.names.map { "name \($0)" } + request.ttys.map { "tty \($0)" }
+        let targets: [GuestText] = request.pids.map { "pid \($0)" } + request.names.map { "name \($0)" } + request.ttys.map { "tty \($0)" }
         var record = Manifest.Exclusion(
             targets: targets, scope: request.scope.rawValue, bytes: excludedBytes, bytesByKind: plan.bytes,
             processes: plan.processes.map {
-                .init(pid: $0.pid, startTime: $0.startTime, commandHash: HMACSHA256.hex(key: nameKey, message: Data($0.command.utf8)), reason: $0.reason)
+                .init(pid: $0.pid, startTime: $0.startTime, commandHash: HMACSHA256.hex(key: nameKey, message: Data($0.command.unescaped.utf8)), reason: $0.reason)
             },
             ttys: plan.ttys, ranges: plan.ranges.count, keptSharedPages: plan.keptSharedPages,
             evictFiles: plan.evictFiles, removeFiles: plan.removeFiles, collectMilliseconds: plan.milliseconds,
@@ -265,15 +265,19 @@ extension VMManager {
         try checkCancelled()
         // Who owns each page, for attributing search hits later; taken while frozen.
         progress?(.init(.recordingOwners, "recording page owners"))
-        var owners = try agent.owners()
-        // Excluded processes stay out of the owner map: their pages are zeroed, and their names
-        // and mapped paths can be the secret (a page they share is listed under its other owners).
-        let excludedPids = Set(plan?.processes.map(\.pid) ?? [])
-        owners.processes.removeAll { excludedPids.contains($0.pid) }
-        let ownersEncoder = JSONEncoder()
-        ownersEncoder.outputFormatting = [.sortedKeys]
-        try ownersEncoder.encode(owners).write(to: URL(fileURLWithPath: writer.file(Manifest.ownersFile)))
+        let owners = try agent.owners()
+        try Self.writeOwnerMap(owners, excluding: Set(plan?.processes.map(\.pid) ?? []), to: writer.file(Manifest.ownersFile))
         return (plan, excludedFileRanges)
+    }
+
+    /// The agent's answer as the bundle keeps it (`owners.bin`). Excluded processes stay out of
+    /// the owner map: their pages are zeroed, and their names and mapped paths can be the
+    /// secret (a page they share is listed under its other owners).
+    static func writeOwnerMap(_ owners: OwnerMap, excluding excluded: Set<Int32>, to path: String) throws {
+        let processes = owners.processes.filter { !excluded.contains($0.pid) }.map { p in
+            OwnerMapFile.Process(pid: p.pid, command: p.command.unescaped, mappings: p.mappings.map { ($0.name.unescaped, $0.frameRuns) })
+        }
+        try OwnerMapFile.write(processes: processes, frameKinds: owners.frameClasses, pageSize: owners.pageSize, to: path)
     }
 }
 

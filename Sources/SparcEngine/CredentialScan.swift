@@ -47,8 +47,8 @@ public enum CredentialScan {
             guard finding.rule.id == rule else { return false }
             guard let owner else { return true }
             guard let o = finding.owner else { return false }
-            if o.pid == nil { return o.mapping == owner || o.mapping == "[\(owner)]" }
-            return o.command.map { Path.base(of: $0.split(separator: " ").first.map(String.init) ?? $0) } == owner
+            if o.pid == nil { return o.mapping.unescaped == owner || o.mapping.unescaped == "[\(owner)]" }
+            return o.command.map { c in Path.base(of: c.unescaped.split(separator: " ").first.map(String.init) ?? c.unescaped) } == owner
         }
 
         /// Reads an allow-list file: one allowance per line, `#` comments.
@@ -91,7 +91,7 @@ public enum CredentialScan {
             var out: [(Int32, String)] = []
             for f in findings {
                 guard let pid = f.owner?.pid, seen.insert(pid).inserted else { continue }
-                out.append((pid, f.owner?.command ?? "?"))
+                out.append((pid, f.owner?.command?.description ?? "?"))
             }
             return out.sorted { $0.0 < $1.0 }
         }

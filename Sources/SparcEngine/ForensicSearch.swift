@@ -1,5 +1,4 @@
 import Foundation
-import GuestQuery
 import HexView
 import SnapshotModel
 import SparcSupport
@@ -13,6 +12,8 @@ public enum ForensicSearch {
         public var display: String
         public var layout: PhysicalLayout?
         public var owners: OwnerIndex?
+        /// Why the hits of this file are not attributed although the bundle has an owner map.
+        public var note: String? = nil
     }
 
     /// Expands a bundle into its files (memory image first), each opened by its fixed name
@@ -29,10 +30,9 @@ public enum ForensicSearch {
         let reader = try BundleReader(path: path)
         let m = reader.manifest
         var owners: OwnerIndex?
-        if m.file(.owners) != nil, let file = try? reader.open(.owners), let data = try? file.readAll(),
-            let map = try? JSONDecoder().decode(OwnerMap.self, from: data)
-        {
-            owners = OwnerIndex(map)
+        var note: String?
+        do { owners = try ownerIndex(reader) } catch let tooBig as OwnerIndex.LegacyMapTooLarge {
+            note = "\(tooBig): hits in \(Manifest.memoryFile) are not attributed to their owners"
         }
         func display(_ name: String) -> String { path.hasSuffix("/") ? path + name : path + "/" + name }
         var targets: [Target] = []
@@ -42,22 +42,33 @@ public enum ForensicSearch {
             targets.append(
                 Target(
                     file: try reader.open(member), display: display(member.rawValue),
-                    layout: isMemory ? PhysicalLayout(ramBytes: UInt64(m.memory.bytes)) : nil, owners: isMemory ? owners : nil))
+                    layout: isMemory ? PhysicalLayout(ramBytes: UInt64(m.memory.bytes)) : nil, owners: isMemory ? owners : nil,
+                    note: isMemory ? note : nil))
         }
-        let manifest = try OpenedFile(regular: reader.file(Manifest.fileName), maxSize: 64 << 20)
+        let manifest = try OpenedFile(regular: reader.file(Manifest.fileName), maxSize: Manifest.maxManifestBytes)
         targets.append(Target(file: manifest, display: display(Manifest.fileName), layout: nil, owners: nil))
         return targets
     }
 
-    /// Searches every target of every path; `progress` gets (file, bytes done, bytes total).
+    /// A bundle's owner map (nil when it has none); one that breaks its limits is refused.
+    public static func ownerIndex(_ reader: BundleReader) throws -> OwnerIndex? {
+        let frames = PhysicalLayout(ramBytes: UInt64(reader.manifest.memory.bytes)).frameLimit
+        if reader.manifest.file(.ownerMap) != nil { return try OwnerIndex(file: reader.open(.ownerMap), frames: frames) }
+        if reader.manifest.file(.owners) != nil { return try OwnerIndex(legacyJSON: reader.open(.owners), frames: frames) }
+        return nil
+    }
+
+    /// Searches every target of every path; `progress` gets (file, bytes done, bytes total),
+    /// `note` what the operator should know about the answer (hits not attributed).
     public static func search(
         paths: [String], query: SearchQuery, contextBytes: Int = 16, progress: ((String, Int64, Int64) -> Void)? = nil,
-        cancel: SearchCancellation? = nil
+        cancel: SearchCancellation? = nil, note: ((String) -> Void)? = nil
     ) throws -> [SearchHit] {
         var hits: [SearchHit] = []
         let searcher = FileSearcher(query: query, contextBytes: contextBytes)
         for path in paths {
             for target in try targets(path) {
+                if let n = target.note { note?("\(target.display): \(n)") }
                 var found = try searcher.search(
                     file: target.file, displayName: target.display,
                     progress: { done, total in progress?(target.display, done, total) }, cancel: cancel)

@@ -254,7 +254,7 @@ extension VMManager {
     ) throws -> RestoreReport {
         let began = Date()
         let manifest = reader.manifest
-        var warnings: [String] = []
+        var warnings: [GuestText] = []
         let connection = try LibvirtConnection(uri: uri)
         var running = false
         if connection.exists(name) {

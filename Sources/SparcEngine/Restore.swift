@@ -15,7 +15,7 @@ public struct RestoreReport: Codable, Sendable {
     public var pid: Int32
     public var replaced: Bool
     public var total: Double
-    public var warnings: [String]
+    public var warnings: [GuestText]
     /// What the agent did before the guest ran on (nil when nothing was excluded).
     public var cleanup: CleanupResult?
     /// The VM's restore epoch after this restore (RSDM).
@@ -133,7 +133,7 @@ extension VMManager {
             throw SparcError(
                 "bundle \(Path.base(of: reader.path).terminalSafe) is of libvirt domain '\(manifest.vm.name)': restore it with --connect \(libvirt.uri) --name \(manifest.vm.name)")
         }
-        var warnings: [String] = []
+        var warnings: [GuestText] = []
         let layout = layout(name)
 
         let isRunning = (try? running(name)) != nil
@@ -515,7 +515,7 @@ extension VMManager {
 struct GuidedCleanup {
     var cleanup: CleanupResult?
     var clock: ClockResult?
-    var warnings: [String] = []
+    var warnings: [GuestText] = []
 }
 
 extension VMManager {
@@ -523,7 +523,7 @@ extension VMManager {
     /// its agent thaws it the excluded processes end (their memory is gone), zeroed buffers are
     /// dropped, randomness is reseeded and the clock goes to the host's time.
     func guidedCleanup(agent: AgentClient, manifest: Manifest, killExcluded: Bool, progress: Progress?) throws -> GuidedCleanup {
-        var warnings: [String] = []
+        var warnings: [GuestText] = []
         var cleanup: CleanupResult?
         var clock: ClockResult?
         _ = try agent.waitUntilReady(timeout: max(agentTimeout, 30))
@@ -531,7 +531,7 @@ extension VMManager {
         if !excluded.isEmpty {
             // The excluded processes' memory is gone from this image: end them before anything runs.
             progress?(killExcluded ? "ending excluded processes" : "evicting excluded page cache")
-            let kill = excluded.processes.map { ExcludedProcess(pid: $0.pid, command: "", reason: $0.reason, startTime: $0.startTime) }
+            let kill = excluded.processes.map { ExcludedProcess(pid: $0.pid, command: "", reason: $0.reason.unescaped, startTime: $0.startTime) }
             // Zeroed pipe, socket and terminal buffers are dropped whether or not the processes die: nobody reads the zeros.
             let zeroedBuffers = ["pipe", "socket", "tty", "shm"].contains { (excluded.bytesByKind[$0] ?? 0) > 0 }
             cleanup = try agent.cleanup(
@@ -540,7 +540,7 @@ extension VMManager {
                     removeFiles: excluded.removeFiles))
             // Under --no-kill the pages still mapped are (some of them) the excluded processes' zeroed ones.
             if !killExcluded, let mapped = cleanup?.stillMapped, !mapped.isEmpty {
-                let files = mapped.keys.sorted().map { Path.base(of: $0) }.joined(separator: ", ")
+                let files = mapped.keys.sorted().map { Path.base(of: $0.description) }.joined(separator: ", ")
                 warnings.append(
                     "--no-kill: \(mapped.values.reduce(0, +)) cached page(s) of \(files) stay mapped by the excluded processes; those that were zeroed read as zeros to anyone")
                 cleanup?.stillMapped = nil

@@ -22,9 +22,9 @@ public struct BundleSummary: Sendable, Equatable {
     public var createdAt: String = ""
     public var bytes: Int64 = 0
     /// The exclusion's targets as the operator named them (empty: nothing excluded).
-    public var excluded: [String] = []
+    public var excluded: [GuestText] = []
     /// Steps of a --best-effort exclusion that fell short.
-    public var gaps: [String] = []
+    public var gaps: [GuestText] = []
     /// What a restore ends: "pid name" of each excluded process.
     public var kills: [String] = []
     /// Why the manifest could not be read (nil when it could).
@@ -67,11 +67,11 @@ extension CheckpointReport {
             lines.append(
                 "  excluded (scope \(ex.scope ?? "all")): \(formatBytes(ex.bytes)) in \(ex.ranges) ranges, collected in \(String(format: "%.0f", ex.collectMilliseconds)) ms")
             // Names from the live guest, for the operator's eyes; the bundle holds only a keyed hash of each.
-            for p in ex.processes { lines.append("    pid \(p.pid) \((liveNames[p.pid] ?? p.displayName).terminalSafe)  [\(p.reason.terminalSafe)]") }
+            for p in ex.processes { lines.append("    pid \(p.pid) \(liveNames[p.pid] ?? p.displayName)  [\(p.reason)]") }
             if !excludedKinds.isEmpty { lines.append("    " + excludedKinds.joined(separator: ", ")) }
             lines.append("    kept-shared pages: \(ex.keptSharedPages)")
-            for w in ex.warnings { lines.append("    warning: \(w.terminalSafe)") }
-            for g in ex.gaps ?? [] { lines.append("    GAP (--best-effort, may be in the bundle): \(g.terminalSafe)") }
+            for w in ex.warnings { lines.append("    warning: \(w)") }
+            for g in ex.gaps ?? [] { lines.append("    GAP (--best-effort, may be in the bundle): \(g)") }
         }
         lines.append(String(format: "  guest paused %.2f s, total %.2f s%@", downtime, total, stopped ? ", VM stopped" : ""))
         return lines

@@ -41,3 +41,57 @@ enum TerminalText {
         return String(repeating: "0", count: max(0, digits - s.count)) + s
     }
 }
+
+/// Text that came from a guest or a bundle: a process name, an argument, a terminal name, an
+/// agent's message, a file name in a manifest. Hostile by nature, so its only way to a
+/// terminal is escaped: `description` and string interpolation give `terminalSafe`, and the
+/// text as sent is reached only through `unescaped`, whose name says where it may go (JSON,
+/// comparisons, hashing, the guest itself) and where not.
+///
+/// It encodes as a plain JSON string, so wire and bundle formats do not change.
+public struct GuestText: Codable, Hashable, Comparable, Sendable, CustomStringConvertible, ExpressibleByStringInterpolation {
+    private let text: String
+
+    public init(_ text: String) { self.text = text }
+    public init(stringLiteral value: String) { text = value }
+    public init(stringInterpolation: StringInterpolation) { text = stringInterpolation.text }
+
+    /// Builds a guest text from parts: other guest texts go in as they are (the result is still
+    /// guest text, escaped on its way out), everything else as it prints.
+    public struct StringInterpolation: StringInterpolationProtocol {
+        var text = ""
+        public init(literalCapacity: Int, interpolationCount: Int) { text.reserveCapacity(literalCapacity) }
+        public mutating func appendLiteral(_ literal: String) { text += literal }
+        public mutating func appendInterpolation(_ value: GuestText) { text += value.text }
+        public mutating func appendInterpolation(_ value: GuestText?) { text += value?.text ?? "nil" }
+        public mutating func appendInterpolation<T>(_ value: T) { text += "\(value)" }
+    }
+
+    public init(from decoder: Decoder) throws { text = try decoder.singleValueContainer().decode(String.self) }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(text)
+    }
+
+    /// The text made safe for a terminal (what `print` and interpolation show).
+    public var description: String { text.terminalSafe }
+    /// The same as `description`, for code that escapes plain strings the same way.
+    public var terminalSafe: String { description }
+
+    /// The text exactly as the guest or bundle gave it: for comparing, hashing, JSON output and
+    /// sending back to the guest, never for printing.
+    public var unescaped: String { text }
+
+    public var isEmpty: Bool { text.isEmpty }
+
+    public static func < (a: GuestText, b: GuestText) -> Bool { a.text < b.text }
+}
+
+extension Array where Element == GuestText {
+    /// Guest texts from plain strings (the agent builds its answers this way).
+    public init(_ strings: [String]) { self = strings.map { GuestText($0) } }
+
+    /// The texts escaped and joined, for a terminal.
+    public func joined(separator: String) -> String { map(\.description).joined(separator: separator) }
+}

@@ -20,7 +20,7 @@ public struct ProcessScreen {
     /// The processes on view: kernel threads only when asked for, then the filter.
     var visible: [GuestProcess] {
         processes.filter {
-            (showKernelThreads || !$0.kernelThread) && (filter.isEmpty || $0.command.lowercased().contains(filter.lowercased()))
+            (showKernelThreads || !$0.kernelThread) && (filter.isEmpty || $0.command.unescaped.lowercased().contains(filter.lowercased()))
         }
     }
 
@@ -126,7 +126,7 @@ public struct ProcessScreen {
         if !tagged.isEmpty {
             title += " — \(tagged.count) tagged, +\(along.count) along"
             // With scope all a process's terminal buffers go too.
-            let ttys = Set(processes.filter { tagged.contains($0.pid) }.compactMap(\.tty)).sorted()
+            let ttys = Set(processes.filter { tagged.contains($0.pid) }.compactMap(\.tty)).sorted().map(\.description)
             if !ttys.isEmpty { title += ", tty buffers of \(ttys.joined(separator: ","))" }
         }
         if !filter.isEmpty { title += " — filter: \(filter)" }
@@ -137,7 +137,7 @@ public struct ProcessScreen {
             let p = all[i].process
             let entry = all[i]
             let mark = tagged.contains(p.pid) ? "* " : along.contains(p.pid) ? "+ " : "  "
-            let line = mark + Self.row(String(p.pid), String(p.ppid), p.user, p.state, p.tty ?? "?", "\(p.rssKiB)K", entry.prefix + p.command)
+            let line = mark + Self.row(String(p.pid), String(p.ppid), "\(p.user)", "\(p.state)", p.tty?.description ?? "?", "\(p.rssKiB)K", entry.prefix + "\(p.command)")
             let style: CellBuffer.Style = p.pid == selectedPid ? .selected : (tagged.contains(p.pid) ? .tagged : .normal)
             buffer.put(line, row: row, style: style, fill: w)
         }

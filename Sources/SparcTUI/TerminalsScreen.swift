@@ -8,7 +8,7 @@ extension TUIModel {
             ttyCursor = ListViewport.move(ttyCursor, count: ttys.count, by: key, screenHeight: screenHeight) ?? ttyCursor
         case .char(" "):
             guard ttyCursor < ttys.count else { return }
-            let name = ttys[ttyCursor].name
+            let name = ttys[ttyCursor].name.unescaped
             if taggedTTYs.contains(name) { taggedTTYs.remove(name) } else { taggedTTYs.insert(name) }
             ttyCursor = min(max(0, ttys.count - 1), ttyCursor + 1)
         case .char("U"): taggedTTYs.removeAll()
@@ -22,17 +22,17 @@ extension TUIModel {
         buffer.put("  TTY       KIND             PROCESSES", row: 1, style: .dim, fill: w)
         for (i, row) in ListViewport(count: ttys.count, cursor: ttyCursor, screenHeight: buffer.height).visible {
             let t = ttys[i]
-            let mark = taggedTTYs.contains(t.name) ? "* " : "  "
+            let mark = taggedTTYs.contains(t.name.unescaped) ? "* " : "  "
             func name(_ pid: Int32, whole: Bool) -> String {
-                let command = processes.processes.first { $0.pid == pid }?.command ?? ""
+                let command = processes.processes.first { $0.pid == pid }?.command.description ?? ""
                 return "\(pid) " + (whole ? command : command.split(separator: " ").first.map(String.init) ?? "")
             }
             let names = t.pids.map { name($0, whole: false) }
             // The master's holder says what the terminal is: "sshd: root@pts/0", a terminal program.
             let held = t.holders.isEmpty ? "" : "  [held by " + t.holders.map { name($0, whole: true) }.joined(separator: ", ") + "]"
-            let line = mark + t.name.padding(toLength: 10, withPad: " ", startingAt: 0) + t.kind.rawValue.padding(toLength: 17, withPad: " ", startingAt: 0)
+            let line = mark + t.name.description.padding(toLength: 10, withPad: " ", startingAt: 0) + t.kind.rawValue.padding(toLength: 17, withPad: " ", startingAt: 0)
                 + (names.isEmpty ? "-" : names.joined(separator: ", ")) + held
-            buffer.put(line, row: row, style: i == ttyCursor ? .selected : (taggedTTYs.contains(t.name) ? .tagged : .normal), fill: w)
+            buffer.put(line, row: row, style: i == ttyCursor ? .selected : (taggedTTYs.contains(t.name.unescaped) ? .tagged : .normal), fill: w)
         }
         buffer.put(status, row: buffer.height - 2, style: .status, fill: w)
         FunctionBar.render(functionKeys, into: &buffer)

@@ -96,7 +96,7 @@ final class ExclusionCollector {
         }
         var ttys: [String] = []
         var holders: [Int: [Int32]]?
-        let known = Set(GuestSystem.ttys().map(\.name))
+        let known = Set(GuestSystem.ttys().map(\.name.unescaped))
         for raw in request.ttys {
             let tty = Self.normalizeTTY(raw)
             guard known.contains(tty) else {
@@ -763,7 +763,7 @@ final class ExclusionCollector {
             evictFiles: evictFiles.sorted(), removeFiles: removeFiles.sorted(), warnings: warnings,
             milliseconds: Date().timeIntervalSince(began) * 1000)
         plan.phases = phases
-        if !gaps.isEmpty { plan.gaps = gaps }
+        if !gaps.isEmpty { plan.gaps = [GuestText](gaps) }
         if !diskRanges.isEmpty {
             plan.diskRanges = diskRanges
             plan.bytes["swap"] = diskRanges.reduce(0) { $0 + $1.length }
@@ -815,7 +815,7 @@ enum Cleanup {
                 result.warnings.append("cannot remove SysV segment \(segment.id): \(String(cString: strerror(errno)))")
             }
         }
-        for file in request.evictFiles {
+        for file in request.evictFiles.map(\.unescaped) {
             let fd = open(file, O_RDONLY | O_CLOEXEC)
             guard fd >= 0 else {
                 result.warnings.append("cannot open \(file) to evict its cache: \(String(cString: strerror(errno)))")
@@ -830,11 +830,11 @@ enum Cleanup {
             if unmapped > 0 {
                 result.warnings.append("\(unmapped) page(s) of \(file) that no process maps stayed in the page cache after eviction")
             }
-            if left.count > unmapped { result.stillMapped = (result.stillMapped ?? [:]).merging([file: left.count - unmapped]) { $0 + $1 } }
-            if left.isEmpty { result.evicted.append(file) }
+            if left.count > unmapped { result.stillMapped = (result.stillMapped ?? [:]).merging([GuestText(file): left.count - unmapped]) { $0 + $1 } }
+            if left.isEmpty { result.evicted.append(GuestText(file)) }
         }
-        for file in request.removeFiles {
-            if unlink(file) == 0 { result.removed.append(file) } else {
+        for file in request.removeFiles.map(\.unescaped) {
+            if unlink(file) == 0 { result.removed.append(GuestText(file)) } else {
                 result.warnings.append("cannot remove \(file): \(String(cString: strerror(errno)))")
             }
         }

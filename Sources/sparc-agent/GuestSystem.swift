@@ -17,28 +17,31 @@ enum GuestSystem {
 
     typealias Stat = ProcStat
 
-    /// Reads a small /proc or /sys file with plain system calls (FileManager is slow under TCG).
-    static func readBytes(_ path: String) -> [UInt8]? {
+    /// Reads a small /proc or /sys file with plain system calls (FileManager is slow under TCG),
+    /// at most `limit` bytes of it.
+    static func readBytes(_ path: String, limit: Int = 16 << 20) -> [UInt8]? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
         var out: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = read(fd, &buf, buf.count)
+        while out.count < limit {
+            let n = read(fd, &buf, min(buf.count, limit - out.count))
             if n < 0 && errno == EINTR { continue }
             if n <= 0 { return n < 0 && out.isEmpty ? nil : out }
             out += buf[0..<n]
         }
+        return out
     }
 
     static func readText(_ path: String) -> String? {
         readBytes(path).map { String(decoding: $0, as: UTF8.self) }
     }
 
-    /// The command line of a process, or `[comm]` for kernel threads.
+    /// The command line of a process, or `[comm]` for kernel threads. Reads at most 64 KiB: the
+    /// list keeps 1 KiB of it (a process's arguments can be megabytes).
     static func commandLine(_ pid: Int32, comm: String) -> String {
-        var args = (readBytes("/proc/\(pid)/cmdline") ?? []).split(separator: 0, omittingEmptySubsequences: false).map {
+        var args = (readBytes("/proc/\(pid)/cmdline", limit: 64 << 10) ?? []).split(separator: 0, omittingEmptySubsequences: false).map {
             String(decoding: $0, as: UTF8.self)
         }
         while args.last == "" { args.removeLast() }
@@ -88,7 +91,10 @@ enum GuestSystem {
         Double(readText("/proc/uptime")?.split(separator: " ").first ?? "0") ?? 0
     }
 
-    static func processes() -> [GuestProcess] {
+    /// Every process, each command line cut to its share of the frame (see `ProcessListBudget`).
+    static func processes() -> [GuestProcess] { ProcessListBudget.fit(allProcesses()) }
+
+    static func allProcesses() -> [GuestProcess] {
         let users = userNames()
         let pageKiB = Int64(sysconf(Int32(_SC_PAGESIZE)) / 1024)
         var list: [GuestProcess] = []
@@ -122,8 +128,8 @@ enum GuestSystem {
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/dev/pts")) ?? [] where Int(entry) != nil {
             byName["pts/\(entry)"] = []
         }
-        for p in processes() where !p.kernelThread {
-            if let t = p.tty { byName[t, default: []].append(p.pid) }
+        for p in allProcesses() where !p.kernelThread {
+            if let t = p.tty?.unescaped { byName[t, default: []].append(p.pid) }
         }
         let holders = ptyMasterHolders()
         return byName.keys.sorted { a, b in

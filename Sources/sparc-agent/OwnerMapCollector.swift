@@ -34,17 +34,17 @@ enum OwnerMapCollector {
             let fd = open("/proc/\(st.pid)/pagemap", O_RDONLY | O_CLOEXEC)
             guard fd >= 0 else { continue }
             defer { close(fd) }
-            var byName: [String: [[UInt64]]] = [:]
+            var byName: [String: [(first: UInt64, count: UInt64)]] = [:]
             var order: [String] = []
             for m in ExclusionCollector.mappings(st.pid) where m.start < 0x8000_0000_0000 {
                 let name = m.path.isEmpty ? "[anon]" : m.path
                 var runs = byName[name] ?? []
                 if byName[name] == nil { order.append(name) }
                 ExclusionCollector.forEachFrame(pagemapFD: fd, start: m.start, end: m.end) { _, pfn in
-                    if let last = runs.last, last[0] + last[1] == pfn {
-                        runs[runs.count - 1][1] += 1
+                    if let last = runs.last, last.first + last.count == pfn {
+                        runs[runs.count - 1].count += 1
                     } else {
-                        runs.append([pfn, 1])
+                        runs.append((pfn, 1))
                     }
                 }
                 byName[name] = runs

@@ -215,7 +215,7 @@ do {
     var excludedSize: Int64 = 0
     var excludedBytes: Int64 = 0
     let bundleX = work + "/excluded.sparc"
-    let restoredHolder = try manager.agentClient(name).processes().first { $0.command.hasPrefix("sparc-probe hold") }?.pid ?? holder
+    let restoredHolder = try manager.agentClient(name).processes().first { $0.command.unescaped.hasPrefix("sparc-probe hold") }?.pid ?? holder
     for round in 1...rounds {
         for which in round % 2 == 1 ? [0, 1] : [1, 0] {
             FileSystem.removeTree(bundle)

@@ -65,3 +65,6 @@ func pad(_ text: String, _ width: Int, right: Bool = false) -> String {
     let fill = String(repeating: " ", count: width - s.count)
     return right ? fill + s + " " : s + fill
 }
+
+/// A table cell of guest text: escaped, padded to `width` columns.
+func pad(_ text: GuestText, _ width: Int, right: Bool = false) -> String { pad(text.description, width, right: right) }

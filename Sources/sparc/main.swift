@@ -33,12 +33,14 @@ do {
     var command = try Sparc.parseAsRoot(arguments)
     try command.run()
 } catch let error as SparcError {
+    // Messages carry paths, names and agents' words: escaped here, so no error can drive the
+    // operator's terminal or spill onto a second line, whatever it quotes.
     endProgress()
-    printError("sparc: \(error.message)")
+    printError("sparc: \(error.message.terminalSafe)")
     exit(error.exitCode)
 } catch let refusal as RestoreRefusal {
     endProgress()
-    printError("sparc: \(refusal.description)")
+    printError("sparc: \(refusal.description.terminalSafe)")
     exit(2)
 } catch let code as ExitCode {
     exit(code.rawValue)

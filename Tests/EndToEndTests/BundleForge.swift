@@ -36,6 +36,28 @@ enum BundleForge {
         try write(obj, to: manifestPath)
     }
 
+    /// Replaces member `name` with a file of `size` bytes that starts with `head` (the rest a
+    /// hole), optionally listed under another member name, its size and digest in the manifest.
+    static func sparseMember(_ bundle: String, _ name: String, size: Int64, head: Data, listedAs newName: String? = nil, edit: (inout [String: Any]) -> Void = { _ in }) throws {
+        let target = newName ?? name
+        unlink(bundle + "/" + name)
+        unlink(bundle + "/" + target)
+        try head.write(to: URL(fileURLWithPath: bundle + "/" + target))
+        guard truncate(bundle + "/" + target, off_t(size)) == 0 else { throw SparcError.posix("truncate", target) }
+        let digest = try ChunkedDigest.of(file: bundle + "/" + target)
+        let manifestPath = bundle + "/" + Manifest.fileName
+        var obj = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: manifestPath))) as! [String: Any]
+        var entries = obj["files"] as! [[String: Any]]
+        if let i = entries.firstIndex(where: { $0["name"] as? String == name }) {
+            entries[i]["name"] = target
+            entries[i]["size"] = size
+            entries[i]["sha256"] = digest
+        }
+        obj["files"] = entries
+        edit(&obj)
+        try write(obj, to: manifestPath)
+    }
+
     /// Writes a manifest object with its self-digest filled in.
     static func write(_ obj: [String: Any], to path: String) throws {
         var o = obj

@@ -332,7 +332,7 @@ final class DebianTests: GuestTestCase {
         let excluded = try service("sparc-excluded")
         try sparc.ok(["checkpoint", "--name", vm, "-o", bundle + "2", "--exclude-pid", String(excluded)])
         // Its program is a file only it runs: the code is the file's own contents and stays (nothing to evict).
-        XCTAssertFalse(try BundleReader(path: bundle + "2").manifest.exclusion.evictFiles.contains { $0.hasSuffix("-bash") })
+        XCTAssertFalse(try BundleReader(path: bundle + "2").manifest.exclusion.evictFiles.contains { $0.unescaped.hasSuffix("-bash") })
         try sparc.ok(["restore", bundle + "2", "--name", vm, "--replace"])
         XCTAssertEqual(try outcome("sparc-excluded"), "2/9", "killed by SIGKILL, never a fault of its own")
         let journal = try guest("journalctl -q -o cat -u sparc-excluded.service | grep -E 'status=[0-9]+/(SEGV|BUS|ILL|ABRT|FPE|TRAP)|dumped' || true")

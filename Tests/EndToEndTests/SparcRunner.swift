@@ -28,6 +28,8 @@ struct SparcRunner {
         var status: Int32
         var stdout: String
         var stderr: String
+        /// The command's peak resident memory, in KiB.
+        var maxResidentKiB = 0
         var lines: [String] { stdout.split(separator: "\n").map(String.init) }
     }
 
@@ -53,6 +55,24 @@ struct SparcRunner {
             XCTFail("\(what); stderr: \(r.stderrText)", file: file, line: line)
         }
         return Output(status: r.status, stdout: r.stdoutText, stderr: r.stderrText)
+    }
+
+    /// Runs under GNU time, which forks, execs and reads the peak resident memory of sparc
+    /// alone from wait4 (a child spawned from the test process directly would count the test
+    /// process's memory as its own: Linux keeps the high-water mark across the vfork and exec).
+    func measured(_ args: [String], timeout: TimeInterval = commandTimeLimit, file: StaticString = #filePath, line: UInt = #line) throws -> Output {
+        let report = try makeTempDir("time") + "/peak"
+        defer { FileSystem.removeTree(Path.directory(of: report)) }
+        var env = ProcessInfo.processInfo.environment
+        env["SPARC_RUNTIME_DIR"] = runtime
+        env["SPARC_STATE_DIR"] = runtime + "-state"
+        env["SPARC_BUNDLES"] = runtime + "-bundles"
+        for (k, v) in extraEnvironment { env[k] = v }
+        let r = try Subprocess.run(["/usr/bin/time", "-f", "%M", "-o", report, binary] + args, environment: env, timeout: timeout)
+        if r.timedOut { XCTFail("sparc \(args.joined(separator: " ")) did not finish within \(Int(timeout)) s and was killed", file: file, line: line) }
+        let peak = Int(String(decoding: (try? FileSystem.readFile(report)) ?? Data(), as: UTF8.self).split(separator: "\n").last.map(String.init)?.trimmed ?? "") ?? -1
+        XCTAssertGreaterThan(peak, 0, "GNU time reported no peak memory", file: file, line: line)
+        return Output(status: r.status, stdout: r.stdoutText, stderr: r.stderrText, maxResidentKiB: peak)
     }
 
     /// Runs and requires exit 0, returning stdout.

@@ -138,3 +138,40 @@ final class BTFTests: XCTestCase {
         XCTAssertNil(BTF(bytes: Array(Self.blob().prefix(30))).memberOffsets(of: "n_tty_data", members: ["read_buf"]))
     }
 }
+
+/// The process list always fits its frame: commands are cut, and the cut says so.
+final class ProcessListBudgetTests: XCTestCase {
+    func process(_ pid: Int32, command: String, user: String = "guest") -> GuestProcess {
+        GuestProcess(pid: pid, ppid: 1, user: user, state: "S", tty: nil, rssKiB: 4, command: command, kernelThread: false)
+    }
+
+    func testShortCommandsAreUntouched() {
+        let list = [process(1, command: "init"), process(2, command: "sh -c 'sleep 1'")]
+        XCTAssertEqual(ProcessListBudget.fit(list), list)
+    }
+
+    func testALongCommandIsCutAndSaysSo() {
+        let long = "sh " + String(repeating: "é", count: 1_000_000)
+        let fitted = ProcessListBudget.fit([process(7, command: long, user: String(repeating: "u", count: 500))])[0]
+        XCTAssertLessThanOrEqual(fitted.command.unescaped.utf8.count, ProcessListBudget.commandBytes)
+        XCTAssertTrue(fitted.command.unescaped.hasPrefix("sh éé"))
+        XCTAssertTrue(fitted.command.unescaped.hasSuffix("[cut \(long.utf8.count) bytes]"), fitted.command.unescaped)
+        XCTAssertLessThanOrEqual(fitted.user.unescaped.utf8.count, ProcessListBudget.userBytes)
+    }
+
+    /// Many processes with long arguments: the share shrinks until the whole list fits.
+    func testManyLongCommandsFitTheList() {
+        let long = String(repeating: "a", count: 100_000)
+        let list = (0..<10_000).map { process(Int32($0), command: long) }
+        let fitted = ProcessListBudget.fit(list)
+        XCTAssertEqual(fitted.count, list.count, "every process is listed")
+        let bytes = fitted.reduce(0) { $0 + $1.command.unescaped.utf8.count + 160 }
+        XCTAssertLessThanOrEqual(bytes, ProcessListBudget.listBytes)
+        XCTAssertTrue(fitted.allSatisfy { $0.command.unescaped.contains("[cut 100000 bytes]") })
+    }
+
+    func testAgentFrameValueCountIgnoresStrings() {
+        XCTAssertEqual(AgentFraming.valueCount(Data(#"{"a":[1,2,3],"b":"x,y:[{\"q\":1}"}"#.utf8), limit: 100), 7)
+        XCTAssertEqual(AgentFraming.valueCount(Data(String(repeating: "[1,1],", count: 1000).utf8), limit: 50), 51, "stops past the limit")
+    }
+}

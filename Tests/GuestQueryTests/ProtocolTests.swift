@@ -109,9 +109,55 @@ final class AgentClientTests: XCTestCase {
     func testSilentAgentTimesOut() throws {
         let agent = try FakeAgent { _ in [] }
         let client = AgentClient(socketPath: agent.path, timeout: 0.3)
-        let start = Date()
         XCTAssertThrowsError(try client.hello()) { XCTAssertTrue("\($0)".contains("did not answer")) }
-        XCTAssertLessThan(Date().timeIntervalSince(start), 3)
+    }
+
+    /// A hostile agent's words never reach the terminal raw: its error message, its version,
+    /// process names and terminal names are guest text, escaped on their way out.
+    func testAgentTextIsEscapedOnEveryWayOut() throws {
+        let evil = "\u{1B}]0;owned\u{07}\u{1B}[2J\u{9B}31m\u{202E}"
+        let hello = HelloInfo(agentVersion: "9" + evil, protocolVersion: 1, kernel: evil, pid: 1, bootId: "b", uptimeSeconds: 1, frozen: false)
+        let agent = try FakeAgent { request in
+            switch request.op {
+            case .hello: return [AgentFraming.encode(AgentResponse(id: request.id, hello: hello))]
+            case .processes:
+                return [AgentFraming.encode(AgentResponse(id: request.id, processes: [
+                    GuestProcess(pid: 5, ppid: 1, user: evil, state: "S", tty: "pts/0" + evil, rssKiB: 1, command: "sh " + evil, kernelThread: false)
+                ]))]
+            default: return [AgentFraming.encode(AgentResponse(id: request.id, error: AgentFailure(.failed, "bad " + evil)))]
+            }
+        }
+        let client = AgentClient(socketPath: agent.path, timeout: 3)
+        func clean(_ text: String, file: StaticString = #filePath, line: UInt = #line) {
+            XCTAssertFalse(text.unicodeScalars.contains { $0.value < 0x20 || (0x7F..<0xA0).contains($0.value) || $0.value == 0x202E }, text, file: file, line: line)
+        }
+        let h = try client.hello()
+        clean("sparc-agent \(h.agentVersion) on \(h.kernel)")
+        XCTAssertEqual(h.agentVersion.unescaped, "9" + evil, "the text itself is kept for comparisons and JSON")
+        let p = try XCTUnwrap(client.processes().first)
+        clean("\(p.user) \(p.tty ?? "?") \(p.command)")
+        XCTAssertThrowsError(try client.thaw()) { clean("\($0)") }
+    }
+
+    /// An answer past the frame limit ends the call at once with one clear error, not a timeout.
+    func testOversizedAnswerIsAClearErrorAtOnce() throws {
+        let agent = try FakeAgent { _ in [Data(repeating: 0x20, count: AgentProtocol.maxFrameBytes + 10) + Data([0x0A])] }
+        let client = AgentClient(socketPath: agent.path, timeout: 120)
+        XCTAssertThrowsError(try client.processes()) { XCTAssertTrue("\($0)".contains("larger than"), "\($0)") }
+    }
+
+    /// A frame of millions of tiny values (cheap to send, costly to decode) is refused before decoding.
+    func testAnswerOfTooManyValuesIsRefused() throws {
+        let agent = try FakeAgent { request in
+            var frame = Data(#"{"id":\#(request.id),"ok":true,"ttys":[{"name":"x","kind":"pty","pids":["#.utf8)
+            frame.append(Data(repeating: 0, count: 0))
+            let values = Data(String(repeating: "1,", count: AgentProtocol.maxFrameValues + 10).utf8)
+            frame.append(values)
+            frame.append(Data("1]}]}\n".utf8))
+            return [frame]
+        }
+        let client = AgentClient(socketPath: agent.path, timeout: 60)
+        XCTAssertThrowsError(try client.ttys()) { XCTAssertTrue("\($0)".contains("JSON values"), "\($0)") }
     }
 
     func testMissingSocketIsAClearError() {

@@ -1,5 +1,7 @@
 import HexView
 import SecretScan
+import SnapshotModel
+import SparcSupport
 import XCTest
 
 @testable import SparcEngine
@@ -10,7 +12,7 @@ final class AllowanceTests: XCTestCase {
     {
         SecretFinding(
             rule: SecretRule(id: rule, namespace: "sparc", description: "", severity: "high"), file: "m", offset: 0, length: 1,
-            encoding: "ascii", address: 0, owner: PageOwner(pid: pid, command: command, mapping: mapping), preview: "", revealed: false,
+            encoding: "ascii", address: 0, owner: PageOwner(pid: pid, command: command.map { GuestText($0) }, mapping: GuestText(mapping)), preview: "", revealed: false,
             fingerprint: fingerprint)
     }
 

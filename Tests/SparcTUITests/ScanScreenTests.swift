@@ -1,6 +1,8 @@
 import GuestQuery
 import HexView
 import SecretScan
+import SnapshotModel
+import SparcSupport
 import XCTest
 
 @testable import SparcTUI
@@ -10,7 +12,7 @@ final class ScanScreenTests: XCTestCase {
         SecretFinding(
             rule: SecretRule(id: rule, namespace: "sparc", description: "", severity: "high"), file: "/b/a.sparc/memory.img", offset: offset,
             length: length, encoding: "ascii", address: offset,
-            owner: PageOwner(pid: pid, command: pid == nil ? nil : command, mapping: pid == nil ? "pagecache" : "[heap]"),
+            owner: PageOwner(pid: pid, command: pid == nil ? nil : GuestText(command), mapping: pid == nil ? "pagecache" : "[heap]"),
             preview: "AKIA…[16 hidden]", revealed: false)
     }
 

@@ -73,7 +73,7 @@ struct Restore: ParsableCommand {
             if !c.evicted.isEmpty { print("evicted page cache of: \(c.evicted.joined(separator: ", ").terminalSafe)") }
             if !c.removed.isEmpty { print("removed memory-only files: \(c.removed.joined(separator: ", ").terminalSafe)") }
             if let mapped = c.stillMapped, !mapped.isEmpty {
-                let names = mapped.keys.sorted().map { Path.base(of: $0) }
+                let names = mapped.keys.sorted().map { Path.base(of: $0.description) }
                 let shown = names.prefix(4).joined(separator: ", ") + (names.count > 4 ? ", …" : "")
                 print(
                     "kept in the page cache: \(mapped.values.reduce(0, +)) page(s) of \(mapped.count) file(s) that running processes map, saved as they were (\(shown.terminalSafe))"

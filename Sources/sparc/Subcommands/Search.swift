@@ -51,7 +51,11 @@ struct Search: ParsableCommand {
         let show = progressPrinter()
         let hits = try ForensicSearch.search(
             paths: paths, query: query, contextBytes: context,
-            progress: show.map { p in { file, done, total in p("searching \(Path.base(of: file)) \(done * 100 / max(total, 1))%") } })
+            progress: show.map { p in { file, done, total in p("searching \(Path.base(of: file)) \(done * 100 / max(total, 1))%") } },
+            note: { note in
+                endProgress()
+                printError("sparc: note: \(note.terminalSafe)")
+            })
         endProgress()
         if json {
             try printJSON(hits)
