@@ -69,7 +69,7 @@ let package = Package(
         .testTarget(name: "SecretScanTests", dependencies: ["SecretScan", "SparcSupport"]),
         .testTarget(name: "SparcTUITests", dependencies: ["SparcTUI", "HexView", "GuestQuery", "SnapshotModel", "SparcEngine", "SecretScan"]),
         .testTarget(name: "SparcEngineTests", dependencies: ["SparcEngine", "SparcSupport", "SnapshotModel", "SecretScan", "HexView", "Libvirt"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["SnapshotModel", "SparcSupport", "HexView", "SparcEngine"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["SnapshotModel", "SparcSupport", "HexView", "SparcEngine", "GuestQuery"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -17,6 +17,9 @@ import SparcSupport
 public final class AgentClient {
     public let socketPath: String
     public var timeout: TimeInterval
+    /// Cancels a call waiting for its answer (within 0.1 s): the connection is closed and the
+    /// answer, when it comes, is dropped as stale.
+    public var cancel: Cancellation?
     private var socket: UnixSocket?
     private var buffer = LineBuffer(maxLine: AgentProtocol.maxFrameBytes)
     private var nextId: UInt64
@@ -52,7 +55,7 @@ public final class AgentClient {
     /// Sends one request and waits for its answer, up to `timeout` (or the client's default).
     public func call(
         _ op: AgentOperation, exec: ExecRequest? = nil, collect: ExclusionRequest? = nil, cleanup: CleanupRequest? = nil,
-        entropy: Data? = nil, clock: ClockSetting? = nil, lease: Double? = nil, timeout: TimeInterval? = nil
+        entropy: Data? = nil, clock: ClockSetting? = nil, lease: Double? = nil, recovering: Bool = false, timeout: TimeInterval? = nil
     ) throws
         -> AgentResponse
     {
@@ -62,10 +65,17 @@ public final class AgentClient {
         nextId &+= 1
         var request = AgentRequest(id: nextId, op: op, exec: exec, collect: collect, cleanup: cleanup, entropy: entropy, clock: clock)
         request.leaseSeconds = lease
+        if recovering { request.recovering = true }
         do {
             try s.write(AgentFraming.encode(request), deadline: deadline)
             while true {
-                guard let chunk = try s.read(deadline: deadline) else {
+                if cancel?.isCancelled == true {
+                    close()
+                    throw SparcError("cancelled while the guest agent worked on '\(op.rawValue)'")
+                }
+                let slice = cancel == nil ? deadline : min(deadline, Date().addingTimeInterval(0.1))
+                guard let chunk = try s.read(deadline: slice) else {
+                    if Date() < deadline { continue }
                     close()
                     throw SparcError(
                         "guest agent did not answer '\(op.rawValue)' within \(Self.format(limit)) s (the guest may be hung, stopped or still booting)"

@@ -58,6 +58,10 @@ public struct AgentRequest: Codable, Equatable, Sendable {
     /// For `freeze` and `collect`: how long the freeze may last without word from the
     /// checkpoint (nil: the agent's default).
     public var leaseSeconds: Double?
+    /// For `thaw`: sent by a command that found the freeze's owner dead; the agent thaws as its
+    /// lease would at its end (a restored guest first ends the excluded processes it carries
+    /// the plan for). Nil: the owner itself thaws.
+    public var recovering: Bool?
 
     public init(
         id: UInt64, op: AgentOperation, exec: ExecRequest? = nil, collect: ExclusionRequest? = nil,
@@ -94,11 +98,15 @@ public struct HelloInfo: Codable, Equatable, Sendable {
     public var bootId: GuestText
     public var uptimeSeconds: Double
     public var frozen: Bool
+    /// While frozen: seconds until the freeze's lease runs out and the agent thaws by itself
+    /// (nil from older agents, or when not frozen).
+    public var leaseLeft: Double?
 
     public init(
         agentVersion: String, protocolVersion: Int, kernel: String, pid: Int32, bootId: String,
-        uptimeSeconds: Double, frozen: Bool
+        uptimeSeconds: Double, frozen: Bool, leaseLeft: Double? = nil
     ) {
+        self.leaseLeft = leaseLeft
         self.agentVersion = GuestText(agentVersion)
         self.protocolVersion = protocolVersion
         self.kernel = GuestText(kernel)

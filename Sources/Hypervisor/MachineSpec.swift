@@ -82,6 +82,11 @@ public struct RuntimeLayout: Sendable {
     /// Written by a restore until its guest runs ("restore PID", "qemu PID", "ram PATH"): if
     /// its writer died before that, the next command removes the half-started VM.
     public var restoringMarker: String { directory + "/restoring-by" }
+    /// Written by a checkpoint before it freezes the guest, removed when it ends; written by a
+    /// restore once its guest runs frozen, removed when the guest is thawed (see
+    /// `FreezeMarker`): if its writer died in between, the next sparc command for the VM
+    /// thaws the guest at once and removes what a checkpoint was writing.
+    public var atWorkMarker: String { directory + "/at-work-by" }
     public var rsdmSocket: String { directory + "/rsdm.sock" }
     public var pidFile: String { directory + "/qemu.pid" }
     public var stateFile: String { directory + "/vm.json" }

@@ -54,14 +54,14 @@ public final class BundleWriter {
     }
 
     /// Digests the named files (in parallel) and returns their manifest entries.
-    public func entries(for names: [String], known: [String: String] = [:]) throws -> [Manifest.FileEntry] {
+    public func entries(for names: [String], known: [String: String] = [:], cancel: Cancellation? = nil) throws -> [Manifest.FileEntry] {
         let results = SharedBox([Result<Manifest.FileEntry, Error>?](repeating: nil, count: names.count))
         DispatchQueue.concurrentPerform(iterations: names.count) { i in
             let name = names[i]
             let path = file(name)
             let entry = Result {
                 guard let size = FileSystem.size(path) else { throw SparcError.posix("cannot stat", path) }
-                return Manifest.FileEntry(name: name, size: size, sha256: try known[name] ?? ChunkedDigest.of(file: path, workers: 1))
+                return Manifest.FileEntry(name: name, size: size, sha256: try known[name] ?? ChunkedDigest.of(file: path, workers: 1, cancel: cancel))
             }
             results.mutate { $0[i] = entry }
         }

@@ -166,8 +166,8 @@ public enum ChunkedDigest {
     }
 
     /// The digest of a regular file given by path (sparc's own files).
-    public static func of(file path: String, workers: Int = 2) throws -> String {
+    public static func of(file path: String, workers: Int = 2, cancel: Cancellation? = nil) throws -> String {
         let file = try OpenedFile(regular: path, followSymlinks: true)
-        return try digest(fd: file.fd, size: file.size, path: path, workers: workers)
+        return try digest(fd: file.fd, size: file.size, path: path, workers: workers, cancel: cancel)
     }
 }

@@ -45,7 +45,7 @@ public enum SparseImage {
     /// zero pages and `excluding` ranges as holes. The destination must not exist.
     public static func save(
         from source: String, to destination: String, excluding: [Range<Int64>] = [],
-        progress: ((Int64, Int64) -> Void)? = nil
+        progress: ((Int64, Int64) -> Void)? = nil, cancel: Cancellation? = nil
     ) throws -> SparseCopyStats {
         let src = open(source, O_RDONLY | O_CLOEXEC)
         guard src >= 0 else { throw SparcError.posix("cannot read guest RAM", source) }
@@ -69,7 +69,7 @@ public enum SparseImage {
         let digest = SharedBox("")
         let group = DispatchGroup()
         DispatchQueue.global().async(group: group) {
-            digest.value = Self.digest(base, size: size, excluded: excluded)
+            digest.value = Self.digest(base, size: size, excluded: excluded, cancel: cancel)
         }
 
         var dataBytes: Int64 = 0
@@ -123,6 +123,7 @@ public enum SparseImage {
             if offset - lastReport >= 64 << 20 {
                 lastReport = offset
                 progress?(offset, size)
+                if cancel?.isCancelled == true { writeError = SparcError("memory copy cancelled") }
             }
         }
         flush(offset)
@@ -135,13 +136,14 @@ public enum SparseImage {
     }
 
     /// The `ChunkedDigest` of `size` bytes at `base` with the `excluded` ranges read as zeros.
-    static func digest(_ base: UnsafeRawPointer, size: Int64, excluded: [Range<Int64>]) -> String {
+    static func digest(_ base: UnsafeRawPointer, size: Int64, excluded: [Range<Int64>], cancel: Cancellation? = nil) -> String {
         let chunk = Int64(ChunkedDigest.chunkSize)
         let scratch = UnsafeMutableRawPointer.allocate(byteCount: ChunkedDigest.chunkSize, alignment: 4096)
         defer { scratch.deallocate() }
         var hashes: [[UInt8]] = []
         var next = 0
         for c in 0..<ChunkedDigest.chunkCount(size) {
+            if c % 32 == 0 && cancel?.isCancelled == true { return "" }
             let lo = Int64(c) * chunk
             let n = ChunkedDigest.chunkLength(c, size: size)
             let hi = lo + Int64(n)
@@ -168,14 +170,14 @@ public enum SparseImage {
     /// mismatch the new file is removed and nothing is left behind.
     public static func load(
         from source: OpenedFile, to destination: String, expectedSize: Int64, expectedDigest: String,
-        progress: ((Int64, Int64) -> Void)? = nil
+        progress: ((Int64, Int64) -> Void)? = nil, cancel: Cancellation? = nil
     ) throws {
         guard source.size == expectedSize else {
             throw SparcError("memory image is \(source.size) bytes, the manifest says \(expectedSize): bundle is damaged")
         }
         let output = try NewFile(destination, size: source.size)
         let digest = try ChunkedDigest.digest(
-            fd: source.fd, size: source.size, path: source.path, copyTo: output.fd, progress: progress)
+            fd: source.fd, size: source.size, path: source.path, copyTo: output.fd, progress: progress, cancel: cancel)
         guard digest == expectedDigest else {
             throw SparcError("memory image does not match its digest in the manifest: bundle is damaged or tampered")
         }

@@ -48,6 +48,10 @@ extension VMManager {
                 if let died = cleanUpAfterQEMUDied(name, during: "the checkpoint", cause: error, outcome: "no bundle was written") {
                     throw died
                 }
+                // Cancelled at whatever step: one message, saying where the VM is.
+                if cancel?.isCancelled == true, resumeFailure.value == nil, (error as? SparcError)?.posixCode != ECANCELED {
+                    throw Self.cancelled("the VM runs on, no bundle was written")
+                }
                 // The guest must never be left paused without the operator hearing of it.
                 if let why = resumeFailure.value {
                     throw SparcError("\(error); QEMU could not resume the guest, which stays paused: \(why)")
@@ -80,7 +84,7 @@ extension VMManager {
         // Cancelling stops at the next phase boundary; the failure path resumes the guest
         // and removes the partial bundle.
         func checkCancelled() throws {
-            if cancel?.isCancelled == true { throw SparcError("checkpoint cancelled; the VM runs on, no bundle was written") }
+            if cancel?.isCancelled == true { throw Self.cancelled("the VM runs on, no bundle was written") }
         }
         let began = Date()
         var state = try running(name)
@@ -89,6 +93,7 @@ extension VMManager {
         let qmp = try QMPClient(socketPath: layout.qmpSocket)
         defer { qmp.close() }
         let agent = AgentClient(socketPath: layout.agentSocket, timeout: agentTimeout)
+        agent.cancel = cancel
         defer { agent.close() }
 
         // Console input waits from before the collection until the guest runs again: nothing
@@ -99,10 +104,8 @@ extension VMManager {
         progress?("asking the guest agent")
         let hello = try agent.hello()
         let excluding = exclusion.map { !$0.isEmpty } ?? false
-        if !excluding {
-            progress?(.init(.freezing, "freezing guest processes"))
-            _ = try agent.freeze(lease: Self.freezeLease)
-        }
+        // Should this process die from here until the thaw, the next command thaws the guest.
+        try FreezeMarker.mine(.checkpoint, staging: writer.stagingPath).write(layout.atWorkMarker)
         // From here on a failure thaws (collect freezes the guest itself).
         var thawOnFailure = true
         var paused = false
@@ -110,7 +113,9 @@ extension VMManager {
         var done = false
         defer {
             if !done {
-                // Failure: leave the VM as it was (running, thawed) and no partial bundle behind.
+                // Failure or cancel: leave the VM as it was (running, thawed) and no partial bundle behind.
+                // The steps back are not cancelled themselves.
+                agent.cancel = nil
                 writer.abort()
                 if paused {
                     do {
@@ -118,10 +123,14 @@ extension VMManager {
                         unlink(layout.pausedMarker)
                     } catch { resumeFailure.value = "\(error)" }
                 }
-                if thawOnFailure { _ = try? agent.thaw() }
+                if !thawOnFailure || (try? agent.thaw()) != nil || !QEMUProcess.isQEMU(state.pid) { unlink(layout.atWorkMarker) }
                 // Whatever the disk chain became, the runtime state says so.
                 try? state.save(layout.stateFile)
             }
+        }
+        if !excluding {
+            progress?(.init(.freezing, "freezing guest processes"))
+            _ = try agent.freeze(lease: Self.freezeLease)
         }
 
         let (plan, excludedFileRanges) = try collectForCheckpoint(
@@ -154,7 +163,8 @@ extension VMManager {
         progress?(.init(.copyingMemory, "copying memory"))
         let stats = try SparseImage.save(
             from: state.ramPath, to: writer.file(Manifest.memoryFile), excluding: excludedFileRanges,
-            progress: { done, total in progress?(.init(.copyingMemory, "copying memory \(done * 100 / max(total, 1))%")) })
+            progress: { done, total in progress?(.init(.copyingMemory, "copying memory \(done * 100 / max(total, 1))%")) }, cancel: cancel)
+        try checkCancelled()
         FaultPoint.reached("checkpoint-after-memory")
 
         let downtime: Double
@@ -168,16 +178,19 @@ extension VMManager {
             FaultPoint.reached("checkpoint-after-resume")
             progress?(.init(.thawing, "thawing guest processes"))
             thawOnFailure = false
+            agent.cancel = nil
             try Self.thawAfterCheckpoint(agent)
             inputHold = nil
         }
 
         try checkCancelled()
         var files = [Manifest.memoryFile, Manifest.devicesFile, Manifest.ownersFile]
-        if try saveDiskState(from: frozenLayer, plan: plan, writer: writer, progress: progress) { files.append(Manifest.diskFile) }
+        if try saveDiskState(from: frozenLayer, plan: plan, writer: writer, progress: progress, cancel: cancel) { files.append(Manifest.diskFile) }
 
+        try checkCancelled()
         progress?(.init(.hashing, "hashing"))
-        let entries = try writer.entries(for: files, known: [Manifest.memoryFile: stats.sha256])
+        let entries = try writer.entries(for: files, known: [Manifest.memoryFile: stats.sha256], cancel: cancel)
+        try checkCancelled()
         let manifest = Manifest(
             vm: .init(name: name, id: state.id),
             machine: .init(
@@ -197,6 +210,7 @@ extension VMManager {
         FaultPoint.reached("checkpoint-before-commit")
         let sealed = try writer.commit(manifest, sealKey: HostKey(directory: stateDirectory).sealKey(create: true))
         done = true
+        unlink(layout.atWorkMarker)
         try history(name).append(
             .checkpoint, bundle: writer.path, bundleDigest: sealed.manifestSHA256, epoch: try rsdm(vmId: state.id).epoch())
         if !stopAfter {
@@ -223,6 +237,13 @@ extension VMManager {
     /// (tests shorten it), else the agent's default.
     static var freezeLease: Double? {
         ProcessInfo.processInfo.environment["SPARC_FREEZE_LEASE"].flatMap(Double.init)
+    }
+
+    /// Why a checkpoint or restore stopped early: the signal, or the operator's cancel.
+    static func cancelled(_ outcome: String) -> SparcError {
+        let sig = Interruption.signal
+        let by = sig == SIGINT ? " by SIGINT" : sig == SIGTERM ? " by SIGTERM" : sig == SIGHUP ? " by SIGHUP" : ""
+        return SparcError("cancelled\(by); \(outcome)", kind: .operational, posixCode: ECANCELED)
     }
 
     static func exclusionRecord(_ request: ExclusionRequest?, plan: ExclusionPlan?, excludedBytes: Int64, nameKey: Data) -> Manifest.Exclusion {
@@ -297,7 +318,9 @@ extension VMManager {
     /// writes to now) into the bundle as a standalone qcow2; swap slots that held excluded
     /// pages are zeroed in the copy. Returns whether there was a disk to save; without one,
     /// excluded pages the guest swapped out cannot be left out, and the checkpoint refuses.
-    func saveDiskState(from image: (path: String, format: String)?, plan: ExclusionPlan?, writer: BundleWriter, progress: Progress?) throws -> Bool {
+    func saveDiskState(
+        from image: (path: String, format: String)?, plan: ExclusionPlan?, writer: BundleWriter, progress: Progress?, cancel: Cancellation? = nil
+    ) throws -> Bool {
         let ranges = plan?.diskRanges ?? []
         guard let image else {
             if !ranges.isEmpty { throw SparcError("the guest swapped excluded pages to a disk this VM has no state of: cannot leave them out") }
@@ -305,9 +328,10 @@ extension VMManager {
         }
         progress?(.init(.savingDisk, "saving disk state"))
         // -U: nobody writes the frozen image; -f: a raw image is never probed for a format.
-        let r = try Subprocess.run([
-            try QEMUProcess.locateQemuImg(), "convert", "-U", "-f", image.format, "-O", "qcow2", image.path, writer.file(Manifest.diskFile),
-        ])
+        let r = try Subprocess.run(
+            [try QEMUProcess.locateQemuImg(), "convert", "-U", "-f", image.format, "-O", "qcow2", image.path, writer.file(Manifest.diskFile)],
+            cancel: cancel)
+        if r.cancelled { throw Self.cancelled("the VM runs on, no bundle was written") }
         guard r.status == 0 else { throw SparcError("cannot save the disk state: \(r.stderrSummary)") }
         if !ranges.isEmpty {
             progress?("zeroing \(ranges.count) swap range(s) in the disk state")

@@ -142,10 +142,17 @@ public enum CredentialScan {
     /// finding removes the bundle and the verdict names each owning process.
     public static func gate(
         bundle: String, rules: SecretRules, allow: [Allowance], refuse: Bool, reveal: Bool = false, maxFindingsPerRule: Int = 1000,
-        progress: ((String, Int64, Int64) -> Void)? = nil
+        progress: ((String, Int64, Int64) -> Void)? = nil, cancel: Cancellation? = nil
     ) throws -> Gate {
         let report = try scan(
-            paths: [bundle], rules: rules, reveal: reveal, memoryOnly: true, allow: allow, maxFindingsPerRule: maxFindingsPerRule, progress: progress)
+            paths: [bundle], rules: rules, reveal: reveal, memoryOnly: true, allow: allow, maxFindingsPerRule: maxFindingsPerRule, progress: progress,
+            cancel: cancel)
+        if cancel?.isCancelled == true {
+            // A scan that did not finish proves nothing: under --refuse-secrets the bundle goes.
+            guard refuse else { throw VMManager.cancelled("the bundle \(bundle) was written, but its scan did not finish") }
+            FileSystem.removeTree(bundle)
+            throw VMManager.cancelled("the new bundle was removed: its scan did not finish, and --refuse-secrets keeps only scanned bundles")
+        }
         guard refuse, !report.findings.isEmpty else { return Gate(scan: report, refused: false, message: nil) }
         let left = FileSystem.removeTree(bundle)
         guard left.isEmpty else { throw SparcError("cannot remove the refused bundle \(bundle): \(left.joined(separator: ", ")) left") }

@@ -54,7 +54,7 @@ extension VMManager {
         uri: String, name: String, output: String, stopAfter: Bool, exclusion: ExclusionRequest?, cancel: Cancellation?, progress: Progress?
     ) throws -> CheckpointReport {
         func checkCancelled() throws {
-            if cancel?.isCancelled == true { throw SparcError("checkpoint cancelled; the domain runs on, no bundle was written") }
+            if cancel?.isCancelled == true { throw Self.cancelled("the domain runs on, no bundle was written") }
         }
         let began = Date()
         let connection = try LibvirtConnection(uri: uri)
@@ -87,7 +87,9 @@ extension VMManager {
         defer { withExtendedLifetime(inputHold) {} }
         try Data(definition.utf8).write(to: URL(fileURLWithPath: writer.file(Manifest.Member.domain.rawValue)))
         let agent = AgentClient(socketPath: try connection.channelSocket(of: name, port: VirtioPortName.agent), timeout: agentTimeout)
+        agent.cancel = cancel
         defer { agent.close() }
+        let atWorkMarker = layout(name).atWorkMarker
         var thawOnFailure = true
         var paused = false
         var diverted = false
@@ -96,13 +98,14 @@ extension VMManager {
         /// bundle behind; returns what could not be undone.
         func undo() -> String? {
             var problems: [String] = []
+            agent.cancel = nil
             writer.abort()
             if paused {
                 do { try connection.resume(name) } catch {
                     problems.append("libvirt could not resume domain '\(name)', which stays paused ('virsh resume \(name)'): \(error)")
                 }
             }
-            if thawOnFailure { _ = try? agent.thaw() }
+            if !thawOnFailure || (try? agent.thaw()) != nil { unlink(atWorkMarker) }
             if diverted, let disk {
                 do { try connection.mergeDiskBack(name, target: disk.target) } catch {
                     problems.append("its disk \(disk.target) stays on an overlay ('virsh blockcommit \(name) \(disk.target) --active --pivot --delete'): \(error)")
@@ -114,6 +117,8 @@ extension VMManager {
             progress?("asking the guest agent")
             let hello = try agent.hello()
             let excluding = exclusion.map { !$0.isEmpty } ?? false
+            // Should this process die from here until the thaw, the next command thaws the guest.
+            try FreezeMarker.mine(.checkpoint, staging: writer.stagingPath).write(atWorkMarker)
             if !excluding {
                 progress?(.init(.freezing, "freezing guest processes"))
                 _ = try agent.freeze(lease: Self.freezeLease)
@@ -139,22 +144,27 @@ extension VMManager {
             progress?(.init(.copyingMemory, "copying memory"))
             let stats = try SparseImage.save(
                 from: ram.path, to: writer.file(Manifest.memoryFile), excluding: excludedFileRanges,
-                progress: { done, total in progress?(.init(.copyingMemory, "copying memory \(done * 100 / max(total, 1))%")) })
+                progress: { done, total in progress?(.init(.copyingMemory, "copying memory \(done * 100 / max(total, 1))%")) }, cancel: cancel)
+            try checkCancelled()
             let downtime = Date().timeIntervalSince(pausedAt)
             if !stopAfter {
                 try connection.resume(name)
                 paused = false
                 progress?(.init(.thawing, "thawing guest processes"))
                 thawOnFailure = false
+                agent.cancel = nil
                 try Self.thawAfterCheckpoint(agent)
                 inputHold = nil
             }
 
+            try checkCancelled()
             var files = [Manifest.memoryFile, Manifest.devicesFile, Manifest.ownersFile, Manifest.Member.domain.rawValue]
             let frozen = disk.flatMap { d in d.file.flatMap { file in d.format.map { (path: file, format: $0) } } }
-            if try saveDiskState(from: frozen, plan: plan, writer: writer, progress: progress) { files.append(Manifest.diskFile) }
+            if try saveDiskState(from: frozen, plan: plan, writer: writer, progress: progress, cancel: cancel) { files.append(Manifest.diskFile) }
+            try checkCancelled()
             progress?(.init(.hashing, "hashing"))
-            let entries = try writer.entries(for: files, known: [Manifest.memoryFile: stats.sha256])
+            let entries = try writer.entries(for: files, known: [Manifest.memoryFile: stats.sha256], cancel: cancel)
+            try checkCancelled()
             var manifest = Manifest(
                 vm: .init(name: name, id: uuid),
                 machine: .init(
@@ -171,6 +181,7 @@ extension VMManager {
             let sealed = try writer.commit(manifest, sealKey: HostKey(directory: stateDirectory).sealKey(create: true))
             // From here the bundle stands: a later failure says so and undoes nothing.
             committed = true
+            unlink(atWorkMarker)
             try history(name).append(.checkpoint, bundle: writer.path, bundleDigest: sealed.manifestSHA256, epoch: try rsdm(vmId: uuid).epoch())
             if let disk, diverted {
                 progress?("merging disk \(disk.target)'s overlay back")
@@ -194,6 +205,7 @@ extension VMManager {
         } catch {
             guard !committed else { throw error }
             if let problems = undo() { throw SparcError("\(error); \(problems)") }
+            if cancel?.isCancelled == true, (error as? SparcError)?.posixCode != ECANCELED { throw Self.cancelled("the domain runs on, no bundle was written") }
             throw error
         }
     }
@@ -229,7 +241,7 @@ extension VMManager {
     /// agent ends the excluded processes before it thaws the guest.
     func restoreDomain(
         bundle: String, uri: String, name: String, replace: Bool = false, killExcluded: Bool = true, policy: RestorePolicy = RestorePolicy(),
-        progress: Progress? = nil
+        progress: Progress? = nil, cancel: Cancellation? = nil
     ) throws -> RestoreReport {
         let reader = try BundleReader(path: bundle)
         let manifest = reader.manifest
@@ -245,14 +257,21 @@ extension VMManager {
             throw SparcError("--clone, --disk, --net, --kernel and --initrd do not apply to a libvirt domain: its definition in the bundle says what it runs with")
         }
         return try exclusively(name, doing: "restore") {
-            try restoreDomainLocked(reader: reader, uri: uri, name: name, replace: replace, killExcluded: killExcluded, policy: policy, progress: progress)
+            try restoreDomainLocked(
+                reader: reader, uri: uri, name: name, replace: replace, killExcluded: killExcluded, policy: policy, progress: progress, cancel: cancel)
         }
     }
 
     func restoreDomainLocked(
-        reader: BundleReader, uri: String, name: String, replace: Bool, killExcluded: Bool, policy: RestorePolicy, progress: Progress?
+        reader: BundleReader, uri: String, name: String, replace: Bool, killExcluded: Bool, policy: RestorePolicy, progress: Progress?,
+        cancel: Cancellation? = nil
     ) throws -> RestoreReport {
         let began = Date()
+        var destroyed = false
+        func checkCancelled() throws {
+            guard cancel?.isCancelled == true else { return }
+            throw Self.cancelled(destroyed ? "the domain '\(name)' it was to replace had been destroyed and is not running" : "nothing was changed")
+        }
         let manifest = reader.manifest
         var warnings: [GuestText] = []
         let connection = try LibvirtConnection(uri: uri)
@@ -285,16 +304,20 @@ extension VMManager {
         let diskFile = disk != nil ? try reader.open(.disk) : nil
 
         if running {
-            try checkBeforeReplacing(reader, progress: progress)
+            try checkBeforeReplacing(reader, progress: progress, cancel: cancel)
+            try checkCancelled()
             progress?("destroying the running domain \(name)")
             try connection.destroy(name)
+            destroyed = true
         }
+        try checkCancelled()
         let layout = layout(name)
         try FileSystem.makeDirectory(layout.directory)
         progress?("verifying \(Path.base(of: reader.path))")
         let devices = layout.directory + "/devices.vmstate"
         defer { unlink(devices) }
-        try copyVerified(devicesFile, entry: manifest.file(.devices)!, to: devices)
+        try copyVerified(devicesFile, entry: manifest.file(.devices)!, to: devices, cancel: cancel)
+        try checkCancelled()
 
         if let disk, let file = disk.file, let format = disk.format, let diskFile {
             progress?("rolling disk \(disk.target) back in \(Path.base(of: file))")
@@ -322,7 +345,9 @@ extension VMManager {
         } catch {
             throw SparcError("QEMU could not load the device state of this bundle: \(error)")
         }
+        try checkCancelled()
         progress?("resuming")
+        try FreezeMarker.mine(.restore).write(layout.atWorkMarker)
         try connection.resume(name)
         launched = true
 
@@ -335,6 +360,7 @@ extension VMManager {
         } catch {
             throw SparcError("domain '\(name)' was restored and runs, but its agent did not answer, so guest processes may still be frozen: \(error)")
         }
+        unlink(layout.atWorkMarker)
         warnings += guided.warnings
         if let qemuPid = Self.libvirtQEMUPid(name), let rsdmSocket = try? connection.channelSocket(of: name, port: VirtioPortName.rsdm) {
             do {

@@ -93,19 +93,24 @@ extension VMManager {
     /// memory. Every file is then copied into sparc's private directories while its digest
     /// is checked, so what was verified is what QEMU gets; a damaged bundle leaves nothing
     /// behind. The guest resumes frozen, as it was saved, and the agent thaws it.
+    ///
+    /// `cancel` stops it until the guest resumes (nothing is started, a replaced VM stays
+    /// stopped and says so); from then on the excluded processes must die before the guest
+    /// runs, so the restore finishes.
     public func restore(
         bundle: String, name: String, replace: Bool = false, killExcluded: Bool = true,
-        policy: RestorePolicy = RestorePolicy(), progress: Progress? = nil
+        policy: RestorePolicy = RestorePolicy(), progress: Progress? = nil, cancel: Cancellation? = nil
     ) throws -> RestoreReport {
         if let connect {
-            return try restoreDomain(bundle: bundle, uri: connect, name: name, replace: replace, killExcluded: killExcluded, policy: policy, progress: progress)
+            return try restoreDomain(
+                bundle: bundle, uri: connect, name: name, replace: replace, killExcluded: killExcluded, policy: policy, progress: progress, cancel: cancel)
         }
         return try exclusively(name, doing: "restore") {
             let qemuExit = SharedBox<String?>(nil)
             do {
                 return try restoreLocked(
                     bundle: bundle, name: name, replace: replace, killExcluded: killExcluded, policy: policy, progress: progress,
-                    qemuExit: qemuExit)
+                    qemuExit: qemuExit, cancel: cancel)
             } catch {
                 if let how = qemuExit.value {
                     throw SparcError(
@@ -115,6 +120,9 @@ extension VMManager {
                 if let died = cleanUpAfterQEMUDied(name, during: "the restore", cause: error, outcome: "the bundle is intact") {
                     throw died
                 }
+                if cancel?.isCancelled == true, (error as? SparcError)?.posixCode != ECANCELED {
+                    throw Self.cancelled("nothing was started (a VM it was to replace may have been stopped: see 'sparc vm status --name \(name)')")
+                }
                 throw error
             }
         }
@@ -123,9 +131,17 @@ extension VMManager {
     /// `qemuExit` tells the caller how the new QEMU ended when it died on its own before the guest ran.
     func restoreLocked(
         bundle: String, name: String, replace: Bool, killExcluded: Bool, policy: RestorePolicy, progress: Progress?,
-        qemuExit: SharedBox<String?>
+        qemuExit: SharedBox<String?>, cancel: Cancellation? = nil
     ) throws -> RestoreReport {
         let began = Date()
+        var stoppedRunningVM = false
+        func checkCancelled() throws {
+            guard cancel?.isCancelled == true else { return }
+            throw Self.cancelled(
+                stoppedRunningVM
+                    ? "nothing was started; the VM '\(name)' it was to replace had been stopped (restore again, or start it)"
+                    : "nothing was changed")
+        }
         try RuntimeLayout.validate(name: name)
         let reader = try BundleReader(path: bundle)
         let manifest = reader.manifest
@@ -160,11 +176,14 @@ extension VMManager {
         if isRunning {
             // Nothing the running VM is given up for may fail afterwards in a way that can be seen now:
             // every file's digest, and that the state directory takes writes.
-            try checkBeforeReplacing(reader, progress: progress)
+            try checkBeforeReplacing(reader, progress: progress, cancel: cancel)
+            try checkCancelled()
             progress?("stopping the running \(name)")
             // The running guest's state is being replaced: no clean shutdown that writes to a disk about to roll back.
             try stop(name: name, force: true)
+            stoppedRunningVM = true
         } else {
+            try checkCancelled()
             cleanUp(layout, ramPath: (try? VMState.load(layout.stateFile))?.ramPath)
         }
         try FileSystem.makeDirectory(layout.directory)
@@ -195,19 +214,19 @@ extension VMManager {
 
         progress?("verifying \(Path.base(of: reader.path))")
         let devices = layout.directory + "/devices.vmstate"
-        try copyVerified(devicesFile, entry: manifest.file(.devices)!, to: devices)
+        try copyVerified(devicesFile, entry: manifest.file(.devices)!, to: devices, cancel: cancel)
         var disk: [DiskLayer] = []
         var scratch: [String] = []
         if let diskFile, let target = diskTarget {
             // The VM's own file goes back to the checkpoint's state (written beside it, renamed over it).
             progress?("rolling the disk back in \(Path.base(of: target))")
-            let size = try restoreDisk(diskFile, entry: manifest.file(.disk)!, to: target, layout: layout)
+            let size = try restoreDisk(diskFile, entry: manifest.file(.disk)!, to: target, layout: layout, cancel: cancel)
             disk = [DiskLayer(path: target, format: "qcow2", writable: true, followsOwnBacking: false, virtualSize: size)]
         } else if let diskFile {
             // The bundle stays untouched: the VM runs on a private copy of its disk state plus an overlay.
             let base = layout.directory + "/disk-base.qcow2"
             progress?("copying the disk state")
-            try copyVerified(diskFile, entry: manifest.file(.disk)!, to: base)
+            try copyVerified(diskFile, entry: manifest.file(.disk)!, to: base, cancel: cancel)
             let size = try QCOW2Header.checkStandalone(path: base, what: "the bundle's disk state")
             let overlay = layout.directory + "/disk-1.qcow2"
             let baseLayer = DiskLayer(path: base, format: "qcow2", writable: false, followsOwnBacking: false, virtualSize: size)
@@ -216,6 +235,7 @@ extension VMManager {
             scratch = [base, overlay]
         }
 
+        try checkCancelled()
         progress?("loading memory")
         FaultPoint.reached("restore-before-memory")
         ramPath = GuestRAM.path(in: try GuestRAM.makeDirectory(vm: name))
@@ -223,7 +243,7 @@ extension VMManager {
         do {
             try SparseImage.load(
                 from: memoryFile, to: ramPath, expectedSize: manifest.memory.bytes, expectedDigest: manifest.file(.memory)!.sha256,
-                progress: { done, total in progress?("loading memory \(done * 100 / max(total, 1))%") })
+                progress: { done, total in progress?("loading memory \(done * 100 / max(total, 1))%") }, cancel: cancel)
         } catch let error as SparcError where error.posixCode == ENOSPC {
             throw SparcError(
                 "\(GuestRAM.baseDirectory) ran out of space while the guest's memory was loaded (\(manifest.memory.bytes >> 20) MiB needed, \((GuestRAM.freeBytes() ?? 0) >> 20) MiB free now); nothing was started and the bundle is intact"
@@ -231,6 +251,7 @@ extension VMManager {
             )
         }
         FaultPoint.reached("restore-after-memory")
+        try checkCancelled()
 
         let command = QEMUCommand(
             spec: spec, layout: layout, ramPath: ramPath, disk: disk, incoming: true, binary: qemu, sandbox: sandbox)
@@ -265,7 +286,11 @@ extension VMManager {
         try startRSDMServer(name: name, vmId: provenance.identity, qemuPid: pid)
 
         FaultPoint.reached("restore-before-resume")
+        try checkCancelled()
         progress?("resuming")
+        // Should this process die from here until the guided cleanup thaws the guest, the next
+        // command thaws it (the agent ends the excluded processes first).
+        try FreezeMarker.mine(.restore).write(layout.atWorkMarker)
         try qmp.execute("cont")
         launched = true
         unlink(layout.restoringMarker)
@@ -285,6 +310,7 @@ extension VMManager {
                 "VM '\(name)' was restored (pid \(pid)) but its agent did not answer, so guest processes may still be frozen: \(error)"
             )
         }
+        unlink(layout.atWorkMarker)
         let (cleanup, clock) = (guided.cleanup, guided.clock)
         warnings += guided.warnings
         let epoch = try recordRestore(name: name, reader: reader, provenance: provenance, clock: clock)
@@ -310,9 +336,10 @@ extension VMManager {
 
     /// What restore --replace checks before it stops the running VM: every member against its
     /// digest (the same checks run again while the files are copied) and a writable state directory.
-    func checkBeforeReplacing(_ reader: BundleReader, progress: Progress?) throws {
+    func checkBeforeReplacing(_ reader: BundleReader, progress: Progress?, cancel: Cancellation? = nil) throws {
         progress?("verifying \(Path.base(of: reader.path)) before replacing the running VM")
-        let problems = reader.verify(progress: { file, done, total in progress?("verifying \(file) \(done * 100 / max(total, 1))%") })
+        let problems = reader.verify(progress: { file, done, total in progress?("verifying \(file) \(done * 100 / max(total, 1))%") }, cancel: cancel)
+        if cancel?.isCancelled == true { throw Self.cancelled("nothing was changed") }
         if let first = problems.first {
             throw SparcError("bundle \(reader.path) is damaged (\(first.description)); the running VM was not touched", kind: .negative)
         }
@@ -449,10 +476,10 @@ extension VMManager {
 
     /// Writes a bundle's disk state to `target`: copied beside it while its digest is checked,
     /// its header checked, then renamed over it, so the file is the old or the new disk, never a mix.
-    func restoreDisk(_ source: OpenedFile, entry: Manifest.FileEntry, to target: String, layout: RuntimeLayout) throws -> Int64 {
+    func restoreDisk(_ source: OpenedFile, entry: Manifest.FileEntry, to target: String, layout: RuntimeLayout, cancel: Cancellation? = nil) throws -> Int64 {
         try FileSystem.makeDirectories(Path.directory(of: target))
         let staging = try StagingDirectory(beside: target)
-        try copyVerified(source, entry: entry, to: staging.file)
+        try copyVerified(source, entry: entry, to: staging.file, cancel: cancel)
         let size = try QCOW2Header.checkStandalone(path: staging.file, what: "the bundle's disk state")
         if let old = try? OpenedFile(regular: target) {
             // Nothing else may be using the file being replaced.
@@ -464,9 +491,9 @@ extension VMManager {
 
     /// Copies a bundle member into sparc's private runtime directory, checking its digest on
     /// the bytes copied; a mismatch removes the copy and refuses the bundle.
-    func copyVerified(_ source: OpenedFile, entry: Manifest.FileEntry, to path: String) throws {
+    func copyVerified(_ source: OpenedFile, entry: Manifest.FileEntry, to path: String, cancel: Cancellation? = nil) throws {
         let out = try NewFile(path, size: source.size)
-        let digest = try ChunkedDigest.digest(fd: source.fd, size: source.size, path: source.path, copyTo: out.fd)
+        let digest = try ChunkedDigest.digest(fd: source.fd, size: source.size, path: source.path, copyTo: out.fd, cancel: cancel)
         guard digest == entry.sha256 else {
             throw SparcError("\(entry.name) does not match its digest in the manifest: bundle is damaged or tampered", kind: .negative)
         }

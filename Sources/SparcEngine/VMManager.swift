@@ -270,6 +270,7 @@ public final class VMManager {
         guard FileSystem.exists(layout.stateFile) else { throw notFound(name) }
         var state = try VMState.load(layout.stateFile)
         let wasRunning = QEMUProcess.isQEMU(state.pid)
+        if wasRunning { recoverFromDeadFreeze(name, layout: layout) }
         if wasRunning, state.persistentDisk != nil, state.disk.count > 1,
             let qmp = try? QMPClient(socketPath: layout.qmpSocket, timeout: 10)
         {
@@ -378,7 +379,7 @@ public final class VMManager {
         guard QEMUProcess.isQEMU(state.pid) else {
             throw SparcError("VM '\(name)' is not running (its QEMU process \(state.pid) is gone; 'sparc vm stop --name \(name)' cleans up)")
         }
-        resumeAfterDeadCheckpoint(name, layout: layout)
+        recoverFromDeadFreeze(name, layout: layout)
         return state
     }
 
@@ -434,6 +435,16 @@ public final class VMManager {
             status.state = "dead"
             return status
         }
+        status.recovered = recoverFromDeadFreeze(name, layout: layout)
+        // A checkpoint or restore at work holds QEMU's monitor and the agent's port (each serves
+        // one client): its marker says what it does to the guest.
+        if let marker = FreezeMarker.read(layout.atWorkMarker), marker.writerAlive {
+            status.state = FileSystem.exists(layout.pausedMarker) ? "paused" : "running"
+            status.agent = "busy with the \(marker.operation.rawValue)"
+            status.guest = "frozen: " + Self.whyFrozen(marker, leaseLeft: nil, name: name)
+                + " (Ctrl-C in its terminal or 'kill \(marker.pid)' cancels it: the guest then runs on)"
+            return status
+        }
         if let qmp = try? QMPClient(socketPath: layout.qmpSocket, timeout: 3) {
             status.state = (try? qmp.status()) ?? "unknown"
             qmp.close()
@@ -443,13 +454,24 @@ public final class VMManager {
         if status.state == "running" {
             let agent = AgentClient(socketPath: layout.agentSocket, timeout: 3)
             if let hello = try? agent.hello() {
-                status.agent = "sparc-agent \(hello.agentVersion)" + (hello.frozen ? " (guest frozen)" : "")
+                status.agent = "sparc-agent \(hello.agentVersion)"
+                status.guest = hello.frozen ? "frozen: " + Self.whyFrozen(FreezeMarker.read(layout.atWorkMarker), leaseLeft: hello.leaseLeft, name: name) : "running"
             } else {
                 status.agent = "not answering"
             }
             agent.close()
         }
         return status
+    }
+
+    /// Why a guest is frozen, in words for `vm status`.
+    static func whyFrozen(_ marker: FreezeMarker?, leaseLeft: Double?, name: String) -> String {
+        let lease = leaseLeft.map { "; it thaws by itself in \(Int($0.rounded(.up))) s" } ?? ""
+        guard let marker else {
+            return "no sparc command holds the freeze (the agent was restarted, or another host's sparc froze it)\(lease)"
+        }
+        if marker.writerAlive { return "\(marker.operation.rawValue) (pid \(marker.pid)) is at work; it thaws the guest when done" }
+        return "\(marker.operation.rawValue) (pid \(marker.pid)) died; the agent did not answer the thaw\(lease)"
     }
 
     /// Every VM with a runtime directory, running or not.
@@ -463,7 +485,15 @@ public final class VMManager {
 
     /// A client for a running VM's agent.
     public func agentClient(_ name: String, timeout: TimeInterval? = nil) throws -> AgentClient {
-        if let connect { return try LibvirtDomains.agentClient(uri: connect, domain: name, timeout: timeout ?? agentTimeout) }
+        if let connect {
+            let client = try LibvirtDomains.agentClient(uri: connect, domain: name, timeout: timeout ?? agentTimeout)
+            // A domain checkpoint or restore that died with the guest frozen or paused: undone now.
+            if VMName.isValid(name), FreezeMarker.read(layout(name).atWorkMarker).map({ !$0.writerAlive }) == true {
+                if let connection = try? LibvirtConnection(uri: connect), (try? connection.state(of: name)) == "paused" { try? connection.resume(name) }
+                recoverFromDeadFreeze(name, layout: layout(name), agentSocket: client.socketPath)
+            }
+            return client
+        }
         _ = try running(name)
         return AgentClient(socketPath: layout(name).agentSocket, timeout: timeout ?? agentTimeout)
     }

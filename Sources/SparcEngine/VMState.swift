@@ -84,6 +84,11 @@ public struct VMStatus: Codable, Equatable, Sendable {
     public var startedAt: String?
     public var restoredFrom: String?
     public var agent: String?
+    /// The guest's processes: "running", or "frozen: " and why (who holds the freeze, or
+    /// when it ends by itself). Nil when the agent did not answer.
+    public var guest: String?
+    /// What this status check recovered: a checkpoint or restore that died with the guest frozen.
+    public var recovered: String?
     /// How QEMU is confined: "seccomp" or "seccomp, runs as USER".
     public var sandbox: String?
     public var runtimeDirectory: String

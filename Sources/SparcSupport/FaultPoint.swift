@@ -7,13 +7,30 @@
 /// SIGKILL when it reaches `NAME`, exactly as an operator's `kill -9` would.
 /// `SPARC_FAULT=NAME:stall=SECONDS` waits there instead, as a slow guest or host would, to
 /// widen a window between two steps.
+///
+/// A stall ends early when the work is cancelled (`interruption`), as any long step does.
+/// Points whose name is written to `$SPARC_FAULT_REACHED` (a file) when reached, so that a
+/// test can time its signal to the very step.
 public enum FaultPoint {
+    nonisolated(unsafe) public static var interruption: Cancellation?
+
     public static func reached(_ name: String) {
         guard let wanted = getenv("SPARC_FAULT").map({ String(cString: $0) }) else { return }
         if wanted == name {
             kill(getpid(), SIGKILL)
         } else if wanted.hasPrefix(name + ":stall="), let seconds = Double(wanted.dropFirst(name.count + 7)), seconds > 0 {
-            usleep(useconds_t(min(seconds, 60) * 1_000_000))
+            if let report = getenv("SPARC_FAULT_REACHED").map({ String(cString: $0) }) {
+                let fd = open(report, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0o600)
+                if fd >= 0 {
+                    _ = (name + "\n").withCString { write(fd, $0, strlen($0)) }
+                    close(fd)
+                }
+            }
+            var left = min(seconds, 60)
+            while left > 0 && interruption?.isCancelled != true {
+                usleep(20_000)
+                left -= 0.02
+            }
         }
     }
 }

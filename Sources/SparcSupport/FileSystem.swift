@@ -451,9 +451,37 @@ public final class SharedBox<T>: @unchecked Sendable {
 public final class Cancellation: @unchecked Sendable {
     private let lock = Lock()
     private var flag = false
-    public init() {}
+    private let followsSignals: Bool
+    /// `followsSignals`: also cancelled once SIGINT, SIGTERM or SIGHUP arrived (after
+    /// `Interruption.install`).
+    public init(followsSignals: Bool = false) { self.followsSignals = followsSignals }
     public func cancel() { lock.withLock { flag = true } }
-    public var isCancelled: Bool { lock.withLock { flag } }
+    public var isCancelled: Bool { lock.withLock { flag } || (followsSignals && Interruption.signal != 0) }
+}
+
+/// SIGINT, SIGTERM and SIGHUP as a request to cancel: a checkpoint or restore that is told
+/// to stop unwinds as Esc makes it (the guest runs and is thawed, nothing partial is left)
+/// instead of dying half way. The handler only records the signal; the work polls it.
+public enum Interruption {
+    nonisolated(unsafe) private static var raised: sig_atomic_t = 0
+
+    /// The signal that arrived (0: none).
+    public static var signal: Int32 { raised }
+
+    /// A cancellation that the signals raise (see `install`).
+    public static let cancellation = Cancellation(followsSignals: true)
+
+    /// Takes SIGINT, SIGTERM and SIGHUP over for the rest of the process: each is recorded, a
+    /// second one is recorded again (never kills); long work checks `cancellation`.
+    public static func install() {
+        for sig in [SIGINT, SIGTERM, SIGHUP] {
+            Glibc.signal(sig) { s in Interruption.raised = s }
+        }
+        FaultPoint.interruption = cancellation
+    }
+
+    /// The shell's exit status for the signal that cancelled the work (128 + its number).
+    public static var exitStatus: Int32 { 128 + raised }
 }
 
 /// Sorts ranges and merges those that overlap or touch.

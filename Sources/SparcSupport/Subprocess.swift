@@ -20,6 +20,8 @@ public struct ProcessResult: Sendable {
     public var timedOut = false
     /// Output past the limit was dropped.
     public var truncated = false
+    /// The run was cancelled and the child killed with its session.
+    public var cancelled = false
     public var stdoutText: String { String(decoding: stdout, as: UTF8.self) }
     public var stderrText: String { String(decoding: stderr, as: UTF8.self) }
     /// The last non-empty line of stderr, for one-line error messages.
@@ -139,7 +141,7 @@ public enum Subprocess {
     /// the pipes open cannot hold the caller.
     public static func run(
         _ argv: [String], input: Data? = nil, environment: [String: String]? = nil,
-        timeout: TimeInterval? = nil, outputLimit: Int = 256 << 20, newSession: Bool = false
+        timeout: TimeInterval? = nil, outputLimit: Int = 256 << 20, newSession: Bool = false, cancel: Cancellation? = nil
     ) throws -> ProcessResult {
         var outPipe: [Int32] = [0, 0]
         var errPipe: [Int32] = [0, 0]
@@ -157,7 +159,7 @@ public enum Subprocess {
         do {
             pid = try spawn(
                 argv, stdin: input != nil ? inPipe[0] : nil, stdout: outPipe[1], stderr: errPipe[1],
-                environment: environment, newSession: newSession || timeout != nil)
+                environment: environment, newSession: newSession || timeout != nil || cancel != nil)
         } catch {
             for fd in outPipe + errPipe + inPipe where fd >= 0 { close(fd) }
             throw error
@@ -167,14 +169,14 @@ public enum Subprocess {
         if input != nil { close(inPipe[0]) }
         var collector = OutputCollector(
             pid: pid, outFD: outPipe[0], errFD: errPipe[0], input: input, inFD: input != nil ? inPipe[1] : -1,
-            deadline: timeout.map { monotonicNow() + $0 }, limit: outputLimit)
+            deadline: timeout.map { monotonicNow() + $0 }, limit: outputLimit, cancel: cancel)
         collector.run()
         close(outPipe[0])
         close(errPipe[0])
         let status = collector.exitStatus ?? wait(pid)
         return ProcessResult(
             status: status, stdout: collector.out, stderr: collector.err, pid: pid, timedOut: collector.timedOut,
-            truncated: collector.truncated)
+            truncated: collector.truncated, cancelled: collector.cancelled)
     }
 
     /// Seconds on the monotonic clock.
@@ -199,12 +201,15 @@ struct OutputCollector {
     var err = Data()
     var timedOut = false
     var truncated = false
+    let cancel: Cancellation?
+    var cancelled = false
     /// Set once the child has been reaped here.
     var exitStatus: Int32?
     /// How long output is still awaited after the child exited or was killed.
     static let grace: TimeInterval = 2
 
-    init(pid: pid_t, outFD: Int32, errFD: Int32, input: Data?, inFD: Int32, deadline: TimeInterval?, limit: Int) {
+    init(pid: pid_t, outFD: Int32, errFD: Int32, input: Data?, inFD: Int32, deadline: TimeInterval?, limit: Int, cancel: Cancellation? = nil) {
+        self.cancel = cancel
         self.pid = pid
         self.outFD = outFD
         self.errFD = errFD
@@ -233,11 +238,18 @@ struct OutputCollector {
                 kill(pid, SIGKILL)
                 giveUpAt = now + Self.grace
             }
+            if !cancelled, giveUpAt == nil, cancel?.isCancelled == true {
+                cancelled = true
+                deadline = nil
+                kill(-pid, SIGKILL)
+                kill(pid, SIGKILL)
+                giveUpAt = now + Self.grace
+            }
             var fds: [pollfd] = open.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
             if inFD >= 0 { fds.append(pollfd(fd: inFD, events: Int16(POLLOUT), revents: 0)) }
             // Wake at least once a second to notice an exited child whose pipes a grandchild holds.
             let until = [deadline, giveUpAt].compactMap { $0 }.min().map { max(0, $0 - now) } ?? 1
-            let n = poll(&fds, nfds_t(fds.count), Int32(min(until, 1) * 1000) + 1)
+            let n = poll(&fds, nfds_t(fds.count), Int32(min(until, cancel == nil ? 1 : 0.05) * 1000) + 1)
             if n < 0 {
                 if errno == EINTR { continue }
                 break

@@ -195,7 +195,7 @@ public final class TerminalUI {
                 do {
                     let r = try manager.restore(
                         bundle: path, name: vm, replace: true, policy: RestorePolicy(allowRollback: allowRollback),
-                        progress: { work.value = ("restore: \($0)", nil) })
+                        progress: { work.value = ("restore: \($0)", nil) }, cancel: cancel)
                     let killed = r.cleanup?.killed ?? []
                     work.value = (nil, "restored \(bundle) (epoch \(r.epoch)\(r.rollback ? ", rollback logged" : ""))"
                         + (killed.isEmpty ? "; all processes run on" : "; killed \(killed.map(String.init).joined(separator: " ")), the rest runs on"))
@@ -257,8 +257,10 @@ public final class TerminalUI {
         }
         mousemask(sparc_all_mouse_events(), nil)
         timeout(200)
-        // Ctrl-C quits through the loop, so endwin always runs and the terminal comes back.
-        signal(SIGINT) { _ in TerminalUI.interruptFlag = 1 }
+        // Ctrl-C, SIGTERM and SIGHUP (the terminal closed) quit through the loop, so a running
+        // checkpoint is cancelled and unwinds (the guest resumed and thawed, nothing partial
+        // left) and endwin always runs.
+        for sig in [SIGINT, SIGTERM, SIGHUP] { signal(sig) { _ in TerminalUI.interruptFlag = 1 } }
         // On a crash, give the terminal back before dying with the same signal.
         for sig in [SIGSEGV, SIGILL, SIGABRT, SIGBUS, SIGFPE, SIGTRAP] {
             signal(sig) { s in
@@ -294,7 +296,15 @@ public final class TerminalUI {
                     question: "\(bundle) is older than the newest checkpoint: restoring it rolls the VM back (it is logged). Restore anyway?",
                     effect: .restore(bundle: bundle, allowRollback: true))
             }
-            if Self.interruptFlag != 0 { return }
+            if Self.interruptFlag != 0 {
+                if work.value.busy != nil {
+                    cancellation.cancel()
+                    model.status = "interrupted: cancelling the work first…"
+                    draw()
+                    while work.value.busy != nil { usleep(50_000) }
+                }
+                return
+            }
             draw()
             let code = getch()
             if code == ERR {

@@ -64,6 +64,9 @@ final class Freezer {
         lock.withLock { pendingCleanup = request.map { ($0, mark) } }
     }
 
+    /// Seconds until the freeze's lease runs out (nil when not frozen).
+    var leaseLeft: Double? { lock.withLock { leaseEnd.map { max(0, $0 - Self.monotonic()) } } }
+
     /// Thaws the guest when a freeze's lease has run out. A restored guest (the kernel logged
     /// a VM fork since the collection) whose host never came back first ends the excluded
     /// processes it carries the plan for: they never run on their zeroed memory.
@@ -73,19 +76,29 @@ final class Freezer {
                 sleep(1)
                 let expired = lock.withLock { leaseEnd.map { Self.monotonic() > $0 } ?? false }
                 if expired {
-                    let pending = lock.withLock { () -> (request: CleanupRequest, forkMark: UInt64)? in
-                        defer { pendingCleanup = nil }
-                        return pendingCleanup
-                    }
-                    if let pending, VMFork.latestSequence() > pending.forkMark {
-                        let done = Cleanup.run(pending.request)
-                        printError("sparc-agent: restored without its host: ended excluded pids \(done.killed.map(String.init).joined(separator: " ")) before thawing")
-                    }
-                    _ = try? set(frozen: false)
+                    thawAsOwnerless()
                     printError("sparc-agent: no word from the checkpoint for \(Int(lock.withLock { leaseLength })) s: guest thawed")
                 }
             }
         }
+    }
+
+    /// Thaws a guest whose freeze's owner is gone (its lease ran out, or a sparc command found
+    /// the checkpoint or restore that froze it dead): a restored guest first ends the excluded
+    /// processes it carries the plan for. Returns the pids ended.
+    @discardableResult
+    func thawAsOwnerless() -> [Int32] {
+        let pending = lock.withLock { () -> (request: CleanupRequest, forkMark: UInt64)? in
+            defer { pendingCleanup = nil }
+            return pendingCleanup
+        }
+        var ended: [Int32] = []
+        if let pending, VMFork.latestSequence() > pending.forkMark {
+            ended = Cleanup.run(pending.request).killed
+            printError("sparc-agent: restored without its host: ended excluded pids \(ended.map(String.init).joined(separator: " ")) before thawing")
+        }
+        _ = try? set(frozen: false)
+        return ended
     }
 
     /// The cgroup of a process, relative to the root ("/system.slice/x.service").

@@ -54,7 +54,7 @@ final class Agent {
                     id: request.id,
                     hello: HelloInfo(
                         agentVersion: agentVersion, protocolVersion: AgentProtocol.version, kernel: release,
-                        pid: getpid(), bootId: bootId, uptimeSeconds: uptime, frozen: freezer.isFrozen))
+                        pid: getpid(), bootId: bootId, uptimeSeconds: uptime, frozen: freezer.isFrozen, leaseLeft: freezer.leaseLeft))
             case .processes:
                 return AgentResponse(id: request.id, processes: GuestSystem.processes())
             case .ttys:
@@ -65,11 +65,19 @@ final class Agent {
                 let cgroup = freezer.isFrozen ? freezer.agent : freezer.exec
                 return AgentResponse(id: request.id, exec: try Executor.run(params, cgroup: cgroup))
             case .freeze:
+                // A checkpoint without exclusion: nothing for a restore of it to clean up (a plan
+                // left by a cancelled collection must not travel into this one's RAM).
+                freezer.setPendingCleanup(nil)
                 return AgentResponse(id: request.id, freeze: try freezer.set(frozen: true))
             case .thaw:
+                let wasFrozen = freezer.isFrozen
+                if request.recovering == true {
+                    // The freeze's owner died: thaw as the lease would have.
+                    freezer.thawAsOwnerless()
+                    return AgentResponse(id: request.id, freeze: FreezeResult(processes: 0, milliseconds: 0, wasFrozen: wasFrozen))
+                }
                 // The host is in charge again (a checkpoint done, or a restore that cleaned up or chose --no-kill).
                 freezer.setPendingCleanup(nil)
-                let wasFrozen = freezer.isFrozen
                 var result = try freezer.set(frozen: false)
                 result.wasFrozen = wasFrozen
                 return AgentResponse(id: request.id, freeze: result)
@@ -78,6 +86,8 @@ final class Agent {
                 // Collecting needs a frozen guest; freezing here saves the host a round trip.
                 if !freezer.isFrozen { _ = try freezer.set(frozen: true) }
                 let plan = try ExclusionCollector(params).run(frozen: freezer.isFrozen)
+                // Thawed meanwhile (the checkpoint was cancelled): no plan to carry.
+                guard freezer.isFrozen else { throw AgentFailure(.failed, "the guest was thawed while its exclusion was collected") }
                 // Carried in the RAM the checkpoint copies: a restored guest can clean up even if its host never returns.
                 freezer.setPendingCleanup(
                     CleanupRequest(

@@ -37,7 +37,8 @@ do {
     // operator's terminal or spill onto a second line, whatever it quotes.
     endProgress()
     printError("sparc: \(error.message.terminalSafe)")
-    exit(error.exitCode)
+    // Cancelled by a signal: the shell's status for it (130 for Ctrl-C), as if it had killed us.
+    exit(error.posixCode == ECANCELED && Interruption.signal != 0 ? Interruption.exitStatus : error.exitCode)
 } catch let refusal as RestoreRefusal {
     endProgress()
     printError("sparc: \(refusal.description.terminalSafe)")

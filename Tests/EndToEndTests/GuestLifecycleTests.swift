@@ -1,4 +1,5 @@
 import Foundation
+import GuestQuery
 import SnapshotModel
 import SparcEngine
 import SparcSupport
@@ -375,11 +376,24 @@ final class GuestLifecycleTests: GuestTestCase {
         try sparc.ok(["checkpoint", "--name", vm, "-o", work + "/lock-5.sparc"])
     }
 
-    /// sparc killed (SIGKILL) at every phase of a checkpoint: the guest runs again (its
-    /// processes thaw when the lease runs out; a QEMU left paused is resumed by the next
-    /// command for the VM, which logs it), no bundle appears under the final name, and the
-    /// next checkpoint into the directory removes what the dead ones left.
-    func testCheckpointKilledAtEveryPhaseLeavesTheGuestRunningAndNoBundle() throws {
+    /// The guest's frozen state as the agent reports it (the agent itself never freezes), read
+    /// without a sparc command that would recover anything: straight from the agent's socket.
+    func agentSaysFrozen(file: StaticString = #filePath, line: UInt = #line) throws -> Bool {
+        let client = AgentClient(socketPath: runtime + "/\(vm)/agent.sock", timeout: 10)
+        defer { client.close() }
+        return try client.hello().frozen
+    }
+
+    /// The markers a checkpoint leaves while it works (at-work-by, paused-by).
+    func freezeMarkers() -> [String] {
+        ["at-work-by", "paused-by"].filter { FileSystem.exists(runtime + "/\(vm)/" + $0) }
+    }
+
+    /// sparc killed (SIGKILL) at every phase of a checkpoint, with a freeze lease far longer
+    /// than the test (so the lease cannot be what thaws): the next sparc command of any kind
+    /// for the VM resumes QEMU and thaws the guest at once, removes the dead checkpoint's
+    /// staging directory and logs it; no bundle appears under the final name.
+    func testCheckpointKilledAtEveryPhaseIsUndoneByTheNextCommand() throws {
         let victim = try detach("while :; do sleep 1000; done")
         // A guest process that ticks: it advances only while the guest runs and is thawed.
         let ticker = try detach("i=0; while :; do i=$((i+1)); echo $i > /run/tick; sleep 0.1; done")
@@ -390,32 +404,146 @@ final class GuestLifecycleTests: GuestTestCase {
             "checkpoint-after-collect", "checkpoint-after-pause", "checkpoint-after-devices", "checkpoint-after-memory",
             "checkpoint-after-resume", "checkpoint-before-commit",
         ]
-        for point in points {
+        // Each kind of next command: read-only, changing, and the status check itself.
+        let nextCommands: [[String]] = [
+            ["vm", "status", "--name", vm], ["ps", "--name", vm], ["ttys", "--name", vm], ["exec", "--name", vm, "--", "true"],
+            ["vm", "status", "--name", vm, "--json"], ["rsdm", "--name", vm],
+        ]
+        for (n, point) in points.enumerated() {
             let out = dir + "/\(point).sparc"
             let r = try sparc.run(
                 ["checkpoint", "--name", vm, "-o", out, "--exclude-pid", String(victim)],
-                environment: ["SPARC_FAULT": point, "SPARC_FREEZE_LEASE": "3"])
+                environment: ["SPARC_FAULT": point, "SPARC_FREEZE_LEASE": "3600"])
             XCTAssertEqual(r.status, 128 + SIGKILL, "\(point): \(r.stderr)")
             XCTAssertFalse(FileSystem.exists(out), "\(point): no bundle under the final name")
-            // The next command for the VM (exec runs beside the agent even while the guest is frozen).
-            let began = Date()
-            var before = ticks(), running = false
-            while !running && Date().timeIntervalSince(began) < 20 {
-                usleep(500_000)
-                let now = ticks()
-                running = now > before && before > 0
-                before = now
+            // The dead checkpoint's own marker says it held the guest (a paused guest cannot answer).
+            XCTAssertTrue(freezeMarkers().contains("at-work-by"), "\(point): the killed checkpoint left its marker")
+            if point != "checkpoint-after-resume" && point != "checkpoint-before-commit" && !freezeMarkers().contains("paused-by") {
+                XCTAssertTrue(try agentSaysFrozen(), "\(point): the killed checkpoint left the guest frozen (as the test means it to)")
             }
-            XCTAssertTrue(running, "\(point): the guest's processes run again")
-            XCTAssertLessThan(Date().timeIntervalSince(began), 10, "\(point): within the lease and a little")
-            print("\(point): guest processes ran again after \(String(format: "%.1f", Date().timeIntervalSince(began))) s")
-            XCTAssertTrue(try sparc.ok(["vm", "status", "--name", vm]).contains("running"), point)
+            let began = Date()
+            let next = nextCommands[n % nextCommands.count]
+            let result = try sparc.run(next)
+            XCTAssertEqual(result.status, 0, "\(point): sparc \(next.joined(separator: " ")): \(result.stderr)")
+            // Right after that one command: thawed and running, markers gone, its staging directory too.
+            XCTAssertFalse(try agentSaysFrozen(), "\(point): 'sparc \(next.joined(separator: " "))' thawed the guest")
+            XCTAssertEqual(freezeMarkers(), [], point)
+            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.contains(".partial") }, [], "\(point): staging removed")
+            print("\(point): guest thawed by 'sparc \(next.joined(separator: " "))' \(String(format: "%.2f", Date().timeIntervalSince(began))) s after the kill")
+            let t0 = ticks()
+            var t1 = t0
+            for _ in 0..<100 where t1 <= t0 { t1 = ticks() }
+            XCTAssertGreaterThan(t1, t0, "\(point): the guest's processes run")
+            XCTAssertTrue(try sparc.ok(["vm", "status", "--name", vm]).contains("guest:    running"), point)
         }
-        XCTAssertFalse(((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).isEmpty, "the dead checkpoints left partial directories")
+        let log = try sparc.ok(["log", "--name", vm])
+        XCTAssertTrue(log.contains("died with the guest frozen; thawed by the next sparc command"), log)
         try sparc.ok(["checkpoint", "--name", vm, "-o", dir + "/after.sparc"])
-        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).sorted(), ["after.sparc"], "the next checkpoint removed them")
-        XCTAssertTrue(try sparc.ok(["log", "--name", vm]).contains("recovered"), "the history tells of the guest resumed")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).sorted(), ["after.sparc"])
         try guest("kill \(victim) \(ticker)")
+    }
+
+    /// Ctrl-C (SIGINT), SIGTERM and SIGHUP cancel a checkpoint at each phase as Esc does: the
+    /// command ends with the signal's status and one line, the guest runs and is thawed by the
+    /// command itself (no marker left for a next command to find, nothing recovered in the log),
+    /// and no bundle or partial directory is left. The time from the signal to the end is printed.
+    func testSignalsCancelACheckpointAtEveryPhase() throws {
+        let victim = try detach("while :; do sleep 1000; done")
+        let dir = work + "/signals"
+        try FileSystem.makeDirectories(dir)
+        let reached = work + "/reached"
+        let logBefore = try sparc.ok(["log", "--name", vm]).components(separatedBy: "recovered").count
+        let points = ["checkpoint-after-collect", "checkpoint-after-pause", "checkpoint-after-devices", "checkpoint-after-memory", "checkpoint-after-resume"]
+        for (n, point) in points.enumerated() {
+            for sig in [SIGINT, SIGTERM, SIGHUP] {
+                unlink(reached)
+                let out = dir + "/\(point)-\(sig).sparc"
+                let errFile = work + "/stderr-\(sig)"
+                let err = open(errFile, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+                var env = ProcessInfo.processInfo.environment
+                env["SPARC_RUNTIME_DIR"] = runtime
+                env["SPARC_STATE_DIR"] = runtime + "-state"
+                env["SPARC_FAULT"] = point + ":stall=60"
+                env["SPARC_FAULT_REACHED"] = reached
+                env["SPARC_FREEZE_LEASE"] = "3600"
+                let pid = try Subprocess.spawn(
+                    [sparc.binary, "checkpoint", "--name", vm, "-o", out, "--exclude-pid", String(victim)], stderr: err, environment: env)
+                close(err)
+                // The stall is reached: the step is where the test wants the signal.
+                var arrived = false
+                for _ in 0..<600 where !arrived {
+                    usleep(100_000)
+                    arrived = (try? FileSystem.readFile(reached)).map { String(decoding: $0, as: UTF8.self).contains(point) } ?? false
+                }
+                XCTAssertTrue(arrived, "\(point): the checkpoint reached the step")
+                if n == 0 && sig == SIGINT {
+                    // Meanwhile vm status says the guest is frozen, and by whom (and does not thaw it).
+                    let status = try sparc.ok(["vm", "status", "--name", vm])
+                    XCTAssertTrue(status.contains("guest:    frozen: checkpoint (pid \(pid)) is at work"), status)
+                }
+                let sent = Date()
+                kill(pid, sig)
+                let status = Subprocess.wait(pid)
+                let took = Date().timeIntervalSince(sent)
+                let stderr = String(decoding: (try? FileSystem.readFile(errFile)) ?? Data(), as: UTF8.self)
+                XCTAssertEqual(status, 128 + sig, "\(point), signal \(sig): \(stderr)")
+                XCTAssertEqual(stderr.split(separator: "\n").filter { !$0.trimmed.isEmpty }.count, 1, stderr)
+                XCTAssertTrue(stderr.contains("cancelled by SIG") && stderr.contains("no bundle was written"), stderr)
+                // Undone by the command itself: nothing left for the next one to recover.
+                XCTAssertEqual(freezeMarkers(), [], "\(point), signal \(sig)")
+                XCTAssertFalse(try agentSaysFrozen(), "\(point), signal \(sig): the guest was thawed")
+                XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir), [], "\(point), signal \(sig): no bundle, no partial directory")
+                print("\(point), signal \(sig): cancelled, guest running and thawed \(String(format: "%.2f", took)) s after the signal")
+            }
+        }
+        XCTAssertTrue(try sparc.ok(["vm", "status", "--name", vm]).contains("guest:    running"))
+        XCTAssertEqual(try sparc.ok(["log", "--name", vm]).components(separatedBy: "recovered").count, logBefore, "nothing needed recovering")
+        try guest("kill \(victim)")
+    }
+
+    /// A restore killed after its guest ran (frozen, as saved) but before the guided cleanup:
+    /// the next sparc command thaws the guest the way the agent's lease would, so the excluded
+    /// process dies before anything runs; a restore cancelled by a signal before the guest runs
+    /// starts nothing and says that the VM it was to replace was stopped.
+    func testRestoreKilledOrCancelledNeverLeavesTheGuestFrozenOrTheExcludedAlive() throws {
+        let victim = try detach("exec sleep 4000")
+        let bundle = work + "/restore-after-resume.sparc"
+        try sparc.ok(["checkpoint", "--name", vm, "-o", bundle, "--exclude-pid", String(victim)])
+        let r = try sparc.run(["restore", bundle, "--name", vm, "--replace"], environment: ["SPARC_FAULT": "restore-after-resume", "SPARC_FREEZE_LEASE": "3600"])
+        XCTAssertEqual(r.status, 128 + SIGKILL, r.stderr)
+        XCTAssertTrue(freezeMarkers().contains("at-work-by"), "the dead restore left its marker")
+        XCTAssertTrue(try agentSaysFrozen(), "the restored guest is still frozen (as the test means it to be)")
+        let ps = try sparc.ok(["ps", "--name", vm])
+        XCTAssertFalse(try agentSaysFrozen(), "the next command thawed the guest")
+        XCTAssertFalse(ps.split(separator: "\n").contains { $0.trimmed.hasPrefix("\(victim) ") && $0.contains("sleep 4000") }, "the excluded process never ran on: \(ps)")
+        XCTAssertEqual(try guest("kill -0 \(victim) 2>/dev/null && echo alive || echo gone"), "gone")
+        XCTAssertTrue(try sparc.ok(["log", "--name", vm]).contains("restore (pid"), "the recovery is logged")
+
+        // Cancelled before its guest ran: nothing started, the replaced VM stopped and said so.
+        let reached = work + "/restore-reached"
+        unlink(reached)
+        var env = ProcessInfo.processInfo.environment
+        env["SPARC_RUNTIME_DIR"] = runtime
+        env["SPARC_STATE_DIR"] = runtime + "-state"
+        env["SPARC_FAULT"] = "restore-after-memory:stall=60"
+        env["SPARC_FAULT_REACHED"] = reached
+        let errFile = work + "/restore-stderr"
+        let err = open(errFile, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        let pid = try Subprocess.spawn([sparc.binary, "restore", bundle, "--name", vm, "--replace"], stderr: err, environment: env)
+        close(err)
+        var arrived = false
+        for _ in 0..<600 where !arrived {
+            usleep(100_000)
+            arrived = FileSystem.exists(reached)
+        }
+        XCTAssertTrue(arrived)
+        kill(pid, SIGINT)
+        XCTAssertEqual(Subprocess.wait(pid), 128 + SIGINT)
+        let stderr = String(decoding: try FileSystem.readFile(errFile), as: UTF8.self)
+        XCTAssertTrue(stderr.contains("cancelled by SIGINT") && stderr.contains("had been stopped"), stderr)
+        try assertNoVM(vm)
+        try sparc.ok(["restore", bundle, "--name", vm])
+        try assertHealthy()
     }
 
     /// sparc killed at every phase of a restore before the guest runs: the next command for

@@ -78,9 +78,11 @@ struct Checkpoint: ParsableCommand {
         let allow = gating ? try ruleOptions.allowances(vm: vm.name) : []
         let manager = lock.apply(try vm.manager())
         manager.connect = connection.uri
+        // Ctrl-C, SIGTERM and SIGHUP cancel as Esc does in the TUI: the guest runs and is thawed, nothing partial is left.
+        Interruption.install()
         let report = try manager.checkpoint(
             name: vm.name, output: try output ?? BundleHome.newBundle(vm: vm.name), stopAfter: stop, exclusion: request.isEmpty ? nil : request,
-            progress: progressPrinter())
+            cancel: Interruption.cancellation, progress: progressPrinter())
         endProgress()
         var gate: CredentialScan.Gate?
         if let rules {
@@ -89,7 +91,8 @@ struct Checkpoint: ParsableCommand {
             let show = progressPrinter()
             gate = try CredentialScan.gate(
                 bundle: report.bundle, rules: rules, allow: allow, refuse: refuseSecrets, reveal: ruleOptions.show, maxFindingsPerRule: ruleOptions.maxPerRule,
-                progress: show.map { p in { _, done, total in p("scanning the memory image \(done * 100 / max(total, 1))%") } })
+                progress: show.map { p in { _, done, total in p("scanning the memory image \(done * 100 / max(total, 1))%") } },
+                cancel: Interruption.cancellation)
             endProgress()
             if let gate, gate.refused {
                 try manager.history(vm.name).append(

@@ -18,7 +18,9 @@ struct Console: ParsableCommand {
 
     func run() throws {
         try connection.refuseForDomains("console", instead: "'virsh console \(name)' (libvirt owns the serial console), or 'sparc terminal --connect URI --name \(name)'")
-        let console = try VMManager().console(name)
+        let manager = try VMManager()
+        manager.recoverAbandoned(name)
+        let console = try manager.console(name)
         if let send {
             try console.send(SerialConsole.unescape(send))
             return

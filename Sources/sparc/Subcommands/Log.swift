@@ -23,7 +23,9 @@ struct Log: ParsableCommand {
 
     func run() throws {
         try RuntimeLayout.validate(name: name)
-        let log = try VMManager().history(name)
+        let manager = try VMManager()
+        manager.recoverAbandoned(name)
+        let log = try manager.history(name)
         let entries = try log.entries()
         if json {
             try printJSON(entries)

@@ -21,6 +21,7 @@ struct RSDM: ParsableCommand {
         try RuntimeLayout.validate(name: name)
         let manager = try VMManager()
         manager.connect = connection.uri
+        manager.recoverAbandoned(name)
         let store = try manager.rsdm(name: name)
         switch (words.first ?? "list", words.count) {
         case ("list", _):

@@ -62,7 +62,11 @@ struct Restore: ParsableCommand {
         let manager = lock.apply(try VMManager(agentTimeout: timeout))
         let policy = RestorePolicy(allowRollback: allowRollback, allowForeign: foreign, clone: clone, kernel: kernel, initrd: initrd, disk: disk, network: net)
         manager.connect = connection.uri
-        let report = try manager.restore(bundle: bundle, name: name, replace: replace, killExcluded: !noKill, policy: policy, progress: progressPrinter())
+        // Ctrl-C, SIGTERM and SIGHUP cancel until the guest resumes; after that the restore finishes.
+        Interruption.install()
+        let report = try manager.restore(
+            bundle: bundle, name: name, replace: replace, killExcluded: !noKill, policy: policy, progress: progressPrinter(),
+            cancel: Interruption.cancellation)
         endProgress()
         for w in report.warnings { printError("sparc: warning: \(w.terminalSafe)") }
         if let c = report.cleanup {

@@ -138,6 +138,8 @@ struct VM: ParsableCommand {
             if let t = s.startedAt { print("started:  \(t)") }
             if let r = s.restoredFrom { print("restored: \(r.terminalSafe)") }
             if let a = s.agent { print("agent:    \(a)") }
+            if let g = s.guest { print("guest:    \(g)") }
+            if let r = s.recovered { print("recovered: \(r)") }
             if let x = s.sandbox { print("sandbox:  \(x)") }
             print("runtime:  \(s.runtimeDirectory)")
         }
