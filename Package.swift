@@ -59,7 +59,7 @@ let package = Package(
             ]),
         // Fixtures the test targets share (the fuzzers' mutator).
         .target(name: "TestSupport", path: "Tests/TestSupport"),
-        .testTarget(name: "SparcSupportTests", dependencies: ["SparcSupport"]),
+        .testTarget(name: "SparcSupportTests", dependencies: ["SparcSupport", "TestSupport"]),
         .testTarget(name: "SnapshotModelTests", dependencies: ["SnapshotModel", "SparcSupport", "TestSupport"]),
         .testTarget(name: "GuestQueryTests", dependencies: ["GuestQuery", "SparcSupport", "TestSupport"]),
         .testTarget(name: "GuestProcfsTests", dependencies: ["GuestProcfs", "GuestQuery"]),

@@ -449,9 +449,13 @@ public struct SecretScanner: Sendable {
         })
     }
 
+    /// The longest key block a match grows to (an 8192-bit RSA key in PEM is under 7 KiB).
+    static let longestBlock = 16 << 10
+
     /// Grows a match to the end of the block it opens: through `marker` (and, when the marker
-    /// is only the start of the end line, through its closing dashes), found within 64 KiB;
-    /// the match alone when the marker is not there.
+    /// is only the start of the end line, through its closing dashes), found within
+    /// `longestBlock`; the match alone when the marker is not there, or when another block
+    /// begins first (a copy whose end was overwritten never swallows the copies after it).
     static func extend(_ base: UnsafePointer<UInt8>, size: Int, offset: Int, length: Int, to marker: String) -> Int {
         func find(_ needle: [UInt8], from start: Int, before limit: Int) -> Int? {
             var i = start
@@ -462,7 +466,8 @@ public struct SecretScanner: Sendable {
             return nil
         }
         let needle = Array(marker.utf8)
-        guard let at = find(needle, from: offset + length, before: min(size, offset + (64 << 10))) else { return length }
+        guard let at = find(needle, from: offset + length, before: min(size, offset + longestBlock)) else { return length }
+        if find(Array("-----BEGIN ".utf8), from: offset + length, before: at) != nil { return length }
         var end = at + needle.count
         if !marker.hasSuffix("-----"), let dashes = find(Array("-----".utf8), from: end, before: min(size, end + 80)) {
             end = dashes + 5

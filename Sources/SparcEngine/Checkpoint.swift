@@ -287,6 +287,9 @@ extension VMManager {
         // Who owns each page, for attributing search hits later; taken while frozen.
         progress?(.init(.recordingOwners, "recording page owners"))
         let owners = try agent.owners()
+        // The agent's port serves one client at a time: let go of it until the thaw, so that
+        // ps, ttys and the TUI answer while the checkpoint copies.
+        agent.close()
         try Self.writeOwnerMap(owners, excluding: Set(plan?.processes.map(\.pid) ?? []), to: writer.file(Manifest.ownersFile))
         return (plan, excludedFileRanges)
     }

@@ -9,8 +9,8 @@
 /// widen a window between two steps.
 ///
 /// A stall ends early when the work is cancelled (`interruption`), as any long step does.
-/// Points whose name is written to `$SPARC_FAULT_REACHED` (a file) when reached, so that a
-/// test can time its signal to the very step.
+/// A stalled point's name is written to `$SPARC_FAULT_REACHED` (a file) when reached, so that
+/// a test can act at the very step.
 public enum FaultPoint {
     nonisolated(unsafe) public static var interruption: Cancellation?
 
@@ -26,8 +26,11 @@ public enum FaultPoint {
                     close(fd)
                 }
             }
-            var left = min(seconds, 60)
-            while left > 0 && interruption?.isCancelled != true {
+            // `$SPARC_FAULT_RELEASE` names a file whose appearance ends the stall early: a test
+            // holds a step exactly as long as it needs, whatever the machine's speed.
+            let release = getenv("SPARC_FAULT_RELEASE").map { String(cString: $0) }
+            var left = min(seconds, 600)
+            while left > 0 && interruption?.isCancelled != true && !(release.map { access($0, F_OK) == 0 } ?? false) {
                 usleep(20_000)
                 left -= 0.02
             }

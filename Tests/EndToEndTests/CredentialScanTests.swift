@@ -42,10 +42,12 @@ extension ExclusionTests {
 
     func testCredentialScanNamesOwnersAndTheGateRefusesUntilExcluded() throws {
         let rules = try canaryRules()
-        let aws = try detach("exec sparc-probe assemble aws 11 > /dev/null")
-        let ssh = try detach("exec sparc-probe assemble ssh 22 > /dev/null")
-        let canary = try detach("exec sparc-probe assemble canary 33 > /dev/null")
-        sleep(1)
+        let aws = try assembled("aws", seed: 11)
+        let ssh = try assembled("ssh", seed: 22)
+        let canary = try assembled("canary", seed: 33)
+        // More of each kind in other processes: every secret is one finding, owned by its holder.
+        let aws2 = try assembled("aws", seed: 12)
+        let ssh2 = try assembled("ssh", seed: 23)
         XCTAssertTrue(try livePids().isSuperset(of: [aws, ssh, canary]))
 
         // Baseline: a plain checkpoint holds all three, each in its own process's memory.
@@ -55,8 +57,12 @@ extension ExclusionTests {
         XCTAssertEqual(scan.status, 0, scan.stderr)
         let found = try findings(scan.stdout)
         let byRule = owners(found)
-        XCTAssertEqual(byRule["aws_access_key_id"], [aws], "\(byRule)")
-        XCTAssertEqual(byRule["openssh_private_key"], [ssh], "\(byRule)")
+        XCTAssertEqual(byRule["aws_access_key_id"], [aws, aws2], "\(byRule)")
+        XCTAssertEqual(byRule["openssh_private_key"], [ssh, ssh2], "\(byRule)")
+        for (rule, pid) in [("aws_access_key_id", aws), ("aws_access_key_id", aws2), ("openssh_private_key", ssh), ("openssh_private_key", ssh2)] {
+            let mine = found.filter { ($0["rule"] as! [String: Any])["id"] as? String == rule && ($0["owner"] as? [String: Any])?["pid"] as? Int == Int(pid) }
+            XCTAssertEqual(mine.count, 1, "\(rule) of pid \(pid) reported once: \(mine)")
+        }
         XCTAssertEqual(byRule["sparc_canary"], [canary], "\(byRule)")
         let key = try XCTUnwrap(found.first { ($0["rule"] as! [String: Any])["id"] as? String == "openssh_private_key" })
         XCTAssertEqual(key["length"] as? Int, 35 + 6 * 71 + 1 + 33, "the whole key block, BEGIN through END")
@@ -76,7 +82,7 @@ extension ExclusionTests {
         XCTAssertEqual(gate.status, 1, gate.stderr)
         XCTAssertFalse(FileSystem.exists(refused), "a refused bundle is removed")
         XCTAssertEqual(gate.stderr.split(separator: "\n").count, 1, "one line: \(gate.stderr)")
-        for pid in [aws, ssh, canary] { XCTAssertTrue(gate.stderr.contains("--exclude-pid \(pid)"), gate.stderr) }
+        for pid in [aws, ssh, canary, aws2, ssh2] { XCTAssertTrue(gate.stderr.contains("--exclude-pid \(pid)"), gate.stderr) }
         // The history says the refused checkpoint was discarded: it is not the newest one a restore compares with.
         let log = try sparc.ok(["log", "--name", vm]).split(separator: "\n")
         XCTAssertTrue(log.last?.contains("discarded") == true && log.last?.contains("refused.sparc") == true, log.joined(separator: "\n"))
@@ -98,12 +104,12 @@ extension ExclusionTests {
         // All three excluded: nothing left to find.
         let clean = work + "/clean.sparc"
         let cleanGate = try sparc.run(
-            ["checkpoint", "--name", vm, "-o", clean, "--refuse-secrets", "--rules", rules] + [aws, ssh, canary].flatMap { ["--exclude-pid", String($0)] })
+            ["checkpoint", "--name", vm, "-o", clean, "--refuse-secrets", "--rules", rules] + [aws, ssh, canary, aws2, ssh2].flatMap { ["--exclude-pid", String($0)] })
         XCTAssertEqual(cleanGate.status, 0, cleanGate.stderr)
         XCTAssertTrue(cleanGate.stdout.contains("no credentials found"), cleanGate.stdout)
         XCTAssertEqual(try sparc.run(["scan", clean, "--rules", rules]).status, 1, "exit 1: none found")
         try assertHealthy()
-        _ = try guest("kill \(aws) \(ssh) \(canary)")
+        _ = try guest("kill \(aws) \(ssh) \(canary) \(aws2) \(ssh2)")
     }
 
     func testCredentialScanBadRulesStopTheCheckpointBeforeTheGuestPauses() throws {

@@ -29,7 +29,7 @@ final class ExclusionTests: GuestTestCase {
         channels += more
         // A bystander that must run on after the restore.
         _ = try detach("i=0; while :; do i=$((i+1)); echo $i > /run/bystander; sleep 0.2; done")
-        sleep(1)
+        XCTAssertTrue(try advances("/run/bystander"))
 
         let targets = ["--exclude-tty", pty, "--exclude-tty", "ttyS0"] + pids.flatMap { ["--exclude-pid", String($0)] }
         let (_, bundles) = try effectivenessTable(channels, targets: targets, tag: "busybox")
@@ -51,9 +51,7 @@ final class ExclusionTests: GuestTestCase {
         let restore = try sparc.run(["restore", bundles[2], "--name", vm, "--replace"])
         XCTAssertEqual(restore.status, 0, restore.stderr)
         XCTAssertTrue(restore.stdout.contains("killed excluded processes"), restore.stdout)
-        let before = Int(try guest("cat /run/bystander")) ?? 0
-        sleep(1)
-        XCTAssertGreaterThan(Int(try guest("cat /run/bystander")) ?? 0, before, "bystander runs on")
+        XCTAssertTrue(try advances("/run/bystander"), "bystander runs on")
         let alive = try livePids()
         for pid in excludedPids { XCTAssertFalse(alive.contains(pid), "excluded pid \(pid) still runs after restore") }
         // init reaps the killed console shell once thawed and starts a new one.
@@ -98,7 +96,7 @@ final class ExclusionTests: GuestTestCase {
     }
 
     /// A process that named itself with the secret: the name is in every bundle's owner map
-    /// while it is not excluded; excluded, neither manifest.json nor owners.json holds it
+    /// while it is not excluded; excluded, neither manifest.json nor owners.bin holds it
     /// (the manifest keeps a keyed hash), and checkpoint still shows the live name.
     func testExcludedProcessNamesAreNotWrittenInClear() throws {
         // A process name holds 15 characters at most.
@@ -106,13 +104,13 @@ final class ExclusionTests: GuestTestCase {
         let name = try readFifo("/run/name")
         XCTAssertEqual(name.count, 15)
         func inMetadata(_ bundle: String) throws -> [String] {
-            ["manifest.json", "owners.json"].filter { f in
+            ["manifest.json", "owners.bin"].filter { f in
                 (try? Data(contentsOf: URL(fileURLWithPath: bundle + "/" + f)))?.range(of: Data(name.utf8)) != nil
             }
         }
         let plain = work + "/named.sparc"
         try sparc.ok(["checkpoint", "--name", vm, "-o", plain])
-        XCTAssertEqual(try inMetadata(plain), ["owners.json"], "baseline: the owner map names every process")
+        XCTAssertEqual(try inMetadata(plain), ["owners.bin"], "baseline: the owner map names every process")
         let hidden = work + "/named-excluded.sparc"
         let out = try sparc.ok(["checkpoint", "--name", vm, "-o", hidden, "--exclude-pid", String(holder)])
         XCTAssertTrue(out.contains("pid \(holder) \(name)"), "the operator sees the live name: \(out)")
@@ -202,21 +200,32 @@ final class ExclusionTests: GuestTestCase {
         let outcome = Outcome(), finished = DispatchSemaphore(value: 0)
         let runner = sparc
         let bundle = work + "/held.sparc", name = vm
-        // The checkpoint dwells 3 s between collection and pause (as a guest with many
-        // processes can); the operator types meanwhile.
+        // The checkpoint dwells between collection and pause (as a guest with many processes
+        // can) until the test releases it; the operator types meanwhile.
+        let reached = work + "/held-reached", release = work + "/held-release"
+        unlink(reached)
+        unlink(release)
+        defer { FileManager.default.createFile(atPath: release, contents: Data()) }
         Thread.detachNewThread {
             outcome.result = try? runner.run(
                 ["checkpoint", "--name", name, "-o", bundle],
-                environment: ["SPARC_FAULT": "checkpoint-after-collect:stall=3"])
+                environment: ["SPARC_FAULT": "checkpoint-after-collect:stall=600", "SPARC_FAULT_REACHED": reached, "SPARC_FAULT_RELEASE": release])
             finished.signal()
         }
-        sleep(2)
-        let began = Date()
-        try sparc.ok(["console", "--name", vm, "--send", ": \(during); echo x >> /run/held-count\\n"])
-        let waited = Date().timeIntervalSince(began)
+        for _ in 0..<600 where !FileSystem.exists(reached) { usleep(100_000) }
+        XCTAssertTrue(FileSystem.exists(reached), "the checkpoint dwells after its collection")
+        let typed = Outcome(), typedDone = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            typed.result = try? runner.run(["console", "--name", name, "--send", ": \(during); echo x >> /run/held-count\\n"])
+            typedDone.signal()
+        }
+        // Typing is held as long as the checkpoint is (it cannot end before the release).
+        XCTAssertEqual(typedDone.wait(timeout: .now() + 3), .timedOut, "typing waited for the checkpoint")
+        FileManager.default.createFile(atPath: release, contents: Data())
         finished.wait()
+        typedDone.wait()
+        XCTAssertEqual(typed.result?.status, 0, typed.result?.stderr ?? "no result")
         XCTAssertEqual(outcome.result?.status, 0, outcome.result?.stderr ?? "no result")
-        XCTAssertGreaterThan(waited, 0.5, "typing waited for the checkpoint")
         // Nothing is excluded here: what was typed before the checkpoint is in it, what was typed during is not.
         XCTAssertEqual(try sparc.run(["search", before, bundle]).status, 0, "typed before the checkpoint, in the bundle")
         let found = try sparc.run(["search", during, bundle])
@@ -466,8 +475,9 @@ final class ExclusionTests: GuestTestCase {
 
         // A process that has already exited (a zombie) is excluded without harm.
         let parent = try detach("sleep 0.2 & exec sleep 1000")
-        sleep(1)
-        let zombie = try guest("for p in /proc/[0-9]*; do if [ \"$(cut -d' ' -f4 $p/stat)\" = \(parent) ]; then basename $p; fi; done")
+        // Its child, once it has exited and become a zombie (state Z).
+        let zombie = try guest(
+            "i=0; while [ $i -lt 300 ]; do for p in /proc/[0-9]*; do if [ \"$(cut -d' ' -f4 $p/stat 2>/dev/null)\" = \(parent) ] && [ \"$(cut -d' ' -f3 $p/stat)\" = Z ]; then basename $p; exit 0; fi; done; sleep 0.1; i=$((i+1)); done")
         XCTAssertNotNil(Int(zombie), "zombie child of \(parent): '\(zombie)'")
         try sparc.ok(["checkpoint", "--name", vm, "-o", work + "/zombie.sparc", "--exclude-pid", zombie])
         try guest("kill \(parent)")

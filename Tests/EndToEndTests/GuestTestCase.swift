@@ -107,6 +107,27 @@ class GuestTestCase: XCTestCase {
         return Int32(pid) ?? -1
     }
 
+    /// Whether the number a guest process keeps writing into `file` grows past its value now:
+    /// polled (up to 300 times, 0.1 s apart) for progress the guest itself records, never a
+    /// span of time. For "it runs on" after a checkpoint or a restore.
+    func advances(_ file: String, line: UInt = #line) throws -> Bool {
+        let start = Int(try guest("cat \(file) 2>/dev/null")) ?? -1
+        for _ in 0..<300 {
+            if (Int((try? guest("cat \(file) 2>/dev/null")) ?? "") ?? -1) > start { return true }
+            usleep(100_000)
+        }
+        return false
+    }
+
+    /// Starts `sparc-probe assemble KIND SEED` in the guest and returns its pid once it says
+    /// "ready" (its secret is whole in its memory).
+    func assembled(_ kind: String, seed: Int) throws -> Int32 {
+        let ready = "/run/assembled-\(kind)-\(seed)"
+        let pid = try detach("exec sparc-probe assemble \(kind) \(seed) > \(ready)")
+        try guest("i=0; while ! grep -q ready \(ready) 2>/dev/null && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done; grep -q ready \(ready)")
+        return pid
+    }
+
     /// Reads what a guest process writes into a FIFO (waiting for it to appear), then removes it.
     func readFifo(_ path: String) throws -> String {
         try guest("i=0; while [ ! -p \(path) ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; cat \(path); rm -f \(path)")

@@ -202,3 +202,88 @@ final class SecretScannerTests: XCTestCase {
         XCTAssertEqual(SecretScanner.redact("abc", facts: f), "…[3 hidden]", "a short match shows nothing")
     }
 }
+
+/// The reviewer's case and its neighbours: many secrets of different rules packed close
+/// together in memory, each reported once with its own extent.
+final class PackedSecretsTests: XCTestCase {
+    var directory = ""
+    override func setUpWithError() throws {
+        directory = NSTemporaryDirectory() + "packed-\(getpid())-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    }
+    override func tearDown() { try? FileManager.default.removeItem(atPath: directory) }
+
+    /// An OpenSSH key block as sparc-probe assembles one (6 lines of 70 base64 characters).
+    static func sshKey(seed: UInt64) -> String {
+        let b64 = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+        var s = seed &* 2654435761 &+ 12345
+        var out = "-----BEGIN OPENSSH PRIVATE KEY-----"
+        for _ in 0..<6 {
+            out += "\n"
+            for _ in 0..<70 {
+                s = s &* 6364136223846793005 &+ 1442695040888963407
+                out.append(b64[Int((s >> 33) % 64)])
+            }
+        }
+        return out + "\n-----END OPENSSH PRIVATE KEY-----\n"
+    }
+
+    static func awsID(seed: UInt64) -> String {
+        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
+        var s = seed &* 2654435761 &+ 99
+        return "AKIA" + (0..<16).map { _ -> String in
+            s = s &* 6364136223846793005 &+ 1442695040888963407
+            return String(alphabet[Int((s >> 33) % 32)])
+        }.joined()
+    }
+
+    func testManySecretsPackedTogetherAreEachFoundOnce() throws {
+        // A heap-like page: 16-byte chunk headers, then each secret, NUL-padded; three copies
+        // of the key (a program's buffers), a key whose END line was overwritten, an AWS key
+        // right after a key, a canary for a user rule.
+        var page = [UInt8]()
+        func chunk(_ text: String) {
+            page += [0x11, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0] + Array(text.utf8) + [0]
+            while page.count % 16 != 0 { page.append(0) }
+        }
+        var expected: [(rule: String, text: String)] = []
+        for i in 0..<3 {
+            let key = Self.sshKey(seed: UInt64(7 + i))
+            chunk(key)
+            expected.append(("openssh_private_key", String(key.dropLast())))
+        }
+        // A key whose END was overwritten by the next allocation's header: no end within reach.
+        let broken = String(Self.sshKey(seed: 99).prefix(200))
+        chunk(broken)
+        for i in 0..<4 {
+            let id = Self.awsID(seed: UInt64(i))
+            chunk(id)
+            expected.append(("aws_access_key_id", id))
+            let key = Self.sshKey(seed: UInt64(100 + i))
+            chunk(key)
+            expected.append(("openssh_private_key", String(key.dropLast())))
+        }
+        chunk("SPARC-CANARY-12345678")
+        chunk("password=Tr0ub4dor&3x")
+        expected.append(("password_assignment", "password=Tr0ub4dor&3x"))
+        chunk(Planted.github)
+        expected.append(("github_token", Planted.github))
+        let path = directory + "/image"
+        var image = [UInt8](repeating: 0, count: 4 << 20)
+        image.replaceSubrange(1 << 20..<(1 << 20) + page.count, with: page)
+        FileManager.default.createFile(atPath: path, contents: Data(image))
+        let rules = directory + "/canary.yar"
+        try Data(#"rule canary { strings: $c = /SPARC-CANARY-[0-9]{8}/ condition: $c }"#.utf8).write(to: URL(fileURLWithPath: rules))
+        let scanner = SecretScanner(rules: try SecretRules(ruleFiles: [rules]), reveal: true)
+        let found = try scanner.scan(file: OpenedFile(regular: path)).findings
+        for e in expected {
+            let hits = found.filter { $0.rule.id == e.rule && $0.preview.replacingOccurrences(of: "⏎", with: "\n") == e.text }
+            XCTAssertEqual(hits.count, 1, "\(e.rule) \(e.text.prefix(40)) found \(hits.count) times; all: \(found.map { "\($0.rule.id)@\($0.offset)+\($0.length)" })")
+        }
+        XCTAssertEqual(found.filter { $0.rule.id == "canary" }.count, 1)
+        // The broken key is a finding of its own, never a block that runs into the next copies.
+        let keys = found.filter { $0.rule.id == "openssh_private_key" }
+        XCTAssertTrue(keys.allSatisfy { $0.length < 1000 }, "\(keys.map(\.length))")
+        XCTAssertEqual(keys.count, 8, "seven whole keys and the broken one")
+    }
+}
