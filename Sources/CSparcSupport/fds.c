@@ -7,6 +7,7 @@
 #include <string.h>
 #include <spawn.h>
 #include <sys/socket.h>
+#include <sys/vfs.h>
 
 ssize_t sparc_send_with_fds(int sock, const void *buf, size_t len, const int *fds, int nfds)
 {
@@ -53,4 +54,12 @@ int sparc_punch_hole(int fd, off_t offset, off_t len)
 int sparc_rename_noreplace(const char *from, const char *to)
 {
 	return renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE);
+}
+
+long sparc_filesystem_type(const char *path)
+{
+	struct statfs fs;
+	if (statfs(path, &fs) != 0)
+		return -1;
+	return (long)fs.f_type;
 }

@@ -1,9 +1,14 @@
 // A narrow C face over libyara: its iteration macros and unions do not import into Swift.
 #include "CYaraScan.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <yara.h>
 
 static pthread_once_t initialized = PTHREAD_ONCE_INIT;
@@ -23,6 +28,59 @@ static void compiler_message(int level, const char *file, int line, const YR_RUL
     if (c->fn) c->fn(c->ctx, level == YARA_ERROR_LEVEL_WARNING, file ? file : c->source, line, message);
 }
 
+/* The largest rule file an include may pull in. */
+#define SPARC_YARA_MAX_INCLUDE (16 << 20)
+
+/*
+ * `include "FILE"` in a rule file: libyara would open FILE with fopen, which blocks for ever
+ * on a FIFO and reads a device until it ends. This reads only a regular file (opened without
+ * blocking, checked with fstat), of at most 16 MiB; a relative name is taken from the
+ * including file's directory, as libyara does.
+ */
+static const char *include_file(const char *name, const char *calling_file, const char *ns, void *user) {
+    (void)ns;
+    struct compile_ctx *c = user;
+    const char *from = calling_file ? calling_file : c->source;
+    char path[4096];
+    if (name[0] == '/' || !from || !strchr(from, '/')) {
+        snprintf(path, sizeof path, "%s", name);
+    } else {
+        int dir = (int)(strrchr(from, '/') - from);
+        snprintf(path, sizeof path, "%.*s/%s", dir, from, name);
+    }
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return NULL;
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > SPARC_YARA_MAX_INCLUDE) {
+        close(fd);
+        if (c->fn) c->fn(c->ctx, 0, path, 0, "an included rule file must be a regular file of at most 16 MiB");
+        return NULL;
+    }
+    char *text = malloc((size_t)st.st_size + 1);
+    size_t done = 0;
+    while (text && done < (size_t)st.st_size) {
+        ssize_t n = pread(fd, text + done, (size_t)st.st_size - done, (off_t)done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        done += (size_t)n;
+    }
+    close(fd);
+    if (!text) return NULL;
+    text[done] = 0;
+    return text;
+}
+
+static void include_free(const char *text, void *user) {
+    (void)user;
+    free((void *)text);
+}
+
+void sparc_yara_rule_identifiers(const sparc_yara_rules *rules, void (*each)(void *ctx, const char *identifier), void *ctx) {
+    const YR_RULES *r = (const YR_RULES *)rules;
+    const YR_RULE *rule;
+    yr_rules_foreach(r, rule) { each(ctx, rule->identifier); }
+}
+
 sparc_yara_rules *sparc_yara_compile(const char *const *sources, const char *const *names, int count, const char *ns,
                                      sparc_yara_message_fn on_message, void *ctx, int *errors) {
     *errors = 0;
@@ -40,6 +98,7 @@ sparc_yara_rules *sparc_yara_compile(const char *const *sources, const char *con
     }
     struct compile_ctx c = {on_message, ctx, ""};
     yr_compiler_set_callback(compiler, compiler_message, &c);
+    yr_compiler_set_include_callback(compiler, include_file, include_free, &c);
     for (int i = 0; i < count && *errors == 0; i++) {
         // Rules from a string carry no file name in libyara's messages: name the source here.
         c.source = names[i];

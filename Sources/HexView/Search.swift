@@ -21,6 +21,7 @@ public enum SearchEncoding: String, CaseIterable, Codable, Sendable {
     /// Parses `ascii`, `utf16le,ascii`, `all`.
     public static func parse(_ text: String) throws -> [SearchEncoding] {
         if text == "all" { return allCases }
+        guard !text.trimmed.isEmpty else { throw SparcError("no encoding given: use ascii, utf8, utf16le, utf16be or all") }
         return try text.split(separator: ",").map {
             guard let e = SearchEncoding(rawValue: $0.trimmed.lowercased()) else {
                 throw SparcError("unknown encoding '\($0)': use ascii, utf8, utf16le, utf16be or all")
@@ -144,7 +145,7 @@ public struct SearchHit: Codable, Equatable, Sendable {
 /// Cancels a running search from another thread.
 public typealias SearchCancellation = Cancellation
 
-/// Streams files through the scanner: memory-mapped, holes skipped (a hole is zeros),
+/// Streams files through the scanner: read block by block (never mapped), holes skipped (a hole is zeros),
 /// blocks overlapped by the longest pattern so hits across block edges are found, both
 /// cores busy.
 public struct FileSearcher {
@@ -153,7 +154,10 @@ public struct FileSearcher {
     public var contextBytes: Int
     public var maxHits: Int
 
-    public init(query: SearchQuery, contextBytes: Int = 16, maxHits: Int = 100_000) {
+    /// Hits kept per file: past this many the search of a file stops (and says so).
+    public static let defaultMaxHits = 100_000
+
+    public init(query: SearchQuery, contextBytes: Int = 16, maxHits: Int = FileSearcher.defaultMaxHits) {
         self.query = query
         self.contextBytes = contextBytes
         self.maxHits = maxHits
@@ -192,11 +196,10 @@ public struct FileSearcher {
         file opened: OpenedFile, displayName: String? = nil, progress: ((Int64, Int64) -> Void)? = nil,
         cancel: SearchCancellation? = nil
     ) throws -> [SearchHit] {
-        let file = try MappedFile(opened)
+        let file = FileBlocks(opened)
         let name = displayName ?? opened.path
         let size = file.size
-        guard let mapped = file.bytes else { return [] }
-        nonisolated(unsafe) let base = mapped
+        guard size > 0 else { return [] }
         let fd = file.fd
         let overlap = max(query.longest, query.regex != nil ? 4096 : 0)
         // A pattern that starts with zeros can start in the hole before a data extent.
@@ -217,18 +220,24 @@ public struct FileSearcher {
         let results = SharedBox([[(Int, Int, Int)]](repeating: [], count: blocks.count))
         let query = self.query
         let maxHits = self.maxHits
+        // Hits over every block: once the cap is reached the blocks not yet scanned are skipped
+        // (a pattern that matches everywhere must not cost minutes and gigabytes).
+        let found = SharedBox(0)
         let failure = SharedBox<String?>(nil)
         DispatchQueue.concurrentPerform(iterations: blocks.count) { i in
-            if cancel?.isCancelled == true || failure.value != nil { return }
+            if cancel?.isCancelled == true || failure.value != nil || found.value >= maxHits { return }
             let b = blocks[i]
-            let found: [(Int, Int, Int)]
+            let hits: [(Int, Int, Int)]
             do {
-                found = try Self.scan(base + b.start, length: b.end - b.start, limit: b.limit - b.start, query: query, maxHits: maxHits)
+                hits = try file.withBytes(b.start..<b.end) { p, n in
+                    try Self.scan(p, length: n, limit: b.limit - b.start, query: query, maxHits: maxHits)
+                }
             } catch {
                 failure.value = "\(error)"
                 return
             }
-            let shifted = found.map { ($0.0 + b.start, $0.1, $0.2) }
+            found.mutate { $0 += hits.count }
+            let shifted = hits.map { ($0.0 + b.start, $0.1, $0.2) }
             results.mutate { $0[i] = shifted }
             let sofar = done.mutate { d -> Int64 in
                 d += Int64(b.limit - b.start)
@@ -246,9 +255,8 @@ public struct FileSearcher {
             guard seen.insert(offset &* 31 &+ pattern).inserted else { continue }
             let lo = max(0, offset - contextBytes)
             let hi = min(size, offset + length + contextBytes)
-            let context = String((lo..<hi).map { i -> Character in
-                let c = base[i]
-                return c >= 0x20 && c < 0x7f ? Character(Unicode.Scalar(c)) : "."
+            let context = String(try file.bytes(lo..<hi).map { c -> Character in
+                c >= 0x20 && c < 0x7f ? Character(Unicode.Scalar(c)) : "."
             })
             let label = pattern >= 0 ? query.patterns[pattern].label : "regex " + query.regexLabels[-pattern - 1]
             hits.append(SearchHit(file: name, offset: UInt64(offset), length: length, encoding: label, address: nil, context: context, owner: nil))
@@ -299,7 +307,7 @@ public struct FileSearcher {
             guard start < limit, to > from else { return false }
             if longest[Int(id), default: [:]][start] == nil { count += 1 }
             longest[Int(id), default: [:]][start] = max(longest[Int(id)]?[start] ?? 0, Int(to))
-            return count > maxHits * 4
+            return count > maxHits
         }
         var hits: [(Int, Int, Int)] = []
         for (id, starts) in longest {

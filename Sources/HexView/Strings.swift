@@ -18,9 +18,12 @@ public enum StringsExtractor {
         file opened: OpenedFile, minimum: Int = 4, encodings: [SearchEncoding] = [.ascii],
         emit: (UInt64, String, SearchEncoding) -> Void
     ) throws {
-        let file = try MappedFile(opened)
+        let file = FileBlocks(opened)
         let size = file.size
-        guard let p = file.bytes else { return }
+        guard size > 0 else { return }
+        // Read in chunks (never mapped: a file truncated meanwhile is an error, not SIGBUS); a
+        // run that crosses a chunk edge goes on in the next chunk.
+        let chunk = 8 << 20
         for region in FileSearcher.dataRegions(fd: file.fd, size: size, skipHoles: true, after: 0) {
             for encoding in encodings {
                 let step = (encoding == .utf16le || encoding == .utf16be) ? 2 : 1
@@ -29,22 +32,30 @@ public enum StringsExtractor {
                     var chars: [UInt8] = []
                     var i = region.lowerBound + phase
                     while i + step <= region.upperBound + (step - 1) && i < size - (step - 1) {
-                        let c: UInt8
-                        let ok: Bool
-                        switch encoding {
-                        case .utf16le: c = p[i]; ok = p[i + 1] == 0 && printable(c)
-                        case .utf16be: c = p[i + 1]; ok = p[i] == 0 && printable(c)
-                        default: c = p[i]; ok = printable(c)
+                        let lo = i
+                        let hi = min(size, region.upperBound + (step - 1), lo + chunk + step)
+                        try file.withBytes(lo..<hi) { p, n in
+                            while i - lo + step <= n && i + step <= region.upperBound + (step - 1) {
+                                let k = i - lo
+                                let c: UInt8
+                                let ok: Bool
+                                switch encoding {
+                                case .utf16le: c = p[k]; ok = p[k + 1] == 0 && printable(c)
+                                case .utf16be: c = p[k + 1]; ok = p[k] == 0 && printable(c)
+                                default: c = p[k]; ok = printable(c)
+                                }
+                                if ok {
+                                    if runStart < 0 { runStart = i }
+                                    chars.append(c)
+                                } else {
+                                    if chars.count >= minimum { emit(UInt64(runStart), String(decoding: chars, as: UTF8.self), encoding) }
+                                    chars.removeAll(keepingCapacity: true)
+                                    runStart = -1
+                                }
+                                i += step
+                            }
                         }
-                        if ok {
-                            if runStart < 0 { runStart = i }
-                            chars.append(c)
-                        } else {
-                            if chars.count >= minimum { emit(UInt64(runStart), String(decoding: chars, as: UTF8.self), encoding) }
-                            chars.removeAll(keepingCapacity: true)
-                            runStart = -1
-                        }
-                        i += step
+                        if hi - lo < step { break }
                     }
                     if chars.count >= minimum { emit(UInt64(runStart), String(decoding: chars, as: UTF8.self), encoding) }
                 }

@@ -1,4 +1,5 @@
 import Foundation
+import CSparcSupport
 import SparcSupport
 
 #if canImport(Glibc)
@@ -15,7 +16,7 @@ public enum GuestRAM {
     /// Where RAM files are made: `$SPARC_RAM_DIR` (a tmpfs or hugetlbfs mount of the
     /// operator's choosing), else /dev/shm.
     public static var baseDirectory: String {
-        if let dir = ProcessInfo.processInfo.environment["SPARC_RAM_DIR"], dir.hasPrefix("/") { return dir }
+        if let dir = ProcessInfo.processInfo.environment["SPARC_RAM_DIR"], !dir.isEmpty { return dir }
         return "/dev/shm"
     }
 
@@ -26,8 +27,20 @@ public enum GuestRAM {
         return Int64(fs.f_bavail) * Int64(fs.f_frsize)
     }
 
+    /// Checks that `base` keeps what it holds in memory (tmpfs or hugetlbfs): guest RAM on a
+    /// disk file system would write the guest's memory, secrets and all, to disk.
+    public static func checkInMemory(_ base: String) throws {
+        let type = sparc_filesystem_type(base)
+        guard type >= 0 else { throw SparcError.posix("cannot use the RAM directory", base) }
+        let tmpfs = 0x0102_1994, hugetlbfs = 0x9584_58f6
+        guard type == tmpfs || type == hugetlbfs else {
+            throw SparcError("the RAM directory \(base) is not on tmpfs or hugetlbfs (file system type 0x\(String(type, radix: 16))): guest memory would be written to disk; set $SPARC_RAM_DIR to a tmpfs or hugetlbfs mount")
+        }
+    }
+
     /// Makes the private directory for one VM's RAM file.
     public static func makeDirectory(vm: String, base: String = GuestRAM.baseDirectory) throws -> String {
+        try checkInMemory(base)
         var template = Array("\(base)/sparc-\(vm)-XXXXXX".utf8CString)
         guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else {
             throw SparcError.posix("cannot create a directory for guest RAM in", base)

@@ -9,11 +9,14 @@ public enum Accelerator: String, Codable, Sendable, CaseIterable {
     ///
     /// A PVM-only KVM module (as on some cloud hosts) cannot run stock guest
     /// kernels, so it counts as no KVM.
-    public static func detect() -> Accelerator {
-        guard access("/dev/kvm", R_OK | W_OK) == 0 else { return .tcg }
-        if FileSystem.exists("/sys/module/kvm_pvm") { return .tcg }
-        if FileSystem.exists("/sys/module/kvm_intel") || FileSystem.exists("/sys/module/kvm_amd") { return .kvm }
-        return .tcg
+    public static func detect() -> Accelerator { kvmProblem() == nil ? .kvm : .tcg }
+
+    /// Why KVM cannot run a stock guest kernel here (nil: it can).
+    public static func kvmProblem() -> String? {
+        guard access("/dev/kvm", R_OK | W_OK) == 0 else { return "/dev/kvm is missing or not usable" }
+        if FileSystem.exists("/sys/module/kvm_pvm") { return "this host's KVM is PVM only, which stock guest kernels do not run on" }
+        if FileSystem.exists("/sys/module/kvm_intel") || FileSystem.exists("/sys/module/kvm_amd") { return nil }
+        return "neither kvm_intel nor kvm_amd is loaded"
     }
 }
 
@@ -53,9 +56,16 @@ public struct MachineSpec: Codable, Equatable, Sendable {
         guard memoryMiB <= 1 << 20 else { throw SparcError("memory of \(memoryMiB) MiB is more than 1 TiB") }
         guard (1...64).contains(cpus) else { throw SparcError("cpus must be between 1 and 64") }
         for (what, path) in [("kernel", kernel), ("initrd", initrd)] {
-            if let path, !FileSystem.exists(path) { throw SparcError("\(what) \(path) does not exist") }
+            guard let path else { continue }
+            var st = stat()
+            guard stat(path, &st) == 0 else { throw SparcError("\(what) \(path) does not exist") }
+            // A FIFO or device would be read until it ends (never).
+            guard (st.st_mode & S_IFMT) == S_IFREG else { throw SparcError("\(what) \(path) is not a regular file") }
         }
         if initrd != nil && kernel == nil { throw SparcError("--initrd needs --kernel") }
+        if kernel != nil && initrd == nil {
+            throw SparcError("--kernel needs --initrd (the guest's initramfs, where its agent starts); a disk with its own bootloader boots with --boot disk")
+        }
     }
 }
 

@@ -38,6 +38,18 @@ public struct DomainPreparation {
         return out
     }
 
+    /// The user and group the domain's QEMU runs as, from the DAC label libvirt gives a running
+    /// domain (`<seclabel model='dac'><label>+64055:+64055</label>`); nil when the definition
+    /// names none (an inactive definition, or a driver without DAC labels).
+    public var qemuUser: (uid: uid_t, gid: gid_t)? {
+        for seclabel in root.elements(forName: "seclabel") where seclabel.attribute(forName: "model")?.stringValue == "dac" {
+            guard let label = seclabel.elements(forName: "label").first?.stringValue else { continue }
+            let parts = label.split(separator: ":").map { $0.hasPrefix("+") ? $0.dropFirst() : $0 }
+            if parts.count == 2, let uid = uid_t(parts[0]), let gid = gid_t(parts[1]) { return (uid, gid) }
+        }
+        return nil
+    }
+
     /// Why sparc cannot work with this domain, if it cannot.
     public var refusal: String? {
         let backing = root.elements(forName: "memoryBacking").first

@@ -40,6 +40,18 @@ public final class SecretRules: @unchecked Sendable {
     /// Compiler warnings (a rule that slows scanning down, say), one line each.
     public let warnings: [String]
 
+    /// The identifier of every rule in the set (built-in and the files'): what an allowance may name.
+    public var ruleIDs: Set<String> {
+        final class Names { var all = Set<String>() }
+        let names = Names()
+        for rules in [builtin, user].compactMap({ $0 }) {
+            sparc_yara_rule_identifiers(rules, { ctx, id in
+                Unmanaged<Names>.fromOpaque(ctx!).takeUnretainedValue().all.insert(String(cString: id!))
+            }, Unmanaged.passUnretained(names).toOpaque())
+        }
+        return names.all
+    }
+
     struct RuleFacts {
         var rule: SecretRule
         var reveal: Int
@@ -180,7 +192,7 @@ extension SecretFinding {
     }
 }
 
-/// Scans files with a rule set in one pass per file: memory-mapped, holes skipped, blocks
+/// Scans files with a rule set in one pass per file: read block by block (never mapped), holes skipped, blocks
 /// overlapped by the longest match libyara reports, both cores busy, cancellable.
 ///
 /// Rules are evaluated per block (32 MiB): a memory image is not one document, so a
@@ -215,11 +227,10 @@ public struct SecretScanner: Sendable {
     public func scan(
         file opened: OpenedFile, displayName: String? = nil, progress: ((Int64, Int64) -> Void)? = nil, cancel: Cancellation? = nil
     ) throws -> FileResult {
-        let file = try MappedFile(opened)
+        let file = FileBlocks(opened)
         let name = displayName ?? opened.path
-        guard let mapped = file.bytes else { return FileResult(findings: [], capped: [:], notes: []) }
-        nonisolated(unsafe) let base = mapped
         let size = file.size
+        guard size > 0 else { return FileResult(findings: [], capped: [:], notes: []) }
         let regions = FileSearcher.dataRegions(fd: file.fd, size: size, skipHoles: true, before: Self.overlap, after: Self.overlap)
         var blocks: [Span] = []
         for r in regions {
@@ -244,14 +255,14 @@ public struct SecretScanner: Sendable {
         var overflows = Set<String>()
         if let prefilter = rules.prefilter, let builtin = rules.builtin {
             // Where a built-in rule may match, found at memory speed; libyara then decides there.
-            let windows = try candidateWindows(prefilter, base: base, size: size, blocks: blocks, step: step, cancel: cancel)
-            raw += try yaraScan(builtin, base: base, spans: windows, name: name, cancel: cancel, overflows: &overflows, step: nil)
+            let windows = try candidateWindows(prefilter, file: file, size: size, blocks: blocks, step: step, cancel: cancel)
+            raw += try yaraScan(builtin, file: file, spans: windows, name: name, cancel: cancel, overflows: &overflows, step: nil)
         }
         if let user = rules.user {
-            raw += try yaraScan(user, base: base, spans: blocks, name: name, cancel: cancel, overflows: &overflows, step: step)
+            raw += try yaraScan(user, file: file, spans: blocks, name: name, cancel: cancel, overflows: &overflows, step: step)
         }
         if cancel?.isCancelled == true { throw SparcError("scan cancelled") }
-        return assemble(raw, base: base, size: size, name: name, overflows: overflows)
+        return try assemble(raw, file: file, size: size, name: name, overflows: overflows)
     }
 
     /// A stretch of the file to scan: matches must start before `limit`; the bytes up to
@@ -268,7 +279,7 @@ public struct SecretScanner: Sendable {
     /// The stretches around every place a built-in pattern may end (each reaching back the
     /// longest match), merged where they overlap.
     func candidateWindows(
-        _ prefilter: BuiltinPrefilter, base: UnsafePointer<UInt8>, size: Int, blocks: [Span], step: @escaping (Int) -> Void,
+        _ prefilter: BuiltinPrefilter, file: FileBlocks, size: Int, blocks: [Span], step: @escaping (Int) -> Void,
         cancel: Cancellation?
     ) throws -> [Span] {
         let perBlock = SharedBox([[Int]](repeating: [], count: blocks.count))
@@ -283,13 +294,15 @@ public struct SecretScanner: Sendable {
                 defer { HyperscanDatabase.freeScratch(scratch) }
                 var ends: [Int] = []
                 var dense = false
-                try database.scan(base + b.start, length: b.end - b.start, scratch: scratch) { _, _, to in
-                    ends.append(b.start + Int(to))
-                    if ends.count > Self.candidatesPerBlock {
-                        dense = true
-                        return true
+                try file.withBytes(b.start..<b.end) { p, n in
+                    try database.scan(p, length: n, scratch: scratch) { _, _, to in
+                        ends.append(b.start + Int(to))
+                        if ends.count > Self.candidatesPerBlock {
+                            dense = true
+                            return true
+                        }
+                        return ends.count % 4096 == 0 && cancel?.isCancelled == true
                     }
-                    return ends.count % 4096 == 0 && cancel?.isCancelled == true
                 }
                 if dense {
                     whole.mutate { $0.append(i) }
@@ -319,7 +332,7 @@ public struct SecretScanner: Sendable {
 
     /// Runs libyara over each span (both cores), keeping matches that start before its limit.
     func yaraScan(
-        _ compiled: OpaquePointer, base: UnsafePointer<UInt8>, spans: [Span], name: String, cancel: Cancellation?,
+        _ compiled: OpaquePointer, file: FileBlocks, spans: [Span], name: String, cancel: Cancellation?,
         overflows: inout Set<String>, step: ((Int) -> Void)?
     ) throws -> [RawMatch] {
         let perSpan = SharedBox([[RawMatch]](repeating: [], count: spans.count))
@@ -332,16 +345,24 @@ public struct SecretScanner: Sendable {
             let b = spans[i]
             let sink = MatchSink(limit: b.limit - b.start, capPerRule: cap + 1, cancel: cancel)
             let ctx = Unmanaged.passUnretained(sink).toOpaque()
-            let code = sparc_yara_scan(
-                compiled, base + b.start, b.end - b.start, 0,
-                { ctx, rule, _, offset, length in
-                    let sink = Unmanaged<MatchSink>.fromOpaque(ctx!).takeUnretainedValue()
-                    return sink.add(rule: UInt(bitPattern: rule), offset: Int(offset), length: Int(length)) ? 1 : 0
-                },
-                { ctx, rule, stringID in
-                    let sink = Unmanaged<MatchSink>.fromOpaque(ctx!).takeUnretainedValue()
-                    sink.overflowed.append((UInt(bitPattern: rule), stringID.map { String(cString: $0) } ?? "$"))
-                }, ctx)
+            let code: Int32
+            do {
+                code = try file.withBytes(b.start..<b.end) { p, n in
+                    sparc_yara_scan(
+                        compiled, p, n, 0,
+                        { ctx, rule, _, offset, length in
+                            let sink = Unmanaged<MatchSink>.fromOpaque(ctx!).takeUnretainedValue()
+                            return sink.add(rule: UInt(bitPattern: rule), offset: Int(offset), length: Int(length)) ? 1 : 0
+                        },
+                        { ctx, rule, stringID in
+                            let sink = Unmanaged<MatchSink>.fromOpaque(ctx!).takeUnretainedValue()
+                            sink.overflowed.append((UInt(bitPattern: rule), stringID.map { String(cString: $0) } ?? "$"))
+                        }, ctx)
+                }
+            } catch {
+                failure.value = "\(error)"
+                return
+            }
             // A callback that asked to stop (cancelled) is not a failure of the scan.
             if code != 0 && !(cancel?.isCancelled ?? false) {
                 failure.value = "\(name): the rule engine failed (\(String(cString: sparc_yara_error_text(code))))"
@@ -395,29 +416,34 @@ public struct SecretScanner: Sendable {
     /// Turns raw matches into findings: whole blocks for rules that extend to an end marker,
     /// one finding where overlapping blocks or regex suffixes reported the same text twice,
     /// the cap per rule, and redacted previews.
-    func assemble(_ raw: [RawMatch], base: UnsafePointer<UInt8>, size: Int, name: String, overflows: Set<String>) -> FileResult {
+    func assemble(_ raw: [RawMatch], file: FileBlocks, size: Int, name: String, overflows: Set<String>) throws -> FileResult {
         var findings: [SecretFinding] = []
         var perRule: [String: Int] = [:]
         var lastEnd: [UInt: Int] = [:]
         for m in raw.sorted(by: { ($0.offset, -$0.length) < ($1.offset, -$1.length) }) {
             let facts = rules.facts(UnsafeRawPointer(bitPattern: m.rule))
-            let wide = Self.isWide(base + m.offset, length: m.length)
-            var length = m.length
-            if let end = facts.extendTo, !wide { length = Self.extend(base, size: size, offset: m.offset, length: length, to: end) }
-            // A match inside one already reported for the same rule (the tail of a token the
-            // previous block saw whole, or a second regex start within it) is the same secret.
-            if let e = lastEnd[m.rule], m.offset + length <= e { continue }
-            lastEnd[m.rule] = max(lastEnd[m.rule] ?? 0, m.offset + length)
-            let text = Self.text(base + m.offset, length: length, wide: wide)
-            if facts.rule.namespace == BuiltinRules.namespace && Self.isPlaceholder(text, facts: facts) { continue }
+            // The match and what may follow it (a key block's end): read once, the offsets relative to it.
+            let reach = facts.extendTo == nil ? m.length : m.length + Self.longestBlock + 80
+            let finding: SecretFinding? = try file.withBytes(m.offset..<m.offset + reach) { base, n in
+                let wide = Self.isWide(base, length: min(m.length, n))
+                var length = min(m.length, n)
+                if let end = facts.extendTo, !wide { length = Self.extend(base, size: n, offset: 0, length: length, to: end) }
+                // A match inside one already reported for the same rule (the tail of a token the
+                // previous block saw whole, or a second regex start within it) is the same secret.
+                if let e = lastEnd[m.rule], m.offset + length <= e { return nil }
+                lastEnd[m.rule] = max(lastEnd[m.rule] ?? 0, m.offset + length)
+                let text = Self.text(base, length: length, wide: wide)
+                if facts.rule.namespace == BuiltinRules.namespace && Self.isPlaceholder(text, facts: facts) { return nil }
+                return SecretFinding(
+                    rule: facts.rule, file: name, offset: UInt64(m.offset), length: length, encoding: wide ? "utf16le" : "ascii",
+                    address: nil, owner: nil, preview: reveal ? text : Self.redact(text, facts: facts), revealed: reveal,
+                    fingerprint: Self.fingerprint(base, length: length))
+            }
+            guard let finding else { continue }
             let key = facts.rule.namespace + ":" + facts.rule.id
             perRule[key, default: 0] += 1
             guard perRule[key]! <= maxFindingsPerRule else { continue }
-            findings.append(
-                SecretFinding(
-                    rule: facts.rule, file: name, offset: UInt64(m.offset), length: length, encoding: wide ? "utf16le" : "ascii",
-                    address: nil, owner: nil, preview: reveal ? text : Self.redact(text, facts: facts), revealed: reveal,
-                    fingerprint: Self.fingerprint(base + m.offset, length: length)))
+            findings.append(finding)
         }
         var capped: [String: Int] = [:]
         for (key, n) in perRule where n > maxFindingsPerRule { capped[String(key.split(separator: ":").last!)] = n }

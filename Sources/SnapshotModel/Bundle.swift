@@ -13,6 +13,7 @@ public final class BundleWriter {
     private var finished = false
 
     public init(path: String) throws {
+        guard !path.isEmpty else { throw SparcError("the bundle path is empty: give a path for the new bundle") }
         let absolute = FileSystem.absolute(path)
         guard absolute != "/" else { throw SparcError("refusing to write a bundle at /") }
         self.path = absolute
@@ -150,7 +151,8 @@ public struct BundleReader {
         guard FileSystem.isDirectory(absolute) else { throw SparcError("\(path) is not a bundle directory") }
         let manifestPath = absolute + "/" + Manifest.fileName
         guard FileSystem.exists(manifestPath) else {
-            throw SparcError("\(path) has no manifest.json: not a sparc bundle, or an incomplete one", kind: .negative)
+            // Not a bundle at all is a usage error (exit 2), not a damaged bundle.
+            throw SparcError("\(path) has no manifest.json: not a sparc bundle, or an incomplete one")
         }
         let file: OpenedFile
         do {

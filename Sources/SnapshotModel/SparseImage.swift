@@ -47,9 +47,17 @@ public enum SparseImage {
         from source: String, to destination: String, excluding: [Range<Int64>] = [],
         progress: ((Int64, Int64) -> Void)? = nil, cancel: Cancellation? = nil
     ) throws -> SparseCopyStats {
-        let src = open(source, O_RDONLY | O_CLOEXEC)
+        let src = open(source, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
         guard src >= 0 else { throw SparcError.posix("cannot read guest RAM", source) }
         defer { close(src) }
+        return try save(fromDescriptor: src, path: source, to: destination, excluding: excluding, progress: progress, cancel: cancel)
+    }
+
+    /// The same, from a RAM file the caller opened (and checked).
+    public static func save(
+        fromDescriptor src: Int32, path source: String, to destination: String, excluding: [Range<Int64>] = [],
+        progress: ((Int64, Int64) -> Void)? = nil, cancel: Cancellation? = nil
+    ) throws -> SparseCopyStats {
         var st = stat()
         fstat(src, &st)
         let size = Int64(st.st_size)

@@ -40,7 +40,10 @@ extension VMManager {
             }
         }
         guard let file else { return ([], [], nil) }
-        guard FileSystem.exists(file) else { throw SparcError("disk image \(file) does not exist") }
+        var st = stat()
+        guard stat(file, &st) == 0 else { throw SparcError("disk image \(file) does not exist") }
+        // A FIFO or a character device (/dev/zero) is no disk: QEMU would wait on it or fail obscurely.
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw SparcError("disk image \(file) is not a regular file (a qcow2 or raw image file)") }
         let (format, size) = try imageInfo(file)
         if persistent {
             guard access(file, R_OK | W_OK) == 0 else { throw SparcError("disk image \(file) is not writable (pass --ephemeral to discard the VM's writes)") }

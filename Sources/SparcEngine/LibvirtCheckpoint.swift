@@ -10,9 +10,50 @@ import SparcSupport
 #endif
 
 /// Where a libvirt domain's guest RAM lives: the shared file of its memory backend.
+///
+/// The path comes from the domain's QEMU, which its guest may have compromised: sparc, as
+/// root, opens it only as a regular file under libvirt's RAM directory, reached without a
+/// symbolic link anywhere on the way, owned by the user the domain's QEMU runs as, of the
+/// domain's RAM size, with one name.
 struct DomainRAM {
     var path: String
     var bytes: Int64
+
+    /// libvirt's directory for file-backed guest RAM (`memory_backing_dir` in qemu.conf):
+    /// `$SPARC_LIBVIRT_RAM_DIR`, else libvirt's default.
+    static var directory: String {
+        ProcessInfo.processInfo.environment["SPARC_LIBVIRT_RAM_DIR"].flatMap { $0.hasPrefix("/") ? $0 : nil } ?? "/var/lib/libvirt/qemu/ram"
+    }
+
+    /// Opens the RAM file after the checks above; `owner` is the domain's QEMU user (nil:
+    /// libvirt gave no DAC label, and the file must then belong to root).
+    static func openChecked(
+        _ path: String, bytes: Int64, owner: uid_t?, writable: Bool, domain: String, under base: String = DomainRAM.directory
+    ) throws -> Int32 {
+        let root = Path.normalize(base)
+        guard Path.normalize(path) == path, path.hasPrefix(root + "/") else {
+            throw SparcError("domain '\(domain)': its QEMU names \(path.terminalSafe) as its RAM file, which is not under libvirt's RAM directory \(root): refusing to open it")
+        }
+        let fd = try FileSystem.openNoSymlinks(path, flags: writable ? O_RDWR : O_RDONLY)
+        var st = stat()
+        let why: String?
+        if fstat(fd, &st) != 0 || (st.st_mode & S_IFMT) != S_IFREG {
+            why = "is not a regular file"
+        } else if st.st_uid != (owner ?? 0) {
+            why = "belongs to uid \(st.st_uid), not to the domain's QEMU user (uid \(owner ?? 0))"
+        } else if Int64(st.st_size) != bytes {
+            why = "is \(st.st_size) bytes, not the domain's \(bytes >> 20) MiB of RAM"
+        } else if st.st_nlink != 1 {
+            why = "has \(st.st_nlink) names"
+        } else {
+            why = nil
+        }
+        if let why {
+            close(fd)
+            throw SparcError("domain '\(domain)': its RAM file \(path.terminalSafe) \(why): refusing to use it")
+        }
+        return fd
+    }
 
     /// Asks the domain's QEMU which backend holds its RAM and where that file is.
     static func locate(_ monitor: MachineMonitor, domain: String) throws -> DomainRAM {
@@ -25,9 +66,6 @@ struct DomainRAM {
         }
         let size = try monitor.execute("qom-get", ["path": object, "property": "size"])
         guard let bytes = (size as? NSNumber)?.int64Value, bytes > 0 else { throw SparcError("domain '\(domain)': QEMU gave no size for its RAM") }
-        guard FileSystem.size(path) == bytes else {
-            throw SparcError("domain '\(domain)': its RAM file \(path) is not the \(bytes >> 20) MiB QEMU says")
-        }
         return DomainRAM(path: path, bytes: bytes)
     }
 }
@@ -142,8 +180,10 @@ extension VMManager {
             progress?(.init(.savingDevices, "saving device state"))
             try saveDeviceState(qmp: monitor, to: writer.file(Manifest.devicesFile))
             progress?(.init(.copyingMemory, "copying memory"))
+            let ramFD = try DomainRAM.openChecked(ram.path, bytes: ram.bytes, owner: live.qemuUser?.uid, writable: false, domain: name)
+            defer { close(ramFD) }
             let stats = try SparseImage.save(
-                from: ram.path, to: writer.file(Manifest.memoryFile), excluding: excludedFileRanges,
+                fromDescriptor: ramFD, path: ram.path, to: writer.file(Manifest.memoryFile), excluding: excludedFileRanges,
                 progress: { done, total in progress?(.init(.copyingMemory, "copying memory \(done * 100 / max(total, 1))%")) }, cancel: cancel)
             try checkCancelled()
             let downtime = Date().timeIntervalSince(pausedAt)
@@ -336,7 +376,8 @@ extension VMManager {
             throw SparcError("domain '\(name)' started with \(ram.bytes >> 20) MiB of RAM, the bundle holds \(manifest.memory.bytes >> 20) MiB")
         }
         progress?("loading memory")
-        try fillRAMFile(ram.path, from: memoryFile, entry: manifest.file(.memory)!, progress: progress)
+        let qemuUser = try? DomainPreparation(xml: connection.liveDefinition(of: name)).qemuUser
+        try fillRAMFile(ram.path, bytes: ram.bytes, owner: qemuUser?.uid, domain: name, from: memoryFile, entry: manifest.file(.memory)!, progress: progress)
         progress?("loading device state")
         do {
             try startIncomingDeviceState(monitor, from: devices)
@@ -418,9 +459,10 @@ extension VMManager {
 
     /// Writes a memory image into the RAM file a waiting QEMU already maps: zeroed first (the
     /// image's holes are zero pages), then every data block copied while its digest is checked.
-    func fillRAMFile(_ path: String, from source: OpenedFile, entry: Manifest.FileEntry, progress: Progress?) throws {
-        let fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC)
-        guard fd >= 0 else { throw SparcError.posix("cannot open the domain's RAM file", path) }
+    func fillRAMFile(
+        _ path: String, bytes: Int64, owner: uid_t?, domain: String, from source: OpenedFile, entry: Manifest.FileEntry, progress: Progress?
+    ) throws {
+        let fd = try DomainRAM.openChecked(path, bytes: bytes, owner: owner, writable: true, domain: domain)
         defer { close(fd) }
         try FileSystem.punchHole(fd, offset: 0, length: entry.size, path: path)
         let digest = try ChunkedDigest.digest(

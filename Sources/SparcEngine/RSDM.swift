@@ -119,6 +119,24 @@ public struct RSDMStore {
         }
     }
 
+    /// The answer to a request line longer than the limit: an error under the id its first
+    /// bytes name (clients write the id first), or none.
+    public static func refusal(head: Data, maxBytes: Int) -> Data {
+        let text = String(decoding: head, as: UTF8.self)
+        var id: String?
+        if let r = text.range(of: #""id"\s*:\s*"[0-9]{1,20}""#, options: .regularExpression) {
+            id = text[r].split(separator: "\"").last.map(String.init)
+        }
+        struct Refusal: Encodable {
+            var id: String?
+            var ok = false
+            var error: String
+        }
+        var out = (try? JSONEncoder().encode(Refusal(id: id, error: "request larger than \(maxBytes >> 10) KiB: refused"))) ?? Data("{\"ok\":false}".utf8)
+        out.append(0x0A)
+        return out
+    }
+
     /// Answers one request line from the guest: {"op":"get|set|incr|del|epoch","key":..,"value":..}.
     public func handle(_ line: Data) -> Data {
         struct Request: Decodable {

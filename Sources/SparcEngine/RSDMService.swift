@@ -20,8 +20,14 @@ public enum RSDMServer {
         while true {
             guard let chunk = try socket.read(deadline: nil), !chunk.isEmpty else { return }
             for frame in lines.append(chunk) {
-                guard case .line(let line) = frame, !line.isEmpty else { continue }
-                try socket.write(store.handle(line), deadline: Date().addingTimeInterval(10))
+                switch frame {
+                case .line(let line) where !line.isEmpty:
+                    try socket.write(store.handle(line), deadline: Date().addingTimeInterval(10))
+                case .oversized(let head):
+                    // Every request is answered, a too large one too: under the id its start names.
+                    try socket.write(RSDMStore.refusal(head: head, maxBytes: lines.maxLine), deadline: Date().addingTimeInterval(10))
+                default: continue
+                }
             }
         }
     }

@@ -151,6 +151,7 @@ public final class VMManager {
             }
         }
         try spec.validate()
+        if spec.accel == .kvm, let problem = Accelerator.kvmProblem() { throw SparcError("--accel kvm: \(problem); use --accel tcg (or auto)") }
         try checkMemoryAvailable(spec)
         let id = try registry.identity(forStarting: options.name)
         // The VM boots from sparc's own copies, kept by digest: bundles name them that way.
@@ -194,8 +195,13 @@ public final class VMManager {
         do {
             _ = try agent.waitUntilReady(timeout: options.agentTimeout)
         } catch {
+            // A guest sparc built has its agent: then it is slow or stuck, not missing anything.
+            let why =
+                image != nil
+                ? "the guest has not finished booting (under TCG many CPUs or much memory boot slowly: raise --agent-timeout)"
+                : "is the sparc-guest package installed in the guest ('apt install ./sparc-guest_VERSION_amd64.deb', from 'make guest-package')?"
             throw SparcError(
-                "VM '\(options.name)' started (pid \(pid)) but its agent did not answer within \(Int(options.agentTimeout)) s: is the sparc-guest package installed in the guest ('apt install ./sparc-guest_VERSION_amd64.deb', from 'make guest-package')? Look with 'sparc console --name \(options.name)'; end it with 'sparc vm stop --name \(options.name)'"
+                "VM '\(options.name)' started (pid \(pid)) but its agent did not answer within \(Int(options.agentTimeout)) s: \(why) Look with 'sparc console --name \(options.name)'; end it with 'sparc vm stop --name \(options.name)'"
             )
         }
         return state

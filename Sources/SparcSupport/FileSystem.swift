@@ -150,6 +150,36 @@ public enum FileSystem {
         throw SparcError("cannot create a temporary file beside \(path): every name tried exists")
     }
 
+    /// Opens `path` (absolute) without following a symbolic link anywhere on the way: each
+    /// directory from `/` down is opened with `O_NOFOLLOW` relative to the one before, so no
+    /// component can be swapped for a link into another file. Returns the descriptor.
+    public static func openNoSymlinks(_ path: String, flags: Int32) throws -> Int32 {
+        guard path.hasPrefix("/") else { throw SparcError("\(path) is not an absolute path") }
+        let parts = path.split(separator: "/").map(String.init)
+        guard let last = parts.last, !parts.contains(".."), !parts.contains(".") else { throw SparcError("\(path) is not a plain path") }
+        var dir = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard dir >= 0 else { throw SparcError.posix("cannot open", "/") }
+        for part in parts.dropLast() {
+            let next = openat(dir, part, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            let code = errno
+            close(dir)
+            guard next >= 0 else {
+                if code == ELOOP || code == ENOTDIR { throw SparcError("\(path): \(part) is not a directory (a symbolic link?): refusing to follow it") }
+                throw SparcError.posix("cannot open", path, errno: code)
+            }
+            dir = next
+        }
+        let fd = openat(dir, last, flags | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
+        let code = errno
+        close(dir)
+        guard fd >= 0 else {
+            if code == ELOOP { throw SparcError("\(path) is a symbolic link: refusing to follow it") }
+            throw SparcError.posix("cannot open", path, errno: code)
+        }
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
+        return fd
+    }
+
     /// Renames `from` to `to` unless `to` exists (renameat2 RENAME_NOREPLACE): nothing another
     /// user placed at `to` in the meantime is replaced.
     public static func renameNoReplace(_ from: String, to: String) throws {

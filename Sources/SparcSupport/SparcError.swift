@@ -71,3 +71,24 @@ public enum VMName {
         }
     }
 }
+
+/// The environment variables sparc reads, checked once before any command runs: a relative
+/// directory would move with the working directory, a lease that is not a number would read
+/// as a hung agent much later.
+public enum SparcEnvironment {
+    /// Variables that name directories: each must be an absolute path.
+    public static let directories = ["SPARC_RUNTIME_DIR", "SPARC_STATE_DIR", "SPARC_BUNDLES", "SPARC_RAM_DIR", "SPARC_LIBVIRT_RAM_DIR", "XDG_RUNTIME_DIR", "XDG_STATE_HOME", "XDG_DATA_HOME"]
+
+    public static func check(_ environment: [String: String]) throws {
+        for name in directories {
+            guard let value = environment[name], !value.isEmpty else { continue }
+            guard value.hasPrefix("/") else { throw SparcError("$\(name) is '\(value.terminalSafe)': it must be an absolute path") }
+            guard !value.utf8.contains(0x0A) else { throw SparcError("$\(name) holds a newline: it must be a plain absolute path") }
+        }
+        if let lease = environment["SPARC_FREEZE_LEASE"] {
+            guard let seconds = Double(lease), seconds.isFinite, (1...3600).contains(seconds) else {
+                throw SparcError("$SPARC_FREEZE_LEASE is '\(lease.terminalSafe)': give the seconds a freeze may last without word from its checkpoint, 1 to 3600")
+            }
+        }
+    }
+}

@@ -149,11 +149,16 @@ public struct LineBuffer {
 
     public enum Frame: Equatable {
         case line(Data)
-        /// A line longer than `maxLine`: its bytes were dropped up to the next newline.
-        case oversized
+        /// A line longer than `maxLine`: its bytes were dropped up to the next newline, all
+        /// but its first `headBytes` (enough to find a request's id and answer it).
+        case oversized(head: Data)
     }
 
+    /// What an oversized line keeps of its start.
+    public static let headBytes = 256
+
     private var discarding = false
+    private var head = Data()
 
     /// Adds bytes and returns every complete frame they finish.
     public mutating func append(_ data: Data) -> [Frame] {
@@ -165,12 +170,14 @@ public struct LineBuffer {
             if discarding {
                 discarding = false
                 pending.removeAll()
-                frames.append(.oversized)
+                frames.append(.oversized(head: head))
+                head = Data()
                 continue
             }
             if pending.count + part.count > maxLine {
+                let start = (pending + part.prefix(Self.headBytes)).prefix(Self.headBytes)
                 pending.removeAll()
-                frames.append(.oversized)
+                frames.append(.oversized(head: Data(start)))
                 continue
             }
             pending.append(contentsOf: part)
@@ -180,6 +187,7 @@ public struct LineBuffer {
         if !discarding {
             pending.append(contentsOf: chunk)
             if pending.count > maxLine {
+                head = Data(pending.prefix(Self.headBytes))
                 pending.removeAll()
                 discarding = true
             }

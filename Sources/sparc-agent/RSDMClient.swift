@@ -39,11 +39,26 @@ enum RSDMClient {
             usleep(50_000)
         }
         guard fd >= 0 else { fail("cannot open \(port): \(String(cString: strerror(errno)))") }
-        let body = (try? JSONEncoder().encode(request)) ?? Data()
+        // Sorted keys put the id first: a request the host refuses as too large is answered under it.
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let body = (try? encoder.encode(request)) ?? Data()
         var frame = Data([0x0A]) + body
         frame.append(0x0A)
-        let wrote = frame.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        guard wrote == frame.count else { fail("the host RSDM service is not connected") }
+        // The port is non-blocking: a large request goes out in pieces, as the host takes them.
+        var sent = 0
+        let sendBy = Date().addingTimeInterval(10)
+        while sent < frame.count {
+            let n = frame.withUnsafeBytes { write(fd, $0.baseAddress! + sent, $0.count - sent) }
+            if n > 0 {
+                sent += n
+            } else if n < 0 && (errno == EAGAIN || errno == EINTR) && Date() < sendBy {
+                var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+                _ = poll(&p, 1, 100)
+            } else {
+                fail("the host RSDM service is not connected")
+            }
+        }
         var lines = LineBuffer(maxLine: 64 << 10)
         var buf = [UInt8](repeating: 0, count: 8192)
         let deadline = Date().addingTimeInterval(10)

@@ -17,7 +17,7 @@ struct VMOptions: ParsableArguments {
     var timeout: Double = 10
 
     func validate() throws {
-        guard timeout > 0, timeout <= 86400 else { throw ValidationError("--timeout must be between 0 and 86400 seconds (got \(timeout))") }
+        guard timeout > 0, timeout <= 86400 else { throw ValidationError("--timeout must be more than 0 and at most 86400 seconds (got \(timeout))") }
     }
 
     func manager() throws -> VMManager { try VMManager(agentTimeout: timeout) }

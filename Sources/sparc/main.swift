@@ -19,6 +19,23 @@ func commandPath(_ args: [String]) -> String {
     return (["sparc"] + path).joined(separator: " ")
 }
 
+/// One line and exit 2, before anything runs.
+func refuse(_ message: String) -> Never {
+    printError("sparc: \(message.terminalSafe)")
+    exit(2)
+}
+
+// Arguments are paths and names: one that is not UTF-8 would be read as another (U+FFFD in
+// place of its bytes) and a bundle saved under a name nobody gave.
+for i in 1..<Int(CommandLine.argc) {
+    guard let raw = CommandLine.unsafeArgv[i] else { continue }
+    let bytes = UnsafeBufferPointer(start: UnsafeRawPointer(raw).assumingMemoryBound(to: UInt8.self), count: strlen(raw))
+    if String(validating: bytes, as: UTF8.self) == nil {
+        refuse("argument \(i) is not valid UTF-8 (\(String(decoding: bytes, as: UTF8.self))): sparc takes paths and names in UTF-8")
+    }
+}
+do { try SparcEnvironment.check(ProcessInfo.processInfo.environment) } catch let e as SparcError { refuse(e.message) }
+
 let arguments = Array(CommandLine.arguments.dropFirst())
 // `tui` is the default subcommand: without this check a mistyped command would be taken as
 // an argument of `tui` and answered with its usage.

@@ -92,7 +92,7 @@ extension ExclusionTests {
         let accepted = work + "/accepted.sparc"
         let pass = try sparc.run([
             "checkpoint", "--name", vm, "-o", accepted, "--refuse-secrets", "--rules", rules, "--exclude-pid", String(aws), "--exclude-pid",
-            String(ssh), "--allow", "sparc_canary@sparc-probe",
+            String(ssh), "--exclude-pid", String(aws2), "--exclude-pid", String(ssh2), "--allow", "sparc_canary@sparc-probe",
         ])
         XCTAssertEqual(pass.status, 0, pass.stderr + pass.stdout)
         XCTAssertTrue(pass.stdout.contains("1 allowed"), pass.stdout)

@@ -31,7 +31,7 @@ final class NoVMTests: XCTestCase {
         XCTAssertFalse(FileSystem.exists(runtime + "/noqemu"))
         let bundleDir = runtime + "/fake.sparc"
         try FileSystem.makeDirectory(bundleDir)
-        try sparc.fails(["restore", bundleDir], status: 1, message: "no manifest.json")
+        try sparc.fails(["restore", bundleDir], status: 2, message: "no manifest.json")
     }
 
     func testUsageErrors() throws {
@@ -46,9 +46,9 @@ final class NoVMTests: XCTestCase {
         try sparc.fails(["frobnicate"], message: "unknown command 'frobnicate'")
         // Negative numbers reach the command's own check instead of "Missing value".
         try sparc.fails(["vm", "start", "--memory", "-5"], message: "at least 64 MiB")
-        try sparc.fails(["ps", "--timeout", "0"], message: "--timeout must be between")
-        try sparc.fails(["ps", "--timeout", "-1"], message: "--timeout must be between")
-        try sparc.fails(["exec", "--limit", "-3", "--", "true"], message: "--limit must be between")
+        try sparc.fails(["ps", "--timeout", "0"], message: "--timeout must be more than 0")
+        try sparc.fails(["ps", "--timeout", "-1"], message: "--timeout must be more than 0")
+        try sparc.fails(["exec", "--limit", "-3", "--", "true"], message: "--limit must be a number of seconds")
         try sparc.fails(["search", "x", runtime, "--context", "-1"], message: "--context must be between")
         // Argument errors take one line and point at the command's help.
         try sparc.fails(["vm", "start", "--memory", "lots"], message: "see 'sparc vm start --help'")

@@ -243,6 +243,11 @@ final class SecurityTests: GuestTestCase {
         XCTAssertNotEqual(overflow.status, 0)
         XCTAssertTrue(overflow.stderr.contains("overflow"), overflow.stderr)
         XCTAssertEqual(try guest("sparc-rsdm get big"), "9223372036854775807", "the service still answers")
+        // A request past the 64 KiB frame is answered too (refused), not left waiting.
+        let huge = try sparc.run(["exec", "--name", vm, "--", "sh", "-c", "sparc-rsdm set huge \"$(head -c 100000 /dev/zero | tr '\\0' v)\""])
+        XCTAssertNotEqual(huge.status, 0)
+        XCTAssertTrue(huge.stderr.contains("larger than 64 KiB"), huge.stderr)
+        XCTAssertEqual(try guest("sparc-rsdm get big"), "9223372036854775807", "the service still answers after it")
         // Kill the serving worker outright: its supervisor starts another.
         let workers = try Subprocess.run(["pgrep", "-f", "sparc-rsdmd --socket \(runtime)/\(vm)/rsdm.sock.*--worker"]).stdoutText
         let worker = workers.split(separator: "\n").compactMap { Int32($0) }

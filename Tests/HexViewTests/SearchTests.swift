@@ -193,3 +193,49 @@ final class HexPrinterTests: XCTestCase {
         XCTAssertNotNil(c.range(of: HexPrinter.ansi(.printable) + "41"), c.debugDescription)
     }
 }
+
+/// A file another user truncates while it is searched: one clear error, never SIGBUS (a
+/// mapped file's pages past its new end would kill the process).
+final class ShrinkingFileTests: XCTestCase {
+    func testAFileTruncatedDuringTheSearchIsAnErrorNotACrash() throws {
+        let path = NSTemporaryDirectory() + "shrinking-\(getpid())"
+        defer { unlink(path) }
+        // Four blocks of data, so the search reads after the truncation.
+        var data = Data(repeating: 0x41, count: 4 * FileSearcher.blockSize)
+        data.replaceSubrange(100..<106, with: Data("needle".utf8))
+        try data.write(to: URL(fileURLWithPath: path))
+        let searcher = FileSearcher(query: try SearchQuery.text("needle", encodings: [.ascii], ignoreCase: false))
+        let truncated = SharedBox(false)
+        XCTAssertThrowsError(
+            try searcher.search(file: path, progress: { _, _ in
+                // The other user, after the first block: the file is now much shorter.
+                if !truncated.value {
+                    truncated.value = true
+                    _ = truncate(path, 4096)
+                }
+            })
+        ) { error in
+            XCTAssertTrue("\(error)".contains("changed while it was read"), "\(error)")
+        }
+        XCTAssertTrue(truncated.value)
+    }
+
+    func testStringsOfATruncatedFileIsAnError() throws {
+        let path = NSTemporaryDirectory() + "shrinking-strings-\(getpid())"
+        defer { unlink(path) }
+        // Words of text between NULs, 20 MiB of them: strings reads it in several chunks.
+        var data = Data()
+        while data.count < 20 << 20 { data.append(Data("word\0".utf8)) }
+        try data.write(to: URL(fileURLWithPath: path))
+        let file = try OpenedFile(regular: path)
+        var truncated = false
+        XCTAssertThrowsError(
+            try StringsExtractor.scan(file: file) { _, _, _ in
+                if !truncated {
+                    truncated = true
+                    _ = truncate(path, 100)
+                }
+            }
+        ) { XCTAssertTrue($0 is FileBlocks.Changed, "\($0)") }
+    }
+}

@@ -7,7 +7,7 @@ import XCTest
 /// The guest RAM file QEMU inherits: only the private file sparc made is handed over.
 final class GuestRAMTests: XCTestCase {
     func testOnlyThePrivateFileSparcMadeIsOpenedForQEMU() throws {
-        let base = NSTemporaryDirectory() + "ramtest-\(getpid())"
+        let base = "/dev/shm/ramtest-\(getpid())"  // RAM directories must be in memory (tmpfs)
         try FileSystem.makeDirectories(base)
         defer { FileSystem.removeTree(base) }
         let ram = try GuestRAM.create(vm: "t", bytes: 1 << 20, base: base)
@@ -30,3 +30,19 @@ final class GuestRAMTests: XCTestCase {
         close(try GuestRAM.openChecked(ram))
     }
 }
+
+/// Guest RAM is made only where it stays in memory.
+final class GuestRAMPlacementTests: XCTestCase {
+    func testRAMOnADiskFileSystemIsRefused() throws {
+        let onDisk = NSTemporaryDirectory() + "ram-on-disk-\(getpid())"
+        try FileSystem.makeDirectories(onDisk)
+        defer { FileSystem.removeTree(onDisk) }
+        if sparc_filesystem_type_is_memory(onDisk) { throw XCTSkip("\(onDisk) is on tmpfs here") }
+        XCTAssertThrowsError(try GuestRAM.create(vm: "x", bytes: 1 << 20, base: onDisk)) { XCTAssertTrue("\($0)".contains("not on tmpfs or hugetlbfs"), "\($0)") }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: onDisk), [], "nothing was made there")
+        XCTAssertNoThrow(try GuestRAM.checkInMemory("/dev/shm"))
+    }
+}
+
+/// Whether `path` is on tmpfs or hugetlbfs.
+func sparc_filesystem_type_is_memory(_ path: String) -> Bool { (try? GuestRAM.checkInMemory(path)) != nil }

@@ -117,7 +117,7 @@ final class QEMUCommandTests: XCTestCase {
 
     /// Guest RAM lives in a fresh private directory, in a file nobody else could have placed.
     func testGuestRAMIsPrivate() throws {
-        let base = NSTemporaryDirectory() + "ram-test-\(getpid())"
+        let base = "/dev/shm/ram-test-\(getpid())"  // RAM directories must be in memory (tmpfs)
         try FileSystem.makeDirectories(base)
         defer { FileSystem.removeTree(base) }
         let a = try GuestRAM.create(vm: "v", bytes: 1 << 20, base: base)

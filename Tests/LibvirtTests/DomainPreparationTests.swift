@@ -96,3 +96,15 @@ final class DomainPreparationTests: XCTestCase {
         XCTAssertEqual(d.type, "qemu")
     }
 }
+
+final class QEMUUserTests: XCTestCase {
+    func testTheDACLabelOfARunningDomainNamesItsQEMUUser() throws {
+        let live = try DomainPreparation(xml: """
+            <domain type='qemu'><name>web</name><seclabel type='dynamic' model='apparmor'><label>libvirt-x</label></seclabel>
+            <seclabel type='dynamic' model='dac' relabel='yes'><label>+64055:+994</label><imagelabel>+64055:+994</imagelabel></seclabel></domain>
+            """)
+        XCTAssertEqual(live.qemuUser?.uid, 64055)
+        XCTAssertEqual(live.qemuUser?.gid, 994)
+        XCTAssertNil(try DomainPreparation(xml: "<domain type='qemu'><name>web</name></domain>").qemuUser)
+    }
+}

@@ -251,3 +251,16 @@ final class RSDMStoreTests: XCTestCase {
         XCTAssertThrowsError(try RSDMStore(directory: dir, vmId: "../../sparc-canary/passwd"))
     }
 }
+
+final class RSDMRefusalTests: XCTestCase {
+    func testAnOversizedRequestIsAnsweredUnderItsId() throws {
+        let answer = RSDMStore.refusal(head: Data(#"{"id":"1234567","key":"huge","op":"set","value":"vvvv"#.utf8), maxBytes: 64 << 10)
+        let obj = try JSONSerialization.jsonObject(with: answer) as! [String: Any]
+        XCTAssertEqual(obj["id"] as? String, "1234567")
+        XCTAssertEqual(obj["ok"] as? Bool, false)
+        XCTAssertTrue((obj["error"] as? String)?.contains("larger than 64 KiB") == true)
+        XCTAssertEqual(answer.last, 0x0A)
+        let anonymous = try JSONSerialization.jsonObject(with: RSDMStore.refusal(head: Data("garbage".utf8), maxBytes: 1024)) as! [String: Any]
+        XCTAssertNil(anonymous["id"] as? String)
+    }
+}

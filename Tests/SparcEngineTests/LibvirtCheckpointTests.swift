@@ -1,4 +1,6 @@
+import Foundation
 import Libvirt
+import SparcSupport
 import XCTest
 
 @testable import SparcEngine
@@ -40,5 +42,57 @@ final class LibvirtCheckpointTests: XCTestCase {
                 XCTAssertTrue("\($0)".contains(expected), "\(expected): \($0)")
             }
         }
+    }
+}
+
+/// The RAM file a domain's QEMU names is opened only when it is what libvirt would have made:
+/// a compromised QEMU could name any file root can write.
+final class DomainRAMTests: XCTestCase {
+    var base = ""
+    override func setUpWithError() throws {
+        base = NSTemporaryDirectory() + "libvirt-ram-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileSystem.makeDirectories(base + "/1-web")
+    }
+    override func tearDown() { FileSystem.removeTree(base) }
+
+    func ramFile(_ name: String = "pc.ram", size: Int64 = 1 << 20) throws -> String {
+        let path = base + "/1-web/" + name
+        FileManager.default.createFile(atPath: path, contents: nil)
+        XCTAssertEqual(truncate(path, off_t(size)), 0)
+        return path
+    }
+
+    func open(_ path: String, bytes: Int64 = 1 << 20, owner: uid_t? = geteuid()) throws -> Int32 {
+        try DomainRAM.openChecked(path, bytes: bytes, owner: owner, writable: false, domain: "web", under: base)
+    }
+
+    func testTheFileLibvirtMadeOpens() throws {
+        let fd = try open(try ramFile())
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        close(fd)
+    }
+
+    func testAnythingElseIsRefused() throws {
+        let good = try ramFile()
+        let canary = NSTemporaryDirectory() + "libvirt-ram-canary-\(getpid())"
+        FileManager.default.createFile(atPath: canary, contents: Data(count: 1 << 20))
+        defer { unlink(canary) }
+        // Outside libvirt's RAM directory, or reaching out of it.
+        XCTAssertThrowsError(try open(canary))
+        XCTAssertThrowsError(try open(base + "/1-web/../../" + Path.base(of: canary)))
+        // A link as the file, or as a directory on the way.
+        XCTAssertEqual(symlink(canary, base + "/1-web/link.ram"), 0)
+        XCTAssertThrowsError(try open(base + "/1-web/link.ram"))
+        XCTAssertEqual(symlink(base + "/1-web", base + "/2-linked"), 0)
+        XCTAssertThrowsError(try open(base + "/2-linked/pc.ram"))
+        // Another size than the domain's RAM, another owner, a second name, not a regular file.
+        XCTAssertThrowsError(try open(good, bytes: 2 << 20))
+        XCTAssertThrowsError(try open(good, owner: geteuid() + 1))
+        XCTAssertEqual(link(good, base + "/1-web/second"), 0)
+        XCTAssertThrowsError(try open(good))
+        unlink(base + "/1-web/second")
+        XCTAssertEqual(mkfifo(base + "/1-web/fifo.ram", 0o600), 0)
+        XCTAssertThrowsError(try open(base + "/1-web/fifo.ram"))
+        XCTAssertEqual(try FileSystem.readFile(canary).count, 1 << 20, "the canary is untouched")
     }
 }

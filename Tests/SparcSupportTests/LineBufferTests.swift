@@ -19,12 +19,12 @@ final class LineBufferTests: XCTestCase {
     func testOversizedLineIsDroppedAndStreamRecovers() {
         var b = LineBuffer(maxLine: 4)
         XCTAssertEqual(b.append(Data("0123456789".utf8)), [])
-        XCTAssertEqual(b.append(Data("more\nok\n".utf8)), [.oversized, .line(Data("ok".utf8))])
+        XCTAssertEqual(b.append(Data("more\nok\n".utf8)), [.oversized(head: Data("0123456789".utf8)), .line(Data("ok".utf8))])
     }
 
     func testOversizedCompleteLine() {
         var b = LineBuffer(maxLine: 3)
-        XCTAssertEqual(b.append(Data("abcd\nxy\n".utf8)), [.oversized, .line(Data("xy".utf8))])
+        XCTAssertEqual(b.append(Data("abcd\nxy\n".utf8)), [.oversized(head: Data("abcd".utf8)), .line(Data("xy".utf8))])
     }
 }
 

@@ -25,4 +25,8 @@ int sparc_punch_hole(int fd, off_t offset, off_t len);
 /* rename(2) that fails with EEXIST instead of replacing what is at `to`
  * (renameat2 with RENAME_NOREPLACE). Returns 0 or -1 with errno set. */
 int sparc_rename_noreplace(const char *from, const char *to);
+
+/* The file system type (statfs f_type, e.g. TMPFS_MAGIC) of the one holding `path`, or -1
+ * with errno set. */
+long sparc_filesystem_type(const char *path);
 #endif

@@ -21,6 +21,9 @@ void sparc_yara_destroy(sparc_yara_rules *rules);
 /// The number of rules in the set.
 int sparc_yara_rule_count(const sparc_yara_rules *rules);
 
+/// Calls `each` with the identifier of every rule in the set.
+void sparc_yara_rule_identifiers(const sparc_yara_rules *rules, void (*each)(void *ctx, const char *identifier), void *ctx);
+
 /// One match: the rule (an opaque handle for sparc_yara_rule_*), the string's identifier,
 /// the offset in the scanned buffer and the match's length. Return non-zero to stop.
 typedef int (*sparc_yara_match_fn)(void *ctx, const void *rule, const char *string_id, uint64_t offset, uint32_t length);

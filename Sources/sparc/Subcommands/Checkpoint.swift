@@ -70,12 +70,16 @@ struct Checkpoint: ParsableCommand {
     }
 
     func run() throws {
+        if let bad = excludePid.first(where: { $0 <= 0 }) { throw SparcError("--exclude-pid \(bad): a process id is a positive number") }
         let request = ExclusionRequest(
             pids: excludePid, names: excludeName, ttys: excludeTTY, scope: scope, excludeMemoryFiles: excludeMemoryFiles, bestEffort: bestEffort)
         // Rules and allowances are read before the guest pauses: a bad rule file stops nothing.
         let gating = scan || refuseSecrets
+        if !gating && (!ruleOptions.allow.isEmpty || ruleOptions.allowFile != nil || !ruleOptions.ruleFiles.isEmpty) {
+            throw SparcError("--rules, --allow and --allow-file apply to the credential scan: add --scan or --refuse-secrets")
+        }
         let rules = gating ? try ruleOptions.rules() : nil
-        let allow = gating ? try ruleOptions.allowances(vm: vm.name) : []
+        let allow = try rules.map { try ruleOptions.allowances(vm: vm.name, rules: $0) } ?? []
         let manager = lock.apply(try vm.manager())
         manager.connect = connection.uri
         // Ctrl-C, SIGTERM and SIGHUP cancel as Esc does in the TUI: the guest runs and is thawed, nothing partial is left.

@@ -23,18 +23,45 @@ struct Exec: ParsableCommand {
     @Argument(parsing: .captureForPassthrough, help: "The command and its arguments (after --).")
     var command: [String] = []
 
-    func validate() throws {
-        guard limit >= 0, limit <= 86400 * 7 else { throw ValidationError("--limit must be between 0 and 604800 seconds (got \(limit))") }
+    /// Standard input up to `limit` bytes, read as it comes; more is refused (never read whole).
+    static func readInput(limit: Int) throws -> Data {
+        var data = Data()
+        var buffer = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n = read(0, &buffer, buffer.count)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw SparcError.posix("cannot read standard input")
+            }
+            if n == 0 { return data }
+            data.append(buffer, count: n)
+            if data.count > limit {
+                throw SparcError(
+                    "standard input is more than \(limit >> 20) MiB: sparc exec passes at most that much to the guest command (copy larger files onto the VM's disk, or use 'sparc terminal')")
+            }
+        }
     }
+
+    func validate() throws {
+        guard limit >= 0, limit <= 86400 * 7 else { throw ValidationError("--limit must be a number of seconds from 0 (no limit) to 604800 (got \(limit))") }
+    }
+
+    /// The most standard input passed to the guest command: it travels in one frame to the agent.
+    static let maxInput = 16 << 20
 
     func run() throws {
         var argv = command
+        // Before `--`, --help is sparc's (the guest's own help is `sparc exec -- cmd --help`).
+        if let first = argv.first, first == "--help" || first == "-h" {
+            print(Sparc.helpMessage(for: Exec.self))
+            return
+        }
         if argv.first == "--" { argv.removeFirst() }
         guard !argv.isEmpty else { throw ValidationError("give the command after --, e.g. sparc exec -- uname -a") }
         let agent = try connection.agent(vm)
         defer { agent.close() }
         var stdin = Data()
-        if !detach && isatty(0) == 0 { stdin = FileHandle.standardInput.readDataToEndOfFile() }
+        if !detach && isatty(0) == 0 { stdin = try Self.readInput(limit: Self.maxInput) }
         let request = ExecRequest(argv: argv, detach: detach, stdin: stdin.isEmpty ? nil : stdin, timeoutMs: Int(limit * 1000))
         // The agent timeout bounds the answer; a running command may take as long as --limit allows.
         let wait = limit > 0 ? limit + vm.timeout : (detach ? vm.timeout : 24 * 3600)

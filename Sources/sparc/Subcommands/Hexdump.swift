@@ -35,6 +35,7 @@ struct Hexdump: ParsableCommand {
             scale = UInt64(factor)
             break
         }
+        if s.hasPrefix("-") { throw SparcError("\(what) '\(text.terminalSafe)' is negative: give a count of bytes from the start, 0 or more") }
         let v = s.hasPrefix("0x") ? UInt64(s.dropFirst(2), radix: 16) : UInt64(s)
         guard let v else { throw SparcError("\(what) '\(text.terminalSafe)' is not a number (decimal or 0x hex)") }
         let (scaled, overflow) = v.multipliedReportingOverflow(by: scale)

@@ -27,6 +27,10 @@ struct Log: ParsableCommand {
         manager.recoverAbandoned(name)
         let log = try manager.history(name)
         let entries = try log.entries()
+        // A name sparc has never run nor restored is a mistake (a typo), not an empty history.
+        if entries.isEmpty && !FileSystem.exists(manager.root + "/" + name) {
+            throw SparcError("no VM '\(name)' known here: it has no history (see 'sparc vm list')")
+        }
         if json {
             try printJSON(entries)
         } else if !verify {

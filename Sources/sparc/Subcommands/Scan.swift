@@ -31,13 +31,20 @@ struct ScanRuleOptions: ParsableArguments {
         return rules
     }
 
-    /// The allowances from --allow, --allow-file and, for a VM, its own allow-list file.
-    func allowances(vm: String? = nil) throws -> [CredentialScan.Allowance] {
+    /// The allowances from --allow, --allow-file and, for a VM, its own allow-list file; one
+    /// that names a rule the set does not have is a mistake (a typo would accept nothing).
+    func allowances(vm: String? = nil, rules: SecretRules) throws -> [CredentialScan.Allowance] {
         var out = try allow.map(CredentialScan.Allowance.init(parsing:))
         if let allowFile { out += try CredentialScan.Allowance.load(allowFile) }
         if let vm {
             let own = CredentialScan.Allowance.listPath(vm: vm)
             if FileSystem.exists(own) { out += try CredentialScan.Allowance.load(own) }
+        }
+        let known = rules.ruleIDs
+        for a in out {
+            if let rule = a.rule, !known.contains(rule) {
+                throw SparcError("allowance '\(rule)' names no rule (the rules are: \(known.sorted().joined(separator: ", ")); or give a finding's sha256: fingerprint)")
+            }
         }
         return out
     }
@@ -81,7 +88,7 @@ struct Scan: ParsableCommand {
         let rules = try ruleOptions.rules()
         let show = progressPrinter()
         let report = try CredentialScan.scan(
-            paths: paths, rules: rules, reveal: ruleOptions.show, memoryOnly: memoryOnly, allow: try ruleOptions.allowances(),
+            paths: paths, rules: rules, reveal: ruleOptions.show, memoryOnly: memoryOnly, allow: try ruleOptions.allowances(rules: rules),
             maxFindingsPerRule: ruleOptions.maxPerRule,
             progress: show.map { p in { file, done, total in p("scanning \(Path.base(of: file)) \(done * 100 / max(total, 1))%") } })
         endProgress()

@@ -75,10 +75,16 @@ struct Search: ParsableCommand {
             }
             if hits.isEmpty {
                 for path in paths {
-                    print(FileSystem.isDirectory(path) ? "not found in any file of the bundle \(path)" : "not found in \(path)")
+                    print(FileSystem.isDirectory(path) ? "not found in any file of the bundle \(path.terminalSafe)" : "not found in \(path.terminalSafe)")
                 }
             } else {
-                print("\(hits.count) hit(s)")
+                // A file whose hits reached the cap was not searched to its end: the count is a floor.
+                let capped = Dictionary(grouping: hits, by: \.file).filter { $0.value.count >= FileSearcher.defaultMaxHits }.keys.sorted()
+                if capped.isEmpty {
+                    print("\(hits.count) hit(s)")
+                } else {
+                    print("at least \(hits.count) hit(s): the search of \(capped.map(\.terminalSafe).joined(separator: ", ")) stopped at \(FileSearcher.defaultMaxHits) hits; narrow the pattern")
+                }
             }
         }
         if hits.isEmpty { throw ExitCode(1) }

@@ -58,7 +58,7 @@ struct VM: ParsableCommand {
 
         func validate() throws {
             guard agentTimeout > 0, agentTimeout <= 3600 else {
-                throw ValidationError("--agent-timeout must be between 0 and 3600 seconds (got \(agentTimeout))")
+                throw ValidationError("--agent-timeout must be more than 0 and at most 3600 seconds (got \(agentTimeout))")
             }
         }
 
