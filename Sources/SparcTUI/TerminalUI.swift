@@ -110,6 +110,8 @@ public final class TerminalUI {
         default: break
         }
         let cancel = cancellation
+        // A step held for a test (SPARC_FAULT stall) ends on this job's cancel too.
+        FaultPoint.interruption = cancel
         switch effect {
         case .cancel:
             return

@@ -1,4 +1,5 @@
 import Foundation
+import GuestQuery
 import SparcSupport
 import XCTest
 
@@ -58,6 +59,40 @@ final class TUITests: GuestTestCase {
     }
 
     func keys(_ k: String...) throws { _ = try tmux(["send-keys", "-t", session] + k) }
+
+    /// SIGTERM (and the terminal closing: SIGHUP) while the UI checkpoints: the checkpoint is
+    /// cancelled and unwinds before the UI ends (the guest runs and is thawed, no bundle is
+    /// left), and the terminal is given back.
+    func testSignalToTheUIDuringACheckpointCancelsItFirst() throws {
+        try XCTSkipUnless(Subprocess.which("tmux") != nil, "tmux is missing")
+        for (signal, name) in [(SIGTERM, "TERM"), (SIGHUP, "HUP")] {
+            let bundles = work + "/signal-\(name)"
+            try FileSystem.makeDirectory(bundles)
+            let reached = work + "/tui-reached-\(name)"
+            unlink(reached)
+            let env = "SPARC_RUNTIME_DIR=\(runtime) SPARC_STATE_DIR=\(runtime)-state SPARC_FAULT=checkpoint-after-collect:stall=600 SPARC_FAULT_REACHED=\(reached)"
+            _ = try tmux(["new-session", "-d", "-s", session, "-x", "120", "-y", "30", "\(env) \(sparc.binary) tui --name \(vm) --bundles \(bundles); echo UI-ENDED $?; sleep 600"])
+            defer { _ = try? tmux(["kill-session", "-t", session]) }
+            try waitFor("COMMAND")
+            try keys("F8")
+            try waitFor("Yes")
+            try keys("y")
+            for _ in 0..<600 where !FileSystem.exists(reached) { usleep(100_000) }
+            XCTAssertTrue(FileSystem.exists(reached), "the UI's checkpoint froze the guest and dwells")
+            let ui = try XCTUnwrap(Int32(try Subprocess.run(["pgrep", "-f", "^\(sparc.binary) tui --name \(vm) --bundles \(bundles)"]).stdoutText.split(separator: "\n").first ?? ""))
+            kill(ui, signal)
+            let ended = try waitFor("UI-ENDED")
+            XCTAssertFalse(ended.contains("Yes"), "the terminal was given back:\n\(ended)")
+            // Undone by the UI itself: no marker left for a next command, the guest thawed, no bundle.
+            XCTAssertFalse(FileSystem.exists(runtime + "/\(vm)/at-work-by"), "SIG\(name): the checkpoint unwound before the UI ended")
+            let client = AgentClient(socketPath: runtime + "/\(vm)/agent.sock", timeout: 10)
+            XCTAssertFalse(try client.hello().frozen, "SIG\(name): the guest was thawed")
+            client.close()
+            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: bundles), [], "SIG\(name): no bundle, nothing partial")
+            _ = try? tmux(["kill-session", "-t", session])
+        }
+        try assertHealthy()
+    }
 
     func testTagCheckpointAndSearchFromTheUI() throws {
         try XCTSkipUnless(Subprocess.which("tmux") != nil, "tmux is missing")
