@@ -22,6 +22,8 @@ let package = Package(
         .systemLibrary(name: "CNCurses", providers: [.apt(["libncurses-dev"])]),
         .target(name: "SnapshotModel", dependencies: ["SparcSupport", "COpenSSL"]),
         .target(name: "GuestQuery", dependencies: ["SparcSupport"]),
+        // The guest kernel's own records of free memory and swap, read from paused RAM.
+        .target(name: "GuestMemory", dependencies: ["GuestQuery", "SnapshotModel", "SparcSupport"]),
         .target(name: "Hypervisor", dependencies: ["SparcSupport"]),
         // Hyperscan (Debian's libhyperscan-dev): regular expressions and the credential rules' prefilter in one pass.
         .systemLibrary(name: "CHyperscan", providers: [.apt(["libhyperscan-dev"])]),
@@ -37,7 +39,7 @@ let package = Package(
         .target(name: "Libvirt", dependencies: ["CLibvirt", "Hypervisor", "SparcSupport"]),
         .target(
             name: "SparcEngine",
-            dependencies: ["SparcSupport", "SnapshotModel", "GuestQuery", "Hypervisor", "HexView", "SecretScan", "Libvirt"]),
+            dependencies: ["SparcSupport", "SnapshotModel", "GuestQuery", "GuestMemory", "Hypervisor", "HexView", "SecretScan", "Libvirt"]),
         .target(name: "SparcTUI", dependencies: ["CNCurses", "SparcEngine", "GuestQuery", "HexView", "SparcSupport", "SnapshotModel", "SecretScan"]),
         .target(name: "CSparcGuest"),
         .target(name: "GuestProcfs", dependencies: ["GuestQuery", "SparcSupport"]),
@@ -62,6 +64,7 @@ let package = Package(
         .testTarget(name: "SparcSupportTests", dependencies: ["SparcSupport", "TestSupport"]),
         .testTarget(name: "SnapshotModelTests", dependencies: ["SnapshotModel", "SparcSupport", "TestSupport"]),
         .testTarget(name: "GuestQueryTests", dependencies: ["GuestQuery", "SparcSupport", "TestSupport"]),
+        .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory", "GuestQuery", "SnapshotModel"]),
         .testTarget(name: "GuestProcfsTests", dependencies: ["GuestProcfs", "GuestQuery"]),
         .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor", "SparcSupport"]),
         .testTarget(name: "LibvirtTests", dependencies: ["Libvirt", "SparcSupport"]),

@@ -49,7 +49,7 @@ grep -q virtio_console "$root/etc/sparc/modules.order" || { echo "build-image: v
 # The kernel helper, built against this kernel's headers (linux-headers-$kver).
 kbuild=/lib/modules/$kver/build
 [ -d "$kbuild" ] || { echo "build-image: no kernel headers at $kbuild (apt-get install linux-headers-amd64)" >&2; exit 2; }
-cp "$here/helper/Makefile" "$here/helper/sparc_helper.c" "$work/"
+cp "$here"/helper/Makefile "$here"/helper/*.c "$here"/helper/*.h "$work/"
 make -s -C "$kbuild" M="$work" modules >"$work/helper.log" 2>&1 || { cat "$work/helper.log" >&2; echo "build-image: kernel helper did not build" >&2; exit 2; }
 mkdir -p "$root/lib/modules/sparc"
 strip --strip-debug -o "$root/lib/modules/sparc/sparc_helper.ko" "$work/sparc_helper.ko"

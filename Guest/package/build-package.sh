@@ -19,7 +19,7 @@ install -d -m 0755 "$root"/DEBIAN "$root"/usr/sbin "$root"/usr/bin "$root"/lib/s
 install -m 0755 "$agent" "$root"/usr/sbin/sparc-agent
 strip "$root"/usr/sbin/sparc-agent 2>/dev/null || true
 ln -s ../sbin/sparc-agent "$root"/usr/bin/sparc-rsdm
-install -m 0644 "$here"/../helper/sparc_helper.c "$here"/../helper/Makefile "$root"/usr/src/sparc-helper-"$version"/
+install -m 0644 "$here"/../helper/*.c "$here"/../helper/*.h "$here"/../helper/Makefile "$root"/usr/src/sparc-helper-"$version"/
 sed "s/@VERSION@/$version/" "$here"/dkms.conf > "$root"/usr/src/sparc-helper-"$version"/dkms.conf
 install -m 0644 "$here"/sparc-agent.service "$root"/lib/systemd/system/
 install -m 0644 "$here"/60-sparc-agent.rules "$root"/lib/udev/rules.d/

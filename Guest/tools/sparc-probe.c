@@ -8,6 +8,9 @@
  *   sparc-probe recv-tcp PORT     the same on 127.0.0.1:PORT
  *   sparc-probe send-tcp PORT
  *   sparc-probe hold MIB          allocate MIB MiB, fill it from /dev/urandom, sleep
+ *   sparc-probe spray MIB         write standard input at the start of every page of MIB MiB
+ *                                 it allocates, print "sprayed PAGES", and exit: what it
+ *                                 leaves is in free memory only
  *   sparc-probe threads N         start N threads that sleep, and sleep
  *   sparc-probe named NAME        take NAME as its process name (prctl PR_SET_NAME), sleep
  *   sparc-probe memfd             write standard input into a memfd with write(2) (never
@@ -191,6 +194,21 @@ static size_t read_input(char *buf, size_t cap)
 	while (len < cap && (n = read(0, buf + len, cap - len)) > 0)
 		len += n;
 	return len;
+}
+
+static int spray(long mib)
+{
+	char secret[256];
+	size_t n = read_input(secret, sizeof(secret)), size = (size_t)mib << 20, off;
+	char *p = malloc(size);
+
+	if (!p || !n)
+		return 1;
+	for (off = 0; off + n <= size; off += 4096)
+		memcpy(p + off, secret, n);
+	printf("sprayed %zu\n", size / 4096);
+	fflush(stdout);
+	return 0;
 }
 
 static int many_fds(int count)
@@ -583,6 +601,8 @@ int main(int argc, char **argv)
 		return threads(atoi(argv[2]));
 	if (argc == 3 && !strcmp(argv[1], "hold"))
 		return hold(atol(argv[2]));
-	fprintf(stderr, "usage: sparc-probe recv-unix|send-unix PATH | recv-tcp|send-tcp PORT | hold MIB | threads N | named NAME | memfd | many-fds N | vmsplice | sysv | key | reserve GIB | chatter PORT | dgram-recv PATH OUT | dgram-send PATH | assemble aws|ssh|canary SEED | helper-stress THREADS ROUNDS [PIDS-PER-REQUEST]\n");
+	if (argc == 3 && !strcmp(argv[1], "spray"))
+		return spray(atol(argv[2]));
+	fprintf(stderr, "usage: sparc-probe recv-unix|send-unix PATH | recv-tcp|send-tcp PORT | hold MIB | spray MIB | threads N | named NAME | memfd | many-fds N | vmsplice | sysv | key | reserve GIB | chatter PORT | dgram-recv PATH OUT | dgram-send PATH | assemble aws|ssh|canary SEED | helper-stress THREADS ROUNDS [PIDS-PER-REQUEST]\n");
 	return 2;
 }

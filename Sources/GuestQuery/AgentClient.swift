@@ -78,7 +78,7 @@ public final class AgentClient {
                     if Date() < deadline { continue }
                     close()
                     throw SparcError(
-                        "guest agent did not answer '\(op.rawValue)' within \(Self.format(limit)) s (the guest may be hung, stopped or still booting)"
+                        "guest agent did not answer '\(op.rawValue)' within \(Self.format(limit)) s (the guest may be hung, stopped or still booting, or another client holds the agent's port, which serves one at a time)"
                     )
                 }
                 if chunk.isEmpty {
@@ -163,6 +163,12 @@ public final class AgentClient {
     /// Who owns each page, for attributing search hits (guest frozen for a consistent map).
     public func owners() throws -> OwnerMap {
         guard let r = try call(.owners, timeout: max(timeout, 60)).owners else { throw SparcError("guest agent sent no owner map") }
+        return r
+    }
+
+    /// Where the guest kernel records free memory and swap, for reading at the pause.
+    public func memoryLayout() throws -> GuestMemoryLayout {
+        guard let r = try call(.memoryLayout, timeout: max(timeout, 60)).memoryLayout else { throw SparcError("guest agent sent no memory layout") }
         return r
     }
 

@@ -23,7 +23,7 @@ public enum AgentProtocol {
 }
 
 public enum AgentOperation: String, Codable, Sendable {
-    case hello, processes, ttys, exec, freeze, thaw, collect, cleanup, terminal, owners, reseed, setClock, poweroff
+    case hello, processes, ttys, exec, freeze, thaw, collect, cleanup, terminal, owners, reseed, setClock, poweroff, memoryLayout
 }
 
 /// Parameters of `exec`: the command runs inside the guest's process cgroup.
@@ -146,6 +146,21 @@ public struct GuestProcess: Codable, Equatable, Sendable {
     }
 }
 
+/// Which login session a terminal belongs to: its session leader, told apart from a later
+/// process with the same pid by its start time. pty numbers are reused as sessions come and
+/// go; a tag bound to this never names the next session on the same pty.
+public struct TTYSession: Codable, Equatable, Hashable, Sendable {
+    public var tty: String
+    public var leader: Int32
+    /// Field 22 of the leader's /proc/PID/stat.
+    public var leaderStart: UInt64
+    public init(tty: String, leader: Int32, leaderStart: UInt64) {
+        self.tty = tty
+        self.leader = leader
+        self.leaderStart = leaderStart
+    }
+}
+
 /// One guest terminal and the processes that have it as controlling terminal.
 public struct GuestTTY: Codable, Equatable, Sendable {
     public enum Kind: String, Codable, Sendable { case serial, virtualConsole = "virtual-console", pty, console, other }
@@ -154,11 +169,14 @@ public struct GuestTTY: Codable, Equatable, Sendable {
     public var pids: [Int32]
     /// For a pty: the processes holding its master side (sshd's session, a terminal program).
     public var holders: [Int32]
-    public init(name: String, kind: Kind, pids: [Int32], holders: [Int32] = []) {
+    /// The session it belongs to now (nil: none, or an agent before 0.3).
+    public var session: TTYSession?
+    public init(name: String, kind: Kind, pids: [Int32], holders: [Int32] = [], session: TTYSession? = nil) {
         self.name = GuestText(name)
         self.kind = kind
         self.pids = pids
         self.holders = holders
+        self.session = session
     }
 
     public init(from decoder: Decoder) throws {
@@ -167,6 +185,7 @@ public struct GuestTTY: Codable, Equatable, Sendable {
         kind = try c.decode(Kind.self, forKey: .kind)
         pids = try c.decode([Int32].self, forKey: .pids)
         holders = try c.decodeIfPresent([Int32].self, forKey: .holders) ?? []
+        session = try c.decodeIfPresent(TTYSession.self, forKey: .session)
     }
 }
 
@@ -241,13 +260,15 @@ public struct AgentResponse: Codable, Equatable, Error, Sendable {
     public var owners: OwnerMap?
     public var clock: ClockResult?
     public var poweroff: PowerOffResult?
+    public var memoryLayout: GuestMemoryLayout?
 
     public init(
         id: UInt64?, error: AgentFailure? = nil, hello: HelloInfo? = nil, processes: [GuestProcess]? = nil,
         ttys: [GuestTTY]? = nil, exec: ExecResult? = nil, freeze: FreezeResult? = nil, plan: ExclusionPlan? = nil,
         cleanup: CleanupResult? = nil, terminal: TerminalInfo? = nil, owners: OwnerMap? = nil, clock: ClockResult? = nil,
-        poweroff: PowerOffResult? = nil
+        poweroff: PowerOffResult? = nil, memoryLayout: GuestMemoryLayout? = nil
     ) {
+        self.memoryLayout = memoryLayout
         self.clock = clock
         self.poweroff = poweroff
         self.owners = owners
@@ -358,6 +379,9 @@ public struct ExclusionRequest: Codable, Equatable, Sendable {
     /// Save even where a step of the collection could not complete, recording each gap
     /// (`ExclusionPlan.gaps`); without it such a step makes the checkpoint refuse. Nil: false.
     public var bestEffort: Bool?
+    /// Terminals named by the session they belonged to when tagged: refused when that
+    /// session is gone (the pty may be another's by now). Nil: none.
+    public var ttySessions: [TTYSession]?
 
     public init(
         pids: [Int32] = [], names: [String] = [], ttys: [String] = [], scope: ExclusionScope = .all, excludeMemoryFiles: Bool = false,
@@ -371,7 +395,7 @@ public struct ExclusionRequest: Codable, Equatable, Sendable {
         self.bestEffort = bestEffort ? true : nil
     }
 
-    public var isEmpty: Bool { pids.isEmpty && names.isEmpty && ttys.isEmpty }
+    public var isEmpty: Bool { pids.isEmpty && names.isEmpty && ttys.isEmpty && (ttySessions ?? []).isEmpty }
 }
 
 /// The kinds of memory an exclusion covers; manifests count bytes per kind.
@@ -463,6 +487,8 @@ public struct ExclusionPlan: Codable, Equatable, Sendable {
     public var ranges: [ExcludedRange] { ExcludedRange.unpack(packedRanges) }
     public var processes: [ExcludedProcess]
     public var ttys: [GuestText]
+    /// The session each excluded terminal resolved to (the CLI names it). Nil from older agents.
+    public var ttySessions: [TTYSession]? = nil
     /// Bytes per kind before ranges of different kinds were merged.
     public var bytes: [String: UInt64]
     /// Pages the excluded processes map that some other process maps too: kept.

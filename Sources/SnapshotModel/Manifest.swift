@@ -158,15 +158,49 @@ public struct Manifest: Codable, Equatable, Sendable {
         public var dataBytes: Int64
         public var zeroBytes: Int64
         public var excludedBytes: Int64
-        public init(bytes: Int64, dataBytes: Int64, zeroBytes: Int64, excludedBytes: Int64) {
+        /// Memory the guest held free, left out (nil in bundles from before free memory was).
+        public var freeBytes: Int64?
+        public init(bytes: Int64, dataBytes: Int64, zeroBytes: Int64, excludedBytes: Int64, freeBytes: Int64? = nil) {
             self.bytes = bytes
             self.dataBytes = dataBytes
             self.zeroBytes = zeroBytes
             self.excludedBytes = excludedBytes
+            self.freeBytes = freeBytes
         }
         /// What a memory image's copy counted.
         public init(_ stats: SparseCopyStats) {
-            self.init(bytes: stats.bytes, dataBytes: stats.dataBytes, zeroBytes: stats.zeroBytes, excludedBytes: stats.excludedBytes)
+            self.init(
+                bytes: stats.bytes, dataBytes: stats.dataBytes, zeroBytes: stats.zeroBytes, excludedBytes: stats.excludedBytes,
+                freeBytes: stats.freeBytes)
+        }
+    }
+
+    /// What the checkpoint did with memory and swap slots the guest held free.
+    public struct FreeMemory: Codable, Equatable, Sendable {
+        /// Free memory left out of the memory image (it reads as zeros), buddy and per-CPU lists together.
+        public var bytes: Int64
+        /// The part of it on the per-CPU lists.
+        public var perCPUBytes: Int64
+        /// Swap slots zeroed in the disk state: free ones, and those only the swap cache held for excluded pages.
+        public var swapBytes: Int64
+        /// Whether the guest zeroes what it frees (`init_on_free=1`): nil where unknown.
+        public var guestZeroesOnFree: Bool?
+        /// Whether the guest poisons freed pages (`page_poison=1`): they then keep its pattern, which it checks.
+        public var guestPoisonsFreePages: Bool?
+        /// The operator kept free memory in the bundle (`--save-free-memory`).
+        public var savedOnRequest: Bool
+        /// What was saved after all, and why.
+        public var notes: [GuestText]
+        public init(
+            bytes: Int64 = 0, perCPUBytes: Int64 = 0, swapBytes: Int64 = 0, guestZeroesOnFree: Bool? = nil, savedOnRequest: Bool = false,
+            notes: [GuestText] = []
+        ) {
+            self.bytes = bytes
+            self.perCPUBytes = perCPUBytes
+            self.swapBytes = swapBytes
+            self.guestZeroesOnFree = guestZeroesOnFree
+            self.savedOnRequest = savedOnRequest
+            self.notes = notes
         }
     }
 
@@ -273,6 +307,8 @@ public struct Manifest: Codable, Equatable, Sendable {
     public var qemu: QEMUInfo
     public var guest: Guest?
     public var memory: Memory
+    /// Free memory and swap: nil in bundles from before sparc left them out.
+    public var freeMemory: FreeMemory?
     public var exclusion: Exclusion
     public var files: [FileEntry]
     /// Set for a libvirt domain (whose name and UUID are `vm`); its definition is `domain.xml`.

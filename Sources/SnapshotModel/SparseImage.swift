@@ -12,13 +12,16 @@ public struct SparseCopyStats: Codable, Equatable, Sendable {
     public var zeroBytes: Int64
     /// Bytes left as holes because they were excluded.
     public var excludedBytes: Int64
+    /// Bytes left as holes because the guest held them free (not counted in `excludedBytes`).
+    public var freeBytes: Int64 = 0
     public var sha256: String
 
-    public init(bytes: Int64, dataBytes: Int64, zeroBytes: Int64, excludedBytes: Int64, sha256: String) {
+    public init(bytes: Int64, dataBytes: Int64, zeroBytes: Int64, excludedBytes: Int64, freeBytes: Int64 = 0, sha256: String) {
         self.bytes = bytes
         self.dataBytes = dataBytes
         self.zeroBytes = zeroBytes
         self.excludedBytes = excludedBytes
+        self.freeBytes = freeBytes
         self.sha256 = sha256
     }
 }
@@ -53,9 +56,10 @@ public enum SparseImage {
         return try save(fromDescriptor: src, path: source, to: destination, excluding: excluding, progress: progress, cancel: cancel)
     }
 
-    /// The same, from a RAM file the caller opened (and checked).
+    /// The same, from a RAM file the caller opened (and checked); `free` ranges (memory the
+    /// guest held free) are left out as the excluded ones are, and counted apart.
     public static func save(
-        fromDescriptor src: Int32, path source: String, to destination: String, excluding: [Range<Int64>] = [],
+        fromDescriptor src: Int32, path source: String, to destination: String, excluding: [Range<Int64>] = [], free: [Range<Int64>] = [],
         progress: ((Int64, Int64) -> Void)? = nil, cancel: Cancellation? = nil
     ) throws -> SparseCopyStats {
         var st = stat()
@@ -71,7 +75,9 @@ public enum SparseImage {
         let output = try NewFile(destination, size: size)
         let dst = output.fd
 
-        let excluded = normalize(excluding, size: size)
+        let excludedOnly = normalize(excluding, size: size)
+        let excluded = normalize(excludedOnly + free, size: size)
+        let freeBytes = length(of: excluded) - length(of: excludedOnly)
         // Digest the image as it will read back (RAM with excluded ranges as zeros), on
         // another core while this one copies.
         let digest = SharedBox("")
@@ -140,8 +146,12 @@ public enum SparseImage {
         progress?(size, size)
         output.keep()
         return SparseCopyStats(
-            bytes: size, dataBytes: dataBytes, zeroBytes: zeroBytes, excludedBytes: excludedBytes, sha256: digest.value)
+            bytes: size, dataBytes: dataBytes, zeroBytes: zeroBytes, excludedBytes: excludedBytes - freeBytes, freeBytes: freeBytes,
+            sha256: digest.value)
     }
+
+    /// Bytes covered by normalised ranges.
+    static func length(of ranges: [Range<Int64>]) -> Int64 { ranges.reduce(0) { $0 + ($1.upperBound - $1.lowerBound) } }
 
     /// The `ChunkedDigest` of `size` bytes at `base` with the `excluded` ranges read as zeros.
     static func digest(_ base: UnsafeRawPointer, size: Int64, excluded: [Range<Int64>], cancel: Cancellation? = nil) -> String {

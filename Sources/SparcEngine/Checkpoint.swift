@@ -23,6 +23,10 @@ public struct CheckpointReport: Codable, Sendable {
     public var exclusion: Manifest.Exclusion
     /// The excluded processes' names as the live guest gave them (never written to the bundle).
     public var liveNames: [Int32: GuestText] = [:]
+    /// The session each excluded terminal resolved to (pty numbers are reused: say whose it was).
+    public var ttySessions: [TTYSession] = []
+    /// What was done with free memory and swap (nil from before sparc left them out).
+    public var freeMemory: Manifest.FreeMemory?
 }
 
 extension VMManager {
@@ -31,19 +35,22 @@ extension VMManager {
     /// The guest is frozen by its agent and paused by QEMU while the device state and the
     /// RAM are copied; the RAM goes straight from the shared RAM file into a sparse image
     /// (zero pages become holes) and never through QEMU's migration stream.
+    /// Memory the guest holds free (and unused swap slots) is left out unless `saveFreeMemory`.
     public func checkpoint(
-        name: String, output: String, stopAfter: Bool = false, exclusion: ExclusionRequest? = nil,
+        name: String, output: String, stopAfter: Bool = false, exclusion: ExclusionRequest? = nil, saveFreeMemory: Bool = false,
         cancel: Cancellation? = nil, progress: Progress? = nil
     ) throws -> CheckpointReport {
         if let connect {
-            return try checkpointDomain(uri: connect, name: name, output: output, stopAfter: stopAfter, exclusion: exclusion, cancel: cancel, progress: progress)
+            return try checkpointDomain(
+                uri: connect, name: name, output: output, stopAfter: stopAfter, exclusion: exclusion, saveFreeMemory: saveFreeMemory, cancel: cancel,
+                progress: progress)
         }
         let resumeFailure = SharedBox<String?>(nil)
         return try exclusively(name, doing: "checkpoint") {
             do {
                 return try performCheckpoint(
-                    name: name, output: output, stopAfter: stopAfter, exclusion: exclusion, cancel: cancel, progress: progress,
-                    resumeFailure: resumeFailure)
+                    name: name, output: output, stopAfter: stopAfter, exclusion: exclusion, saveFreeMemory: saveFreeMemory, cancel: cancel,
+                    progress: progress, resumeFailure: resumeFailure)
             } catch {
                 if let died = cleanUpAfterQEMUDied(name, during: "the checkpoint", cause: error, outcome: "no bundle was written") {
                     throw died
@@ -78,7 +85,7 @@ extension VMManager {
     }
 
     func performCheckpoint(
-        name: String, output: String, stopAfter: Bool, exclusion: ExclusionRequest?, cancel: Cancellation?,
+        name: String, output: String, stopAfter: Bool, exclusion: ExclusionRequest?, saveFreeMemory: Bool, cancel: Cancellation?,
         progress: Progress?, resumeFailure: SharedBox<String?>
     ) throws -> CheckpointReport {
         // Cancelling stops at the next phase boundary; the failure path resumes the guest
@@ -133,9 +140,10 @@ extension VMManager {
             _ = try agent.freeze(lease: Self.freezeLease)
         }
 
-        let (plan, excludedFileRanges) = try collectForCheckpoint(
-            agent: agent, exclusion: excluding ? exclusion : nil, ramBytes: UInt64(state.spec.memoryBytes), writer: writer,
+        let collected = try collectForCheckpoint(
+            agent: agent, exclusion: excluding ? exclusion : nil, saveFreeMemory: saveFreeMemory, ramBytes: UInt64(state.spec.memoryBytes),
             checkCancelled: checkCancelled, progress: progress)
+        let plan = collected.plan
 
         FaultPoint.reached("checkpoint-after-collect")
         // Should this process die while QEMU is paused, the next command finds who paused it.
@@ -160,10 +168,13 @@ extension VMManager {
         FaultPoint.reached("checkpoint-after-devices")
 
         try checkCancelled()
-        progress?(.init(.copyingMemory, "copying memory"))
-        let stats = try SparseImage.save(
-            from: state.ramPath, to: writer.file(Manifest.memoryFile), excluding: excludedFileRanges,
-            progress: { done, total in progress?(.init(.copyingMemory, "copying memory \(done * 100 / max(total, 1))%")) }, cancel: cancel)
+        let ramFD = open(state.ramPath, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        guard ramFD >= 0 else { throw SparcError.posix("cannot read guest RAM", state.ramPath) }
+        defer { close(ramFD) }
+        let saved = try saveMemory(
+            ramFD: ramFD, ramPath: state.ramPath, ramBytes: UInt64(state.spec.memoryBytes), collected: collected, writer: writer, progress: progress,
+            cancel: cancel)
+        let stats = saved.stats
         try checkCancelled()
         FaultPoint.reached("checkpoint-after-memory")
 
@@ -185,13 +196,15 @@ extension VMManager {
 
         try checkCancelled()
         var files = [Manifest.memoryFile, Manifest.devicesFile, Manifest.ownersFile]
-        if try saveDiskState(from: frozenLayer, plan: plan, writer: writer, progress: progress, cancel: cancel) { files.append(Manifest.diskFile) }
+        if try saveDiskState(from: frozenLayer, plan: plan, freeSlots: saved.swapRanges, writer: writer, progress: progress, cancel: cancel) {
+            files.append(Manifest.diskFile)
+        }
 
         try checkCancelled()
         progress?(.init(.hashing, "hashing"))
         let entries = try writer.entries(for: files, known: [Manifest.memoryFile: stats.sha256], cancel: cancel)
         try checkCancelled()
-        let manifest = Manifest(
+        var manifest = Manifest(
             vm: .init(name: name, id: state.id),
             machine: .init(
                 memoryMiB: state.spec.memoryMiB, cpus: state.spec.cpus, accel: state.spec.accel.rawValue, kernel: state.kernel,
@@ -206,6 +219,7 @@ extension VMManager {
             exclusion: Self.exclusionRecord(
                 exclusion, plan: plan, excludedBytes: stats.excludedBytes, nameKey: try HostKey(directory: stateDirectory).nameKey(create: true)),
             files: entries)
+        manifest.freeMemory = saved.free
         progress?(.init(.writingManifest, "writing manifest"))
         FaultPoint.reached("checkpoint-before-commit")
         let sealed = try writer.commit(manifest, sealKey: HostKey(directory: stateDirectory).sealKey(create: true))
@@ -229,7 +243,8 @@ extension VMManager {
             devicesBytes: entries.first { $0.name == Manifest.devicesFile }?.size ?? 0,
             diskBytes: entries.first { $0.name == Manifest.diskFile }?.size, downtime: downtime,
             total: Date().timeIntervalSince(began), stopped: stopAfter, exclusion: manifest.exclusion,
-            liveNames: Dictionary(plan?.processes.map { ($0.pid, $0.command) } ?? [], uniquingKeysWith: { a, _ in a }))
+            liveNames: Dictionary(plan?.processes.map { ($0.pid, $0.command) } ?? [], uniquingKeysWith: { a, _ in a }),
+            ttySessions: plan?.ttySessions ?? [], freeMemory: saved.free)
     }
 
     /// The manifest's account of an exclusion: targets as the operator named them and what they came to.
@@ -265,11 +280,11 @@ extension VMManager {
 extension VMManager {
     /// The part of a checkpoint done while the guest is frozen but still running: with an
     /// exclusion, the agent freezes the guest and says what to leave out (as RAM-file ranges);
-    /// then who owns each page goes into the bundle's owner map, excluded processes left out.
+    /// then who owns each page, and where the kernel records free memory (read at the pause).
     func collectForCheckpoint(
-        agent: AgentClient, exclusion: ExclusionRequest?, ramBytes: UInt64, writer: BundleWriter, checkCancelled: () throws -> Void,
+        agent: AgentClient, exclusion: ExclusionRequest?, saveFreeMemory: Bool, ramBytes: UInt64, checkCancelled: () throws -> Void,
         progress: Progress?
-    ) throws -> (plan: ExclusionPlan?, excludedFileRanges: [Range<Int64>]) {
+    ) throws -> CollectedGuestState {
         var plan: ExclusionPlan?
         var excludedFileRanges: [Range<Int64>] = []
         if let exclusion {
@@ -287,11 +302,14 @@ extension VMManager {
         // Who owns each page, for attributing search hits later; taken while frozen.
         progress?(.init(.recordingOwners, "recording page owners"))
         let owners = try agent.owners()
+        try checkCancelled()
+        let (memoryLayout, notes) = Self.askMemoryLayout(agent, saveFreeMemory: saveFreeMemory)
         // The agent's port serves one client at a time: let go of it until the thaw, so that
         // ps, ttys and the TUI answer while the checkpoint copies.
         agent.close()
-        try Self.writeOwnerMap(owners, excluding: Set(plan?.processes.map(\.pid) ?? []), to: writer.file(Manifest.ownersFile))
-        return (plan, excludedFileRanges)
+        return CollectedGuestState(
+            plan: plan, excludedFileRanges: excludedFileRanges, owners: owners, memoryLayout: memoryLayout, freeMemoryNotes: notes,
+            saveFreeMemory: saveFreeMemory)
     }
 
     /// The agent's answer as the bundle keeps it (`owners.bin`). Excluded processes stay out of
@@ -318,28 +336,45 @@ extension VMManager {
     }
 
     /// Copies a frozen disk image (QEMU keeps it open read-only, below the overlay the guest
-    /// writes to now) into the bundle as a standalone qcow2; swap slots that held excluded
-    /// pages are zeroed in the copy. Returns whether there was a disk to save; without one,
-    /// excluded pages the guest swapped out cannot be left out, and the checkpoint refuses.
+    /// writes to now) into the bundle as a standalone qcow2. Swap slots that held excluded pages
+    /// and the slots the guest holds free (`freeSlots`) read as zeros in the copy and take no
+    /// room in it. Returns whether there was a disk to save; without one, excluded pages the
+    /// guest swapped out cannot be left out, and the checkpoint refuses.
     func saveDiskState(
-        from image: (path: String, format: String)?, plan: ExclusionPlan?, writer: BundleWriter, progress: Progress?, cancel: Cancellation? = nil
+        from image: (path: String, format: String)?, plan: ExclusionPlan?, freeSlots: [DiskByteRange] = [], writer: BundleWriter,
+        progress: Progress?, cancel: Cancellation? = nil
     ) throws -> Bool {
-        let ranges = plan?.diskRanges ?? []
+        let excludedSlots = plan?.diskRanges ?? []
         guard let image else {
-            if !ranges.isEmpty { throw SparcError("the guest swapped excluded pages to a disk this VM has no state of: cannot leave them out") }
+            if !excludedSlots.isEmpty { throw SparcError("the guest swapped excluded pages to a disk this VM has no state of: cannot leave them out") }
             return false
         }
         progress?(.init(.savingDisk, "saving disk state"))
+        let ranges = DiskByteRange.merged(excludedSlots + freeSlots)
+        var source = image
+        var zeroing: String?
+        defer { if let zeroing { unlink(zeroing) } }
+        if !ranges.isEmpty {
+            // The slots are zeroed in an overlay of the frozen image (zero clusters flagged, no
+            // data), which the copy then reads through: zeros are never written into the bundle,
+            // and nothing of the old bytes is either.
+            progress?("zeroing \(ranges.count) swap range(s) in the disk state")
+            let overlay = writer.stagingPath + "/.disk-zeroing.qcow2"
+            zeroing = overlay
+            let made = try Subprocess.run([
+                try QEMUProcess.locateQemuImg(), "create", "-q", "-u", "-f", "qcow2", "-F", image.format, "-b", image.path, overlay,
+                String(try imageInfo(image.path).size),
+            ])
+            guard made.status == 0 else { throw SparcError("cannot create a disk overlay to zero swap slots in: \(made.stderrSummary)") }
+            try zeroDiskRanges(ranges, inOverlay: overlay, on: image)
+            source = (overlay, "qcow2")
+        }
         // -U: nobody writes the frozen image; -f: a raw image is never probed for a format.
         let r = try Subprocess.run(
-            [try QEMUProcess.locateQemuImg(), "convert", "-U", "-f", image.format, "-O", "qcow2", image.path, writer.file(Manifest.diskFile)],
+            [try QEMUProcess.locateQemuImg(), "convert", "-U", "-f", source.format, "-O", "qcow2", source.path, writer.file(Manifest.diskFile)],
             cancel: cancel)
         if r.cancelled { throw Self.cancelled("the VM runs on, no bundle was written") }
         guard r.status == 0 else { throw SparcError("cannot save the disk state: \(r.stderrSummary)") }
-        if !ranges.isEmpty {
-            progress?("zeroing \(ranges.count) swap range(s) in the disk state")
-            try zeroDiskRanges(ranges, in: writer.file(Manifest.diskFile))
-        }
         return true
     }
 

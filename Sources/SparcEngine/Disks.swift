@@ -149,22 +149,28 @@ extension VMManager {
         }
     }
 
-    /// Overwrites byte ranges of a qcow2 image's guest view with zeros, in the file itself (qemu-io, in batches).
-    func zeroDiskRanges(_ ranges: [DiskByteRange], in image: String) throws {
-        let size = try imageInfo(image).size
+    /// Makes byte ranges of `overlay` (a fresh qcow2 on the frozen `base`) read as zeros:
+    /// qemu-io flags them as zero clusters, in batches; the base is opened read-only and shared
+    /// (the VM's QEMU holds it).
+    func zeroDiskRanges(_ ranges: [DiskByteRange], inOverlay overlay: String, on base: (path: String, format: String)) throws {
+        let size = try imageInfo(base.path).size
         for r in ranges where r.offset.addingReportingOverflow(r.length).overflow || Int64(clamping: r.offset + r.length) > size {
             throw SparcError("a swap range at byte \(r.offset) lies beyond the disk (\(size) bytes)")
         }
         guard let qemuIO = Subprocess.which("qemu-io") else {
             throw SparcError("qemu-io not found in PATH (install it: apt-get install qemu-utils)")
         }
+        // In --image-opts a comma is written twice.
+        func option(_ path: String) -> String { path.replacing(",", with: ",,") }
+        let opened =
+            "driver=qcow2,file.driver=file,file.filename=\(option(overlay)),backing.driver=\(base.format),backing.file.driver=file,"
+            + "backing.file.filename=\(option(base.path)),backing.read-only=on,backing.force-share=on"
         var i = 0
         while i < ranges.count {
             let batch = ranges[i..<min(i + 256, ranges.count)]
-            // Zero bytes written as data: a qcow2 zero write on whole clusters only flags them and leaves the old bytes in the file.
-            let commands = batch.flatMap { ["-c", "write -P 0 \($0.offset) \($0.length)"] }
-            let r = try Subprocess.run([qemuIO, "-f", "qcow2"] + commands + [image])
-            guard r.status == 0, !r.stdoutText.contains("error") else {
+            let commands = batch.flatMap { ["-c", "write -q -z \($0.offset) \($0.length)"] }
+            let r = try Subprocess.run([qemuIO, "--image-opts"] + commands + [opened])
+            guard r.status == 0, !r.stdoutText.contains("error"), !r.stderrText.contains("error") else {
                 throw SparcError("cannot zero swap ranges in the disk state: \(r.stderrSummary)")
             }
             i += batch.count

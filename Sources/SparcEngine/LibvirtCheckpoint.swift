@@ -78,18 +78,21 @@ extension VMManager {
     /// writes its device state (no RAM) into a descriptor passed with the command, and the
     /// RAM comes straight from the domain's shared RAM file with the excluded pages left out.
     func checkpointDomain(
-        uri: String, name: String, output: String, stopAfter: Bool, exclusion: ExclusionRequest?, cancel: Cancellation?, progress: Progress?
+        uri: String, name: String, output: String, stopAfter: Bool, exclusion: ExclusionRequest?, saveFreeMemory: Bool, cancel: Cancellation?, progress: Progress?
     ) throws -> CheckpointReport {
         guard VMName.isValid(name) else {
             throw SparcError("domain name '\(name.terminalSafe)' cannot name a sparc history (letters, digits, '.', '_' and '-', 1 to 64 characters)")
         }
         return try exclusively(name, doing: "checkpoint") {
-            try performDomainCheckpoint(uri: uri, name: name, output: output, stopAfter: stopAfter, exclusion: exclusion, cancel: cancel, progress: progress)
+            try performDomainCheckpoint(
+                uri: uri, name: name, output: output, stopAfter: stopAfter, exclusion: exclusion, saveFreeMemory: saveFreeMemory, cancel: cancel,
+                progress: progress)
         }
     }
 
     func performDomainCheckpoint(
-        uri: String, name: String, output: String, stopAfter: Bool, exclusion: ExclusionRequest?, cancel: Cancellation?, progress: Progress?
+        uri: String, name: String, output: String, stopAfter: Bool, exclusion: ExclusionRequest?, saveFreeMemory: Bool, cancel: Cancellation?,
+        progress: Progress?
     ) throws -> CheckpointReport {
         func checkCancelled() throws {
             if cancel?.isCancelled == true { throw Self.cancelled("the domain runs on, no bundle was written") }
@@ -161,9 +164,10 @@ extension VMManager {
                 progress?(.init(.freezing, "freezing guest processes"))
                 _ = try agent.freeze(lease: Self.freezeLease)
             }
-            let (plan, excludedFileRanges) = try collectForCheckpoint(
-                agent: agent, exclusion: excluding ? exclusion : nil, ramBytes: UInt64(ram.bytes), writer: writer, checkCancelled: checkCancelled,
-                progress: progress)
+            let collected = try collectForCheckpoint(
+                agent: agent, exclusion: excluding ? exclusion : nil, saveFreeMemory: saveFreeMemory, ramBytes: UInt64(ram.bytes),
+                checkCancelled: checkCancelled, progress: progress)
+            let plan = collected.plan
 
             FaultPoint.reached("checkpoint-after-collect")
             try connection.suspend(name)
@@ -182,9 +186,9 @@ extension VMManager {
             progress?(.init(.copyingMemory, "copying memory"))
             let ramFD = try DomainRAM.openChecked(ram.path, bytes: ram.bytes, owner: live.qemuUser?.uid, writable: false, domain: name)
             defer { close(ramFD) }
-            let stats = try SparseImage.save(
-                fromDescriptor: ramFD, path: ram.path, to: writer.file(Manifest.memoryFile), excluding: excludedFileRanges,
-                progress: { done, total in progress?(.init(.copyingMemory, "copying memory \(done * 100 / max(total, 1))%")) }, cancel: cancel)
+            let saved = try saveMemory(
+                ramFD: ramFD, ramPath: ram.path, ramBytes: UInt64(ram.bytes), collected: collected, writer: writer, progress: progress, cancel: cancel)
+            let stats = saved.stats
             try checkCancelled()
             let downtime = Date().timeIntervalSince(pausedAt)
             if !stopAfter {
@@ -200,7 +204,9 @@ extension VMManager {
             try checkCancelled()
             var files = [Manifest.memoryFile, Manifest.devicesFile, Manifest.ownersFile, Manifest.Member.domain.rawValue]
             let frozen = disk.flatMap { d in d.file.flatMap { file in d.format.map { (path: file, format: $0) } } }
-            if try saveDiskState(from: frozen, plan: plan, writer: writer, progress: progress, cancel: cancel) { files.append(Manifest.diskFile) }
+            if try saveDiskState(from: frozen, plan: plan, freeSlots: saved.swapRanges, writer: writer, progress: progress, cancel: cancel) {
+                files.append(Manifest.diskFile)
+            }
             try checkCancelled()
             progress?(.init(.hashing, "hashing"))
             let entries = try writer.entries(for: files, known: [Manifest.memoryFile: stats.sha256], cancel: cancel)
@@ -217,6 +223,7 @@ extension VMManager {
                     exclusion, plan: plan, excludedBytes: stats.excludedBytes, nameKey: try HostKey(directory: stateDirectory).nameKey(create: true)),
                 files: entries)
             manifest.libvirt = .init(uri: uri, machineType: live.machine)
+            manifest.freeMemory = saved.free
             progress?(.init(.writingManifest, "writing manifest"))
             let sealed = try writer.commit(manifest, sealKey: HostKey(directory: stateDirectory).sealKey(create: true))
             // From here the bundle stands: a later failure says so and undoes nothing.
@@ -241,7 +248,8 @@ extension VMManager {
                 devicesBytes: entries.first { $0.name == Manifest.devicesFile }?.size ?? 0,
                 diskBytes: entries.first { $0.name == Manifest.diskFile }?.size, downtime: downtime,
                 total: Date().timeIntervalSince(began), stopped: stopAfter, exclusion: manifest.exclusion,
-                liveNames: Dictionary(plan?.processes.map { ($0.pid, $0.command) } ?? [], uniquingKeysWith: { a, _ in a }))
+                liveNames: Dictionary(plan?.processes.map { ($0.pid, $0.command) } ?? [], uniquingKeysWith: { a, _ in a }),
+                ttySessions: plan?.ttySessions ?? [], freeMemory: saved.free)
         } catch {
             guard !committed else { throw error }
             if let problems = undo() { throw SparcError("\(error); \(problems)") }

@@ -67,12 +67,17 @@ extension CheckpointReport {
             lines.append(
                 "  excluded (scope \(ex.scope ?? "all")): \(formatBytes(ex.bytes)) in \(ex.ranges) ranges, collected in \(String(format: "%.0f", ex.collectMilliseconds)) ms")
             // Names from the live guest, for the operator's eyes; the bundle holds only a keyed hash of each.
+            // pty numbers are reused: which session each terminal was.
+            for t in ttySessions {
+                lines.append("    terminal \(t.tty.terminalSafe): the session of pid \(t.leader) (\(liveNames[t.leader] ?? "?"))")
+            }
             for p in ex.processes { lines.append("    pid \(p.pid) \(liveNames[p.pid] ?? p.displayName)  [\(p.reason)]") }
             if !excludedKinds.isEmpty { lines.append("    " + excludedKinds.joined(separator: ", ")) }
             lines.append("    kept-shared pages: \(ex.keptSharedPages)")
             for w in ex.warnings { lines.append("    warning: \(w)") }
             for g in ex.gaps ?? [] { lines.append("    GAP (--best-effort, may be in the bundle): \(g)") }
         }
+        if let freeMemory { lines += freeMemory.summaryLines }
         lines.append(String(format: "  guest paused %.2f s, total %.2f s%@", downtime, total, stopped ? ", VM stopped" : ""))
         return lines
     }

@@ -58,8 +58,24 @@ public struct TUIModel {
 
     public var tab: Tab = .processes
     public var processes: ProcessScreen
-    public var ttys: [GuestTTY] = []
-    public var taggedTTYs: Set<String> = []
+    public var ttys: [GuestTTY] = [] {
+        didSet { dropEndedTerminalTags() }
+    }
+    /// Tagged terminals by name, each bound to the session it had when tagged (nil: it had
+    /// none): pty numbers are reused, and a tag must never name the next session on its pty.
+    public var taggedTTYs: [String: TTYSession?] = [:]
+
+    /// Drops the tags whose session has ended since (the terminal may be another's by now), saying so.
+    mutating func dropEndedTerminalTags() {
+        for (name, session) in taggedTTYs {
+            guard let session else { continue }
+            let now = ttys.first { $0.name.unescaped == name }?.session
+            if now != session {
+                taggedTTYs[name] = nil
+                status = "the session of pid \(session.leader) on \(name) has ended: its tag was dropped"
+            }
+        }
+    }
     public var ttyCursor = 0
     public var bundles: [String] = []
     public var bundleCursor = 0
@@ -108,7 +124,11 @@ public struct TUIModel {
 
     /// The exclusion the tags stand for.
     public var exclusion: ExclusionRequest {
-        ExclusionRequest(pids: processes.tagged.sorted(), ttys: taggedTTYs.sorted(), scope: scope)
+        var request = ExclusionRequest(
+            pids: processes.tagged.sorted(), ttys: taggedTTYs.filter { $0.value == nil }.keys.sorted(), scope: scope)
+        let pinned = taggedTTYs.compactMap { $0.value }.sorted { $0.tty < $1.tty }
+        if !pinned.isEmpty { request.ttySessions = pinned }
+        return request
     }
 
     func nextBundlePath(now: Date = Date()) -> String {

@@ -9,7 +9,7 @@ extension TUIModel {
         case .char(" "):
             guard ttyCursor < ttys.count else { return }
             let name = ttys[ttyCursor].name.unescaped
-            if taggedTTYs.contains(name) { taggedTTYs.remove(name) } else { taggedTTYs.insert(name) }
+            if taggedTTYs[name] != nil { taggedTTYs[name] = nil } else { taggedTTYs[name] = .some(ttys[ttyCursor].session) }
             ttyCursor = min(max(0, ttys.count - 1), ttyCursor + 1)
         case .char("U"): taggedTTYs.removeAll()
         default: break
@@ -22,7 +22,7 @@ extension TUIModel {
         buffer.put("  TTY       KIND             PROCESSES", row: 1, style: .dim, fill: w)
         for (i, row) in ListViewport(count: ttys.count, cursor: ttyCursor, screenHeight: buffer.height).visible {
             let t = ttys[i]
-            let mark = taggedTTYs.contains(t.name.unescaped) ? "* " : "  "
+            let mark = taggedTTYs[t.name.unescaped] != nil ? "* " : "  "
             func name(_ pid: Int32, whole: Bool) -> String {
                 let command = processes.processes.first { $0.pid == pid }?.command.description ?? ""
                 return "\(pid) " + (whole ? command : command.split(separator: " ").first.map(String.init) ?? "")
@@ -32,7 +32,7 @@ extension TUIModel {
             let held = t.holders.isEmpty ? "" : "  [held by " + t.holders.map { name($0, whole: true) }.joined(separator: ", ") + "]"
             let line = mark + t.name.description.padding(toLength: 10, withPad: " ", startingAt: 0) + t.kind.rawValue.padding(toLength: 17, withPad: " ", startingAt: 0)
                 + (names.isEmpty ? "-" : names.joined(separator: ", ")) + held
-            buffer.put(line, row: row, style: i == ttyCursor ? .selected : (taggedTTYs.contains(t.name.unescaped) ? .tagged : .normal), fill: w)
+            buffer.put(line, row: row, style: i == ttyCursor ? .selected : (taggedTTYs[t.name.unescaped] != nil ? .tagged : .normal), fill: w)
         }
         buffer.put(status, row: buffer.height - 2, style: .status, fill: w)
         FunctionBar.render(functionKeys, into: &buffer)

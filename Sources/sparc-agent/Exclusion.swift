@@ -56,6 +56,7 @@ final class ExclusionCollector {
     struct Resolved {
         var processes: [ExcludedProcess]
         var ttys: [String]
+        var ttySessions: [TTYSession] = []
     }
 
     static func startTime(_ pid: Int32) -> UInt64? {
@@ -97,11 +98,22 @@ final class ExclusionCollector {
         var ttys: [String] = []
         var holders: [Int: [Int32]]?
         let known = Set(GuestSystem.ttys().map(\.name.unescaped))
-        for raw in request.ttys {
+        let sessions = GuestSystem.ttySessions(all)
+        // A terminal tagged by its session: that session, or nothing (pty numbers are reused).
+        for pinned in request.ttySessions ?? [] {
+            let now = sessions[Self.normalizeTTY(pinned.tty)]
+            guard now == TTYSession(tty: Self.normalizeTTY(pinned.tty), leader: pinned.leader, leaderStart: pinned.leaderStart) else {
+                let other = now.map { "it belongs to the session of pid \($0.leader) now" } ?? "it has no session now"
+                throw AgentFailure(
+                    .notFound, "the session of pid \(pinned.leader) on \(pinned.tty) has ended (\(other)): tag the terminal again")
+            }
+        }
+        for raw in request.ttys + (request.ttySessions ?? []).map(\.tty) {
             let tty = Self.normalizeTTY(raw)
             guard known.contains(tty) else {
                 throw AgentFailure(.notFound, "no terminal '\(raw)' in the guest (known: \(known.sorted().joined(separator: ", ")))")
             }
+            guard !ttys.contains(tty) else { continue }
             ttys.append(tty)
             for p in all where TTYNames.name(ttyNr: p.ttyNr) == tty && !isKernel(p) { add(p.pid, "on \(tty)") }
             if tty.hasPrefix("pts/"), let index = Int(tty.dropFirst(4)) {
@@ -110,38 +122,18 @@ final class ExclusionCollector {
             }
         }
         let lineage = ForkLineage.shared
-        // Processes bring along what they started: their children, what they forked (the
-        // kernel's fork events, kept across reparenting), the members of a session or
-        // process group they lead (a `(cmd &)` orphan, reparented to init, stays in both), and
-        // orphans in their own cgroup started after them (a daemon that double-forked and left
-        // its session stays in its cgroup). Repeated until nothing more joins.
+        // Processes bring along what they started, and only that: their children, what they
+        // forked (the kernel's fork events, kept across reparenting: a daemon that
+        // double-forked and left its session), and the members of a session or process group
+        // they lead (a `(cmd &)` orphan, reparented to init, stays in both). Never a process
+        // for where it lives (a cgroup): on a guest without logind every SSH session shares
+        // ssh.service's cgroup with the listener and other users' daemons. Repeated until
+        // nothing more joins.
         var bySession: [Int32: [Int32]] = [:]
         var byGroup: [Int32: [Int32]] = [:]
-        var byCgroup: [String: [Int32]] = [:]
-        var cgroupOf: [Int32: String] = [:]
         for p in all where !isKernel(p) {
             bySession[p.session, default: []].append(p.pid)
             byGroup[p.pgrp, default: []].append(p.pid)
-        }
-        // The agent's own subtree (its split into agent/ and exec/) holds what the host runs: never a unit of the guest's.
-        let agentBase = Path.directory(of: Freezer.cgroup(of: String(agentPid)) ?? "")
-        func cgroupPeers(_ pid: Int32) -> [Int32] {
-            if cgroupOf.isEmpty {
-                for p in all where !isKernel(p) {
-                    let g = Freezer.cgroup(of: String(p.pid)) ?? ""
-                    cgroupOf[p.pid] = g
-                    byCgroup[g, default: []].append(p.pid)
-                }
-            }
-            // Not the root or a slice (shared by many units), not the agent's own, not init's.
-            guard let g = cgroupOf[pid], g != "/", !g.hasSuffix(".slice"), !(g + "/").hasPrefix(agentBase + "/"),
-                !agentBase.hasPrefix(g), g != cgroupOf[1]
-            else { return [] }
-            let since = byPid[pid]?.startTime ?? 0
-            return (byCgroup[g] ?? []).filter { peer in
-                guard let s = byPid[peer] else { return false }
-                return s.ppid == 1 && s.startTime >= since
-            }
         }
         var i = 0
         while i < order.count {
@@ -159,7 +151,6 @@ final class ExclusionCollector {
             if p?.pgrp == parent {
                 for member in byGroup[parent] ?? [] { add(member, "in the process group of \(parent)") }
             }
-            for orphan in cgroupPeers(parent) { add(orphan, "left behind in the cgroup of \(parent)") }
             i += 1
         }
         if reasons[1] != nil {
@@ -182,7 +173,7 @@ final class ExclusionCollector {
             // The command name only: arguments live in the excluded memory and may be the secret.
             return ExcludedProcess(pid: pid, command: p.comm, reason: reasons[pid]!, startTime: start)
         }
-        return Resolved(processes: processes, ttys: ttys)
+        return Resolved(processes: processes, ttys: ttys, ttySessions: ttys.compactMap { sessions[$0] })
     }
 
     // MARK: - Page tables
@@ -763,6 +754,7 @@ final class ExclusionCollector {
             evictFiles: evictFiles.sorted(), removeFiles: removeFiles.sorted(), warnings: warnings,
             milliseconds: Date().timeIntervalSince(began) * 1000)
         plan.phases = phases
+        if !resolved.ttySessions.isEmpty { plan.ttySessions = resolved.ttySessions }
         if !gaps.isEmpty { plan.gaps = [GuestText](gaps) }
         if !diskRanges.isEmpty {
             plan.diskRanges = diskRanges

@@ -132,13 +132,28 @@ enum GuestSystem {
             if let t = p.tty?.unescaped { byName[t, default: []].append(p.pid) }
         }
         let holders = ptyMasterHolders()
+        let sessions = ttySessions()
         return byName.keys.sorted { a, b in
             let (ka, kb) = (TTYNames.kind(a).rawValue, TTYNames.kind(b).rawValue)
             return ka == kb ? naturalLess(a, b) : ka < kb
         }.map { name in
             let index = name.hasPrefix("pts/") ? Int(name.dropFirst(4)) : nil
-            return GuestTTY(name: name, kind: TTYNames.kind(name), pids: byName[name]!.sorted(), holders: index.flatMap { holders[$0] } ?? [])
+            return GuestTTY(
+                name: name, kind: TTYNames.kind(name), pids: byName[name]!.sorted(), holders: index.flatMap { holders[$0] } ?? [],
+                session: sessions[name])
         }
+    }
+
+    /// The session each terminal belongs to: the session leader that has it as controlling
+    /// terminal (the oldest, should a pid have been reused), with its start time.
+    static func ttySessions(_ all: [Stat]? = nil) -> [String: TTYSession] {
+        var out: [String: TTYSession] = [:]
+        for p in (all ?? stats()) where p.session == p.pid && p.flags & pfKthread == 0 {
+            guard let tty = TTYNames.name(ttyNr: p.ttyNr) else { continue }
+            if let known = out[tty], known.leaderStart <= p.startTime { continue }
+            out[tty] = TTYSession(tty: tty, leader: p.pid, leaderStart: p.startTime)
+        }
+        return out
     }
 
     /// Which processes hold the master side of each pty (by pty index), from one pass over

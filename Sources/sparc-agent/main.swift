@@ -109,6 +109,8 @@ final class Agent {
                 return AgentResponse(id: request.id)
             case .owners:
                 return AgentResponse(id: request.id, owners: try OwnerMapCollector.collect())
+            case .memoryLayout:
+                return AgentResponse(id: request.id, memoryLayout: try MemoryLayoutCollector.collect())
             case .setClock:
                 guard let setting = request.clock else { throw AgentFailure(.invalidArgument, "setClock needs the host's time") }
                 return AgentResponse(id: request.id, clock: try GuestClock.set(to: setting))
@@ -159,7 +161,7 @@ final class Agent {
                     case .freeze, .collect:
                         freezer.setLease(request.leaseSeconds)
                         freezer.renewLease()
-                    case .owners, .cleanup, .reseed, .setClock, .thaw: freezer.renewLease()
+                    case .owners, .memoryLayout, .cleanup, .reseed, .setClock, .thaw: freezer.renewLease()
                     case .hello, .processes, .ttys, .exec, .terminal, .poweroff: break
                     }
                     // Requests run concurrently so a long exec does not hold up a freeze or ps.

@@ -300,6 +300,8 @@ final class GuestLifecycleTests: GuestTestCase {
         }
         XCTAssertTrue(thawed, "the lease thawed the guest")
         XCTAssertTrue(freezeMarkers().contains("at-work-by"), "no sparc command ran: the lease, not a recovery, thawed it")
+        // The agent's port serves one client at a time: let go of it for the next command.
+        client.close()
         _ = try sparc.ok(["vm", "status", "--name", vm])  // and the next command tidies up
         XCTAssertEqual(freezeMarkers(), [])
         try guest("kill \(victim)")

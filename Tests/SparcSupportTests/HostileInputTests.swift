@@ -46,6 +46,8 @@ final class HostileInputTests: XCTestCase {
             let foreign = dir + "/foreign"
             XCTAssertEqual(mkdir(foreign, 0o700), 0)
             XCTAssertEqual(chown(foreign, 65534, 65534), 0)
+            // removeTree leaves another user's entries where they are: given back for the tear-down.
+            defer { chown(foreign, 0, 0) }
             XCTAssertThrowsError(try FileSystem.ensurePrivateDirectory(foreign, what: "runtime directory")) {
                 XCTAssertTrue("\($0)".contains("belongs to uid 65534"), "\($0)")
             }

@@ -46,7 +46,7 @@ final class TUIModelTests: XCTestCase {
         _ = m.handle(.tab)
         XCTAssertEqual(m.tab, .terminals)
         _ = m.handle(.char(" "))
-        XCTAssertEqual(m.taggedTTYs, ["pts/0"])
+        XCTAssertEqual(Array(m.taggedTTYs.keys), ["pts/0"])
         _ = m.handle(.char("s"))
         XCTAssertEqual(m.exclusion, ExclusionRequest(ttys: ["pts/0"], scope: .user))
         var buffer = CellBuffer(width: 80, height: 24)
@@ -55,6 +55,26 @@ final class TUIModelTests: XCTestCase {
         XCTAssertTrue(buffer.text.contains("50 bash"), buffer.text)
         _ = m.handle(.backTab)
         XCTAssertEqual(m.tab, .processes)
+    }
+
+    /// A terminal tag is bound to its session: when that session ends and the pty is reused,
+    /// the tag is dropped with a word, never carried over to the next session.
+    func testTerminalTagsAreBoundToTheirSession() {
+        var m = model()
+        let first = TTYSession(tty: "pts/0", leader: 50, leaderStart: 1000)
+        m.ttys = [GuestTTY(name: "pts/0", kind: .pty, pids: [50], session: first)]
+        _ = m.handle(.tab)
+        _ = m.handle(.char(" "))
+        XCTAssertEqual(m.exclusion.ttySessions, [first], "the tag names the session")
+        XCTAssertEqual(m.exclusion.ttys, [])
+        // A refresh with the same session keeps the tag.
+        m.ttys = [GuestTTY(name: "pts/0", kind: .pty, pids: [50, 51], session: first)]
+        XCTAssertEqual(m.taggedTTYs.count, 1)
+        // The session ended and another login took pts/0 (its leader even reuses pid 50).
+        m.ttys = [GuestTTY(name: "pts/0", kind: .pty, pids: [50], session: TTYSession(tty: "pts/0", leader: 50, leaderStart: 2000))]
+        XCTAssertTrue(m.taggedTTYs.isEmpty, "the tag went with its session")
+        XCTAssertTrue(m.exclusion.isEmpty)
+        XCTAssertTrue(m.status.contains("has ended: its tag was dropped"), m.status)
     }
 
     func testBundleSearchPromptAndReadonly() {

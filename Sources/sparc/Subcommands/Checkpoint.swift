@@ -29,6 +29,13 @@ struct Checkpoint: ParsableCommand {
               sparc checkpoint --connect qemu:///system --name web --exclude-name ssh-agent
             With --connect the VM is a libvirt domain prepared with 'sparc libvirt prepare'; it \
             keeps running under libvirt, and its definition goes into the bundle.
+
+            Free memory: pages the guest's kernel holds free at the pause (what exited processes \
+            left behind) are never saved, with or without exclusion: they read as zeros in the \
+            bundle, which is smaller by as much. Unused swap slots read as zeros in the bundle's \
+            copy of the disk (the VM's own disk is untouched). The guest's kernel records are read \
+            from the paused RAM itself, so nothing in use is left out. --save-free-memory keeps \
+            everything (to debug a guest); the summary says what was done and why.
             """)
     @OptionGroup var vm: VMOptions
     @Option(
@@ -52,6 +59,8 @@ struct Checkpoint: ParsableCommand {
             "Save even where a step of the exclusion cannot complete (a page map or frame table unreadable), recording each gap in the bundle.",
             discussion: "Without it such a step makes the checkpoint refuse: an exclusion never silently saves what it was asked to leave out."))
     var bestEffort = false
+    @Flag(help: "Keep the memory and swap slots the guest holds free (left out by default: they hold what exited processes left).")
+    var saveFreeMemory = false
     @Flag(help: "Print the report as JSON.") var json = false
     @Flag(help: "Scan the new bundle's memory for credentials (what exclusion left in it) and print the findings.") var scan = false
     @Flag(
@@ -86,7 +95,7 @@ struct Checkpoint: ParsableCommand {
         Interruption.install()
         let report = try manager.checkpoint(
             name: vm.name, output: try output ?? BundleHome.newBundle(vm: vm.name), stopAfter: stop, exclusion: request.isEmpty ? nil : request,
-            cancel: Interruption.cancellation, progress: progressPrinter())
+            saveFreeMemory: saveFreeMemory, cancel: Interruption.cancellation, progress: progressPrinter())
         endProgress()
         var gate: CredentialScan.Gate?
         if let rules {

@@ -60,6 +60,8 @@ struct Exec: ParsableCommand {
         guard !argv.isEmpty else { throw ValidationError("give the command after --, e.g. sparc exec -- uname -a") }
         let agent = try connection.agent(vm)
         defer { agent.close() }
+        // Within the agent timeout: a port held by another client or a hung guest is an error, not a wait as long as the command's.
+        _ = try agent.hello()
         var stdin = Data()
         if !detach && isatty(0) == 0 { stdin = try Self.readInput(limit: Self.maxInput) }
         let request = ExecRequest(argv: argv, detach: detach, stdin: stdin.isEmpty ? nil : stdin, timeoutMs: Int(limit * 1000))
