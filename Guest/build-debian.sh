@@ -33,7 +33,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-packages=systemd-sysv,udev,kmod,procps,bash,openssh-server,openssh-client,iproute2,less,linux-image-amd64,linux-headers-amd64,dkms,grub-pc-bin
+packages=systemd-sysv,udev,kmod,procps,bash,openssh-server,openssh-client,iproute2,less,tmux,linux-image-amd64,linux-headers-amd64,dkms,grub-pc-bin
 echo "build-debian: debootstrap bookworm from $mirror"
 debootstrap --variant=minbase --include="$packages" bookworm "$root" "$mirror" >"$work/debootstrap.log" 2>&1 ||
     { tail -n 20 "$work/debootstrap.log" >&2; echo "build-debian: debootstrap failed" >&2; exit 2; }

@@ -17,6 +17,13 @@
  *   kstack  the unused part of each thread's kernel stack (below its saved stack
  *           pointer), which keeps stale copies of data the thread moved through the kernel.
  *
+ * Then every other process's pipes and sockets are searched for data the excluded processes
+ * wrote into them (peers.c, by the write ledger of ledger.c and the pid in unix skbs); such
+ * a queue is collected and named: "peer KIND HOLDER BYTES" (KIND pipe, unix, tcp, udp), or
+ * "unattributed KIND HOLDER BYTES" where its writer cannot be known. "pids P1 ... exited
+ * E1 ..." also names descendants of theirs that have exited (their data counts too). The
+ * answer ends with "ledger PROBES LOST 0": the probes active, the ledger records lost.
+ *
  * The processes must be frozen. The helper only reads pointers; it copies no data.
  * "drain P1 P2 ..." is the restore's counterpart: it drops those buffers (see draining)
  * and answers "dropped 0 0 COUNT". "layout SWAP_INFO NR_SWAPFILES" says where free memory
@@ -25,6 +32,7 @@
  * and passes them as module parameters.
  */
 #include "sparc_helper.h"
+#include <linux/hash.h>
 
 long n_tty_read_buf_offset = -1;
 module_param(n_tty_read_buf_offset, long, 0444);
@@ -94,6 +102,45 @@ void emit_line(struct collector *c, const char *fmt, ...)
 	c->len += n;
 }
 
+/* ---- who is excluded ---- */
+
+bool is_excluded_pid(struct collector *c, struct pid *pid)
+{
+	int i;
+
+	for (i = 0; i < c->nlive; i++)
+		if (c->live[i] == pid)
+			return true;
+	/* A process that has exited: its struct pid lives on (held by a queued skb or the
+	 * ledger) without a task, and a later process given its number has another one. */
+	if (pid_has_task(pid, PIDTYPE_TGID))
+		return false;
+	for (i = 0; i < c->nexited; i++)
+		if (c->exited[i] == pid_nr(pid))
+			return true;
+	return false;
+}
+
+bool first_sight(struct collector *c, const void *queue)
+{
+	unsigned int h = hash_ptr(queue, ilog2(MAX_SEEN)), i;
+
+	if (!c->seen)
+		return true;
+	for (i = 0; i < MAX_SEEN; i++) {
+		const void **slot = &c->seen[(h + i) & (MAX_SEEN - 1)];
+
+		if (*slot == queue)
+			return false;
+		if (!*slot) {
+			*slot = queue;
+			return true;
+		}
+	}
+	/* Full: seen again rather than missed (a report may repeat). */
+	return true;
+}
+
 /* ---- files of a process ---- */
 
 /* The files of a process are taken in batches of MAX_FILES (references held, so the
@@ -115,11 +162,34 @@ static int remember_file(const void *arg, struct file *file, unsigned int fd)
 	return 0;
 }
 
+void for_each_task_file(struct collector *c, struct task_struct *task, void (*fn)(struct collector *, struct file *, void *), void *arg)
+{
+	struct file_list *list = kvzalloc(sizeof(*list), GFP_KERNEL);
+	int i, more;
+
+	if (!list) {
+		c->overflow = true;
+		return;
+	}
+	do {
+		list->count = 0;
+		task_lock(task);
+		more = task->files ? iterate_fd(task->files, list->next_fd, remember_file, list) : 0;
+		task_unlock(task);
+		for (i = 0; i < list->count; i++) {
+			fn(c, list->files[i], arg);
+			fput(list->files[i]);
+		}
+	} while (more);
+	kvfree(list);
+}
+
 /* The kernel buffers behind one open file: collected, or under "drain" dropped. */
-static void visit_file(struct collector *c, struct file *file)
+static void visit_file(struct collector *c, struct file *file, void *unused)
 {
 	struct inode *inode = file_inode(file);
 
+	remember_sender(c, file);
 	if (S_ISFIFO(inode->i_mode) && inode->i_pipe) {
 		visit_pipe(c, inode->i_pipe);
 	} else if (S_ISSOCK(inode->i_mode)) {
@@ -139,11 +209,9 @@ static int collect_pid(struct collector *c, pid_t nr)
 {
 	struct pid *pid = find_get_pid(nr);
 	struct task_struct *task;
-	struct file_list *list;
 	struct tty_struct *ctty = NULL;
 	struct sighand_struct *sighand;
 	unsigned long flags;
-	int i, more;
 
 	if (!pid)
 		return -ESRCH;
@@ -152,24 +220,7 @@ static int collect_pid(struct collector *c, pid_t nr)
 	if (!task)
 		return -ESRCH;
 	c->pid = nr;
-
-	list = kvzalloc(sizeof(*list), GFP_KERNEL);
-	if (!list) {
-		put_task_struct(task);
-		return -ENOMEM;
-	}
-	do {
-		list->count = 0;
-		task_lock(task);
-		more = task->files ? iterate_fd(task->files, list->next_fd, remember_file, list) : 0;
-		task_unlock(task);
-		for (i = 0; i < list->count; i++) {
-			remember_sender(c, list->files[i]);
-			visit_file(c, list->files[i]);
-			fput(list->files[i]);
-		}
-	} while (more);
-	kvfree(list);
+	for_each_task_file(c, task, visit_file, NULL);
 
 	/* The controlling terminal carries what the process read and printed. */
 	rcu_read_lock();
@@ -230,7 +281,7 @@ static ssize_t helper_write(struct file *file, const char __user *ubuf, size_t c
 {
 	struct session *s = file->private_data;
 	char *text, *p, *tok;
-	int rc = 0;
+	int rc = 0, i;
 
 	if (count > 65536)
 		return -E2BIG;
@@ -259,34 +310,67 @@ static ssize_t helper_write(struct file *file, const char __user *ubuf, size_t c
 	mutex_lock(&s->lock);
 	s->c.drain = !strcmp(tok, "drain");
 	s->c.nsenders = 0;
+	s->c.nlive = 0;
+	s->c.nexited = 0;
 	s->c.senders = kvcalloc(MAX_SENDERS, sizeof(*s->c.senders), GFP_KERNEL);
-	if (!s->c.senders) {
-		mutex_unlock(&s->lock);
-		kfree(text);
-		return -ENOMEM;
+	s->c.live = kvcalloc(MAX_SENDERS, sizeof(*s->c.live), GFP_KERNEL);
+	s->c.exited = kvcalloc(MAX_EXITED, sizeof(*s->c.exited), GFP_KERNEL);
+	s->c.seen = kvcalloc(MAX_SEEN, sizeof(*s->c.seen), GFP_KERNEL);
+	s->c.peers = kvcalloc(MAX_SENDERS, sizeof(*s->c.peers), GFP_KERNEL);
+	s->c.npeers = 0;
+	if (!s->c.senders || !s->c.live || !s->c.exited || !s->c.seen || !s->c.peers) {
+		rc = -ENOMEM;
+		goto out;
 	}
+	/* "pids A B C exited D E": the excluded processes, then their descendants that have exited. */
 	while ((tok = strsep(&p, " \n")) != NULL) {
 		int nr;
 
 		if (!*tok)
 			continue;
-		if (kstrtoint(tok, 10, &nr) || nr <= 0) {
-			rc = -EINVAL;
+		if (!strcmp(tok, "exited")) {
+			while ((tok = strsep(&p, " \n")) != NULL) {
+				if (!*tok)
+					continue;
+				if (kstrtoint(tok, 10, &nr) || nr <= 0 || s->c.nexited == MAX_EXITED) {
+					rc = -EINVAL;
+					goto out;
+				}
+				s->c.exited[s->c.nexited++] = nr;
+			}
 			break;
 		}
-		rc = collect_pid(&s->c, nr);
+		if (kstrtoint(tok, 10, &nr) || nr <= 0 || s->c.nlive == MAX_SENDERS) {
+			rc = -EINVAL;
+			goto out;
+		}
+		s->c.live[s->c.nlive] = find_get_pid(nr);
+		if (s->c.live[s->c.nlive])
+			s->c.nlive++;
+	}
+	for (i = 0; i < s->c.nlive; i++) {
+		rc = collect_pid(&s->c, pid_nr(s->c.live[i]));
 		if (rc == -ESRCH) {
-			if (s->c.len + 64 > MAX_OUTPUT)
-				s->c.overflow = true;
-			else
-				s->c.len += scnprintf(s->c.buf + s->c.len, MAX_OUTPUT - s->c.len, "gone %d 0 0\n", nr);
+			emit_line(&s->c, "gone %d 0 0\n", pid_nr(s->c.live[i]));
 			rc = 0;
 		} else if (rc) {
-			break;
+			goto out;
 		}
 	}
-	if (!rc)
-		scan_receivers(&s->c);
+	scan_system(&s->c);
+	emit_line(&s->c, "ledger %x %lx 0\n", ledger_active_probes(), ledger_lost_records());
+out:
+	for (i = 0; i < s->c.nlive; i++)
+		put_pid(s->c.live[i]);
+	kvfree(s->c.live);
+	kvfree(s->c.exited);
+	kvfree(s->c.seen);
+	kvfree(s->c.peers);
+	s->c.peers = NULL;
+	s->c.live = NULL;
+	s->c.exited = NULL;
+	s->c.seen = NULL;
+	s->c.nlive = 0;
 	kvfree(s->c.senders);
 	s->c.senders = NULL;
 	if (s->c.drain && s->c.len + 64 <= MAX_OUTPUT)
@@ -324,13 +408,22 @@ static struct proc_dir_entry *entry;
 
 static int __init helper_init(void)
 {
+	int rc = ledger_start();
+
+	if (rc)
+		return rc;
 	entry = proc_create("sparc_helper", 0600, NULL, &helper_ops);
-	return entry ? 0 : -ENOMEM;
+	if (!entry) {
+		ledger_stop();
+		return -ENOMEM;
+	}
+	return 0;
 }
 
 static void __exit helper_exit(void)
 {
 	proc_remove(entry);
+	ledger_stop();
 }
 
 module_init(helper_init);

@@ -48,3 +48,45 @@ void visit_pipe(struct collector *c, struct pipe_inode_info *pipe)
 	else
 		collect_pipe(c, pipe);
 }
+
+/* Bytes waiting in a pipe. */
+static size_t pipe_bytes(struct pipe_inode_info *pipe)
+{
+	size_t bytes = 0;
+	unsigned int i;
+
+	if (!pipe->bufs || !pipe->ring_size)
+		return 0;
+	pipe_lock(pipe);
+	for (i = pipe->tail; i != pipe->head; i++)
+		bytes += pipe->bufs[i & (pipe->ring_size - 1)].len;
+	pipe_unlock(pipe);
+	return bytes;
+}
+
+/* A pipe or FIFO another process holds: when an excluded process wrote into it, all its
+ * queued data is theirs to leave out (a pipe does not say whose bytes are whose), and at
+ * restore it is emptied, so its reader finds the end of the data, never zeros. */
+void visit_foreign_pipe(struct collector *c, struct file *file, pid_t holder)
+{
+	struct pipe_inode_info *pipe = file->private_data;
+	size_t bytes;
+
+	if (!pipe)
+		return;
+	if (!ledger_attributes(c, LEDGER_PIPE, pipe, file_inode(file)->i_ino, 0))
+		return;
+	/* Its reader had what they wrote, read or not: a server they talked to. */
+	if (!c->drain && (file->f_mode & FMODE_READ))
+		emit_line(c, "talked pipe %d 0\n", holder);
+	if (!first_sight(c, pipe))
+		return;
+	bytes = pipe_bytes(pipe);
+	if (!bytes)
+		return;
+	if (c->drain)
+		drain_pipe(c, pipe);
+	else
+		collect_pipe(c, pipe);
+	emit_line(c, "peer pipe %d %zx\n", holder, bytes);
+}

@@ -1,6 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 /* Sockets: payload of queued skbs (receive, write, retransmit, out-of-order, backlog), unix peers, listeners' children, page-frag caches. */
 #include "sparc_helper.h"
+#include <net/udp.h>
+#include <net/ip.h>
+#include <net/route.h>
+#include <linux/ipv6.h>
+#include <net/ipv6.h>
 
 static void collect_skb(struct collector *c, struct sk_buff *skb, int depth)
 {
@@ -117,6 +122,8 @@ static void collect_sock(struct collector *c, struct sock *sk, int depth)
 		 * queue also holds what others sent it: theirs is not this process's data). */
 		if (peer) {
 			collect_queue_from(c, &peer->sk_receive_queue, sk);
+			if (c->peers && c->npeers < MAX_SENDERS)
+				c->peers[c->npeers++] = peer;
 			sock_put(peer);
 		}
 		/* A listener's queue holds embryonic sockets that already carry data. */
@@ -232,62 +239,234 @@ static bool is_sender(struct collector *c, struct sock *sk)
 	return false;
 }
 
-struct sender_scan {
-	struct collector *c;
-	struct sk_buff_head *dropped;
-};
+/* ---- queues others hold ---- */
 
-static int scan_receiver(const void *arg, struct file *file, unsigned int fd)
+/* Whether an excluded process sent this unix skb: from one of their open sockets, or from
+ * a socket the ledger saw one of them (or a descendant that has exited since) send on — a
+ * stream whose sender closed it or died; the skb keeps that socket alive while it waits.
+ * With SO_PASSCRED the skb names its sender's pid too. */
+static bool unix_skb_excluded(struct collector *c, struct sk_buff *skb, struct sock *receiver)
 {
-	const struct sender_scan *scan = arg;
-	struct collector *c = scan->c;
-	struct inode *inode = file_inode(file);
-	struct socket *sock;
-	struct sk_buff_head *q;
+	struct socket *sender_socket;
+	unsigned long ino;
+
+	if (!skb->sk || skb->sk == receiver)
+		return false;
+	if (is_sender(c, skb->sk))
+		return true;
+	if (UNIXCB(skb).pid && is_excluded_pid(c, UNIXCB(skb).pid))
+		return true;
+	/* sock_orphan() clears sk_socket under this lock: the inode is read while it stands. */
+	read_lock(&skb->sk->sk_callback_lock);
+	sender_socket = skb->sk->sk_socket;
+	ino = sender_socket ? SOCK_INODE(sender_socket)->i_ino : LEDGER_ANY_INO;
+	read_unlock(&skb->sk->sk_callback_lock);
+	return ledger_attributes(c, LEDGER_UNIX, skb->sk, ino, 0);
+}
+
+/* Whether this socket is connected with one of the excluded processes' sockets, either way. */
+static bool talks_with_excluded(struct collector *c, struct sock *sk)
+{
+	struct sock *peer = unix_peer_get(sk);
+	bool talks = peer && is_sender(c, peer);
+	int i;
+
+	if (peer)
+		sock_put(peer);
+	for (i = 0; !talks && c->peers && i < c->npeers; i++)
+		talks = c->peers[i] == sk;
+	return talks;
+}
+
+static void visit_foreign_unix(struct collector *c, struct sock *sk, pid_t holder)
+{
+	struct sk_buff_head *q = &sk->sk_receive_queue;
+	struct sk_buff_head dropped;
 	struct sk_buff *skb, *tmp;
 	unsigned long flags;
+	size_t bytes = 0;
 
-	if (!S_ISSOCK(inode->i_mode))
-		return 0;
-	sock = sock_from_file(file);
-	if (!sock || !sock->sk || sock->sk->sk_family != AF_UNIX || is_sender(c, sock->sk))
-		return 0;
-	q = &sock->sk->sk_receive_queue;
+	/* Compared as pointers only: a peer socket freed since is never dereferenced. */
+	if (!c->drain && talks_with_excluded(c, sk))
+		emit_line(c, "talked unix %d 0\n", holder);
+
+	__skb_queue_head_init(&dropped);
 	spin_lock_irqsave(&q->lock, flags);
 	skb_queue_walk_safe(q, skb, tmp) {
-		if (!skb->sk || skb->sk == sock->sk || !is_sender(c, skb->sk))
+		if (!unix_skb_excluded(c, skb, sk))
 			continue;
+		bytes += skb->len;
 		if (c->drain) {
 			__skb_unlink(skb, q);
-			__skb_queue_tail(scan->dropped, skb);
+			__skb_queue_tail(&dropped, skb);
 			c->dropped++;
 		} else {
 			collect_skb(c, skb, 0);
 		}
 	}
 	spin_unlock_irqrestore(&q->lock, flags);
-	return 0;
-}
-
-void scan_receivers(struct collector *c)
-{
-	struct task_struct *p;
-	struct sk_buff_head dropped;
-	struct sender_scan scan = { .c = c, .dropped = &dropped };
-
-	if (!c->nsenders)
-		return;
-	__skb_queue_head_init(&dropped);
-	rcu_read_lock();
-	for_each_process(p) {
-		c->pid = task_pid_nr(p);
-		task_lock(p);
-		if (p->files)
-			iterate_fd(p->files, 0, scan_receiver, &scan);
-		task_unlock(p);
-	}
-	rcu_read_unlock();
-	/* Freed outside every lock: a datagram can carry descriptors to release. */
+	/* Freed outside the lock: a datagram can carry descriptors to release. */
 	__skb_queue_purge(&dropped);
+	if (bytes)
+		emit_line(c, "peer unix %d %zx\n", holder, bytes);
 }
 
+static bool is_local_v4(struct sock *sk, __be32 addr)
+{
+	return ipv4_is_loopback(addr) || inet_addr_type(sock_net(sk), addr) == RTN_LOCAL;
+}
+
+static size_t queue_bytes(struct sk_buff_head *q)
+{
+	struct sk_buff *skb;
+	unsigned long flags;
+	size_t bytes = 0;
+
+	spin_lock_irqsave(&q->lock, flags);
+	skb_queue_walk(q, skb)
+		bytes += skb->len;
+	spin_unlock_irqrestore(&q->lock, flags);
+	return bytes;
+}
+
+/* skb_rbtree_purge, which is not exported. */
+static void purge_rbtree(struct rb_root *root)
+{
+	struct rb_node *p = rb_first(root);
+
+	while (p) {
+		struct sk_buff *skb = rb_entry(p, struct sk_buff, rbnode);
+
+		p = rb_next(p);
+		rb_erase(&skb->rbnode, root);
+		kfree_skb(skb);
+	}
+}
+
+/* A TCP connection whose other end is on this machine: what waits to be read came from
+ * that end's port, which the ledger knows the senders of. Dropping part of a stream would
+ * break it: at restore the connection is reset instead (its reader gets ECONNRESET). */
+static void visit_foreign_tcp(struct collector *c, struct sock *sk, pid_t holder)
+{
+	u16 peer_port = ntohs(inet_sk(sk)->inet_dport);
+	bool local = sk->sk_family == AF_INET ? is_local_v4(sk, sk->sk_daddr)
+#if IS_ENABLED(CONFIG_IPV6)
+					      : ipv6_addr_loopback(&sk->sk_v6_daddr) ||
+							(ipv6_addr_v4mapped(&sk->sk_v6_daddr) &&
+							 is_local_v4(sk, sk->sk_v6_daddr.s6_addr32[3]));
+#else
+					      : false;
+#endif
+	size_t bytes;
+
+	if (!local || sk->sk_state == TCP_LISTEN || sk->sk_state == TCP_CLOSE)
+		return;
+	bytes = queue_bytes(&sk->sk_receive_queue);
+	if (!bytes && RB_EMPTY_ROOT(&tcp_sk(sk)->out_of_order_queue))
+		return;
+	if (!ledger_attributes(c, LEDGER_TCP, NULL, 0, peer_port)) {
+		/* Sent before the ledger began, or its record was lost: nobody can tell. */
+		if (!c->drain && (!ledger_knows_port(LEDGER_TCP, peer_port) || ledger_lost_records()))
+			emit_line(c, "unattributed tcp %d %zx\n", holder, bytes);
+		return;
+	}
+	if (c->drain) {
+		/* The unread data goes first (an abort alone leaves it to be read: zeros), and the
+		 * read position moves past it, so that nothing counts it as waiting any more. */
+		lock_sock(sk);
+		__skb_queue_purge(&sk->sk_receive_queue);
+		purge_rbtree(&tcp_sk(sk)->out_of_order_queue);
+		tcp_sk(sk)->ooo_last_skb = NULL;
+		WRITE_ONCE(tcp_sk(sk)->copied_seq, tcp_sk(sk)->rcv_nxt);
+		release_sock(sk);
+		if (sk->sk_prot && sk->sk_prot->diag_destroy)
+			sk->sk_prot->diag_destroy(sk, ECONNABORTED);
+		c->dropped++;
+	} else {
+		lock_sock(sk);
+		collect_queue(c, &sk->sk_receive_queue);
+		collect_rbtree(c, &tcp_sk(sk)->out_of_order_queue);
+		collect_backlog(c, sk);
+		release_sock(sk);
+	}
+	emit_line(c, "peer tcp %d %zx\n", holder, bytes);
+}
+
+/* The local port a queued UDP datagram came from, if it came from this machine (0 if not). */
+static u16 udp_local_source(struct sock *sk, struct sk_buff *skb)
+{
+	if (!skb_transport_header_was_set(skb) || !skb_network_header(skb))
+		return 0;
+	if (skb->protocol == htons(ETH_P_IP)) {
+		if (!is_local_v4(sk, ip_hdr(skb)->saddr))
+			return 0;
+#if IS_ENABLED(CONFIG_IPV6)
+	} else if (skb->protocol == htons(ETH_P_IPV6)) {
+		if (!ipv6_addr_loopback(&ipv6_hdr(skb)->saddr))
+			return 0;
+#endif
+	} else {
+		return 0;
+	}
+	return ntohs(udp_hdr(skb)->source);
+}
+
+/* Datagrams waiting in a UDP socket (its receive queue and the reader's queue), each sent
+ * from a local port the ledger knows the senders of; dropped one by one at restore. */
+static void visit_foreign_udp(struct collector *c, struct sock *sk, pid_t holder)
+{
+	struct sk_buff_head *queues[] = { &sk->sk_receive_queue, &udp_sk(sk)->reader_queue };
+	struct sk_buff_head dropped;
+	struct sk_buff *skb, *tmp;
+	unsigned long flags;
+	size_t bytes = 0, unknown = 0;
+	int i;
+
+	__skb_queue_head_init(&dropped);
+	for (i = 0; i < ARRAY_SIZE(queues); i++) {
+		spin_lock_irqsave(&queues[i]->lock, flags);
+		skb_queue_walk_safe(queues[i], skb, tmp) {
+			u16 port = udp_local_source(sk, skb);
+
+			if (!port)
+				continue;
+			if (!ledger_attributes(c, LEDGER_UDP, NULL, 0, port)) {
+				if (!ledger_knows_port(LEDGER_UDP, port) || ledger_lost_records())
+					unknown += skb->len;
+				continue;
+			}
+			bytes += skb->len;
+			if (c->drain) {
+				__skb_unlink(skb, queues[i]);
+				__skb_queue_tail(&dropped, skb);
+				c->dropped++;
+			} else {
+				collect_skb(c, skb, 0);
+			}
+		}
+		spin_unlock_irqrestore(&queues[i]->lock, flags);
+	}
+	/* Released as a read would, outside the locks: UDP accounts its receive memory itself
+	 * (udp_skb_destructor gives it back), then the skb is freed. */
+	while ((skb = __skb_dequeue(&dropped)) != NULL) {
+		udp_skb_destructor(sk, skb);
+		skb_consume_udp(sk, skb, 0);
+	}
+	if (bytes)
+		emit_line(c, "peer udp %d %zx\n", holder, bytes);
+	if (unknown && !c->drain)
+		emit_line(c, "unattributed udp %d %zx\n", holder, unknown);
+}
+
+void visit_foreign_sock(struct collector *c, struct sock *sk, pid_t holder)
+{
+	if (!first_sight(c, sk))
+		return;
+	if (sk->sk_family == AF_UNIX)
+		visit_foreign_unix(c, sk, holder);
+	else if (is_tcp(sk))
+		visit_foreign_tcp(c, sk, holder);
+	else if ((sk->sk_family == AF_INET || sk->sk_family == AF_INET6) && sk->sk_protocol == IPPROTO_UDP &&
+		 sk->sk_type == SOCK_DGRAM)
+		visit_foreign_udp(c, sk, holder);
+}

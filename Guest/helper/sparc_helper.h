@@ -2,7 +2,8 @@
 /*
  * sparc_helper: what the channels of the helper share (see core.c for the interface).
  * One file per kind of kernel memory the exclusion reaches: tty.c, pipe.c, socket.c,
- * kstack.c, memory.c; core.c holds /proc/sparc_helper, the output and the walk over a
+ * kstack.c, memory.c, with the write ledger (ledger.c) and the scan of queues others hold
+ * (peers.c); core.c holds /proc/sparc_helper, the output and the walk over a
  * process's files.
  */
 #ifndef SPARC_HELPER_H
@@ -50,7 +51,22 @@ struct collector {
 	/* The excluded processes' unix sockets: what they sent may wait in any socket. */
 	struct sock **senders;
 	int nsenders;
+	/* Who is excluded: the live processes (their struct pids), and the numbers of their
+	 * descendants that have exited (a dead struct pid with such a number was one of them). */
+	struct pid **live;
+	int nlive;
+	pid_t *exited;
+	int nexited;
+	/* Queues already seen by the system scan (one report each). */
+	const void **seen;
+	/* The sockets the excluded processes' unix sockets are connected to: whoever holds one
+	 * talks with them (a terminal multiplexer's server, journald, PID 1). */
+	struct sock **peers;
+	int npeers;
 };
+
+#define MAX_EXITED 65536
+#define MAX_SEEN 16384
 
 #define MAX_SENDERS 16384
 
@@ -74,7 +90,29 @@ void visit_pipe(struct collector *c, struct pipe_inode_info *pipe);
 /* Sockets (socket.c), and what the excluded unix sockets sent to anyone's. */
 void visit_sock(struct collector *c, struct sock *sk);
 void remember_sender(struct collector *c, struct file *file);
-void scan_receivers(struct collector *c);
+
+/* Whether a process (a thread group's struct pid) is one of the excluded ones (core.c). */
+bool is_excluded_pid(struct collector *c, struct pid *pid);
+/* Whether the system scan meets this queue for the first time. */
+bool first_sight(struct collector *c, const void *queue);
+/* Calls fn for every open file of a task, in batches taken under the table's lock. */
+void for_each_task_file(struct collector *c, struct task_struct *task, void (*fn)(struct collector *, struct file *, void *), void *arg);
+
+/* The write ledger (ledger.c): who wrote into which pipe, or sent from which local port. */
+enum ledger_kind { LEDGER_PIPE = 1, LEDGER_TCP, LEDGER_UDP, LEDGER_UNIX };
+#define LEDGER_ANY_INO ULONG_MAX
+int ledger_start(void);
+void ledger_stop(void);
+bool ledger_attributes(struct collector *c, u8 kind, const void *pipe, unsigned long ino, u16 port);
+bool ledger_knows_port(u8 kind, u16 port);
+unsigned long ledger_lost_records(void);
+unsigned int ledger_active_probes(void);
+
+/* Queues others hold that the excluded processes wrote into (pipe.c, socket.c), found by
+ * the system scan (peers.c): collected, or under "drain" dropped; each reported once. */
+void visit_foreign_pipe(struct collector *c, struct file *file, pid_t holder);
+void visit_foreign_sock(struct collector *c, struct sock *sk, pid_t holder);
+void scan_system(struct collector *c);
 
 /* Kernel stacks (kstack.c). */
 void collect_stacks(struct collector *c, struct task_struct *task);

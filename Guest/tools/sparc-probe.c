@@ -30,6 +30,15 @@
  *   sparc-probe chatter PORT      send standard input back and forth without pause over a TCP
  *                                 connection on 127.0.0.1:PORT and a unix socket pair, between
  *                                 itself and a child that echoes (both ends its own)
+ *   sparc-probe recv-late KIND WHERE OUT  a receiver that reads nothing until SIGUSR1 (KIND unix
+ *                                 or tcp: listen and accept; udp: bind 127.0.0.1:WHERE; unixdgram:
+ *                                 bind the path; fifo: hold
+ *                                 the FIFO open for reading); writes OUT.ready once set up; on
+ *                                 SIGUSR1 reads what waits, without blocking, into OUT, then a
+ *                                 line "END eof|again|reset|error", and exits
+ *   sparc-probe send-close KIND WHERE [exit]  send standard input (unix or tcp: connect; udp:
+ *                                 to 127.0.0.1:WHERE; fifo: open for writing), close, then sleep
+ *                                 (or exit)
  *   sparc-probe key               add standard input as a "user" key to its process keyring, sleep
  *   sparc-probe assemble KIND SEED  build a fake credential (aws, ssh, canary) in its heap from
  *                                 scrambled pieces, so it is whole nowhere else; print "ready", sleep
@@ -412,6 +421,117 @@ static int dgram_send(const char *path)
 		pause();
 }
 
+static int open_receiver(const char *kind, const char *where)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int one = 1, s;
+
+	if (!strcmp(kind, "fifo"))
+		return open(where, O_RDONLY | O_NONBLOCK);
+	if (!strcmp(kind, "unixdgram")) {
+		addr_of("unix", where, &ss, &len);
+		unlink(where);
+		s = socket(AF_UNIX, SOCK_DGRAM, 0);
+		return s >= 0 && bind(s, (struct sockaddr *)&ss, len) == 0 ? s : -1;
+	}
+	if (!strcmp(kind, "udp")) {
+		addr_of("tcp", where, &ss, &len);
+		s = socket(AF_INET, SOCK_DGRAM, 0);
+		return s >= 0 && bind(s, (struct sockaddr *)&ss, len) == 0 ? s : -1;
+	}
+	s = socket(addr_of(kind, where, &ss, &len), SOCK_STREAM, 0);
+	setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (!strcmp(kind, "unix"))
+		unlink(where);
+	if (s < 0 || bind(s, (struct sockaddr *)&ss, len) || listen(s, 4))
+		return -1;
+	/* Ready before accept: the sender may connect now. */
+	return s;
+}
+
+static int recv_late(const char *kind, const char *where, const char *out)
+{
+	char ready[4096], buf[65536];
+	int fd = open_receiver(kind, where), o;
+	const char *end = "again";
+	ssize_t n;
+
+	if (fd < 0) {
+		perror("sparc-probe: receiver");
+		return 1;
+	}
+	signal(SIGUSR1, on_usr1);
+	snprintf(ready, sizeof(ready), "%s.ready", out);
+	close(open(ready, O_WRONLY | O_CREAT | O_TRUNC, 0600));
+	if (!strcmp(kind, "unix") || !strcmp(kind, "tcp")) {
+		int c = accept(fd, NULL, NULL);
+
+		if (c < 0)
+			return 1;
+		fd = c;
+	}
+	while (!got_usr1)
+		pause();
+	o = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	for (;;) {
+		n = !strcmp(kind, "fifo") ? read(fd, buf, sizeof(buf)) : recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+		if (n > 0) {
+			if (write(o, buf, n) != n)
+				return 1;
+			continue;
+		}
+		end = n == 0 ? "eof" : errno == EAGAIN ? "again" : (errno == ECONNRESET || errno == ECONNABORTED) ? "reset" : "error";
+		break;
+	}
+	dprintf(o, "\nEND %s\n", end);
+	close(o);
+	return 0;
+}
+
+static int send_close(const char *kind, const char *where, int then_exit)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	char buf[4096];
+	size_t n = read_input(buf, sizeof(buf));
+	int fd = -1, i;
+
+	if (!strcmp(kind, "fifo")) {
+		fd = open(where, O_WRONLY);
+		if (fd < 0 || write(fd, buf, n) != (ssize_t)n)
+			return 1;
+	} else if (!strcmp(kind, "udp") || !strcmp(kind, "unixdgram")) {
+		int unix_dgram = !strcmp(kind, "unixdgram");
+
+		addr_of(unix_dgram ? "unix" : "tcp", where, &ss, &len);
+		fd = socket(unix_dgram ? AF_UNIX : AF_INET, SOCK_DGRAM, 0);
+		if (fd < 0 || sendto(fd, buf, n, 0, (struct sockaddr *)&ss, len) != (ssize_t)n)
+			return 1;
+	} else {
+		int family = addr_of(kind, where, &ss, &len);
+
+		for (i = 0; i < 100; i++) {
+			fd = socket(family, SOCK_STREAM, 0);
+			if (connect(fd, (struct sockaddr *)&ss, len) == 0)
+				break;
+			close(fd);
+			fd = -1;
+			usleep(100000);
+		}
+		if (fd < 0 || write(fd, buf, n) != (ssize_t)n)
+			return 1;
+	}
+	close(fd);
+	memset(buf, 0, sizeof(buf));
+	printf("sent\n");
+	fflush(stdout);
+	if (then_exit)
+		return 0;
+	for (;;)
+		pause();
+}
+
 static int helper_fd;
 static int helper_rounds;
 static int helper_repeat = 1;
@@ -480,7 +600,13 @@ static int helper_stress(int threads, int rounds)
 		char kind[16];
 		int pid;
 		unsigned long long phys, size;
-		char extra;
+		char extra, what[16];
+		/* Lines that name a queue or the ledger: four fields, the second a word or hex. */
+		if (!overflowed && sscanf(line, "%15s %15s %llx %llx %c", kind, what, &phys, &size, &extra) == 4 &&
+		    (!strcmp(kind, "ledger") || !strcmp(kind, "peer") || !strcmp(kind, "talked") || !strcmp(kind, "unattributed"))) {
+			lines++;
+			continue;
+		}
 		if (overflowed || sscanf(line, "%15s %d %llx %llx %c", kind, &pid, &phys, &size, &extra) != 4) {
 			printf("bad: %.80s\n", line);
 			return 1;
@@ -603,6 +729,10 @@ int main(int argc, char **argv)
 		return hold(atol(argv[2]));
 	if (argc == 3 && !strcmp(argv[1], "spray"))
 		return spray(atol(argv[2]));
-	fprintf(stderr, "usage: sparc-probe recv-unix|send-unix PATH | recv-tcp|send-tcp PORT | hold MIB | spray MIB | threads N | named NAME | memfd | many-fds N | vmsplice | sysv | key | reserve GIB | chatter PORT | dgram-recv PATH OUT | dgram-send PATH | assemble aws|ssh|canary SEED | helper-stress THREADS ROUNDS [PIDS-PER-REQUEST]\n");
+	if (argc == 5 && !strcmp(argv[1], "recv-late"))
+		return recv_late(argv[2], argv[3], argv[4]);
+	if ((argc == 4 || argc == 5) && !strcmp(argv[1], "send-close"))
+		return send_close(argv[2], argv[3], argc == 5 && !strcmp(argv[4], "exit"));
+	fprintf(stderr, "usage: sparc-probe recv-unix|send-unix PATH | recv-tcp|send-tcp PORT | hold MIB | spray MIB | recv-late KIND WHERE OUT | send-close KIND WHERE [exit] | threads N | named NAME | memfd | many-fds N | vmsplice | sysv | key | reserve GIB | chatter PORT | dgram-recv PATH OUT | dgram-send PATH | assemble aws|ssh|canary SEED | helper-stress THREADS ROUNDS [PIDS-PER-REQUEST]\n");
 	return 2;
 }

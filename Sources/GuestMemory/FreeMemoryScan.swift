@@ -58,7 +58,12 @@ public enum FreeMemoryScan {
         var frames = scanBuddy(memory, memmap, layout: layout, frameLimit: frameLimit, swapCache: &swapCache, into: &result, cancel: cancel)
         frames += scanPerCPULists(memory, memmap, layout: layout, frameLimit: frameLimit, into: &result)
         if cancel?.isCancelled == true { return Result(notes: ["cancelled"]) }
-        let excluded = merged(excludedPhysical.map { ($0.lowerBound + 4095) / 4096..<$0.upperBound / 4096 })
+        // Whole pages only: a partly excluded page (a socket's few bytes) is still in use by others.
+        let excluded = merged(excludedPhysical.compactMap { r -> Range<UInt64>? in
+            let first = r.lowerBound / 4096 + (r.lowerBound % 4096 == 0 ? 0 : 1)
+            let end = r.upperBound / 4096
+            return first < end ? first..<end : nil
+        })
         frames += scanSwap(memory, layout: layout, swapCache: swapCache, excludedFrames: excluded, swapDisk: swapDisk, into: &result)
         result.freeFrames = merged(frames)
         if layout.poisonsFreePages {

@@ -55,7 +55,8 @@ public final class AgentClient {
     /// Sends one request and waits for its answer, up to `timeout` (or the client's default).
     public func call(
         _ op: AgentOperation, exec: ExecRequest? = nil, collect: ExclusionRequest? = nil, cleanup: CleanupRequest? = nil,
-        entropy: Data? = nil, clock: ClockSetting? = nil, lease: Double? = nil, recovering: Bool = false, timeout: TimeInterval? = nil
+        entropy: Data? = nil, clock: ClockSetting? = nil, lease: Double? = nil, recovering: Bool = false, timeout: TimeInterval? = nil,
+        passFailures: Bool = false
     ) throws
         -> AgentResponse
     {
@@ -98,6 +99,7 @@ public final class AgentClient {
                     }
                     guard let response = try? JSONDecoder().decode(AgentResponse.self, from: line), response.id == request.id else { continue }
                     if let failure = response.error {
+                        if passFailures { throw failure }
                         throw SparcError("guest agent: \(failure.message)")
                     }
                     return response
@@ -166,9 +168,12 @@ public final class AgentClient {
         return r
     }
 
-    /// Where the guest kernel records free memory and swap, for reading at the pause.
+    /// Where the guest kernel records free memory and swap, for reading at the pause. The
+    /// agent's refusal is thrown as the `AgentFailure` itself (an older agent does not know the operation).
     public func memoryLayout() throws -> GuestMemoryLayout {
-        guard let r = try call(.memoryLayout, timeout: max(timeout, 60)).memoryLayout else { throw SparcError("guest agent sent no memory layout") }
+        guard let r = try call(.memoryLayout, timeout: max(timeout, 60), passFailures: true).memoryLayout else {
+            throw SparcError("guest agent sent no memory layout")
+        }
         return r
     }
 

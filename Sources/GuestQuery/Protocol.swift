@@ -382,6 +382,9 @@ public struct ExclusionRequest: Codable, Equatable, Sendable {
     /// Terminals named by the session they belonged to when tagged: refused when that
     /// session is gone (the pty may be another's by now). Nil: none.
     public var ttySessions: [TTYSession]?
+    /// Refuse when anything may still hold the processes' data that sparc cannot leave out
+    /// (`ExclusionPlan.possibleCopies`). Nil: false.
+    public var strict: Bool?
 
     public init(
         pids: [Int32] = [], names: [String] = [], ttys: [String] = [], scope: ExclusionScope = .all, excludeMemoryFiles: Bool = false,
@@ -505,6 +508,12 @@ public struct ExclusionPlan: Codable, Equatable, Sendable {
     public var diskRanges: [DiskByteRange]? = nil
     /// Steps that could not complete under --best-effort: what may have been saved after all.
     public var gaps: [GuestText]? = nil
+    /// Descendants of the excluded processes that had exited: what they wrote into queues
+    /// others hold is theirs too (dropped at restore). Nil: none known.
+    public var exitedPids: [Int32]? = nil
+    /// Where the processes' data may still be that sparc could not leave out, each with what
+    /// to do (a server they talked to, a queue whose writer cannot be known); --strict refuses.
+    public var possibleCopies: [GuestText]? = nil
 
     public init(
         ranges: [ExcludedRange] = [], processes: [ExcludedProcess] = [], ttys: [String] = [], bytes: [String: UInt64] = [:],
@@ -530,11 +539,17 @@ public struct CleanupRequest: Codable, Equatable, Sendable {
     /// unread data is dropped before anything runs, so no reader is handed the zeros. Nil
     /// from older hosts (nothing dropped).
     public var drain: [ExcludedProcess]?
+    /// Their descendants that had exited at the checkpoint: what they wrote into others'
+    /// queues is dropped too. Nil: none.
+    public var drainExited: [Int32]?
     public var evictFiles: [GuestText]
     public var removeFiles: [GuestText]
-    public init(kill: [ExcludedProcess], drain: [ExcludedProcess] = [], evictFiles: [GuestText], removeFiles: [GuestText]) {
+    public init(
+        kill: [ExcludedProcess], drain: [ExcludedProcess] = [], drainExited: [Int32] = [], evictFiles: [GuestText], removeFiles: [GuestText]
+    ) {
         self.kill = kill
         self.drain = drain.isEmpty ? nil : drain
+        self.drainExited = drainExited.isEmpty ? nil : drainExited
         self.evictFiles = evictFiles
         self.removeFiles = removeFiles
     }

@@ -253,6 +253,11 @@ public struct Manifest: Codable, Equatable, Sendable {
         /// Under --best-effort, the steps that could not complete: what this bundle may hold
         /// although it was to be left out. Nil or empty: the exclusion is complete.
         public var gaps: [GuestText]?
+        /// Descendants of the excluded processes that had exited (their data in others' queues
+        /// is dropped at restore too). Nil: none.
+        public var exitedPids: [Int32]?
+        /// Where their data may still be that sparc could not leave out, each with what to do.
+        public var possibleCopies: [GuestText]?
 
         public init(
             targets: [GuestText] = [], scope: String? = nil, bytes: Int64 = 0, bytesByKind: [String: UInt64] = [:],

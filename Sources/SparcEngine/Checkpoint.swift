@@ -273,6 +273,8 @@ extension VMManager {
             evictFiles: plan.evictFiles, removeFiles: plan.removeFiles, collectMilliseconds: plan.milliseconds,
             warnings: plan.warnings)
         if let gaps = plan.gaps, !gaps.isEmpty { record.gaps = gaps }
+        if let exited = plan.exitedPids, !exited.isEmpty { record.exitedPids = exited }
+        if let copies = plan.possibleCopies, !copies.isEmpty { record.possibleCopies = copies }
         return record
     }
 }

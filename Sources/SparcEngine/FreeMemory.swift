@@ -32,16 +32,16 @@ struct SavedMemory {
 extension VMManager {
     /// Where the guest records free memory, asked for just before the pause; a guest that cannot
     /// say (no kernel helper, an older agent) gets its free memory saved, and the bundle says why.
+    /// Asked for with --save-free-memory too: the owner map then still labels free memory as such.
     static func askMemoryLayout(_ agent: AgentClient, saveFreeMemory: Bool) -> (GuestMemoryLayout?, [GuestText]) {
-        if saveFreeMemory { return (nil, []) }
         do {
             return (try agent.memoryLayout(), [])
         } catch let failure as AgentFailure where failure.code == .unknownOperation {
-            return (nil, ["the guest agent is older than this sparc and cannot say where free memory is: it is saved (install the new sparc-guest package)"])
+            return (nil, saveFreeMemory ? [] : ["the guest agent is older than this sparc and cannot say where free memory is: it is saved (install the new sparc-guest package)"])
         } catch let failure as AgentFailure {
-            return (nil, ["free memory is saved: \(failure.message)"])
+            return (nil, saveFreeMemory ? [] : ["free memory is saved: \(failure.message)"])
         } catch {
-            return (nil, ["free memory is saved: \(error)"])
+            return (nil, saveFreeMemory ? [] : ["free memory is saved: \(error)"])
         }
     }
 
@@ -64,13 +64,13 @@ extension VMManager {
                 memory: RAMFileMemory(fd: ramFD, layout: physical), layout: layout, frameLimit: physical.frameLimit, excludedPhysical: excluded,
                 cancel: cancel)
             if cancel?.isCancelled == true { throw Self.cancelled("the VM runs on, no bundle was written") }
-            freeFileRanges = result.framesToLeaveOut.flatMap { physical.fileRanges(physical: $0.lowerBound * 4096, length: UInt64($0.count) * 4096) }
-            free.perCPUBytes = result.poisoned ? 0 : Int64(result.perCPUFrames) * 4096
+            freeFileRanges = collected.saveFreeMemory ? [] : result.framesToLeaveOut.flatMap { physical.fileRanges(physical: $0.lowerBound * 4096, length: UInt64($0.count) * 4096) }
+            free.perCPUBytes = result.poisoned || collected.saveFreeMemory ? 0 : Int64(result.perCPUFrames) * 4096
             free.guestZeroesOnFree = layout.zeroesOnFree
             free.guestPoisonsFreePages = layout.poisonsFreePages
             free.notes += result.notes.map { GuestText($0) }
-            swapRanges = result.swapRanges
-            free.swapBytes = Int64(result.swapRanges.reduce(0) { $0 + $1.length })
+            swapRanges = collected.saveFreeMemory ? [] : result.swapRanges
+            free.swapBytes = Int64(swapRanges.reduce(0) { $0 + $1.length })
             owners.frameClasses = Self.labelFree(owners.frameClasses, free: result.freeFrames)
         }
         try Self.writeOwnerMap(owners, excluding: Set(collected.plan?.processes.map(\.pid) ?? []), to: writer.file(Manifest.ownersFile))

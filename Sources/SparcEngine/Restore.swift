@@ -563,8 +563,8 @@ extension VMManager {
             let zeroedBuffers = ["pipe", "socket", "tty", "shm"].contains { (excluded.bytesByKind[$0] ?? 0) > 0 }
             cleanup = try agent.cleanup(
                 CleanupRequest(
-                    kill: killExcluded ? kill : [], drain: zeroedBuffers ? kill : [], evictFiles: excluded.evictFiles,
-                    removeFiles: excluded.removeFiles))
+                    kill: killExcluded ? kill : [], drain: zeroedBuffers ? kill : [], drainExited: zeroedBuffers ? excluded.exitedPids ?? [] : [],
+                    evictFiles: excluded.evictFiles, removeFiles: excluded.removeFiles))
             // Under --no-kill the pages still mapped are (some of them) the excluded processes' zeroed ones.
             if !killExcluded, let mapped = cleanup?.stillMapped, !mapped.isEmpty {
                 let files = mapped.keys.sorted().map { Path.base(of: $0.description) }.joined(separator: ", ")

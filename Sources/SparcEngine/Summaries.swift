@@ -75,6 +75,7 @@ extension CheckpointReport {
             if !excludedKinds.isEmpty { lines.append("    " + excludedKinds.joined(separator: ", ")) }
             lines.append("    kept-shared pages: \(ex.keptSharedPages)")
             for w in ex.warnings { lines.append("    warning: \(w)") }
+            for c in ex.possibleCopies ?? [] { lines.append("    POSSIBLE COPY: \(c)") }
             for g in ex.gaps ?? [] { lines.append("    GAP (--best-effort, may be in the bundle): \(g)") }
         }
         if let freeMemory { lines += freeMemory.summaryLines }

@@ -40,6 +40,12 @@ final class ExclusionCollector {
     /// Who holds which file (open or mapped), built on first need.
     lazy var fileHolders = FileHolders.scan()
     var excludedPids = Set<Int32>()
+    /// Their descendants that have exited (see `ForkLineage.exitedDescendants`).
+    var exitedPids: [Int32] = []
+    /// Where their data may still be that sparc cannot leave out (`ExclusionPlan.possibleCopies`).
+    var possibleCopies: [String] = []
+    /// Who the kernel helper saw at the other end of their sockets and pipes.
+    var talks = Set<Conversations.Talk>()
     var pageCounts: [UInt64] = []
     var pageFlags: [UInt64] = []
     /// Per frame: how many times excluded processes map it (to tell shared pages).
@@ -489,26 +495,60 @@ final class ExclusionCollector {
         for line in (GuestSystem.readText("/proc/keys") ?? "").split(separator: "\n") {
             let f = line.split(separator: " ", omittingEmptySubsequences: true)
             guard f.count > 8, let uid = UInt32(f[5]), uids.contains(uid), ["user", "logon", "big_key", "encrypted", "trusted"].contains(String(f[7])) else { continue }
+            // systemd's bookkeeping (each service's "invocation_id" key, under sshd's privileged process too) holds no one's data.
+            if f[8].hasPrefix("invocation_id") { continue }
             keys += 1
         }
         if keys > 0 {
-            warnings.append("kernel keyring: \(keys) key(s) of the excluded processes' users are not left out (the kernel does not say which process added a key; payloads stay in the bundle)")
+            possibleCopies.append("kernel keyring: \(keys) key(s) of the excluded processes' users are not left out (the kernel does not say which process added a key; payloads stay in the bundle)")
         }
-        // A POSIX shared memory file written since the first excluded process started and
-        // open by none of them: one of them may have written it and closed it.
+        // A file on a memory-only file system written since the first excluded process started
+        // and open by none of them: one of them may have written it and closed it. The whole
+        // tree counts (/dev/shm/d/inner as /dev/shm/note).
         let earliest = processes.compactMap { Self.startTime($0.pid) }.min() ?? 0
         let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
         let uptime = GuestSystem.uptime()
         let since = Date().timeIntervalSince1970 - uptime + Double(earliest) / max(ticks, 1)
         let held = removeFiles.union(evictFiles).union(keptMemoryFiles.keys)
-        for name in ((try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? []).sorted() {
-            let path = "/dev/shm/" + name
-            var st = stat()
-            guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, uids.contains(st.st_uid), !held.contains(path),
-                Double(st.st_mtim.tv_sec) >= since - 1
-            else { continue }
-            warnings.append("\(path.terminalSafe) (POSIX shared memory, written since the excluded processes started, open by none of them) is not left out")
+        for path in Self.recentMemoryFiles(owners: uids, since: since - 1) where !held.contains(path) {
+            possibleCopies.append(
+                "\(path.terminalSafe) (on a memory-only file system, written since the excluded processes started, open by none of them) is not left out: remove it, or exclude a process that holds it open")
         }
+    }
+
+    /// Directories whose trees hold users' memory-only files: /dev/shm, and /tmp and the
+    /// users' runtime directories where they are memory-only.
+    static func memoryFileRoots(owners: Set<UInt32>) -> [String] {
+        var roots = ["/dev/shm"]
+        for dir in ["/tmp"] + owners.sorted().map({ "/run/user/\($0)" }) {
+            let magic = sparc_fs_type(dir)
+            if magic == tmpfsMagic || magic == ramfsMagic { roots.append(dir) }
+        }
+        return roots
+    }
+
+    /// Regular files under the memory-file roots owned by `owners` and modified since `since`
+    /// (seconds since the epoch); walked without following links, 16 levels and 20,000 entries at most.
+    static func recentMemoryFiles(owners: Set<UInt32>, since: Double) -> [String] {
+        var found: [String] = []
+        var budget = 20_000
+        func walk(_ dir: String, depth: Int) {
+            guard depth < 16, let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return }
+            for name in names.sorted() {
+                budget -= 1
+                guard budget > 0 else { return }
+                let path = dir + "/" + name
+                var st = stat()
+                guard lstat(path, &st) == 0 else { continue }
+                switch st.st_mode & S_IFMT {
+                case S_IFDIR: walk(path, depth: depth + 1)
+                case S_IFREG where owners.contains(st.st_uid) && Double(st.st_mtim.tv_sec) >= since && st.st_size > 0: found.append(path)
+                default: break
+                }
+            }
+        }
+        for root in memoryFileRoots(owners: owners) { walk(root, depth: 0) }
+        return found
     }
 
     func collectPageCache(_ processes: [ExcludedProcess]) {
@@ -651,12 +691,20 @@ final class ExclusionCollector {
         }
     }
 
-    /// Sends the kernel helper one request ("pids" to collect, "drain" to drop) and returns its answer.
-    static func askHelper(_ verb: String, _ pids: [Int32]) throws -> String {
+    /// Sends the kernel helper one request ("pids" to collect, "drain" to drop, with the
+    /// descendants that have exited after "exited") and returns its answer.
+    static func askHelper(_ verb: String, _ pids: [Int32], exited: [Int32] = []) throws -> String {
         let fd = open(helperPath, O_RDWR | O_CLOEXEC)
         guard fd >= 0 else { throw AgentFailure(.failed, "cannot open \(helperPath): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
-        let command = verb + " " + pids.map(String.init).joined(separator: " ") + "\n"
+        // The helper takes one write of at most 64 KiB: the oldest exited descendants go first.
+        var command = verb + " " + pids.map(String.init).joined(separator: " ")
+        var tail = exited.isEmpty ? "" : " exited " + exited.map(String.init).joined(separator: " ")
+        if command.utf8.count + tail.utf8.count > 60_000 {
+            let room = max(0, 60_000 - command.utf8.count) / 8
+            tail = " exited " + exited.suffix(room).map(String.init).joined(separator: " ")
+        }
+        command += tail + "\n"
         let wrote = command.withCString { Glibc.write(fd, $0, strlen($0)) }
         guard wrote == command.utf8.count else {
             throw AgentFailure(.failed, "kernel helper refused the request: \(String(cString: strerror(errno)))")
@@ -671,19 +719,61 @@ final class ExclusionCollector {
         return String(decoding: text, as: UTF8.self)
     }
 
+    /// What a queue someone else holds that the excluded processes wrote into became.
+    static func peerQueueNote(kind: String, holder: Int32, bytes: UInt64) -> String {
+        let who = describe(holder)
+        switch kind {
+        case "pipe": return "\(who) holds a pipe the excluded processes wrote into: its \(bytes) unread byte(s) are left out, and the pipe is emptied at restore (its reader finds no more data)"
+        case "tcp": return "\(who) has \(bytes) unread byte(s) the excluded processes sent on a loopback TCP connection: left out; at restore the connection is reset"
+        case "udp": return "\(who) has \(bytes) byte(s) of datagrams the excluded processes sent: left out, and dropped at restore"
+        default: return "\(who) has \(bytes) unread byte(s) the excluded processes sent on a unix socket: left out, and dropped at restore"
+        }
+    }
+
+    /// "pid 300 (cat)".
+    static func describe(_ pid: Int32) -> String {
+        "pid \(pid) (\(GuestSystem.stat(of: pid)?.comm ?? "?"))"
+    }
+
     func collectKernelBuffers(_ processes: [ExcludedProcess]) throws {
         do {
             try Self.loadHelper()
         } catch let f as AgentFailure {
             throw AgentFailure(.failed, "\(f.message); --scope all needs it (use --scope user to save without kernel buffers)")
         }
-        let text = try Self.askHelper("pids", processes.map(\.pid))
+        let text = try Self.askHelper("pids", processes.map(\.pid), exited: exitedPids)
         for line in text.split(separator: "\n") {
             let f = line.split(separator: " ")
             guard f.count == 4 else { continue }
             switch f[0] {
             case "gone": warnings.append("pid \(f[1]) exited during collection")
             case "overflow": try gap("the kernel helper's answer overflowed its 8 MiB: kernel buffers past that point were not collected")
+            case "talked":
+                guard let holder = Int32(f[2]) else { continue }
+                talks.insert(Conversations.Talk(holder: holder, kind: String(f[1])))
+            case "peer":
+                guard let holder = Int32(f[2]), let bytes = UInt64(f[3], radix: 16) else { continue }
+                warnings.append(Self.peerQueueNote(kind: String(f[1]), holder: holder, bytes: bytes))
+            case "unattributed":
+                guard let holder = Int32(f[2]), let bytes = UInt64(f[3], radix: 16) else { continue }
+                possibleCopies.append(
+                    "\(Self.describe(holder)) has \(bytes) unread byte(s) on a loopback \(f[1] == "tcp" ? "TCP connection" : "UDP socket") from a sender sparc cannot name (gone, and sent before the kernel helper began to record or its record was lost): kept; end that reader, or restore knowing it may hold the excluded processes' data")
+            case "ledger":
+                guard let probes = UInt32(f[1], radix: 16), let lost = UInt64(f[2], radix: 16) else { continue }
+                // Bit 0: pipe_write, 1-2: tcp_sendmsg/tcp_sendpage, 3-4: udp_sendmsg/udpv6_sendmsg,
+                // 5-7: unix_stream_sendmsg/unix_stream_sendpage/unix_dgram_sendmsg (ledger.c).
+                if probes & 1 == 0 {
+                    possibleCopies.append("the kernel helper cannot watch pipe writes here: what the excluded processes wrote into pipes others hold cannot be found")
+                }
+                if probes & 0b1010_0000 != 0b1010_0000 {
+                    possibleCopies.append("the kernel helper cannot watch unix socket sends here: what the excluded processes sent on sockets they closed cannot be found")
+                }
+                if probes & 0b110 == 0 || probes & 0b1_1000 == 0 {
+                    possibleCopies.append("the kernel helper cannot watch TCP or UDP sends here: what the excluded processes sent to local receivers cannot be found")
+                }
+                if lost > 0 {
+                    possibleCopies.append("the kernel helper's write ledger lost \(lost) older record(s): data written long ago into others' queues may not be attributed")
+                }
             default:
                 guard let kind = ExcludedKind(rawValue: String(f[0])), let start = UInt64(f[2], radix: 16),
                     let len = UInt64(f[3], radix: 16)
@@ -721,6 +811,7 @@ final class ExclusionCollector {
         warnings += swap.warnings
         phase("swap")
         excludedPids = Set(resolved.processes.map(\.pid))
+        exitedPids = ForkLineage.shared.exitedDescendants(of: Dictionary(resolved.processes.map { ($0.pid, $0.startTime) }, uniquingKeysWith: { a, _ in a }))
         try collectUserPages(resolved.processes)
         phase("user")
         if request.scope == .all {
@@ -729,6 +820,9 @@ final class ExclusionCollector {
             try collectKernelBuffers(resolved.processes)
             collectSysVSegments(resolved.processes)
             warnAboutUncoveredCopies(resolved.processes)
+            possibleCopies += Conversations.possibleCopies(
+                talks: talks, excluded: resolved.processes, exited: exitedPids,
+                ownCgroup: Freezer.cgroup(of: String(agentPid)).flatMap { $0 == "/" ? nil : $0 })
             phase("kernel")
         }
         var out: [ExcludedRange] = []
@@ -756,6 +850,15 @@ final class ExclusionCollector {
         plan.phases = phases
         if !resolved.ttySessions.isEmpty { plan.ttySessions = resolved.ttySessions }
         if !gaps.isEmpty { plan.gaps = [GuestText](gaps) }
+        if !exitedPids.isEmpty { plan.exitedPids = exitedPids }
+        if !possibleCopies.isEmpty {
+            if request.strict == true {
+                throw AgentFailure(
+                    .failed,
+                    "--strict: the excluded processes' data may still be where sparc cannot leave it out: " + possibleCopies.joined(separator: "; "))
+            }
+            plan.possibleCopies = [GuestText](possibleCopies)
+        }
         if !diskRanges.isEmpty {
             plan.diskRanges = diskRanges
             plan.bytes["swap"] = diskRanges.reduce(0) { $0 + $1.length }
@@ -770,10 +873,11 @@ enum Cleanup {
         var result = CleanupResult()
         // Before any kill: a killed writer's reader must find its pipe empty, not zeroed.
         let drain = (request.drain ?? []).filter { ExclusionCollector.startTime($0.pid) == $0.startTime }
-        if !drain.isEmpty {
+        let exited = request.drainExited ?? []
+        if !drain.isEmpty || !exited.isEmpty {
             do {
                 try ExclusionCollector.loadHelper()
-                let answer = try ExclusionCollector.askHelper("drain", drain.map(\.pid))
+                let answer = try ExclusionCollector.askHelper("drain", drain.map(\.pid), exited: exited)
                 for line in answer.split(separator: "\n") where line.hasPrefix("dropped ") {
                     result.droppedBuffers = Int(line.split(separator: " ").last ?? "", radix: 16)
                 }

@@ -91,8 +91,8 @@ final class Agent {
                 // Carried in the RAM the checkpoint copies: a restored guest can clean up even if its host never returns.
                 freezer.setPendingCleanup(
                     CleanupRequest(
-                        kill: plan.processes, drain: params.scope == .all ? plan.processes : [], evictFiles: plan.evictFiles,
-                        removeFiles: plan.removeFiles))
+                        kill: plan.processes, drain: params.scope == .all ? plan.processes : [],
+                        drainExited: params.scope == .all ? plan.exitedPids ?? [] : [], evictFiles: plan.evictFiles, removeFiles: plan.removeFiles))
                 return AgentResponse(id: request.id, plan: plan)
             case .cleanup:
                 guard let params = request.cleanup else { throw AgentFailure(.invalidArgument, "cleanup needs parameters") }
@@ -220,4 +220,7 @@ agent.freezer.setUp()
 agent.freezer.startKeeper()
 agent.freezer.startWatchdog()
 ForkLineage.shared.start()
+// Loaded from the start: its write ledger records who writes into which pipe or socket, so
+// that data an excluded process left in someone else's queue can be found later.
+do { try ExclusionCollector.loadHelper() } catch { printError("sparc-agent: kernel helper not loaded: \((error as? AgentFailure)?.message ?? "\(error)")") }
 agent.serve()

@@ -451,6 +451,69 @@ final class DebianTests: GuestTestCase {
         try assertNoKernelComplaint()
     }
 
+    /// The servers an excluded session talked to keep what it gave them: a tmux server another
+    /// session started (attached to and typed into), journald (a message logged with logger,
+    /// which exits at once) and a transient unit (systemd-run) with the secret in its command
+    /// line. Each is named as a possible copy with what to add; --strict refuses; following the
+    /// advice leaves the tmux server's and the unit's copies out too.
+    func testServersTheExcludedSessionTalkedToAreNamed() throws {
+        try systemState()
+        try guest("tmux kill-server 2>/dev/null; tmux new-session -d -s shared 'exec bash --norc'")
+        let server = try XCTUnwrap(Int32(try guest("tmux display -p -t shared '#{pid}'")))
+        try guest(
+            """
+            rm -f /run/sess.*; mkfifo /run/sess.cmd; cat > /run/sess.sh <<'EOF'
+            S=SESS$(tr -dc A-Za-z0-9 </dev/urandom | head -c 28)
+            printf %s "$S" > /run/sess.secret
+            exec 3<>/run/sess.cmd
+            tmux -C attach -t shared <&3 >/dev/null 2>&1 &
+            printf 'send-keys -t shared ": %s" Enter\n' "$S" >&3
+            logger -t sparc-test "$S"
+            systemd-run --quiet bash -c ": $S; while :; do sleep 100008; done"
+            echo ready > /run/sess.ready
+            while :; do sleep 1000; done
+            EOF
+            systemd-run --quiet --unit=sparc-session bash /run/sess.sh; while [ ! -e /run/sess.ready ]; do sleep 0.2; done
+            """)
+        // The secret never passes the agent's channel (host-to-guest buffers keep it): the
+        // pane is checked against the file the session wrote, before it is read and removed.
+        try guest("i=0; until tmux capture-pane -p -t shared | grep -q -F -f /run/sess.secret || [ $i -gt 100 ]; do sleep 0.2; i=$((i+1)); done")
+        let secret = try guest("cat /run/sess.secret; rm /run/sess.secret")
+        XCTAssertEqual(secret.count, 32)
+        let session = try XCTUnwrap(Int32(try guest("systemctl show -p MainPID --value sparc-session")))
+        let unitPid = try XCTUnwrap(Int32(try guest("pgrep -f '100008; done' | head -1")))
+
+        let baseline = work + "/talk-base.sparc"
+        try sparc.ok(["checkpoint", "--name", vm, "-o", baseline])
+        let owners = try sparc.run(["search", secret, baseline]).stdout
+        XCTAssertTrue(owners.contains("tmux"), "the baseline holds the secret in the tmux server: \(owners)")
+
+        let named = work + "/talk-named.sparc"
+        let said = try sparc.ok(["checkpoint", "--name", vm, "-o", named, "--exclude-pid", String(session)])
+        XCTAssertTrue(said.contains("POSSIBLE COPY: pid \(server) (tmux"), said)
+        XCTAssertTrue(said.contains("--exclude-pid \(server)"), said)
+        XCTAssertTrue(said.contains("journald"), said)
+        XCTAssertTrue(said.contains("transient unit run-"), said)
+        XCTAssertTrue(said.contains("--exclude-pid \(unitPid)"), said)
+        try sparc.fails(
+            ["checkpoint", "--name", vm, "-o", work + "/talk-strict.sparc", "--exclude-pid", String(session), "--strict"], message: "--strict")
+        XCTAssertFalse(FileSystem.exists(work + "/talk-strict.sparc"), "--strict left no bundle")
+
+        let advised = work + "/talk-advised.sparc"
+        try sparc.ok(["checkpoint", "--name", vm, "-o", advised, "--exclude-pid", String(session), "--exclude-pid", String(server), "--exclude-pid", String(unitPid)])
+        let left = try sparc.run(["search", secret, advised]).stdout
+        // Copies stay only where they were named and not excluded (journald, PID 1): no hit
+        // is owned by the tmux server, its pane's shell or the transient unit's bash.
+        let leftOwners = left.split(separator: "\n").compactMap { hit -> Substring? in
+            guard let open = hit.range(of: " ascii [") ?? hit.range(of: " utf16le ["), let close = hit.range(of: "]  ", range: open.upperBound..<hit.endIndex)
+            else { return nil }
+            return hit[open.upperBound..<close.lowerBound]
+        }
+        XCTAssertFalse(leftOwners.contains { $0.contains("tmux") || $0.contains("bash") }, "no copy in the tmux server, its pane or the unit: \(leftOwners)")
+        print("effectiveness: servers the excluded session talked to: \(try SecretScan.hits(secret, inBundle: baseline).values.reduce(0, +)) hit(s) in the baseline, \(leftOwners.count) after excluding the session and the named processes (owners: \(Set(leftOwners.map { $0.split(separator: " ").prefix(3).joined(separator: " ") }).sorted()))")
+        try guest("tmux kill-server 2>/dev/null; systemctl stop sparc-session; true")
+    }
+
     /// A shell loop that wakes every second, swapped out and back in again and again, leaves
     /// copies of its secret in slots its page tables no longer point to (freed, or held by the
     /// swap cache). Excluded, none of them reaches the bundle's disk state: the baseline
@@ -486,6 +549,7 @@ final class DebianTests: GuestTestCase {
         try sparc.ok(["checkpoint", "--name", vm, "-o", baseline, "--exclude-pid", String(loop), "--save-free-memory"])
         let before = try SecretScan.hits(secret, inBundle: baseline, disk: true)
         XCTAssertGreaterThan(before["disk.qcow2"] ?? 0, 0, "the baseline's disk holds copies in slots nobody uses: \(before)")
+        print("effectiveness: swap slots the guest no longer uses: baseline \(before)")
 
         let bundle = work + "/swap-loop.sparc"
         let said = try sparc.ok(["checkpoint", "--name", vm, "-o", bundle, "--exclude-pid", String(loop)])

@@ -53,7 +53,12 @@ final class FreeMemoryTests: GuestTestCase {
         XCTAssertTrue(saidBaseline.contains("free memory saved (--save-free-memory)"), saidBaseline)
         let sprayHits = try SecretScan.hits(sprayed, inBundle: baseline)
         XCTAssertGreaterThan(sprayHits["memory.img"] ?? 0, 25_000, "the baseline holds what the exited process left: \(sprayHits)")
+        print("effectiveness: free memory an exited process left (200 MiB sprayed): baseline \(sprayHits["memory.img"] ?? 0) hit(s)")
         XCTAssertGreaterThan(try SecretScan.hits(deleted, inBundle: baseline)["memory.img"] ?? 0, 0, "the baseline holds the deleted file")
+        // One label for free memory, read from the guest's records at the pause: every hit is "[free]".
+        let attributed = try sparc.run(["search", sprayed, baseline]).stdout.split(separator: "\n").filter { $0.contains("memory.img:") }
+        XCTAssertEqual(attributed.count, sprayHits["memory.img"] ?? -1)
+        XCTAssertEqual(attributed.filter { !$0.contains("[free]") }, [], "every copy the exited process left is labelled free")
 
         let bundle = work + "/free.sparc"
         let said = try sparc.ok(["checkpoint", "--name", vm, "-o", bundle])
@@ -63,6 +68,7 @@ final class FreeMemoryTests: GuestTestCase {
             XCTAssertEqual(try SecretScan.hits(secret, inBundle: bundle).values.reduce(0, +), 0, "no copy in any file of the bundle")
         }
         let free = try XCTUnwrap(try manifest(bundle).freeMemory)
+        print("effectiveness: free memory left out: \(free.bytes >> 20) MiB; memory data \((try manifest(baseline).memory.dataBytes) >> 20) MiB -> \((try manifest(bundle).memory.dataBytes) >> 20) MiB")
         XCTAssertGreaterThan(free.bytes, 200 << 20, "the sprayed memory is counted as free")
         XCTAssertEqual(free.guestZeroesOnFree, false)
         let smaller = (try manifest(baseline).memory.dataBytes) - (try manifest(bundle).memory.dataBytes)

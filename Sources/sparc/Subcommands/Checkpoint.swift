@@ -59,6 +59,11 @@ struct Checkpoint: ParsableCommand {
             "Save even where a step of the exclusion cannot complete (a page map or frame table unreadable), recording each gap in the bundle.",
             discussion: "Without it such a step makes the checkpoint refuse: an exclusion never silently saves what it was asked to leave out."))
     var bestEffort = false
+    @Flag(
+        help: ArgumentHelp(
+            "Refuse when the processes' data may still be where sparc cannot leave it out.",
+            discussion: "A server they talked to, a queue whose writer cannot be known, a kernel key: without --strict each is named in the report as a POSSIBLE COPY with what to add."))
+    var strict = false
     @Flag(help: "Keep the memory and swap slots the guest holds free (left out by default: they hold what exited processes left).")
     var saveFreeMemory = false
     @Flag(help: "Print the report as JSON.") var json = false
@@ -80,8 +85,12 @@ struct Checkpoint: ParsableCommand {
 
     func run() throws {
         if let bad = excludePid.first(where: { $0 <= 0 }) { throw SparcError("--exclude-pid \(bad): a process id is a positive number") }
-        let request = ExclusionRequest(
+        var request = ExclusionRequest(
             pids: excludePid, names: excludeName, ttys: excludeTTY, scope: scope, excludeMemoryFiles: excludeMemoryFiles, bestEffort: bestEffort)
+        if strict {
+            guard !request.isEmpty else { throw SparcError("--strict applies to an exclusion: add --exclude-pid, --exclude-name or --exclude-tty") }
+            request.strict = true
+        }
         // Rules and allowances are read before the guest pauses: a bad rule file stops nothing.
         let gating = scan || refuseSecrets
         if !gating && (!ruleOptions.allow.isEmpty || ruleOptions.allowFile != nil || !ruleOptions.ruleFiles.isEmpty) {
