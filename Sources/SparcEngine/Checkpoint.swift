@@ -111,7 +111,10 @@ extension VMManager {
         progress?("asking the guest agent")
         let hello = try agent.hello()
         let excluding = exclusion.map { !$0.isEmpty } ?? false
-        // Should this process die from here until the thaw, the next command thaws the guest.
+        // Should this process die from here until the thaw, its guardian (else the next
+        // command) resumes and thaws the guest within a second.
+        let guardian = Guardian.watch(vm: name)
+        defer { guardian?.release() }
         try FreezeMarker.mine(.checkpoint, staging: writer.stagingPath).write(layout.atWorkMarker)
         // From here on a failure thaws (collect freezes the guest itself).
         var thawOnFailure = true

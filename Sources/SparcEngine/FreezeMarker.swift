@@ -1,6 +1,7 @@
 import Foundation
 import GuestQuery
 import Hypervisor
+import Libvirt
 import SparcSupport
 
 #if canImport(Glibc)
@@ -11,11 +12,11 @@ import SparcSupport
 /// restore (from when its guest runs, still frozen, until the guided cleanup thaws it).
 ///
 /// A command killed outright (SIGKILL, a crash, the OOM killer) leaves the marker behind.
-/// Whatever sparc command touches the VM next sees that its writer is gone (pid and start
-/// time, so a reused pid is not taken for it), resumes QEMU if it was left paused, thaws the
-/// guest (running a restore's pending cleanup first: the excluded processes die before
-/// anything runs), removes the dead checkpoint's staging directory and logs it. The agent's
-/// lease stays as the last resort when no command comes.
+/// Its guardian (`Guardian`), or else whatever sparc command touches the VM next, sees that
+/// its writer is gone (pid and start time, so a reused pid is not taken for it), resumes QEMU
+/// if it was left paused, thaws the guest (running a restore's pending cleanup first: the
+/// excluded processes die before anything runs), removes the dead checkpoint's staging
+/// directory and logs it. The agent's lease stays as the last resort when neither comes.
 struct FreezeMarker: Equatable {
     enum Operation: String { case checkpoint, restore }
     var operation: Operation
@@ -23,22 +24,18 @@ struct FreezeMarker: Equatable {
     var startTime: UInt64
     /// The checkpoint's staging directory (removed if it died).
     var staging: String?
+    /// A libvirt domain's disk (its target) that the checkpoint put on an overlay, to merge
+    /// back if it died.
+    var diverted: String?
 
     /// This process, about to freeze a guest.
-    static func mine(_ operation: Operation, staging: String? = nil) -> FreezeMarker {
-        FreezeMarker(operation: operation, pid: getpid(), startTime: processStartTime(getpid()) ?? 0, staging: staging)
+    static func mine(_ operation: Operation, staging: String? = nil, diverted: String? = nil) -> FreezeMarker {
+        FreezeMarker(operation: operation, pid: getpid(), startTime: ProcessLiveness.stat(getpid())?.startTime ?? 0, staging: staging, diverted: diverted)
     }
 
-    /// Field 22 of /proc/PID/stat (nil when the process is gone).
-    static func processStartTime(_ pid: pid_t) -> UInt64? {
-        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = text.lastIndex(of: ")") else {
-            return nil
-        }
-        let fields = text[text.index(after: close)...].split(separator: " ")
-        return fields.count > 19 ? UInt64(fields[19]) : nil
+    var text: String {
+        "\(operation.rawValue) \(pid) \(startTime)\n" + (staging.map { "staging \($0)\n" } ?? "") + (diverted.map { "diverted \($0)\n" } ?? "")
     }
-
-    var text: String { "\(operation.rawValue) \(pid) \(startTime)\n" + (staging.map { "staging \($0)\n" } ?? "") }
 
     static func parse(_ text: String) -> FreezeMarker? {
         let lines = text.split(separator: "\n")
@@ -46,11 +43,14 @@ struct FreezeMarker: Equatable {
         let f = first.split(separator: " ")
         guard f.count == 3, let op = Operation(rawValue: String(f[0])), let pid = pid_t(f[1]), pid > 0, let start = UInt64(f[2]) else { return nil }
         let staging = lines.dropFirst().first { $0.hasPrefix("staging ") }.map { String($0.dropFirst(8)) }
-        return FreezeMarker(operation: op, pid: pid, startTime: start, staging: staging)
+        // A disk target as libvirt names them (vda, sdb, hdc): nothing else is merged back.
+        let diverted = lines.dropFirst().first { $0.hasPrefix("diverted ") }.map { String($0.dropFirst(9)) }
+            .flatMap { t in !t.isEmpty && t.count <= 32 && t.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber) } ? t : nil }
+        return FreezeMarker(operation: op, pid: pid, startTime: start, staging: staging, diverted: diverted)
     }
 
     /// Whether the process that wrote the marker still runs.
-    var writerAlive: Bool { FreezeMarker.processStartTime(pid) == startTime }
+    var writerAlive: Bool { ProcessLiveness.isRunning(pid, startTime: startTime) }
 
     func write(_ path: String) throws { try FileSystem.writeAtomically(Data(text.utf8), to: path) }
 
@@ -65,9 +65,9 @@ extension VMManager {
     /// resumes QEMU, thaws the guest, removes what the dead checkpoint was writing and logs it.
     /// Does nothing while that command still runs. Returns what it did, for a status line.
     @discardableResult
-    func recoverFromDeadFreeze(_ name: String, layout: RuntimeLayout, agentSocket: String? = nil) -> String? {
-        resumeAfterDeadCheckpoint(name, layout: layout)
-        guard let marker = FreezeMarker.read(layout.atWorkMarker), !marker.writerAlive else { return nil }
+    func recoverFromDeadFreeze(_ name: String, layout: RuntimeLayout, agentSocket: String? = nil, by who: String = "the next sparc command") -> String? {
+        let resumed = resumeAfterDeadCheckpoint(name, layout: layout, by: who)
+        guard let marker = FreezeMarker.read(layout.atWorkMarker), !marker.writerAlive else { return resumed }
         let agent = AgentClient(socketPath: agentSocket ?? layout.agentSocket, timeout: 5)
         defer { agent.close() }
         // As the agent's own lease would: a restored guest first ends its excluded processes.
@@ -76,11 +76,11 @@ extension VMManager {
         if let staging = marker.staging, Path.base(of: staging).contains(".partial-\(marker.pid)-") {
             removed = FileSystem.exists(staging) && FileSystem.removeTree(staging).isEmpty
         }
-        guard let answer else { return nil }  // the agent did not answer: try again next time (the lease still runs)
+        guard let answer else { return resumed }  // the agent did not answer: try again next time (the lease still runs)
         unlink(layout.atWorkMarker)
         let wasFrozen = answer.freeze?.wasFrozen ?? true
         let what = "\(marker.operation.rawValue) (pid \(marker.pid)) died"
-            + (wasFrozen ? " with the guest frozen; thawed by the next sparc command" : " after the guest ran again")
+            + (wasFrozen ? " with the guest frozen; thawed by \(who)" : " after the guest ran again; found by \(who)")
             + (removed ? "; its partial bundle was removed" : "")
         try? history(name).append(.recovered, detail: what)
         return what
@@ -88,14 +88,50 @@ extension VMManager {
 }
 
 extension VMManager {
-    /// What any command naming a VM does first (read-only ones included): undo a checkpoint or
-    /// restore of that VM that died holding its guest. Nothing happens while none did.
-    public func recoverAbandoned(_ name: String) {
-        guard connect == nil, VMName.isValid(name) else { return }
+    /// What any command naming a VM does first (read-only ones included), and what a dead
+    /// command's guardian does: undo a checkpoint or restore of that VM that died holding its
+    /// guest. Nothing happens while none did. Returns what was done.
+    @discardableResult
+    public func recoverAbandoned(_ name: String, by who: String = "the next sparc command") -> String? {
+        guard VMName.isValid(name) else { return nil }
+        if let uri = connect { return recoverAbandonedDomain(name, uri: uri, by: who) }
         let layout = layout(name)
         guard FileSystem.exists(layout.atWorkMarker) || FileSystem.exists(layout.pausedMarker),
             let state = try? VMState.load(layout.stateFile), QEMUProcess.isQEMU(state.pid)
-        else { return }
-        recoverFromDeadFreeze(name, layout: layout)
+        else { return nil }
+        return recoverFromDeadFreeze(name, layout: layout, by: who)
+    }
+
+    /// The same for a libvirt domain: resumes it if the dead checkpoint or restore left it
+    /// paused, merges a disk it put on an overlay back, thaws the guest (a restore's excluded
+    /// processes ended first) and removes the partial bundle.
+    func recoverAbandonedDomain(_ name: String, uri: String, by who: String) -> String? {
+        let layout = layout(name)
+        guard let marker = FreezeMarker.read(layout.atWorkMarker), !marker.writerAlive,
+            let connection = try? LibvirtConnection(uri: uri), connection.exists(name)
+        else { return nil }
+        var did: [String] = []
+        if (try? connection.state(of: name)) == "paused", (try? connection.resume(name)) != nil { did.append("resumed") }
+        if let target = marker.diverted {
+            do {
+                try connection.mergeDiskBack(name, target: target)
+                did.append("disk \(target) merged back")
+            } catch { did.append("disk \(target) left on its overlay ('virsh blockcommit \(name) \(target) --active --pivot --delete'): \(error)") }
+        }
+        var removed = false
+        if let staging = marker.staging, Path.base(of: staging).contains(".partial-\(marker.pid)-") {
+            removed = FileSystem.exists(staging) && FileSystem.removeTree(staging).isEmpty
+        }
+        guard let socket = try? connection.channelSocket(of: name, port: VirtioPortName.agent) else { return nil }
+        let agent = AgentClient(socketPath: socket, timeout: 5)
+        defer { agent.close() }
+        guard let answer = try? agent.call(.thaw, recovering: true) else { return nil }  // the lease still runs; the next command tries again
+        unlink(layout.atWorkMarker)
+        let wasFrozen = answer.freeze?.wasFrozen ?? true
+        let what = "\(marker.operation.rawValue) (pid \(marker.pid)) of domain '\(name)' died"
+            + (wasFrozen ? " with the guest frozen; thawed by \(who)" : " after the guest ran again; found by \(who)")
+            + (did.isEmpty ? "" : "; " + did.joined(separator: "; ")) + (removed ? "; its partial bundle was removed" : "")
+        try? history(name).append(.recovered, detail: what)
+        return what
     }
 }

@@ -158,7 +158,10 @@ extension VMManager {
             progress?("asking the guest agent")
             let hello = try agent.hello()
             let excluding = exclusion.map { !$0.isEmpty } ?? false
-            // Should this process die from here until the thaw, the next command thaws the guest.
+            // Should this process die from here until the thaw, its guardian (else the next
+            // command) resumes the domain, merges its disk back and thaws the guest.
+            let guardian = Guardian.watch(vm: name, connect: uri)
+            defer { guardian?.release() }
             try FreezeMarker.mine(.checkpoint, staging: writer.stagingPath).write(atWorkMarker)
             if !excluding {
                 progress?(.init(.freezing, "freezing guest processes"))
@@ -177,9 +180,11 @@ extension VMManager {
                 // The image holds the disk as it is now, while the guest writes to an overlay.
                 progress?("putting disk \(disk.target) on an overlay")
                 let others = live.disks.map(\.target).filter { $0 != disk.target }
+                try FreezeMarker.mine(.checkpoint, staging: writer.stagingPath, diverted: disk.target).write(atWorkMarker)
                 try connection.divertDisk(name, target: disk.target, to: file + ".sparc-overlay-\(getpid())", otherDisks: others)
                 diverted = true
             }
+            FaultPoint.reached("checkpoint-after-pause")
             try checkCancelled()
             progress?(.init(.savingDevices, "saving device state"))
             try saveDeviceState(qmp: monitor, to: writer.file(Manifest.devicesFile))
@@ -396,6 +401,10 @@ extension VMManager {
         }
         try checkCancelled()
         progress?("resuming")
+        // Should this process die from here until the guided cleanup, its guardian (else the
+        // next command) resumes and thaws the guest, its excluded processes ended first.
+        let guardian = Guardian.watch(vm: name, connect: uri)
+        defer { guardian?.release() }
         try FreezeMarker.mine(.restore).write(layout.atWorkMarker)
         try connection.resume(name)
         launched = true

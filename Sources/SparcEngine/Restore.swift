@@ -288,8 +288,11 @@ extension VMManager {
         FaultPoint.reached("restore-before-resume")
         try checkCancelled()
         progress?("resuming")
-        // Should this process die from here until the guided cleanup thaws the guest, the next
-        // command thaws it (the agent ends the excluded processes first).
+        // Should this process die from here until the guided cleanup thaws the guest, its
+        // guardian (else the next command) thaws it within a second, the agent ending the
+        // excluded processes first.
+        let guardian = Guardian.watch(vm: name)
+        defer { guardian?.release() }
         try FreezeMarker.mine(.restore).write(layout.atWorkMarker)
         try qmp.execute("cont")
         launched = true

@@ -412,17 +412,19 @@ public final class VMManager {
     /// A checkpoint killed while QEMU was paused leaves its marker behind: whichever sparc
     /// command touches the VM next resumes the guest and logs it (the agent's lease thaws
     /// the processes by itself).
-    func resumeAfterDeadCheckpoint(_ name: String, layout: RuntimeLayout) {
-        guard let text = try? String(contentsOfFile: layout.pausedMarker, encoding: .utf8), let pid = pid_t(text.trimmed) else { return }
-        guard kill(pid, 0) != 0 && errno == ESRCH else { return }  // its checkpoint is still at work
-        guard let qmp = try? QMPClient(socketPath: layout.qmpSocket) else { return }
+    @discardableResult
+    func resumeAfterDeadCheckpoint(_ name: String, layout: RuntimeLayout, by who: String = "the next sparc command") -> String? {
+        guard let text = try? String(contentsOfFile: layout.pausedMarker, encoding: .utf8), let pid = pid_t(text.trimmed) else { return nil }
+        guard !ProcessLiveness.isRunning(pid) else { return nil }  // its checkpoint is still at work
+        guard let qmp = try? QMPClient(socketPath: layout.qmpSocket) else { return nil }
         defer { qmp.close() }
         let status = try? qmp.status()
         unlink(layout.pausedMarker)
         // Paused, or stopped after the device state was saved ("postmigrate"): both resume with cont.
-        if status == "paused" || status == "postmigrate", (try? qmp.execute("cont")) != nil {
-            try? history(name).append(.recovered, detail: "checkpoint (pid \(pid)) died with the guest paused; resumed")
-        }
+        guard status == "paused" || status == "postmigrate", (try? qmp.execute("cont")) != nil else { return nil }
+        let what = "checkpoint (pid \(pid)) died with the guest paused; resumed by \(who)"
+        try? history(name).append(.recovered, detail: what)
+        return what
     }
 
     public func status(name: String) throws -> VMStatus {

@@ -6,6 +6,8 @@ import SparcSupport
 signal(SIGPIPE, SIG_IGN)
 // Bundles hold guest memory: nothing sparc writes is for other users to read.
 umask(0o077)
+// A checkpoint or restore killed outright is undone by a guardian: sparc itself.
+Guardian.executable = "/proc/self/exe"
 
 /// The subcommand path the arguments name ("vm start"), for pointing at its help.
 func commandPath(_ args: [String]) -> String {

@@ -269,15 +269,15 @@ final class GuestLifecycleTests: GuestTestCase {
         try assertHealthy()
     }
 
-    /// The last resort: a checkpoint killed while the guest is frozen, and no sparc command
-    /// comes for the VM; the guest thaws when that checkpoint's lease runs out, even while
+    /// The last resort: a checkpoint killed while the guest is frozen, its guardian gone too
+    /// (off here), and no sparc command comes for the VM; the guest thaws when that checkpoint's lease runs out, even while
     /// something keeps asking the agent (a TUI refreshing every 2 s). Asked straight through
     /// the agent's socket, so that no sparc command's recovery is what thaws it.
     func testKilledCheckpointThawsAfterItsLeaseWhenNoCommandComes() throws {
         let victim = try detach("while :; do sleep 1000; done")
         let killed = try sparc.run(
             ["checkpoint", "--name", vm, "-o", work + "/lease.sparc", "--exclude-pid", String(victim)],
-            environment: ["SPARC_FAULT": "checkpoint-after-collect", "SPARC_FREEZE_LEASE": "8"])
+            environment: ["SPARC_FAULT": "checkpoint-after-collect", "SPARC_FREEZE_LEASE": "8", "SPARC_GUARDIAN": "off"])
         XCTAssertEqual(killed.status, 128 + SIGKILL, killed.stderr)
         let client = AgentClient(socketPath: runtime + "/\(vm)/agent.sock", timeout: 10)
         defer { client.close() }
@@ -348,7 +348,7 @@ final class GuestLifecycleTests: GuestTestCase {
         let saved = try sparc.run(["checkpoint", "--name", vm, "-o", bundle, "--exclude-pid", String(victim)], environment: ["SPARC_FREEZE_LEASE": "8"])
         XCTAssertEqual(saved.status, 0, saved.stderr)
         XCTAssertTrue(try livePids().contains(victim), "the live guest's process runs on after the checkpoint")
-        let killed = try sparc.run(["restore", bundle, "--name", vm, "--replace"], environment: ["SPARC_FAULT": "restore-after-resume"])
+        let killed = try sparc.run(["restore", bundle, "--name", vm, "--replace"], environment: ["SPARC_FAULT": "restore-after-resume", "SPARC_GUARDIAN": "off"])
         XCTAssertEqual(killed.status, 128 + SIGKILL, killed.stderr)
         let began = Date()
         var thawed = false
@@ -434,8 +434,8 @@ final class GuestLifecycleTests: GuestTestCase {
         ["at-work-by", "paused-by"].filter { FileSystem.exists(runtime + "/\(vm)/" + $0) }
     }
 
-    /// sparc killed (SIGKILL) at every phase of a checkpoint, with a freeze lease far longer
-    /// than the test (so the lease cannot be what thaws): the next sparc command of any kind
+    /// sparc killed (SIGKILL) at every phase of a checkpoint, its guardian gone too (off here),
+    /// with a freeze lease far longer than the test (so the lease cannot be what thaws): the next sparc command of any kind
     /// for the VM resumes QEMU and thaws the guest at once, removes the dead checkpoint's
     /// staging directory and logs it; no bundle appears under the final name.
     func testCheckpointKilledAtEveryPhaseIsUndoneByTheNextCommand() throws {
@@ -458,7 +458,7 @@ final class GuestLifecycleTests: GuestTestCase {
             let out = dir + "/\(point).sparc"
             let r = try sparc.run(
                 ["checkpoint", "--name", vm, "-o", out, "--exclude-pid", String(victim)],
-                environment: ["SPARC_FAULT": point, "SPARC_FREEZE_LEASE": "3600"])
+                environment: ["SPARC_FAULT": point, "SPARC_FREEZE_LEASE": "3600", "SPARC_GUARDIAN": "off"])
             XCTAssertEqual(r.status, 128 + SIGKILL, "\(point): \(r.stderr)")
             XCTAssertFalse(FileSystem.exists(out), "\(point): no bundle under the final name")
             // The dead checkpoint's own marker says it held the guest (a paused guest cannot answer).
@@ -486,6 +486,55 @@ final class GuestLifecycleTests: GuestTestCase {
         try sparc.ok(["checkpoint", "--name", vm, "-o", dir + "/after.sparc"])
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).sorted(), ["after.sparc"])
         try guest("kill \(victim) \(ticker)")
+    }
+
+    /// sparc killed outright (SIGKILL, as a crash or the OOM killer would) at every phase of a
+    /// checkpoint and after a restore's guest ran: no sparc command follows and the lease is
+    /// far longer than the test, yet the command's guardian resumes QEMU, thaws the guest (the
+    /// restore's excluded process ended first), removes the partial bundle and logs it. The
+    /// time from the kill to the guest running again is printed (the guardian's own work).
+    func testCommandKilledOutrightIsUndoneByItsGuardian() throws {
+        let victim = try detach("while :; do sleep 1000; done")
+        let ticker = try detach("i=0; while :; do i=$((i+1)); echo $i > /run/guard-tick; sleep 0.1; done")
+        let dir = work + "/guarded"
+        try FileSystem.makeDirectories(dir)
+        /// Waits for the markers to go without running any sparc command (bounded, not timed).
+        func undone(_ what: String) -> Bool {
+            let began = Date()
+            for _ in 0..<600 where !freezeMarkers().isEmpty { usleep(10_000) }
+            print("\(what): undone by the guardian within \(String(format: "%.2f", Date().timeIntervalSince(began))) s of the command's end")
+            return freezeMarkers().isEmpty
+        }
+        let points = ["checkpoint-after-collect", "checkpoint-after-pause", "checkpoint-after-memory", "checkpoint-before-commit"]
+        for point in points {
+            let out = dir + "/\(point).sparc"
+            let r = try sparc.run(
+                ["checkpoint", "--name", vm, "-o", out, "--exclude-pid", String(victim)],
+                environment: ["SPARC_FAULT": point, "SPARC_FREEZE_LEASE": "3600"])
+            XCTAssertEqual(r.status, 128 + SIGKILL, "\(point): \(r.stderr)")
+            XCTAssertTrue(undone(point), "\(point): the guardian removed the markers: \(freezeMarkers())")
+            XCTAssertFalse(try agentSaysFrozen(), "\(point): the guardian thawed the guest")
+            XCTAssertFalse(FileSystem.exists(out), point)
+            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir), [], "\(point): partial bundle removed")
+        }
+        let log = try sparc.ok(["log", "--name", vm])
+        let recovered = log.split(separator: "\n").filter { $0.contains("recovered") && $0.contains("died") && ($0.contains("thawed by its guardian") || $0.contains("found by its guardian")) }
+        XCTAssertEqual(recovered.count, points.count, "each killed checkpoint undone by its guardian: \(log)")
+        XCTAssertTrue(log.contains("resumed by its guardian"), "a paused guest was resumed by it: \(log)")
+        XCTAssertTrue(try advances("/run/guard-tick"), "the guest's processes run")
+
+        let bundle = dir + "/guarded.sparc"
+        let excluded = try detach("exec sleep 4001")
+        try sparc.ok(["checkpoint", "--name", vm, "-o", bundle, "--exclude-pid", String(excluded)])
+        let r = try sparc.run(["restore", bundle, "--name", vm, "--replace"], environment: ["SPARC_FAULT": "restore-after-resume", "SPARC_FREEZE_LEASE": "3600"])
+        XCTAssertEqual(r.status, 128 + SIGKILL, r.stderr)
+        XCTAssertTrue(undone("restore"), "the guardian thawed the restored guest: \(freezeMarkers())")
+        XCTAssertFalse(try agentSaysFrozen())
+        XCTAssertEqual(try guest("kill -0 \(excluded) 2>/dev/null && echo alive || echo gone"), "gone", "the excluded process never ran on")
+        XCTAssertTrue(try sparc.ok(["log", "--name", vm]).contains("restore (pid"), "the recovery is logged")
+        for line in try sparc.ok(["log", "--name", vm]).split(separator: "\n") where line.contains("its guardian") { print("guardian: \(line)") }
+        try guest("kill \(victim) \(ticker)")
+        try assertHealthy()
     }
 
     /// Ctrl-C (SIGINT), SIGTERM and SIGHUP cancel a checkpoint at each phase as Esc does: the
@@ -554,7 +603,7 @@ final class GuestLifecycleTests: GuestTestCase {
         let victim = try detach("exec sleep 4000")
         let bundle = work + "/restore-after-resume.sparc"
         try sparc.ok(["checkpoint", "--name", vm, "-o", bundle, "--exclude-pid", String(victim)])
-        let r = try sparc.run(["restore", bundle, "--name", vm, "--replace"], environment: ["SPARC_FAULT": "restore-after-resume", "SPARC_FREEZE_LEASE": "3600"])
+        let r = try sparc.run(["restore", bundle, "--name", vm, "--replace"], environment: ["SPARC_FAULT": "restore-after-resume", "SPARC_FREEZE_LEASE": "3600", "SPARC_GUARDIAN": "off"])
         XCTAssertEqual(r.status, 128 + SIGKILL, r.stderr)
         XCTAssertTrue(freezeMarkers().contains("at-work-by"), "the dead restore left its marker")
         XCTAssertTrue(try agentSaysFrozen(), "the restored guest is still frozen (as the test means it to be)")

@@ -204,6 +204,21 @@ final class LibvirtTests: XCTestCase {
         XCTAssertEqual(found.status, 0, "the baseline holds the key: \(found.stderr)")
         XCTAssertTrue(found.stdout.contains("\"pid\" : \(holder)") || found.stdout.contains("\"pid\":\(holder)"), "owned by the holder: \(found.stdout.prefix(600))")
 
+        // Killed outright with the domain paused and its disk on an overlay: no sparc command
+        // follows, yet its guardian resumes the domain, merges the disk back and thaws the guest.
+        let dead = try sparc.run(
+            ["checkpoint"] + on + ["-o", runtime + "/killed.sparc"], environment: ["SPARC_FAULT": "checkpoint-after-pause", "SPARC_FREEZE_LEASE": "3600"])
+        XCTAssertEqual(dead.status, 128 + SIGKILL, dead.stderr)
+        let marker = runtime + "/\(domain)/at-work-by"
+        for _ in 0..<600 where FileSystem.exists(marker) { usleep(50_000) }
+        XCTAssertFalse(FileSystem.exists(marker), "the guardian undid the killed checkpoint")
+        XCTAssertEqual(try virsh(["domstate", domain]).stdoutText.trimmed, "running", "resumed by the guardian")
+        XCTAssertFalse(try virsh(["domblklist", domain]).stdoutText.contains("sparc-overlay"), "its disk merged back")
+        XCTAssertFalse(FileSystem.exists(runtime + "/killed.sparc"))
+        let recovered = try sparc.ok(["log", "--name", domain])
+        XCTAssertTrue(recovered.contains("thawed by its guardian; resumed; disk vda merged back"), recovered)
+        XCTAssertTrue(try countsPast(try counter()), "the guest runs on")
+
         // sparc terminal reaches a shell through the port libvirt serves; its terminal is left out too.
         let terminal = try JSONSerialization.jsonObject(with: Data(try sparc.ok(["terminal"] + on + ["--json"]).utf8)) as? [String: Any]
         let pty = try XCTUnwrap(terminal?["tty"] as? String)
