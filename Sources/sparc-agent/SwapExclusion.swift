@@ -169,3 +169,15 @@ struct SwapExclusion {
         }
     }
 }
+
+/// Swapped-out pages of the excluded processes: read back into memory (where the page-table
+/// pass finds them) and their slots named for zeroing in the bundle's disk copy.
+struct SwapChannel: ExclusionChannel {
+    let phase = "swap"
+    let kernelScopeOnly = false
+    func collect(_ processes: [ExcludedProcess], into collector: ExclusionCollector) throws {
+        var swap = SwapExclusion()
+        collector.diskRanges += try swap.collect(processes)
+        collector.warnings += swap.warnings
+    }
+}
