@@ -37,9 +37,12 @@ let package = Package(
         // libvirt's C library (Debian's libvirt-dev) and the domain definitions sparc needs.
         .systemLibrary(name: "CLibvirt", pkgConfig: "libvirt", providers: [.apt(["libvirt-dev"])]),
         .target(name: "Libvirt", dependencies: ["CLibvirt", "Hypervisor", "SparcSupport"]),
+        // What outlives VMs and bundles on this host: its key, the VMs' histories, the
+        // rollback-sensitive data and the server of that port (all sparc-rsdmd links).
+        .target(name: "HostState", dependencies: ["SparcSupport", "SnapshotModel"]),
         .target(
             name: "SparcEngine",
-            dependencies: ["SparcSupport", "SnapshotModel", "GuestQuery", "GuestMemory", "Hypervisor", "HexView", "SecretScan", "Libvirt"]),
+            dependencies: ["SparcSupport", "SnapshotModel", "GuestQuery", "GuestMemory", "Hypervisor", "HexView", "SecretScan", "Libvirt", "HostState"]),
         .target(name: "SparcTUI", dependencies: ["CNCurses", "SparcEngine", "GuestQuery", "HexView", "SparcSupport", "SnapshotModel", "SecretScan"]),
         .target(name: "CSparcGuest"),
         .target(name: "GuestProcfs", dependencies: ["GuestQuery", "SparcSupport"]),
@@ -51,7 +54,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // The host side of a VM's rollback-sensitive data port, supervised; started detached.
-        .executableTarget(name: "sparc-rsdmd", dependencies: ["SparcEngine", "SparcSupport"]),
+        .executableTarget(name: "sparc-rsdmd", dependencies: ["HostState", "SparcSupport"]),
         // Benchmarks against QEMU's own save and restore (make bench); not a test.
         .executableTarget(
             name: "sparc-bench",

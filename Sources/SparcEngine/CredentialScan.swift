@@ -1,6 +1,7 @@
 import Foundation
 import HexView
 import SecretScan
+import SnapshotModel
 import SparcSupport
 
 /// Credential scanning of bundles and files: every finding with its guest-physical address
@@ -168,3 +169,29 @@ public enum CredentialScan {
             message: "refused: \(report.findings.count) credential(s) (\(rulesFound)) in memory that was not excluded, held by \(who); the bundle \(bundle) was removed: \(advice)")
     }
 }
+
+extension VMManager {
+    /// Scans a checkpoint just written (`CredentialScan.gate`) and records in the VM's history
+    /// a bundle the gate removed, by the digest it had: the history never names a checkpoint
+    /// as kept that no longer exists.
+    public func gateCheckpoint(
+        _ report: CheckpointReport, vm name: String, rules: SecretRules, allow: [CredentialScan.Allowance], refuse: Bool, reveal: Bool = false,
+        maxFindingsPerRule: Int = 1000, progress: ((String, Int64, Int64) -> Void)? = nil, cancel: Cancellation? = nil
+    ) throws -> CredentialScan.Gate {
+        // Read before the gate may remove the bundle.
+        let digest = try BundleReader(path: report.bundle).manifest.manifestSHA256
+        func discarded(_ why: String) { try? history(name).append(.discarded, bundle: report.bundle, bundleDigest: digest, detail: why) }
+        let gate: CredentialScan.Gate
+        do {
+            gate = try CredentialScan.gate(
+                bundle: report.bundle, rules: rules, allow: allow, refuse: refuse, reveal: reveal, maxFindingsPerRule: maxFindingsPerRule,
+                progress: progress, cancel: cancel)
+        } catch {
+            if refuse, !FileSystem.exists(report.bundle) { discarded("removed by --refuse-secrets: its scan did not finish") }
+            throw error
+        }
+        if gate.refused { discarded("removed by --refuse-secrets: \(gate.scan.findings.count) credential finding(s)") }
+        return gate
+    }
+}
+

@@ -1,4 +1,6 @@
 import Foundation
+// The host key, histories and RSDM stores are part of what the engine offers its users.
+@_exported import HostState
 import Libvirt
 import GuestQuery
 import Hypervisor

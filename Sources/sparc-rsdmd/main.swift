@@ -1,5 +1,5 @@
 import Foundation
-import SparcEngine
+import HostState
 import SparcSupport
 
 /// sparc-rsdmd: the host side of one VM's rollback-sensitive data port. Started detached by

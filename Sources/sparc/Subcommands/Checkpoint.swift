@@ -108,19 +108,12 @@ struct Checkpoint: ParsableCommand {
         endProgress()
         var gate: CredentialScan.Gate?
         if let rules {
-            // Read before the gate may remove the bundle: the history says which checkpoint was discarded.
-            let digest = try BundleReader(path: report.bundle).manifest.manifestSHA256
             let show = progressPrinter()
-            gate = try CredentialScan.gate(
-                bundle: report.bundle, rules: rules, allow: allow, refuse: refuseSecrets, reveal: ruleOptions.show, maxFindingsPerRule: ruleOptions.maxPerRule,
+            gate = try manager.gateCheckpoint(
+                report, vm: vm.name, rules: rules, allow: allow, refuse: refuseSecrets, reveal: ruleOptions.show, maxFindingsPerRule: ruleOptions.maxPerRule,
                 progress: show.map { p in { _, done, total in p("scanning the memory image \(done * 100 / max(total, 1))%") } },
                 cancel: Interruption.cancellation)
             endProgress()
-            if let gate, gate.refused {
-                try manager.history(vm.name).append(
-                    .discarded, bundle: report.bundle, bundleDigest: digest,
-                    detail: "removed by --refuse-secrets: \(gate.scan.findings.count) credential finding(s)")
-            }
         }
         if json {
             try printJSON(Output(checkpoint: report, scan: gate))
