@@ -22,13 +22,14 @@ SWIFT_SOURCES := $(shell find Sources -name '*.swift' -o -name '*.h' -o -name '*
 AGENT_SOURCES := $(shell find Sources/sparc-agent Sources/GuestProcfs Sources/GuestQuery Sources/SparcSupport Sources/CSparcGuest Sources/CSparcSupport -type f) Package.swift
 GUEST_INPUTS := Guest/build-image.sh $(shell find Guest/rootfs Guest/helper Guest/tools -type f)
 
-.PHONY: all deps build release install uninstall guest guest-images guest-package guest-debian run test unit e2e bench screenshots clean help
+.PHONY: all deps build release install uninstall guest guest-images guest-package guest-debian run test check unit e2e bench screenshots clean help
 
 all: build guest
 
 help:
 	@echo "make run    install what is missing, build, boot the default guest, open the TUI"
 	@echo "make test   the same set-up, then every unit and end-to-end test"
+	@echo "make check  the inner loop: build, then every unit test (no VM)"
 	@echo "make bench  checkpoint/restore benchmark against QEMU's own save"
 	@echo "make guest  (re)build the default guest image in $(GUEST)"
 	@echo "make guest-package  the guest package $(PACKAGE) (agent, DKMS helper, systemd unit)"
@@ -135,8 +136,12 @@ test: deps
 
 guest-images: $(GUEST)/initrd.img $(DEBIAN_GUEST)/disk.qcow2
 
-unit: build
-	$(SWIFT_TEST) --skip EndToEndTests
+# The inner loop: every test that needs no VM (no guest image is built), the fuzzers at
+# 1,000 cases each (10,000 in 'make test').
+check: build
+	SPARC_FUZZ_CASES=1000 $(SWIFT_TEST) --skip EndToEndTests
+
+unit: check
 
 e2e: build guest guest-debian
 	$(SWIFT_TEST) --filter EndToEndTests

@@ -61,7 +61,12 @@ final class FakeAgent {
         Thread.detachNewThread {
             while true {
                 let c = accept(fd, nil, nil)
-                if c < 0 { return }
+                if c < 0 {
+                    // Closed here, never in deinit: a descriptor number freed while this thread
+                    // could still accept on it would be the next test's listener.
+                    close(fd)
+                    return
+                }
                 var buffer = Data()
                 var chunk = [UInt8](repeating: 0, count: 4096)
                 while true {
@@ -80,8 +85,8 @@ final class FakeAgent {
         }
     }
     deinit {
+        // Wakes the accepting thread, which closes the listener.
         shutdown(listener, Int32(SHUT_RDWR))
-        close(listener)
         unlink(path)
     }
 }

@@ -86,3 +86,11 @@ public struct Mutator {
         return try? JSONSerialization.data(withJSONObject: value, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes, .fragmentsAllowed])
     }
 }
+
+/// How many cases each fuzzer runs: 10,000 in `make test` (the CI gate), fewer in the inner
+/// loop (`make check` sets `SPARC_FUZZ_CASES`).
+public enum FuzzBudget {
+    public static var cases: Int {
+        ProcessInfo.processInfo.environment["SPARC_FUZZ_CASES"].flatMap(Int.init).map { max(1, $0) } ?? 10_000
+    }
+}
