@@ -41,27 +41,23 @@ extension VMManager {
         cancel: Cancellation? = nil, progress: Progress? = nil
     ) throws -> CheckpointReport {
         if let connect {
-            return try checkpointDomain(
-                uri: connect, name: name, output: output, stopAfter: stopAfter, exclusion: exclusion, saveFreeMemory: saveFreeMemory, cancel: cancel,
-                progress: progress)
+            guard VMName.isValid(name) else {
+                throw SparcError("domain name '\(name.terminalSafe)' cannot name a sparc history (letters, digits, '.', '_' and '-', 1 to 64 characters)")
+            }
+            return try exclusively(name, doing: "checkpoint") {
+                try runCheckpoint(
+                    DomainMachine(uri: connect, name: name, manager: self), output: output, stopAfter: stopAfter, exclusion: exclusion,
+                    saveFreeMemory: saveFreeMemory, cancel: cancel, progress: progress)
+            }
         }
-        let resumeFailure = SharedBox<String?>(nil)
         return try exclusively(name, doing: "checkpoint") {
             do {
-                return try performCheckpoint(
-                    name: name, output: output, stopAfter: stopAfter, exclusion: exclusion, saveFreeMemory: saveFreeMemory, cancel: cancel,
-                    progress: progress, resumeFailure: resumeFailure)
+                return try runCheckpoint(
+                    OwnMachine(name: name, manager: self), output: output, stopAfter: stopAfter, exclusion: exclusion, saveFreeMemory: saveFreeMemory,
+                    cancel: cancel, progress: progress)
             } catch {
                 if let died = cleanUpAfterQEMUDied(name, during: "the checkpoint", cause: error, outcome: "no bundle was written") {
                     throw died
-                }
-                // Cancelled at whatever step: one message, saying where the VM is.
-                if cancel?.isCancelled == true, resumeFailure.value == nil, (error as? SparcError)?.posixCode != ECANCELED {
-                    throw Self.cancelled("the VM runs on, no bundle was written")
-                }
-                // The guest must never be left paused without the operator hearing of it.
-                if let why = resumeFailure.value {
-                    throw SparcError("\(error); QEMU could not resume the guest, which stays paused: \(why)")
                 }
                 throw error
             }
@@ -84,22 +80,27 @@ extension VMManager {
             "QEMU of VM '\(name)' (pid \(state.pid)\(status)) exited during \(what)\(said); \(outcome), and the VM's runtime state was cleaned up (its disk keeps what the guest wrote). First error: \(cause)")
     }
 
-    func performCheckpoint(
-        name: String, output: String, stopAfter: Bool, exclusion: ExclusionRequest?, saveFreeMemory: Bool, cancel: Cancellation?,
-        progress: Progress?, resumeFailure: SharedBox<String?>
+    /// The one checkpoint routine, for every kind of `Machine`: freeze and collect, pause,
+    /// divert the disk, save the device state and the memory (the exclusion and free memory
+    /// left out), resume and thaw, save the disk state, hash, seal, record; on any failure or
+    /// cancel, undo every step taken (resume, thaw, the disk merged back, no partial bundle)
+    /// and say in one line what could not be undone.
+    func runCheckpoint(
+        _ machine: Machine, output: String, stopAfter: Bool, exclusion: ExclusionRequest?, saveFreeMemory: Bool, cancel: Cancellation?,
+        progress: Progress?
     ) throws -> CheckpointReport {
+        let name = machine.name
+        let outcome = "the \(machine.noun) runs on, no bundle was written"
         // Cancelling stops at the next phase boundary; the failure path resumes the guest
         // and removes the partial bundle.
         func checkCancelled() throws {
-            if cancel?.isCancelled == true { throw Self.cancelled("the VM runs on, no bundle was written") }
+            if cancel?.isCancelled == true { throw Self.cancelled(outcome) }
         }
         let began = Date()
-        var state = try running(name)
-        let layout = layout(name)
+        let layout = machine.layout
         let writer = try BundleWriter(path: output)
-        let qmp = try QMPClient(socketPath: layout.qmpSocket)
-        defer { qmp.close() }
-        let agent = AgentClient(socketPath: layout.agentSocket, timeout: agentTimeout)
+        var ownFiles: [String] = []
+        let agent = AgentClient(socketPath: machine.agentSocket, timeout: agentTimeout)
         agent.cancel = cancel
         defer { agent.close() }
 
@@ -108,146 +109,119 @@ extension VMManager {
         var inputHold: FileLock? = try FileLock(layout.inputHold)
         defer { withExtendedLifetime(inputHold) {} }
 
-        progress?("asking the guest agent")
-        let hello = try agent.hello()
-        let excluding = exclusion.map { !$0.isEmpty } ?? false
-        // Should this process die from here until the thaw, its guardian (else the next
-        // command) resumes and thaws the guest within a second.
-        let guardian = Guardian.watch(vm: name)
+        var guardian: Guardian?
         defer { guardian?.release() }
-        try FreezeMarker.mine(.checkpoint, staging: writer.stagingPath).write(layout.atWorkMarker)
-        // From here on a failure thaws (collect freezes the guest itself).
-        var thawOnFailure = true
+        var thawOnFailure = false
         var paused = false
-        var pausedAt = Date()
-        var done = false
-        defer {
-            if !done {
-                // Failure or cancel: leave the VM as it was (running, thawed) and no partial bundle behind.
-                // The steps back are not cancelled themselves.
-                agent.cancel = nil
-                writer.abort()
-                if paused {
-                    do {
-                        try qmp.execute("cont")
-                        unlink(layout.pausedMarker)
-                    } catch { resumeFailure.value = "\(error)" }
-                }
-                if !thawOnFailure || (try? agent.thaw()) != nil || !QEMUProcess.isQEMU(state.pid) { unlink(layout.atWorkMarker) }
-                // Whatever the disk chain became, the runtime state says so.
-                try? state.save(layout.stateFile)
+        var committed = false
+        do {
+            ownFiles = try machine.writeOwnMembers(writer)
+            progress?("asking the guest agent")
+            let hello = try agent.hello()
+            let excluding = exclusion.map { !$0.isEmpty } ?? false
+            // Should this process die from here until the thaw, its guardian (else the next
+            // command) resumes the machine, merges its disk back and thaws the guest within a second.
+            guardian = Guardian.watch(vm: name, connect: machine.connect)
+            try FreezeMarker.mine(.checkpoint, staging: writer.stagingPath).write(layout.atWorkMarker)
+            // From here on a failure thaws (collect freezes the guest itself).
+            thawOnFailure = true
+            if !excluding {
+                progress?(.init(.freezing, "freezing guest processes"))
+                _ = try agent.freeze(lease: Self.freezeLease)
             }
-        }
-        if !excluding {
-            progress?(.init(.freezing, "freezing guest processes"))
-            _ = try agent.freeze(lease: Self.freezeLease)
-        }
+            let collected = try collectForCheckpoint(
+                agent: agent, exclusion: excluding ? exclusion : nil, saveFreeMemory: saveFreeMemory, ramBytes: machine.ramBytes,
+                checkCancelled: checkCancelled, progress: progress)
+            let plan = collected.plan
 
-        let collected = try collectForCheckpoint(
-            agent: agent, exclusion: excluding ? exclusion : nil, saveFreeMemory: saveFreeMemory, ramBytes: UInt64(state.spec.memoryBytes),
-            checkCancelled: checkCancelled, progress: progress)
-        let plan = collected.plan
+            FaultPoint.reached("checkpoint-after-collect")
+            try machine.pause()
+            paused = true
+            let pausedAt = Date()
+            FaultPoint.reached("checkpoint-after-pause")
+            let frozenLayer = try machine.divertDisk { target in
+                try FreezeMarker.mine(.checkpoint, staging: writer.stagingPath, diverted: target).write(layout.atWorkMarker)
+            }
 
-        FaultPoint.reached("checkpoint-after-collect")
-        // Should this process die while QEMU is paused, the next command finds who paused it.
-        try Data("\(getpid())\n".utf8).write(to: URL(fileURLWithPath: layout.pausedMarker))
-        try qmp.execute("stop")
-        paused = true
-        pausedAt = Date()
-        FaultPoint.reached("checkpoint-after-pause")
+            try checkCancelled()
+            progress?(.init(.savingDevices, "saving device state"))
+            try saveDeviceState(qmp: machine.monitor, to: writer.file(Manifest.devicesFile))
+            FaultPoint.reached("checkpoint-after-devices")
 
-        var frozenLayer: (path: String, format: String)?
-        if state.spec.hasDisk, !state.disk.isEmpty {
-            // The layer the guest wrote so far becomes read-only and is the disk state of this
-            // checkpoint; the VM goes on writing into a new overlay, handed to QEMU as descriptors.
-            frozenLayer = (state.disk.last!.path, state.disk.last!.format)
-            try addOverlay(&state, qmp: qmp, layout: layout)
-            try state.save(layout.stateFile)
-        }
+            try checkCancelled()
+            let ramFD = try machine.openRAM()
+            defer { close(ramFD) }
+            let saved = try saveMemory(
+                ramFD: ramFD, ramPath: machine.ramPath, ramBytes: machine.ramBytes, collected: collected, writer: writer, progress: progress, cancel: cancel)
+            let stats = saved.stats
+            try checkCancelled()
+            FaultPoint.reached("checkpoint-after-memory")
 
-        try checkCancelled()
-        progress?(.init(.savingDevices, "saving device state"))
-        try saveDeviceState(qmp: qmp, to: writer.file(Manifest.devicesFile))
-        FaultPoint.reached("checkpoint-after-devices")
+            let downtime = Date().timeIntervalSince(pausedAt)
+            if !stopAfter {
+                try machine.resume()
+                paused = false
+                FaultPoint.reached("checkpoint-after-resume")
+                progress?(.init(.thawing, "thawing guest processes"))
+                thawOnFailure = false
+                agent.cancel = nil
+                try Self.thawAfterCheckpoint(agent)
+                inputHold = nil
+            }
 
-        try checkCancelled()
-        let ramFD = open(state.ramPath, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
-        guard ramFD >= 0 else { throw SparcError.posix("cannot read guest RAM", state.ramPath) }
-        defer { close(ramFD) }
-        let saved = try saveMemory(
-            ramFD: ramFD, ramPath: state.ramPath, ramBytes: UInt64(state.spec.memoryBytes), collected: collected, writer: writer, progress: progress,
-            cancel: cancel)
-        let stats = saved.stats
-        try checkCancelled()
-        FaultPoint.reached("checkpoint-after-memory")
+            try checkCancelled()
+            var files = [Manifest.memoryFile, Manifest.devicesFile, Manifest.ownersFile] + ownFiles
+            if try saveDiskState(from: frozenLayer, plan: plan, freeSlots: saved.swapRanges, writer: writer, progress: progress, cancel: cancel) {
+                files.append(Manifest.diskFile)
+            }
 
-        let downtime: Double
-        if stopAfter {
-            downtime = Date().timeIntervalSince(pausedAt)
-        } else {
-            try qmp.execute("cont")
-            paused = false
-            unlink(layout.pausedMarker)
-            downtime = Date().timeIntervalSince(pausedAt)
-            FaultPoint.reached("checkpoint-after-resume")
-            progress?(.init(.thawing, "thawing guest processes"))
-            thawOnFailure = false
+            try checkCancelled()
+            progress?(.init(.hashing, "hashing"))
+            let entries = try writer.entries(for: files, known: [Manifest.memoryFile: stats.sha256], cancel: cancel)
+            try checkCancelled()
+            let header = machine.manifestHeader()
+            var manifest = Manifest(
+                vm: header.vm, machine: header.machine, qemu: header.qemu,
+                guest: .init(kernel: hello.kernel, bootId: hello.bootId, agentVersion: hello.agentVersion),
+                memory: .init(stats),
+                exclusion: Self.exclusionRecord(
+                    exclusion, plan: plan, excludedBytes: stats.excludedBytes, nameKey: try HostKey(directory: stateDirectory).nameKey(create: true)),
+                files: entries)
+            machine.describe(into: &manifest)
+            manifest.freeMemory = saved.free
+            progress?(.init(.writingManifest, "writing manifest"))
+            FaultPoint.reached("checkpoint-before-commit")
+            let sealed = try writer.commit(manifest, sealKey: HostKey(directory: stateDirectory).sealKey(create: true))
+            // From here the bundle stands: a later failure says so and undoes nothing.
+            committed = true
+            unlink(layout.atWorkMarker)
+            try history(name).append(.checkpoint, bundle: writer.path, bundleDigest: sealed.manifestSHA256, epoch: try rsdm(vmId: machine.identity).epoch())
+            if !stopAfter {
+                do { try machine.mergeDisk(progress: progress) } catch { throw SparcError("checkpoint saved in \(writer.path), but \(error)") }
+            } else {
+                try machine.stop(progress: progress)
+            }
+            return CheckpointReport(
+                bundle: writer.path, memoryBytes: stats.bytes, memoryDataBytes: stats.dataBytes,
+                devicesBytes: entries.first { $0.name == Manifest.devicesFile }?.size ?? 0,
+                diskBytes: entries.first { $0.name == Manifest.diskFile }?.size, downtime: downtime,
+                total: Date().timeIntervalSince(began), stopped: stopAfter, exclusion: manifest.exclusion,
+                liveNames: Dictionary(plan?.processes.map { ($0.pid, $0.command) } ?? [], uniquingKeysWith: { a, _ in a }),
+                ttySessions: plan?.ttySessions ?? [], freeMemory: saved.free)
+        } catch {
+            guard !committed else { throw error }
+            // Failure or cancel: leave the machine as it was (running, thawed, on its own
+            // disk) and no partial bundle behind. The steps back are not cancelled themselves.
             agent.cancel = nil
-            try Self.thawAfterCheckpoint(agent)
-            inputHold = nil
+            writer.abort()
+            let problems = machine.undo(paused: paused)
+            let alive = (machine as? OwnMachine)?.isAlive ?? true
+            if !thawOnFailure || (try? agent.thaw()) != nil || !alive { unlink(layout.atWorkMarker) }
+            if !problems.isEmpty { throw SparcError("\(error); \(problems.joined(separator: "; "))") }
+            // Cancelled at whatever step: one message, saying where the machine is.
+            if cancel?.isCancelled == true, (error as? SparcError)?.posixCode != ECANCELED { throw Self.cancelled(outcome) }
+            throw error
         }
-
-        try checkCancelled()
-        var files = [Manifest.memoryFile, Manifest.devicesFile, Manifest.ownersFile]
-        if try saveDiskState(from: frozenLayer, plan: plan, freeSlots: saved.swapRanges, writer: writer, progress: progress, cancel: cancel) {
-            files.append(Manifest.diskFile)
-        }
-
-        try checkCancelled()
-        progress?(.init(.hashing, "hashing"))
-        let entries = try writer.entries(for: files, known: [Manifest.memoryFile: stats.sha256], cancel: cancel)
-        try checkCancelled()
-        var manifest = Manifest(
-            vm: .init(name: name, id: state.id),
-            machine: .init(
-                memoryMiB: state.spec.memoryMiB, cpus: state.spec.cpus, accel: state.spec.accel.rawValue, kernel: state.kernel,
-                initrd: state.initrd, append: state.spec.append, disk: state.spec.hasDisk,
-                persistentDisk: state.persistentDisk != nil,
-                network: state.spec.network.map {
-                    .init(backend: $0.backend.rawValue, forwards: $0.forwards, tap: $0.tap, mac: $0.mac)
-                }),
-            qemu: .init(version: state.qemuVersion, argv: state.argv),
-            guest: .init(kernel: hello.kernel, bootId: hello.bootId, agentVersion: hello.agentVersion),
-            memory: .init(stats),
-            exclusion: Self.exclusionRecord(
-                exclusion, plan: plan, excludedBytes: stats.excludedBytes, nameKey: try HostKey(directory: stateDirectory).nameKey(create: true)),
-            files: entries)
-        manifest.freeMemory = saved.free
-        progress?(.init(.writingManifest, "writing manifest"))
-        FaultPoint.reached("checkpoint-before-commit")
-        let sealed = try writer.commit(manifest, sealKey: HostKey(directory: stateDirectory).sealKey(create: true))
-        done = true
-        unlink(layout.atWorkMarker)
-        try history(name).append(
-            .checkpoint, bundle: writer.path, bundleDigest: sealed.manifestSHA256, epoch: try rsdm(vmId: state.id).epoch())
-        if !stopAfter {
-            // The VM's own disk file takes back what the guest wrote during the copy.
-            try commitOverlays(&state, qmp: qmp, layout: layout, progress: progress)
-        }
-
-        if stopAfter {
-            progress?("stopping \(name)")
-            _ = try? qmp.execute("quit")
-            _ = QEMUProcess.waitForExit(state.pid, timeout: 10)
-            cleanUp(layout, ramPath: state.ramPath)
-        }
-        return CheckpointReport(
-            bundle: writer.path, memoryBytes: stats.bytes, memoryDataBytes: stats.dataBytes,
-            devicesBytes: entries.first { $0.name == Manifest.devicesFile }?.size ?? 0,
-            diskBytes: entries.first { $0.name == Manifest.diskFile }?.size, downtime: downtime,
-            total: Date().timeIntervalSince(began), stopped: stopAfter, exclusion: manifest.exclusion,
-            liveNames: Dictionary(plan?.processes.map { ($0.pid, $0.command) } ?? [], uniquingKeysWith: { a, _ in a }),
-            ttySessions: plan?.ttySessions ?? [], freeMemory: saved.free)
     }
 
     /// The manifest's account of an exclusion: targets as the operator named them and what they came to.
