@@ -451,6 +451,63 @@ final class DebianTests: GuestTestCase {
         try assertNoKernelComplaint()
     }
 
+    /// On systemd, as the reviewers found it: a session (the child of a service's main process,
+    /// as sshd's sessions share ssh.service's cgroup without logind) writes its secret into a FIFO and a
+    /// unix socket that bystander services hold, its senders exit, and three bystanders live in
+    /// its cgroup (the two readers and another user's sleeper, none started by it). The baseline
+    /// holds the queued copies; excluding the session leaves none in any file; the restore ends
+    /// the session only, and the readers find a clean end (no zeros, no secret).
+    func testQueuesAndCgroupBystandersOnSystemd() throws {
+        try systemState()
+        try guest("rm -rf /run/dq; mkdir /run/dq; mkfifo /run/dq/fifo")
+        let places = [("fifo", "/run/dq/fifo"), ("unix", "/run/dq/unix")]
+        for (i, (kind, place)) in places.enumerated() {
+            try guest("systemd-run --quiet --unit=sparc-dq-reader\(i) sparc-probe recv-late \(kind) \(place) /run/dq/out-\(i)")
+        }
+        try guest("for i in 0 1; do while [ ! -e /run/dq/out-$i.ready ]; do sleep 0.1; done; done")
+        // The service's main process stands for sshd's listener; the session is its child.
+        try guest(
+            "cat > /run/dq/session.sh <<'EOF'\necho $$ > /run/dq/session-pid; S=\(Self.generate); printf %s \"$S\" > /run/dq/secret\n"
+                + "printf %s \"$S\" > /run/dq/fifo; printf %s \"$S\" | sparc-probe send-close unix /run/dq/unix exit\n"
+                + "echo sent > /run/dq/sent; exec sleep 100011\nEOF\n"
+                + "systemd-run --quiet --unit=sparc-dq-session bash -c 'bash /run/dq/session.sh & exec sleep 100013'")
+        try guest("while [ ! -e /run/dq/sent ]; do sleep 0.1; done")
+        let secret = try guest("cat /run/dq/secret; rm /run/dq/secret")
+        XCTAssertEqual(secret.count, 32)
+        let session = try XCTUnwrap(Int32(try guest("cat /run/dq/session-pid")))
+        let readers = try (0..<places.count).map { try XCTUnwrap(Int32(try guest("systemctl show -p MainPID --value sparc-dq-reader\($0)"))) }
+        let sleeper = try XCTUnwrap(Int32(try guest("setsid -f setpriv --reuid=nobody --regid=nogroup --clear-groups sleep 100012 </dev/null >/dev/null 2>&1; sleep 0.2; pgrep -u nobody -f 'sleep 100012'")))
+        let cgroup = "/sys/fs/cgroup/system.slice/sparc-dq-session.service/cgroup.procs"
+        try guest("for p in \((readers + [sleeper]).map(String.init).joined(separator: " ")); do echo $p > \(cgroup); done")
+        let members = Set(try guest("cat \(cgroup)").split(separator: "\n").compactMap { Int32($0) })
+        XCTAssertTrue(Set(readers + [sleeper, session]).isSubset(of: members), "the bystanders share the session's cgroup: \(members)")
+
+        let baseline = work + "/dq-base.sparc"
+        try sparc.ok(["checkpoint", "--name", vm, "-o", baseline])
+        let before = try SecretScan.hits(secret, inBundle: baseline)["memory.img"] ?? 0
+        XCTAssertGreaterThanOrEqual(before, places.count, "the baseline holds the queued copies")
+        let bundle = work + "/dq.sparc"
+        let said = try sparc.ok(["checkpoint", "--name", vm, "-o", bundle, "--exclude-pid", String(session)])
+        let after = try SecretScan.hits(secret, inBundle: bundle, disk: true).values.reduce(0, +)
+        XCTAssertEqual(after, 0, "no copy in any file: \(said)")
+        print("effectiveness: queues others hold on systemd: baseline \(before) hit(s), excluded \(after)")
+        let excluded = Set(try BundleReader(path: bundle).manifest.exclusion.processes.map(\.pid))
+        XCTAssertTrue(excluded.isDisjoint(with: readers + [sleeper]), "no bystander excluded for its cgroup: \(excluded)")
+
+        try sparc.ok(["restore", bundle, "--name", vm, "--replace"])
+        let alive = try livePids()
+        XCTAssertFalse(alive.contains(session), "the session was ended")
+        XCTAssertTrue(Set(readers + [sleeper]).isSubset(of: alive), "every bystander lives on")
+        try guest("for p in \(readers.map(String.init).joined(separator: " ")); do kill -USR1 $p; done; for i in 0 1; do while ! grep -q '^END' /run/dq/out-$i 2>/dev/null; do sleep 0.1; done; done")
+        for i in places.indices {
+            XCTAssertFalse(try guest("od -c /run/dq/out-\(i)").contains("\\0"), "reader \(places[i]) read no zeros")
+            XCTAssertFalse(try guest("cat /run/dq/out-\(i)").contains(secret), "reader \(places[i]) did not read the secret")
+            XCTAssertTrue(["END eof", "END again", "END reset"].contains(try guest("tail -n 1 /run/dq/out-\(i)")), "reader \(places[i]) found a clean end")
+        }
+        try guest("kill \(sleeper); systemctl stop sparc-dq-reader0 sparc-dq-reader1 sparc-dq-session 2>/dev/null; true")
+        try assertNoKernelComplaint()
+    }
+
     /// The servers an excluded session talked to keep what it gave them: a tmux server another
     /// session started (attached to and typed into), journald (a message logged with logger,
     /// which exits at once) and a transient unit (systemd-run) with the secret in its command
