@@ -192,6 +192,8 @@ extension VMManager {
             manifest.freeMemory = saved.free
             progress?(.init(.writingManifest, "writing manifest"))
             FaultPoint.reached("checkpoint-before-commit")
+            // The last moment a cancel can still leave nothing behind.
+            try checkCancelled()
             let sealed = try writer.commit(manifest, sealKey: HostKey(directory: stateDirectory).sealKey(create: true))
             // From here the bundle stands: a later failure says so and undoes nothing.
             committed = true
