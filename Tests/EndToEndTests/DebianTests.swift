@@ -498,7 +498,7 @@ final class DebianTests: GuestTestCase {
         let alive = try livePids()
         XCTAssertFalse(alive.contains(session), "the session was ended")
         XCTAssertTrue(Set(readers + [sleeper]).isSubset(of: alive), "every bystander lives on")
-        try guest("for p in \(readers.map(String.init).joined(separator: " ")); do kill -USR1 $p; done; for i in 0 1; do while ! grep -q '^END' /run/dq/out-$i 2>/dev/null; do sleep 0.1; done; done")
+        try guest("for p in \(readers.map(String.init).joined(separator: " ")); do kill -USR1 $p; done; for i in 0 1; do n=0; while ! grep -q '^END' /run/dq/out-$i 2>/dev/null && [ $n -lt 300 ]; do sleep 0.1; n=$((n+1)); done; done")
         for i in places.indices {
             XCTAssertFalse(try guest("od -c /run/dq/out-\(i)").contains("\\0"), "reader \(places[i]) read no zeros")
             XCTAssertFalse(try guest("cat /run/dq/out-\(i)").contains(secret), "reader \(places[i]) did not read the secret")

@@ -230,7 +230,7 @@ final class ExclusionTests: GuestTestCase {
         try sparc.ok(["restore", bundle, "--name", vm, "--replace"])
         XCTAssertFalse(try livePids().contains(sender))
         XCTAssertTrue(Set(readers).isSubset(of: try livePids()), "every reader, a bystander, lives on")
-        try guest("for p in \(readers.map(String.init).joined(separator: " ")); do kill -USR1 $p; done; for i in 0 1 2 3 4 5; do while ! grep -q '^END' /run/q-out-$i 2>/dev/null; do sleep 0.1; done; done")
+        try guest("for p in \(readers.map(String.init).joined(separator: " ")); do kill -USR1 $p; done; for i in 0 1 2 3 4 5; do n=0; while ! grep -q '^END' /run/q-out-$i 2>/dev/null && [ $n -lt 300 ]; do sleep 0.1; n=$((n+1)); done; done")
         for i in receivers.indices {
             let read = try guest("od -c /run/q-out-\(i)")
             XCTAssertFalse(read.contains("\\0"), "reader \(receivers[i]) read no zeros: \(read)")
