@@ -413,6 +413,33 @@ final class ExclusionTests: GuestTestCase {
         try guest("i=0; while [ -s /sys/fs/cgroup/shared-svc/cgroup.procs ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; rmdir /sys/fs/cgroup/shared-svc")
     }
 
+    /// pty numbers are reused: `--exclude-tty pts/N` names the session on pts/N now, and the
+    /// report says which one (its leader's pid), so a tag taken for an ended session cannot
+    /// silently mean the next one. A session ends and the next takes its pty number: the
+    /// second checkpoint names the new session, never the old.
+    func testTerminalIsNamedByItsSessionWhenItsNumberIsReused() throws {
+        func terminal() throws -> (tty: String, shell: Int32) {
+            let t = try JSONSerialization.jsonObject(with: Data(try sparc.ok(["terminal", "--name", vm, "--json"]).utf8)) as! [String: Any]
+            return (t["tty"] as! String, Int32(t["shellPid"] as! Int))
+        }
+        let first = try terminal()
+        let out1 = try sparc.ok(["checkpoint", "--name", vm, "-o", work + "/tty1.sparc", "--exclude-tty", first.tty])
+        XCTAssertTrue(out1.contains("terminal \(first.tty): the session of pid \(first.shell)"), out1)
+        try guest("kill -KILL \(first.shell); i=0; while [ -e /proc/\(first.shell) ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done")
+        var second = try terminal()
+        for _ in 0..<50 where second.shell == first.shell {
+            usleep(100_000)
+            second = try terminal()
+        }
+        XCTAssertNotEqual(second.shell, first.shell, "a new session")
+        XCTAssertEqual(second.tty, first.tty, "the kernel gave the new session the same pty number")
+        let out2 = try sparc.ok(["checkpoint", "--name", vm, "-o", work + "/tty2.sparc", "--exclude-tty", second.tty])
+        XCTAssertTrue(out2.contains("terminal \(second.tty): the session of pid \(second.shell)"), out2)
+        XCTAssertFalse(out2.contains("pid \(first.shell) "), "the ended session is named nowhere: \(out2)")
+        let excluded = Set(try BundleReader(path: work + "/tty2.sparc").manifest.exclusion.processes.map(\.pid))
+        XCTAssertTrue(excluded.contains(second.shell) && !excluded.contains(first.shell), "\(excluded)")
+    }
+
     /// Exclusion fails closed: with the guest's frame tables unreadable (masked here, as a
     /// hardened guest might) the checkpoint refuses and leaves no bundle; --best-effort saves,
     /// records the gap in the manifest, prints it, and `sparc verify` shows it.
