@@ -66,7 +66,6 @@ final class OwnMachine: Machine {
     var state: VMState
     let qmp: QMPClient
     unowned let manager: VMManager
-    private var diverted = false
 
     init(name: String, manager: VMManager) throws {
         self.name = name
@@ -104,7 +103,6 @@ final class OwnMachine: Machine {
         // checkpoint; the VM goes on writing into a new overlay, handed to QEMU as descriptors.
         try manager.addOverlay(&state, qmp: qmp, layout: layout)
         try state.save(layout.stateFile)
-        diverted = true
         return (top.path, top.format)
     }
 
