@@ -180,7 +180,7 @@ extension VMManager {
     ) throws -> CredentialScan.Gate {
         // Read before the gate may remove the bundle.
         let digest = try BundleReader(path: report.bundle).manifest.manifestSHA256
-        func discarded(_ why: String) { try? history(name).append(.discarded, bundle: report.bundle, bundleDigest: digest, detail: why) }
+        func discarded(_ why: String) { _ = try? history(name).append(.discarded, bundle: report.bundle, bundleDigest: digest, detail: why) }
         let gate: CredentialScan.Gate
         do {
             gate = try CredentialScan.gate(
