@@ -1,4 +1,5 @@
 import Foundation
+import GuestQuery
 import SnapshotModel
 import SparcSupport
 import XCTest
@@ -169,8 +170,15 @@ final class DebianTests: GuestTestCase {
         let ko = try guest("modinfo -n sparc_helper")
         XCTAssertTrue(ko.contains("/updates/dkms/"), ko)
         try guest("rmmod sparc_helper 2>/dev/null; mv \(ko) /root/helper.off; depmod")
-        // Left as found: the module back and loaded (its write ledger records from its load on).
-        defer { _ = try? guest("mv /root/helper.off \(ko); depmod; modprobe sparc_helper") }
+        // Left as found: the module back and loaded by the agent as at its start (with the
+        // terminal offsets from BTF; its write ledger records from then on).
+        defer {
+            _ = try? guest("mv /root/helper.off \(ko); depmod")
+            let agent = AgentClient(socketPath: runtime + "/\(vm)/agent.sock", timeout: 120)
+            _ = try? agent.memoryLayout()
+            agent.close()
+            XCTAssertNotEqual(try? guest("cat /sys/module/sparc_helper/parameters/n_tty_read_buf_offset"), "-1", "the agent loaded the helper again")
+        }
         let victim = try detach("while :; do sleep 1000; done")
         try sparc.fails(
             ["checkpoint", "--name", vm, "-o", work + "/nohelper.sparc", "--exclude-pid", String(victim)],
