@@ -29,16 +29,18 @@
  * and answers "dropped 0 0 COUNT". "layout SWAP_INFO NR_SWAPFILES" says where free memory
  * and swap are recorded, for the host to read at the pause (memory.c).
  * struct n_tty_data is private to n_tty.c: the agent reads its field offsets from BTF
- * and passes them as module parameters.
+ * and passes them as module parameters. They are writable by root (0600) so that an agent
+ * finding the helper loaded without them (modprobe by hand) can set them; while unset, a
+ * terminal's line-discipline buffers are reported as "blind" and the collection refuses.
  */
 #include "sparc_helper.h"
 #include <linux/hash.h>
 
 long n_tty_read_buf_offset = -1;
-module_param(n_tty_read_buf_offset, long, 0444);
+module_param(n_tty_read_buf_offset, long, 0600);
 MODULE_PARM_DESC(n_tty_read_buf_offset, "offset of read_buf in struct n_tty_data (from BTF)");
 long n_tty_echo_buf_offset = -1;
-module_param(n_tty_echo_buf_offset, long, 0444);
+module_param(n_tty_echo_buf_offset, long, 0600);
 MODULE_PARM_DESC(n_tty_echo_buf_offset, "offset of echo_buf in struct n_tty_data (from BTF)");
 long n_tty_buf_size = 4096;
 module_param(n_tty_buf_size, long, 0444);

@@ -44,6 +44,8 @@ struct collector {
 	size_t len;
 	bool overflow;
 	bool overflow_told;
+	/* A terminal's n_tty buffers could not be reached (offsets unset): told once. */
+	bool blind_told;
 	pid_t pid;
 	/* Drop the buffers instead of reporting them (at restore, see "draining"). */
 	bool drain;

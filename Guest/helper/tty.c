@@ -26,10 +26,17 @@ static void collect_one_tty(struct collector *c, struct tty_struct *tty)
 {
 	struct tty_ldisc *ld = tty->ldisc;
 
-	if (ld && ld->ops && ld->ops->num == N_TTY && tty->disc_data && n_tty_read_buf_offset >= 0 &&
-	    n_tty_echo_buf_offset >= 0) {
-		emit_virt(c, "tty", (char *)tty->disc_data + n_tty_read_buf_offset, n_tty_buf_size);
-		emit_virt(c, "tty", (char *)tty->disc_data + n_tty_echo_buf_offset, n_tty_buf_size);
+	if (ld && ld->ops && ld->ops->num == N_TTY && tty->disc_data) {
+		long read_off = READ_ONCE(n_tty_read_buf_offset), echo_off = READ_ONCE(n_tty_echo_buf_offset);
+
+		if (read_off >= 0 && echo_off >= 0) {
+			emit_virt(c, "tty", (char *)tty->disc_data + read_off, n_tty_buf_size);
+			emit_virt(c, "tty", (char *)tty->disc_data + echo_off, n_tty_buf_size);
+		} else if (!c->blind_told) {
+			/* Fail closed: the agent refuses rather than keep what was typed. */
+			c->blind_told = true;
+			emit_line(c, "blind tty 0 0\n");
+		}
 	}
 	if (tty->write_buf && tty->write_cnt > 0)
 		emit_virt(c, "tty", tty->write_buf, tty->write_cnt);

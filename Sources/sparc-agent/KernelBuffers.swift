@@ -24,15 +24,12 @@ extension ExclusionCollector {
     /// Loads the kernel helper: the default guest's copy (insmod), or the one DKMS built for
     /// the running kernel from the sparc-guest package (modprobe).
     static func loadHelper() throws {
-        if FileSystem.exists(helperPath) { return }
-        var params: [String] = []
-        if let btf = try? BTF(), let off = btf.memberOffsets(of: "n_tty_data", members: ["read_buf", "echo_buf"]),
-            let read = off["read_buf"], let echo = off["echo_buf"]
-        {
-            params = ["n_tty_read_buf_offset=\(read)", "n_tty_echo_buf_offset=\(echo)"]
-        } else {
-            throw AgentFailure(.failed, "struct n_tty_data is not described in the guest kernel's BTF")
+        if FileSystem.exists(helperPath) {
+            setTerminalOffsetsIfUnset()
+            return
         }
+        let offsets = try terminalOffsets()
+        let params = offsets.map { "\($0.name)=\($0.value)" }
         let r: ProcessResult
         if FileSystem.exists(helperModule) {
             r = try Subprocess.run(["insmod", helperModule] + params)
@@ -49,6 +46,30 @@ extension ExclusionCollector {
                     "the kernel helper is not built for the guest's kernel \(release) (install linux-headers-\(release) in the guest, then run 'dkms autoinstall')")
             }
             throw AgentFailure(.failed, "the kernel helper could not be loaded: \(r.stderrSummary)")
+        }
+    }
+
+    /// Where the private `struct n_tty_data` keeps its read and echo buffers, from the
+    /// guest kernel's BTF, as the helper's parameter names and values.
+    static func terminalOffsets() throws -> [(name: String, value: Int)] {
+        guard let btf = try? BTF(), let off = btf.memberOffsets(of: "n_tty_data", members: ["read_buf", "echo_buf"]),
+            let read = off["read_buf"], let echo = off["echo_buf"]
+        else { throw AgentFailure(.failed, "struct n_tty_data is not described in the guest kernel's BTF") }
+        return [("n_tty_read_buf_offset", read), ("n_tty_echo_buf_offset", echo)]
+    }
+
+    /// A helper loaded by hand (`modprobe sparc_helper`) has no terminal offsets: set them
+    /// through its parameters. When that fails the helper answers "blind" and the
+    /// collection refuses (fail closed), so a failure here need not be thrown.
+    static func setTerminalOffsetsIfUnset() {
+        guard let offsets = try? terminalOffsets() else { return }
+        for (name, value) in offsets {
+            let path = "/sys/module/sparc_helper/parameters/\(name)"
+            guard let now = try? FileSystem.readFile(path), String(decoding: now, as: UTF8.self).hasPrefix("-1") else { continue }
+            let fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW)
+            guard fd >= 0 else { continue }
+            try? FileSystem.writeAll(fd: fd, Data("\(value)\n".utf8), path: path)
+            close(fd)
         }
     }
 
@@ -108,6 +129,8 @@ extension ExclusionCollector {
             guard f.count == 4 else { continue }
             switch f[0] {
             case "gone": warnings.append("pid \(f[1]) exited during collection")
+            case "blind":
+                try gap("the kernel helper does not know where the guest kernel keeps a terminal's typed input (loaded without its terminal offsets, and they could not be set): terminal buffers cannot be left out")
             case "overflow": try gap("the kernel helper's answer overflowed its 8 MiB: kernel buffers past that point were not collected")
             case "talked":
                 guard let holder = Int32(f[2]) else { continue }

@@ -1,4 +1,5 @@
 import Foundation
+import GuestQuery
 import SnapshotModel
 import SparcSupport
 import XCTest
@@ -438,6 +439,55 @@ final class ExclusionTests: GuestTestCase {
         XCTAssertFalse(out2.contains("pid \(first.shell) "), "the ended session is named nowhere: \(out2)")
         let excluded = Set(try BundleReader(path: work + "/tty2.sparc").manifest.exclusion.processes.map(\.pid))
         XCTAssertTrue(excluded.contains(second.shell) && !excluded.contains(first.shell), "\(excluded)")
+    }
+
+    /// A kernel helper loaded by hand (`insmod` without parameters) does not know where the
+    /// guest kernel keeps a terminal's typed input. The agent sets the offsets through the
+    /// helper's parameters; where it cannot (masked read-only here), the helper says it is
+    /// blind and the checkpoint refuses rather than keep what was typed.
+    func testHelperLoadedWithoutTerminalOffsetsFailsClosed() throws {
+        let param = "/sys/module/sparc_helper/parameters/n_tty_read_buf_offset"
+        let ko = "/lib/modules/sparc/sparc_helper.ko"
+        // Left as found: the helper loaded by the agent, with its offsets and its ledger.
+        defer {
+            _ = try? guest("umount \(param) 2>/dev/null; rmmod sparc_helper 2>/dev/null; true")
+            let agent = AgentClient(socketPath: runtime + "/\(vm)/agent.sock", timeout: 120)
+            _ = try? agent.memoryLayout()
+            agent.close()
+            XCTAssertNotEqual(try? guest("cat \(param)"), "-1", "the agent loaded the helper again")
+        }
+        let t = try JSONSerialization.jsonObject(with: Data(try sparc.ok(["terminal", "--name", vm, "--json"]).utf8)) as! [String: Any]
+        let pty = t["tty"] as! String
+        let typed = Self.randomSecret("OFFS")
+        try sparc.ok(["terminal", "--name", vm, "--send", ": \(typed)\n"])
+        try guest("rmmod sparc_helper; insmod \(ko)")
+        XCTAssertEqual(try guest("cat \(param)"), "-1", "loaded without the offsets")
+        let baseline = work + "/offs-base.sparc"
+        try sparc.ok(["checkpoint", "--name", vm, "-o", baseline])
+        XCTAssertEqual(try sparc.run(["search", typed, baseline]).status, 0, "the baseline holds what was typed")
+
+        // The agent sets the offsets and the typed line is left out.
+        let fixed = work + "/offs-set.sparc"
+        try sparc.ok(["checkpoint", "--name", vm, "-o", fixed, "--exclude-tty", pty])
+        XCTAssertNotEqual(try guest("cat \(param)"), "-1", "the agent set the offsets")
+        let found = try sparc.run(["search", typed, fixed])
+        XCTAssertEqual(found.status, 1, "what was typed on \(pty) was kept:\n\(found.stdout)")
+
+        // Where the offsets cannot be set, the checkpoint refuses; --best-effort records the gap.
+        let next = Self.randomSecret("BLIND")
+        let u = try JSONSerialization.jsonObject(with: Data(try sparc.ok(["terminal", "--name", vm, "--json"]).utf8)) as! [String: Any]
+        let pty2 = u["tty"] as! String
+        try sparc.ok(["terminal", "--name", vm, "--send", ": \(next)\n"])
+        try guest("rmmod sparc_helper; insmod \(ko); echo -1 > /run/offs-mask; mount --bind /run/offs-mask \(param); mount -o remount,ro,bind \(param)")
+        let refused = work + "/offs-refused.sparc"
+        try sparc.fails(["checkpoint", "--name", vm, "-o", refused, "--exclude-tty", pty2], message: "terminal buffers cannot be left out")
+        XCTAssertFalse(FileSystem.exists(refused))
+        XCTAssertEqual(try guest("echo thawed"), "thawed")
+        let gapped = work + "/offs-gap.sparc"
+        let saved = try sparc.run(["checkpoint", "--name", vm, "-o", gapped, "--exclude-tty", pty2, "--best-effort"])
+        XCTAssertEqual(saved.status, 0, saved.stderr)
+        XCTAssertEqual(try BundleReader(path: gapped).manifest.exclusion.gaps?.count, 1)
+        XCTAssertEqual(try sparc.run(["search", next, gapped]).status, 0, "the gap is real: the typed line stayed")
     }
 
     /// Exclusion fails closed: with the guest's frame tables unreadable (masked here, as a
