@@ -135,6 +135,20 @@ extension ExclusionCollector {
                 if lost > 0 {
                     possibleCopies.append("the kernel helper's write ledger lost \(lost) older record(s): data written long ago into others' queues may not be attributed")
                 }
+                // Writes before the ledger began (the helper loaded late, or unloaded and loaded
+                // again) are in no record: a process older than the ledger may have left data in
+                // a queue someone else holds that nothing can find.
+                if let since = UInt64(f[3], radix: 16), since > 0 {
+                    let hz = UInt64(max(sysconf(Int32(_SC_CLK_TCK)), 1))
+                    let nsPerTick: UInt64 = 1_000_000_000 / hz
+                    for p in processes {
+                        let started: UInt64 = p.startTime * nsPerTick
+                        guard started < since else { continue }
+                        let seconds = Int((since - started) / 1_000_000_000)
+                        possibleCopies.append(
+                            "pid \(p.pid) started \(seconds) s before the kernel helper began to record writes: what it wrote before then into pipes and sockets others hold cannot be found")
+                    }
+                }
             default:
                 guard let kind = ExcludedKind(rawValue: String(f[0])), let start = UInt64(f[2], radix: 16),
                     let len = UInt64(f[3], radix: 16)
