@@ -22,7 +22,8 @@
  * a queue is collected and named: "peer KIND HOLDER BYTES" (KIND pipe, unix, tcp, udp), or
  * "unattributed KIND HOLDER BYTES" where its writer cannot be known. "pids P1 ... exited
  * E1 ..." also names descendants of theirs that have exited (their data counts too). The
- * answer ends with "ledger PROBES LOST 0": the probes active, the ledger records lost.
+ * answer ends with "ledger PROBES LOST SINCE": the probes active, the ledger records lost, and
+ * when it began to record (boot-time ns).
  *
  * The processes must be frozen. The helper only reads pointers; it copies no data.
  * "drain P1 P2 ..." is the restore's counterpart: it drops those buffers (see draining)
@@ -360,7 +361,7 @@ static ssize_t helper_write(struct file *file, const char __user *ubuf, size_t c
 		}
 	}
 	scan_system(&s->c);
-	emit_line(&s->c, "ledger %x %lx 0\n", ledger_active_probes(), ledger_lost_records());
+	emit_line(&s->c, "ledger %x %lx %llx\n", ledger_active_probes(), ledger_lost_records(), ledger_since());
 out:
 	for (i = 0; i < s->c.nlive; i++)
 		put_pid(s->c.live[i]);

@@ -124,6 +124,14 @@ bool ledger_knows_port(u8 kind, u16 port)
 	return found;
 }
 
+/* When the ledger began to record (boot-time ns): writes before it are not in it. */
+static u64 ledger_since_ns;
+
+u64 ledger_since(void)
+{
+	return ledger_since_ns;
+}
+
 unsigned long ledger_lost_records(void)
 {
 	return READ_ONCE(ledger_lost);
@@ -192,6 +200,7 @@ int ledger_start(void)
 	ledger = vzalloc(LEDGER_SLOTS * sizeof(*ledger));
 	if (!ledger)
 		return -ENOMEM;
+	ledger_since_ns = ktime_get_boottime_ns();
 	for (i = 0; i < ARRAY_SIZE(probes); i++)
 		if (!register_kprobe(&probes[i]))
 			ledger_probes |= 1U << i;

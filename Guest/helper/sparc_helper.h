@@ -108,6 +108,7 @@ void ledger_stop(void);
 bool ledger_attributes(struct collector *c, u8 kind, const void *pipe, unsigned long ino, u16 port);
 bool ledger_knows_port(u8 kind, u16 port);
 unsigned long ledger_lost_records(void);
+u64 ledger_since(void);
 unsigned int ledger_active_probes(void);
 
 /* Queues others hold that the excluded processes wrote into (pipe.c, socket.c), found by

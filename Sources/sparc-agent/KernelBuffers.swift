@@ -49,6 +49,15 @@ extension ExclusionCollector {
         }
     }
 
+    /// The guest's boot-time clock (ns) just after the agent's start loaded the kernel helper
+    /// (or tried to): a write ledger that began later was loaded again since. Read first by
+    /// the agent's start (main.swift).
+    static let helperLoadedAtStart: UInt64 = {
+        var ts = timespec()
+        clock_gettime(CLOCK_BOOTTIME, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }()
+
     /// Where the private `struct n_tty_data` keeps its read and echo buffers, from the
     /// guest kernel's BTF, as the helper's parameter names and values.
     static func terminalOffsets() throws -> [(name: String, value: Int)] {
@@ -157,6 +166,22 @@ extension ExclusionCollector {
                 }
                 if lost > 0 {
                     possibleCopies.append("the kernel helper's write ledger lost \(lost) older record(s): data written long ago into others' queues may not be attributed")
+                }
+                // Writes before the ledger began are in no record. The agent loads the helper at
+                // its own start, so only a ledger begun after that (the helper loaded late, or
+                // unloaded and loaded again) leaves a gap the README does not already name: a
+                // process older than such a ledger may have left data in a queue someone else
+                // holds that nothing can find.
+                let hz = UInt64(max(sysconf(Int32(_SC_CLK_TCK)), 1))
+                let nsPerTick: UInt64 = 1_000_000_000 / hz
+                if let since = UInt64(f[3], radix: 16), since > Self.helperLoadedAtStart {
+                    for p in processes {
+                        let started: UInt64 = p.startTime * nsPerTick
+                        guard started < since else { continue }
+                        let seconds = Int((since - started) / 1_000_000_000)
+                        possibleCopies.append(
+                            "pid \(p.pid) started \(seconds) s before the kernel helper began to record writes: what it wrote before then into pipes and sockets others hold cannot be found")
+                    }
                 }
             default:
                 guard let kind = ExcludedKind(rawValue: String(f[0])), let start = UInt64(f[2], radix: 16),

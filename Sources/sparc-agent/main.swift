@@ -223,4 +223,5 @@ ForkLineage.shared.start()
 // Loaded from the start: its write ledger records who writes into which pipe or socket, so
 // that data an excluded process left in someone else's queue can be found later.
 do { try ExclusionCollector.loadHelper() } catch { printError("sparc-agent: kernel helper not loaded: \((error as? AgentFailure)?.message ?? "\(error)")") }
+_ = ExclusionCollector.helperLoadedAtStart
 agent.serve()
