@@ -37,6 +37,10 @@ public final class AgentClient {
         socket = nil
     }
 
+    /// The process serving the agent's port on the host (a VM's QEMU), from the kernel's
+    /// record of the connection; nil before a call connected or when the kernel does not say.
+    public var hostPeer: pid_t? { socket?.peerProcess }
+
     private func connected() throws -> UnixSocket {
         if let socket { return socket }
         let s: UnixSocket
@@ -213,7 +217,6 @@ public final class AgentClient {
                 usleep(UInt32(pollInterval * 1_000_000))
             }
         }
-        _ = lastError
-        throw SparcError("guest agent did not answer within \(Self.format(timeout)) s")
+        throw SparcError("guest agent did not answer within \(Self.format(timeout)) s" + (lastError.map { " (last: \($0))" } ?? ""))
     }
 }

@@ -40,26 +40,15 @@ extension VMManager {
         name: String, output: String, stopAfter: Bool = false, exclusion: ExclusionRequest? = nil, saveFreeMemory: Bool = false,
         cancel: Cancellation? = nil, progress: Progress? = nil
     ) throws -> CheckpointReport {
-        if let connect {
-            guard VMName.isValid(name) else {
-                throw SparcError("domain name '\(name.terminalSafe)' cannot name a sparc history (letters, digits, '.', '_' and '-', 1 to 64 characters)")
-            }
-            return try exclusively(name, doing: "checkpoint") {
-                try runCheckpoint(
-                    DomainMachine(uri: connect, name: name, manager: self), output: output, stopAfter: stopAfter, exclusion: exclusion,
-                    saveFreeMemory: saveFreeMemory, cancel: cancel, progress: progress)
-            }
-        }
+        let driver = driver
+        try driver.validate(name: name)
         return try exclusively(name, doing: "checkpoint") {
             do {
                 return try runCheckpoint(
-                    OwnMachine(name: name, manager: self), output: output, stopAfter: stopAfter, exclusion: exclusion, saveFreeMemory: saveFreeMemory,
+                    driver.machine(name, manager: self), output: output, stopAfter: stopAfter, exclusion: exclusion, saveFreeMemory: saveFreeMemory,
                     cancel: cancel, progress: progress)
             } catch {
-                if let died = cleanUpAfterQEMUDied(name, during: "the checkpoint", cause: error, outcome: "no bundle was written") {
-                    throw died
-                }
-                throw error
+                throw driver.explainCheckpointFailure(name, cause: error, manager: self) ?? error
             }
         }
     }

@@ -152,11 +152,6 @@ extension VMManager {
         let agent = try agentClient(name)
         defer { agent.close() }
         let info = try agent.terminal()
-        if connect != nil {
-            // libvirt's QEMU listens where `libvirt prepare` put the port; input holds live in sparc's runtime directory.
-            try FileSystem.makeDirectory(layout(name).directory)
-            return (info, SerialConsole(socketPath: DomainPreparation.terminalSocket(domain: name), holdPath: layout(name).inputHold))
-        }
-        return (info, SerialConsole(socketPath: layout(name).terminalSocket, holdPath: layout(name).inputHold))
+        return (info, SerialConsole(socketPath: try driver.terminalSocket(name, manager: self), holdPath: layout(name).inputHold))
     }
 }

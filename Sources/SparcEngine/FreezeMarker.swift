@@ -94,12 +94,7 @@ extension VMManager {
     @discardableResult
     public func recoverAbandoned(_ name: String, by who: String = "the next sparc command") -> String? {
         guard VMName.isValid(name) else { return nil }
-        if let uri = connect { return recoverAbandonedDomain(name, uri: uri, by: who) }
-        let layout = layout(name)
-        guard FileSystem.exists(layout.atWorkMarker) || FileSystem.exists(layout.pausedMarker),
-            let state = try? VMState.load(layout.stateFile), QEMUProcess.isQEMU(state.pid)
-        else { return nil }
-        return recoverFromDeadFreeze(name, layout: layout, by: who)
+        return driver.recoverAbandoned(name, by: who, manager: self)
     }
 
     /// The same for a libvirt domain: resumes it if the dead checkpoint or restore left it
@@ -116,6 +111,10 @@ extension VMManager {
             do {
                 try connection.mergeDiskBack(name, target: target)
                 did.append("disk \(target) merged back")
+                // Should the thaw below not get through, the next try must not merge again.
+                var merged = marker
+                merged.diverted = nil
+                try? merged.write(layout.atWorkMarker)
             } catch { did.append("disk \(target) left on its overlay ('virsh blockcommit \(name) \(target) --active --pivot --delete'): \(error)") }
         }
         var removed = false

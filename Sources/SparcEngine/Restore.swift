@@ -101,189 +101,85 @@ extension VMManager {
         bundle: String, name: String, replace: Bool = false, killExcluded: Bool = true,
         policy: RestorePolicy = RestorePolicy(), progress: Progress? = nil, cancel: Cancellation? = nil
     ) throws -> RestoreReport {
-        if let connect {
-            return try restoreDomain(
-                bundle: bundle, uri: connect, name: name, replace: replace, killExcluded: killExcluded, policy: policy, progress: progress, cancel: cancel)
-        }
-        return try exclusively(name, doing: "restore") {
-            let qemuExit = SharedBox<String?>(nil)
-            do {
-                return try restoreLocked(
-                    bundle: bundle, name: name, replace: replace, killExcluded: killExcluded, policy: policy, progress: progress,
-                    qemuExit: qemuExit, cancel: cancel)
-            } catch {
-                if let how = qemuExit.value {
-                    throw SparcError(
-                        "QEMU exited during the restore (\(how)) before the guest ran; nothing was started, the bundle is intact and the next restore can go ahead. First error: \(error)"
-                    )
-                }
-                if let died = cleanUpAfterQEMUDied(name, during: "the restore", cause: error, outcome: "the bundle is intact") {
-                    throw died
-                }
-                if cancel?.isCancelled == true, (error as? SparcError)?.posixCode != ECANCELED {
-                    throw Self.cancelled("nothing was started (a VM it was to replace may have been stopped: see 'sparc vm status --name \(name)')")
-                }
-                throw error
-            }
+        try exclusively(name, doing: "restore") {
+            let target = try driver.restoreTarget(reader: try BundleReader(path: bundle), name: name, policy: policy, manager: self)
+            return try runRestore(target, replace: replace, killExcluded: killExcluded, policy: policy, progress: progress, cancel: cancel)
         }
     }
 
-    /// `qemuExit` tells the caller how the new QEMU ended when it died on its own before the guest ran.
-    func restoreLocked(
-        bundle: String, name: String, replace: Bool, killExcluded: Bool, policy: RestorePolicy, progress: Progress?,
-        qemuExit: SharedBox<String?>, cancel: Cancellation? = nil
+    /// The one restore routine, for every kind of `RestoreTarget`: refuse what must be refused
+    /// before anything is touched (provenance, the target's own checks), verify and stop a
+    /// machine being replaced, put the disk state in place, start QEMU paused with the RAM
+    /// filled, load the device state, resume under a guardian, and let the agent end the
+    /// excluded processes before it thaws the guest; on any failure before the guest runs,
+    /// end what was started and say what the operator is left with.
+    func runRestore(
+        _ target: RestoreTarget, replace: Bool, killExcluded: Bool, policy: RestorePolicy, progress: Progress?, cancel: Cancellation?
+    ) throws -> RestoreReport {
+        do {
+            return try runRestoreSteps(target, replace: replace, killExcluded: killExcluded, policy: policy, progress: progress, cancel: cancel)
+        } catch {
+            if let explained = target.explain(error) { throw explained }
+            if cancel?.isCancelled == true, (error as? SparcError)?.posixCode != ECANCELED {
+                throw Self.cancelled("nothing was started (a \(target.noun) it was to replace may have been stopped: see 'sparc vm status --name \(target.name)')")
+            }
+            throw error
+        }
+    }
+
+    private func runRestoreSteps(
+        _ target: RestoreTarget, replace: Bool, killExcluded: Bool, policy: RestorePolicy, progress: Progress?, cancel: Cancellation?
     ) throws -> RestoreReport {
         let began = Date()
-        var stoppedRunningVM = false
+        let name = target.name
+        let reader = target.reader
+        let manifest = reader.manifest
+        let layout = target.layout
+        var stoppedRunning = false
         func checkCancelled() throws {
             guard cancel?.isCancelled == true else { return }
-            throw Self.cancelled(
-                stoppedRunningVM
-                    ? "nothing was started; the VM '\(name)' it was to replace had been stopped (restore again, or start it)"
-                    : "nothing was changed")
+            throw Self.cancelled(stoppedRunning ? target.stoppedOutcome : "nothing was changed")
         }
-        try RuntimeLayout.validate(name: name)
-        let reader = try BundleReader(path: bundle)
-        let manifest = reader.manifest
-        if let libvirt = manifest.libvirt {
-            throw SparcError(
-                "bundle \(Path.base(of: reader.path).terminalSafe) is of libvirt domain '\(manifest.vm.name)': restore it with --connect \(libvirt.uri) --name \(manifest.vm.name)")
-        }
-        var warnings: [GuestText] = []
-        let layout = layout(name)
-
-        let isRunning = (try? running(name)) != nil
-        if isRunning && !replace {
-            throw SparcError("VM '\(name)' is running; stop it first or pass --replace to restore over it")
-        }
-        let qemu = try QEMUProcess.locateBinary()
-        let qemuVersion = QEMUProcess.version(binary: qemu)
-        if qemuVersion != manifest.qemu.version {
-            warnings.append("bundle was saved by QEMU \(manifest.qemu.version.terminalSafe), restoring with \(qemuVersion)")
-        }
+        let running = try target.runningNow(replace: replace)
         let provenance = try checkProvenance(reader, name: name, policy: policy)
-        let spec = try machineSpec(manifest, policy: policy, trustHostSide: provenance.sealed)
-        if !provenance.sealed, policy.network == nil, let net = manifest.machine.network, net.backend == "tap" || !net.forwards.isEmpty {
-            warnings.append("a foreign bundle does not choose host ports or interfaces: its network card is on user networking without forwards (use --net)")
-        }
+        var warnings = try target.prepare(provenance: provenance, policy: policy, replacing: running)
         // Opened (and size-checked) now, used only after their digests are checked.
         let memoryFile = try reader.open(.memory)
         let devicesFile = try reader.open(.devices)
-        let diskFile = spec.hasDisk ? try reader.open(.disk) : nil
-        try checkMemoryAvailable(spec, replacing: isRunning ? try? running(name) : nil)
-        let diskTarget = try restoreDiskTarget(manifest, name: name, provenance: provenance, policy: policy)
 
-        if isRunning {
-            // Nothing the running VM is given up for may fail afterwards in a way that can be seen now:
-            // every file's digest, and that the state directory takes writes.
+        if running {
+            // Nothing the running machine is given up for may fail afterwards in a way that can be
+            // seen now: every file's digest, and that the state directory takes writes.
             try checkBeforeReplacing(reader, progress: progress, cancel: cancel)
             try checkCancelled()
-            progress?("stopping the running \(name)")
-            // The running guest's state is being replaced: no clean shutdown that writes to a disk about to roll back.
-            try stop(name: name, force: true)
-            stoppedRunningVM = true
+            try target.stopRunning(progress: progress)
+            stoppedRunning = true
         } else {
             try checkCancelled()
-            cleanUp(layout, ramPath: (try? VMState.load(layout.stateFile))?.ramPath)
+            target.clearLeftovers()
         }
         try FileSystem.makeDirectory(layout.directory)
         var launched = false
-        var qemuPid: pid_t = 0
-        var ramPath = ""
-        // Should this process die before the guest runs, the next command finds what it left.
-        func mark() throws {
-            var text = "restore \(getpid())\n"
-            if qemuPid > 0 { text += "qemu \(qemuPid)\n" }
-            if !ramPath.isEmpty { text += "ram \(ramPath)\n" }
-            try Data(text.utf8).write(to: URL(fileURLWithPath: layout.restoringMarker))
-        }
-        try mark()
-        defer {
-            if !launched {
-                if qemuPid > 0 {
-                    var raw: Int32 = 0
-                    if waitpid(qemuPid, &raw, WNOHANG) == qemuPid {
-                        qemuExit.value = "pid \(qemuPid), " + Subprocess.describe(raw)
-                    }
-                    kill(qemuPid, SIGKILL)
-                    _ = QEMUProcess.waitForExit(qemuPid, timeout: 5)
-                }
-                cleanUp(layout, ramPath: ramPath)
-            }
-        }
+        defer { if !launched { target.abandon() } }
 
         progress?("verifying \(Path.base(of: reader.path))")
         let devices = layout.directory + "/devices.vmstate"
+        defer { unlink(devices) }
         try copyVerified(devicesFile, entry: manifest.file(.devices)!, to: devices, cancel: cancel)
-        var disk: [DiskLayer] = []
-        var scratch: [String] = []
-        if let diskFile, let target = diskTarget {
-            // The VM's own file goes back to the checkpoint's state (written beside it, renamed over it).
-            progress?("rolling the disk back in \(Path.base(of: target))")
-            let size = try restoreDisk(diskFile, entry: manifest.file(.disk)!, to: target, layout: layout, cancel: cancel)
-            disk = [DiskLayer(path: target, format: "qcow2", writable: true, followsOwnBacking: false, virtualSize: size)]
-        } else if let diskFile {
-            // The bundle stays untouched: the VM runs on a private copy of its disk state plus an overlay.
-            let base = layout.directory + "/disk-base.qcow2"
-            progress?("copying the disk state")
-            try copyVerified(diskFile, entry: manifest.file(.disk)!, to: base, cancel: cancel)
-            let size = try QCOW2Header.checkStandalone(path: base, what: "the bundle's disk state")
-            let overlay = layout.directory + "/disk-1.qcow2"
-            let baseLayer = DiskLayer(path: base, format: "qcow2", writable: false, followsOwnBacking: false, virtualSize: size)
-            try createOverlay(overlay, on: baseLayer)
-            disk = [baseLayer, DiskLayer(path: overlay, format: "qcow2", writable: true, virtualSize: size, serial: 1)]
-            scratch = [base, overlay]
-        }
-
         try checkCancelled()
-        progress?("loading memory")
-        FaultPoint.reached("restore-before-memory")
-        ramPath = GuestRAM.path(in: try GuestRAM.makeDirectory(vm: name))
-        try mark()
-        do {
-            try SparseImage.load(
-                from: memoryFile, to: ramPath, expectedSize: manifest.memory.bytes, expectedDigest: manifest.file(.memory)!.sha256,
-                progress: { done, total in progress?("loading memory \(done * 100 / max(total, 1))%") }, cancel: cancel)
-        } catch let error as SparcError where error.posixCode == ENOSPC {
-            throw SparcError(
-                "\(GuestRAM.baseDirectory) ran out of space while the guest's memory was loaded (\(manifest.memory.bytes >> 20) MiB needed, \((GuestRAM.freeBytes() ?? 0) >> 20) MiB free now); nothing was started and the bundle is intact"
-                    + (isRunning ? "; the VM it was to replace had been stopped first" : "")
-            )
-        }
-        FaultPoint.reached("restore-after-memory")
+        try target.restoreDisk(progress: progress, cancel: cancel)
         try checkCancelled()
-
-        let command = QEMUCommand(
-            spec: spec, layout: layout, ramPath: ramPath, disk: disk, incoming: true, binary: qemu, sandbox: sandbox)
-        progress?("starting QEMU")
-        let (pid, qmp) = try launch(command, layout: layout)
-        qemuPid = pid
-        try mark()
-        defer { qmp.close() }
-        FaultPoint.reached("restore-after-launch")
+        let monitor = try target.startPaused(memory: memoryFile, progress: progress, cancel: cancel)
         progress?("loading device state")
         do {
-            try loadDeviceState(qmp: qmp, from: devices, pid: pid, layout: layout)
-        } catch let error as SparcError {
-            var reason = error.message
-            if let qemuSaid = QEMUProcess.lastError(layout) { reason = qemuSaid }
-            throw SparcError("QEMU could not load the device state of this bundle: \(reason)")
+            try startIncomingDeviceState(monitor, from: devices)
+            try target.waitForDeviceState()
+            try Self.stopIgnoringSharedMemory(monitor)
+        } catch {
+            throw SparcError("QEMU could not load the device state of this bundle: \((error as? SparcError)?.message ?? "\(error)")")
         }
-
-        if provenance.clone {
-            let source = try rsdm(vmId: manifest.vm.id)
-            try source.copy(to: try rsdm(vmId: provenance.identity))
-        }
-        try registry.assign(provenance.identity, to: name)
-        try registry.setPersistentDisk(diskTarget, for: name)
-        var state = VMState(
-            name: name, id: provenance.identity, spec: spec, kernel: manifest.machine.kernel, initrd: manifest.machine.initrd,
-            argv: command.arguments, pid: pid, qemuVersion: qmp.qemuVersion, ramPath: ramPath, disk: disk, diskScratch: scratch,
-            persistentDisk: diskTarget, sandboxUser: sandbox.user, restoredFrom: reader.path)
-        state.startedAt = ISO8601DateFormatter().string(from: Date())
-        try state.save(layout.stateFile)
+        try target.register(provenance: provenance)
         unlink(devices)
-        try startRSDMServer(name: name, vmId: provenance.identity, qemuPid: pid)
 
         FaultPoint.reached("restore-before-resume")
         try checkCancelled()
@@ -291,36 +187,31 @@ extension VMManager {
         // Should this process die from here until the guided cleanup thaws the guest, its
         // guardian (else the next command) thaws it within a second, the agent ending the
         // excluded processes first.
-        let guardian = Guardian.watch(vm: name)
+        let guardian = Guardian.watch(vm: name, connect: target.connect)
         defer { guardian?.release() }
         try FreezeMarker.mine(.restore).write(layout.atWorkMarker)
-        try qmp.execute("cont")
+        try target.resume()
         launched = true
-        unlink(layout.restoringMarker)
-        // From here the guest carries its own cleanup plan: should this restore die, its agent
-        // ends the excluded processes when the freeze lease runs out, before it thaws.
-        FaultPoint.reached("restore-after-resume")
 
         // The guest was frozen when it was saved; the agent (not frozen) thaws it.
         progress?("thawing guest processes")
-        let agent = AgentClient(socketPath: layout.agentSocket, timeout: agentTimeout)
+        let agent = AgentClient(socketPath: try target.agentSocket(), timeout: agentTimeout)
         defer { agent.close() }
         let guided: GuidedCleanup
         do {
             guided = try guidedCleanup(agent: agent, manifest: manifest, killExcluded: killExcluded, progress: progress)
         } catch {
-            throw SparcError(
-                "VM '\(name)' was restored (pid \(pid)) but its agent did not answer, so guest processes may still be frozen: \(error)"
-            )
+            let which = target.pid > 0 ? " (pid \(target.pid))" : ""
+            throw SparcError("\(target.noun) '\(name)' was restored\(which) and runs, but its agent did not answer, so guest processes may still be frozen: \(error)")
         }
         unlink(layout.atWorkMarker)
-        let (cleanup, clock) = (guided.cleanup, guided.clock)
         warnings += guided.warnings
-        let epoch = try recordRestore(name: name, reader: reader, provenance: provenance, clock: clock)
+        warnings += target.afterThaw(provenance: provenance, agent: agent)
+        let epoch = try recordRestore(name: name, reader: reader, provenance: provenance, clock: guided.clock)
         return RestoreReport(
-            name: name, bundle: reader.path, pid: pid, replaced: isRunning, total: Date().timeIntervalSince(began),
-            warnings: warnings + (cleanup?.warnings ?? []), cleanup: cleanup, epoch: epoch, rollback: provenance.rollback,
-            clone: provenance.clone, sealed: provenance.sealed, clockStep: clock?.stepSeconds)
+            name: name, bundle: reader.path, pid: target.pid, replaced: running, total: Date().timeIntervalSince(began),
+            warnings: warnings + (guided.cleanup?.warnings ?? []), cleanup: guided.cleanup, epoch: epoch, rollback: provenance.rollback,
+            clone: provenance.clone, sealed: provenance.sealed, clockStep: guided.clock?.stepSeconds)
     }
 
     /// Counts the restore in the VM's RSDM epoch and its history (restore, rollback or clone); returns the new epoch.

@@ -99,12 +99,7 @@ public final class VMManager {
 
     /// The RSDM store of a VM by name (its registered identity).
     public func rsdm(name: String) throws -> RSDMStore {
-        // A libvirt domain's data is kept under its UUID.
-        if let connect { return try rsdm(vmId: try LibvirtConnection(uri: connect).uuid(of: name)) }
-        guard let id = try registry.identity(of: name) else {
-            throw SparcError("no VM named '\(name)' has been started on this host, so it has no rollback-sensitive data")
-        }
-        return try rsdm(vmId: id)
+        try rsdm(vmId: try driver.identity(of: name, manager: self))
     }
 
     /// Progress of long work ("booting", "copying memory 40%"), typed (see `ProgressEvent`).
@@ -495,16 +490,6 @@ public final class VMManager {
 
     /// A client for a running VM's agent.
     public func agentClient(_ name: String, timeout: TimeInterval? = nil) throws -> AgentClient {
-        if let connect {
-            let client = try LibvirtDomains.agentClient(uri: connect, domain: name, timeout: timeout ?? agentTimeout)
-            // A domain checkpoint or restore that died with the guest frozen or paused: undone now.
-            if VMName.isValid(name), FreezeMarker.read(layout(name).atWorkMarker).map({ !$0.writerAlive }) == true {
-                if let connection = try? LibvirtConnection(uri: connect), (try? connection.state(of: name)) == "paused" { try? connection.resume(name) }
-                recoverFromDeadFreeze(name, layout: layout(name), agentSocket: client.socketPath)
-            }
-            return client
-        }
-        _ = try running(name)
-        return AgentClient(socketPath: layout(name).agentSocket, timeout: timeout ?? agentTimeout)
+        try driver.agentClient(name, timeout: timeout ?? agentTimeout, manager: self)
     }
 }

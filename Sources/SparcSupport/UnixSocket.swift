@@ -22,6 +22,16 @@ public final class UnixSocket {
 
     deinit { close() }
 
+    /// The process at the other end (SO_PEERCRED: the kernel's record of who listened or
+    /// connected), nil when the kernel does not say.
+    public var peerProcess: pid_t? {
+        // struct ucred { pid_t pid; uid_t uid; gid_t gid; } (Glibc hides the type without _GNU_SOURCE).
+        var cred: (Int32, UInt32, UInt32) = (0, 0, 0)
+        var len = socklen_t(MemoryLayout<(Int32, UInt32, UInt32)>.size)
+        guard getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0, cred.0 > 0 else { return nil }
+        return cred.0
+    }
+
     static func address(_ path: String) throws -> sockaddr_un {
         var addr = sockaddr_un()
         addr.sun_family = sa_family_t(AF_UNIX)
