@@ -1,61 +1,72 @@
+import Foundation
 
-/// The Bundles screen: the bundle directory, searched, restored through the wizard.
-extension TUIModel {
-    mutating func handleBundles(_ key: Key) -> Effect {
-        switch key {
-        case .up, .down, .char("k"), .char("j"), .pageUp, .pageDown, .home, .end:
-            bundleCursor = ListViewport.move(bundleCursor, count: bundles.count, by: key, screenHeight: screenHeight) ?? bundleCursor
-        case .char("/"), .function(3), .enter:
-            guard bundleCursor < bundles.count else { return .none }
-            prompt = ("Search \(bundles[bundleCursor]) for", "", bundles[bundleCursor])
-        case .char("S"), .function(5):
-            guard bundleCursor < bundles.count else { return .none }
-            return .scan(bundle: bundles[bundleCursor])
-        case .char("o"):
-            prompt = ("Search which file (path)", "", "file:")
-        case .char("R"), .function(7):
-            guard bundleCursor < bundles.count else { return .none }
-            guard !readonly else {
-                status = "read-only: restore is disabled"
-                return .none
-            }
-            let b = bundles[bundleCursor]
-            let kills = bundleKills[b] ?? []
-            let killStep = kills.isEmpty ? "" : " kill \(kills.joined(separator: ", ")), evict their page cache,"
-            confirm = Confirm(
-                question: "Restore \(b) over '\(processes.vmName)'? Steps: verify every file, start QEMU, load state,\(killStep) reseed the RNG, thaw.",
-                effect: .restore(bundle: b, allowRollback: false))
-        default: break
-        }
-        return .none
+/// The Bundles screen: the bundle directory, searched, scanned, restored through the wizard.
+public struct BundlesScreen {
+    public let directory: String
+    public internal(set) var names: [String] = []
+    /// One line per bundle: time, size, what was excluded, whether its manifest is intact.
+    public var details: [String: String] = [:]
+    /// What restoring each bundle kills (command names), from its manifest.
+    public var kills: [String: [String]] = [:]
+    var panel = ListPanel()
+
+    init(directory: String) { self.directory = directory }
+
+    public var cursor: Int { panel.cursor }
+    var selected: String? { panel.cursor < names.count ? names[panel.cursor] : nil }
+
+    /// Replaces the list, keeping the cursor on the bundle it was on (by name), or moving it
+    /// to `select` (a checkpoint just saved it: F5 then scans it).
+    public mutating func setNames(_ list: [String], select: String? = nil) {
+        let current = selected
+        names = list
+        panel.resize(list.count)
+        if let i = (select ?? current).flatMap({ list.firstIndex(of: $0) }) { panel.cursor = i }
     }
 
-    /// Replaces the bundle list, keeping the cursor on the bundle it was on (by name), or
-    /// moving it to `select` (a checkpoint just saved it: F5 then scans it).
-    public mutating func setBundles(_ names: [String], select: String? = nil) {
-        let current = bundleCursor < bundles.count ? bundles[bundleCursor] : nil
-        bundles = names
-        if let i = (select ?? current).flatMap({ names.firstIndex(of: $0) }) {
-            bundleCursor = i
-        } else {
-            bundleCursor = min(bundleCursor, max(0, names.count - 1))
-        }
+    static func table(_ m: TUIModel) -> BindingTable {
+        BindingTable(
+            title: "Bundles — keys",
+            bindings: [
+                Binding([.function(3), .enter, .char("/")], bar: "Search", "search the bundle (the prompt takes F5 encodings, F6 case)") { m in
+                    guard let b = m.bundleList.selected else { return .none }
+                    m.popups.append(.prompt(Prompt(purpose: .search(b))))
+                    return .none
+                },
+                Binding([.char("o")], "search any file by path") { m in
+                    m.popups.append(.prompt(Prompt(purpose: .chooseFile)))
+                    return .none
+                },
+                Binding([.function(5), .char("S")], bar: "Scan", "scan the bundle for credentials (keys, tokens, passwords)") { m in
+                    guard let b = m.bundleList.selected else { return .none }
+                    return .scan(bundle: b)
+                },
+                Binding([.function(7), .char("R")], bar: "Restore", "restore wizard (asks first; default No)") { m in
+                    guard let b = m.bundleList.selected else { return .none }
+                    guard !m.readonly else {
+                        m.status = "read-only: restore is disabled"
+                        return .none
+                    }
+                    let kills = m.bundleList.kills[b] ?? []
+                    let killStep = kills.isEmpty ? "" : " kill \(kills.joined(separator: ", ")), evict their page cache,"
+                    m.ask(
+                        "Restore \(b) over '\(m.processes.vmName)'? Steps: verify every file, start QEMU, load state,\(killStep) reseed the RNG, thaw.",
+                        .restore(bundle: b, allowRollback: false))
+                    return .none
+                },
+            ])
     }
 
-    func renderBundles(into buffer: inout CellBuffer) {
+    func render(_ m: TUIModel, into buffer: inout CellBuffer) {
         let w = buffer.width
-        buffer.put(" sparc — bundles in \(bundleDirectory)", row: 0, style: .header, fill: w)
-        if bundles.isEmpty { buffer.put("  (no bundles yet: F8 takes a checkpoint)", row: 2, style: .dim) }
-        let view = ListViewport(count: bundles.count, cursor: bundleCursor, screenHeight: buffer.height)
-        if view.top > 0 || view.top + view.rows < bundles.count {
-            buffer.put(" sparc — bundles in \(bundleDirectory) [\(bundleCursor + 1)/\(bundles.count)]", row: 0, style: .header, fill: w)
-        }
+        let view = panel.viewport(screenHeight: buffer.height)
+        let position = view.top > 0 || view.top + view.rows < names.count ? " [\(panel.cursor + 1)/\(names.count)]" : ""
+        buffer.put(" sparc — bundles in \(directory)" + position, row: 0, style: .header, fill: w)
+        if names.isEmpty { buffer.put("  (no bundles yet: F8 takes a checkpoint)", row: 2, style: .dim) }
         for (i, row) in view.visible {
-            let b = bundles[i]
-            let detail = bundleDetails[b].map { "  " + $0 } ?? ""
-            buffer.put("  " + b + detail, row: row, style: i == bundleCursor ? .selected : .normal, fill: w)
+            let b = names[i]
+            let detail = details[b].map { "  " + $0 } ?? ""
+            buffer.put("  " + b + detail, row: row, style: i == panel.cursor ? .selected : .normal, fill: w)
         }
-        buffer.put(status, row: buffer.height - 2, style: .status, fill: w)
-        FunctionBar.render(functionKeys, into: &buffer)
     }
 }

@@ -1,44 +1,85 @@
 import HexView
+import SnapshotModel
 
-/// The hex view: a page of a file, coloured by byte category, with guest addresses for memory images.
-extension TUIModel {
+/// The hex view's page: where it is and the bytes the front end loaded.
+public struct HexPage: Equatable, Sendable {
+    public var path: String
+    public var title: String
+    public var offset: UInt64
+    public var highlight: Range<UInt64>?
+    /// Whether the file is a guest memory image (its rows show guest-physical addresses).
+    public var isMemoryImage = false
+    /// For a credential finding: whether its bytes are hidden (`v` reveals them); nil otherwise.
+    public var hidden: Bool? = nil
+    /// The image's layout, from its size (the front end reads it when it loads the page):
+    /// file offsets map to guest addresses through it, above the low/high split too.
+    public var layout: PhysicalLayout?
+    public var data: [UInt8] = []
+    /// The file's size, when the front end knows it (paging stops at its end).
+    public var size: UInt64?
+}
+
+/// The hex view: a page of a file, coloured by byte category (hexyl's palette), with guest
+/// addresses for memory images.
+public struct HexScreen {
+    public var page: HexPage
+
+    init(_ page: HexPage) { self.page = page }
+
     /// Rows of bytes the hex view shows on a screen of `height` lines.
-    public static func hexBytes(height: Int) -> Int { max(1, height - 4) * HexRow.width }
+    public static func bytes(height: Int) -> Int { max(1, height - 4) * HexRow.width }
 
-    mutating func handleHex(_ key: Key) -> Effect {
-        guard var page = hex else { return .none }
-        let step = UInt64(HexRow.width)
-        switch key {
-        case .escape, .char("q"):
-            hex = nil
-            return .none
-        case .down, .char("j"): page.offset += step
-        case .up, .char("k"): page.offset = page.offset >= step ? page.offset - step : 0
-        case .pageDown: page.offset += step * 16
-        case .pageUp: page.offset = page.offset >= step * 16 ? page.offset - step * 16 : 0
-        case .home: page.offset = 0
-        case .char("v") where page.hidden != nil:
-            page.hidden!.toggle()
-            hex = page
-            return .none
-        case .char("g"):
-            prompt = ("Go to offset (0x… hex or decimal)", "", "hex:")
-            return .none
-        case .char("/"), .function(3):
-            searchFrom = page.offset
-            prompt = ("Search from here for", "", page.path)
-            return .none
-        default: return .none
-        }
-        hex = page
-        return .loadHex(path: page.path, offset: page.offset)
+    /// Moves the page to `offset` (rounded down to a row, kept inside the file when its size is known).
+    mutating func go(to offset: UInt64) -> Effect {
+        var target = offset / UInt64(HexRow.width) * UInt64(HexRow.width)
+        if let size = page.size, size > 0, target >= size { target = (size - 1) / UInt64(HexRow.width) * UInt64(HexRow.width) }
+        page.offset = target
+        return .loadHex(path: page.path, offset: target)
     }
 
-    func renderHex(_ page: HexPage, into buffer: inout CellBuffer) {
+    static func table(_ m: TUIModel) -> BindingTable {
+        let step = UInt64(HexRow.width)
+        func move(_ m: inout TUIModel, _ to: (UInt64) -> UInt64) -> Effect {
+            var effect = Effect.none
+            m.withHex { effect = $0.go(to: to($0.page.offset)) }
+            return effect
+        }
+        var bindings = [
+            Binding([.pageUp], bar: "Up", "a page up") { move(&$0) { $0 >= step * 16 ? $0 - step * 16 : 0 } },
+            Binding([.pageDown], bar: "Down", "a page down") { move(&$0) { $0 + step * 16 } },
+            Binding([.up, .char("k")], "a row up") { move(&$0) { $0 >= step ? $0 - step : 0 } },
+            Binding([.down, .char("j")], "a row down") { move(&$0) { $0 + step } },
+            Binding([.home], "to the start") { move(&$0) { _ in 0 } },
+            Binding([.char("g")], bar: "Goto", "go to an offset (0x… hex or decimal)") { m in
+                m.popups.append(.prompt(Prompt(purpose: .goToOffset)))
+                return .none
+            },
+            Binding([.function(3), .char("/")], bar: "Search", "search this file from here (the next hit opens)") { m in
+                guard case .hex(let screen)? = m.pushed.last else { return .none }
+                m.searchFrom = screen.page.offset
+                m.popups.append(.prompt(Prompt(purpose: .search(screen.page.path))))
+                return .none
+            },
+            Binding([.escape, .char("q")], bar: "Back", "back to where the view was opened") { m in m.pop() },
+        ]
+        if case .hex(let screen)? = m.pushed.last, let hidden = screen.page.hidden {
+            bindings.insert(
+                Binding([.char("v")], bar: hidden ? "Reveal" : "Hide", "reveal or hide the finding's bytes") { m in
+                    m.withHex { $0.page.hidden?.toggle() }
+                    return .none
+                }, at: 0)
+        }
+        return BindingTable(title: "Hex view — keys", bindings: bindings)
+    }
+
+    func render(_ m: TUIModel, into buffer: inout CellBuffer) {
         let w = buffer.width
         buffer.put(" " + page.title, row: 0, style: .header, fill: w)
         let printer = HexPrinter(
             color: false, address: page.layout.map { layout in { layout.physicalAddress(fileOffset: $0) } }, highlight: page.highlight)
+        if page.data.isEmpty, let size = page.size {
+            buffer.put("  (offset 0x\(String(page.offset, radix: 16)) is past the end of the file, \(size) bytes)", row: 2, style: .dim)
+        }
         // Squeezing could fold the hit's row away: with a hit on the page, every row shows.
         let rows = HexRow.rows(page.data, offset: page.offset, squeeze: page.highlight == nil)
         for (i, row) in rows.enumerated() where i + 1 < buffer.height - 2 {
@@ -62,7 +103,6 @@ extension TUIModel {
                 if charStart + j < w { buffer.recolor(row: 1 + i, column: charStart + j, style: style) }
             }
         }
-        FunctionBar.render(functionKeys, into: &buffer)
     }
 
     static func style(_ category: ByteCategory) -> CellBuffer.Style {

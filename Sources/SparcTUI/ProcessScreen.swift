@@ -5,7 +5,6 @@ import GuestQuery
 public struct ProcessScreen {
     public var processes: [GuestProcess] = []
     public var selectedPid: Int32?
-    public var status = ""
     public var vmName: String
     /// Processes the operator tagged for exclusion, by pid.
     public private(set) var tagged: Set<Int32> = []
@@ -109,13 +108,42 @@ public struct ProcessScreen {
             .joined(separator: " ")
     }
 
-    /// Function bar labels: they follow the mode (tree on or off).
-    public var functionKeys: [FunctionKey] {
-        [
-            .init(.function(1), "Help"), .init(.function(5), treeView ? "List" : "Tree"),
-            .init(.char("K"), showKernelThreads ? "HideKern" : "ShowKern"), .init(.char(" "), "Tag"), .init(.char("U"), "Untag"),
-            .init(.function(8), "Checkpt"), .init(.tab, "Next"), .init(.function(10), "Quit"),
-        ]
+    static func table(_ m: TUIModel) -> BindingTable {
+        let p = m.processes
+        return BindingTable(
+            title: "Processes — keys",
+            bindings: [
+                Binding([.function(5), .char("t")], bar: p.treeView ? "List" : "Tree", "tree view on/off") { $0.processes.treeView.toggle(); return .none },
+                Binding([.char("K")], bar: p.showKernelThreads ? "HideKern" : "ShowKern", "show or hide kernel threads") {
+                    $0.processes.showKernelThreads.toggle()
+                    return .none
+                },
+                Binding([.char(" ")], bar: "Tag", "tag for exclusion (and move down); + marks what comes along") { $0.processes.toggleTag(); return .none },
+                Binding([.char("c")], "tag with all children") { $0.processes.tagWithChildren(); return .none },
+                Binding([.char("U")], bar: "Untag", "clear all tags (processes and terminals)") { m in
+                    m.processes.clearTags()
+                    m.terminals.clearTags()
+                    return .none
+                },
+                Binding([.function(3), .char("/")], "filter by command as you type (Enter keeps, Esc clears)") { m in
+                    m.popups.append(.prompt(Prompt(purpose: .filter, text: m.processes.filter)))
+                    return .none
+                },
+            ])
+    }
+
+    /// Arrows, pages and Home/End move the cursor; false for any other key.
+    mutating func move(_ key: Key) -> Bool {
+        switch key {
+        case .up, .char("k"): move(by: -1)
+        case .down, .char("j"): move(by: 1)
+        case .pageUp: move(by: -10)
+        case .pageDown: move(by: 10)
+        case .home: move(by: -1_000_000)
+        case .end: move(by: 1_000_000)
+        default: return false
+        }
+        return true
     }
 
     public func render(into buffer: inout CellBuffer) {
@@ -141,8 +169,6 @@ public struct ProcessScreen {
             let style: CellBuffer.Style = p.pid == selectedPid ? .selected : (tagged.contains(p.pid) ? .tagged : .normal)
             buffer.put(line, row: row, style: style, fill: w)
         }
-        buffer.put(status, row: buffer.height - 2, style: .status, fill: w)
-        FunctionBar.render(functionKeys, into: &buffer)
     }
 }
 
@@ -203,62 +229,5 @@ enum FunctionBar {
             col += entry.width
         }
         return nil
-    }
-}
-
-/// The keys of the help overlay: the process screen's own and those every screen has.
-public enum ProcessScreenHelp {
-    public static let processKeys = [
-        "Processes — keys",
-        "  Up/Down, j/k, PgUp/PgDn, Home/End   move (or click a row)",
-        "  Space     tag for exclusion (and move down); + marks what comes along",
-        "  c         tag with all children",
-        "  U         clear all tags",
-        "  F5, t     tree view on/off",
-        "  K         show or hide kernel threads",
-        "  F3, /     filter by command as you type (Enter keeps, Esc clears)",
-    ]
-
-    public static let commonKeys = [
-        "Every screen",
-        "  Tab, Shift-Tab, F2/F4/F6   Processes, Terminals, Bundles",
-        "  s         scope: all (kernel buffers too) or user",
-        "  F8, C     checkpoint with the tagged processes and terminals left out",
-        "  Esc       cancel a running checkpoint or search",
-        "  r         refresh now (it also refreshes every 2 s)",
-        "  F1, ?     this help; any key closes it",
-        "  q, F10    quit (asks while work runs)",
-    ]
-
-    public static var lines: [String] { processKeys + [""] + commonKeys }
-
-    public static func render(_ lines: [String] = lines, into buffer: inout CellBuffer) {
-        for (i, line) in lines.enumerated() where i + 1 < buffer.height - 1 {
-            buffer.put(line, row: i + 1, column: 2, style: line.hasSuffix("keys") || line == "Every screen" ? .header : .normal)
-        }
-        FunctionBar.render([FunctionKey(.escape, "Close")], into: &buffer)
-    }
-}
-
-/// The Processes screen's keys (the list itself is `ProcessScreen`).
-extension TUIModel {
-    mutating func handleProcesses(_ key: Key) {
-        switch key {
-        case .up, .char("k"): processes.move(by: -1)
-        case .down, .char("j"): processes.move(by: 1)
-        case .pageUp: processes.move(by: -10)
-        case .pageDown: processes.move(by: 10)
-        case .home: processes.move(by: -1_000_000)
-        case .end: processes.move(by: 1_000_000)
-        case .char(" "): processes.toggleTag()
-        case .char("c"): processes.tagWithChildren()
-        case .char("U"):
-            processes.clearTags()
-            taggedTTYs.removeAll()
-        case .char("t"), .function(5): processes.treeView.toggle()
-        case .char("K"): processes.showKernelThreads.toggle()
-        case .char("/"), .function(3): prompt = ("Filter processes", processes.filter, "")
-        default: break
-        }
     }
 }

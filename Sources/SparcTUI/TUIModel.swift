@@ -18,7 +18,7 @@ public enum Effect: Equatable, Sendable {
     case restore(bundle: String, allowRollback: Bool)
     /// Scan a bundle for credentials with the built-in rules.
     case scan(bundle: String)
-    /// Read bytes of `path` from `offset` into `hex.data` (the hex view asks for its page).
+    /// Read bytes of `path` from `offset` into the hex view's page.
     case loadHex(path: String, offset: UInt64)
     /// Stop the running checkpoint or search at its next safe point.
     case cancel
@@ -26,107 +26,91 @@ public enum Effect: Equatable, Sendable {
     case forceQuit
 }
 
-/// The hex view's page: where it is and the bytes the front end loaded.
-public struct HexPage: Equatable, Sendable {
-    public var path: String
-    public var title: String
-    public var offset: UInt64
-    public var highlight: Range<UInt64>?
-    /// Whether the file is a guest memory image (its rows show guest-physical addresses).
-    public var isMemoryImage = false
-    /// For a credential finding: whether its bytes are hidden (`v` reveals them); nil otherwise.
-    public var hidden: Bool? = nil
-    /// The image's layout, from its size (the front end reads it when it loads the page):
-    /// file offsets map to guest addresses through it, above the low/high split too.
-    public var layout: PhysicalLayout?
-    public var data: [UInt8] = []
+/// A view pushed over the Bundles screen: a search's hits, a scan's findings, the hex view.
+public enum PushedScreen {
+    case hits(HitsScreen)
+    case findings(FindingsScreen)
+    case hex(HexScreen)
 }
 
-/// The whole UI state, free of curses: screens, tags, dialogs, running work.
+/// The screen manager (htop's ScreenManager), free of curses: three tab screens, the views
+/// pushed over the Bundles screen, the pop-ups over everything, and the state they share
+/// (the VM, the tags' exclusion, the running job, the status line). Keys go to the top of the
+/// stack; each screen's binding table says what they do.
 public struct TUIModel {
     public enum Tab: Int, CaseIterable, Sendable {
         case processes, terminals, bundles
         var title: String { ["Processes", "Terminals", "Bundles"][rawValue] }
     }
 
-    /// A yes/no question whose default answer is No.
-    public struct Confirm: Equatable, Sendable {
-        public var question: String
-        public var effect: Effect
-        public var yes = false
-    }
-
     public var tab: Tab = .processes
     public var processes: ProcessScreen
-    public var ttys: [GuestTTY] = [] {
-        didSet { dropEndedTerminalTags() }
-    }
-    /// Tagged terminals by name, each bound to the session it had when tagged (nil: it had
-    /// none): pty numbers are reused, and a tag must never name the next session on its pty.
-    public var taggedTTYs: [String: TTYSession?] = [:]
-
-    /// Drops the tags whose session has ended since (the terminal may be another's by now), saying so.
-    mutating func dropEndedTerminalTags() {
-        for (name, session) in taggedTTYs {
-            guard let session else { continue }
-            let now = ttys.first { $0.name.unescaped == name }?.session
-            if now != session {
-                taggedTTYs[name] = nil
-                status = "the session of pid \(session.leader) on \(name) has ended: its tag was dropped"
-            }
-        }
-    }
-    public var ttyCursor = 0
-    public var bundles: [String] = []
-    public var bundleCursor = 0
-    public var bundleDirectory: String
-    /// One line per bundle: time, size, what was excluded, whether its manifest is intact.
-    public var bundleDetails: [String: String] = [:]
-    /// What restoring each bundle kills (command names), from its manifest.
-    public var bundleKills: [String: [String]] = [:]
+    public var terminals = TerminalsScreen()
+    public var bundleList: BundlesScreen
+    /// Views over the Bundles screen, the last on top.
+    public var pushed: [PushedScreen] = []
+    /// Pop-ups over everything, the last on top.
+    public var popups: [Popup] = []
     public var scope: ExclusionScope = .all
-    public var confirm: Confirm?
-    /// Text being typed for a prompt (search pattern), with what it is for.
-    public var prompt: (label: String, text: String, bundle: String)?
+    /// The running job's progress line, and how far it is (0…1) when the engine says.
     public var busy: String?
-    /// How far the running work is (0…1), when the engine says (a checkpoint's phase).
     public var busyFraction: Double?
-    /// Hits of the last search, shown over the bundle list until Esc.
-    public var hits: [SearchHit] = []
-    public var hitIndex = 0
-    public var hex: HexPage?
-    /// Findings of the last credential scan, shown over the bundle list until Esc.
-    public var findings: [SecretFinding] = []
-    public var findingIndex = 0
-    public var scannedBundle: String?
-    /// Search options, toggled in the search prompt: F5 cycles encodings, F6 case.
+    /// Search options, toggled in a search prompt: F5 cycles encodings, F6 case.
     public var searchEncodings: [SearchEncoding] = [.ascii, .utf16le]
     public var searchIgnoreCase = false
     /// Set when a search started in the hex view: the next hit at or after it opens.
     public var searchFrom: UInt64?
     static let encodingChoices: [[SearchEncoding]] = [[.ascii, .utf16le], SearchEncoding.allCases, [.ascii], [.utf16le]]
-    public var help = false
     /// With `tui --connect` and no domain named: the domain list, shown until one is picked.
     public var domainPicker: DomainPicker?
     public var readonly: Bool
     /// The screen's height at the last draw: how far a page key moves a list.
     public var screenHeight = 24
-    public var status: String {
-        get { processes.status }
-        set { processes.status = newValue }
-    }
+    public var status = ""
 
     public init(vmName: String, bundleDirectory: String, readonly: Bool = false) {
         processes = ProcessScreen(vmName: vmName)
-        self.bundleDirectory = bundleDirectory
+        bundleList = BundlesScreen(directory: bundleDirectory)
         self.readonly = readonly
+    }
+
+    public var bundleDirectory: String { bundleList.directory }
+
+    /// The question on top, if a question is on top.
+    public var confirm: Confirm? {
+        if case .confirm(let c)? = popups.last { return c }
+        return nil
+    }
+
+    /// The prompt on top, if a prompt is on top.
+    public var prompt: Prompt? {
+        if case .prompt(let p)? = popups.last { return p }
+        return nil
+    }
+
+    public var helpShown: Bool {
+        if case .help? = popups.last { return true }
+        return false
+    }
+
+    /// The hex view's page, when the hex view is on view.
+    public var hex: HexPage? {
+        get {
+            if case .hex(let h)? = viewOnTop { return h.page }
+            return nil
+        }
+        set {
+            guard let newValue, case .hex(var h)? = pushed.last else { return }
+            h.page = newValue
+            pushed[pushed.count - 1] = .hex(h)
+        }
     }
 
     /// The exclusion the tags stand for.
     public var exclusion: ExclusionRequest {
         var request = ExclusionRequest(
-            pids: processes.tagged.sorted(), ttys: taggedTTYs.filter { $0.value == nil }.keys.sorted(), scope: scope)
-        let pinned = taggedTTYs.compactMap { $0.value }.sorted { $0.tty < $1.tty }
+            pids: processes.tagged.sorted(), ttys: terminals.tagged.filter { $0.value == nil }.keys.sorted(), scope: scope)
+        let pinned = terminals.tagged.compactMap { $0.value }.sorted { $0.tty < $1.tty }
         if !pinned.isEmpty { request.ttySessions = pinned }
         return request
     }
@@ -137,8 +121,119 @@ public struct TUIModel {
         return bundleDirectory + "/\(processes.vmName)-\(f.string(from: now)).sparc"
     }
 
-    /// The effect of a key; a job (checkpoint, search, restore) asked for while another runs
-    /// is refused with a word in the status line: one job at a time.
+    // MARK: - The stack
+
+    mutating func ask(_ question: String, _ effect: Effect) { popups.append(.confirm(Confirm(question: question, effect: effect))) }
+
+    mutating func push(_ screen: PushedScreen) -> Effect {
+        tab = .bundles
+        pushed.append(screen)
+        if case .hex(let h) = screen { return .loadHex(path: h.page.path, offset: h.page.offset) }
+        return .none
+    }
+
+    mutating func pop() -> Effect {
+        _ = pushed.popLast()
+        return .none
+    }
+
+    mutating func withHits(_ change: (inout HitsScreen) -> Void) {
+        guard case .hits(var s)? = pushed.last else { return }
+        change(&s)
+        pushed[pushed.count - 1] = .hits(s)
+    }
+
+    mutating func withFindings(_ change: (inout FindingsScreen) -> Void) {
+        guard case .findings(var s)? = pushed.last else { return }
+        change(&s)
+        pushed[pushed.count - 1] = .findings(s)
+    }
+
+    mutating func withHex(_ change: (inout HexScreen) -> Void) {
+        guard case .hex(var s)? = pushed.last else { return }
+        change(&s)
+        pushed[pushed.count - 1] = .hex(s)
+    }
+
+    /// What is on view under the pop-ups: a pushed view on the Bundles screen, else the tab.
+    var viewOnTop: PushedScreen? { tab == .bundles ? pushed.last : nil }
+
+    // MARK: - Binding tables
+
+    /// The keys every screen has.
+    static func commonTable(_ m: TUIModel) -> BindingTable {
+        BindingTable(
+            title: "Every screen",
+            bindings: [
+                Binding([.function(1), .char("?")], bar: "Help", "this help; any key closes it") { m in
+                    m.popups.append(.help(m.helpLines))
+                    return .none
+                },
+                Binding([.function(8), .char("C")], bar: "Checkpt", "checkpoint with the tagged processes and terminals left out") { m in m.askCheckpoint() },
+                Binding([.tab], bar: "Next", "next screen (Shift-Tab: previous; F2/F4/F6 Processes, Terminals, Bundles)") { m in
+                    m.tab = Tab(rawValue: (m.tab.rawValue + 1) % Tab.allCases.count)!
+                    return .none
+                },
+                Binding([.backTab], "previous screen") { m in
+                    m.tab = Tab(rawValue: (m.tab.rawValue + Tab.allCases.count - 1) % Tab.allCases.count)!
+                    return .none
+                },
+                Binding([.function(2)], "Processes") { $0.tab = .processes; return .none },
+                Binding([.function(4)], "Terminals") { $0.tab = .terminals; return .none },
+                Binding([.function(6)], "Bundles") { $0.tab = .bundles; return .none },
+                Binding([.char("s")], "scope: all (kernel buffers too) or user") { m in
+                    m.scope = m.scope == .all ? .user : .all
+                    m.status = "scope: \(m.scope.rawValue)"
+                    return .none
+                },
+                Binding([.char("r")], "refresh now (it also refreshes every 2 s)") { _ in .refresh },
+                Binding([.escape], "cancel a running checkpoint, search, scan or restore") { m in m.busy != nil ? .cancel : .none },
+                Binding([.function(10), .char("q")], bar: "Quit", "quit (asks while work runs)") { m in
+                    guard let busy = m.busy else { return .quit }
+                    m.ask("Work is running (\(busy)). Quit anyway? A checkpoint is cancelled first.", .forceQuit)
+                    return .none
+                },
+            ])
+    }
+
+    /// The table of the screen on view.
+    var screenTable: BindingTable {
+        switch viewOnTop {
+        case .hits?: return HitsScreen.table(self)
+        case .findings?: return FindingsScreen.table(self)
+        case .hex?: return HexScreen.table(self)
+        case nil:
+            switch tab {
+            case .processes: return ProcessScreen.table(self)
+            case .terminals: return TerminalsScreen.table(self)
+            case .bundles: return BundlesScreen.table(self)
+            }
+        }
+    }
+
+    /// The help of the screen on view: its own keys first, then the keys every screen has.
+    public var helpLines: [String] { screenTable.helpLines + [""] + Self.commonTable(self).helpLines }
+
+    /// The function bar of what is on screen now; clicks on it act as its keys.
+    public var functionKeys: [FunctionKey] {
+        switch popups.last {
+        case .help?: return [.init(.escape, "Close")]
+        case .confirm?: return [.init(.char("y"), "Yes"), .init(.char("n"), "No"), .init(.tab, "Switch")]
+        case .prompt(let p)?:
+            return (p.takesSearchOptions ? [.init(.function(5), "Encoding"), .init(.function(6), "Case")] : [])
+                + [.init(.enter, "OK"), .init(.escape, "Cancel")]
+        case nil:
+            let common = Self.commonTable(self).functionKeys
+            let own = screenTable.functionKeys
+            // Help first, the screen's own keys, then the rest of every screen's (Quit last).
+            return common.prefix(1) + own + common.dropFirst().filter { entry in !own.contains { $0.key == entry.key } }
+        }
+    }
+
+    // MARK: - Keys
+
+    /// The effect of a key; a job (checkpoint, search, restore, scan) asked for while another
+    /// runs is refused with a word in the status line: one job at a time.
     public mutating func handle(_ key: Key) -> Effect {
         let effect = handleKey(key)
         switch effect {
@@ -163,110 +258,188 @@ public struct TUIModel {
             }
             return .none
         }
-        if help {
-            help = false
-            return .none
+        if let popup = popups.popLast() {
+            return handlePopup(popup, key)
         }
-        if var c = confirm {
+        // Esc cancels running work first, on every screen (a view's Esc is Back otherwise).
+        if busy != nil, key == .escape { return .cancel }
+        if let binding = screenTable.binding(for: key) ?? Self.commonTable(self).binding(for: key) {
+            return binding.action(&self)
+        }
+        // Keys no table names: the lists' motion (one row, a page, the ends).
+        let screenHeight = screenHeight
+        switch viewOnTop {
+        case .hits?: withHits { _ = $0.panel.move(key, screenHeight: screenHeight) }
+        case .findings?: withFindings { _ = $0.move(key, screenHeight: screenHeight) }
+        case .hex?: break
+        case nil:
+            switch tab {
+            case .processes: _ = processes.move(key)
+            case .terminals: _ = terminals.panel.move(key, screenHeight: screenHeight)
+            case .bundles: _ = bundleList.panel.move(key, screenHeight: screenHeight)
+            }
+        }
+        return .none
+    }
+
+    /// A key for the pop-up on top (taken off the stack; put back while it stays).
+    mutating func handlePopup(_ popup: Popup, _ key: Key) -> Effect {
+        switch popup {
+        case .help:
+            return .none  // any key closes it
+        case .confirm(var c):
             switch key {
-            case .char("y"), .char("Y"):
-                confirm = nil
-                return c.effect
+            case .char("y"), .char("Y"): return c.effect
             case .tab, .char("h"), .char("l"), .up, .down:
                 c.yes.toggle()
-                confirm = c
-            case .enter:
-                confirm = nil
-                return c.yes ? c.effect : .none
-            default:
-                confirm = nil  // n, Esc and everything else: No
+                popups.append(.confirm(c))
+            case .enter: return c.yes ? c.effect : .none
+            default: break  // n, Esc and everything else: No
             }
             return .none
-        }
-        if var p = prompt {
-            // A prompt without a bundle is the incremental process filter.
-            let filtering = p.bundle.isEmpty
+        case .prompt(var p):
             switch key {
             case .escape:
-                prompt = nil
-                if filtering { processes.filter = "" }
+                if p.purpose == .filter { processes.filter = "" }
+                return .none
             case .enter:
-                prompt = nil
-                if filtering { return .none }
-                if p.bundle == "file:" {
-                    guard !p.text.isEmpty else { return .none }
-                    prompt = ("Search \(p.text) for", "", p.text)
-                    return .none
-                }
-                if p.bundle == "hex:" {
-                    let t = p.text.lowercased()
-                    guard var page = hex, let v = t.hasPrefix("0x") ? UInt64(t.dropFirst(2), radix: 16) : UInt64(t) else {
-                        status = "'\(p.text)' is not an offset"
-                        return .none
-                    }
-                    page.offset = v / UInt64(HexRow.width) * UInt64(HexRow.width)
-                    hex = page
-                    return .loadHex(path: page.path, offset: page.offset)
-                }
-                return p.text.isEmpty
-                    ? .none : .search(pattern: p.text, bundle: p.bundle, encodings: searchEncodings, ignoreCase: searchIgnoreCase)
-            case .function(5) where !filtering:
+                return submit(p)
+            case .function(5) where p.takesSearchOptions:
                 let i = Self.encodingChoices.firstIndex(of: searchEncodings) ?? 0
                 searchEncodings = Self.encodingChoices[(i + 1) % Self.encodingChoices.count]
-            case .function(6) where !filtering: searchIgnoreCase.toggle()
-            case .backspace: if !p.text.isEmpty { p.text.removeLast(); prompt = p }
-            case .char(let ch):
-                p.text.append(ch)
-                prompt = p
+            case .function(6) where p.takesSearchOptions: searchIgnoreCase.toggle()
+            case .backspace: if !p.text.isEmpty { p.text.removeLast() }
+            case .char(let ch): p.text.append(ch)
             default: break
             }
-            if filtering, let p = prompt {
+            popups.append(.prompt(p))
+            if p.purpose == .filter {
                 processes.filter = p.text
                 processes.move(by: 0)
             }
             return .none
         }
-        if busy != nil, key == .escape { return .cancel }
-        if hex != nil && prompt == nil { return handleHex(key) }
-        if !findings.isEmpty && tab == .bundles, let effect = handleScan(key) { return effect }
-        if !hits.isEmpty && tab == .bundles, let effect = handleHits(key) { return effect }
-        switch key {
-        case .char("q"), .function(10):
-            if busy != nil {
-                confirm = Confirm(question: "Work is running (\(busy!)). Quit anyway? A checkpoint is cancelled first.", effect: .forceQuit)
-                return .none
-            }
-            return .quit
-        case .char("?"), .function(1):
-            help = true
+    }
+
+    /// Enter in a prompt: what it was for.
+    mutating func submit(_ p: Prompt) -> Effect {
+        switch p.purpose {
+        case .filter: return .none
+        case .chooseFile:
+            if !p.text.isEmpty { popups.append(.prompt(Prompt(purpose: .search(p.text)))) }
             return .none
-        case .tab: tab = Tab(rawValue: (tab.rawValue + 1) % Tab.allCases.count)!
-        case .backTab: tab = Tab(rawValue: (tab.rawValue + Tab.allCases.count - 1) % Tab.allCases.count)!
-        case .function(2): tab = .processes
-        case .function(4): tab = .terminals
-        case .function(6): tab = .bundles
-        case .char("s"):
-            scope = scope == .all ? .user : .all
-            status = "scope: \(scope.rawValue)"
-        case .char("C"), .function(8):
-            guard !readonly else {
-                status = "read-only: checkpoint is disabled"
+        case .goToOffset:
+            let t = p.text.lowercased()
+            guard let v = t.hasPrefix("0x") ? UInt64(t.dropFirst(2), radix: 16) : UInt64(t) else {
+                status = "'\(p.text)' is not an offset"
                 return .none
             }
-            guard busy == nil else { return .none }
-            let request = exclusion
-            let what = request.isEmpty ? "nothing excluded" : "\(request.pids.count) process(es) and \(request.ttys.count) terminal(s) excluded, scope \(scope.rawValue)"
-            let output = nextBundlePath()
-            confirm = Confirm(question: "Checkpoint '\(processes.vmName)' (\(what)) to \(output)?", effect: .checkpoint(request, output: output))
-        case .char("r"): return .refresh
-        default:
-            switch tab {
-            case .processes: handleProcesses(key)
-            case .terminals: handleTerminals(key)
-            case .bundles: return handleBundles(key)
+            var effect = Effect.none
+            withHex { effect = $0.go(to: v) }
+            return effect
+        case .search(let target):
+            return p.text.isEmpty ? .none : .search(pattern: p.text, bundle: target, encodings: searchEncodings, ignoreCase: searchIgnoreCase)
+        }
+    }
+
+    mutating func askCheckpoint() -> Effect {
+        guard !readonly else {
+            status = "read-only: checkpoint is disabled"
+            return .none
+        }
+        guard busy == nil else { return .none }
+        let request = exclusion
+        let what = request.isEmpty ? "nothing excluded" : "\(request.pids.count) process(es) and \(request.ttys.count + (request.ttySessions?.count ?? 0)) terminal(s) excluded, scope \(scope.rawValue)"
+        let output = nextBundlePath()
+        ask("Checkpoint '\(processes.vmName)' (\(what)) to \(output)?", .checkpoint(request, output: output))
+        return .none
+    }
+
+    /// `t` on a finding: its owning process is tagged, when it still runs.
+    mutating func tagOwner(of f: SecretFinding) {
+        guard let pid = f.owner?.pid else {
+            status = "no process owns this finding (\(f.ownerLabel)): nothing to tag"
+            return
+        }
+        guard processes.processes.contains(where: { $0.pid == pid }) else {
+            status = "pid \(pid) no longer runs in '\(processes.vmName)': nothing to tag"
+            return
+        }
+        processes.tag(pid)
+        status = "tagged pid \(pid) (\(f.owner?.command ?? "?")) for exclusion — F8 checkpoints without it"
+    }
+
+    // MARK: - What jobs send back
+
+    /// Applies what a job (or the agent's refresh) sent; returns what the front end must do next.
+    public mutating func apply(_ event: JobEvent) -> Effect {
+        switch event {
+        case .progress(let line, let fraction):
+            busy = line
+            busyFraction = fraction
+            return .none
+        case .guest(.success(let view)):
+            processes.update(view.processes)
+            if let said = terminals.update(view.ttys) { status = said }
+            return .none
+        case .guest(.failure(let error)):
+            status = error.message
+            return .none
+        case .finished(let line, let result):
+            busy = nil
+            busyFraction = nil
+            if !line.isEmpty { status = line }
+            switch result {
+            case .none: return .refresh
+            case .saved(let bundle):
+                bundleList.setNames(bundleList.names, select: bundle)
+                savedBundle = bundle
+                return .refresh
+            case .hits(let hits): return receiveHits(hits)
+            case .findings(let findings, let bundle):
+                receiveFindings(findings, bundle: bundle)
+                return .none
+            case .rollbackRefused(let bundle):
+                ask(
+                    "\(bundle) is older than the newest checkpoint: restoring it rolls the VM back (it is logged). Restore anyway?",
+                    .restore(bundle: bundle, allowRollback: true))
+                return .none
             }
         }
-        return .none
+    }
+
+    /// The bundle a checkpoint just wrote: the next listing puts the cursor on it.
+    public var savedBundle: String?
+
+    /// Takes a search's hits; after a search from the hex view, opens the next hit there.
+    public mutating func receiveHits(_ found: [SearchHit]) -> Effect {
+        guard !found.isEmpty else { return .none }
+        let from = searchFrom
+        searchFrom = nil
+        var screen = HitsScreen(found)
+        guard let from else {
+            return push(.hits(screen))
+        }
+        guard let next = found.firstIndex(where: { $0.offset >= from }) else {
+            status = "no hit after offset 0x\(String(from, radix: 16))"
+            return push(.hits(screen))
+        }
+        screen.panel.cursor = next
+        // The search ran from a hex view: the hits go under it, the new page on top.
+        if case .hex? = pushed.last { pushed.removeLast() }
+        _ = push(.hits(screen))
+        return push(.hex(screen.hexAtHit))
+    }
+
+    /// Takes a scan's findings and shows them, the first one under the cursor.
+    public mutating func receiveFindings(_ found: [SecretFinding], bundle: String) {
+        _ = push(.findings(FindingsScreen(found, bundle: bundle)))
+    }
+
+    /// Replaces the bundle list (see `BundlesScreen.setNames`).
+    public mutating func setBundles(_ names: [String], select: String? = nil) {
+        bundleList.setNames(names, select: select ?? savedBundle)
+        savedBundle = nil
     }
 
     // MARK: - Drawing
@@ -277,118 +450,69 @@ public struct TUIModel {
             domainPicker.render(into: &buffer)
             return
         }
-        if help {
-            ProcessScreenHelp.render(helpLines, into: &buffer)
+        if case .help(let lines)? = popups.last {
+            for (i, line) in lines.enumerated() where i + 1 < buffer.height - 1 {
+                buffer.put(line, row: i + 1, column: 2, style: line.hasSuffix("keys") || line == "Every screen" ? .header : .normal)
+            }
+            FunctionBar.render(functionKeys, into: &buffer)
             return
         }
-        if let hex {
-            renderHex(hex, into: &buffer)
-            return
-        }
-        switch tab {
-        case .processes: processes.render(into: &buffer)
-        case .terminals: renderTerminals(into: &buffer)
-        case .bundles:
-            if !findings.isEmpty {
-                renderScan(into: &buffer)
-            } else if !hits.isEmpty {
-                renderHits(into: &buffer)
-            } else {
-                renderBundles(into: &buffer)
+        switch viewOnTop {
+        case .hits(let s)?: s.render(self, into: &buffer)
+        case .findings(let s)?: s.render(self, into: &buffer)
+        case .hex(let s)?: s.render(self, into: &buffer)
+        case nil:
+            switch tab {
+            case .processes: processes.render(into: &buffer)
+            case .terminals: terminals.render(self, into: &buffer)
+            case .bundles: bundleList.render(self, into: &buffer)
             }
         }
-        // Tabs on the header's right, the active one highlighted.
-        var col = max(0, w - Tab.allCases.reduce(0) { $0 + $1.title.count + 3 })
-        for t in Tab.allCases {
-            buffer.put(" \(t.title) ", row: 0, column: col, style: t == tab ? .selected : .header)
-            col += t.title.count + 3
+        // Tabs on the header's right, the active one highlighted (the hex view's title, a
+        // file's path and what is in it, keeps the whole line).
+        if case .hex? = viewOnTop {} else {
+            var col = max(0, w - Tab.allCases.reduce(0) { $0 + $1.title.count + 3 })
+            for t in Tab.allCases {
+                buffer.put(" \(t.title) ", row: 0, column: col, style: t == tab ? .selected : .header)
+                col += t.title.count + 3
+            }
         }
+        buffer.put(status, row: buffer.height - 2, style: .status, fill: w)
         if let busy { buffer.put(Self.progressLine(busy, fraction: busyFraction), row: buffer.height - 2, style: .status, fill: w) }
         if let p = prompt {
             let options = searchEncodings.map(\.rawValue).joined(separator: "+") + (searchIgnoreCase ? ", any case" : ", exact case")
-            let hint = p.bundle.isEmpty ? "(Enter keeps, Esc clears)" : "[\(options)] (F5 encodings, F6 case, Enter searches, Esc cancels)"
+            let hint: String
+            switch p.purpose {
+            case .filter: hint = "(Enter keeps, Esc clears)"
+            case .search: hint = "[\(options)] (F5 encodings, F6 case, Enter searches, Esc cancels)"
+            case .chooseFile, .goToOffset: hint = "(Enter goes, Esc cancels)"
+            }
             buffer.put("\(p.label): \(p.text)▏  \(hint)", row: buffer.height - 2, style: .status, fill: w)
         }
-        if let c = confirm {
-            // A box in the middle: the question word-wrapped, the answer under it.
-            let width = max(20, min(w - 4, 90))
-            var lines: [String] = []
-            var current = ""
-            for word in c.question.split(separator: " ") {
-                if current.count + word.count + 1 > width - 4 && !current.isEmpty {
-                    lines.append(current)
-                    current = ""
-                }
-                current += (current.isEmpty ? "" : " ") + word
-            }
-            if !current.isEmpty { lines.append(current) }
-            let answer = c.yes ? "[ Yes ]   No  " : "  Yes  [ No ]"
-            let top = max(1, (buffer.height - lines.count - 4) / 2)
-            let left = max(0, (w - width) / 2)
-            for r in 0..<(lines.count + 4) { buffer.put("", row: top + r, column: left, style: .selected, fill: width) }
-            for (i, line) in lines.enumerated() { buffer.put(line, row: top + 1 + i, column: left + 2, style: .selected) }
-            buffer.put(answer, row: top + lines.count + 2, column: left + (width - answer.count) / 2, style: .selected)
-        }
-        if confirm != nil { FunctionBar.render(functionKeys, into: &buffer) }
+        if let c = confirm { Self.renderQuestion(c, into: &buffer) }
+        FunctionBar.render(functionKeys, into: &buffer)
     }
 
-    /// The help of the screen on view: its own keys first, then the keys every screen has.
-    public var helpLines: [String] {
-        let own: [String]
-        switch tab {
-        case .processes: own = ProcessScreenHelp.processKeys
-        case .terminals: own = ["Terminals — keys", "  Up/Down, j/k  move", "  Space     tag the terminal (everything on it is left out)", "  U         clear terminal tags"]
-        case .bundles:
-            own = !findings.isEmpty
-                ? ["Credential findings — keys", "  n/N, Up/Down  step through the findings (grouped by owner)",
-                   "  Enter     hex view at the finding, its bytes hidden (v reveals them)",
-                   "  t         tag the owning process for exclusion (F8 then checkpoints without it)", "  Esc       back to the bundles"]
-                : hits.isEmpty
-                ? ["Bundles — keys", "  Up/Down, j/k  move", "  Enter, F3 search the bundle (prompt: F5 encodings, F6 case)",
-                   "  o         search any file by path", "  F5, S     scan the bundle for credentials (keys, tokens, passwords)",
-                   "  F7, R     restore wizard (asks first; default No)"]
-                : ["Search hits — keys", "  n/N, Up/Down  step through the hits", "  Enter     hex view at the hit (PgUp/PgDn, g goes to an offset,",
-                   "            / or F3 searches from there)", "  Esc       back to the bundles"]
-        }
-        return own + [""] + ProcessScreenHelp.commonKeys
-    }
-
-    /// The function bar of what is on screen now; clicks on it act as its keys.
-    public var functionKeys: [FunctionKey] {
-        if help { return [.init(.escape, "Close")] }
-        if confirm != nil { return [.init(.char("y"), "Yes"), .init(.char("n"), "No"), .init(.tab, "Switch")] }
-        if let hex {
-            let reveal: [FunctionKey] = hex.hidden.map { [.init(.char("v"), $0 ? "Reveal" : "Hide")] } ?? []
-            return reveal + [
-                .init(.pageUp, "Up"), .init(.pageDown, "Down"), .init(.char("g"), "Goto"), .init(.function(3), "Search"),
-                .init(.escape, "Back"), .init(.function(10), "Quit"),
-            ]
-        }
-        switch tab {
-        case .processes: return processes.functionKeys
-        case .terminals:
-            return [
-                .init(.function(1), "Help"), .init(.char(" "), "Tag"), .init(.char("U"), "Untag"), .init(.function(8), "Checkpt"),
-                .init(.tab, "Next"), .init(.function(10), "Quit"),
-            ]
-        case .bundles:
-            if !findings.isEmpty {
-                return [
-                    .init(.enter, "Hex"), .init(.char("t"), "TagOwner"), .init(.char("n"), "Next"), .init(.char("N"), "Prev"),
-                    .init(.escape, "Back"), .init(.function(10), "Quit"),
-                ]
+    /// A box in the middle: the question word-wrapped, the answer under it.
+    static func renderQuestion(_ c: Confirm, into buffer: inout CellBuffer) {
+        let w = buffer.width
+        let width = max(20, min(w - 4, 90))
+        var lines: [String] = []
+        var current = ""
+        for word in c.question.split(separator: " ") {
+            if current.count + word.count + 1 > width - 4 && !current.isEmpty {
+                lines.append(current)
+                current = ""
             }
-            if !hits.isEmpty {
-                return [
-                    .init(.char("n"), "Next"), .init(.char("N"), "Prev"), .init(.enter, "Hex"), .init(.escape, "Back"),
-                    .init(.function(10), "Quit"),
-                ]
-            }
-            return [
-                .init(.function(1), "Help"), .init(.function(3), "Search"), .init(.function(5), "Scan"), .init(.function(7), "Restore"),
-                .init(.function(8), "Checkpt"), .init(.tab, "Next"), .init(.function(10), "Quit"),
-            ]
+            current += (current.isEmpty ? "" : " ") + word
         }
+        if !current.isEmpty { lines.append(current) }
+        let answer = c.yes ? "[ Yes ]   No  " : "  Yes  [ No ]"
+        let top = max(1, (buffer.height - lines.count - 4) / 2)
+        let left = max(0, (w - width) / 2)
+        for r in 0..<(lines.count + 4) { buffer.put("", row: top + r, column: left, style: .selected, fill: width) }
+        for (i, line) in lines.enumerated() { buffer.put(line, row: top + 1 + i, column: left + 2, style: .selected) }
+        buffer.put(answer, row: top + lines.count + 2, column: left + (width - answer.count) / 2, style: .selected)
     }
 
     /// A mouse click at (row, column) on a screen `height` rows high: a function-bar label
@@ -398,20 +522,21 @@ public struct TUIModel {
             guard let entry = FunctionBar.entry(atColumn: column, of: functionKeys) else { return .none }
             return handle(entry.key)
         }
-        guard confirm == nil, hex == nil, !help, row >= 2 else { return .none }
-        switch tab {
-        case .processes:
-            let r = processes.rows
-            if let i = ListViewport(count: r.count, cursor: processes.selectedIndex, screenHeight: height).index(atScreenRow: row) {
-                processes.selectedPid = r[i].process.pid
-            }
-        case .terminals:
-            if let i = ListViewport(count: ttys.count, cursor: ttyCursor, screenHeight: height).index(atScreenRow: row) { ttyCursor = i }
-        case .bundles:
-            if !hits.isEmpty {
-                if let i = ListViewport(count: hits.count, cursor: hitIndex, screenHeight: height).index(atScreenRow: row) { hitIndex = i }
-            } else if let i = ListViewport(count: bundles.count, cursor: bundleCursor, screenHeight: height).index(atScreenRow: row) {
-                bundleCursor = i
+        guard popups.isEmpty, row >= 2 else { return .none }
+        let screenHeight = height
+        _ = screenHeight
+        switch viewOnTop {
+        case .hits?: withHits { $0.panel.click(row: row, screenHeight: height) }
+        case .findings?, .hex?: break
+        case nil:
+            switch tab {
+            case .processes:
+                let r = processes.rows
+                if let i = ListViewport(count: r.count, cursor: processes.selectedIndex, screenHeight: height).index(atScreenRow: row) {
+                    processes.selectedPid = r[i].process.pid
+                }
+            case .terminals: terminals.panel.click(row: row, screenHeight: height)
+            case .bundles: bundleList.panel.click(row: row, screenHeight: height)
             }
         }
         return .none
@@ -423,5 +548,4 @@ public struct TUIModel {
         let done = Int((min(max(fraction, 0), 1) * 20).rounded(.down))
         return "[" + String(repeating: "#", count: done) + String(repeating: "-", count: 20 - done) + "] " + busy + "  (Esc cancels)"
     }
-
 }

@@ -7,25 +7,61 @@ import SnapshotModel
 import SparcEngine
 import SparcSupport
 
+/// Runs one job (checkpoint, search, scan, restore) at a time off the drawing loop; the job
+/// reports its progress and result through the channel the loop drains.
+final class JobRunner {
+    let channel: JobChannel
+    /// Cancels the running job at its next safe point.
+    private(set) var cancellation = Cancellation()
+    private let running = SharedBox(false)
+    private let done = DispatchGroup()
+
+    init(channel: JobChannel) { self.channel = channel }
+
+    var isRunning: Bool { running.value }
+
+    /// Starts `work` on its own thread, unless a job runs (false then). `work` reports its
+    /// progress on the channel and returns its status line and result.
+    func start(_ label: String, _ work: @escaping (Cancellation, JobChannel) -> (String, JobResult)) -> Bool {
+        guard !running.mutate({ r -> Bool in
+            defer { r = true }
+            return r
+        }) else { return false }
+        let cancel = Cancellation()
+        cancellation = cancel
+        // A step held for a test (SPARC_FAULT stall) ends on this job's cancel too.
+        FaultPoint.interruption = cancel
+        let channel = channel
+        let running = running
+        let done = done
+        channel.post(.progress(label, fraction: nil))
+        done.enter()
+        startThread {
+            let (line, result) = work(cancel, channel)
+            running.value = false
+            channel.post(.finished(line, result))
+            done.leave()
+        }
+        return true
+    }
+
+    func cancel() { cancellation.cancel() }
+
+    /// Waits until the running job has ended (it unwinds on its own after a cancel).
+    func waitUntilDone() { done.wait() }
+}
+
 /// The curses front: owns the terminal and the event loop. All curses calls happen here,
-/// on the thread that called `run`; long work (checkpoint, search) runs on another thread
-/// and reports through a shared box that the loop polls.
+/// on the thread that called `run`; jobs and the agent's answers come back through one
+/// channel (`JobChannel`) that the loop drains before each draw.
 public final class TerminalUI {
     let manager: VMManager
     let color: Bool
     var model: TUIModel
-    let work = SharedBox<(busy: String?, result: String?)>((nil, nil))
-    /// How far the running checkpoint is (from its typed phase), for the progress bar.
-    let workFraction = SharedBox<Double?>(nil)
-    let foundHits = SharedBox<[SearchHit]?>(nil)
-    /// The bundle a checkpoint just wrote, for the Bundles list to put its cursor on.
-    let justSaved = SharedBox<String?>(nil)
-    /// A finished credential scan's findings and the bundle, for the UI thread to show.
-    let foundFindings = SharedBox<(findings: [SecretFinding], bundle: String)?>(nil)
-    /// Cancels the work in progress (checkpoint or search).
-    var cancellation = Cancellation()
-    /// A restore refused as a rollback, waiting for the operator's confirmation.
-    let pendingRollback = SharedBox<String?>(nil)
+    let channel = JobChannel()
+    lazy var jobs = JobRunner(channel: channel)
+    /// Whether an agent request is out (one at a time; its answer comes on the channel).
+    let asking = SharedBox(false)
 
     /// `picker`: open on a list of libvirt domains (the manager's `connect`) instead of `vmName`.
     public init(
@@ -38,178 +74,154 @@ public final class TerminalUI {
         model.domainPicker = picker
     }
 
-    /// The guest's processes and terminals as the agent last gave them (or why it could not).
-    typealias GuestSnapshot = Result<([GuestProcess], [GuestTTY]), Error>
-
-    /// The latest answer from the agent, waiting for the loop to apply it.
-    let snapshot = SharedBox<GuestSnapshot?>(nil)
-    let refreshing = SharedBox(false)
-
     /// Lists the bundles (local files, read here, so a bundle just written is there for the
     /// next key) and asks the agent for the process list off the UI thread (it may take
     /// seconds to answer), except the first time, which fills the screen before it is drawn.
     func refresh(wait: Bool = false) {
         let names = ((try? FileManager.default.contentsOfDirectory(atPath: model.bundleDirectory)) ?? [])
             .filter { $0.hasSuffix(".sparc") }.sorted()
-        model.setBundles(names, select: justSaved.value)
-        justSaved.value = nil
-        for b in model.bundles where model.bundleDetails[b] == nil {
+        model.setBundles(names)
+        for b in model.bundleList.names where model.bundleList.details[b] == nil {
             let summary = BundleSummary(path: model.bundleDirectory + "/" + b)
-            model.bundleDetails[b] = summary.line
-            if summary.damage == nil { model.bundleKills[b] = summary.kills }
+            model.bundleList.details[b] = summary.line
+            if summary.damage == nil { model.bundleList.kills[b] = summary.kills }
         }
         // Until a domain is picked there is no agent to ask.
         guard model.domainPicker == nil else { return }
-        guard !refreshing.mutate({ r -> Bool in
+        guard !asking.mutate({ r -> Bool in
             defer { r = true }
             return r
         }) else { return }
         let vm = model.processes.vmName
         let manager = self.manager
-        let snapshot = self.snapshot
-        let refreshing = self.refreshing
+        let channel = self.channel
+        let asking = self.asking
         let ask = {
-            snapshot.value = Result { () -> ([GuestProcess], [GuestTTY]) in
+            do {
                 let agent = try manager.agentClient(vm, timeout: 5)
                 defer { agent.close() }
-                return (try agent.processes(), try agent.ttys())
+                channel.post(.guest(.success(GuestView(processes: try agent.processes(), ttys: try agent.ttys()))))
+            } catch {
+                channel.post(.guest(.failure(GuestViewError("\(error)"))))
             }
-            refreshing.value = false
+            asking.value = false
         }
-        if wait { ask() } else { startThread(ask) }
+        if wait {
+            ask()
+            drainChannel()
+        } else {
+            startThread(ask)
+        }
     }
 
-    /// Applies the agent's latest answer to the model (on the UI thread).
-    func applyRefresh() {
-        guard let s = snapshot.value else { return }
-        snapshot.value = nil
-        switch s {
-        case .success(let (processes, ttys)):
-            model.processes.update(processes)
-            model.ttys = ttys
-        case .failure(let error):
-            model.status = "\(error)"
+    /// Applies what jobs and the agent sent since the last draw (on the UI thread).
+    func drainChannel() {
+        for event in channel.drain() {
+            switch model.apply(event) {
+            case .refresh: refresh()
+            case .none: break
+            case let effect: start(effect)
+            }
         }
     }
 
     func start(_ effect: Effect) {
         let manager = self.manager
-        let work = self.work
-        let workFraction = self.workFraction
         let vm = model.processes.vmName
-        // One job at a time, and it keeps its own cancellation: a search started during a
-        // checkpoint would clear the checkpoint's busy state, and quitting then could leave QEMU paused.
+        let directory = model.bundleDirectory
+        let started: Bool
         switch effect {
-        case .checkpoint, .search, .restore, .scan:
-            if let running = work.value.busy {
-                model.status = "\(running) — one job at a time (Esc cancels it)"
-                return
-            }
-            cancellation = Cancellation()
-            workFraction.value = nil
-        default: break
-        }
-        let cancel = cancellation
-        // A step held for a test (SPARC_FAULT stall) ends on this job's cancel too.
-        FaultPoint.interruption = cancel
-        switch effect {
-        case .cancel:
-            return
         case .checkpoint(let request, let output):
-            work.value = ("checkpoint: starting", nil)
-            let saved = justSaved
-            startThread {
+            started = jobs.start("checkpoint: starting") { cancel, channel in
                 do {
                     let r = try manager.checkpoint(
                         name: vm, output: output, exclusion: request.isEmpty ? nil : request, cancel: cancel,
-                        progress: { event in
-                            if let f = event.checkpointFraction { workFraction.value = f }
-                            work.value = ("checkpoint: \(event.text)", nil)
-                        })
-                    saved.value = Path.base(of: r.bundle)
-                    work.value = (nil, r.oneLine + " — on Bundles (F6), F5 scans it for credentials")
+                        progress: { event in channel.post(.progress("checkpoint: \(event.text)", fraction: event.checkpointFraction)) })
+                    return (r.oneLine + " — on Bundles (F6), F5 scans it for credentials", .saved(Path.base(of: r.bundle)))
                 } catch {
-                    work.value = (nil, "checkpoint failed: \(error)")
+                    return ("checkpoint failed: \(error)", .none)
                 }
             }
         case .search(let pattern, let bundle, let encodings, let ignoreCase):
-            work.value = ("searching \(bundle)", nil)
-            let path = bundle.hasPrefix("/") ? bundle : model.bundleDirectory + "/" + bundle
-            let hitsBox = foundHits
-            startThread {
+            let path = bundle.hasPrefix("/") ? bundle : directory + "/" + bundle
+            started = jobs.start("searching \(bundle)") { cancel, channel in
                 do {
                     let query = try SearchQuery.text(pattern, encodings: encodings, ignoreCase: ignoreCase)
                     let hits = try ForensicSearch.search(
                         paths: [path], query: query,
                         progress: { file, done, total in
-                            work.value = ("searching \(Path.base(of: file)) \(done * 100 / max(total, 1))%", nil)
+                            channel.post(.progress("searching \(Path.base(of: file)) \(done * 100 / max(total, 1))%", fraction: nil))
                         }, cancel: cancel)
-                    hitsBox.value = hits
-                    if hits.isEmpty {
-                        work.value = (nil, "'\(pattern)': not found in any file of the bundle \(bundle)")
-                    } else {
-                        let first = hits[0]
-                        work.value = (nil, "'\(pattern)': \(hits.count) hit(s); first in \(Path.base(of: first.file)) at 0x\(String(first.offset, radix: 16))" + (first.owner.map { " [\($0.description)]" } ?? ""))
-                    }
+                    guard let first = hits.first else { return ("'\(pattern)': not found in any file of the bundle \(bundle)", .none) }
+                    return (
+                        "'\(pattern)': \(hits.count) hit(s); first in \(Path.base(of: first.file)) at 0x\(String(first.offset, radix: 16))"
+                            + (first.owner.map { " [\($0.description)]" } ?? ""), .hits(hits)
+                    )
                 } catch {
-                    work.value = (nil, "search failed: \(error)")
+                    return ("search failed: \(error)", .none)
                 }
             }
         case .scan(let bundle):
-            work.value = ("scanning \(bundle) for credentials", nil)
-            let path = bundle.hasPrefix("/") ? bundle : model.bundleDirectory + "/" + bundle
-            let findingsBox = foundFindings
-            startThread {
+            let path = bundle.hasPrefix("/") ? bundle : directory + "/" + bundle
+            started = jobs.start("scanning \(bundle) for credentials") { cancel, channel in
                 do {
                     let report = try CredentialScan.scan(
                         paths: [path], rules: try SecretRules(),
                         progress: { file, done, total in
-                            work.value = ("scanning \(Path.base(of: file)) \(done * 100 / max(total, 1))% (Esc cancels)", nil)
+                            channel.post(.progress("scanning \(Path.base(of: file)) \(done * 100 / max(total, 1))%", fraction: nil))
                         }, cancel: cancel)
-                    if report.findings.isEmpty {
-                        work.value = (nil, "no credentials found in \(bundle)")
-                    } else {
-                        findingsBox.value = (report.findings, bundle)
-                        let owners = report.owningProcesses.map { "pid \($0.pid) \($0.command)" }
-                        work.value = (nil, "\(report.findings.count) credential finding(s) in \(bundle)" + (owners.isEmpty ? "" : ", held by " + owners.joined(separator: ", ")))
-                    }
+                    guard !report.findings.isEmpty else { return ("no credentials found in \(bundle)", .none) }
+                    let owners = report.owningProcesses.map { "pid \($0.pid) \($0.command)" }
+                    return (
+                        "\(report.findings.count) credential finding(s) in \(bundle)" + (owners.isEmpty ? "" : ", held by " + owners.joined(separator: ", ")),
+                        .findings(report.findings, bundle: bundle)
+                    )
                 } catch {
-                    work.value = (nil, "scan failed: \(error)")
+                    return ("scan failed: \(error)", .none)
                 }
             }
-        case .loadHex(let path, let offset):
-            let count = TUIModel.hexBytes(height: Int(sparc_lines()))
-            var data = [UInt8](repeating: 0, count: count)
-            let fd = open(path, O_RDONLY | O_CLOEXEC)
-            if fd >= 0 {
-                let n = data.withUnsafeMutableBytes { pread(fd, $0.baseAddress, count, off_t(offset)) }
-                var st = stat()
-                if model.hex?.isMemoryImage == true, fstat(fd, &st) == 0 { model.hex?.layout = PhysicalLayout(ramBytes: UInt64(st.st_size)) }
-                close(fd)
-                data.removeLast(count - max(0, n))
-            }
-            model.hex?.data = data
         case .restore(let bundle, let allowRollback):
-            work.value = ("restore: starting", nil)
-            let path = model.bundleDirectory + "/" + bundle
-            let pending = pendingRollback
-            startThread {
+            let path = directory + "/" + bundle
+            started = jobs.start("restore: starting") { cancel, channel in
                 do {
                     let r = try manager.restore(
                         bundle: path, name: vm, replace: true, policy: RestorePolicy(allowRollback: allowRollback),
-                        progress: { work.value = ("restore: \($0)", nil) }, cancel: cancel)
+                        progress: { channel.post(.progress("restore: \($0)", fraction: nil)) }, cancel: cancel)
                     let killed = r.cleanup?.killed ?? []
-                    work.value = (nil, "restored \(bundle) (epoch \(r.epoch)\(r.rollback ? ", rollback logged" : ""))"
-                        + (killed.isEmpty ? "; all processes run on" : "; killed \(killed.map(String.init).joined(separator: " ")), the rest runs on"))
+                    return (
+                        "restored \(bundle) (epoch \(r.epoch)\(r.rollback ? ", rollback logged" : ""))"
+                            + (killed.isEmpty ? "; all processes run on" : "; killed \(killed.map(String.init).joined(separator: " ")), the rest runs on"),
+                        .none
+                    )
                 } catch RestoreRefusal.rollback {
-                    pending.value = bundle
-                    work.value = (nil, "")
+                    return ("", .rollbackRefused(bundle))
                 } catch {
-                    work.value = (nil, "restore failed: \(error)")
+                    return ("restore failed: \(error)", .none)
                 }
             }
-        default: break
+        case .loadHex(let path, let offset):
+            let count = HexScreen.bytes(height: Int(sparc_lines()))
+            var data = [UInt8](repeating: 0, count: count)
+            let fd = open(path, O_RDONLY | O_CLOEXEC)
+            var size: UInt64?
+            if fd >= 0 {
+                let n = data.withUnsafeMutableBytes { pread(fd, $0.baseAddress, count, off_t(offset)) }
+                var st = stat()
+                if fstat(fd, &st) == 0 {
+                    size = UInt64(st.st_size)
+                    if model.hex?.isMemoryImage == true { model.hex?.layout = PhysicalLayout(ramBytes: UInt64(st.st_size)) }
+                }
+                close(fd)
+                data.removeLast(count - max(0, n))
+            } else {
+                model.status = "cannot read \(path): \(String(cString: strerror(errno)))"
+            }
+            model.hex?.data = data
+            model.hex?.size = size
+            return
+        default: return
         }
+        if !started, let busy = model.busy { model.status = "\(busy) — one job at a time (Esc cancels it)" }
     }
 
     static func decode(_ key: Int32) -> Key? {
@@ -274,36 +286,13 @@ public final class TerminalUI {
         refresh(wait: true)
         var lastRefresh = Date()
         while true {
-            applyRefresh()
-            let w = work.value
-            model.busy = w.busy
-            model.busyFraction = w.busy == nil ? nil : workFraction.value
-            if let found = foundFindings.value {
-                foundFindings.value = nil
-                model.receiveFindings(found.findings, bundle: found.bundle)
-            }
-            if let hits = foundHits.value {
-                foundHits.value = nil
-                let effect = model.receiveHits(hits)
-                if effect != .none { start(effect) }
-            }
-            if let result = w.result {
-                model.status = result
-                work.value = (nil, nil)
-                refresh()
-            }
-            if let bundle = pendingRollback.value {
-                pendingRollback.value = nil
-                model.confirm = TUIModel.Confirm(
-                    question: "\(bundle) is older than the newest checkpoint: restoring it rolls the VM back (it is logged). Restore anyway?",
-                    effect: .restore(bundle: bundle, allowRollback: true))
-            }
+            drainChannel()
             if Self.interruptFlag != 0 {
-                if work.value.busy != nil {
-                    cancellation.cancel()
+                if jobs.isRunning {
+                    jobs.cancel()
                     model.status = "interrupted: cancelling the work first…"
                     draw()
-                    while work.value.busy != nil { usleep(50_000) }
+                    jobs.waitUntilDone()
                 }
                 return
             }
@@ -331,17 +320,17 @@ public final class TerminalUI {
                 return
             case .forceQuit:
                 // Cancel and wait for the checkpoint to unwind (it resumes the guest) before leaving.
-                cancellation.cancel()
+                jobs.cancel()
                 model.status = "cancelling before quitting…"
                 draw()
-                while work.value.busy != nil { usleep(50_000) }
+                jobs.waitUntilDone()
                 return
             case .refresh:
                 refresh()
                 lastRefresh = Date()
             case .none: break
             case .cancel:
-                cancellation.cancel()
+                jobs.cancel()
                 model.status = "cancelling…"
             default: start(effect)
             }

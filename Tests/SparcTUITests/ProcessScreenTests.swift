@@ -23,9 +23,13 @@ final class ProcessScreenTests: XCTestCase {
         screen.render(into: &buffer)
         XCTAssertTrue(buffer.text.contains("kthreadd"), "K shows them")
         XCTAssertTrue(buffer.line(0).contains("2 processes + 1 kernel threads"), buffer.line(0))
-        XCTAssertEqual(screen.functionKeys.first { $0.key == .char("K") }?.label, "HideKern")
+        var m = TUIModel(vmName: "default", bundleDirectory: "/b")
+        m.processes = screen
+        XCTAssertEqual(m.functionKeys.first { $0.key == .char("K") }?.label, "HideKern")
         screen.showKernelThreads = false
         XCTAssertEqual(buffer.cell(row: 2, column: 0).style, .selected)
+        buffer = CellBuffer(width: 80, height: 24)
+        m.render(into: &buffer)
         XCTAssertTrue(buffer.line(23).contains("F10Quit"), buffer.line(23))
     }
 
@@ -99,7 +103,9 @@ final class TaggingTests: XCTestCase {
         s.treeView = true
         XCTAssertEqual(s.rows.map(\.process.pid), [1, 10, 11, 12, 20])
         XCTAssertEqual(s.rows.map(\.depth), [0, 1, 2, 3, 1])
-        XCTAssertEqual(s.functionKeys.first { $0.key == .function(5) }?.label, "List", "labels follow the mode")
+        var m = TUIModel(vmName: "v", bundleDirectory: "/b")
+        m.processes = s
+        XCTAssertEqual(m.functionKeys.first { $0.key == .function(5) }?.label, "List", "labels follow the mode")
         s.move(by: 1)
         s.toggleTag()
         var buffer = CellBuffer(width: 80, height: 24)
@@ -114,9 +120,12 @@ final class TaggingTests: XCTestCase {
     }
 
     func testHelpListsTheKeys() {
-        var buffer = CellBuffer(width: 80, height: 24)
-        ProcessScreenHelp.render(into: &buffer)
-        XCTAssertTrue(buffer.text.contains("Space     tag for exclusion"))
-        XCTAssertTrue(buffer.line(23).contains("EscClose"))
+        var m = TUIModel(vmName: "v", bundleDirectory: "/b")
+        _ = m.handle(.function(1))
+        var buffer = CellBuffer(width: 100, height: 40)
+        m.render(into: &buffer)
+        XCTAssertTrue(buffer.text.contains("Spc       tag for exclusion"), buffer.text)
+        XCTAssertTrue(buffer.text.contains("F10, q    quit"), buffer.text)
+        XCTAssertTrue(buffer.line(39).contains("EscClose"))
     }
 }

@@ -22,7 +22,7 @@ final class ScanScreenTests: XCTestCase {
             GuestProcess(pid: 1, ppid: 0, user: "root", state: "S", tty: nil, rssKiB: 1, command: "init", kernelThread: false),
             GuestProcess(pid: 77, ppid: 1, user: "root", state: "S", tty: nil, rssKiB: 1, command: "holder", kernelThread: false),
         ])
-        m.bundles = ["a.sparc"]
+        m.setBundles(["a.sparc"])
         m.tab = .bundles
         return m
     }
@@ -42,23 +42,23 @@ final class ScanScreenTests: XCTestCase {
             [Self.finding("aws_access_key_id", pid: 77, offset: 0x1000), Self.finding("shadow_hash", pid: nil, offset: 0x2000),
              Self.finding("github_token", pid: 77, offset: 0x3000)], bundle: "a.sparc")
         XCTAssertEqual(
-            m.scanRows, [.owner("pid 77 holder", count: 2), .finding(0), .finding(2), .owner("kernel: pagecache", count: 1), .finding(1)])
+            m.findingsScreen?.rows, [.owner("pid 77 holder", count: 2), .finding(0), .finding(2), .owner("kernel: pagecache", count: 1), .finding(1)])
         var buffer = CellBuffer(width: 120, height: 24)
         m.render(into: &buffer)
         XCTAssertTrue(buffer.text.contains("3 finding(s), 2 owner(s)"), buffer.text)
         XCTAssertTrue(buffer.text.contains("pid 77 holder — 2 finding(s)"), buffer.text)
         XCTAssertTrue(buffer.text.contains("TagOwner"), "the function bar follows the mode")
-        XCTAssertEqual(m.findingIndex, 0)
+        XCTAssertEqual(m.findingsScreen?.index, 0)
         _ = m.handle(.char("n"))
-        XCTAssertEqual(m.findingIndex, 2, "the cursor moves in display order, over the owner headings")
+        XCTAssertEqual(m.findingsScreen?.index, 2, "the cursor moves in display order, over the owner headings")
         _ = m.handle(.char("t"))
         XCTAssertEqual(m.processes.tagged, [77])
         _ = m.handle(.char("n"))
-        XCTAssertEqual(m.findingIndex, 1)
+        XCTAssertEqual(m.findingsScreen?.index, 1)
         _ = m.handle(.char("t"))
         XCTAssertTrue(m.status.contains("no process owns"), m.status)
         XCTAssertEqual(m.handle(.escape), .none)
-        XCTAssertTrue(m.findings.isEmpty)
+        XCTAssertTrue(m.findingsScreen == nil)
     }
 
     /// Enter opens the hex view at the finding with its bytes hidden; v reveals them.
@@ -87,12 +87,12 @@ final class BundleListTests: XCTestCase {
     func testCursorFollowsItsBundleAndTheNewOne() {
         var m = TUIModel(vmName: "v", bundleDirectory: "/b")
         m.setBundles(["a.sparc", "c.sparc"])
-        m.bundleCursor = 1
+        m.bundleList.panel.cursor = 1
         m.setBundles(["a.sparc", "b.sparc", "c.sparc"])
-        XCTAssertEqual(m.bundles[m.bundleCursor], "c.sparc")
+        XCTAssertEqual(m.bundleList.names[m.bundleList.cursor], "c.sparc")
         m.setBundles(["a.sparc", "b.sparc", "c.sparc", "d.sparc"], select: "b.sparc")
-        XCTAssertEqual(m.bundles[m.bundleCursor], "b.sparc")
+        XCTAssertEqual(m.bundleList.names[m.bundleList.cursor], "b.sparc")
         m.setBundles(["a.sparc"])
-        XCTAssertEqual(m.bundleCursor, 0)
+        XCTAssertEqual(m.bundleList.cursor, 0)
     }
 }

@@ -13,8 +13,8 @@ final class TUIModelTests: XCTestCase {
             GuestProcess(pid: 1, ppid: 0, user: "root", state: "S", tty: nil, rssKiB: 1, command: "init", kernelThread: false),
             GuestProcess(pid: 50, ppid: 1, user: "root", state: "S", tty: "pts/0", rssKiB: 1, command: "bash", kernelThread: false),
         ])
-        m.ttys = [GuestTTY(name: "pts/0", kind: .pty, pids: [50]), GuestTTY(name: "ttyS0", kind: .serial, pids: [])]
-        m.bundles = ["a.sparc"]
+        m.showGuest(ttys: [GuestTTY(name: "pts/0", kind: .pty, pids: [50]), GuestTTY(name: "ttyS0", kind: .serial, pids: [])])
+        m.setBundles(["a.sparc"])
         return m
     }
 
@@ -46,7 +46,7 @@ final class TUIModelTests: XCTestCase {
         _ = m.handle(.tab)
         XCTAssertEqual(m.tab, .terminals)
         _ = m.handle(.char(" "))
-        XCTAssertEqual(Array(m.taggedTTYs.keys), ["pts/0"])
+        XCTAssertEqual(Array(m.terminals.tagged.keys), ["pts/0"])
         _ = m.handle(.char("s"))
         XCTAssertEqual(m.exclusion, ExclusionRequest(ttys: ["pts/0"], scope: .user))
         var buffer = CellBuffer(width: 80, height: 24)
@@ -62,17 +62,17 @@ final class TUIModelTests: XCTestCase {
     func testTerminalTagsAreBoundToTheirSession() {
         var m = model()
         let first = TTYSession(tty: "pts/0", leader: 50, leaderStart: 1000)
-        m.ttys = [GuestTTY(name: "pts/0", kind: .pty, pids: [50], session: first)]
+        m.showGuest(ttys: [GuestTTY(name: "pts/0", kind: .pty, pids: [50], session: first)])
         _ = m.handle(.tab)
         _ = m.handle(.char(" "))
         XCTAssertEqual(m.exclusion.ttySessions, [first], "the tag names the session")
         XCTAssertEqual(m.exclusion.ttys, [])
         // A refresh with the same session keeps the tag.
-        m.ttys = [GuestTTY(name: "pts/0", kind: .pty, pids: [50, 51], session: first)]
-        XCTAssertEqual(m.taggedTTYs.count, 1)
+        m.showGuest(ttys: [GuestTTY(name: "pts/0", kind: .pty, pids: [50, 51], session: first)])
+        XCTAssertEqual(m.terminals.tagged.count, 1)
         // The session ended and another login took pts/0 (its leader even reuses pid 50).
-        m.ttys = [GuestTTY(name: "pts/0", kind: .pty, pids: [50], session: TTYSession(tty: "pts/0", leader: 50, leaderStart: 2000))]
-        XCTAssertTrue(m.taggedTTYs.isEmpty, "the tag went with its session")
+        m.showGuest(ttys: [GuestTTY(name: "pts/0", kind: .pty, pids: [50], session: TTYSession(tty: "pts/0", leader: 50, leaderStart: 2000))])
+        XCTAssertTrue(m.terminals.tagged.isEmpty, "the tag went with its session")
         XCTAssertTrue(m.exclusion.isEmpty)
         XCTAssertTrue(m.status.contains("has ended: its tag was dropped"), m.status)
     }
@@ -97,9 +97,9 @@ final class TUIModelTests: XCTestCase {
     func testQuitHelpAndSizes() {
         var m = model()
         _ = m.handle(.char("?"))
-        XCTAssertTrue(m.help)
+        XCTAssertTrue(m.helpShown)
         _ = m.handle(.char("x"))
-        XCTAssertFalse(m.help)
+        XCTAssertFalse(m.helpShown)
         for (w, h) in [(80, 24), (200, 60)] {
             var buffer = CellBuffer(width: w, height: h)
             m.render(into: &buffer)
@@ -113,8 +113,8 @@ final class TUIModelTests: XCTestCase {
 final class RestoreWizardTests: XCTestCase {
     func testRestoreListsStepsAndDefaultsToNo() {
         var m = TUIModel(vmName: "default", bundleDirectory: "/b")
-        m.bundles = ["a.sparc"]
-        m.bundleKills = ["a.sparc": ["50 bash"]]
+        m.setBundles(["a.sparc"])
+        m.bundleList.kills = ["a.sparc": ["50 bash"]]
         _ = m.handle(.function(6))
         _ = m.handle(.function(7))
         XCTAssertTrue(m.confirm?.question.contains("kill 50 bash, evict their page cache") ?? false, "\(String(describing: m.confirm))")
@@ -122,7 +122,7 @@ final class RestoreWizardTests: XCTestCase {
         _ = m.handle(.char("R"))
         XCTAssertEqual(m.handle(.char("y")), .restore(bundle: "a.sparc", allowRollback: false))
         var ro = TUIModel(vmName: "v", bundleDirectory: "/b", readonly: true)
-        ro.bundles = ["a.sparc"]
+        ro.setBundles(["a.sparc"])
         _ = ro.handle(.function(6))
         _ = ro.handle(.function(7))
         XCTAssertNil(ro.confirm)
@@ -133,15 +133,15 @@ final class HitsAndHexTests: XCTestCase {
     func testStepThroughHitsAndOpenHex() {
         var m = TUIModel(vmName: "v", bundleDirectory: "/b")
         _ = m.handle(.function(6))
-        m.hits = [
+        _ = m.receiveHits([
             SearchHit(file: "/b/a.sparc/memory.img", offset: 0x1234, length: 6, encoding: "ascii", address: 0x1234, context: "..secret..", owner: nil),
             SearchHit(file: "/b/a.sparc/memory.img", offset: 0x9000, length: 6, encoding: "utf16le", address: 0x9000, context: "s.e.c.", owner: nil),
-        ]
+        ])
         var buffer = CellBuffer(width: 100, height: 24)
         m.render(into: &buffer)
         XCTAssertTrue(buffer.line(0).contains("[1/2]"), buffer.text)
         _ = m.handle(.char("n"))
-        XCTAssertEqual(m.hitIndex, 1)
+        XCTAssertEqual(m.hitsScreen?.index, 1)
         _ = m.handle(.char("N"))
         XCTAssertEqual(m.handle(.enter), .loadHex(path: "/b/a.sparc/memory.img", offset: 0x1230 - 64))
         m.hex?.data = (0..<256).map { UInt8(0x41 + $0 % 26) }
@@ -160,7 +160,7 @@ final class HitsAndHexTests: XCTestCase {
         _ = m.handle(.escape)
         XCTAssertNil(m.hex)
         _ = m.handle(.escape)
-        XCTAssertTrue(m.hits.isEmpty)
+        XCTAssertTrue(m.pushed.isEmpty)
     }
 }
 
@@ -218,7 +218,7 @@ final class ListScrollingTests: XCTestCase {
     /// A long Bundles list scrolls with its cursor (arrows, pages, Home/End, clicks), as every list does.
     func testLongBundleListScrolls() {
         var m = TUIModel(vmName: "v", bundleDirectory: "/b")
-        m.bundles = (1...100).map { String(format: "b%03d.sparc", $0) }
+        m.setBundles((1...100).map { String(format: "b%03d.sparc", $0) })
         m.screenHeight = 24
         _ = m.handle(.function(6))
         XCTAssertEqual(m.tab, .bundles)
@@ -230,29 +230,29 @@ final class ListScrollingTests: XCTestCase {
         XCTAssertTrue(screen().line(2).contains("b001.sparc"))
         XCTAssertFalse(screen().text.contains("b021.sparc"), "20 rows fit")
         _ = m.handle(.end)
-        XCTAssertEqual(m.bundleCursor, 99)
+        XCTAssertEqual(m.bundleList.cursor, 99)
         var buffer = screen()
         XCTAssertTrue(buffer.line(21).contains("b100.sparc"), buffer.text)
         XCTAssertEqual(buffer.cell(row: 21, column: 3).style, .selected)
         XCTAssertFalse(buffer.text.contains("b080.sparc"))
         XCTAssertTrue(buffer.line(0).contains("[100/100]"), buffer.line(0))
         _ = m.handle(.pageUp)
-        XCTAssertEqual(m.bundleCursor, 80, "a page is the screen's rows less one")
+        XCTAssertEqual(m.bundleList.cursor, 80, "a page is the screen's rows less one")
         for _ in 0..<5 { _ = m.handle(.up) }
         buffer = screen()
         XCTAssertTrue(buffer.text.contains("b076.sparc"))
         // A click on the list's fourth row picks what is shown there.
         let top = Int(buffer.line(2).trimmingCharacters(in: .whitespaces).dropFirst().prefix(3))! - 1
         _ = m.click(row: 5, column: 4, height: 24)
-        XCTAssertEqual(m.bundleCursor, top + 3)
+        XCTAssertEqual(m.bundleList.cursor, top + 3)
         _ = m.handle(.home)
-        XCTAssertEqual(m.bundleCursor, 0)
+        XCTAssertEqual(m.bundleList.cursor, 0)
         XCTAssertTrue(screen().line(2).contains("b001.sparc"))
     }
 
     func testLongTerminalListScrolls() {
         var m = TUIModel(vmName: "v", bundleDirectory: "/b")
-        m.ttys = (0..<60).map { GuestTTY(name: "pts/\($0)", kind: .pty, pids: []) }
+        m.showGuest(ttys: (0..<60).map { GuestTTY(name: "pts/\($0)", kind: .pty, pids: []) })
         _ = m.handle(.tab)
         XCTAssertEqual(m.tab, .terminals)
         for _ in 0..<45 { _ = m.handle(.down) }
@@ -268,7 +268,7 @@ final class OneJobAtATimeTests: XCTestCase {
     /// state and its cancellation), and goes once the checkpoint is done.
     func testASecondJobWaitsForTheFirst() {
         var m = TUIModel(vmName: "v", bundleDirectory: "/b")
-        m.bundles = ["a.sparc"]
+        m.setBundles(["a.sparc"])
         _ = m.handle(.function(6))
         m.busy = "checkpoint: copying memory"
         _ = m.handle(.enter)
@@ -315,7 +315,7 @@ final class SearchFromHereTests: XCTestCase {
     func testSearchFromTheHexViewOpensTheNextHit() {
         var m = TUIModel(vmName: "v", bundleDirectory: "/b")
         m.tab = .bundles
-        m.hex = HexPage(path: "/b/a.sparc/memory.img", title: "t", offset: 0x5000, highlight: nil, isMemoryImage: true)
+        _ = m.push(.hex(HexScreen(HexPage(path: "/b/a.sparc/memory.img", title: "t", offset: 0x5000, highlight: nil, isMemoryImage: true))))
         _ = m.handle(.char("/"))
         for ch in "key" { _ = m.handle(.char(ch)) }
         XCTAssertEqual(m.handle(.enter), .search(pattern: "key", bundle: "/b/a.sparc/memory.img", encodings: [.ascii, .utf16le], ignoreCase: false))
@@ -323,7 +323,7 @@ final class SearchFromHereTests: XCTestCase {
             SearchHit(file: "/b/a.sparc/memory.img", offset: UInt64($0), length: 3, encoding: "ascii", address: nil, context: "key", owner: nil)
         }
         XCTAssertEqual(m.receiveHits(hits), .loadHex(path: "/b/a.sparc/memory.img", offset: 0x6000 - 64))
-        XCTAssertEqual(m.hitIndex, 1)
+        XCTAssertEqual(m.hitsScreen?.index, 1)
         XCTAssertEqual(m.hex?.highlight, 0x6000..<0x6003)
     }
 }
@@ -337,7 +337,7 @@ final class HexViewAddressTests: XCTestCase {
         var page = HexPage(path: "/b/a.sparc/memory.img", title: "t", offset: 0x7FFF_FFE0, highlight: nil, isMemoryImage: true)
         page.layout = PhysicalLayout(ramBytes: 3 << 30)
         page.data = (0..<64).map { UInt8($0) }
-        m.hex = page
+        _ = m.push(.hex(HexScreen(page)))
         var buffer = CellBuffer(width: 100, height: 10)
         m.render(into: &buffer)
         let rows = (0..<buffer.height).map { buffer.line($0) }
