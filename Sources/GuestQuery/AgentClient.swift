@@ -47,7 +47,7 @@ public final class AgentClient {
         do {
             s = try UnixSocket.connect(to: socketPath)
         } catch {
-            throw SparcError("guest agent socket \(socketPath) is not reachable: is the VM running?")
+            throw AgentError.unreachable(socket: socketPath)
         }
         // A newline first ends any partial frame an earlier client left in the port.
         try s.write(Data([0x0A]), deadline: Date().addingTimeInterval(timeout))
@@ -82,24 +82,22 @@ public final class AgentClient {
                 guard let chunk = try s.read(deadline: slice) else {
                     if Date() < deadline { continue }
                     close()
-                    throw SparcError(
-                        "guest agent did not answer '\(op.rawValue)' within \(Self.format(limit)) s (the guest may be hung, stopped or still booting, or another client holds the agent's port, which serves one at a time)"
-                    )
+                    throw AgentError.noAnswer(operation: op.rawValue, seconds: Self.format(limit))
                 }
                 if chunk.isEmpty {
                     close()
-                    throw SparcError("guest agent connection closed by QEMU")
+                    throw AgentError.closed
                 }
                 for frame in buffer.append(chunk) {
                     guard case .line(let line) = frame else {
                         close()
-                        throw SparcError("guest agent sent an answer to '\(op.rawValue)' larger than \(AgentProtocol.maxFrameBytes >> 20) MiB: refused")
+                        throw AgentError.oversized(operation: op.rawValue, why: "larger than \(AgentProtocol.maxFrameBytes >> 20) MiB")
                     }
                     // Decoding JSON costs ~30 bytes per value: a frame of tiny values from a
                     // hostile guest would cost the host gigabytes, so the values are counted first.
                     guard AgentFraming.valueCount(line, limit: AgentProtocol.maxFrameValues) <= AgentProtocol.maxFrameValues else {
                         close()
-                        throw SparcError("guest agent sent an answer to '\(op.rawValue)' of more than \(AgentProtocol.maxFrameValues) JSON values: refused")
+                        throw AgentError.oversized(operation: op.rawValue, why: "of more than \(AgentProtocol.maxFrameValues) JSON values")
                     }
                     guard let response = try? JSONDecoder().decode(AgentResponse.self, from: line), response.id == request.id else { continue }
                     if let failure = response.error {
@@ -109,8 +107,6 @@ public final class AgentClient {
                     return response
                 }
             }
-        } catch let error as SparcError {
-            throw error
         }
     }
 
@@ -217,6 +213,6 @@ public final class AgentClient {
                 usleep(UInt32(pollInterval * 1_000_000))
             }
         }
-        throw SparcError("guest agent did not answer within \(Self.format(timeout)) s" + (lastError.map { " (last: \($0))" } ?? ""))
+        throw AgentError.notReady(seconds: Self.format(timeout), last: lastError.map { "\($0)" })
     }
 }

@@ -13,18 +13,18 @@ public final class BundleWriter {
     private var finished = false
 
     public init(path: String) throws {
-        guard !path.isEmpty else { throw SparcError("the bundle path is empty: give a path for the new bundle") }
+        guard !path.isEmpty else { throw BundleError.badOutput("the bundle path is empty: give a path for the new bundle") }
         let absolute = FileSystem.absolute(path)
-        guard absolute != "/" else { throw SparcError("refusing to write a bundle at /") }
+        guard absolute != "/" else { throw BundleError.badOutput("refusing to write a bundle at /") }
         self.path = absolute
         if FileSystem.exists(absolute) {
-            throw SparcError("bundle path \(path) already exists; choose a new name or remove it first")
+            throw BundleError.badOutput("bundle path \(path) already exists; choose a new name or remove it first")
         }
         let parent = Path.directory(of: absolute)
-        guard FileSystem.exists(parent) else { throw SparcError("output directory \(parent) does not exist") }
-        guard FileSystem.isDirectory(parent) else { throw SparcError("\(parent) is not a directory") }
+        guard FileSystem.exists(parent) else { throw BundleError.badOutput("output directory \(parent) does not exist") }
+        guard FileSystem.isDirectory(parent) else { throw BundleError.badOutput("\(parent) is not a directory") }
         guard access(parent, W_OK | X_OK) == 0 else {
-            throw SparcError("output directory \(parent) is not writable")
+            throw BundleError.badOutput("output directory \(parent) is not writable")
         }
         Self.removeStaleStaging(in: parent)
         // A name nobody can predict, made by mkdtemp (never one that existed before): in a shared
@@ -147,21 +147,25 @@ public struct BundleReader {
 
     public init(path: String) throws {
         let absolute = FileSystem.absolute(path)
-        guard FileSystem.exists(absolute) else { throw SparcError("no bundle at \(path)") }
-        guard FileSystem.isDirectory(absolute) else { throw SparcError("\(path) is not a bundle directory") }
+        guard FileSystem.exists(absolute) else { throw BundleError.notFound(path: path) }
+        guard FileSystem.isDirectory(absolute) else { throw BundleError.notABundle(path: path, why: "is not a bundle directory") }
         let manifestPath = absolute + "/" + Manifest.fileName
         guard FileSystem.exists(manifestPath) else {
             // Not a bundle at all is a usage error (exit 2), not a damaged bundle.
-            throw SparcError("\(path) has no manifest.json: not a sparc bundle, or an incomplete one")
+            throw BundleError.notABundle(path: path, why: "has no manifest.json: not a sparc bundle, or an incomplete one")
         }
         let file: OpenedFile
         do {
             file = try OpenedFile(regular: manifestPath, maxSize: Manifest.maxManifestBytes)
         } catch let e as SparcError {
-            throw SparcError("manifest.json: \(e.message)", kind: .negative)
+            throw BundleError.badManifest("manifest.json: \(e.message)")
         }
         self.path = absolute
-        self.manifest = try Manifest.decode(try file.readAll())
+        do {
+            self.manifest = try Manifest.decode(try file.readAll())
+        } catch let e as SparcError {
+            throw e.kind == .negative ? BundleError.badManifest(e.message) : BundleError.unsupported(e.message)
+        }
     }
 
     public func file(_ name: String) -> String { path + "/" + name }
@@ -169,16 +173,16 @@ public struct BundleReader {
     /// Opens a member the manifest lists, checking its size first.
     public func open(_ member: Manifest.Member) throws -> OpenedFile {
         guard let entry = manifest.file(member) else {
-            throw SparcError("bundle has no \(member.rawValue)", kind: .negative)
+            throw BundleError.missingMember(member.rawValue)
         }
         let f: OpenedFile
         do {
             f = try OpenedFile(regular: file(member.rawValue), maxSize: member.sizeLimit)
         } catch let e as SparcError {
-            throw SparcError("\(member.rawValue): \(e.message)", kind: .negative)
+            throw BundleError.damaged(member: member.rawValue, why: e.message)
         }
         guard f.size == entry.size else {
-            throw SparcError("\(member.rawValue): size is \(f.size) bytes, the manifest says \(entry.size)", kind: .negative)
+            throw BundleError.damaged(member: member.rawValue, why: "size is \(f.size) bytes, the manifest says \(entry.size)")
         }
         return f
     }
@@ -226,9 +230,8 @@ public struct BundleReader {
                 if digest != entry.sha256 {
                     problems.append(Problem(file: entry.name, reason: "content differs from its digest in the manifest"))
                 }
-            } catch let e as SparcError {
-                let prefix = entry.name + ": "
-                problems.append(Problem(file: entry.name, reason: e.message.hasPrefix(prefix) ? String(e.message.dropFirst(prefix.count)) : e.message))
+            } catch BundleError.damaged(_, let why) {
+                problems.append(Problem(file: entry.name, reason: why))
             } catch {
                 problems.append(Problem(file: entry.name, reason: "\(error)"))
             }

@@ -191,13 +191,13 @@ public enum SparseImage {
         progress: ((Int64, Int64) -> Void)? = nil, cancel: Cancellation? = nil
     ) throws {
         guard source.size == expectedSize else {
-            throw SparcError("memory image is \(source.size) bytes, the manifest says \(expectedSize): bundle is damaged")
+            throw BundleError.damaged(member: "memory.img", why: "\(source.size) bytes, the manifest says \(expectedSize)")
         }
         let output = try NewFile(destination, size: source.size)
         let digest = try ChunkedDigest.digest(
             fd: source.fd, size: source.size, path: source.path, copyTo: output.fd, progress: progress, cancel: cancel)
         guard digest == expectedDigest else {
-            throw SparcError("memory image does not match its digest in the manifest: bundle is damaged or tampered")
+            throw BundleError.tampered(member: "memory.img")
         }
         output.keep()
     }

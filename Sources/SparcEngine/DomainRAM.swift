@@ -120,7 +120,7 @@ extension VMManager {
         let file = try reader.open(member)
         let digest = try ChunkedDigest.digest(fd: file.fd, size: file.size, path: file.path)
         guard digest == reader.manifest.file(member)?.sha256, let data = FileManager.default.contents(atPath: file.path), Int64(data.count) == file.size else {
-            throw SparcError("\(member.rawValue) does not match its digest in the manifest: bundle is damaged or tampered", kind: .negative)
+            throw BundleError.tampered(member: member.rawValue)
         }
         return data
     }
@@ -137,7 +137,7 @@ extension VMManager {
             fd: source.fd, size: source.size, path: source.path, copyTo: fd,
             progress: { done, total in progress?("loading memory \(done * 100 / max(total, 1))%") })
         guard digest == entry.sha256 else {
-            throw SparcError("memory.img does not match its digest in the manifest: bundle is damaged or tampered", kind: .negative)
+            throw BundleError.tampered(member: "memory.img")
         }
     }
 }

@@ -61,7 +61,7 @@ public struct RestorePolicy: Sendable {
 }
 
 /// Why a restore was refused in a way the operator may override with a flag.
-public enum RestoreRefusal: Error, CustomStringConvertible, Equatable, Sendable {
+public enum RestoreRefusal: UserFacingError, Equatable, Sendable {
     /// Older than the newest checkpoint (or unknown to the history): needs `allowRollback`.
     case rollback(String)
     /// Not sealed by this host: needs `allowForeign`.
@@ -74,6 +74,9 @@ public enum RestoreRefusal: Error, CustomStringConvertible, Equatable, Sendable 
         case .rollback(let m), .foreign(let m), .clone(let m): return m
         }
     }
+
+    /// A refusal the operator can override with a flag: a usage matter (2).
+    public var exitCode: Int32 { 2 }
 }
 
 /// What the checks before a restore decided.
@@ -389,7 +392,7 @@ extension VMManager {
         let out = try NewFile(path, size: source.size)
         let digest = try ChunkedDigest.digest(fd: source.fd, size: source.size, path: source.path, copyTo: out.fd, cancel: cancel)
         guard digest == entry.sha256 else {
-            throw SparcError("\(entry.name) does not match its digest in the manifest: bundle is damaged or tampered", kind: .negative)
+            throw BundleError.tampered(member: entry.name)
         }
         out.keep()
     }

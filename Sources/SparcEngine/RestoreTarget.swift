@@ -99,7 +99,7 @@ final class OwnRestoreTarget: RestoreTarget {
     func runningNow(replace: Bool) throws -> Bool {
         let isRunning = (try? manager.running(name)) != nil
         if isRunning && !replace {
-            throw SparcError("VM '\(name)' is running; stop it first or pass --replace to restore over it")
+            throw VMError.replaceNotAsked(name: name)
         }
         return isRunning
     }

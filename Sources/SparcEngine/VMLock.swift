@@ -26,9 +26,7 @@ final class VMLock {
             return try body()
         }
         guard let lock = try FileLock(path, wait: wait) else {
-            let holder = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmed ?? ""
-            let who = holder.isEmpty ? "another sparc command" : "sparc \(holder.terminalSafe)"
-            throw SparcError("VM '\(vm)' is busy: \(who) is working on it; pass --wait to wait for it")
+            throw VMError.busy(name: vm, holder: (try? String(contentsOfFile: path, encoding: .utf8))?.trimmed ?? "")
         }
         lock.describe("(pid \(getpid())) \(what)")
         registry.withLock { held[path] = (lock, 1) }

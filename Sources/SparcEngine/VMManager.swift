@@ -353,9 +353,7 @@ public final class VMManager {
         FileSystem.removeTree(layout.directory)
     }
 
-    func notFound(_ name: String) -> SparcError {
-        SparcError("no VM named '\(name)' is running (see 'sparc vm list')")
-    }
+    func notFound(_ name: String) -> VMError { .notRunning(name: name) }
 
     func ensureNotRunning(_ name: String) throws {
         let layout = layout(name)
@@ -365,7 +363,7 @@ public final class VMManager {
         }
         let state = try? VMState.load(layout.stateFile)
         if let state, QEMUProcess.isQEMU(state.pid) {
-            throw SparcError("VM '\(name)' is already running (pid \(state.pid)); stop it first with 'sparc vm stop --name \(name)'")
+            throw VMError.alreadyRunning(name: name, pid: state.pid)
         }
         // A VM that died: its own disk gets its overlays back and a check, then its files go.
         if let state { recoverDisk(state) }
@@ -380,7 +378,7 @@ public final class VMManager {
         guard FileSystem.exists(layout.stateFile) else { throw notFound(name) }
         let state = try VMState.load(layout.stateFile)
         guard QEMUProcess.isQEMU(state.pid) else {
-            throw SparcError("VM '\(name)' is not running (its QEMU process \(state.pid) is gone; 'sparc vm stop --name \(name)' cleans up)")
+            throw VMError.qemuGone(name: name, pid: state.pid)
         }
         recoverFromDeadFreeze(name, layout: layout)
         return state

@@ -12,7 +12,15 @@
 ///
 /// `negative` is a clean "no" (verify failed, search found nothing) and exits 1;
 /// `operational` covers usage and environment problems and exits 2.
-public struct SparcError: Error, CustomStringConvertible, Equatable {
+/// An error the operator reads: one line, and the exit status the README gives it (1: the
+/// answer is no — damaged, tampered, not found by a check; 2: it could not be done). The
+/// typed errors at module edges (`BundleError`, `VMError`, `AgentError`, `RestoreRefusal`)
+/// conform, so callers and tests tell their cases apart while the CLI prints them alike.
+public protocol UserFacingError: Error, CustomStringConvertible {
+    var exitCode: Int32 { get }
+}
+
+public struct SparcError: UserFacingError, Equatable {
     public enum Kind: Equatable, Sendable { case negative, operational }
     public var kind: Kind
     public var message: String

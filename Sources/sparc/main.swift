@@ -58,10 +58,12 @@ do {
     printError("sparc: \(error.message.terminalSafe)")
     // Cancelled by a signal: the shell's status for it (130 for Ctrl-C), as if it had killed us.
     exit(error.posixCode == ECANCELED && Interruption.signal != 0 ? Interruption.exitStatus : error.exitCode)
-} catch let refusal as RestoreRefusal {
+} catch let error as UserFacingError {
+    // The typed errors of the modules' edges (a refused restore, a damaged bundle, a busy VM,
+    // an agent that does not answer): one escaped line and their exit status.
     endProgress()
-    printError("sparc: \(refusal.description.terminalSafe)")
-    exit(2)
+    printError("sparc: \(error.description.terminalSafe)")
+    exit(error.exitCode)
 } catch let code as ExitCode {
     exit(code.rawValue)
 } catch {

@@ -170,3 +170,20 @@ final class AgentClientTests: XCTestCase {
         XCTAssertThrowsError(try client.hello()) { XCTAssertTrue("\($0)".contains("is the VM running")) }
     }
 }
+
+/// The agent client's typed errors: no agent, and an agent that stays silent.
+final class AgentErrorTests: XCTestCase {
+    func testNoAgentAndASilentAgentAreTheirOwnCases() throws {
+        let dir = NSTemporaryDirectory() + "sparc-agenterror-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileSystem.makeDirectories(dir)
+        defer { FileSystem.removeTree(dir) }
+        let nobody = AgentClient(socketPath: dir + "/none.sock", timeout: 1)
+        XCTAssertThrowsError(try nobody.hello()) { XCTAssertEqual($0 as? AgentError, .unreachable(socket: dir + "/none.sock")) }
+        // Something listens (the kernel accepts into the backlog) and never answers.
+        let listener = try UnixSocket.listen(at: dir + "/silent.sock")
+        defer { close(listener) }
+        let silent = AgentClient(socketPath: dir + "/silent.sock", timeout: 0.3)
+        defer { silent.close() }
+        XCTAssertThrowsError(try silent.hello()) { XCTAssertEqual($0 as? AgentError, .noAnswer(operation: "hello", seconds: "0.3")) }
+    }
+}

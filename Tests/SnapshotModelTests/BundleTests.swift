@@ -70,7 +70,8 @@ final class BundleTests: ScratchTestCase {
         for offset in stride(from: 0, to: size, by: max(1, size / 40)) {
             try flipByte(manifestPath, at: offset)
             XCTAssertThrowsError(try BundleReader(path: path), "flip at manifest byte \(offset)") { error in
-                XCTAssertEqual((error as? SparcError)?.kind, .negative)
+                guard case .badManifest? = error as? BundleError else { return XCTFail("flip at manifest byte \(offset): \(error)") }
+                XCTAssertEqual((error as? UserFacingError)?.exitCode, 1, "a damaged manifest is a no")
             }
             try flipByte(manifestPath, at: offset)
         }
@@ -90,9 +91,11 @@ final class BundleTests: ScratchTestCase {
 
     func testWriterRefusesExistingPathAndMissingParent() throws {
         let path = try makeBundle()
-        XCTAssertThrowsError(try BundleWriter(path: path)) { XCTAssertTrue("\($0)".contains("already exists")) }
-        XCTAssertThrowsError(try BundleWriter(path: dir + "/no/such/dir/x.sparc")) {
-            XCTAssertTrue("\($0)".contains("does not exist"))
+        for refused in [path, dir + "/no/such/dir/x.sparc", "", "/"] {
+            XCTAssertThrowsError(try BundleWriter(path: refused)) {
+                guard case .badOutput? = $0 as? BundleError else { return XCTFail("\(refused): \($0)") }
+                XCTAssertEqual(($0 as? BundleError)?.exitCode, 2, "a path that cannot take a bundle is a usage error")
+            }
         }
     }
 
@@ -104,9 +107,19 @@ final class BundleTests: ScratchTestCase {
     }
 
     func testReaderErrorsAreClear() throws {
-        XCTAssertThrowsError(try BundleReader(path: dir + "/nothing.sparc")) { XCTAssertTrue("\($0)".contains("no bundle")) }
+        XCTAssertThrowsError(try BundleReader(path: dir + "/nothing.sparc")) {
+            XCTAssertEqual($0 as? BundleError, .notFound(path: dir + "/nothing.sparc"))
+        }
         try FileSystem.makeDirectory(dir + "/empty.sparc")
-        XCTAssertThrowsError(try BundleReader(path: dir + "/empty.sparc")) { XCTAssertTrue("\($0)".contains("no manifest.json")) }
+        XCTAssertThrowsError(try BundleReader(path: dir + "/empty.sparc")) {
+            guard case .notABundle? = $0 as? BundleError else { return XCTFail("\($0)") }
+        }
+        // A member the manifest lists and the bundle lacks, and one whose bytes were changed.
+        let path = try makeBundle()
+        let reader = try BundleReader(path: path)
+        unlink(path + "/" + Manifest.devicesFile)
+        XCTAssertThrowsError(try reader.open(.devices)) { guard case .damaged(member: Manifest.devicesFile, _)? = $0 as? BundleError else { return XCTFail("\($0)") } }
+        XCTAssertEqual(BundleError.tampered(member: "memory.img").exitCode, 1, "a bundle that is not intact is a no")
     }
 
     /// Every value of a resealed manifest is checked: names, sizes, members, digests.
@@ -131,7 +144,16 @@ final class BundleTests: ScratchTestCase {
         let original = try Data(contentsOf: URL(fileURLWithPath: path + "/" + Manifest.fileName))
         for (expected, edit) in cases {
             try reseal(path) { o in o = edit(o) }
-            XCTAssertThrowsError(try BundleReader(path: path), expected) { XCTAssertTrue("\($0)".contains(expected), "\(expected): \($0)") }
+            XCTAssertThrowsError(try BundleReader(path: path), expected) {
+                let message: String
+                switch $0 as? BundleError {
+                case .badManifest(let m)?: message = m
+                case .unsupported(let m)? where expected.hasPrefix("format version"): message = m
+                default: return XCTFail("\(expected): \($0)")
+                }
+                // The line names what is wrong (the case is what callers tell apart).
+                XCTAssertTrue(message.contains(expected), "\(expected): \(message)")
+            }
             try original.write(to: URL(fileURLWithPath: path + "/" + Manifest.fileName))
         }
     }
@@ -144,7 +166,7 @@ final class BundleTests: ScratchTestCase {
         unlink(path + "/" + Manifest.devicesFile)
         XCTAssertEqual(symlink(outside, path + "/" + Manifest.devicesFile), 0)
         let reader = try BundleReader(path: path)
-        XCTAssertThrowsError(try reader.open(.devices)) { XCTAssertTrue("\($0)".contains("symbolic link"), "\($0)") }
+        XCTAssertThrowsError(try reader.open(.devices)) { guard case .damaged(member: Manifest.devicesFile, _)? = $0 as? BundleError else { return XCTFail("\($0)") } }
         XCTAssertTrue(reader.verify().contains { $0.file == Manifest.devicesFile && $0.reason.contains("symbolic link") })
 
         unlink(path + "/" + Manifest.devicesFile)
@@ -158,7 +180,7 @@ final class BundleTests: ScratchTestCase {
         unlink(manifest)
         XCTAssertEqual(mkfifo(manifest, 0o600), 0)
         try XCTAssertFinishes("reading a FIFO manifest") {
-            XCTAssertThrowsError(try BundleReader(path: path)) { XCTAssertTrue("\($0)".contains("not a regular file"), "\($0)") }
+            XCTAssertThrowsError(try BundleReader(path: path)) { guard case .badManifest? = $0 as? BundleError else { return XCTFail("\($0)") } }
         }
         unlink(manifest)
         try saved.write(to: URL(fileURLWithPath: manifest))
