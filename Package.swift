@@ -63,7 +63,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // Fixtures the test targets share (the fuzzers' mutator).
-        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["SparcSupport"], path: "Tests/TestSupport"),
         .testTarget(name: "SparcSupportTests", dependencies: ["SparcSupport", "TestSupport"]),
         .testTarget(name: "SnapshotModelTests", dependencies: ["SnapshotModel", "SparcSupport", "TestSupport"]),
         .testTarget(name: "GuestQueryTests", dependencies: ["GuestQuery", "SparcSupport", "TestSupport"]),
@@ -74,7 +74,7 @@ let package = Package(
         .testTarget(name: "HexViewTests", dependencies: ["HexView", "SparcSupport", "SnapshotModel", "TestSupport"]),
         .testTarget(name: "SecretScanTests", dependencies: ["SecretScan", "SparcSupport"]),
         .testTarget(name: "SparcTUITests", dependencies: ["SparcTUI", "HexView", "GuestQuery", "SnapshotModel", "SparcEngine", "SecretScan"]),
-        .testTarget(name: "SparcEngineTests", dependencies: ["SparcEngine", "SparcSupport", "SnapshotModel", "SecretScan", "HexView", "Libvirt"]),
+        .testTarget(name: "SparcEngineTests", dependencies: ["SparcEngine", "SparcSupport", "SnapshotModel", "SecretScan", "HexView", "Libvirt", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["SnapshotModel", "SparcSupport", "HexView", "SparcEngine", "GuestQuery"]),
     ],
     swiftLanguageModes: [.v5]

@@ -1,5 +1,6 @@
 import Foundation
 import SparcSupport
+import TestSupport
 import XCTest
 
 @testable import GuestQuery
@@ -52,42 +53,13 @@ final class ProtocolTests: XCTestCase {
 
 /// A fake agent on a Unix socket: answers with a scripted reply per request.
 final class FakeAgent {
-    let path: String
-    let listener: Int32
+    let server: LineServer
+    var path: String { server.path }
     init(reply: @escaping (AgentRequest) -> [Data]) throws {
-        path = NSTemporaryDirectory() + "fake-agent-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock"
-        listener = try UnixSocket.listen(at: path)
-        let fd = listener
-        Thread.detachNewThread {
-            while true {
-                let c = accept(fd, nil, nil)
-                if c < 0 {
-                    // Closed here, never in deinit: a descriptor number freed while this thread
-                    // could still accept on it would be the next test's listener.
-                    close(fd)
-                    return
-                }
-                var buffer = Data()
-                var chunk = [UInt8](repeating: 0, count: 4096)
-                while true {
-                    let n = read(c, &chunk, chunk.count)
-                    if n <= 0 { break }
-                    buffer.append(chunk, count: n)
-                    while let nl = buffer.firstIndex(of: 0x0A) {
-                        let line = buffer[buffer.startIndex..<nl]
-                        buffer = Data(buffer[(nl + 1)...])
-                        guard case .success(let request) = AgentFraming.decodeRequest(Data(line)) else { continue }
-                        for frame in reply(request) { _ = frame.withUnsafeBytes { write(c, $0.baseAddress, $0.count) } }
-                    }
-                }
-                close(c)
-            }
+        server = try LineServer { line in
+            guard case .success(let request) = AgentFraming.decodeRequest(line) else { return [] }
+            return reply(request)
         }
-    }
-    deinit {
-        // Wakes the accepting thread, which closes the listener.
-        shutdown(listener, Int32(SHUT_RDWR))
-        unlink(path)
     }
 }
 

@@ -2,6 +2,7 @@ import Foundation
 import GuestQuery
 import Hypervisor
 import SparcSupport
+import TestSupport
 
 @testable import SparcEngine
 
@@ -42,41 +43,17 @@ final class FakeMonitor: MachineMonitor {
 /// The guest agent's side: hello, freeze, owners, no memory layout (an older agent), thaw,
 /// and at a restore reseed and the clock; `refuseThaw` makes it fail to thaw.
 final class FakeGuestAgent {
-    let path: String
-    let listener: Int32
+    var server: LineServer!
+    var path: String { server.path }
     var frozen = false
     var thaws = 0
     var refuseThaw = false
     let lock = NSLock()
 
     init(dir: String) throws {
-        path = dir + "/agent.sock"
-        listener = try UnixSocket.listen(at: path)
-        let fd = listener
-        Thread.detachNewThread { [unowned self] in
-            while true {
-                let c = accept(fd, nil, nil)
-                if c < 0 {
-                    if errno == EINTR || errno == ECONNABORTED { continue }
-                    close(fd)
-                    return
-                }
-                var buffer = Data()
-                var chunk = [UInt8](repeating: 0, count: 65536)
-                while true {
-                    let n = read(c, &chunk, chunk.count)
-                    if n <= 0 { break }
-                    buffer.append(chunk, count: n)
-                    while let nl = buffer.firstIndex(of: 0x0A) {
-                        let line = buffer[buffer.startIndex..<nl]
-                        buffer = Data(buffer[(nl + 1)...])
-                        guard case .success(let request) = AgentFraming.decodeRequest(Data(line)) else { continue }
-                        let frame = AgentFraming.encode(self.answer(request))
-                        _ = frame.withUnsafeBytes { send(c, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-                    }
-                }
-                close(c)
-            }
+        server = try LineServer(path: dir + "/agent.sock") { [unowned self] line in
+            guard case .success(let request) = AgentFraming.decodeRequest(line) else { return [] }
+            return [AgentFraming.encode(self.answer(request))]
         }
     }
 
@@ -108,8 +85,4 @@ final class FakeGuestAgent {
         }
     }
 
-    deinit {
-        shutdown(listener, Int32(SHUT_RDWR))
-        unlink(path)
-    }
 }
