@@ -20,6 +20,8 @@ let package = Package(
         // libcrypto (OpenSSL) for SHA-256 with the CPU's SHA extensions.
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CNCurses", providers: [.apt(["libncurses-dev"])]),
+        // zstd (Debian's libzstd-dev): the checkpoint store's chunks are compressed where it pays.
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .target(name: "SnapshotModel", dependencies: ["SparcSupport", "COpenSSL"]),
         .target(name: "GuestQuery", dependencies: ["SparcSupport"]),
         // The guest kernel's own records of free memory and swap, read from paused RAM.
@@ -40,6 +42,8 @@ let package = Package(
         // What outlives VMs and bundles on this host: its key, the VMs' histories, the
         // rollback-sensitive data and the server of that port (all sparc-rsdmd links).
         .target(name: "HostState", dependencies: ["SparcSupport", "SnapshotModel"]),
+        // The content-addressed checkpoint store: chunks keyed, deduplicated, compressed, sealed.
+        .target(name: "CheckpointStore", dependencies: ["SnapshotModel", "SparcSupport", "COpenSSL", "CZstd"]),
         .target(
             name: "SparcEngine",
             dependencies: ["SparcSupport", "SnapshotModel", "GuestQuery", "GuestMemory", "Hypervisor", "HexView", "SecretScan", "Libvirt", "HostState"]),
@@ -51,7 +55,7 @@ let package = Package(
             name: "sparc",
             dependencies: [
                 "SparcEngine", "SparcTUI", "HexView", "Hypervisor", "SnapshotModel", "GuestQuery", "SparcSupport", "SecretScan", "Libvirt",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "CheckpointStore", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // The host side of a VM's rollback-sensitive data port, supervised; started detached.
         .executableTarget(name: "sparc-rsdmd", dependencies: ["HostState", "SparcSupport"]),
@@ -72,6 +76,7 @@ let package = Package(
         .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor", "SparcSupport"]),
         .testTarget(name: "LibvirtTests", dependencies: ["Libvirt", "SparcSupport"]),
         .testTarget(name: "HexViewTests", dependencies: ["HexView", "SparcSupport", "SnapshotModel", "TestSupport"]),
+        .testTarget(name: "CheckpointStoreTests", dependencies: ["CheckpointStore", "SnapshotModel", "SparcSupport", "TestSupport"]),
         .testTarget(name: "SecretScanTests", dependencies: ["SecretScan", "SparcSupport"]),
         .testTarget(name: "SparcTUITests", dependencies: ["SparcTUI", "HexView", "GuestQuery", "SnapshotModel", "SparcEngine", "SecretScan"]),
         .testTarget(name: "SparcEngineTests", dependencies: ["SparcEngine", "SparcSupport", "SnapshotModel", "SecretScan", "HexView", "Libvirt", "TestSupport"]),

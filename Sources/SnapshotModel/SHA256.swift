@@ -90,7 +90,9 @@ enum ZeroPage {
 
 /// HMAC-SHA256 (OpenSSL).
 public enum HMACSHA256 {
-    public static func hex(key: Data, message: Data) -> String {
+    public static func hex(key: Data, message: Data) -> String { raw(key: key, message: message).map { String(format: "%02x", $0) }.joined() }
+
+    public static func raw(key: Data, message: Data) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: 32)
         var len: UInt32 = 0
         key.withUnsafeBytes { k in
@@ -98,6 +100,6 @@ public enum HMACSHA256 {
                 _ = HMAC(EVP_sha256(), k.baseAddress, Int32(k.count), m.bindMemory(to: UInt8.self).baseAddress, m.count, &out, &len)
             }
         }
-        return out.map { String(format: "%02x", $0) }.joined()
+        return out
     }
 }

@@ -375,6 +375,51 @@ final class GuestLifecycleTests: GuestTestCase {
         try sparc.ok(["verify", home + "/" + name])
     }
 
+    /// Real checkpoints through the store: a second checkpoint stores little beside the first
+    /// (the guest's memory barely changed), nothing of a secret a guest process holds is in the
+    /// store's files though the bundle has it, an export restores and the guest runs on, the
+    /// check reads every chunk, and removing a checkpoint frees what only it held at gc.
+    func testCheckpointsGoThroughTheStoreDeduplicatedAndEncrypted() throws {
+        let home = work + "/store-home"
+        let env = ["SPARC_BUNDLES": home]
+        let holder = try detach("S=STORE\(Self.generate); mkfifo /run/st.fifo 2>/dev/null; printf %s $S > /run/st.fifo; while :; do sleep 1000; done")
+        let secret = try readFifo("/run/st.fifo")
+        let first = work + "/st-1.sparc", second = work + "/st-2.sparc"
+        try sparc.ok(["checkpoint", "--name", vm, "-o", first])
+        try sparc.ok(["checkpoint", "--name", vm, "-o", second])
+        XCTAssertEqual(try sparc.run(["search", secret, first]).status, 0, "the bundle holds the secret")
+        func stored(_ bundle: String, _ name: String) throws -> [String: Any] {
+            let out = try sparc.run(["import", bundle, "--as", name, "--json"], environment: env)
+            XCTAssertEqual(out.status, 0, out.stderr)
+            return try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(out.stdout.utf8)) as? [String: Any])
+        }
+        let one = try stored(first, "st-1"), two = try stored(second, "st-2")
+        let firstBytes = try XCTUnwrap(one["storedBytes"] as? Int64), secondBytes = try XCTUnwrap(two["storedBytes"] as? Int64)
+        let logical = try XCTUnwrap(one["logicalBytes"] as? Int64)
+        XCTAssertLessThan(firstBytes, logical / 2, "zero chunks are not stored and the rest compresses")
+        XCTAssertLessThan(secondBytes, firstBytes / 2, "the second checkpoint shares most chunks with the first")
+        print("store: first checkpoint \(logical >> 20) MiB logical, \(firstBytes >> 10) KiB stored; second \(secondBytes >> 10) KiB stored")
+
+        let found = try Subprocess.run(["grep", "-r", "-a", "-l", "-F", secret, home + "/store"])
+        XCTAssertEqual(found.status, 1, "the store's files hold the secret in clear: \(found.stdoutText)")
+        let listed = try sparc.run(["bundles", "--json"], environment: env)
+        let entries = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [[String: Any]])
+        XCTAssertEqual(entries.compactMap { $0["name"] as? String }, ["st-1", "st-2"])
+        XCTAssertTrue(entries.allSatisfy { ($0["vm"] as? String) == vm })
+        try sparc.ok(["store", "check", "--read-data"], environment: env)
+
+        let exported = work + "/st-exported.sparc"
+        try sparc.ok(["export", "st-2", "-o", exported], environment: env)
+        try sparc.ok(["verify", exported])
+        try guest("kill \(holder)")
+        try sparc.ok(["restore", exported, "--name", vm, "--replace"])
+        XCTAssertTrue(try livePids().contains(holder), "the restored guest runs the process it was saved with")
+        try guest("kill \(holder)")
+        try sparc.ok(["store", "rm", "st-1", "--yes"], environment: env)
+        try sparc.fails(["export", "st-1", "-o", work + "/gone.sparc"], message: "no checkpoint named 'st-1'", environment: env)
+        XCTAssertFalse(FileSystem.exists(work + "/gone.sparc"))
+    }
+
     /// One command at a time changes a VM: while a checkpoint works, a second checkpoint, a
     /// restore and a stop each fail at once with one line naming it (exit 2), read-only
     /// commands go on, and --wait waits its turn; a holder killed with SIGKILL leaves no lock.

@@ -77,8 +77,8 @@ struct SparcRunner {
 
     /// Runs and requires exit 0, returning stdout.
     @discardableResult
-    func ok(_ args: [String], stdin: Data? = nil, file: StaticString = #filePath, line: UInt = #line) throws -> String {
-        let out = try run(args, input: stdin)
+    func ok(_ args: [String], stdin: Data? = nil, environment: [String: String]? = nil, file: StaticString = #filePath, line: UInt = #line) throws -> String {
+        let out = try run(args, input: stdin, environment: environment)
         XCTAssertEqual(out.status, 0, "sparc \(args.joined(separator: " ")) failed: \(out.stderr)", file: file, line: line)
         return out.stdout
     }

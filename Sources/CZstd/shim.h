@@ -1,0 +1,4 @@
+#ifndef SPARC_CZSTD_SHIM_H
+#define SPARC_CZSTD_SHIM_H
+#include <zstd.h>
+#endif

@@ -1,0 +1,314 @@
+import Foundation
+import SnapshotModel
+import SparcSupport
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// A stored checkpoint: the bundle's own manifest (its digests cover every member, its seal
+/// still applies) and, per member, the list of chunks it is made of.
+public struct StoredCheckpoint: Codable, Equatable, Sendable {
+    public struct Member: Codable, Equatable, Sendable {
+        public var name: String
+        public var size: Int64
+        public var chunkBytes: Int
+        /// One chunk id per `chunkBytes` of the member; "" for a chunk of zeros (never stored).
+        public var chunks: [String]
+    }
+
+    public var formatVersion = 1
+    public var name: String
+    public var vm: String
+    public var createdAt: String
+    /// manifest.json of the bundle, byte for byte.
+    public var bundleManifest: Data
+    /// host.seal of the bundle, when it had one.
+    public var seal: Data?
+    public var members: [Member]
+}
+
+/// What storing a checkpoint cost.
+public struct StoreReport: Codable, Equatable, Sendable {
+    public var name: String
+    /// Bytes of the bundle's members (holes included).
+    public var logicalBytes: Int64 = 0
+    public var chunks = 0
+    /// Chunks of zeros: recorded, never stored.
+    public var zeroChunks = 0
+    /// Chunks the store held already (from this or any other checkpoint).
+    public var sharedChunks = 0
+    /// Bytes written to the store (sealed, compressed where it paid).
+    public var storedBytes: Int64 = 0
+}
+
+/// One checkpoint as the store lists it.
+public struct StoreEntry: Codable, Equatable, Sendable {
+    public var name: String
+    public var vm: String
+    public var createdAt: String
+    public var logicalBytes: Int64
+    /// Bytes of the chunks no other checkpoint uses (what deleting it would free).
+    public var uniqueBytes: Int64
+    /// What was left out, from the bundle's manifest ("" when nothing).
+    public var excluded: String
+}
+
+/// The content-addressed checkpoint store: every member of every checkpoint cut into chunks,
+/// each stored once (under its keyed digest), zero chunks never, compressed where it pays and
+/// sealed with AES-256-GCM; a sealed manifest per checkpoint lists its chunks. Chunks are
+/// written before their manifest, so a crash leaves at worst unreferenced chunks (`gc` removes
+/// them), never a listed checkpoint that cannot be read back.
+public final class CheckpointStore {
+    public let objects: ObjectStore
+    let keys: StoreKeys
+    /// Chunk size: 1 MiB (guest pages are 4 KiB; larger chunks dedup worse across checkpoints,
+    /// smaller ones cost a manifest entry and a file each).
+    public static let defaultChunkBytes = 1 << 20
+    static let maxManifestBytes = 64 << 20
+
+    public init(objects: ObjectStore, keys: StoreKeys) {
+        self.objects = objects
+        self.keys = keys
+    }
+
+    /// The store under `directory` (`$SPARC_BUNDLES/store`), its key in `stateDirectory`.
+    public convenience init(directory: String, stateDirectory: String) throws {
+        try FileSystem.makeDirectories(stateDirectory)
+        self.init(objects: try DirectoryObjectStore(root: directory), keys: try StoreKeys.load(stateDirectory + "/store.key", create: true))
+    }
+
+    static func checkNamed(_ name: String) throws {
+        guard DirectoryObjectStore.isSafeName(name), !name.contains(".put-") else { throw StoreError.badName(name) }
+    }
+
+    /// Stores a bundle (verified first: a damaged bundle is refused, nothing stored) as `name`.
+    public func importBundle(_ reader: BundleReader, as name: String, chunkBytes: Int = defaultChunkBytes, compress: Bool = true) throws -> StoreReport {
+        try Self.checkNamed(name)
+        guard !objects.exists("checkpoints/" + name) else { throw StoreError.exists(name) }
+        if let problem = reader.verify().first { throw BundleError.damaged(member: problem.file, why: problem.reason) }
+        var report = StoreReport(name: name)
+        var members: [StoredCheckpoint.Member] = []
+        for entry in reader.manifest.files {
+            guard let member = Manifest.Member(rawValue: entry.name) else { continue }
+            let file = try reader.open(member)
+            var chunks: [String] = []
+            var offset: Int64 = 0
+            var buffer = [UInt8](repeating: 0, count: chunkBytes)
+            while offset < file.size {
+                let want = Int(min(Int64(chunkBytes), file.size - offset))
+                var got = 0
+                while got < want {
+                    let n = buffer.withUnsafeMutableBytes { pread(file.fd, $0.baseAddress! + got, want - got, off_t(offset) + off_t(got)) }
+                    if n < 0 && errno == EINTR { continue }
+                    guard n > 0 else { throw SparcError.posix("cannot read", file.path) }
+                    got += n
+                }
+                let plain = Data(buffer[0..<want])
+                report.chunks += 1
+                if ChunkCodec.isZero(plain) {
+                    chunks.append("")
+                    report.zeroChunks += 1
+                } else {
+                    let id = ChunkCodec.id(of: plain, keys: keys)
+                    chunks.append(id)
+                    if objects.exists("chunks/" + id) {
+                        report.sharedChunks += 1
+                    } else {
+                        let sealed = try ChunkCodec.seal(plain, id: id, keys: keys, compress: compress)
+                        if try objects.put("chunks/" + id, sealed) { report.storedBytes += Int64(sealed.count) } else { report.sharedChunks += 1 }
+                    }
+                }
+                offset += Int64(want)
+            }
+            report.logicalBytes += file.size
+            members.append(.init(name: entry.name, size: file.size, chunkBytes: chunkBytes, chunks: chunks))
+        }
+        let manifestData = try OpenedFile(regular: reader.file(Manifest.fileName), maxSize: Manifest.maxManifestBytes).readAll()
+        let seal = try? OpenedFile(regular: reader.file(Manifest.sealFile), maxSize: 4096).readAll()
+        let stored = StoredCheckpoint(
+            name: name, vm: reader.manifest.vm.name, createdAt: reader.manifest.createdAt, bundleManifest: manifestData, seal: seal, members: members)
+        // The manifest last: only now does the checkpoint exist.
+        let sealed = try ChunkCodec.sealObject(try JSONEncoder().encode(stored), label: "checkpoints/" + name, keys: keys)
+        guard try objects.put("checkpoints/" + name, sealed) else { throw StoreError.exists(name) }
+        report.storedBytes += Int64(sealed.count)
+        return report
+    }
+
+    /// A stored checkpoint's manifest, opened and checked.
+    public func checkpoint(_ name: String) throws -> StoredCheckpoint {
+        try Self.checkNamed(name)
+        guard objects.exists("checkpoints/" + name) else { throw StoreError.noSuchCheckpoint(name) }
+        let plain = try ChunkCodec.openObject(try objects.get("checkpoints/" + name, maxBytes: Self.maxManifestBytes), label: "checkpoints/" + name, keys: keys)
+        let stored: StoredCheckpoint
+        do { stored = try JSONDecoder().decode(StoredCheckpoint.self, from: plain) } catch {
+            throw StoreError.damagedObject("checkpoints/" + name, "its manifest does not decode")
+        }
+        guard stored.name == name, stored.formatVersion == 1 else { throw StoreError.damagedObject("checkpoints/" + name, "it names another checkpoint") }
+        for m in stored.members {
+            guard m.chunkBytes > 0, m.chunkBytes <= ChunkCodec.maxChunkBytes, m.size >= 0,
+                Int64(m.chunks.count) == (m.size + Int64(m.chunkBytes) - 1) / Int64(m.chunkBytes), Manifest.Member(rawValue: m.name) != nil
+            else { throw StoreError.damagedObject("checkpoints/" + name, "member \(m.name.terminalSafe) is not consistent") }
+        }
+        return stored
+    }
+
+    /// The names of the stored checkpoints.
+    public func names() throws -> [String] { try objects.list("checkpoints/").map { String($0.dropFirst("checkpoints/".count)) }.filter { !$0.contains(".put-") } }
+
+    /// Every checkpoint with its logical size and the bytes only it holds.
+    public func list() throws -> [StoreEntry] {
+        let all = try names().map { try checkpoint($0) }
+        var users: [String: Int] = [:]
+        for c in all { for id in Set(c.members.flatMap(\.chunks)) where !id.isEmpty { users[id, default: 0] += 1 } }
+        return all.map { c in
+            let own = Set(c.members.flatMap(\.chunks)).filter { !$0.isEmpty && users[$0] == 1 }
+            let manifest = try? Manifest.decode(c.bundleManifest)
+            let excluded = manifest.map { m in m.exclusion.isEmpty ? "" : "\(m.exclusion.processes.count) process(es) left out" } ?? ""
+            return StoreEntry(
+                name: c.name, vm: c.vm, createdAt: c.createdAt, logicalBytes: c.members.reduce(0) { $0 + $1.size },
+                uniqueBytes: own.reduce(0) { $0 + (objects.size("chunks/" + $1) ?? 0) }, excluded: excluded)
+        }
+    }
+
+    /// Writes a stored checkpoint out as a self-contained bundle at `path` (a new directory,
+    /// appearing only when whole), byte for byte the bundle that was stored: its manifest's
+    /// digests are checked on what was written, and its seal still applies.
+    public func export(_ name: String, to path: String) throws {
+        let stored = try checkpoint(name)
+        let target = FileSystem.absolute(path)
+        guard !FileSystem.exists(target) else { throw BundleError.badOutput("bundle path \(path) already exists; choose a new name or remove it first") }
+        let parent = Path.directory(of: target)
+        guard FileSystem.isDirectory(parent) else { throw BundleError.badOutput("output directory \(parent) does not exist") }
+        let staging = try FileSystem.makeUniqueDirectory(in: parent, prefix: "." + Path.base(of: target) + ".partial-\(getpid())-")
+        var done = false
+        defer { if !done { _ = FileSystem.removeTree(staging) } }
+        for m in stored.members {
+            let out = staging + "/" + m.name
+            let fd = open(out, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+            guard fd >= 0 else { throw SparcError.posix("cannot create", out) }
+            defer { close(fd) }
+            guard ftruncate(fd, off_t(m.size)) == 0 else { throw SparcError.posix("cannot size", out) }
+            for (i, id) in m.chunks.enumerated() where !id.isEmpty {
+                let plain = try ChunkCodec.open(try objects.get("chunks/" + id, maxBytes: ChunkCodec.maxChunkBytes + 1024), id: id, keys: keys)
+                let offset = Int64(i) * Int64(m.chunkBytes)
+                guard Int64(plain.count) == min(Int64(m.chunkBytes), m.size - offset) else {
+                    throw StoreError.damagedObject("chunks/" + id, "it is \(plain.count) bytes where \(m.name) needs \(min(Int64(m.chunkBytes), m.size - offset))")
+                }
+                let wrote = plain.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t(offset)) }
+                guard wrote == plain.count else { throw SparcError.posix("cannot write", out) }
+            }
+            guard fsync(fd) == 0 else { throw SparcError.posix("cannot sync", out) }
+        }
+        try FileSystem.writeAtomically(stored.bundleManifest, to: staging + "/" + Manifest.fileName)
+        if let seal = stored.seal { try FileSystem.writeAtomically(seal, to: staging + "/" + Manifest.sealFile) }
+        // What was written is what was stored: every member against the bundle's own digests.
+        if let problem = try BundleReader(path: staging).verify().first {
+            throw StoreError.damagedObject("checkpoints/" + name, "\(problem.description) after export")
+        }
+        try FileSystem.renameNoReplace(staging, to: target)
+        done = true
+        FileSystem.syncDirectory(containing: target)
+    }
+
+    /// Removes a checkpoint from the list (its chunks stay until `gc`).
+    public func delete(_ name: String) throws {
+        _ = try checkpoint(name)
+        try objects.delete("checkpoints/" + name)
+    }
+
+    /// Removes the chunks no checkpoint references; returns how many and their bytes. A chunk
+    /// younger than `grace` seconds stays: a checkpoint being stored now writes its chunks
+    /// before its manifest, and they must not go before it lists them.
+    public func gc(grace: TimeInterval = 3600, now: Date = Date()) throws -> (chunks: Int, bytes: Int64) {
+        let referenced = Set(try names().flatMap { try checkpoint($0).members.flatMap(\.chunks) })
+        var removed = 0
+        var bytes: Int64 = 0
+        for key in try objects.list("chunks/") where !referenced.contains(String(key.dropFirst("chunks/".count))) {
+            if let dir = objects as? DirectoryObjectStore, let p = try? dir.path(key) {
+                var st = stat()
+                if stat(p, &st) == 0, now.timeIntervalSince1970 - Double(st.st_mtim.tv_sec) < grace { continue }
+            }
+            bytes += objects.size(key) ?? 0
+            try objects.delete(key)
+            removed += 1
+        }
+        return (removed, bytes)
+    }
+
+    /// One problem `check` found, and the checkpoints it breaks.
+    public struct Problem: Codable, Equatable, Sendable {
+        public var object: String
+        public var reason: String
+        public var breaks: [String]
+    }
+
+    /// Checks every checkpoint's manifest and that its chunks are there; with `readData`, opens
+    /// every chunk (tag, size, name). Returns the problems, each with the checkpoints it breaks.
+    public func check(readData: Bool) throws -> [Problem] {
+        var problems: [String: Problem] = [:]
+        var verified: [String: String?] = [:]
+        for name in try names() {
+            let stored: StoredCheckpoint
+            do { stored = try checkpoint(name) } catch {
+                problems["checkpoints/" + name] = Problem(object: "checkpoints/" + name, reason: "\(error)", breaks: [name])
+                continue
+            }
+            for id in Set(stored.members.flatMap(\.chunks)) where !id.isEmpty {
+                let key = "chunks/" + id
+                if verified[key] == nil {
+                    if !objects.exists(key) {
+                        verified[key] = .some("missing")
+                    } else if readData {
+                        do {
+                            _ = try ChunkCodec.open(try objects.get(key, maxBytes: ChunkCodec.maxChunkBytes + 1024), id: id, keys: keys)
+                            verified[key] = .some(nil)
+                        } catch { verified[key] = .some("\(error)") }
+                    } else {
+                        verified[key] = .some(nil)
+                    }
+                }
+                if let reason = verified[key] ?? nil {
+                    problems[key, default: Problem(object: key, reason: reason, breaks: [])].breaks.append(name)
+                }
+            }
+        }
+        return problems.values.sorted { $0.object < $1.object }
+    }
+
+    /// Bytes the store holds: chunks, manifests.
+    public func usage() throws -> (chunks: Int, chunkBytes: Int64, checkpoints: Int, manifestBytes: Int64) {
+        let chunks = try objects.list("chunks/")
+        let checkpoints = try objects.list("checkpoints/")
+        return (
+            chunks.count, chunks.reduce(0) { $0 + (objects.size($1) ?? 0) }, checkpoints.count, checkpoints.reduce(0) { $0 + (objects.size($1) ?? 0) }
+        )
+    }
+}
+
+extension ChunkCodec {
+    /// Seals an object that is not named by its content (a checkpoint's manifest): the label
+    /// (its key) is the associated data, so it cannot be moved under another name.
+    public static func sealObject(_ plain: Data, label: String, keys: StoreKeys) throws -> Data {
+        let nonce = secureRandomBytes(12)
+        var out = Data(magic + [1, 0] + nonce)
+        let (cipher, tag) = try aesGCM(encrypt: true, plain, key: keys.cipherKey, nonce: nonce, aad: out + Data(("object:" + label).utf8), tag: nil)
+        out.append(cipher)
+        out.append(contentsOf: tag)
+        return out
+    }
+
+    public static func openObject(_ sealed: Data, label: String, keys: StoreKeys) throws -> Data {
+        let bytes = [UInt8](sealed)
+        guard bytes.count >= headerBytes + tagBytes, Array(bytes[0..<4]) == magic, bytes[4] == 1 else {
+            throw StoreError.damagedObject(label, "not a sealed object")
+        }
+        let nonce = Array(bytes[6..<18])
+        guard
+            let (plain, _) = try? aesGCM(
+                encrypt: false, Data(bytes[headerBytes..<(bytes.count - tagBytes)]), key: keys.cipherKey, nonce: nonce,
+                aad: Data(bytes[0..<headerBytes]) + Data(("object:" + label).utf8), tag: Array(bytes[(bytes.count - tagBytes)...]))
+        else { throw StoreError.damagedObject(label, "its authentication tag does not match (damaged, moved, or sealed by another key)") }
+        return plain
+    }
+}

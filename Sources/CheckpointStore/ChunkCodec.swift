@@ -1,0 +1,151 @@
+import COpenSSL
+import CZstd
+import Foundation
+import SnapshotModel
+import SparcSupport
+
+/// The store's keys, derived from one random master key kept in the state directory (0600):
+/// one names chunks (HMAC-SHA256 of the plain text, so equal data in two stores does not
+/// correlate and a guess cannot be tested without the key), one encrypts them.
+public struct StoreKeys: Sendable {
+    let idKey: Data
+    let cipherKey: [UInt8]
+
+    /// Derives the keys from a 32-byte master key.
+    public init(master: Data) throws {
+        guard master.count == 32 else { throw SparcError("the store key must be 32 bytes") }
+        idKey = Data(HMACSHA256.raw(key: master, message: Data("sparc store chunk id v1".utf8)))
+        cipherKey = HMACSHA256.raw(key: master, message: Data("sparc store cipher v1".utf8))
+    }
+
+    /// The master key at `path`, made (32 random bytes, 0600, exclusively) when missing and `create`.
+    public static func load(_ path: String, create: Bool) throws -> StoreKeys {
+        if FileSystem.exists(path) {
+            let key = try OpenedFile(regular: path, maxSize: 64).readAll()
+            guard key.count == 32 else { throw SparcError("store key \(path) is damaged (expected 32 bytes)") }
+            return try StoreKeys(master: key)
+        }
+        guard create else { throw SparcError("store key \(path) is missing: the store cannot be read") }
+        let key = Data(secureRandomBytes(32))
+        try FileSystem.writeAtomically(key, to: path, mode: 0o600)
+        return try StoreKeys(master: key)
+    }
+}
+
+/// One chunk in and out of the store: named by its keyed digest, compressed with zstd when that
+/// pays, sealed with AES-256-GCM (a random nonce per chunk, the name as associated data, so a
+/// chunk cannot be passed off under another name). Reading checks the tag, bounds the
+/// decompressed size, and checks the name against the plain text.
+public enum ChunkCodec {
+    /// The sealed form: "SPCK", version 1, flags (bit 0: zstd), 12-byte nonce, cipher text, 16-byte tag.
+    static let magic: [UInt8] = Array("SPCK".utf8)
+    static let headerBytes = 4 + 1 + 1 + 12
+    static let tagBytes = 16
+    /// No chunk is larger than this plain (a damaged or hostile object cannot make sparc allocate more).
+    public static let maxChunkBytes = 16 << 20
+
+    /// The chunk's name: its keyed digest, hex.
+    public static func id(of plain: Data, keys: StoreKeys) -> String { HMACSHA256.hex(key: keys.idKey, message: plain) }
+
+    /// Whether a chunk is all zero bytes (never stored: the list records it as a hole).
+    public static func isZero(_ plain: Data) -> Bool {
+        plain.withUnsafeBytes { raw in
+            let words = raw.bindMemory(to: UInt64.self)
+            for w in words where w != 0 { return false }
+            for i in (words.count * 8)..<raw.count where raw[i] != 0 { return false }
+            return true
+        }
+    }
+
+    /// Seals `plain` under `id`; `compress` false stores it without trying zstd.
+    public static func seal(_ plain: Data, id: String, keys: StoreKeys, compress: Bool = true, level: Int32 = 3) throws -> Data {
+        var body = plain
+        var flags: UInt8 = 0
+        if compress, let packed = zstd(plain, level: level), packed.count < plain.count - plain.count / 16 {
+            body = packed
+            flags |= 1
+        }
+        let nonce = secureRandomBytes(12)
+        var out = Data(magic + [1, flags] + nonce)
+        // The header (its flags) and the name are authenticated with the content.
+        let (cipher, tag) = try aesGCM(encrypt: true, body, key: keys.cipherKey, nonce: nonce, aad: out + Data(id.utf8), tag: nil)
+        out.append(cipher)
+        out.append(contentsOf: tag)
+        return out
+    }
+
+    /// Opens a sealed chunk that claims to be `id`; throws when it is damaged, was sealed by
+    /// another key or under another name, or is not what its name says.
+    public static func open(_ sealed: Data, id: String, keys: StoreKeys) throws -> Data {
+        let bytes = [UInt8](sealed)
+        guard bytes.count >= headerBytes + tagBytes, Array(bytes[0..<4]) == magic, bytes[4] == 1 else {
+            throw StoreError.damagedObject(id, "not a sealed chunk")
+        }
+        let flags = bytes[5]
+        let nonce = Array(bytes[6..<18])
+        let cipher = Data(bytes[headerBytes..<(bytes.count - tagBytes)])
+        let tag = Array(bytes[(bytes.count - tagBytes)...])
+        guard let (body, _) = try? aesGCM(encrypt: false, cipher, key: keys.cipherKey, nonce: nonce, aad: Data(bytes[0..<headerBytes]) + Data(id.utf8), tag: tag) else {
+            throw StoreError.damagedObject(id, "its authentication tag does not match (damaged, or sealed by another key)")
+        }
+        let plain = flags & 1 != 0 ? try unzstd(body, id: id) : body
+        guard plain.count <= maxChunkBytes, Self.id(of: plain, keys: keys) == id else {
+            throw StoreError.damagedObject(id, "its content is not what its name says")
+        }
+        return plain
+    }
+
+    static func zstd(_ plain: Data, level: Int32) -> Data? {
+        let bound = ZSTD_compressBound(plain.count)
+        var out = Data(count: bound)
+        let n = out.withUnsafeMutableBytes { o in
+            plain.withUnsafeBytes { i in ZSTD_compress(o.baseAddress, bound, i.baseAddress, plain.count, level) }
+        }
+        guard ZSTD_isError(n) == 0 else { return nil }
+        out.count = n
+        return out
+    }
+
+    static func unzstd(_ packed: Data, id: String) throws -> Data {
+        let size = packed.withUnsafeBytes { ZSTD_getFrameContentSize($0.baseAddress, packed.count) }
+        // Unknown or error sizes are huge values: the bound refuses them.
+        guard size <= UInt64(maxChunkBytes) else { throw StoreError.damagedObject(id, "its compressed frame claims \(size) bytes") }
+        var out = Data(count: Int(size))
+        let n = out.withUnsafeMutableBytes { o in packed.withUnsafeBytes { i in ZSTD_decompress(o.baseAddress, Int(size), i.baseAddress, packed.count) } }
+        guard ZSTD_isError(n) == 0, n == Int(size) else { throw StoreError.damagedObject(id, "its compressed frame does not decode") }
+        return out
+    }
+
+    /// AES-256-GCM through OpenSSL's EVP interface (AES-NI where the CPU has it).
+    static func aesGCM(encrypt: Bool, _ input: Data, key: [UInt8], nonce: [UInt8], aad: Data, tag: [UInt8]?) throws -> (Data, [UInt8]) {
+        guard let ctx = EVP_CIPHER_CTX_new() else { throw SparcError("OpenSSL: no cipher context") }
+        defer { EVP_CIPHER_CTX_free(ctx) }
+        let initialised =
+            encrypt
+            ? EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), nil, key, nonce) : EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), nil, key, nonce)
+        guard initialised == 1 else { throw SparcError("OpenSSL: AES-256-GCM did not start") }
+        var len: Int32 = 0
+        let aadBytes = [UInt8](aad)
+        let update: (UnsafeMutablePointer<UInt8>?, UnsafePointer<UInt8>?, Int32) -> Int32 = { out, inp, n in
+            encrypt ? EVP_EncryptUpdate(ctx, out, &len, inp, n) : EVP_DecryptUpdate(ctx, out, &len, inp, n)
+        }
+        guard update(nil, aadBytes, Int32(aadBytes.count)) == 1 else { throw SparcError("OpenSSL: AES-256-GCM refused the associated data") }
+        var out = [UInt8](repeating: 0, count: input.count + 16)
+        let inputBytes = [UInt8](input)
+        guard update(&out, inputBytes, Int32(inputBytes.count)) == 1 else { throw SparcError("OpenSSL: AES-256-GCM failed") }
+        var total = Int(len)
+        var tagOut = [UInt8](repeating: 0, count: tagBytes)
+        if encrypt {
+            guard EVP_EncryptFinal_ex(ctx, &out[total], &len) == 1 else { throw SparcError("OpenSSL: AES-256-GCM failed") }
+            total += Int(len)
+            guard EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, Int32(tagBytes), &tagOut) == 1 else { throw SparcError("OpenSSL: no GCM tag") }
+        } else {
+            var expected = tag ?? []
+            guard expected.count == tagBytes, EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, Int32(tagBytes), &expected) == 1,
+                EVP_DecryptFinal_ex(ctx, &out[total], &len) == 1
+            else { throw SparcError("authentication failed") }
+            total += Int(len)
+        }
+        return (Data(out[0..<total]), tagOut)
+    }
+}

@@ -1,0 +1,119 @@
+import ArgumentParser
+import CheckpointStore
+import Foundation
+import SnapshotModel
+import SparcEngine
+import SparcSupport
+
+/// The checkpoint store under the bundle home, its key in the state directory.
+func openStore() throws -> CheckpointStore {
+    let home = try BundleHome.ensure()
+    return try CheckpointStore(directory: home + "/store", stateDirectory: try VMManager().stateDirectory)
+}
+
+struct Import: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Store a bundle in the checkpoint store (deduplicated, compressed, encrypted).",
+        discussion: """
+            The bundle is verified first (a damaged one is refused, nothing stored), then cut into \
+            1 MiB chunks: each is stored once across every checkpoint, zero chunks never, compressed \
+            with zstd where that pays and sealed with AES-256-GCM under the store's key \
+            (state directory, store.key, 0600). The bundle itself is left as it was.
+            """)
+    @Argument(help: "The bundle directory.") var bundle: String
+    @Option(name: .customLong("as"), help: "The checkpoint's name in the store (default: the bundle's name without .sparc).") var name: String?
+    @Flag(help: "Print the report as JSON.") var json = false
+
+    func run() throws {
+        let reader = try BundleReader(path: bundle)
+        let base = Path.base(of: reader.path)
+        let stored = try openStore().importBundle(reader, as: name ?? (base.hasSuffix(".sparc") ? String(base.dropLast(6)) : base))
+        if json { return try printJSON(stored) }
+        print(
+            "stored \(stored.name.terminalSafe): \(formatBytes(stored.logicalBytes)) in \(stored.chunks) chunks (\(stored.zeroChunks) of zeros, \(stored.sharedChunks) already in the store); \(formatBytes(stored.storedBytes)) written")
+    }
+}
+
+struct Export: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write a stored checkpoint out as a self-contained bundle.",
+        discussion: "The bundle appears only when whole, byte for byte the one that was stored (its digests are checked on what was written; its seal still applies).")
+    @Argument(help: "The checkpoint's name in the store (see 'sparc bundles').") var name: String
+    @Option(name: .shortAndLong, help: "The bundle directory to create (must not exist).") var output: String
+
+    func run() throws {
+        try openStore().export(name, to: output)
+        print("exported \(name.terminalSafe) to \(FileSystem.absolute(output).terminalSafe)")
+    }
+}
+
+struct Bundles: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List the checkpoints in the store: VM, time, size, bytes only it holds, what was left out.")
+    @Flag(help: "Print the list as JSON.") var json = false
+
+    func run() throws {
+        let entries = try openStore().list()
+        if json { return try printJSON(entries) }
+        if entries.isEmpty { return print("no checkpoints in the store (sparc import BUNDLE stores one)") }
+        print("NAME                              VM          CREATED                SIZE       UNIQUE     EXCLUDED")
+        for e in entries {
+            func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s + " " : s + String(repeating: " ", count: n - s.count) }
+            print(
+                pad(e.name.terminalSafe, 34) + pad(e.vm.terminalSafe, 12) + pad(e.createdAt.terminalSafe, 23) + pad(formatBytes(e.logicalBytes), 11)
+                    + pad(formatBytes(e.uniqueBytes), 11) + (e.excluded.isEmpty ? "-" : e.excluded))
+        }
+    }
+}
+
+struct Store: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Look after the checkpoint store: its usage, its integrity, its unused chunks.",
+        subcommands: [Usage.self, Check.self, GC.self, Remove.self])
+
+    struct Usage: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "du", abstract: "Bytes the store holds.")
+        func run() throws {
+            let u = try openStore().usage()
+            print("\(u.checkpoints) checkpoint(s), \(u.chunks) chunk(s): \(formatBytes(u.chunkBytes)) of chunks, \(formatBytes(u.manifestBytes)) of manifests")
+        }
+    }
+
+    struct Check: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Check every checkpoint's manifest and chunks.",
+            discussion: "Without --read-data, that every chunk is there; with it, every chunk's tag, size and name. Exit 1 when something is wrong, naming the checkpoints it breaks.")
+        @Flag(help: "Open every chunk (reads the whole store).") var readData = false
+        func run() throws {
+            let problems = try openStore().check(readData: readData)
+            for p in problems { print("\(p.object.terminalSafe): \(p.reason.terminalSafe) (breaks \(p.breaks.map(\.terminalSafe).joined(separator: ", ")))") }
+            if !problems.isEmpty { throw SparcError("\(problems.count) problem(s) in the store", kind: .negative) }
+            print("the store is intact" + (readData ? " (every chunk read)" : " (every chunk present; --read-data reads them)"))
+        }
+    }
+
+    struct GC: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "gc", abstract: "Remove chunks no checkpoint uses (those younger than an hour stay: a checkpoint may be being stored).")
+        func run() throws {
+            let freed = try openStore().gc()
+            print("removed \(freed.chunks) chunk(s), \(formatBytes(freed.bytes))")
+        }
+    }
+
+    struct Remove: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "rm", abstract: "Remove a checkpoint from the store (its chunks go at the next gc).")
+        @Argument(help: "The checkpoint's name.") var name: String
+        @Flag(help: "Do not ask.") var yes = false
+        func run() throws {
+            let store = try openStore()
+            _ = try store.checkpoint(name)
+            if !yes {
+                guard isatty(0) != 0 else { throw SparcError("removing '\(name.terminalSafe)' needs a confirmation: pass --yes") }
+                FileHandle.standardError.write(Data("remove checkpoint '\(name.terminalSafe)' from the store? [y/N] ".utf8))
+                guard let answer = readLine(), answer.lowercased().hasPrefix("y") else { return print("kept") }
+            }
+            try store.delete(name)
+            print("removed \(name.terminalSafe) (its chunks no other checkpoint uses go at 'sparc store gc')")
+        }
+    }
+}

@@ -1,0 +1,176 @@
+import Foundation
+import SnapshotModel
+import SparcSupport
+import XCTest
+
+@testable import CheckpointStore
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+final class ChunkCodecTests: XCTestCase {
+    let keys = try! StoreKeys(master: Data(repeating: 7, count: 32))
+
+    func testSealedChunksOpenOnlyAsWhatTheyAre() throws {
+        let text = Data(String(repeating: "guest page with words in it ", count: 4000).utf8)
+        let id = ChunkCodec.id(of: text, keys: keys)
+        let sealed = try ChunkCodec.seal(text, id: id, keys: keys)
+        XCTAssertLessThan(sealed.count, text.count / 4, "text compresses")
+        XCTAssertEqual(try ChunkCodec.open(sealed, id: id, keys: keys), text)
+        XCTAssertNil(sealed.range(of: Data("guest page".utf8)), "nothing of the plain text is in the sealed chunk")
+
+        let noise = Data(secureRandomBytes(100_000))
+        let noiseId = ChunkCodec.id(of: noise, keys: keys)
+        let sealedNoise = try ChunkCodec.seal(noise, id: noiseId, keys: keys)
+        XCTAssertEqual(sealedNoise.count, noise.count + ChunkCodec.headerBytes + ChunkCodec.tagBytes, "noise is stored without zstd")
+        XCTAssertEqual(try ChunkCodec.open(sealedNoise, id: noiseId, keys: keys), noise)
+
+        // A flipped byte anywhere, another name, another key: refused with the damaged case.
+        for offset in [0, 5, 10, ChunkCodec.headerBytes + 3, sealed.count - 1] {
+            var bad = sealed
+            bad[offset] ^= 0x40
+            XCTAssertThrowsError(try ChunkCodec.open(bad, id: id, keys: keys), "flip at \(offset)") {
+                guard case .damagedObject? = $0 as? StoreError else { return XCTFail("\($0)") }
+            }
+        }
+        XCTAssertThrowsError(try ChunkCodec.open(sealed, id: noiseId, keys: keys))
+        let other = try StoreKeys(master: Data(repeating: 8, count: 32))
+        XCTAssertThrowsError(try ChunkCodec.open(sealed, id: id, keys: other))
+        XCTAssertNotEqual(ChunkCodec.id(of: text, keys: other), id, "equal data in two stores does not correlate")
+    }
+
+    func testZeroChunksAreRecognised() {
+        XCTAssertTrue(ChunkCodec.isZero(Data(count: 4097)))
+        var d = Data(count: 4097)
+        d[4096] = 1
+        XCTAssertFalse(ChunkCodec.isZero(d))
+    }
+}
+
+final class CheckpointStoreTests: XCTestCase {
+    var dir = ""
+
+    override func setUpWithError() throws {
+        dir = NSTemporaryDirectory() + "sparc-store-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileSystem.makeDirectories(dir + "/state")
+    }
+
+    override func tearDown() { FileSystem.removeTree(dir) }
+
+    /// A 64 MiB machine's bundle, mostly holes, with `secret` in its memory and device state.
+    func makeBundle(_ name: String, secret: String, extra: Int = 0) throws -> String {
+        let ram = dir + "/ram-" + name
+        let fd = open(ram, O_RDWR | O_CREAT | O_TRUNC, 0o600)
+        XCTAssertEqual(ftruncate(fd, 64 << 20), 0)
+        let text = Array(String(repeating: "the guest's own words ", count: 20000).utf8)
+        _ = pwrite(fd, text, text.count, 1 << 20)
+        let planted = Array(secret.utf8)
+        _ = pwrite(fd, planted, planted.count, off_t(5 << 20))
+        if extra > 0 {
+            let more = secureRandomBytes(extra)
+            _ = pwrite(fd, more, more.count, off_t(9 << 20))
+        }
+        close(fd)
+        let writer = try BundleWriter(path: dir + "/" + name)
+        let stats = try SparseImage.save(from: ram, to: writer.file(Manifest.memoryFile))
+        try Data("device-state \(secret)".utf8).write(to: URL(fileURLWithPath: writer.file(Manifest.devicesFile)))
+        let files = try writer.entries(for: [Manifest.memoryFile, Manifest.devicesFile], known: [Manifest.memoryFile: stats.sha256])
+        let manifest = Manifest(
+            vm: .init(name: "t", id: "0b7c2a4e-8f1d-4c3b-9a6e-5d4f3e2a1b0c"),
+            machine: .init(memoryMiB: 64, cpus: 1, accel: "tcg", kernel: nil, initrd: nil, append: nil, disk: false),
+            qemu: .init(version: "7.2.0", argv: ["qemu"]), guest: nil,
+            memory: .init(bytes: stats.bytes, dataBytes: stats.dataBytes, zeroBytes: stats.zeroBytes, excludedBytes: 0), files: files)
+        try writer.commit(manifest, sealKey: Data(repeating: 3, count: 32))
+        return dir + "/" + name
+    }
+
+    func store() throws -> CheckpointStore { try CheckpointStore(directory: dir + "/store", stateDirectory: dir + "/state") }
+
+    /// Stored and exported, a bundle comes back byte for byte (its digests and seal hold);
+    /// stored twice, the second costs only its manifest; zero chunks are never stored.
+    func testImportExportDedupAndZeroChunks() throws {
+        let bundle = try makeBundle("a.sparc", secret: "SECRET-\(UInt32.random(in: 0...UInt32.max))")
+        let s = try store()
+        let first = try s.importBundle(try BundleReader(path: bundle), as: "a")
+        XCTAssertEqual(first.chunks, 65, "64 chunks of memory, one of device state")
+        XCTAssertEqual(first.zeroChunks, 62, "the holes are recorded, not stored")
+        XCTAssertLessThan(first.storedBytes, 1 << 20, "the words compress")
+        let second = try s.importBundle(try BundleReader(path: bundle), as: "a-again")
+        XCTAssertEqual(second.sharedChunks, 3, "every chunk was in the store")
+        XCTAssertLessThan(second.storedBytes, 4096, "only the manifest is new")
+        XCTAssertThrowsError(try s.importBundle(try BundleReader(path: bundle), as: "a")) { XCTAssertEqual($0 as? StoreError, .exists("a")) }
+
+        try s.export("a", to: dir + "/out.sparc")
+        let reader = try BundleReader(path: dir + "/out.sparc")
+        XCTAssertEqual(reader.verify(), [])
+        XCTAssertEqual(reader.seal(key: Data(repeating: 3, count: 32)), .sealed, "the seal still applies")
+        for file in [Manifest.memoryFile, Manifest.devicesFile, Manifest.fileName] {
+            XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: dir + "/out.sparc/" + file)), try Data(contentsOf: URL(fileURLWithPath: bundle + "/" + file)), file)
+        }
+        let listed = try s.list()
+        XCTAssertEqual(listed.map(\.name), ["a", "a-again"])
+        XCTAssertEqual(listed[0].logicalBytes, (64 << 20) + FileSystem.size(bundle + "/" + Manifest.devicesFile)!)
+        XCTAssertEqual(listed[0].uniqueBytes, 0, "both checkpoints share every chunk")
+        XCTAssertThrowsError(try s.export("nope", to: dir + "/x.sparc")) { XCTAssertEqual($0 as? StoreError, .noSuchCheckpoint("nope")) }
+        XCTAssertThrowsError(try s.importBundle(try BundleReader(path: bundle), as: "../x")) { XCTAssertEqual($0 as? StoreError, .badName("../x")) }
+    }
+
+    /// A raw search of the store's files finds nothing of a planted secret (in memory or in
+    /// the device state), and nothing of the guest's text either.
+    func testTheStoreHoldsNoPlainText() throws {
+        let secret = "PLANTED-\(UInt32.random(in: 0...UInt32.max))-SECRET"
+        _ = try store().importBundle(try BundleReader(path: try makeBundle("p.sparc", secret: secret)), as: "p")
+        let found = try Subprocess.run(["grep", "-r", "-a", "-l", "-e", secret, "-e", "the guest's own words", dir + "/store"])
+        XCTAssertEqual(found.status, 1, "grep found: \(found.stdoutText)")
+        let baseline = try Subprocess.run(["grep", "-r", "-a", "-l", "-e", secret, dir + "/p.sparc"])
+        XCTAssertEqual(baseline.status, 0, "the bundle itself holds it (the search can find it)")
+    }
+
+    /// Deleting a checkpoint frees only what no other one uses; gc removes the rest; check
+    /// finds a damaged or missing chunk and names the checkpoints it breaks.
+    func testDeleteGCAndCheck() throws {
+        let s = try store()
+        _ = try s.importBundle(try BundleReader(path: try makeBundle("a.sparc", secret: "A")), as: "a")
+        _ = try s.importBundle(try BundleReader(path: try makeBundle("b.sparc", secret: "A", extra: 3 << 20)), as: "b")
+        let b = try XCTUnwrap(try s.list().first { $0.name == "b" })
+        XCTAssertGreaterThan(b.uniqueBytes, 3 << 20, "b's random megabytes are its own")
+        XCTAssertEqual(try s.check(readData: true), [])
+        try s.delete("b")
+        XCTAssertEqual(try s.gc(grace: 3600).chunks, 0, "young chunks stay (a checkpoint being stored may need them)")
+        let freed = try s.gc(grace: 0)
+        XCTAssertEqual(freed.chunks, 3, "b's own chunks: its three random megabytes")
+        XCTAssertEqual(try s.check(readData: true), [], "a is whole")
+
+        let a = try s.checkpoint("a")
+        let victim = a.members.flatMap(\.chunks).first { !$0.isEmpty }!
+        let path = dir + "/store/chunks/" + victim.prefix(2) + "/" + victim
+        var data = try Data(contentsOf: URL(fileURLWithPath: path))
+        data[data.count - 3] ^= 1
+        try data.write(to: URL(fileURLWithPath: path))
+        XCTAssertEqual(try s.check(readData: false), [], "a quick check sees every chunk there")
+        let problems = try s.check(readData: true)
+        XCTAssertEqual(problems.map(\.object), ["chunks/" + victim])
+        XCTAssertEqual(problems.first?.breaks, ["a"])
+        XCTAssertThrowsError(try s.export("a", to: dir + "/broken.sparc")) { guard case .damagedObject? = $0 as? StoreError else { return XCTFail("\($0)") } }
+        XCTAssertFalse(FileSystem.exists(dir + "/broken.sparc"), "nothing half-written")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.contains("partial") }, [])
+    }
+
+    /// A store killed while storing (chunks written, no manifest) lists nothing new and checks clean.
+    func testChunksWithoutTheirManifestAreNotACheckpoint() throws {
+        let s = try store()
+        let reader = try BundleReader(path: try makeBundle("k.sparc", secret: "K"))
+        _ = try s.importBundle(reader, as: "k")
+        try s.objects.delete("checkpoints/k")
+        XCTAssertEqual(try s.names(), [])
+        XCTAssertEqual(try s.check(readData: true), [])
+        XCTAssertGreaterThan(try s.usage().chunks, 0)
+        XCTAssertEqual(try s.gc(grace: 0).chunks, 3)
+        // A manifest moved under another name does not open.
+        _ = try s.importBundle(reader, as: "k2")
+        let sealed = try s.objects.get("checkpoints/k2", maxBytes: 1 << 20)
+        XCTAssertTrue(try s.objects.put("checkpoints/k3", sealed))
+        XCTAssertThrowsError(try s.checkpoint("k3")) { guard case .damagedObject? = $0 as? StoreError else { return XCTFail("\($0)") } }
+    }
+}
