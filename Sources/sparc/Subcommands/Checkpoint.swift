@@ -43,6 +43,11 @@ struct Checkpoint: ParsableCommand {
         help: "Bundle directory to create (must not exist); default NAME-TIMESTAMP.sparc in $SPARC_BUNDLES, $XDG_DATA_HOME/sparc/bundles or /var/lib/sparc/bundles for root."
     )
     var output: String?
+    @Flag(
+        help: ArgumentHelp(
+            "Put the checkpoint into the store (deduplicated, compressed, encrypted) instead of a bundle directory.",
+            discussion: "It is named NAME-TIMESTAMP ('sparc bundles' lists it; restore, verify, search, scan take the name). The bundle is written beside the store first and removed once stored."))
+    var store = false
     @Flag(help: "Stop the VM after saving instead of letting it run on.") var stop = false
     @Option(name: .customLong("exclude-pid"), parsing: .unconditionalSingleValue, help: ArgumentHelp("Leave out this process and its descendants.", valueName: "pid"))
     var excludePid: [Int32] = []
@@ -102,8 +107,18 @@ struct Checkpoint: ParsableCommand {
         manager.connect = connection.uri
         // Ctrl-C, SIGTERM and SIGHUP cancel as Esc does in the TUI: the guest runs and is thawed, nothing partial is left.
         Interruption.install()
-        let report = try manager.checkpoint(
-            name: vm.name, output: try output ?? BundleHome.newBundle(vm: vm.name), stopAfter: stop, exclusion: request.isEmpty ? nil : request,
+        if store && output != nil { throw SparcError("--store and -o exclude each other: -o writes a bundle directory, --store the store") }
+        // A checkpoint into the store is a bundle staged in a private directory beside it, stored, then removed.
+        var staging: String?
+        defer { if let staging { _ = FileSystem.removeTree(staging) } }
+        var target = try output ?? BundleHome.newBundle(vm: vm.name)
+        if store {
+            let home = try BundleHome.ensure()
+            staging = try FileSystem.makeUniqueDirectory(in: home, prefix: ".staging-")
+            target = staging! + "/" + Path.base(of: target)
+        }
+        var report = try manager.checkpoint(
+            name: vm.name, output: target, stopAfter: stop, exclusion: request.isEmpty ? nil : request,
             saveFreeMemory: saveFreeMemory, cancel: Interruption.cancellation, progress: progressPrinter())
         endProgress()
         var gate: CredentialScan.Gate?
@@ -114,6 +129,15 @@ struct Checkpoint: ParsableCommand {
                 progress: show.map { p in { _, done, total in p("scanning the memory image \(done * 100 / max(total, 1))%") } },
                 cancel: Interruption.cancellation)
             endProgress()
+        }
+        if store, gate?.refused != true, FileSystem.exists(report.bundle) {
+            let base = Path.base(of: report.bundle)
+            let name = base.hasSuffix(".sparc") ? String(base.dropLast(6)) : base
+            let stored = try openStore().importBundle(try BundleReader(path: report.bundle), as: name)
+            report.bundle = name
+            if !json {
+                print("stored as \(name.terminalSafe): \(formatBytes(stored.storedBytes)) written (\(stored.sharedChunks) of \(stored.chunks) chunks already in the store, \(stored.zeroChunks) of zeros)")
+            }
         }
         if json {
             try printJSON(Output(checkpoint: report, scan: gate))

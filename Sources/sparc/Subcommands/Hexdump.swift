@@ -18,7 +18,7 @@ struct Hexdump: ParsableCommand {
               sparc hexdump monday.sparc --address 0x1f000 --length 128
               sparc hexdump disk.raw --offset 0x100000 --length 4KiB
             """)
-    @Argument(help: "A file, or a bundle (its memory image).") var path: String
+    @Argument(help: "A file, or a bundle or stored checkpoint (its memory image).") var path: String
     @Option(parsing: .unconditional, help: "File offset to start at (decimal or 0x hex).") var offset: String?
     @Option(parsing: .unconditional, help: "Guest-physical address to start at (bundles).") var address: String?
     @Option(parsing: .unconditional, help: "Bytes to show (decimal or 0x hex; a K, M or G suffix multiplies by 1024s).") var length: String = "256"
@@ -45,7 +45,9 @@ struct Hexdump: ParsableCommand {
 
     func run() throws {
         if offset != nil && address != nil { throw SparcError("--offset and --address exclude each other") }
-        let target = try ForensicSearch.targets(path)[0]
+        let stored = StoredBundles()
+        defer { stored.remove() }
+        let target = try ForensicSearch.targets(try stored.path(path))[0]
         let size = UInt64(target.file.size)
         let display = target.display.terminalSafe
         guard size > 0 else { throw SparcError("\(display) is empty") }

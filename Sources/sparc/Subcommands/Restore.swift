@@ -34,7 +34,7 @@ struct Restore: ParsableCommand {
               sparc restore web-20261202.sparc --name web --replace
               sparc restore db.sparc --connect qemu:///system --name db
             """)
-    @Argument(help: "The bundle directory.") var bundle: String
+    @Argument(help: "The bundle directory, or a stored checkpoint's name (see 'sparc bundles').") var bundle: String
     @Option(help: "Name for the restored VM.") var name: String = "default"
     @Flag(help: "Stop a running VM of that name first.") var replace = false
     @Flag(help: "UNSAFE: keep excluded processes running although their memory was not saved.")
@@ -64,8 +64,10 @@ struct Restore: ParsableCommand {
         manager.connect = connection.uri
         // Ctrl-C, SIGTERM and SIGHUP cancel until the guest resumes; after that the restore finishes.
         Interruption.install()
+        let stored = StoredBundles()
+        defer { stored.remove() }
         let report = try manager.restore(
-            bundle: bundle, name: name, replace: replace, killExcluded: !noKill, policy: policy, progress: progressPrinter(),
+            bundle: try stored.path(bundle), name: name, replace: replace, killExcluded: !noKill, policy: policy, progress: progressPrinter(),
             cancel: Interruption.cancellation)
         endProgress()
         for w in report.warnings { printError("sparc: warning: \(w.terminalSafe)") }

@@ -73,7 +73,7 @@ struct Scan: ParsableCommand {
               sparc scan --rules ours.yar --allow openssh_private_key@sshd monday.sparc
               sparc scan --json --no-builtin --rules canary.yar /var/lib/vm/dump.raw
             """)
-    @Argument(help: "Bundles or files to scan.") var paths: [String] = []
+    @Argument(help: "Bundles, stored checkpoints (by name) or files to scan.") var paths: [String] = []
     @OptionGroup var ruleOptions: ScanRuleOptions
     @Flag(help: "Scan only the memory image of a bundle.") var memoryOnly = false
     @Flag(help: "Print the findings as JSON.") var json = false
@@ -86,6 +86,9 @@ struct Scan: ParsableCommand {
         }
         guard !paths.isEmpty else { throw ValidationError("give at least one bundle or file to scan") }
         let rules = try ruleOptions.rules()
+        let stored = StoredBundles()
+        defer { stored.remove() }
+        let paths = try stored.paths(self.paths)
         let show = progressPrinter()
         let report = try CredentialScan.scan(
             paths: paths, rules: rules, reveal: ruleOptions.show, memoryOnly: memoryOnly, allow: try ruleOptions.allowances(rules: rules),

@@ -23,7 +23,7 @@ struct Search: ParsableCommand {
               sparc search -i --encoding all --json TOKEN a.sparc b.sparc
             """)
     @Argument(help: "The text (or hex bytes with --hex, or a regular expression with --regex).") var pattern: String
-    @Argument(help: "Bundles or files to search.") var paths: [String]
+    @Argument(help: "Bundles, stored checkpoints (by name) or files to search.") var paths: [String]
     @Flag(name: [.short, .customLong("ignore-case")], help: "Match ASCII letters in either case.") var ignoreCase = false
     @Option(help: "ascii, utf8, utf16le, utf16be or all, comma-separated (default ascii,utf16le).")
     var encoding: String = "ascii,utf16le"
@@ -48,6 +48,9 @@ struct Search: ParsableCommand {
         } else {
             query = try .text(pattern, encodings: try SearchEncoding.parse(encoding), ignoreCase: ignoreCase)
         }
+        let stored = StoredBundles()
+        defer { stored.remove() }
+        let paths = try stored.paths(self.paths)
         let show = progressPrinter()
         let hits = try ForensicSearch.search(
             paths: paths, query: query, contextBytes: context,

@@ -117,3 +117,37 @@ struct Store: ParsableCommand {
         }
     }
 }
+
+/// Stored checkpoints named where a bundle path is expected: each is written out as a bundle
+/// in a private directory of the runtime root (a tmpfs for root: memory, not disk) for the
+/// command's length, checked against its own digests as it is written, and removed after.
+final class StoredBundles {
+    private var directory: String?
+
+    /// The bundle path for `argument`: itself when it is a path (or names nothing stored),
+    /// else the stored checkpoint of that name, written out.
+    func path(_ argument: String) throws -> String {
+        if argument.contains("/") || FileSystem.exists(argument) { return argument }
+        let store = try openStore()
+        guard (try? store.names().contains(argument)) == true else { return argument }
+        if directory == nil {
+            let root = try VMManager().root
+            directory = try FileSystem.makeUniqueDirectory(in: root, prefix: "stored-")
+        }
+        let target = directory! + "/" + argument + ".sparc"
+        if !FileSystem.exists(target) {
+            progressPrinter()?("reading \(argument) from the store")
+            try store.export(argument, to: target)
+            endProgress()
+        }
+        return target
+    }
+
+    func paths(_ arguments: [String]) throws -> [String] { try arguments.map(path) }
+
+    /// Removes what was written out.
+    func remove() {
+        if let directory { _ = FileSystem.removeTree(directory) }
+        directory = nil
+    }
+}

@@ -11,7 +11,7 @@ import SparcTUI
 struct Strings: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Print printable strings of a file or bundle with their offsets (like strings -a -td).")
-    @Argument(help: "A bundle or any file.") var path: String
+    @Argument(help: "A bundle, a stored checkpoint (by name) or any file.") var path: String
     @Option(parsing: .unconditional, help: "Minimum length.") var min: Int = 4
     @Option(help: "ascii, utf16le, utf16be or all, comma-separated.") var encoding: String = "ascii"
 
@@ -23,7 +23,9 @@ struct Strings: ParsableCommand {
         let encodings = parsed
         guard min >= 1 else { throw SparcError("--min must be at least 1 (got \(min))") }
         var out = ""
-        for target in try ForensicSearch.targets(path) {
+        let stored = StoredBundles()
+        defer { stored.remove() }
+        for target in try ForensicSearch.targets(try stored.path(path)) {
             try StringsExtractor.scan(file: target.file, minimum: min, encodings: encodings.isEmpty ? [.ascii] : encodings) { offset, text, enc in
                 out += "\(target.display.terminalSafe) \(offset) \(enc == .ascii ? "" : enc.rawValue + " ")\(text)\n"
                 if out.utf8.count > 1 << 16 {

@@ -12,10 +12,12 @@ struct Verify: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Check every file of a bundle against the digests in its manifest.",
         discussion: "Exit status 0 when intact, 1 when not (each difference is listed), 2 when it cannot be read.")
-    @Argument(help: "The bundle directory.") var bundle: String
+    @Argument(help: "The bundle directory, or a stored checkpoint's name (see 'sparc bundles').") var bundle: String
 
     func run() throws {
-        let reader = try BundleReader(path: bundle)
+        let stored = StoredBundles()
+        defer { stored.remove() }
+        let reader = try BundleReader(path: try stored.path(bundle))
         let show = progressPrinter()
         let problems = reader.verify(progress: show.map { p in { file, done, total in p("verifying \(file) \(done * 100 / max(total, 1))%") } })
         endProgress()
