@@ -85,6 +85,10 @@ public final class CheckpointStore {
     /// Stores a bundle (verified first: a damaged bundle is refused, nothing stored) as `name`.
     public func importBundle(_ reader: BundleReader, as name: String, chunkBytes: Int = defaultChunkBytes, compress: Bool = true) throws -> StoreReport {
         try Self.checkNamed(name)
+        return try objects.withLock(exclusive: false) { try importLocked(reader, as: name, chunkBytes: chunkBytes, compress: compress) }
+    }
+
+    func importLocked(_ reader: BundleReader, as name: String, chunkBytes: Int, compress: Bool) throws -> StoreReport {
         guard !objects.exists("checkpoints/" + name) else { throw StoreError.exists(name) }
         if let problem = reader.verify().first { throw BundleError.damaged(member: problem.file, why: problem.reason) }
         var report = StoreReport(name: name)
@@ -217,10 +221,15 @@ public final class CheckpointStore {
         try objects.delete("checkpoints/" + name)
     }
 
-    /// Removes the chunks no checkpoint references; returns how many and their bytes. A chunk
-    /// younger than `grace` seconds stays: a checkpoint being stored now writes its chunks
-    /// before its manifest, and they must not go before it lists them.
-    public func gc(grace: TimeInterval = 3600, now: Date = Date()) throws -> (chunks: Int, bytes: Int64) {
+    /// Removes the chunks no checkpoint references; returns how many and their bytes. It holds
+    /// the store's lock exclusively, so no checkpoint is being stored meanwhile (one counts on
+    /// chunks that are there before its manifest lists them). A chunk younger than `grace`
+    /// seconds stays all the same.
+    public func gc(grace: TimeInterval = 0, now: Date = Date()) throws -> (chunks: Int, bytes: Int64) {
+        try objects.withLock(exclusive: true) { try gcLocked(grace: grace, now: now) }
+    }
+
+    func gcLocked(grace: TimeInterval, now: Date) throws -> (chunks: Int, bytes: Int64) {
         let referenced = Set(try names().flatMap { try checkpoint($0).members.flatMap(\.chunks) })
         var removed = 0
         var bytes: Int64 = 0

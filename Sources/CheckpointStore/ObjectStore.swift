@@ -52,6 +52,10 @@ public protocol ObjectStore {
     /// Its size in bytes, nil when absent.
     func size(_ key: String) -> Int64?
     func delete(_ key: String) throws
+    /// Runs `body` holding the store's lock: shared while a checkpoint is stored (it may reuse
+    /// chunks that are there), exclusive while unreferenced chunks are collected (so none a
+    /// checkpoint being stored counts on can go). An object store would use a generation rule.
+    func withLock<T>(exclusive: Bool, _ body: () throws -> T) throws -> T
 }
 
 /// Objects as files under one private directory: `chunks/ab/abcd…`, `checkpoints/NAME`. Written
@@ -129,6 +133,10 @@ public struct DirectoryObjectStore: ObjectStore {
     }
 
     public func size(_ key: String) -> Int64? { (try? path(key)).flatMap(FileSystem.size) }
+
+    public func withLock<T>(exclusive: Bool, _ body: () throws -> T) throws -> T {
+        try FileLock.withLock(root + "/lock", shared: !exclusive, body)
+    }
 
     public func delete(_ key: String) throws {
         let p = try path(key)

@@ -174,3 +174,57 @@ final class CheckpointStoreTests: XCTestCase {
         XCTAssertThrowsError(try s.checkpoint("k3")) { guard case .damagedObject? = $0 as? StoreError else { return XCTFail("\($0)") } }
     }
 }
+
+final class RetentionTests: XCTestCase {
+    func at(_ s: String) -> String { s }
+
+    /// Newest per rule and bucket, per VM; a VM's newest always stays.
+    func testRulesKeepTheNewestOfEachBucket() {
+        let entries: [(name: String, vm: String, createdAt: String)] = [
+            ("a1", "a", "2026-12-07T10:50:00.000Z"), ("a2", "a", "2026-12-07T10:10:00.000Z"), ("a3", "a", "2026-12-07T09:30:00.000Z"),
+            ("a4", "a", "2026-12-06T23:00:00.000Z"), ("a5", "a", "2026-12-06T08:00:00.000Z"), ("a6", "a", "2026-11-20T08:00:00.000Z"),
+            ("b1", "b", "2026-01-01T00:00:00.000Z"),
+        ]
+        func kept(_ p: RetentionPolicy) -> [String] { p.decide(entries).filter(\.keep).map(\.name).sorted() }
+        XCTAssertEqual(kept(RetentionPolicy(last: 2)), ["a1", "a2", "b1"], "b's only checkpoint is its newest")
+        XCTAssertEqual(kept(RetentionPolicy(hourly: 3)), ["a1", "a3", "a4", "b1"], "10h, 9h and 23h of the day before")
+        XCTAssertEqual(kept(RetentionPolicy(daily: 2)), ["a1", "a4", "b1"])
+        XCTAssertEqual(kept(RetentionPolicy(weekly: 2)), ["a1", "a4", "b1"], "Monday Dec 7 starts an ISO week: Sunday's a4 is the newest of the week before")
+        let d = RetentionPolicy(last: 1, daily: 2).decide(entries).first { $0.name == "a1" }
+        XCTAssertEqual(d?.reasons, ["newest", "last", "daily"])
+    }
+}
+
+extension CheckpointStoreTests {
+    /// Prune removes what the rules do not keep (a dry run nothing), and the chunks only those
+    /// held; gc waits for a checkpoint being stored.
+    func testPruneAndTheStoreLock() throws {
+        let s = try store()
+        for (i, extra) in [1 << 20, 2 << 20, 3 << 20].enumerated() {
+            _ = try s.importBundle(try BundleReader(path: try makeBundle("p\(i).sparc", secret: "P", extra: extra)), as: "p\(i)")
+        }
+        let dry = try s.prune(RetentionPolicy(last: 1), dryRun: true)
+        XCTAssertEqual(dry.decisions.filter { !$0.keep }.count, 2)
+        XCTAssertEqual(try s.names().count, 3, "a dry run removes nothing")
+        let before = try s.usage().chunkBytes
+        let done = try s.prune(RetentionPolicy(last: 1), dryRun: false)
+        XCTAssertEqual(try s.names().count, 1)
+        XCTAssertGreaterThan(done.freed.bytes, 0)
+        XCTAssertEqual(try s.usage().chunkBytes, before - done.freed.bytes)
+        XCTAssertEqual(try s.check(readData: true), [], "what stays is whole")
+        XCTAssertThrowsError(try s.prune(RetentionPolicy(), dryRun: true), "a rule is needed")
+
+        // A checkpoint being stored holds the lock shared: gc waits for it.
+        let finished = DispatchSemaphore(value: 0)
+        do {
+            let held = try XCTUnwrap(try FileLock(dir + "/store/lock", shared: true))
+            Thread.detachNewThread {
+                _ = try? s.gc()
+                finished.signal()
+            }
+            XCTAssertEqual(finished.wait(timeout: .now() + 1), .timedOut, "gc waits while a checkpoint is being stored")
+            withExtendedLifetime(held) {}
+        }
+        XCTAssertEqual(finished.wait(timeout: .now() + 120), .success, "and goes on once it is stored")
+    }
+}

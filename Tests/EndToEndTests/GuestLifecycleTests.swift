@@ -432,6 +432,14 @@ final class GuestLifecycleTests: GuestTestCase {
         try sparc.ok(["store", "rm", "st-1", "--yes"], environment: env)
         try sparc.fails(["export", "st-1", "-o", work + "/gone.sparc"], message: "no checkpoint named 'st-1'", environment: env)
         XCTAssertFalse(FileSystem.exists(work + "/gone.sparc"))
+        // Retention: the newest stays, st-2 goes with the chunks only it held.
+        let dry = try sparc.ok(["prune", "--vm", vm, "--keep-last", "1", "--dry-run"], environment: env)
+        XCTAssertTrue(dry.contains("would remove st-2"), dry)
+        let pruned = try sparc.ok(["prune", "--vm", vm, "--keep-last", "1"], environment: env)
+        XCTAssertTrue(pruned.contains("removed 1 checkpoint(s)"), pruned)
+        let left = try JSONSerialization.jsonObject(with: Data(try sparc.ok(["bundles", "--json"], environment: env).utf8)) as? [[String: Any]]
+        XCTAssertEqual(left?.compactMap { $0["name"] as? String }, [name])
+        try sparc.ok(["store", "check", "--read-data"], environment: env)
     }
 
     /// One command at a time changes a VM: while a checkpoint works, a second checkpoint, a

@@ -93,7 +93,7 @@ struct Store: ParsableCommand {
 
     struct GC: ParsableCommand {
         static let configuration = CommandConfiguration(
-            commandName: "gc", abstract: "Remove chunks no checkpoint uses (those younger than an hour stay: a checkpoint may be being stored).")
+            commandName: "gc", abstract: "Remove chunks no checkpoint uses (it waits for a checkpoint being stored, which may count on them).")
         func run() throws {
             let freed = try openStore().gc()
             print("removed \(freed.chunks) chunk(s), \(formatBytes(freed.bytes))")
@@ -149,5 +149,39 @@ final class StoredBundles {
     func remove() {
         if let directory { _ = FileSystem.removeTree(directory) }
         directory = nil
+    }
+}
+
+struct Prune: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Remove stored checkpoints a retention rule does not keep, and the chunks only they held.",
+        discussion: """
+            Per VM: the newest --keep-last, and the newest of each of the latest --keep-hourly hours, \
+            --keep-daily days and --keep-weekly weeks (UTC) that have one. A VM's newest checkpoint \
+            is always kept. --dry-run prints what would go and removes nothing.
+            """)
+    @Option(name: .customLong("vm"), help: "Only this VM's checkpoints (default: every VM's).") var vm: String?
+    @Option(help: "Keep the newest N.") var keepLast = 0
+    @Option(help: "Keep the newest of each of the latest N hours.") var keepHourly = 0
+    @Option(help: "Keep the newest of each of the latest N days.") var keepDaily = 0
+    @Option(help: "Keep the newest of each of the latest N weeks.") var keepWeekly = 0
+    @Flag(help: "Print what would be removed; remove nothing.") var dryRun = false
+    @Flag(help: "Print the decisions as JSON.") var json = false
+
+    func validate() throws {
+        for (flag, n) in [("--keep-last", keepLast), ("--keep-hourly", keepHourly), ("--keep-daily", keepDaily), ("--keep-weekly", keepWeekly)] where n < 0 {
+            throw ValidationError("\(flag) must be 0 or more (got \(n))")
+        }
+    }
+
+    func run() throws {
+        let policy = RetentionPolicy(last: keepLast, hourly: keepHourly, daily: keepDaily, weekly: keepWeekly)
+        let (decisions, freed) = try openStore().prune(policy, vm: vm, dryRun: dryRun)
+        if json { return try printJSON(decisions) }
+        for d in decisions {
+            print((d.keep ? "keep   " : (dryRun ? "would remove " : "remove ")) + "\(d.name.terminalSafe)  \(d.createdAt.terminalSafe)" + (d.keep ? "  (\(d.reasons.joined(separator: ", ")))" : ""))
+        }
+        let gone = decisions.filter { !$0.keep }.count
+        print(dryRun ? "\(gone) checkpoint(s) would be removed (--dry-run: nothing was)" : "removed \(gone) checkpoint(s); \(freed.chunks) chunk(s), \(formatBytes(freed.bytes)) freed")
     }
 }
