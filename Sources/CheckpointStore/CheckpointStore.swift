@@ -73,10 +73,14 @@ public final class CheckpointStore {
     }
 
     /// The store under `directory` (`$SPARC_BUNDLES/store`), its key in `stateDirectory`.
-    public convenience init(directory: String, stateDirectory: String) throws {
+    public convenience init(directory: String, stateDirectory: String, passphrase: Data? = nil) throws {
         try FileSystem.makeDirectories(stateDirectory)
-        self.init(objects: try DirectoryObjectStore(root: directory), keys: try StoreKeys.load(stateDirectory + "/store.key", create: true))
+        self.init(
+            objects: try DirectoryObjectStore(root: directory), keys: try StoreKeys.load(Self.keyPath(stateDirectory), create: true, passphrase: passphrase))
     }
+
+    /// Where the store's key is kept.
+    public static func keyPath(_ stateDirectory: String) -> String { stateDirectory + "/store.key" }
 
     static func checkNamed(_ name: String) throws {
         guard DirectoryObjectStore.isSafeName(name), !name.contains(".put-") else { throw StoreError.badName(name) }

@@ -18,17 +18,76 @@ public struct StoreKeys: Sendable {
         cipherKey = HMACSHA256.raw(key: master, message: Data("sparc store cipher v1".utf8))
     }
 
-    /// The master key at `path`, made (32 random bytes, 0600, exclusively) when missing and `create`.
-    public static func load(_ path: String, create: Bool) throws -> StoreKeys {
+    /// The master key at `path`, made (32 random bytes, 0600) when missing and `create`. A key
+    /// wrapped by a passphrase (`KeyWrap`) needs it; a plain one ignores it.
+    public static func load(_ path: String, create: Bool, passphrase: Data? = nil) throws -> StoreKeys {
+        try StoreKeys(master: try masterKey(path, create: create, passphrase: passphrase))
+    }
+
+    static func masterKey(_ path: String, create: Bool, passphrase: Data?) throws -> Data {
         if FileSystem.exists(path) {
-            let key = try OpenedFile(regular: path, maxSize: 64).readAll()
-            guard key.count == 32 else { throw SparcError("store key \(path) is damaged (expected 32 bytes)") }
-            return try StoreKeys(master: key)
+            let file = try OpenedFile(regular: path, maxSize: 256).readAll()
+            if file.count == 32 { return file }
+            guard KeyWrap.isWrapped(file) else { throw SparcError("store key \(path) is damaged (neither a key nor a wrapped one)") }
+            guard let passphrase else {
+                throw SparcError("the store key is wrapped by a passphrase: pass --passphrase-file (or set $SPARC_STORE_PASSPHRASE_FILE)")
+            }
+            return try KeyWrap.unwrap(file, passphrase: passphrase)
         }
         guard create else { throw SparcError("store key \(path) is missing: the store cannot be read") }
         let key = Data(secureRandomBytes(32))
-        try FileSystem.writeAtomically(key, to: path, mode: 0o600)
-        return try StoreKeys(master: key)
+        try FileSystem.writeAtomically(passphrase.map { try KeyWrap.wrap(key, passphrase: $0) } ?? key, to: path, mode: 0o600)
+        return key
+    }
+
+    /// Wraps the key at `path` by `passphrase` (nil: stores it plain again); `current` opens it
+    /// when it is wrapped already. The file is replaced whole.
+    public static func rewrap(_ path: String, current: Data?, new passphrase: Data?) throws {
+        let key = try masterKey(path, create: false, passphrase: current)
+        try FileSystem.writeAtomically(passphrase.map { try KeyWrap.wrap(key, passphrase: $0) } ?? key, to: path, mode: 0o600)
+    }
+}
+
+/// The store key wrapped by a passphrase: scrypt (memory-hard: N 2^15, r 8, p 1, 32 MiB) turns
+/// the passphrase and a random salt into a key that seals the store key with AES-256-GCM.
+/// "SPKW", version 1, salt (16), log2 N, r, p, nonce (12), the sealed key (32), tag (16).
+public enum KeyWrap {
+    static let magic = Array("SPKW".utf8)
+
+    static func isWrapped(_ data: Data) -> Bool { data.count == 4 + 1 + 16 + 3 + 12 + 32 + 16 && Array(data.prefix(4)) == magic }
+
+    static func derive(_ passphrase: Data, salt: [UInt8], logN: UInt8, r: UInt8, p: UInt8) throws -> [UInt8] {
+        guard (10...20).contains(logN), (1...16).contains(r), (1...4).contains(p) else { throw SparcError("the wrapped store key has unreasonable scrypt parameters") }
+        var out = [UInt8](repeating: 0, count: 32)
+        let ok = passphrase.withUnsafeBytes { pass in
+            EVP_PBE_scrypt(
+                pass.baseAddress?.assumingMemoryBound(to: CChar.self), pass.count, salt, salt.count, UInt64(1) << UInt64(logN), UInt64(r), UInt64(p),
+                UInt64(256 << 20), &out, out.count)
+        }
+        guard ok == 1 else { throw SparcError("scrypt failed (OpenSSL)") }
+        return out
+    }
+
+    public static func wrap(_ key: Data, passphrase: Data) throws -> Data {
+        guard !passphrase.isEmpty else { throw SparcError("the passphrase is empty") }
+        let salt = secureRandomBytes(16), nonce = secureRandomBytes(12)
+        let (logN, r, p): (UInt8, UInt8, UInt8) = (15, 8, 1)
+        let header = Data(magic + [1] + salt + [logN, r, p] + nonce)
+        let (cipher, tag) = try ChunkCodec.aesGCM(encrypt: true, key, key: try derive(passphrase, salt: salt, logN: logN, r: r, p: p), nonce: nonce, aad: header, tag: nil)
+        return header + cipher + Data(tag)
+    }
+
+    public static func unwrap(_ wrapped: Data, passphrase: Data) throws -> Data {
+        let b = [UInt8](wrapped)
+        guard isWrapped(wrapped), b[4] == 1 else { throw SparcError("the wrapped store key is damaged") }
+        let salt = Array(b[5..<21]), (logN, r, p) = (b[21], b[22], b[23]), nonce = Array(b[24..<36])
+        let header = Data(b[0..<36])
+        guard
+            let (key, _) = try? ChunkCodec.aesGCM(
+                encrypt: false, Data(b[36..<68]), key: try derive(passphrase, salt: salt, logN: logN, r: r, p: p), nonce: nonce, aad: header,
+                tag: Array(b[68..<84])), key.count == 32
+        else { throw SparcError("wrong passphrase for the store key (or the wrapped key is damaged)", kind: .negative) }
+        return key
     }
 }
 

@@ -228,3 +228,32 @@ extension CheckpointStoreTests {
         XCTAssertEqual(finished.wait(timeout: .now() + 120), .success, "and goes on once it is stored")
     }
 }
+
+final class KeyWrapTests: XCTestCase {
+    /// A wrapped key opens with its passphrase only; the store's chunks read the same after
+    /// wrapping, changing and removing the passphrase (only the key file changes).
+    func testTheStoreKeyWrappedByAPassphrase() throws {
+        let dir = NSTemporaryDirectory() + "sparc-keywrap-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileSystem.makeDirectories(dir)
+        defer { FileSystem.removeTree(dir) }
+        let path = dir + "/store.key"
+        let plain = try StoreKeys.load(path, create: true)
+        let id = ChunkCodec.id(of: Data("x".utf8), keys: plain)
+        try StoreKeys.rewrap(path, current: nil, new: Data("correct horse".utf8))
+        XCTAssertNotEqual(FileSystem.size(path), 32, "the key file no longer holds the key")
+        XCTAssertThrowsError(try StoreKeys.load(path, create: false), "a wrapped key needs its passphrase")
+        XCTAssertThrowsError(try StoreKeys.load(path, create: false, passphrase: Data("wrong".utf8))) {
+            XCTAssertEqual(($0 as? UserFacingError)?.exitCode, 1)
+        }
+        let opened = try StoreKeys.load(path, create: false, passphrase: Data("correct horse".utf8))
+        XCTAssertEqual(ChunkCodec.id(of: Data("x".utf8), keys: opened), id, "the same key")
+        try StoreKeys.rewrap(path, current: Data("correct horse".utf8), new: Data("battery staple".utf8))
+        XCTAssertThrowsError(try StoreKeys.load(path, create: false, passphrase: Data("correct horse".utf8)))
+        try StoreKeys.rewrap(path, current: Data("battery staple".utf8), new: nil)
+        XCTAssertEqual(FileSystem.size(path), 32)
+        XCTAssertEqual(ChunkCodec.id(of: Data("x".utf8), keys: try StoreKeys.load(path, create: false)), id)
+        var st = stat()
+        XCTAssertEqual(stat(path, &st), 0)
+        XCTAssertEqual(st.st_mode & 0o777, 0o600)
+    }
+}

@@ -112,6 +112,9 @@ struct Checkpoint: ParsableCommand {
         var staging: String?
         defer { if let staging { _ = FileSystem.removeTree(staging) } }
         var target = try output ?? BundleHome.newBundle(vm: vm.name)
+        // Opened before the guest is touched: a store that cannot be opened (a wrapped key and
+        // no passphrase) refuses now, not after the checkpoint was taken.
+        let storeHandle = store ? try openStore() : nil
         if store {
             let home = try BundleHome.ensure()
             staging = try FileSystem.makeUniqueDirectory(in: home, prefix: ".staging-")
@@ -133,7 +136,7 @@ struct Checkpoint: ParsableCommand {
         if store, gate?.refused != true, FileSystem.exists(report.bundle) {
             let base = Path.base(of: report.bundle)
             let name = base.hasSuffix(".sparc") ? String(base.dropLast(6)) : base
-            let stored = try openStore().importBundle(try BundleReader(path: report.bundle), as: name)
+            let stored = try storeHandle!.importBundle(try BundleReader(path: report.bundle), as: name)
             report.bundle = name
             if !json {
                 print("stored as \(name.terminalSafe): \(formatBytes(stored.storedBytes)) written (\(stored.sharedChunks) of \(stored.chunks) chunks already in the store, \(stored.zeroChunks) of zeros)")

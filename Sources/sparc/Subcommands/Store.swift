@@ -5,10 +5,25 @@ import SnapshotModel
 import SparcEngine
 import SparcSupport
 
-/// The checkpoint store under the bundle home, its key in the state directory.
-func openStore() throws -> CheckpointStore {
+/// The checkpoint store under the bundle home, its key in the state directory (opened with the
+/// passphrase of `--passphrase-file`, else `$SPARC_STORE_PASSPHRASE_FILE`, when it is wrapped).
+func openStore(passphraseFile: String? = nil) throws -> CheckpointStore {
     let home = try BundleHome.ensure()
-    return try CheckpointStore(directory: home + "/store", stateDirectory: try VMManager().stateDirectory)
+    return try CheckpointStore(directory: home + "/store", stateDirectory: try VMManager().stateDirectory, passphrase: try readPassphrase(passphraseFile))
+}
+
+/// The passphrase in a file (its first line), or nil without one; the file is read bounded.
+func readPassphrase(_ option: String?) throws -> Data? {
+    guard let path = option ?? ProcessInfo.processInfo.environment["SPARC_STORE_PASSPHRASE_FILE"].flatMap({ $0.isEmpty ? nil : $0 }) else { return nil }
+    let text = try OpenedFile(regular: path, followSymlinks: true, maxSize: 4096).readAll()
+    let line = text.split(separator: 0x0A, maxSplits: 1, omittingEmptySubsequences: false).first.map { Data($0) } ?? Data()
+    guard !line.isEmpty else { throw SparcError("the passphrase file \(path.terminalSafe) is empty") }
+    return line
+}
+
+/// `--passphrase-file`: for a store whose key is wrapped.
+struct PassphraseOption: ParsableArguments {
+    @Option(help: "A file whose first line is the store key's passphrase (default: $SPARC_STORE_PASSPHRASE_FILE).") var passphraseFile: String?
 }
 
 struct Import: ParsableCommand {
@@ -23,11 +38,12 @@ struct Import: ParsableCommand {
     @Argument(help: "The bundle directory.") var bundle: String
     @Option(name: .customLong("as"), help: "The checkpoint's name in the store (default: the bundle's name without .sparc).") var name: String?
     @Flag(help: "Print the report as JSON.") var json = false
+    @OptionGroup var passphrase: PassphraseOption
 
     func run() throws {
         let reader = try BundleReader(path: bundle)
         let base = Path.base(of: reader.path)
-        let stored = try openStore().importBundle(reader, as: name ?? (base.hasSuffix(".sparc") ? String(base.dropLast(6)) : base))
+        let stored = try openStore(passphraseFile: passphrase.passphraseFile).importBundle(reader, as: name ?? (base.hasSuffix(".sparc") ? String(base.dropLast(6)) : base))
         if json { return try printJSON(stored) }
         print(
             "stored \(stored.name.terminalSafe): \(formatBytes(stored.logicalBytes)) in \(stored.chunks) chunks (\(stored.zeroChunks) of zeros, \(stored.sharedChunks) already in the store); \(formatBytes(stored.storedBytes)) written")
@@ -40,9 +56,10 @@ struct Export: ParsableCommand {
         discussion: "The bundle appears only when whole, byte for byte the one that was stored (its digests are checked on what was written; its seal still applies).")
     @Argument(help: "The checkpoint's name in the store (see 'sparc bundles').") var name: String
     @Option(name: .shortAndLong, help: "The bundle directory to create (must not exist).") var output: String
+    @OptionGroup var passphrase: PassphraseOption
 
     func run() throws {
-        try openStore().export(name, to: output)
+        try openStore(passphraseFile: passphrase.passphraseFile).export(name, to: output)
         print("exported \(name.terminalSafe) to \(FileSystem.absolute(output).terminalSafe)")
     }
 }
@@ -50,9 +67,10 @@ struct Export: ParsableCommand {
 struct Bundles: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "List the checkpoints in the store: VM, time, size, bytes only it holds, what was left out.")
     @Flag(help: "Print the list as JSON.") var json = false
+    @OptionGroup var passphrase: PassphraseOption
 
     func run() throws {
-        let entries = try openStore().list()
+        let entries = try openStore(passphraseFile: passphrase.passphraseFile).list()
         if json { return try printJSON(entries) }
         if entries.isEmpty { return print("no checkpoints in the store (sparc import BUNDLE stores one)") }
         print("NAME                              VM          CREATED                SIZE       UNIQUE     EXCLUDED")
@@ -68,12 +86,29 @@ struct Bundles: ParsableCommand {
 struct Store: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Look after the checkpoint store: its usage, its integrity, its unused chunks.",
-        subcommands: [Usage.self, Check.self, GC.self, Remove.self])
+        subcommands: [Usage.self, Check.self, GC.self, Remove.self, Passphrase.self])
+
+    struct Passphrase: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Wrap the store's key by a passphrase (scrypt, AES-256-GCM), change it, or store the key plain again.",
+            discussion: "The store's objects are not touched: only the key file (STATE/store.key, 0600) is replaced, whole.")
+        @OptionGroup var passphrase: PassphraseOption
+        @Option(help: "A file whose first line is the new passphrase.") var newPassphraseFile: String?
+        @Flag(help: "Store the key plain again (no passphrase).") var remove = false
+        func run() throws {
+            guard (newPassphraseFile != nil) != remove else { throw SparcError("give --new-passphrase-file or --remove") }
+            let state = try VMManager().stateDirectory
+            _ = try openStore(passphraseFile: passphrase.passphraseFile)  // made when missing; the current passphrase checked
+            try StoreKeys.rewrap(CheckpointStore.keyPath(state), current: try readPassphrase(passphrase.passphraseFile), new: try newPassphraseFile.map { try readPassphrase($0)! })
+            print(remove ? "the store key is stored plain (no passphrase)" : "the store key is wrapped by the new passphrase")
+        }
+    }
 
     struct Usage: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "du", abstract: "Bytes the store holds.")
+        @OptionGroup var passphrase: PassphraseOption
         func run() throws {
-            let u = try openStore().usage()
+            let u = try openStore(passphraseFile: passphrase.passphraseFile).usage()
             print("\(u.checkpoints) checkpoint(s), \(u.chunks) chunk(s): \(formatBytes(u.chunkBytes)) of chunks, \(formatBytes(u.manifestBytes)) of manifests")
         }
     }
@@ -83,8 +118,9 @@ struct Store: ParsableCommand {
             abstract: "Check every checkpoint's manifest and chunks.",
             discussion: "Without --read-data, that every chunk is there; with it, every chunk's tag, size and name. Exit 1 when something is wrong, naming the checkpoints it breaks.")
         @Flag(help: "Open every chunk (reads the whole store).") var readData = false
+        @OptionGroup var passphrase: PassphraseOption
         func run() throws {
-            let problems = try openStore().check(readData: readData)
+            let problems = try openStore(passphraseFile: passphrase.passphraseFile).check(readData: readData)
             for p in problems { print("\(p.object.terminalSafe): \(p.reason.terminalSafe) (breaks \(p.breaks.map(\.terminalSafe).joined(separator: ", ")))") }
             if !problems.isEmpty { throw SparcError("\(problems.count) problem(s) in the store", kind: .negative) }
             print("the store is intact" + (readData ? " (every chunk read)" : " (every chunk present; --read-data reads them)"))
@@ -94,8 +130,9 @@ struct Store: ParsableCommand {
     struct GC: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "gc", abstract: "Remove chunks no checkpoint uses (it waits for a checkpoint being stored, which may count on them).")
+        @OptionGroup var passphrase: PassphraseOption
         func run() throws {
-            let freed = try openStore().gc()
+            let freed = try openStore(passphraseFile: passphrase.passphraseFile).gc()
             print("removed \(freed.chunks) chunk(s), \(formatBytes(freed.bytes))")
         }
     }
@@ -104,8 +141,9 @@ struct Store: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "rm", abstract: "Remove a checkpoint from the store (its chunks go at the next gc).")
         @Argument(help: "The checkpoint's name.") var name: String
         @Flag(help: "Do not ask.") var yes = false
+        @OptionGroup var passphrase: PassphraseOption
         func run() throws {
-            let store = try openStore()
+            let store = try openStore(passphraseFile: passphrase.passphraseFile)
             _ = try store.checkpoint(name)
             if !yes {
                 guard isatty(0) != 0 else { throw SparcError("removing '\(name.terminalSafe)' needs a confirmation: pass --yes") }
@@ -167,6 +205,7 @@ struct Prune: ParsableCommand {
     @Option(help: "Keep the newest of each of the latest N weeks.") var keepWeekly = 0
     @Flag(help: "Print what would be removed; remove nothing.") var dryRun = false
     @Flag(help: "Print the decisions as JSON.") var json = false
+    @OptionGroup var passphrase: PassphraseOption
 
     func validate() throws {
         for (flag, n) in [("--keep-last", keepLast), ("--keep-hourly", keepHourly), ("--keep-daily", keepDaily), ("--keep-weekly", keepWeekly)] where n < 0 {
@@ -176,7 +215,7 @@ struct Prune: ParsableCommand {
 
     func run() throws {
         let policy = RetentionPolicy(last: keepLast, hourly: keepHourly, daily: keepDaily, weekly: keepWeekly)
-        let (decisions, freed) = try openStore().prune(policy, vm: vm, dryRun: dryRun)
+        let (decisions, freed) = try openStore(passphraseFile: passphrase.passphraseFile).prune(policy, vm: vm, dryRun: dryRun)
         if json { return try printJSON(decisions) }
         for d in decisions {
             print((d.keep ? "keep   " : (dryRun ? "would remove " : "remove ")) + "\(d.name.terminalSafe)  \(d.createdAt.terminalSafe)" + (d.keep ? "  (\(d.reasons.joined(separator: ", ")))" : ""))
