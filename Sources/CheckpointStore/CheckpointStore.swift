@@ -303,25 +303,13 @@ extension ChunkCodec {
     /// Seals an object that is not named by its content (a checkpoint's manifest): the label
     /// (its key) is the associated data, so it cannot be moved under another name.
     public static func sealObject(_ plain: Data, label: String, keys: StoreKeys) throws -> Data {
-        let nonce = secureRandomBytes(12)
-        var out = Data(magic + [1, 0] + nonce)
-        let (cipher, tag) = try aesGCM(encrypt: true, plain, key: keys.cipherKey, nonce: nonce, aad: out + Data(("object:" + label).utf8), tag: nil)
-        out.append(cipher)
-        out.append(contentsOf: tag)
-        return out
+        try sealed(plain, flags: 0, name: Data(("object:" + label).utf8), keys: keys)
     }
 
     public static func openObject(_ sealed: Data, label: String, keys: StoreKeys) throws -> Data {
-        let bytes = [UInt8](sealed)
-        guard bytes.count >= headerBytes + tagBytes, Array(bytes[0..<4]) == magic, bytes[4] == 1 else {
-            throw StoreError.damagedObject(label, "not a sealed object")
+        guard let (_, plain) = unsealed(sealed, name: Data(("object:" + label).utf8), keys: keys) else {
+            throw StoreError.damagedObject(label, "its authentication tag does not match (damaged, moved, or sealed by another key)")
         }
-        let nonce = Array(bytes[6..<18])
-        guard
-            let (plain, _) = try? aesGCM(
-                encrypt: false, Data(bytes[headerBytes..<(bytes.count - tagBytes)]), key: keys.cipherKey, nonce: nonce,
-                aad: Data(bytes[0..<headerBytes]) + Data(("object:" + label).utf8), tag: Array(bytes[(bytes.count - tagBytes)...]))
-        else { throw StoreError.damagedObject(label, "its authentication tag does not match (damaged, moved, or sealed by another key)") }
         return plain
     }
 }

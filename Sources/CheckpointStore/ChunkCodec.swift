@@ -124,27 +124,35 @@ public enum ChunkCodec {
             body = packed
             flags |= 1
         }
+        return try sealed(body, flags: flags, name: Data(id.utf8), keys: keys)
+    }
+
+    /// The sealed form of `body`: the header (its flags) and `name` are authenticated with it.
+    static func sealed(_ body: Data, flags: UInt8, name: Data, keys: StoreKeys) throws -> Data {
         let nonce = secureRandomBytes(12)
         var out = Data(magic + [1, flags] + nonce)
-        // The header (its flags) and the name are authenticated with the content.
-        let (cipher, tag) = try aesGCM(encrypt: true, body, key: keys.cipherKey, nonce: nonce, aad: out + Data(id.utf8), tag: nil)
+        let (cipher, tag) = try aesGCM(encrypt: true, body, key: keys.cipherKey, nonce: nonce, aad: out + name, tag: nil)
         out.append(cipher)
         out.append(contentsOf: tag)
         return out
     }
 
+    /// The flags and body of a sealed form, when its tag holds for `name`; nil when not.
+    static func unsealed(_ sealed: Data, name: Data, keys: StoreKeys) -> (flags: UInt8, body: Data)? {
+        let bytes = [UInt8](sealed)
+        guard bytes.count >= headerBytes + tagBytes, Array(bytes[0..<4]) == magic, bytes[4] == 1 else { return nil }
+        guard
+            let (body, _) = try? aesGCM(
+                encrypt: false, Data(bytes[headerBytes..<(bytes.count - tagBytes)]), key: keys.cipherKey, nonce: Array(bytes[6..<18]),
+                aad: Data(bytes[0..<headerBytes]) + name, tag: Array(bytes[(bytes.count - tagBytes)...]))
+        else { return nil }
+        return (bytes[5], body)
+    }
+
     /// Opens a sealed chunk that claims to be `id`; throws when it is damaged, was sealed by
     /// another key or under another name, or is not what its name says.
     public static func open(_ sealed: Data, id: String, keys: StoreKeys) throws -> Data {
-        let bytes = [UInt8](sealed)
-        guard bytes.count >= headerBytes + tagBytes, Array(bytes[0..<4]) == magic, bytes[4] == 1 else {
-            throw StoreError.damagedObject(id, "not a sealed chunk")
-        }
-        let flags = bytes[5]
-        let nonce = Array(bytes[6..<18])
-        let cipher = Data(bytes[headerBytes..<(bytes.count - tagBytes)])
-        let tag = Array(bytes[(bytes.count - tagBytes)...])
-        guard let (body, _) = try? aesGCM(encrypt: false, cipher, key: keys.cipherKey, nonce: nonce, aad: Data(bytes[0..<headerBytes]) + Data(id.utf8), tag: tag) else {
+        guard let (flags, body) = unsealed(sealed, name: Data(id.utf8), keys: keys) else {
             throw StoreError.damagedObject(id, "its authentication tag does not match (damaged, or sealed by another key)")
         }
         let plain = flags & 1 != 0 ? try unzstd(body, id: id) : body

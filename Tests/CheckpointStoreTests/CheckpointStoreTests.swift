@@ -1,6 +1,7 @@
 import Foundation
 import SnapshotModel
 import SparcSupport
+import TestSupport
 import XCTest
 
 @testable import CheckpointStore
@@ -48,15 +49,8 @@ final class ChunkCodecTests: XCTestCase {
     }
 }
 
-final class CheckpointStoreTests: XCTestCase {
-    var dir = ""
-
-    override func setUpWithError() throws {
-        dir = NSTemporaryDirectory() + "sparc-store-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        try FileSystem.makeDirectories(dir + "/state")
-    }
-
-    override func tearDown() { FileSystem.removeTree(dir) }
+final class CheckpointStoreTests: ScratchDirectoryTestCase {
+    override var scratchSubdirectories: [String] { ["state"] }
 
     /// A 64 MiB machine's bundle, mostly holes, with `secret` in its memory and device state.
     func makeBundle(_ name: String, secret: String, extra: Int = 0) throws -> String {

@@ -3,6 +3,7 @@ import GuestQuery
 import Hypervisor
 import SnapshotModel
 import SparcSupport
+import TestSupport
 import XCTest
 
 @testable import SparcEngine
@@ -15,17 +16,8 @@ import XCTest
 /// agent and a RAM file in a temporary directory: a checkpoint writes a bundle that verifies
 /// and holds the RAM; a failure at any step of the machine, QEMU or the agent, or a cancel,
 /// leaves no bundle and no partial directory, the machine running and the guest thawed.
-final class CheckpointRoutineTests: XCTestCase {
-    var dir = ""
-
-    override func setUpWithError() throws {
-        dir = NSTemporaryDirectory() + "sparc-routine-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        try FileSystem.makeDirectories(dir + "/run/fake")
-        try FileSystem.makeDirectories(dir + "/state")
-        try FileSystem.makeDirectories(dir + "/out")
-    }
-
-    override func tearDown() { FileSystem.removeTree(dir) }
+final class CheckpointRoutineTests: ScratchDirectoryTestCase {
+    override var scratchSubdirectories: [String] { ["run/fake", "state", "out"] }
 
     /// A machine whose steps are recorded and can be made to fail.
     final class FakeMachine: Machine {

@@ -3,6 +3,7 @@ import GuestQuery
 import Hypervisor
 import SnapshotModel
 import SparcSupport
+import TestSupport
 import XCTest
 
 @testable import SparcEngine
@@ -16,16 +17,8 @@ import XCTest
 /// RAM with the bundle's memory, hands QEMU its device state, resumes and has the agent thaw
 /// the guest; a refusal touches nothing; a failure or cancel before the guest runs ends what
 /// was started and records nothing.
-final class RestoreRoutineTests: XCTestCase {
-    var dir = ""
-
-    override func setUpWithError() throws {
-        dir = NSTemporaryDirectory() + "sparc-restore-routine-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        try FileSystem.makeDirectories(dir + "/state")
-        try FileSystem.makeDirectories(dir + "/out")
-    }
-
-    override func tearDown() { FileSystem.removeTree(dir) }
+final class RestoreRoutineTests: ScratchDirectoryTestCase {
+    override var scratchSubdirectories: [String] { ["state", "out"] }
 
     /// A machine to restore into whose steps are recorded and can be made to fail.
     final class FakeTarget: RestoreTarget {

@@ -1,21 +1,14 @@
 import Foundation
 import SparcSupport
+import TestSupport
 import XCTest
 
 @testable import SparcEngine
 
 /// The engine's typed errors: callers (the TUI, the CLI, scripts through exit codes) tell a VM
 /// that is not there from one that is busy without reading the words.
-final class VMErrorTests: XCTestCase {
-    var dir = ""
-
-    override func setUpWithError() throws {
-        dir = NSTemporaryDirectory() + "sparc-vmerror-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        try FileSystem.makeDirectories(dir + "/run")
-        try FileSystem.makeDirectories(dir + "/state")
-    }
-
-    override func tearDown() { FileSystem.removeTree(dir) }
+final class VMErrorTests: ScratchDirectoryTestCase {
+    override var scratchSubdirectories: [String] { ["run", "state"] }
 
     func testNoVMAndABusyVMAreTheirOwnCases() throws {
         let manager = try VMManager(root: dir + "/run", stateDirectory: dir + "/state")
