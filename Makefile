@@ -94,6 +94,10 @@ $(BUILT): $(SWIFT_SOURCES) $(shell find Tests -name '*.swift')
 
 $(AGENT): $(AGENT_SOURCES)
 	$(SWIFT) build -c release --static-swift-stdlib --product sparc-agent -Xswiftc -static-executable --scratch-path .build-agent
+	@# The agent links FoundationEssentials only: a plain 'import Foundation' in a module it
+	@# uses pulls in ICU's data (the agent triples, the guest's initramfs with it, and a small
+	@# guest runs out of memory). Refuse such a build with the reason.
+	@if nm $@ 2>/dev/null | grep -qi icudt; then echo "sparc-agent links full Foundation (ICU): a module it uses imports Foundation without the FoundationEssentials branch" >&2; rm -f $@; exit 1; fi
 	@touch $@
 
 guest: deps $(GUEST)/initrd.img

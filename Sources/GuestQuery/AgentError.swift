@@ -1,4 +1,8 @@
-import Foundation
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 import SparcSupport
 
 /// Why the guest agent gave no usable answer: the cases a caller or a test tells apart (no
