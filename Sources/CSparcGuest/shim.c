@@ -8,7 +8,17 @@
 #include <string.h>
 #include <unistd.h>
 
-int sparc_zero_freed_memory(void) { return mallopt(M_PERTURB, 0x100); }
+int sparc_zero_freed_memory(void)
+{
+	/* One arena: requests run on threads of their own, and per-thread arenas kept what a
+	 * checkpoint's collection freed (9 MiB of a 256 MiB guest) where malloc_trim cannot reach. */
+	int arena = mallopt(M_ARENA_MAX, 1);
+	return mallopt(M_PERTURB, 0x100) && arena;
+}
+
+/* Gives the heap's free pages back to the kernel (a checkpoint's collection leaves megabytes
+ * the guest could use). */
+int sparc_release_free_memory(void) { return malloc_trim(0); }
 
 #include <sys/prctl.h>
 int sparc_parent_death_signal(int sig) { return prctl(PR_SET_PDEATHSIG, (unsigned long)sig, 0UL, 0UL, 0UL); }

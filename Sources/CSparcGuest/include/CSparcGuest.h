@@ -5,6 +5,7 @@
 
 /* Makes glibc zero freed heap memory (M_PERTURB with a zero low byte). */
 int sparc_zero_freed_memory(void);
+int sparc_release_free_memory(void);
 
 /* prctl(PR_SET_PDEATHSIG, sig): the kernel sends `sig` when the parent thread exits
  * (prctl is variadic, which Swift cannot call). */
