@@ -174,10 +174,7 @@ final class DebianTests: GuestTestCase {
         // terminal offsets from BTF; its write ledger records from then on).
         defer {
             _ = try? guest("mv /root/helper.off \(ko); depmod")
-            let agent = AgentClient(socketPath: runtime + "/\(vm)/agent.sock", timeout: 120)
-            _ = try? agent.memoryLayout()
-            agent.close()
-            XCTAssertNotEqual(try? guest("cat /sys/module/sparc_helper/parameters/n_tty_read_buf_offset"), "-1", "the agent loaded the helper again")
+            reloadKernelHelperThroughTheAgent()
         }
         let victim = try detach("while :; do sleep 1000; done")
         try sparc.fails(

@@ -1,4 +1,5 @@
 import Foundation
+import GuestQuery
 import SparcSupport
 import XCTest
 
@@ -126,6 +127,16 @@ class GuestTestCase: XCTestCase {
         let pid = try detach("exec sparc-probe assemble \(kind) \(seed) > \(ready)")
         try guest("i=0; while ! grep -q ready \(ready) 2>/dev/null && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done; grep -q ready \(ready)")
         return pid
+    }
+
+    /// Leaves the guest's kernel helper as the agent loads it at its start: with the terminal
+    /// offsets from BTF, its write ledger recording from then on (a test that unloaded it).
+    func reloadKernelHelperThroughTheAgent(file: StaticString = #filePath, line: UInt = #line) {
+        let agent = AgentClient(socketPath: runtime + "/\(vm)/agent.sock", timeout: 120)
+        _ = try? agent.memoryLayout()
+        agent.close()
+        XCTAssertNotEqual(
+            try? guest("cat /sys/module/sparc_helper/parameters/n_tty_read_buf_offset"), "-1", "the agent loaded the helper again", file: file, line: line)
     }
 
     /// Reads what a guest process writes into a FIFO (waiting for it to appear), then removes it.
