@@ -46,7 +46,7 @@ let package = Package(
         .target(name: "CheckpointStore", dependencies: ["SnapshotModel", "SparcSupport", "COpenSSL", "CZstd"]),
         .target(
             name: "SparcEngine",
-            dependencies: ["SparcSupport", "SnapshotModel", "GuestQuery", "GuestMemory", "Hypervisor", "HexView", "SecretScan", "Libvirt", "HostState"]),
+            dependencies: ["SparcSupport", "SnapshotModel", "GuestQuery", "GuestMemory", "Hypervisor", "HexView", "SecretScan", "Libvirt", "HostState", "CheckpointStore"]),
         .target(name: "SparcTUI", dependencies: ["CNCurses", "SparcEngine", "GuestQuery", "HexView", "SparcSupport", "SnapshotModel", "SecretScan"]),
         .target(name: "CSparcGuest"),
         .target(name: "GuestProcfs", dependencies: ["GuestQuery", "SparcSupport"]),
@@ -67,7 +67,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // Fixtures the test targets share (the fuzzers' mutator).
-        .target(name: "TestSupport", dependencies: ["SparcSupport"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["SparcSupport", "SnapshotModel"], path: "Tests/TestSupport"),
         .testTarget(name: "SparcSupportTests", dependencies: ["SparcSupport", "TestSupport"]),
         .testTarget(name: "SnapshotModelTests", dependencies: ["SnapshotModel", "SparcSupport", "TestSupport"]),
         .testTarget(name: "GuestQueryTests", dependencies: ["GuestQuery", "SparcSupport", "TestSupport"]),
@@ -80,7 +80,7 @@ let package = Package(
         .testTarget(name: "SecretScanTests", dependencies: ["SecretScan", "SparcSupport"]),
         .testTarget(name: "SparcTUITests", dependencies: ["SparcTUI", "HexView", "GuestQuery", "SnapshotModel", "SparcEngine", "SecretScan"]),
         .testTarget(name: "SparcEngineTests", dependencies: ["SparcEngine", "SparcSupport", "SnapshotModel", "SecretScan", "HexView", "Libvirt", "TestSupport"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["SnapshotModel", "SparcSupport", "HexView", "SparcEngine", "GuestQuery"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["SnapshotModel", "SparcSupport", "HexView", "SparcEngine", "GuestQuery", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -125,6 +125,7 @@ public final class CheckpointStore {
                     } else {
                         let sealed = try ChunkCodec.seal(plain, id: id, keys: keys, compress: compress)
                         if try objects.put("chunks/" + id, sealed) { report.storedBytes += Int64(sealed.count) } else { report.sharedChunks += 1 }
+                        FaultPoint.reached("store-after-chunk")
                     }
                 }
                 offset += Int64(want)
@@ -136,10 +137,12 @@ public final class CheckpointStore {
         let seal = try? OpenedFile(regular: reader.file(Manifest.sealFile), maxSize: 4096).readAll()
         let stored = StoredCheckpoint(
             name: name, vm: reader.manifest.vm.name, createdAt: reader.manifest.createdAt, bundleManifest: manifestData, seal: seal, members: members)
+        FaultPoint.reached("store-before-manifest")
         // The manifest last: only now does the checkpoint exist.
         let sealed = try ChunkCodec.sealObject(try JSONEncoder().encode(stored), label: "checkpoints/" + name, keys: keys)
         guard try objects.put("checkpoints/" + name, sealed) else { throw StoreError.exists(name) }
         report.storedBytes += Int64(sealed.count)
+        FaultPoint.reached("store-after-manifest")
         return report
     }
 
@@ -234,6 +237,8 @@ public final class CheckpointStore {
     }
 
     func gcLocked(grace: TimeInterval, now: Date) throws -> (chunks: Int, bytes: Int64) {
+        // Under the exclusive lock no put runs: every temporary is an interrupted writer's.
+        try objects.removeAbandonedTemporaries()
         let referenced = Set(try names().flatMap { try checkpoint($0).members.flatMap(\.chunks) })
         var removed = 0
         var bytes: Int64 = 0
@@ -245,6 +250,7 @@ public final class CheckpointStore {
             bytes += objects.size(key) ?? 0
             try objects.delete(key)
             removed += 1
+            FaultPoint.reached("gc-after-remove")
         }
         return (removed, bytes)
     }

@@ -52,6 +52,9 @@ public protocol ObjectStore {
     /// Its size in bytes, nil when absent.
     func size(_ key: String) -> Int64?
     func delete(_ key: String) throws
+    /// Removes what interrupted writes left (temporaries never made objects); called with the
+    /// lock held exclusively, when no write can be under way.
+    func removeAbandonedTemporaries() throws
     /// Runs `body` holding the store's lock: shared while a checkpoint is stored (it may reuse
     /// chunks that are there), exclusive while unreferenced chunks are collected (so none a
     /// checkpoint being stored counts on can go). An object store would use a generation rule.
@@ -95,6 +98,7 @@ public struct DirectoryObjectStore: ObjectStore {
             try FileSystem.writeAll(fd: fd, data, path: temp)
             guard fsync(fd) == 0 else { throw SparcError.posix("cannot sync", temp) }
             close(fd)
+            FaultPoint.reached("object-before-link")
         } catch {
             close(fd)
             throw error
@@ -142,5 +146,16 @@ public struct DirectoryObjectStore: ObjectStore {
         let p = try path(key)
         guard unlink(p) == 0 || errno == ENOENT else { throw SparcError.posix("cannot remove", p) }
         FileSystem.syncDirectory(containing: p)
+    }
+
+    public func removeAbandonedTemporaries() throws {
+        let fm = FileManager.default
+        var directories = [root + "/checkpoints"]
+        directories += ((try? fm.contentsOfDirectory(atPath: root + "/chunks")) ?? []).filter { $0.count == 2 }.map { root + "/chunks/" + $0 }
+        for d in directories {
+            for name in (try? fm.contentsOfDirectory(atPath: d)) ?? [] where name.contains(".put-") {
+                guard unlink(d + "/" + name) == 0 || errno == ENOENT else { throw SparcError.posix("cannot remove", d + "/" + name) }
+            }
+        }
     }
 }

@@ -20,6 +20,12 @@ public struct RetentionPolicy: Codable, Equatable, Sendable {
 
     public var isEmpty: Bool { last == 0 && hourly == 0 && daily == 0 && weekly == 0 }
 
+    /// The rules in force, as the flags that set them ("--keep-last 3 --keep-daily 7").
+    public var description: String {
+        [("--keep-last", last), ("--keep-hourly", hourly), ("--keep-daily", daily), ("--keep-weekly", weekly)]
+            .filter { $0.1 > 0 }.map { "\($0.0) \($0.1)" }.joined(separator: " ")
+    }
+
     /// One checkpoint's fate and why.
     public struct Decision: Codable, Equatable, Sendable {
         public var name: String
@@ -73,12 +79,21 @@ public struct RetentionPolicy: Codable, Equatable, Sendable {
 extension CheckpointStore {
     /// Applies `policy` to the checkpoints of `vm` (every VM when nil): removes those it does
     /// not keep (unless `dryRun`), then collects the chunks only they held. Returns every decision.
-    public func prune(_ policy: RetentionPolicy, vm: String? = nil, dryRun: Bool) throws -> (decisions: [RetentionPolicy.Decision], freed: (chunks: Int, bytes: Int64)) {
+    ///
+    /// `beforeRemoving` hears of each checkpoint just before it is removed (the history records
+    /// it first, so a crash between the two leaves a record of a removal, never a silent one).
+    public func prune(
+        _ policy: RetentionPolicy, vm: String? = nil, dryRun: Bool, beforeRemoving: (StoredCheckpoint) -> Void = { _ in }
+    ) throws -> (decisions: [RetentionPolicy.Decision], freed: (chunks: Int, bytes: Int64)) {
         guard !policy.isEmpty else { throw SparcError("prune needs a rule: --keep-last, --keep-hourly, --keep-daily or --keep-weekly") }
-        let entries = try names().map { try checkpoint($0) }.filter { vm == nil || $0.vm == vm }.map { (name: $0.name, vm: $0.vm, createdAt: $0.createdAt) }
-        let decisions = policy.decide(entries)
+        let stored = try names().map { try checkpoint($0) }.filter { vm == nil || $0.vm == vm }
+        let decisions = policy.decide(stored.map { (name: $0.name, vm: $0.vm, createdAt: $0.createdAt) })
         guard !dryRun else { return (decisions, (0, 0)) }
-        for d in decisions where !d.keep { try delete(d.name) }
+        for d in decisions where !d.keep {
+            if let c = stored.first(where: { $0.name == d.name }) { beforeRemoving(c) }
+            try delete(d.name)
+            FaultPoint.reached("prune-after-delete")
+        }
         return (decisions, try gc())
     }
 }

@@ -9,7 +9,9 @@ import SparcSupport
 /// One event in a VM's history.
 public struct HistoryEntry: Codable, Equatable, Sendable {
     /// `discarded`: a checkpoint's bundle was removed right after it was written (`--refuse-secrets`).
-    public enum Event: String, Codable, Sendable { case boot, checkpoint, restore, rollback, clone, stop, shutdown, recovered, discarded }
+    /// `pruned`: a stored checkpoint was removed later (`sparc prune`, `sparc store rm`); it
+    /// still counts for the rollback check, since the VM went on from it.
+    public enum Event: String, Codable, Sendable { case boot, checkpoint, restore, rollback, clone, stop, shutdown, recovered, discarded, pruned }
     public var seq: Int
     public var time: String
     public var vm: String

@@ -30,19 +30,29 @@ public struct BundleSummary: Sendable, Equatable {
     /// Why the manifest could not be read (nil when it could).
     public var damage: String?
 
+    /// Bytes only this checkpoint holds in the store (nil for a bundle directory).
+    public var uniqueBytes: Int64?
+
     /// Reads the manifest of the bundle at `path` (no digest is checked: `verify` does that).
     public init(path: String) {
         self.path = path
-        do {
-            let m = try BundleReader(path: path).manifest
-            createdAt = String(m.createdAt.prefix(19))
-            bytes = m.files.reduce(Int64(0)) { $0 + $1.size }
-            excluded = m.exclusion.isEmpty ? [] : m.exclusion.targets
-            gaps = m.exclusion.gaps ?? []
-            kills = m.exclusion.processes.map { "\($0.pid) \($0.displayName)" }
-        } catch {
-            damage = "\(error)"
-        }
+        do { take(try BundleReader(path: path).manifest) } catch { damage = "\(error)" }
+    }
+
+    /// A stored checkpoint: its bundle's manifest (authenticated by the store's seal) and the
+    /// bytes only it holds.
+    public init(stored name: String, manifest: Data, uniqueBytes: Int64) {
+        path = name
+        self.uniqueBytes = uniqueBytes
+        do { take(try Manifest.decode(manifest)) } catch { damage = "\(error)" }
+    }
+
+    private mutating func take(_ m: Manifest) {
+        createdAt = String(m.createdAt.prefix(19))
+        bytes = m.files.reduce(Int64(0)) { $0 + $1.size }
+        excluded = m.exclusion.isEmpty ? [] : m.exclusion.targets
+        gaps = m.exclusion.gaps ?? []
+        kills = m.exclusion.processes.map { "\($0.pid) \($0.displayName)" }
     }
 
     /// One line: time, size, what was excluded, whether the exclusion is complete.
@@ -50,7 +60,8 @@ public struct BundleSummary: Sendable, Equatable {
         if let damage { return "damaged: \(damage)" }
         let what = excluded.isEmpty ? "nothing excluded" : "excluded: " + excluded.joined(separator: ", ")
         let incomplete = gaps.isEmpty ? "" : "  INCOMPLETE: \(gaps.count) gap(s) (--best-effort)"
-        return "\(createdAt)  \(formatBytes(bytes))  \(what)\(incomplete)  manifest readable"
+        guard let uniqueBytes else { return "\(createdAt)  \(formatBytes(bytes))  \(what)\(incomplete)  bundle, manifest readable" }
+        return "\(createdAt)  stored, encrypted  \(formatBytes(bytes)) (\(formatBytes(uniqueBytes)) only here)  \(what)\(incomplete)"
     }
 }
 

@@ -1,3 +1,5 @@
+import Foundation
+
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -5,7 +7,8 @@
 /// Named points where tests make sparc die hard, to prove that what happens next (the next
 /// command, the guest's own lease) recovers: `SPARC_FAULT=NAME` kills the process with
 /// SIGKILL when it reaches `NAME`, exactly as an operator's `kill -9` would.
-/// `SPARC_FAULT=NAME:stall=SECONDS` waits there instead, as a slow guest or host would, to
+/// `SPARC_FAULT=NAME#N` kills it the Nth time it reaches `NAME` (a point inside a loop: each
+/// chunk stored, each object removed). `SPARC_FAULT=NAME:stall=SECONDS` waits there instead, as a slow guest or host would, to
 /// widen a window between two steps.
 ///
 /// A stall ends early when the work is cancelled (`interruption`), as any long step does.
@@ -13,10 +16,19 @@
 /// a test can act at the very step.
 public enum FaultPoint {
     nonisolated(unsafe) public static var interruption: Cancellation?
+    /// How often each point was reached (for `NAME#N`); only touched while SPARC_FAULT is set.
+    nonisolated(unsafe) static var counts: [String: Int] = [:]
+    static let countsLock = NSLock()
 
     public static func reached(_ name: String) {
         guard let wanted = getenv("SPARC_FAULT").map({ String(cString: $0) }) else { return }
-        if wanted == name {
+        if wanted.hasPrefix(name + "#"), let nth = Int(wanted.dropFirst(name.count + 1)) {
+            countsLock.lock()
+            counts[name, default: 0] += 1
+            let count = counts[name]!
+            countsLock.unlock()
+            if count == nth { kill(getpid(), SIGKILL) }
+        } else if wanted == name {
             kill(getpid(), SIGKILL)
         } else if wanted.hasPrefix(name + ":stall="), let seconds = Double(wanted.dropFirst(name.count + 7)), seconds > 0 {
             if let report = getenv("SPARC_FAULT_REACHED").map({ String(cString: $0) }) {

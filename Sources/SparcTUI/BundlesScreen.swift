@@ -1,9 +1,15 @@
 import Foundation
+import SparcEngine
 
-/// The Bundles screen: the bundle directory, searched, scanned, restored through the wizard.
+/// The Bundles screen: the checkpoints in the store and the bundle directories beside it,
+/// searched, scanned, restored through the wizard, deleted after a confirmation.
 public struct BundlesScreen {
     public let directory: String
     public internal(set) var names: [String] = []
+    /// The names that are checkpoints in the store (the others are bundle directories).
+    public var stored: Set<String> = []
+    /// Bytes only each stored checkpoint holds (what deleting it frees at the next gc).
+    public var uniqueBytes: [String: Int64] = [:]
     /// One line per bundle: time, size, what was excluded, whether its manifest is intact.
     public var details: [String: String] = [:]
     /// What restoring each bundle kills (command names), from its manifest.
@@ -41,6 +47,19 @@ public struct BundlesScreen {
                     guard let b = m.bundleList.selected else { return .none }
                     return .scan(bundle: b)
                 },
+                Binding([.function(9), .char("D")], bar: "Delete", "delete the checkpoint (asks first; default No)") { m in
+                    guard let b = m.bundleList.selected else { return .none }
+                    guard !m.readonly else {
+                        m.status = "read-only: delete is disabled"
+                        return .none
+                    }
+                    let what =
+                        m.bundleList.stored.contains(b)
+                        ? "the stored checkpoint \(b) (\(formatBytes(m.bundleList.uniqueBytes[b] ?? 0)) only it holds, freed at the next 'sparc store gc')? The VM's history keeps a record"
+                        : "the bundle directory \(m.bundleList.directory)/\(b) and every file in it?"
+                    m.ask("Delete \(what). It cannot be undone.", .delete(bundle: b))
+                    return .none
+                },
                 Binding([.function(7), .char("R")], bar: "Restore", "restore wizard (asks first; default No)") { m in
                     guard let b = m.bundleList.selected else { return .none }
                     guard !m.readonly else {
@@ -61,8 +80,8 @@ public struct BundlesScreen {
         let w = buffer.width
         let view = panel.viewport(screenHeight: buffer.height)
         let position = view.top > 0 || view.top + view.rows < names.count ? " [\(panel.cursor + 1)/\(names.count)]" : ""
-        buffer.put(" sparc — bundles in \(directory)" + position, row: 0, style: .header, fill: w)
-        if names.isEmpty { buffer.put("  (no bundles yet: F8 takes a checkpoint)", row: 2, style: .dim) }
+        buffer.put(" sparc — checkpoints" + position + " in \(directory): \(stored.count) stored, \(names.count - stored.count) bundle(s)", row: 0, style: .header, fill: w)
+        if names.isEmpty { buffer.put("  (no checkpoints yet: F8 takes one into the store)", row: 2, style: .dim) }
         for (i, row) in view.visible {
             let b = names[i]
             let detail = details[b].map { "  " + $0 } ?? ""

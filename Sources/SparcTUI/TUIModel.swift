@@ -13,7 +13,10 @@ public enum Key: Equatable, Sendable {
 /// What the front end must do after a key: the model itself never touches the VM.
 public enum Effect: Equatable, Sendable {
     case none, quit, refresh
-    case checkpoint(ExclusionRequest, output: String)
+    /// A checkpoint into the store (`output` nil) or into a bundle directory.
+    case checkpoint(ExclusionRequest, output: String?)
+    /// Delete a stored checkpoint (from the list; its chunks go at gc) or a bundle directory.
+    case delete(bundle: String)
     case search(pattern: String, bundle: String, encodings: [SearchEncoding], ignoreCase: Bool)
     case restore(bundle: String, allowRollback: Bool)
     /// Scan a bundle for credentials with the built-in rules.
@@ -113,12 +116,6 @@ public struct TUIModel {
         let pinned = terminals.tagged.compactMap { $0.value }.sorted { $0.tty < $1.tty }
         if !pinned.isEmpty { request.ttySessions = pinned }
         return request
-    }
-
-    func nextBundlePath(now: Date = Date()) -> String {
-        let f = DateFormatter()
-        f.dateFormat = "yyyyMMdd-HHmmss"
-        return bundleDirectory + "/\(processes.vmName)-\(f.string(from: now)).sparc"
     }
 
     // MARK: - The stack
@@ -350,8 +347,7 @@ public struct TUIModel {
         guard busy == nil else { return .none }
         let request = exclusion
         let what = request.isEmpty ? "nothing excluded" : "\(request.pids.count) process(es) and \(request.ttys.count + (request.ttySessions?.count ?? 0)) terminal(s) excluded, scope \(scope.rawValue)"
-        let output = nextBundlePath()
-        ask("Checkpoint '\(processes.vmName)' (\(what)) to \(output)?", .checkpoint(request, output: output))
+        ask("Checkpoint '\(processes.vmName)' (\(what)) into the store in \(bundleDirectory) (encrypted)?", .checkpoint(request, output: nil))
         return .none
     }
 

@@ -63,26 +63,59 @@ public final class TerminalUI {
     /// Whether an agent request is out (one at a time; its answer comes on the channel).
     let asking = SharedBox(false)
 
+    /// The store's key passphrase (a wrapped key), when the operator gave one.
+    let passphrase: Data?
+    /// Stored checkpoints written out for reading (search, scan, hex, restore), kept while the
+    /// UI runs since hex views point into them; removed when it ends.
+    let writtenOut: WrittenOutCheckpoints
+    /// The store's checkpoint names when it was last listed: it is listed again (every manifest
+    /// opened) only when they change.
+    private var storeNames: [String]?
+
     /// `picker`: open on a list of libvirt domains (the manager's `connect`) instead of `vmName`.
     public init(
         manager: VMManager, vmName: String, color: Bool, bundleDirectory: String = FileManager.default.currentDirectoryPath, readonly: Bool = false,
-        picker: DomainPicker? = nil
+        picker: DomainPicker? = nil, passphrase: Data? = nil
     ) {
         self.manager = manager
         self.color = color
+        self.passphrase = passphrase
+        self.writtenOut = WrittenOutCheckpoints(manager: manager, home: bundleDirectory, passphrase: passphrase)
         self.model = TUIModel(vmName: vmName, bundleDirectory: bundleDirectory, readonly: readonly)
         model.domainPicker = picker
     }
 
-    /// Lists the bundles (local files, read here, so a bundle just written is there for the
-    /// next key) and asks the agent for the process list off the UI thread (it may take
-    /// seconds to answer), except the first time, which fills the screen before it is drawn.
+    /// Lists the checkpoints (the store's and the bundle directories beside it, read here, so
+    /// one just written is there for the next key) and asks the agent for the process list off
+    /// the UI thread (it may take seconds to answer), except the first time, which fills the
+    /// screen before it is drawn.
     func refresh(wait: Bool = false) {
-        let names = ((try? FileManager.default.contentsOfDirectory(atPath: model.bundleDirectory)) ?? [])
-            .filter { $0.hasSuffix(".sparc") }.sorted()
-        model.setBundles(names)
-        for b in model.bundleList.names where model.bundleList.details[b] == nil {
-            let summary = BundleSummary(path: model.bundleDirectory + "/" + b)
+        let home = model.bundleDirectory
+        let bundles = ((try? FileManager.default.contentsOfDirectory(atPath: home)) ?? []).filter { $0.hasSuffix(".sparc") }.sorted()
+        var stored = Array(model.bundleList.stored)
+        if FileSystem.isDirectory(home + "/store") {
+            do {
+                let store = try manager.openStore(home: home, passphrase: passphrase)
+                let names = try store.names().sorted()
+                if names != storeNames {
+                    storeNames = names
+                    stored = []
+                    for e in try store.list() {
+                        stored.append(e.name)
+                        let summary = BundleSummary(stored: e.name, manifest: try store.checkpoint(e.name).bundleManifest, uniqueBytes: e.uniqueBytes)
+                        model.bundleList.details[e.name] = summary.line
+                        model.bundleList.uniqueBytes[e.name] = e.uniqueBytes
+                        model.bundleList.kills[e.name] = summary.damage == nil ? summary.kills : nil
+                    }
+                }
+            } catch {
+                model.status = "the store in \(home) cannot be read: \(error)"
+            }
+        }
+        model.bundleList.stored = Set(stored)
+        model.setBundles(stored.sorted() + bundles)
+        for b in bundles where model.bundleList.details[b] == nil {
+            let summary = BundleSummary(path: home + "/" + b)
             model.bundleList.details[b] = summary.line
             if summary.damage == nil { model.bundleList.kills[b] = summary.kills }
         }
@@ -129,23 +162,59 @@ public final class TerminalUI {
         let manager = self.manager
         let vm = model.processes.vmName
         let directory = model.bundleDirectory
+        let passphrase = self.passphrase
+        let writtenOut = self.writtenOut
+        let isStored = model.bundleList.stored.contains
+        /// The bundle to read for a list entry: a stored checkpoint is written out first.
+        func bundlePath(_ bundle: String, _ channel: JobChannel) throws -> String {
+            if bundle.hasPrefix("/") { return bundle }
+            guard isStored(bundle) else { return directory + "/" + bundle }
+            return try writtenOut.path(bundle) { channel.post(.progress($0, fraction: nil)) }
+        }
         let started: Bool
         switch effect {
         case .checkpoint(let request, let output):
             started = jobs.start("checkpoint: starting") { cancel, channel in
                 do {
+                    // Into the store unless a bundle path was asked for: the bundle is staged beside the store and stored.
+                    let store = output == nil ? try manager.openStore(home: directory, passphrase: passphrase) : nil
+                    let staging = output == nil ? try StoreStaging(home: directory) : nil
+                    defer { staging?.remove() }
                     let r = try manager.checkpoint(
-                        name: vm, output: output, exclusion: request.isEmpty ? nil : request, cancel: cancel,
+                        name: vm, output: output ?? staging!.bundlePath(vm: vm), exclusion: request.isEmpty ? nil : request, cancel: cancel,
                         progress: { event in channel.post(.progress("checkpoint: \(event.text)", fraction: event.checkpointFraction)) })
-                    return (r.oneLine + " — on Bundles (F6), F5 scans it for credentials", .saved(Path.base(of: r.bundle)))
+                    guard let staging, let store else {
+                        return (r.oneLine + " — on Bundles (F6), F5 scans it for credentials", .saved(Path.base(of: r.bundle)))
+                    }
+                    channel.post(.progress("checkpoint: storing (deduplicated, compressed, encrypted)", fraction: nil))
+                    let stored = try staging.store(r.bundle, into: store)
+                    // "saved PATH in …" becomes "stored NAME (N new) in …": the name first, so that a narrow status line shows it.
+                    let rest = r.oneLine.hasPrefix("saved \(r.bundle)") ? String(r.oneLine.dropFirst("saved \(r.bundle)".count)) : ": " + r.oneLine
+                    return ("stored \(stored.name) (\(formatBytes(stored.storedBytes)) new)" + rest + " — on Bundles (F6), F5 scans it", .saved(stored.name))
                 } catch {
                     return ("checkpoint failed: \(error)", .none)
                 }
             }
+        case .delete(let bundle):
+            let stored = isStored(bundle)
+            started = jobs.start("deleting \(bundle)") { _, _ in
+                do {
+                    if stored {
+                        let store = try manager.openStore(home: directory, passphrase: passphrase)
+                        manager.recordRemoved([try store.checkpoint(bundle)], why: "deleted in the TUI")
+                        try store.delete(bundle)
+                        return ("deleted \(bundle) from the store (its chunks go at 'sparc store gc')", .none)
+                    }
+                    let left = FileSystem.removeTree(directory + "/" + bundle)
+                    return (left.isEmpty ? "deleted the bundle \(bundle)" : "could not delete \(left.count) file(s) of \(bundle) (not this user's?)", .none)
+                } catch {
+                    return ("delete failed: \(error)", .none)
+                }
+            }
         case .search(let pattern, let bundle, let encodings, let ignoreCase):
-            let path = bundle.hasPrefix("/") ? bundle : directory + "/" + bundle
             started = jobs.start("searching \(bundle)") { cancel, channel in
                 do {
+                    let path = try bundlePath(bundle, channel)
                     let query = try SearchQuery.text(pattern, encodings: encodings, ignoreCase: ignoreCase)
                     let hits = try ForensicSearch.search(
                         paths: [path], query: query,
@@ -162,9 +231,9 @@ public final class TerminalUI {
                 }
             }
         case .scan(let bundle):
-            let path = bundle.hasPrefix("/") ? bundle : directory + "/" + bundle
             started = jobs.start("scanning \(bundle) for credentials") { cancel, channel in
                 do {
+                    let path = try bundlePath(bundle, channel)
                     let report = try CredentialScan.scan(
                         paths: [path], rules: try SecretRules(),
                         progress: { file, done, total in
@@ -181,9 +250,9 @@ public final class TerminalUI {
                 }
             }
         case .restore(let bundle, let allowRollback):
-            let path = directory + "/" + bundle
             started = jobs.start("restore: starting") { cancel, channel in
                 do {
+                    let path = try bundlePath(bundle, channel)
                     let r = try manager.restore(
                         bundle: path, name: vm, replace: true, policy: RestorePolicy(allowRollback: allowRollback),
                         progress: { channel.post(.progress("restore: \($0)", fraction: nil)) }, cancel: cancel)
@@ -247,6 +316,7 @@ public final class TerminalUI {
     nonisolated(unsafe) static var interruptFlag: sig_atomic_t = 0
 
     public func run() throws {
+        defer { writtenOut.remove() }
         setlocale(LC_ALL, "")
         initscr()
         defer { endwin() }

@@ -52,31 +52,8 @@ final class ChunkCodecTests: XCTestCase {
 final class CheckpointStoreTests: ScratchDirectoryTestCase {
     override var scratchSubdirectories: [String] { ["state"] }
 
-    /// A 64 MiB machine's bundle, mostly holes, with `secret` in its memory and device state.
     func makeBundle(_ name: String, secret: String, extra: Int = 0) throws -> String {
-        let ram = dir + "/ram-" + name
-        let fd = open(ram, O_RDWR | O_CREAT | O_TRUNC, 0o600)
-        XCTAssertEqual(ftruncate(fd, 64 << 20), 0)
-        let text = Array(String(repeating: "the guest's own words ", count: 20000).utf8)
-        _ = pwrite(fd, text, text.count, 1 << 20)
-        let planted = Array(secret.utf8)
-        _ = pwrite(fd, planted, planted.count, off_t(5 << 20))
-        if extra > 0 {
-            let more = secureRandomBytes(extra)
-            _ = pwrite(fd, more, more.count, off_t(9 << 20))
-        }
-        close(fd)
-        let writer = try BundleWriter(path: dir + "/" + name)
-        let stats = try SparseImage.save(from: ram, to: writer.file(Manifest.memoryFile))
-        try Data("device-state \(secret)".utf8).write(to: URL(fileURLWithPath: writer.file(Manifest.devicesFile)))
-        let files = try writer.entries(for: [Manifest.memoryFile, Manifest.devicesFile], known: [Manifest.memoryFile: stats.sha256])
-        let manifest = Manifest(
-            vm: .init(name: "t", id: "0b7c2a4e-8f1d-4c3b-9a6e-5d4f3e2a1b0c"),
-            machine: .init(memoryMiB: 64, cpus: 1, accel: "tcg", kernel: nil, initrd: nil, append: nil, disk: false),
-            qemu: .init(version: "7.2.0", argv: ["qemu"]), guest: nil,
-            memory: .init(bytes: stats.bytes, dataBytes: stats.dataBytes, zeroBytes: stats.zeroBytes, excludedBytes: 0), files: files)
-        try writer.commit(manifest, sealKey: Data(repeating: 3, count: 32))
-        return dir + "/" + name
+        try TestBundles.make(in: dir, name: name, secret: secret, extra: extra)
     }
 
     func store() throws -> CheckpointStore { try CheckpointStore(directory: dir + "/store", stateDirectory: dir + "/state") }

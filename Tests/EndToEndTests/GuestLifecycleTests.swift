@@ -362,19 +362,6 @@ final class GuestLifecycleTests: GuestTestCase {
         try assertHealthy()
     }
 
-    /// Without -o a checkpoint goes to the bundle directory as NAME-TIMESTAMP.sparc.
-    func testCheckpointWithoutOutputGoesToTheBundleDirectory() throws {
-        let home = work + "/home-bundles"
-        let out = try sparc.run(["checkpoint", "--name", vm], environment: ["SPARC_BUNDLES": home])
-        XCTAssertEqual(out.status, 0, out.stderr)
-        let made = try FileManager.default.contentsOfDirectory(atPath: home)
-        XCTAssertEqual(made.count, 1)
-        let name = try XCTUnwrap(made.first)
-        XCTAssertTrue(name.hasPrefix("\(vm)-") && name.hasSuffix(".sparc") && name.count == vm.count + 22, name)
-        XCTAssertTrue(out.stdout.contains(home + "/" + name), out.stdout)
-        try sparc.ok(["verify", home + "/" + name])
-    }
-
     /// The agent gives back what a checkpoint's collection took: its resident memory stays
     /// small after a checkpoint (it kept 9 MiB more of the guest's RAM when per-thread malloc
     /// arenas held what it freed).
@@ -431,8 +418,13 @@ final class GuestLifecycleTests: GuestTestCase {
         try sparc.ok(["restore", exported, "--name", vm, "--replace"])
         XCTAssertTrue(try livePids().contains(holder), "the restored guest runs the process it was saved with")
 
-        // Straight into the store, and back by name: verify, search, restore.
-        let direct = try sparc.run(["checkpoint", "--name", vm, "--store", "--json"], environment: env)
+        // Killed once stored, before its staging went: stored all the same, and the next checkpoint removes what it left.
+        var killing = env
+        killing["SPARC_FAULT"] = "checkpoint-after-store"
+        XCTAssertNotEqual(try sparc.run(["checkpoint", "--name", vm], environment: killing).status, 0)
+        XCTAssertTrue(try FileManager.default.contentsOfDirectory(atPath: home).contains { $0.hasPrefix(".staging-") }, "the killed checkpoint left its staging")
+        // Without -o straight into the store, and back by name: verify, search, restore.
+        let direct = try sparc.run(["checkpoint", "--name", vm, "--json"], environment: env)
         XCTAssertEqual(direct.status, 0, direct.stderr)
         let report = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(direct.stdout.utf8)) as? [String: Any])
         let name = try XCTUnwrap((report["checkpoint"] as? [String: Any])?["bundle"] as? String)
@@ -452,10 +444,13 @@ final class GuestLifecycleTests: GuestTestCase {
         let dry = try sparc.ok(["prune", "--vm", vm, "--keep-last", "1", "--dry-run"], environment: env)
         XCTAssertTrue(dry.contains("would remove st-2"), dry)
         let pruned = try sparc.ok(["prune", "--vm", vm, "--keep-last", "1"], environment: env)
-        XCTAssertTrue(pruned.contains("removed 1 checkpoint(s)"), pruned)
+        XCTAssertTrue(pruned.contains("removed 2 checkpoint(s)"), "st-2 and the one stored before its kill: \(pruned)")
         let left = try JSONSerialization.jsonObject(with: Data(try sparc.ok(["bundles", "--json"], environment: env).utf8)) as? [[String: Any]]
         XCTAssertEqual(left?.compactMap { $0["name"] as? String }, [name])
         try sparc.ok(["store", "check", "--read-data"], environment: env)
+        // The history keeps what was removed; the rollback check still knows the newest.
+        let log = try sparc.ok(["log", "--name", vm])
+        XCTAssertTrue(log.contains("pruned") && log.contains("st-1") && log.contains("st-2"), log)
     }
 
     /// One command at a time changes a VM: while a checkpoint works, a second checkpoint, a

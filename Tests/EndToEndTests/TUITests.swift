@@ -88,7 +88,9 @@ final class TUITests: GuestTestCase {
             let client = AgentClient(socketPath: runtime + "/\(vm)/agent.sock", timeout: 10)
             XCTAssertFalse(try client.hello().frozen, "SIG\(name): the guest was thawed")
             client.close()
-            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: bundles), [], "SIG\(name): no bundle, nothing partial")
+            // The store may have been opened (made) before the guest was touched; nothing is in it, nothing staged beside it.
+            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: bundles).filter { $0 != "store" }, [], "SIG\(name): no bundle, nothing partial")
+            XCTAssertEqual(try sparc.ok(["bundles"], environment: ["SPARC_BUNDLES": bundles, "SPARC_STATE_DIR": runtime + "-state"]).contains("no checkpoints"), true, "SIG\(name): nothing stored")
             _ = try? tmux(["kill-session", "-t", session])
         }
         try assertHealthy()
@@ -122,21 +124,27 @@ final class TUITests: GuestTestCase {
         try keys("F8")
         try waitFor("[ No ]")
         try keys("y")
-        let saved = try waitFor("saved ")
-        guard let path = saved.split(separator: "\n").first(where: { $0.contains("saved ") })?
-            .split(separator: " ").first(where: { $0.hasSuffix(".sparc") }).map(String.init)
-        else { return XCTFail("no bundle path in:\n\(saved)") }
-        XCTAssertTrue(FileSystem.exists(path))
+        // Into the store: the status line names the stored checkpoint; nothing is staged beside it.
+        let saved = try waitFor("stored \(vm)-", seconds: 120)
+        guard let name = saved.split(whereSeparator: { $0 == " " || $0 == "\n" }).first(where: { $0.hasPrefix("\(vm)-") }).map(String.init) else {
+            return XCTFail("no stored name in:\n\(saved)")
+        }
+        let storeEnv = ["SPARC_BUNDLES": bundles, "SPARC_STATE_DIR": runtime + "-state"]
+        XCTAssertTrue(try sparc.ok(["bundles"], environment: storeEnv).contains(name))
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: bundles).sorted(), ["baseline.sparc", "store"])
+        let raw = try Subprocess.run(["grep", "-r", "-a", "-l", "-F", secret, bundles])
+        XCTAssertEqual(raw.stdoutText.split(separator: "\n").map { Path.base(of: String($0)) }, ["memory.img"], "only the baseline bundle holds the secret in clear")
 
-        // Bundles: baseline.sparc, then the new one (sorted by name).
+        // Bundles: the stored checkpoint (cursor on it), then the bundle directory baseline.sparc.
         try keys("F6")
-        try waitFor("baseline.sparc")
-        try keys("Down", "Enter")
+        let list = try waitFor("baseline.sparc")
+        XCTAssertTrue(list.contains("1 stored") && list.contains("only here") && list.contains("stored, encrypted"), list)
+        try keys("Enter")
         try keys("-l", secret)
         try keys("Enter")
-        try waitFor("not found in any file of the bundle")
+        try waitFor("not found in any file of the bundle", seconds: 60)
 
-        try keys("Up", "Enter")
+        try keys("Down", "Enter")
         try keys("-l", secret)
         try keys("Enter")
         let found = try waitFor("hit(s)")
@@ -151,12 +159,12 @@ final class TUITests: GuestTestCase {
         try keys("Escape")
         try waitFor("baseline.sparc")
 
-        // Restore wizard on the new bundle: it names the steps, defaults to No, then kills the holder.
-        try keys("Down", "F7")
+        // Restore wizard on the stored checkpoint: it names the steps, defaults to No, then kills the holder.
+        try keys("Up", "F7")
         let wizard = try waitFor("[ No ]")
-        XCTAssertTrue(wizard.contains("Steps: verify"), wizard)
+        XCTAssertTrue(wizard.contains("Steps: verify") && wizard.contains(name), wizard)
         try keys("y")
-        let restored = try waitFor("restored ", seconds: 60)
+        let restored = try waitFor("restored ", seconds: 90)
         XCTAssertTrue(restored.contains("killed \(holder)") && restored.contains("the rest runs on"), restored)
         let ps = try sparc.ok(["ps", "--name", vm])
         XCTAssertFalse(ps.split(separator: "\n").contains { $0.trimmed.hasPrefix("\(holder) ") && !$0.contains(" Z ") }, ps)
@@ -165,9 +173,19 @@ final class TUITests: GuestTestCase {
         sleep(1)
         XCTAssertGreaterThan(Int(try guest("cat /run/counter")) ?? 0, count, "the counter process runs on after the restore")
 
+        // Delete the stored checkpoint: the dialog says what it frees, the history keeps a record.
+        try keys("F6", "F9")
+        let asked = try waitFor("[ No ]")
+        XCTAssertTrue(asked.contains("only it holds") && asked.contains(name), asked)
+        try keys("y")
+        try waitFor("deleted \(name) from the store")
+        XCTAssertFalse(try sparc.ok(["bundles"], environment: storeEnv).contains(name))
+        XCTAssertTrue(try sparc.ok(["log", "--name", vm], environment: ["SPARC_STATE_DIR": runtime + "-state"]).contains("pruned  \(name)"))
+
         try keys("q")
         usleep(500_000)
         XCTAssertFalse((try? screen())?.contains("COMMAND") ?? false, "the UI quit and gave the terminal back")
+        XCTAssertEqual((try? FileManager.default.contentsOfDirectory(atPath: runtime))?.filter { $0.hasPrefix("stored-") }, [], "what was read out of the store is gone")
     }
 
     /// The Scan view: F5 on a bundle finds a credential assembled in a guest process, names

@@ -39,6 +39,17 @@ final class HistoryTests: XCTestCase {
         XCTAssertEqual(try log.verify(), [])
     }
 
+    /// A pruned checkpoint is recorded, and stays the newest for the rollback check: the VM
+    /// went on from it, so restoring an older one is still a rollback.
+    func testAPrunedCheckpointIsStillTheNewest() throws {
+        let log = try makeLog()
+        try log.append(.checkpoint, bundle: "web-2", bundleDigest: "bb", epoch: 1)
+        try log.append(.pruned, bundle: "web-2", bundleDigest: "bb", detail: "pruned (--keep-last 1)")
+        XCTAssertEqual(HistoryLog.keptCheckpoints(try log.entries()).last?.bundleDigest, "bb")
+        XCTAssertEqual(try log.entries().last?.event, .pruned)
+        XCTAssertEqual(try log.verify(), [])
+    }
+
     func testIntactChainAndKeyMode() throws {
         let log = try makeLog()
         XCTAssertEqual(try log.verify(), [])

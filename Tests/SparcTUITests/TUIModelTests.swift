@@ -33,12 +33,37 @@ final class TUIModelTests: XCTestCase {
         _ = m.handle(.char("C"))
         if case .checkpoint(let request, let output) = m.handle(.char("y")) {
             XCTAssertEqual(request.pids, [50])
-            XCTAssertTrue(output.hasPrefix("/b/default-") && output.hasSuffix(".sparc"))
+            XCTAssertNil(output, "into the store")
         } else {
             XCTFail("y confirms")
         }
         _ = m.handle(.char("C"))
         XCTAssertEqual(m.handle(.char("n")), .none)
+    }
+
+    /// F9 on the Bundles screen deletes after a confirmation that says what goes: a stored
+    /// checkpoint's unique bytes, or a bundle directory and its files; read-only refuses.
+    func testDeleteAsksAndSaysWhatGoes() {
+        var m = model()
+        m.bundleList.stored = ["web-20261207-101010"]
+        m.bundleList.uniqueBytes["web-20261207-101010"] = 3 << 20
+        m.setBundles(["web-20261207-101010", "a.sparc"])
+        _ = m.handle(.function(6))
+        _ = m.handle(.home)
+        XCTAssertEqual(m.handle(.function(9)), .none)
+        XCTAssertTrue(m.confirm?.question.contains("3.0 MiB only it holds") == true, m.confirm?.question ?? "no question")
+        XCTAssertEqual(m.handle(.enter), .none, "Enter on the default answer is No")
+        _ = m.handle(.function(9))
+        XCTAssertEqual(m.handle(.char("y")), .delete(bundle: "web-20261207-101010"))
+        _ = m.handle(.down)
+        _ = m.handle(.function(9))
+        XCTAssertTrue(m.confirm?.question.contains("/b/a.sparc and every file in it") == true, m.confirm?.question ?? "no question")
+        XCTAssertEqual(m.handle(.char("y")), .delete(bundle: "a.sparc"))
+        var ro = TUIModel(vmName: "default", bundleDirectory: "/b", readonly: true)
+        ro.setBundles(["a.sparc"])
+        _ = ro.handle(.function(6))
+        XCTAssertEqual(ro.handle(.function(9)), .none)
+        XCTAssertNil(ro.confirm)
     }
 
     func testTerminalsTagAndScope() {

@@ -10,10 +10,14 @@ import SparcTUI
 
 struct Checkpoint: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Save a running VM into a new bundle directory, optionally leaving processes out.",
+        abstract: "Save a running VM into the checkpoint store (or a bundle directory with -o), optionally leaving processes out.",
         discussion: """
             The guest is frozen and paused while device state and RAM are saved, then runs on \
-            (unless --stop). The bundle appears under its name only when complete.
+            (unless --stop). Without -o the checkpoint goes into the store under the bundle home, \
+            named VM-YYYYMMDD-HHMMSS (UTC): cut into chunks each stored once across every \
+            checkpoint, compressed, encrypted with the store's key ('sparc bundles' lists them; \
+            restore, verify, search, scan, hexdump and strings take the name). With -o it is a \
+            self-contained bundle directory, which appears under its name only when complete.
 
             Exclusion: --exclude-pid, --exclude-name and --exclude-tty (each repeatable) name what \
             must not reach disk. A process brings its descendants; a terminal brings every process \
@@ -24,6 +28,7 @@ struct Checkpoint: ParsableCommand {
             (shared libraries) are kept and counted. On restore the excluded processes are killed \
             before the guest runs on.
             Examples:
+              sparc checkpoint --name web
               sparc checkpoint -o before-upgrade.sparc
               sparc checkpoint -o clean.sparc --exclude-name gpg-agent --exclude-tty pts/0
               sparc checkpoint --connect qemu:///system --name web --exclude-name ssh-agent
@@ -40,14 +45,12 @@ struct Checkpoint: ParsableCommand {
     @OptionGroup var vm: VMOptions
     @Option(
         name: [.short, .customLong("output")],
-        help: "Bundle directory to create (must not exist); default NAME-TIMESTAMP.sparc in $SPARC_BUNDLES, $XDG_DATA_HOME/sparc/bundles or /var/lib/sparc/bundles for root."
+        help: "Write a self-contained bundle directory here (it must not exist) instead of storing the checkpoint in the store under $SPARC_BUNDLES, $XDG_DATA_HOME/sparc/bundles or /var/lib/sparc/bundles for root."
     )
     var output: String?
-    @Flag(
-        help: ArgumentHelp(
-            "Put the checkpoint into the store (deduplicated, compressed, encrypted) instead of a bundle directory.",
-            discussion: "It is named NAME-TIMESTAMP ('sparc bundles' lists it; restore, verify, search, scan take the name). The bundle is written beside the store first and removed once stored."))
-    var store = false
+    /// The default since the store landed; kept so that scripts that pass it go on working.
+    @Flag(help: .hidden) var store = false
+    @OptionGroup var passphrase: PassphraseOption
     @Flag(help: "Stop the VM after saving instead of letting it run on.") var stop = false
     @Option(name: .customLong("exclude-pid"), parsing: .unconditionalSingleValue, help: ArgumentHelp("Leave out this process and its descendants.", valueName: "pid"))
     var excludePid: [Int32] = []
@@ -107,19 +110,14 @@ struct Checkpoint: ParsableCommand {
         manager.connect = connection.uri
         // Ctrl-C, SIGTERM and SIGHUP cancel as Esc does in the TUI: the guest runs and is thawed, nothing partial is left.
         Interruption.install()
-        if store && output != nil { throw SparcError("--store and -o exclude each other: -o writes a bundle directory, --store the store") }
-        // A checkpoint into the store is a bundle staged in a private directory beside it, stored, then removed.
-        var staging: String?
-        defer { if let staging { _ = FileSystem.removeTree(staging) } }
-        var target = try output ?? BundleHome.newBundle(vm: vm.name)
+        if store && output != nil { throw SparcError("--store and -o exclude each other: -o writes a bundle directory, the default the store") }
         // Opened before the guest is touched: a store that cannot be opened (a wrapped key and
         // no passphrase) refuses now, not after the checkpoint was taken.
-        let storeHandle = store ? try openStore() : nil
-        if store {
-            let home = try BundleHome.ensure()
-            staging = try FileSystem.makeUniqueDirectory(in: home, prefix: ".staging-")
-            target = staging! + "/" + Path.base(of: target)
-        }
+        let storeHandle = output == nil ? try openStore(passphraseFile: passphrase.passphraseFile) : nil
+        // A checkpoint into the store is a bundle staged in a private directory beside it, stored, then removed.
+        let staging = output == nil ? try StoreStaging(home: try BundleHome.ensure()) : nil
+        defer { staging?.remove() }
+        let target = output ?? staging!.bundlePath(vm: vm.name)
         var report = try manager.checkpoint(
             name: vm.name, output: target, stopAfter: stop, exclusion: request.isEmpty ? nil : request,
             saveFreeMemory: saveFreeMemory, cancel: Interruption.cancellation, progress: progressPrinter())
@@ -133,13 +131,11 @@ struct Checkpoint: ParsableCommand {
                 cancel: Interruption.cancellation)
             endProgress()
         }
-        if store, gate?.refused != true, FileSystem.exists(report.bundle) {
-            let base = Path.base(of: report.bundle)
-            let name = base.hasSuffix(".sparc") ? String(base.dropLast(6)) : base
-            let stored = try storeHandle!.importBundle(try BundleReader(path: report.bundle), as: name)
-            report.bundle = name
+        if let staging, let storeHandle, gate?.refused != true, FileSystem.exists(report.bundle) {
+            let stored = try staging.store(report.bundle, into: storeHandle)
+            report.bundle = stored.name
             if !json {
-                print("stored as \(name.terminalSafe): \(formatBytes(stored.storedBytes)) written (\(stored.sharedChunks) of \(stored.chunks) chunks already in the store, \(stored.zeroChunks) of zeros)")
+                print("stored as \(stored.name.terminalSafe): \(formatBytes(stored.storedBytes)) written (\(stored.sharedChunks) of \(stored.chunks) chunks already in the store, \(stored.zeroChunks) of zeros)")
             }
         }
         if json {

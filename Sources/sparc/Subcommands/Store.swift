@@ -8,8 +8,7 @@ import SparcSupport
 /// The checkpoint store under the bundle home, its key in the state directory (opened with the
 /// passphrase of `--passphrase-file`, else `$SPARC_STORE_PASSPHRASE_FILE`, when it is wrapped).
 func openStore(passphraseFile: String? = nil) throws -> CheckpointStore {
-    let home = try BundleHome.ensure()
-    return try CheckpointStore(directory: home + "/store", stateDirectory: try VMManager().stateDirectory, passphrase: try readPassphrase(passphraseFile))
+    try VMManager().openStore(passphrase: try readPassphrase(passphraseFile))
 }
 
 /// The passphrase in a file (its first line), or nil without one; the file is read bounded.
@@ -143,6 +142,7 @@ struct Store: ParsableCommand {
         @Flag(help: "Do not ask.") var yes = false
         @OptionGroup var passphrase: PassphraseOption
         func run() throws {
+            let manager = try VMManager()
             let store = try openStore(passphraseFile: passphrase.passphraseFile)
             _ = try store.checkpoint(name)
             if !yes {
@@ -150,44 +150,30 @@ struct Store: ParsableCommand {
                 FileHandle.standardError.write(Data("remove checkpoint '\(name.terminalSafe)' from the store? [y/N] ".utf8))
                 guard let answer = readLine(), answer.lowercased().hasPrefix("y") else { return print("kept") }
             }
+            manager.recordRemoved([try store.checkpoint(name)], why: "removed by sparc store rm")
             try store.delete(name)
             print("removed \(name.terminalSafe) (its chunks no other checkpoint uses go at 'sparc store gc')")
         }
     }
 }
 
-/// Stored checkpoints named where a bundle path is expected: each is written out as a bundle
-/// in a private directory of the runtime root (a tmpfs for root: memory, not disk) for the
-/// command's length, checked against its own digests as it is written, and removed after.
+/// Stored checkpoints named where a bundle path is expected: written out for the command's
+/// length (see `WrittenOutCheckpoints`), with a progress line while they are.
 final class StoredBundles {
-    private var directory: String?
+    private var written: WrittenOutCheckpoints?
 
-    /// The bundle path for `argument`: itself when it is a path (or names nothing stored),
-    /// else the stored checkpoint of that name, written out.
     func path(_ argument: String) throws -> String {
+        // A path is a path: nothing is opened for it (a plain bundle needs no store, no key).
         if argument.contains("/") || FileSystem.exists(argument) { return argument }
-        let store = try openStore()
-        guard (try? store.names().contains(argument)) == true else { return argument }
-        if directory == nil {
-            let root = try VMManager().root
-            directory = try FileSystem.makeUniqueDirectory(in: root, prefix: "stored-")
-        }
-        let target = directory! + "/" + argument + ".sparc"
-        if !FileSystem.exists(target) {
-            progressPrinter()?("reading \(argument) from the store")
-            try store.export(argument, to: target)
-            endProgress()
-        }
-        return target
+        if written == nil { written = WrittenOutCheckpoints(manager: try VMManager(), passphrase: try readPassphrase(nil)) }
+        defer { endProgress() }
+        let show = progressPrinter()
+        return try written!.path(argument, progress: show.map { p in { p(ProgressEvent(nil, $0)) } })
     }
 
     func paths(_ arguments: [String]) throws -> [String] { try arguments.map(path) }
 
-    /// Removes what was written out.
-    func remove() {
-        if let directory { _ = FileSystem.removeTree(directory) }
-        directory = nil
-    }
+    func remove() { written?.remove() }
 }
 
 struct Prune: ParsableCommand {
@@ -215,7 +201,10 @@ struct Prune: ParsableCommand {
 
     func run() throws {
         let policy = RetentionPolicy(last: keepLast, hourly: keepHourly, daily: keepDaily, weekly: keepWeekly)
-        let (decisions, freed) = try openStore(passphraseFile: passphrase.passphraseFile).prune(policy, vm: vm, dryRun: dryRun)
+        let manager = try VMManager()
+        let (decisions, freed) = try openStore(passphraseFile: passphrase.passphraseFile).prune(policy, vm: vm, dryRun: dryRun) { removed in
+            manager.recordRemoved([removed], why: "pruned (\(policy.description))")
+        }
         if json { return try printJSON(decisions) }
         for d in decisions {
             print((d.keep ? "keep   " : (dryRun ? "would remove " : "remove ")) + "\(d.name.terminalSafe)  \(d.createdAt.terminalSafe)" + (d.keep ? "  (\(d.reasons.joined(separator: ", ")))" : ""))

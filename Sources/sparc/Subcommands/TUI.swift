@@ -24,7 +24,7 @@ struct TUI: ParsableCommand {
     @OptionGroup var connection: ConnectOption
     @Flag(help: "Draw without colours (NO_COLOR is honoured too).") var noColor = false
     @Flag(help: "Disable checkpoint (and, later, restore).") var readonly = false
-    @Option(help: "Where checkpoints go and bundles are listed (default: $SPARC_BUNDLES, $XDG_DATA_HOME/sparc/bundles, /var/lib/sparc/bundles for root).")
+    @Option(help: "The bundle home: its store takes the checkpoints, and it and the bundles in it are listed (default: $SPARC_BUNDLES, $XDG_DATA_HOME/sparc/bundles, /var/lib/sparc/bundles for root; a wrapped store key's passphrase from $SPARC_STORE_PASSPHRASE_FILE).")
     var bundles: String?
 
     func run() throws {
@@ -41,7 +41,8 @@ struct TUI: ParsableCommand {
         }
         try TerminalUI(
             manager: manager, vmName: name ?? "default", color: !noColor && ProcessInfo.processInfo.environment["NO_COLOR"] == nil,
-            bundleDirectory: FileSystem.absolute(try bundles ?? BundleHome.ensure()), readonly: readonly, picker: picker
+            bundleDirectory: FileSystem.absolute(try bundles ?? BundleHome.ensure()), readonly: readonly, picker: picker,
+            passphrase: try readPassphrase(nil)
         ).run()
     }
 }

@@ -1,0 +1,141 @@
+import CheckpointStore
+import Foundation
+import HostState
+import SnapshotModel
+import SparcSupport
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// sparc's checkpoint store and the ways checkpoints get into it and out of it for reading.
+///
+/// A checkpoint headed for the store is written as a bundle in a private directory beside it
+/// (`StoreStaging`), stored, and removed; a stored checkpoint a command reads is written out
+/// as a bundle in a private directory of the runtime root (`WrittenOutCheckpoints`) for the
+/// command's length. Both are the same bundle format every reader already checks.
+extension VMManager {
+    /// The store under the bundle home (`home`, default `BundleHome`), its key in the state
+    /// directory, unwrapped with `passphrase` when it is wrapped.
+    public func openStore(home: String? = nil, passphrase: Data? = nil) throws -> CheckpointStore {
+        let home = try home ?? BundleHome.ensure()
+        return try CheckpointStore(directory: home + "/store", stateDirectory: stateDirectory, passphrase: passphrase)
+    }
+
+    /// Whether `name` is a checkpoint in the store under `home` (never a path: a name holds no '/').
+    public func isStored(_ name: String, home: String? = nil, passphrase: Data? = nil) -> Bool {
+        guard !name.contains("/"), !name.hasSuffix(".sparc"), let h = home ?? (try? BundleHome.ensure()), FileSystem.isDirectory(h + "/store") else {
+            return false
+        }
+        return (try? openStore(home: h, passphrase: passphrase).names().contains(name)) == true
+    }
+
+    /// Records in the VM's history that stored checkpoints were removed (pruned or `store rm`).
+    ///
+    /// They still count as checkpoints for the rollback check (the VM went on from them, so
+    /// restoring an older one is still a rollback); the entry says where they went.
+    public func recordRemoved(_ removed: [StoredCheckpoint], why: String) {
+        for c in removed {
+            _ = try? history(c.vm).append(.pruned, bundle: c.name, bundleDigest: (try? Manifest.decode(c.bundleManifest))?.manifestSHA256, detail: why)
+        }
+    }
+}
+
+/// A checkpoint on its way into the store: its bundle is written in a private directory
+/// beside the store (same file system, mode 0700), stored, and the directory removed.
+public final class StoreStaging {
+    public let directory: String
+
+    /// A new staging directory in `home`, named after this process; those of processes that
+    /// are gone (killed mid-checkpoint) are removed first.
+    public init(home: String) throws {
+        Self.removeAbandoned(in: home)
+        directory = try FileSystem.makeUniqueDirectory(in: home, prefix: ".staging-\(getpid())-")
+    }
+
+    /// Removes the staging directories in `home` whose process no longer runs.
+    public static func removeAbandoned(in home: String) {
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: home)) ?? [] where name.hasPrefix(".staging-") {
+            let fields = name.split(separator: "-")
+            guard fields.count == 3, let pid = Int32(fields[1]), pid > 0 else { continue }
+            if kill(pid, 0) != 0 && errno == ESRCH { _ = FileSystem.removeTree(home + "/" + name) }
+        }
+    }
+
+    deinit { remove() }
+
+    /// Where the checkpoint of `vm` taken `date` is written before it is stored.
+    public func bundlePath(vm: String, at date: Date = Date()) -> String {
+        directory + "/" + StoredName.make(vm: vm, at: date) + ".sparc"
+    }
+
+    /// Stores the bundle at `path` under its name (without `.sparc`).
+    public func store(_ path: String, into store: CheckpointStore) throws -> StoreReport {
+        let report = try store.importBundle(try BundleReader(path: path), as: StoredName.of(bundle: path))
+        FaultPoint.reached("checkpoint-after-store")
+        return report
+    }
+
+    public func remove() { _ = FileSystem.removeTree(directory) }
+}
+
+/// The names of stored checkpoints: `VM-YYYYMMDD-HHMMSS` (UTC), as bundles are named.
+public enum StoredName {
+    public static func make(vm: String, at date: Date = Date()) -> String {
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone(identifier: "UTC")
+        f.dateFormat = "yyyyMMdd-HHmmss"
+        return "\(vm)-\(f.string(from: date))"
+    }
+
+    /// A bundle's name in the store: its directory name without `.sparc`.
+    public static func of(bundle path: String) -> String {
+        let base = Path.base(of: path)
+        return base.hasSuffix(".sparc") ? String(base.dropLast(6)) : base
+    }
+}
+
+/// Stored checkpoints written out as bundles for reading: each in a private directory of the
+/// runtime root (a tmpfs for root: memory, not disk), checked against its own digests as it is
+/// written, kept until `remove()` (a TUI keeps them while its hex views point into them).
+public final class WrittenOutCheckpoints {
+    private let manager: VMManager
+    private let home: String?
+    private let passphrase: Data?
+    private var directory: String?
+    private let lock = NSLock()
+
+    public init(manager: VMManager, home: String? = nil, passphrase: Data? = nil) {
+        self.manager = manager
+        self.home = home
+        self.passphrase = passphrase
+    }
+
+    deinit { remove() }
+
+    /// The bundle path for `argument`: itself when it is a path or names nothing stored, else
+    /// the stored checkpoint of that name, written out (once).
+    public func path(_ argument: String, progress: ((String) -> Void)? = nil) throws -> String {
+        if argument.contains("/") || FileSystem.exists(argument) || !manager.isStored(argument, home: home, passphrase: passphrase) {
+            return argument
+        }
+        lock.lock()
+        defer { lock.unlock() }
+        if directory == nil { directory = try FileSystem.makeUniqueDirectory(in: manager.root, prefix: "stored-") }
+        let target = directory! + "/" + argument + ".sparc"
+        if !FileSystem.exists(target) {
+            progress?("reading \(argument) from the store")
+            try manager.openStore(home: home, passphrase: passphrase).export(argument, to: target)
+        }
+        return target
+    }
+
+    /// Removes what was written out.
+    public func remove() {
+        lock.lock()
+        defer { lock.unlock() }
+        if let directory { _ = FileSystem.removeTree(directory) }
+        directory = nil
+    }
+}

@@ -1,0 +1,104 @@
+import Foundation
+import SparcSupport
+import TestSupport
+import XCTest
+
+/// The real `sparc` killed (SIGKILL) at each step of storing a checkpoint, pruning and
+/// collecting: after every kill, every listed checkpoint exports whole (byte for byte what
+/// was stored), `store check --read-data` passes, and the next command works. No VM needed.
+final class StoreCrashTests: ScratchDirectoryTestCase {
+    var sparc: SparcRunner!
+    var environment: [String: String] { ["SPARC_BUNDLES": dir + "/home"] }
+
+    override func setUpWithError() throws {
+        try super.setUpWithError()
+        try FileSystem.makeDirectories(dir + "/rt")
+        chmod(dir + "/rt", 0o700)
+        sparc = SparcRunner(runtime: dir + "/rt")
+    }
+
+    override func tearDown() {
+        FileSystem.removeTree(dir + "/rt-state")
+        super.tearDown()
+    }
+
+    /// `sparc args` with SPARC_FAULT=`fault`: it must die at that point (killed, no exit of its own).
+    func killed(_ args: [String], at fault: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        var env = environment
+        env["SPARC_FAULT"] = fault
+        let r = try sparc.run(args, environment: env)
+        XCTAssertTrue(r.status == 137 || r.status == -9 || r.status == 128 + 9, "\(args) at \(fault) was not killed: exit \(r.status) \(r.stderr)", file: file, line: line)
+    }
+
+    func listed() throws -> [String] {
+        let out = try sparc.ok(["bundles", "--json"], environment: environment)
+        let entries = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [[String: Any]])
+        return entries.compactMap { $0["name"] as? String }
+    }
+
+    /// The store is whole: the check reads every chunk, and each listed checkpoint exports
+    /// with the memory image of the bundle it was stored from.
+    func assertWhole(_ originals: [String: String], _ context: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let check = try sparc.run(["store", "check", "--read-data"], environment: environment)
+        XCTAssertEqual(check.status, 0, "\(context): \(check.stdout) \(check.stderr)", file: file, line: line)
+        for name in try listed() {
+            let out = dir + "/export-\(name)-\(UInt32.random(in: 0...UInt32.max)).sparc"
+            let r = try sparc.run(["export", name, "-o", out], environment: environment)
+            XCTAssertEqual(r.status, 0, "\(context): \(name) does not export: \(r.stderr)", file: file, line: line)
+            if let original = originals[name] {
+                let same = try Subprocess.run(["cmp", "-s", original + "/memory.img", out + "/memory.img"])
+                XCTAssertEqual(same.status, 0, "\(context): \(name) came back different", file: file, line: line)
+            }
+            FileSystem.removeTree(out)
+        }
+    }
+
+    func temporaries() -> [String] {
+        let found = try? Subprocess.run(["find", dir + "/home/store", "-name", "*.put-*"])
+        return found?.stdoutText.split(separator: "\n").map(String.init) ?? []
+    }
+
+    func testKilledAtEachStepTheStoreStaysWhole() throws {
+        var originals: [String: String] = [:]
+        func bundle(_ name: String) throws -> String {
+            let b = try TestBundles.make(in: dir, name: name + ".sparc", secret: "S-\(name)", extra: 3 << 20)
+            originals[name] = b
+            return b
+        }
+        try sparc.ok(["import", try bundle("base"), "--as", "base"], environment: environment)
+        XCTAssertEqual(try listed(), ["base"])
+
+        // Storing: inside a chunk's write, after the first and third chunk, before and inside
+        // the manifest's write, after it. Only a checkpoint whose manifest landed is listed.
+        let steps = ["object-before-link#1", "store-after-chunk#1", "store-after-chunk#3", "store-before-manifest", "store-after-manifest"]
+        var expected = ["base"]
+        for (i, step) in steps.enumerated() {
+            let name = "ck\(i)"
+            try killed(["import", try bundle(name), "--as", name], at: step)
+            if step == "store-after-manifest" { expected.append(name) }
+            XCTAssertEqual(try listed(), expected.sorted(), "killed at \(step)")
+            try assertWhole(originals, "killed at \(step)")
+        }
+        XCTAssertFalse(temporaries().isEmpty, "a write killed before its link leaves its temporary (gc removes it)")
+        // The next import of the same bundle works: what an earlier one left is reused or replaced.
+        try sparc.ok(["import", originals["ck2"]!, "--as", "ck2"], environment: environment)
+
+        // Pruning: killed after its first removal; the newest stays, the history says what went.
+        try killed(["prune", "--vm", "t", "--keep-last", "1"], at: "prune-after-delete#1")
+        let afterPrune = try listed()
+        XCTAssertEqual(afterPrune.count, expected.count + 1 - 1, "one checkpoint went before the kill: \(afterPrune)")
+        XCTAssertTrue(afterPrune.contains("ck4"), "the newest (by when it was taken) is kept")
+        try assertWhole(originals, "killed while pruning")
+        XCTAssertTrue(try sparc.ok(["log", "--name", "t"], environment: environment).contains("pruned"))
+
+        // Collecting: killed after its first removed chunk; a second gc finishes the work.
+        try killed(["store", "gc"], at: "gc-after-remove#1")
+        try assertWhole(originals, "killed while collecting")
+        try sparc.ok(["prune", "--vm", "t", "--keep-last", "1"], environment: environment)
+        XCTAssertEqual(try listed(), ["ck4"])
+        try assertWhole(originals, "after the prune finished")
+        XCTAssertEqual(temporaries(), [], "gc removed the abandoned temporaries")
+        let du = try sparc.ok(["store", "du"], environment: environment)
+        XCTAssertTrue(du.contains("1 checkpoint(s)"), du)
+    }
+}
