@@ -43,7 +43,9 @@ let package = Package(
         // rollback-sensitive data and the server of that port (all sparc-rsdmd links).
         .target(name: "HostState", dependencies: ["SparcSupport", "SnapshotModel"]),
         // The content-addressed checkpoint store: chunks keyed, deduplicated, compressed, sealed.
-        .target(name: "CheckpointStore", dependencies: ["SnapshotModel", "SparcSupport", "COpenSSL", "CZstd"]),
+        // Content-defined chunk boundaries (a gear hash), in C: it runs over every byte of a disk.
+        .target(name: "CChunker", cSettings: [.unsafeFlags(["-O2"])]),
+        .target(name: "CheckpointStore", dependencies: ["SnapshotModel", "SparcSupport", "COpenSSL", "CZstd", "CChunker"]),
         .target(
             name: "SparcEngine",
             dependencies: ["SparcSupport", "SnapshotModel", "GuestQuery", "GuestMemory", "Hypervisor", "HexView", "SecretScan", "Libvirt", "HostState", "CheckpointStore"]),

@@ -12,9 +12,36 @@ public struct StoredCheckpoint: Codable, Equatable, Sendable {
     public struct Member: Codable, Equatable, Sendable {
         public var name: String
         public var size: Int64
+        /// The size of every chunk but the last, for a member cut at fixed offsets (the memory
+        /// image); the largest chunk's size for one cut where its content says (`lengths`).
         public var chunkBytes: Int
-        /// One chunk id per `chunkBytes` of the member; "" for a chunk of zeros (never stored).
+        /// One chunk id per chunk of the member; "" for a chunk of zeros (never stored).
         public var chunks: [String]
+        /// Each chunk's length, for a member cut by content (nil: fixed `chunkBytes`).
+        public var lengths: [Int]?
+
+        /// Where each chunk lies in the member, or nil when the chunks do not tile it exactly.
+        public func extents() -> [(offset: Int64, length: Int)]? {
+            guard chunkBytes > 0, chunkBytes <= ChunkCodec.maxChunkBytes, size >= 0 else { return nil }
+            var out: [(offset: Int64, length: Int)] = []
+            out.reserveCapacity(chunks.count)
+            var offset: Int64 = 0
+            if let lengths {
+                guard lengths.count == chunks.count else { return nil }
+                for l in lengths {
+                    guard l > 0, l <= chunkBytes else { return nil }
+                    out.append((offset, l))
+                    offset += Int64(l)
+                }
+                return offset == size ? out : nil
+            }
+            guard Int64(chunks.count) == (size + Int64(chunkBytes) - 1) / Int64(chunkBytes) else { return nil }
+            for i in 0..<chunks.count {
+                out.append((offset, Int(min(Int64(chunkBytes), size - offset))))
+                offset += Int64(chunkBytes)
+            }
+            return out
+        }
     }
 
     public var formatVersion = 1
@@ -101,18 +128,29 @@ public final class CheckpointStore {
             guard let member = Manifest.Member(rawValue: entry.name) else { continue }
             let file = try reader.open(member)
             var chunks: [String] = []
-            var offset: Int64 = 0
-            var buffer = [UInt8](repeating: 0, count: chunkBytes)
-            while offset < file.size {
-                let want = Int(min(Int64(chunkBytes), file.size - offset))
-                var got = 0
-                while got < want {
-                    let n = buffer.withUnsafeMutableBytes { pread(file.fd, $0.baseAddress! + got, want - got, off_t(offset) + off_t(got)) }
+            var lengths: [Int] = []
+            // RAM does not move: the memory image is cut at fixed offsets. Everything else (a
+            // qcow2 disk above all, whose clusters shift when the guest allocates one) is cut
+            // where its content says, so an insertion changes the chunks around it, not all after.
+            let byContent = member != .memory
+            let chunker = ContentChunker(keys: keys)
+            let window = byContent ? ContentChunker.maxBytes : chunkBytes
+            var buffer = [UInt8](repeating: 0, count: window)
+            var filled = 0
+            var readOffset: Int64 = 0
+            while true {
+                // Fill the window (or to the end of the member).
+                while filled < window && readOffset < file.size {
+                    let want = Int(min(Int64(window - filled), file.size - readOffset))
+                    let n = buffer.withUnsafeMutableBytes { pread(file.fd, $0.baseAddress! + filled, want, off_t(readOffset)) }
                     if n < 0 && errno == EINTR { continue }
                     guard n > 0 else { throw SparcError.posix("cannot read", file.path) }
-                    got += n
+                    filled += n
+                    readOffset += Int64(n)
                 }
-                let plain = Data(buffer[0..<want])
+                guard filled > 0 else { break }
+                let cut = byContent ? chunker.cut(buffer, count: filled) : filled
+                let plain = Data(buffer[0..<cut])
                 report.chunks += 1
                 if ChunkCodec.isZero(plain) {
                     chunks.append("")
@@ -128,10 +166,15 @@ public final class CheckpointStore {
                         FaultPoint.reached("store-after-chunk")
                     }
                 }
-                offset += Int64(want)
+                lengths.append(cut)
+                buffer.withUnsafeMutableBytes { b in _ = memmove(b.baseAddress!, b.baseAddress! + cut, filled - cut) }
+                filled -= cut
             }
             report.logicalBytes += file.size
-            members.append(.init(name: entry.name, size: file.size, chunkBytes: chunkBytes, chunks: chunks))
+            members.append(
+                .init(
+                    name: entry.name, size: file.size, chunkBytes: byContent ? ContentChunker.maxBytes : chunkBytes, chunks: chunks,
+                    lengths: byContent ? lengths : nil))
         }
         let manifestData = try OpenedFile(regular: reader.file(Manifest.fileName), maxSize: Manifest.maxManifestBytes).readAll()
         let seal = try? OpenedFile(regular: reader.file(Manifest.sealFile), maxSize: 4096).readAll()
@@ -157,8 +200,7 @@ public final class CheckpointStore {
         }
         guard stored.name == name, stored.formatVersion == 1 else { throw StoreError.damagedObject("checkpoints/" + name, "it names another checkpoint") }
         for m in stored.members {
-            guard m.chunkBytes > 0, m.chunkBytes <= ChunkCodec.maxChunkBytes, m.size >= 0,
-                Int64(m.chunks.count) == (m.size + Int64(m.chunkBytes) - 1) / Int64(m.chunkBytes), Manifest.Member(rawValue: m.name) != nil
+            guard m.extents() != nil, Manifest.Member(rawValue: m.name) != nil
             else { throw StoreError.damagedObject("checkpoints/" + name, "member \(m.name.terminalSafe) is not consistent") }
         }
         return stored
@@ -200,11 +242,11 @@ public final class CheckpointStore {
             guard fd >= 0 else { throw SparcError.posix("cannot create", out) }
             defer { close(fd) }
             guard ftruncate(fd, off_t(m.size)) == 0 else { throw SparcError.posix("cannot size", out) }
-            for (i, id) in m.chunks.enumerated() where !id.isEmpty {
+            for (id, extent) in zip(m.chunks, m.extents() ?? []) where !id.isEmpty {
                 let plain = try ChunkCodec.open(try objects.get("chunks/" + id, maxBytes: ChunkCodec.maxChunkBytes + 1024), id: id, keys: keys)
-                let offset = Int64(i) * Int64(m.chunkBytes)
-                guard Int64(plain.count) == min(Int64(m.chunkBytes), m.size - offset) else {
-                    throw StoreError.damagedObject("chunks/" + id, "it is \(plain.count) bytes where \(m.name) needs \(min(Int64(m.chunkBytes), m.size - offset))")
+                let offset = extent.offset
+                guard plain.count == extent.length else {
+                    throw StoreError.damagedObject("chunks/" + id, "it is \(plain.count) bytes where \(m.name) needs \(extent.length)")
                 }
                 let wrote = plain.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t(offset)) }
                 guard wrote == plain.count else { throw SparcError.posix("cannot write", out) }

@@ -12,10 +12,20 @@ public struct StoreKeys: Sendable {
     let cipherKey: [UInt8]
 
     /// Derives the keys from a 32-byte master key.
+    /// The content chunker's gear table (256 values), derived from the key.
+    let gear: [UInt64]
+
     public init(master: Data) throws {
         guard master.count == 32 else { throw SparcError("the store key must be 32 bytes") }
         idKey = Data(HMACSHA256.raw(key: master, message: Data("sparc store chunk id v1".utf8)))
         cipherKey = HMACSHA256.raw(key: master, message: Data("sparc store cipher v1".utf8))
+        let gearKey = Data(HMACSHA256.raw(key: master, message: Data("sparc store chunker v1".utf8)))
+        var table: [UInt64] = []
+        for block in 0..<64 {
+            let bytes = HMACSHA256.raw(key: gearKey, message: Data("gear \(block)".utf8))
+            for i in 0..<4 { table.append(bytes[i * 8..<i * 8 + 8].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }) }
+        }
+        gear = table
     }
 
     /// The master key at `path`, made (32 random bytes, 0600) when missing and `create`. A key

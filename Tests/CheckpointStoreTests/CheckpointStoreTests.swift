@@ -52,8 +52,44 @@ final class ChunkCodecTests: XCTestCase {
 final class CheckpointStoreTests: ScratchDirectoryTestCase {
     override var scratchSubdirectories: [String] { ["state"] }
 
-    func makeBundle(_ name: String, secret: String, extra: Int = 0) throws -> String {
-        try TestBundles.make(in: dir, name: name, secret: secret, extra: extra)
+    func makeBundle(_ name: String, secret: String, extra: Int = 0, disk: Data? = nil) throws -> String {
+        try TestBundles.make(in: dir, name: name, secret: secret, extra: extra, disk: disk)
+    }
+
+    /// A disk state with 64 KiB inserted near its start (a qcow2 image after the guest
+    /// allocated a cluster: every later cluster moves) shares all but a few chunks with the
+    /// disk before; cut at fixed offsets it would share none. The chunk boundaries are keyed.
+    func testADiskWithAnInsertionSharesAllButTheChunksAroundIt() throws {
+        var disk = Data(secureRandomBytes(24 << 20))
+        let before = try makeBundle("d1.sparc", secret: "D", disk: disk)
+        disk.insert(contentsOf: secureRandomBytes(64 << 10), at: (2 << 20) + 12345)
+        let after = try makeBundle("d2.sparc", secret: "D", disk: disk)
+        let s = try store()
+        let first = try s.importBundle(try BundleReader(path: before), as: "d1")
+        let second = try s.importBundle(try BundleReader(path: after), as: "d2")
+        print("disk with a 64 KiB insertion: first \(first.storedBytes >> 10) KiB stored, second \(second.storedBytes >> 10) KiB (\(second.sharedChunks) of \(second.chunks) chunks shared)")
+        XCTAssertGreaterThan(first.storedBytes, 24 << 20, "random data does not compress")
+        XCTAssertLessThan(second.storedBytes, 9 << 20, "only the chunks around the insertion are new (at most two of up to 4 MiB)")
+        let lengths = try XCTUnwrap(try s.checkpoint("d2").members.first { $0.name == Manifest.diskFile }?.lengths)
+        XCTAssertTrue(lengths.dropLast().allSatisfy { $0 >= ContentChunker.minBytes && $0 <= ContentChunker.maxBytes }, "\(lengths)")
+        XCTAssertGreaterThan(lengths.count, 4)
+        try s.export("d2", to: dir + "/d2-out.sparc")
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: dir + "/d2-out.sparc/" + Manifest.diskFile)), disk)
+        // Another key cuts elsewhere: boundaries say nothing about content without it.
+        let other = try StoreKeys(master: Data(repeating: 9, count: 32))
+        let mine = ContentChunker(keys: try StoreKeys.load(CheckpointStore.keyPath(dir + "/state"), create: false))
+        let bytes = [UInt8](disk.prefix(8 << 20))
+        XCTAssertNotEqual(mine.cut(bytes, count: bytes.count), ContentChunker(keys: other).cut(bytes, count: bytes.count))
+    }
+
+    /// A stored checkpoint whose chunk lengths do not tile its member is refused as damaged.
+    func testChunkLengthsMustTileTheMember() {
+        let m = StoredCheckpoint.Member(name: Manifest.diskFile, size: 10, chunkBytes: 8, chunks: ["a", "b"], lengths: [8, 3])
+        XCTAssertNil(m.extents())
+        XCTAssertEqual(StoredCheckpoint.Member(name: Manifest.diskFile, size: 11, chunkBytes: 8, chunks: ["a", "b"], lengths: [8, 3]).extents()?.map(\.length), [8, 3])
+        XCTAssertNil(StoredCheckpoint.Member(name: Manifest.diskFile, size: 11, chunkBytes: 8, chunks: ["a", "b"], lengths: [9, 2]).extents())
+        XCTAssertEqual(StoredCheckpoint.Member(name: Manifest.memoryFile, size: 20, chunkBytes: 8, chunks: ["a", "b", ""]).extents()?.map(\.length), [8, 8, 4])
+        XCTAssertNil(StoredCheckpoint.Member(name: Manifest.memoryFile, size: 20, chunkBytes: 8, chunks: ["a", "b"]).extents())
     }
 
     func store() throws -> CheckpointStore { try CheckpointStore(directory: dir + "/store", stateDirectory: dir + "/state") }
