@@ -158,6 +158,7 @@ bench: deps guest guest-debian
 	bench/effectiveness
 	bench/effectiveness --guest debian
 	bench/libvirt
+	bench/store
 
 # PNG pictures of each TUI screen from a real run (python3-pil, fonts-dejavu-core).
 screenshots: build guest

@@ -65,7 +65,7 @@ let package = Package(
         .executableTarget(
             name: "sparc-bench",
             dependencies: [
-                "SparcEngine", "Hypervisor", "SnapshotModel", "GuestQuery", "SparcSupport",
+                "SparcEngine", "Hypervisor", "SnapshotModel", "GuestQuery", "SparcSupport", "CheckpointStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // Fixtures the test targets share (the fuzzers' mutator).

@@ -43,15 +43,20 @@ struct BenchOptions: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sparc-bench",
         abstract: "Checkpoint and restore side by side with QEMU's own save and restore (make bench).")
-    @Argument(help: "The benchmark to run (checkpoint).") var benchmark: String = "checkpoint"
+    @Argument(help: "The benchmark to run: checkpoint, or store (the checkpoint store: first, idle, after writes, restore, zstd, a series).")
+    var benchmark: String = "checkpoint"
     @Option(help: "busybox or debian: the built guest to boot.") var guest: GuestKind = .busybox
     @Option(help: "Guest RAM in MiB.") var memory: Int = 1024
     @Option(help: "MiB of random data written into the guest's tmpfs.") var fill: Int = 400
     @Option(help: "MiB held by the process that is excluded.") var hold: Int = 200
     @Option(help: "Rounds; medians are reported.") var rounds: Int = 3
+    @Option(help: "store: MiB of files written to the guest's disk before the first checkpoint.") var diskFill: Int = 2048
+    @Option(help: "store: seconds the guest idles before the second checkpoint.") var idle: Int = 60
+    @Option(help: "store: MiB written to the guest's disk before the third checkpoint.") var writes: Int = 100
+    @Option(help: "store: checkpoints in the series of a busy guest.") var series: Int = 10
 
     func validate() throws {
-        guard benchmark == "checkpoint" else { throw ValidationError("unknown benchmark '\(benchmark)' (there is: checkpoint)") }
+        guard ["checkpoint", "store"].contains(benchmark) else { throw ValidationError("unknown benchmark '\(benchmark)' (there are: checkpoint, store)") }
         guard rounds >= 1, memory >= 256, fill >= 0, hold >= 0, fill + hold + 128 < memory else {
             throw ValidationError("need rounds >= 1 and fill + hold + 128 < memory")
         }
@@ -79,6 +84,14 @@ func cleanupAndExit(_ code: Int32) -> Never {
     _ = try? manager.stop(name: name, force: true)
     FileSystem.removeTree(work)
     exit(code)
+}
+
+if options.benchmark == "store" {
+    do { try StoreBenchmark(options: options).run() } catch {
+        printError("sparc-bench: \(error)")
+        cleanupAndExit(2)
+    }
+    cleanupAndExit(0)
 }
 
 do {
@@ -129,23 +142,7 @@ do {
                     })
                 ourSize = du(bundle)
             case 1:
-                let qmp = try QMPClient(socketPath: layout.qmpSocket)
-                qemuSave.append(
-                    try time {
-                        // QEMU's own save of the whole RAM, over a descriptor (as libvirt's virsh save does).
-                        let fd = open(qemuFile, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-                        defer { close(fd) }
-                        try qmp.execute("stop")
-                        try qmp.execute(
-                            "migrate-set-capabilities",
-                            ["capabilities": [["capability": "x-ignore-shared", "state": false]]])
-                        try qmp.passDescriptor(fd, as: "bench")
-                        try qmp.execute("migrate", ["uri": "fd:bench"])
-                        try qmp.waitForMigration(timeout: 600)
-                        syncAll()
-                    })
-                try qmp.execute("cont")
-                qmp.close()
+                qemuSave.append(try QEMUBaseline.save(layout: layout, to: qemuFile))
                 qemuSize = du(qemuFile)
             default:
                 plainCopy.append(
@@ -169,39 +166,7 @@ do {
         ourRestore.append(try time { _ = try manager.restore(bundle: bundle, name: name) })
         try manager.stop(name: name, force: true)
 
-        let qemuLayout = RuntimeLayout(name: "qemu-restore", root: root)
-        try FileSystem.makeDirectories(qemuLayout.directory)
-        let overlay = qemuLayout.directory + "/disk.qcow2"
-        _ = try Subprocess.run([
-            "qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", bundle + "/disk.qcow2", overlay,
-        ])
-        let ram = try GuestRAM.create(vm: "qemu-restore", bytes: spec.memoryBytes)
-        let command = QEMUCommand(
-            spec: spec, layout: qemuLayout, ramPath: ram,
-            disk: [DiskLayer(path: bundle + "/disk.qcow2", format: "qcow2", writable: false), DiskLayer(path: overlay, format: "qcow2", writable: true, serial: 1)],
-            incoming: true, sandbox: manager.sandbox)
-        var pid: pid_t = 0
-        qemuRestore.append(
-            try time {
-                let (p, qmp) = try manager.launch(command, layout: qemuLayout)
-                pid = p
-                let fd = open(qemuFile, O_RDONLY | O_CLOEXEC)
-                defer { close(fd) }
-                try qmp.passDescriptor(fd, as: "bench")
-                try qmp.execute("migrate-incoming", ["uri": "fd:bench"])
-                while true {
-                    let (status, error) = try qmp.migrationState()
-                    if status == "completed" { break }
-                    if status == "failed" { throw SparcError("QEMU restore failed: \(error ?? "")") }
-                    usleep(5000)
-                }
-                try qmp.execute("cont")
-                qmp.close()
-            })
-        kill(pid, SIGKILL)
-        _ = QEMUProcess.waitForExit(pid, timeout: 10)
-        GuestRAM.remove(ram)
-        FileSystem.removeTree(qemuLayout.directory)
+        qemuRestore.append(try QEMUBaseline.restore(bundle: bundle, saved: qemuFile, spec: spec))
         _ = try manager.restore(bundle: bundle, name: name)
     }
 
