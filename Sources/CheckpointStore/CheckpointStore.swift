@@ -243,7 +243,7 @@ public final class CheckpointStore {
             defer { close(fd) }
             guard ftruncate(fd, off_t(m.size)) == 0 else { throw SparcError.posix("cannot size", out) }
             for (id, extent) in zip(m.chunks, m.extents() ?? []) where !id.isEmpty {
-                let plain = try ChunkCodec.open(try objects.get("chunks/" + id, maxBytes: ChunkCodec.maxChunkBytes + 1024), id: id, keys: keys)
+                let plain = try chunk(id)
                 let offset = extent.offset
                 guard plain.count == extent.length else {
                     throw StoreError.damagedObject("chunks/" + id, "it is \(plain.count) bytes where \(m.name) needs \(extent.length)")
@@ -262,6 +262,11 @@ public final class CheckpointStore {
         try FileSystem.renameNoReplace(staging, to: target)
         done = true
         FileSystem.syncDirectory(containing: target)
+    }
+
+    /// A chunk's plain text, opened and checked against its name.
+    public func chunk(_ id: String) throws -> Data {
+        try ChunkCodec.open(try objects.get("chunks/" + id, maxBytes: ChunkCodec.maxChunkBytes + 1024), id: id, keys: keys)
     }
 
     /// Removes a checkpoint from the list (its chunks stay until `gc`).

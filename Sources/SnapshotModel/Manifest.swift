@@ -37,7 +37,7 @@ public struct Manifest: Codable, Equatable, Sendable {
 
         /// The most a member may weigh before it is read at all (the memory image is bounded
         /// by the machine's RAM size instead).
-        var sizeLimit: Int64 {
+        public var sizeLimit: Int64 {
             switch self {
             case .memory: return Int64(Manifest.maxMemoryMiB) << 20
             case .devices: return 1 << 30

@@ -137,6 +137,21 @@ public enum FileSystem {
         return String(cString: template)
     }
 
+    /// Creates `path` with `contents` (mode `mode`), never replacing or following anything
+    /// there (`O_EXCL | O_NOFOLLOW`), synced; a failed write removes it.
+    public static func createNew(_ path: String, contents: Data, mode: mode_t) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
+        guard fd >= 0 else { throw SparcError.posix("cannot create", path) }
+        defer { close(fd) }
+        do {
+            try writeAll(fd: fd, contents, path: path)
+            guard fsync(fd) == 0 else { throw SparcError.posix("cannot sync", path) }
+        } catch {
+            unlink(path)
+            throw error
+        }
+    }
+
     /// Creates a new file beside `path`, named `PATH.TAG-PID-` and random hex, that did not exist
     /// before (`O_EXCL`, never through a link): a temporary name nobody can plant or predict.
     /// Returns its descriptor (read-write) and its path.
@@ -361,6 +376,25 @@ public final class OpenedFile {
             }
         }
         return data
+    }
+
+    /// Up to `count` bytes from `offset` (fewer at the end of the file).
+    public func read(at offset: Int64, count: Int) throws -> Data {
+        let want = max(0, min(Int64(count), size - offset))
+        var data = Data(count: Int(want))
+        var done = 0
+        try data.withUnsafeMutableBytes { raw in
+            while done < raw.count {
+                let n = pread(fd, raw.baseAddress! + done, raw.count - done, off_t(offset) + off_t(done))
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw SparcError.posix("cannot read", path)
+                }
+                if n == 0 { break }
+                done += n
+            }
+        }
+        return data.prefix(done)
     }
 }
 

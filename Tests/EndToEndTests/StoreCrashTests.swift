@@ -101,4 +101,30 @@ final class StoreCrashTests: ScratchDirectoryTestCase {
         let du = try sparc.ok(["store", "du"], environment: environment)
         XCTAssertTrue(du.contains("1 checkpoint(s)"), du)
     }
+
+    /// Handing a checkpoint to another host: keygen there, export sealed to its public key
+    /// here, import with its private key there (another state directory, another store key).
+    func testSealedExportToAnotherHost() throws {
+        let bundle = try TestBundles.make(in: dir, name: "hand.sparc", secret: "HANDOVER-SECRET", extra: 1 << 20)
+        try sparc.ok(["import", bundle, "--as", "hand"], environment: environment)
+        let theirs = ["SPARC_BUNDLES": dir + "/their-home", "SPARC_STATE_DIR": dir + "/their-state"]
+        let made = try sparc.ok(["keygen", "-o", dir + "/them.key"], environment: theirs)
+        XCTAssertTrue(made.contains("them.key.pub"), made)
+        var st = stat()
+        XCTAssertEqual(stat(dir + "/them.key", &st), 0)
+        XCTAssertEqual(st.st_mode & 0o777, 0o600, "the private key is private")
+        try sparc.fails(["keygen", "-o", dir + "/them.key"], message: "cannot create", environment: theirs)
+        try sparc.ok(["export", "hand", "-o", dir + "/hand.sealed", "--recipient", dir + "/them.key.pub"], environment: environment)
+        let grep = try Subprocess.run(["grep", "-c", "-a", "-F", "HANDOVER-SECRET", dir + "/hand.sealed"])
+        XCTAssertEqual(grep.status, 1, "the sealed export holds the secret in clear")
+        // Without the identity, or with ours, it stays closed.
+        try sparc.fails(["import", dir + "/hand.sealed"], message: "is a sealed export: pass --identity", environment: theirs)
+        _ = try sparc.ok(["keygen", "-o", dir + "/us.key"], environment: environment)
+        try sparc.fails(["import", dir + "/hand.sealed", "--identity", dir + "/us.key"], status: 1, message: "not addressed to the identity", environment: theirs)
+        let imported = try sparc.ok(["import", dir + "/hand.sealed", "--identity", dir + "/them.key"], environment: theirs)
+        XCTAssertTrue(imported.contains("stored hand"), imported)
+        try sparc.ok(["export", "hand", "-o", dir + "/there.sparc"], environment: theirs)
+        XCTAssertEqual(try Subprocess.run(["cmp", "-s", bundle + "/memory.img", dir + "/there.sparc/memory.img"]).status, 0)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir + "/their-home").filter { $0.hasPrefix(".staging-") }, [])
+    }
 }

@@ -27,22 +27,45 @@ struct PassphraseOption: ParsableArguments {
 
 struct Import: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Store a bundle in the checkpoint store (deduplicated, compressed, encrypted).",
+        abstract: "Store a bundle, or a sealed export made for you, in the checkpoint store (deduplicated, compressed, encrypted).",
         discussion: """
-            The bundle is verified first (a damaged one is refused, nothing stored), then cut into \
-            1 MiB chunks: each is stored once across every checkpoint, zero chunks never, compressed \
-            with zstd where that pays and sealed with AES-256-GCM under the store's key \
-            (state directory, store.key, 0600). The bundle itself is left as it was.
+            The bundle is verified first (a damaged one is refused, nothing stored). The memory \
+            image is cut into 1 MiB chunks, everything else where its content says (about 1 MiB); \
+            each chunk is stored once across every checkpoint, zero chunks never, compressed with \
+            zstd where that pays and sealed with AES-256-GCM under the store's key (state \
+            directory, store.key, 0600). The bundle itself is left as it was.
+            A sealed export ('sparc export --recipient') is opened with --identity, your private \
+            key ('sparc keygen'); the bundle in it is checked before anything is stored.
+            Examples:
+              sparc import monday.sparc --as monday
+              sparc import web.sealed --identity ~/.config/sparc/me.key
             """)
-    @Argument(help: "The bundle directory.") var bundle: String
-    @Option(name: .customLong("as"), help: "The checkpoint's name in the store (default: the bundle's name without .sparc).") var name: String?
+    @Argument(help: "The bundle directory, or a sealed export file.") var bundle: String
+    @Option(name: .customLong("as"), help: "The checkpoint's name in the store (default: the bundle's name without .sparc or .sealed).") var name: String?
+    @Option(help: "Your private key (PEM), to open a sealed export addressed to it.") var identity: String?
     @Flag(help: "Print the report as JSON.") var json = false
     @OptionGroup var passphrase: PassphraseOption
 
     func run() throws {
-        let reader = try BundleReader(path: bundle)
-        let base = Path.base(of: reader.path)
-        let stored = try openStore(passphraseFile: passphrase.passphraseFile).importBundle(reader, as: name ?? (base.hasSuffix(".sparc") ? String(base.dropLast(6)) : base))
+        let store = try openStore(passphraseFile: passphrase.passphraseFile)
+        var base = Path.base(of: FileSystem.absolute(bundle))
+        for suffix in [".sparc", ".sealed"] where base.hasSuffix(suffix) { base = String(base.dropLast(suffix.count)) }
+        let stored: StoreReport
+        if SealedExport.isSealed(bundle) {
+            guard let identity else { throw SparcError("\(bundle.terminalSafe) is a sealed export: pass --identity KEY (the private key it was sealed to)") }
+            let key = try RecipientKey.read(pem: identity, private: true)
+            // Opened into a private staging directory beside the store, checked, stored, removed.
+            let staging = try StoreStaging(home: try BundleHome.ensure())
+            defer { staging.remove() }
+            let opened = staging.directory + "/" + base + ".sparc"
+            progressPrinter()?("opening the sealed export")
+            try SealedExport.open(bundle, identity: key, to: opened)
+            endProgress()
+            stored = try store.importBundle(try BundleReader(path: opened), as: name ?? base)
+        } else {
+            if identity != nil { throw SparcError("--identity opens a sealed export; \(bundle.terminalSafe) is a bundle directory") }
+            stored = try store.importBundle(try BundleReader(path: bundle), as: name ?? base)
+        }
         if json { return try printJSON(stored) }
         print(
             "stored \(stored.name.terminalSafe): \(formatBytes(stored.logicalBytes)) in \(stored.chunks) chunks (\(stored.zeroChunks) of zeros, \(stored.sharedChunks) already in the store); \(formatBytes(stored.storedBytes)) written")
@@ -51,15 +74,57 @@ struct Import: ParsableCommand {
 
 struct Export: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Write a stored checkpoint out as a self-contained bundle.",
-        discussion: "The bundle appears only when whole, byte for byte the one that was stored (its digests are checked on what was written; its seal still applies).")
+        abstract: "Write a stored checkpoint out as a self-contained bundle, or sealed to a recipient's public key.",
+        discussion: """
+            Without --recipient the bundle appears only when whole, byte for byte the one that was \
+            stored (its digests are checked on what was written; its seal still applies). It is \
+            not encrypted: its confidentiality is its file permissions.
+            With --recipient (repeatable) the output is one file sealed to each public key \
+            ('sparc keygen' on the receiving host makes the pair): AES-256-GCM in 1 MiB segments \
+            under a random file key, wrapped per recipient by X25519 and HKDF-SHA256 (age's \
+            design, with OpenSSL). It is written straight from the store: nothing decrypted \
+            touches the disk. The receiver runs 'sparc import FILE --identity KEY'.
+            Examples:
+              sparc export web-20261207-101010 -o web.sparc
+              sparc export web-20261207-101010 -o web.sealed --recipient backup-host.pub
+            """)
     @Argument(help: "The checkpoint's name in the store (see 'sparc bundles').") var name: String
-    @Option(name: .shortAndLong, help: "The bundle directory to create (must not exist).") var output: String
+    @Option(name: .shortAndLong, help: "The bundle directory (or with --recipient the file) to create; it must not exist.") var output: String
+    @Option(name: .customLong("recipient"), help: "A recipient's X25519 public key (PEM); seals the export to it.") var recipients: [String] = []
     @OptionGroup var passphrase: PassphraseOption
 
     func run() throws {
-        try openStore(passphraseFile: passphrase.passphraseFile).export(name, to: output)
-        print("exported \(name.terminalSafe) to \(FileSystem.absolute(output).terminalSafe)")
+        let store = try openStore(passphraseFile: passphrase.passphraseFile)
+        if recipients.isEmpty {
+            try store.export(name, to: output)
+            return print("exported \(name.terminalSafe) to \(FileSystem.absolute(output).terminalSafe)")
+        }
+        let keys = try recipients.map { try RecipientKey.read(pem: $0, private: false) }
+        try SealedExport.write(name, of: store, to: output, recipients: keys)
+        print("exported \(name.terminalSafe) sealed to \(keys.count) recipient(s): \(FileSystem.absolute(output).terminalSafe)")
+    }
+}
+
+struct Keygen: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Make an X25519 key pair to receive sealed exports: FILE (private, 0600) and FILE.pub.",
+        discussion: """
+            Hand FILE.pub to whoever exports checkpoints to you ('sparc export --recipient FILE.pub'); \
+            keep FILE ('sparc import --identity FILE'). Both are PEM, as 'openssl genpkey -algorithm \
+            X25519' writes them; neither file may exist.
+            """)
+    @Option(name: .shortAndLong, help: "The private key file to create.") var output: String
+
+    func run() throws {
+        let key = try RecipientKey.generate()
+        try FileSystem.createNew(output, contents: try key.pem(private: true), mode: 0o600)
+        do {
+            try FileSystem.createNew(output + ".pub", contents: try key.pem(private: false), mode: 0o644)
+        } catch {
+            unlink(output)
+            throw error
+        }
+        print("private key: \(FileSystem.absolute(output).terminalSafe) (keep it)\npublic key:  \(FileSystem.absolute(output).terminalSafe).pub (hand it out)")
     }
 }
 
