@@ -8,9 +8,8 @@ import SparcSupport
 /// gives a short read, which becomes one clear error (`Changed`). The copy costs little next
 /// to the scan.
 public final class FileBlocks: @unchecked Sendable {
-    public let file: OpenedFile
-    public var fd: Int32 { file.fd }
-    /// The size when the file was opened: every read is checked against it.
+    public let source: ByteSource
+    /// The size when the source was opened: every read is checked against it.
     public let size: Int
 
     /// The file is no longer what it was when opened (shorter now).
@@ -23,10 +22,13 @@ public final class FileBlocks: @unchecked Sendable {
         }
     }
 
-    public init(_ file: OpenedFile) {
-        self.file = file
-        size = Int(file.size)
+    public init(_ source: ByteSource) {
+        self.source = source
+        size = Int(source.size)
     }
+
+    /// Data regions (holes skipped), widened by `before` and `after` bytes.
+    public func dataRegions(before: Int = 0, after: Int) -> [Range<Int>] { source.dataRegions(before: before, after: after) }
 
     /// Reads `range` (clipped to the file) and hands `body` a pointer to its bytes.
     public func withBytes<R>(_ range: Range<Int>, _ body: (UnsafePointer<UInt8>, Int) throws -> R) throws -> R {
@@ -35,18 +37,14 @@ public final class FileBlocks: @unchecked Sendable {
         let count = max(0, hi - lo)
         let buffer = UnsafeMutablePointer<UInt8>.allocate(capacity: max(1, count))
         defer { buffer.deallocate() }
-        var done = 0
-        while done < count {
-            let n = pread(fd, buffer + done, count - done, off_t(lo + done))
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw SparcError.posix("cannot read", file.path)
-            }
-            if n == 0 {
+        let done = try source.read(into: UnsafeMutableRawBufferPointer(start: buffer, count: count), at: Int64(lo))
+        if done < count {
+            var now: Int64?
+            if let file = source as? OpenedFile {
                 var st = stat()
-                throw Changed(path: file.path, expected: size, now: fstat(fd, &st) == 0 ? Int64(st.st_size) : nil)
+                now = fstat(file.fd, &st) == 0 ? Int64(st.st_size) : nil
             }
-            done += n
+            throw Changed(path: source.path, expected: size, now: now)
         }
         return try body(UnsafePointer(buffer), count)
     }

@@ -163,26 +163,6 @@ public struct FileSearcher {
         self.maxHits = maxHits
     }
 
-    /// Regions worth scanning: data extents (from SEEK_DATA/SEEK_HOLE), each extended by
-    /// `before` bytes into the hole in front (a pattern that starts with zeros) and `after`
-    /// bytes into the hole behind (a pattern that ends with zeros). A hole alone never holds
-    /// a hit of a pattern with a non-zero byte, so holes are never scanned.
-    public static func dataRegions(fd: Int32, size: Int, skipHoles: Bool, before: Int = 0, after: Int) -> [Range<Int>] {
-        guard skipHoles else { return size > 0 ? [0..<size] : [] }
-        var regions: [Range<Int>] = []
-        var pos = 0
-        while pos < size {
-            let data = lseek(fd, off_t(pos), seekData)
-            if data < 0 { break }
-            var hole = lseek(fd, data, seekHole)
-            if hole < 0 { hole = off_t(size) }
-            let lo = max(regions.last?.upperBound ?? 0, Int(data) - before)
-            regions.append(min(lo, Int(data))..<min(size, Int(hole) + after))
-            pos = Int(hole)
-        }
-        return regions
-    }
-
     /// Searches one file by path (following symlinks; FIFOs and devices are refused).
     public func search(
         file path: String, displayName: String? = nil, progress: ((Int64, Int64) -> Void)? = nil,
@@ -191,21 +171,20 @@ public struct FileSearcher {
         try search(file: OpenedFile(regular: path, followSymlinks: true), displayName: displayName, progress: progress, cancel: cancel)
     }
 
-    /// Searches one opened file; `progress` receives (bytes done, bytes to do).
+    /// Searches one opened file or other source; `progress` receives (bytes done, bytes to do).
     public func search(
-        file opened: OpenedFile, displayName: String? = nil, progress: ((Int64, Int64) -> Void)? = nil,
+        file opened: ByteSource, displayName: String? = nil, progress: ((Int64, Int64) -> Void)? = nil,
         cancel: SearchCancellation? = nil
     ) throws -> [SearchHit] {
         let file = FileBlocks(opened)
         let name = displayName ?? opened.path
         let size = file.size
         guard size > 0 else { return [] }
-        let fd = file.fd
         let overlap = max(query.longest, query.regex != nil ? 4096 : 0)
         // A pattern that starts with zeros can start in the hole before a data extent.
         // A regular expression gets a page of hole on both sides; it never scans a hole alone.
         let leadingZeros = query.regex != nil ? overlap : query.patterns.map { p in p.bytes.prefix { $0 == 0 }.count }.max() ?? 0
-        let regions = Self.dataRegions(fd: fd, size: size, skipHoles: true, before: leadingZeros, after: overlap)
+        let regions = file.dataRegions(before: leadingZeros, after: overlap)
         var blocks: [(start: Int, limit: Int, end: Int)] = []
         for r in regions {
             var s = r.lowerBound

@@ -15,7 +15,7 @@ public enum StringsExtractor {
 
     /// Calls `emit(offset, text, encoding)` for each run of at least `minimum` characters.
     public static func scan(
-        file opened: OpenedFile, minimum: Int = 4, encodings: [SearchEncoding] = [.ascii],
+        file opened: ByteSource, minimum: Int = 4, encodings: [SearchEncoding] = [.ascii],
         emit: (UInt64, String, SearchEncoding) -> Void
     ) throws {
         let file = FileBlocks(opened)
@@ -24,7 +24,7 @@ public enum StringsExtractor {
         // Read in chunks (never mapped: a file truncated meanwhile is an error, not SIGBUS); a
         // run that crosses a chunk edge goes on in the next chunk.
         let chunk = 8 << 20
-        for region in FileSearcher.dataRegions(fd: file.fd, size: size, skipHoles: true, after: 0) {
+        for region in file.dataRegions(after: 0) {
             for encoding in encodings {
                 let step = (encoding == .utf16le || encoding == .utf16be) ? 2 : 1
                 for phase in 0..<step {

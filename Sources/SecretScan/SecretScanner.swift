@@ -225,13 +225,13 @@ public struct SecretScanner: Sendable {
 
     /// Scans one opened file; `progress` gets (bytes done, bytes to do).
     public func scan(
-        file opened: OpenedFile, displayName: String? = nil, progress: ((Int64, Int64) -> Void)? = nil, cancel: Cancellation? = nil
+        file opened: ByteSource, displayName: String? = nil, progress: ((Int64, Int64) -> Void)? = nil, cancel: Cancellation? = nil
     ) throws -> FileResult {
         let file = FileBlocks(opened)
         let name = displayName ?? opened.path
         let size = file.size
         guard size > 0 else { return FileResult(findings: [], capped: [:], notes: []) }
-        let regions = FileSearcher.dataRegions(fd: file.fd, size: size, skipHoles: true, before: Self.overlap, after: Self.overlap)
+        let regions = file.dataRegions(before: Self.overlap, after: Self.overlap)
         var blocks: [Span] = []
         for r in regions {
             var s = r.lowerBound

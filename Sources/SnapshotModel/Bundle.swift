@@ -203,6 +203,10 @@ public struct BundleReader {
         public var file: String
         public var reason: String
         public var description: String { "\(file.terminalSafe): \(reason)" }
+        public init(file: String, reason: String) {
+            self.file = file
+            self.reason = reason
+        }
     }
 
     /// Checks that the bundle holds exactly the manifest's files (and at most a seal), with

@@ -165,6 +165,34 @@ public enum ChunkedDigest {
         return combine(size: size, chunks: hashes.value)
     }
 
+    /// The digest of any byte source (a stored checkpoint's member, decrypted as it is read),
+    /// read front to back; chunks outside its data regions are not read.
+    public static func digest(source: ByteSource, progress: ((Int64, Int64) -> Void)? = nil, cancel: Cancellation? = nil) throws -> String {
+        let size = source.size
+        let count = chunkCount(size)
+        var data = IndexSet()
+        for r in source.dataRegions(before: 0, after: 0) where !r.isEmpty {
+            data.insert(integersIn: r.lowerBound / chunkSize...(r.upperBound - 1) / chunkSize)
+        }
+        let buf = UnsafeMutableRawPointer.allocate(byteCount: chunkSize, alignment: 4096)
+        defer { buf.deallocate() }
+        var hashes: [[UInt8]] = []
+        hashes.reserveCapacity(count)
+        for i in 0..<count {
+            if cancel?.isCancelled == true { throw SparcError("cancelled") }
+            let length = chunkLength(i, size: size)
+            guard data.contains(i) else {
+                hashes.append(zeroHash(chunk: i, size: size))
+                continue
+            }
+            let got = try source.read(into: UnsafeMutableRawBufferPointer(start: buf, count: length), at: Int64(i) * Int64(chunkSize))
+            guard got == length else { throw SparcError("\(source.path) ended while it was read") }
+            hashes.append(isZero(buf, count: length) ? zeroHash(chunk: i, size: size) : sha256(buf, count: length))
+            progress?(min(Int64(i + 1) * Int64(chunkSize), size), size)
+        }
+        return combine(size: size, chunks: hashes)
+    }
+
     /// The digest of a regular file given by path (sparc's own files).
     public static func of(file path: String, workers: Int = 2, cancel: Cancellation? = nil) throws -> String {
         let file = try OpenedFile(regular: path, followSymlinks: true)

@@ -161,7 +161,7 @@ public final class OwnerIndex: @unchecked Sendable {
     let entries: [Entry]
     /// The frame kinds: in memory (legacy JSON maps), or at `kindsOffset` of `file`.
     let kinds: Data?
-    let file: OpenedFile?
+    let file: ByteSource?
     let kindsOffset: Int64
     let frameCount: UInt64
     private let cache = SharedBox<(start: UInt64, bytes: [UInt8])>((0, []))
@@ -169,7 +169,7 @@ public final class OwnerIndex: @unchecked Sendable {
     /// The longest run an entry may claim: 4 GiB of frames (16 TiB), more than any guest.
     static let maxRunFrames: UInt64 = 1 << 32
 
-    init(processes: [ProcessRecord], entries: [Entry], kinds: Data?, file: OpenedFile?, kindsOffset: Int64, frameCount: UInt64) {
+    init(processes: [ProcessRecord], entries: [Entry], kinds: Data?, file: ByteSource?, kindsOffset: Int64, frameCount: UInt64) {
         self.processes = processes
         self.entries = entries.sorted { $0.first < $1.first }
         self.kinds = kinds
@@ -180,7 +180,7 @@ public final class OwnerIndex: @unchecked Sendable {
 
     /// Reads an `owners.bin` of a bundle whose RAM has `frames` frames; a file that breaks a
     /// limit or does not parse is refused with one line.
-    public convenience init(file: OpenedFile, frames: UInt64, limits: OwnerMapFile.Limits = .init()) throws {
+    public convenience init(file: ByteSource, frames: UInt64, limits: OwnerMapFile.Limits = .init()) throws {
         func bad(_ why: String) -> SparcError { SparcError("\(Path.base(of: file.path)): not a valid owner map (\(why))", kind: .negative) }
         var reader = BufferedReader(file)
         guard try reader.bytes(8) == OwnerMapFile.magic else { throw bad("no SPARCOWN header") }
@@ -309,8 +309,7 @@ public final class OwnerIndex: @unchecked Sendable {
         }
         let start = pfn - pfn % window
         var bytes = [UInt8](repeating: 0, count: Int(min(window, frameCount - start)))
-        let n = bytes.withUnsafeMutableBytes { pread(file.fd, $0.baseAddress, $0.count, off_t(kindsOffset + Int64(start))) }
-        guard n == bytes.count else { return nil }
+        guard let n = try? bytes.withUnsafeMutableBytes({ try file.read(into: $0, at: kindsOffset + Int64(start)) }), n == bytes.count else { return nil }
         cache.value = (start, bytes)
         return FrameKind(rawValue: bytes[Int(pfn - start)]) ?? .kernel
     }
@@ -318,13 +317,13 @@ public final class OwnerIndex: @unchecked Sendable {
 
 /// Reads a file front to back through a 1 MiB buffer, with bounds on every read.
 struct BufferedReader {
-    let file: OpenedFile
+    let file: ByteSource
     private var buffer: [UInt8] = []
     private var position = 0
     private(set) var offset: Int64 = 0
     private var bufferStart: Int64 = 0
 
-    init(_ file: OpenedFile) { self.file = file }
+    init(_ file: ByteSource) { self.file = file }
 
     private mutating func fill(_ need: Int) throws {
         guard buffer.count - position < need else { return }
@@ -332,13 +331,7 @@ struct BufferedReader {
         bufferStart += Int64(position)
         let want = max(need, 1 << 20)
         var fresh = [UInt8](repeating: 0, count: want - keep.count)
-        var got = 0
-        while got < fresh.count {
-            let n = fresh.withUnsafeMutableBytes { pread(file.fd, $0.baseAddress! + got, $0.count - got, off_t(bufferStart + Int64(keep.count + got))) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { break }
-            got += n
-        }
+        let got = try fresh.withUnsafeMutableBytes { try file.read(into: $0, at: bufferStart + Int64(keep.count)) }
         buffer = keep + fresh.prefix(got)
         position = 0
         guard buffer.count >= need else { throw SparcError("\(Path.base(of: file.path)): ends in the middle of a record", kind: .negative) }

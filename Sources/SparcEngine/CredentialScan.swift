@@ -1,3 +1,4 @@
+import CheckpointStore
 import Foundation
 import HexView
 import SecretScan
@@ -99,14 +100,15 @@ public enum CredentialScan {
     }
 
     /// Scans every file of each bundle (or only its memory image) and each other file.
+    /// With `store`, a path that names a checkpoint in it is scanned in place.
     public static func scan(
-        paths: [String], rules: SecretRules, reveal: Bool = false, memoryOnly: Bool = false, allow: [Allowance] = [],
+        paths: [String], store: CheckpointStore? = nil, rules: SecretRules, reveal: Bool = false, memoryOnly: Bool = false, allow: [Allowance] = [],
         maxFindingsPerRule: Int = 1000, progress: ((String, Int64, Int64) -> Void)? = nil, cancel: Cancellation? = nil
     ) throws -> Report {
         let scanner = SecretScanner(rules: rules, maxFindingsPerRule: maxFindingsPerRule, reveal: reveal)
         var report = Report(findings: [], capped: [:], notes: [], allowed: 0, bytesScanned: 0)
         for path in paths {
-            var targets = try ForensicSearch.targets(path)
+            var targets = try ForensicSearch.targets(path, store: store)
             if memoryOnly { targets = targets.filter { $0.layout != nil } }
             for target in targets {
                 var result = try scanner.scan(

@@ -1,3 +1,4 @@
+import CheckpointStore
 import Foundation
 import HexView
 import SnapshotModel
@@ -6,9 +7,10 @@ import SparcSupport
 /// Searches bundles (every file) and plain files, and attributes hits in a bundle's memory
 /// image to the page's owner from the bundle's owner map.
 public enum ForensicSearch {
-    /// A file to search, opened, and how to describe its offsets.
+    /// A file to search, opened (or a stored checkpoint's member, decrypted as it is read),
+    /// and how to describe its offsets.
     public struct Target {
-        public var file: OpenedFile
+        public var file: ByteSource
         public var display: String
         public var layout: PhysicalLayout?
         public var owners: OwnerIndex?
@@ -19,7 +21,19 @@ public enum ForensicSearch {
     /// Expands a bundle into its files (memory image first), each opened by its fixed name
     /// without following symlinks and size-checked against the manifest; any other path is
     /// itself (a FIFO or device is refused, never waited on).
-    public static func targets(_ path: String) throws -> [Target] {
+    ///
+    /// With `store`, a name that is no file here and names a checkpoint in it is that
+    /// checkpoint (`NAME/memory.img` one member of it), read in place: each member decrypted
+    /// as it is read, nothing written out.
+    public static func targets(_ path: String, store: CheckpointStore? = nil) throws -> [Target] {
+        let parts = path.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        if let store, parts.count <= 2, !FileSystem.exists(path), (try? store.names().contains(parts[0])) == true {
+            let all = try targets(stored: StoredBundle(store: store, name: parts[0]))
+            guard parts.count == 2 else { return all }
+            let one = all.filter { $0.display == path }
+            guard !one.isEmpty else { throw SparcError("the stored checkpoint \(parts[0]) has no \(parts[1])") }
+            return one
+        }
         guard FileSystem.exists(path) else { throw SparcError("\(path): no such file or bundle") }
         guard FileSystem.isDirectory(path) else {
             return [Target(file: try OpenedFile(regular: path, followSymlinks: true), display: path, layout: nil, owners: nil)]
@@ -50,6 +64,31 @@ public enum ForensicSearch {
         return targets
     }
 
+    /// A stored checkpoint's members, as a bundle's (memory image first, the manifest last).
+    static func targets(stored bundle: StoredBundle) throws -> [Target] {
+        let m = bundle.manifest
+        let frames = PhysicalLayout(ramBytes: UInt64(m.memory.bytes)).frameLimit
+        var owners: OwnerIndex?
+        var note: String?
+        if let map = try bundle.open(.ownerMap) {
+            owners = try OwnerIndex(file: map, frames: frames)
+        } else if m.file(.owners) != nil {
+            note = "a format-2 owner map is not read from the store: hits in \(Manifest.memoryFile) are not attributed (export the checkpoint to attribute them)"
+        }
+        var targets: [Target] = []
+        let members = [Manifest.Member.memory] + Manifest.Member.allCases.filter { $0 != .memory && m.file($0) != nil }
+        for member in members {
+            guard let source = try bundle.open(member) else { throw StoreError.damagedObject("checkpoints/" + bundle.name, "it lacks \(member.rawValue)") }
+            let isMemory = member == .memory
+            targets.append(
+                Target(
+                    file: source, display: source.path, layout: isMemory ? PhysicalLayout(ramBytes: UInt64(m.memory.bytes)) : nil,
+                    owners: isMemory ? owners : nil, note: isMemory ? note : nil))
+        }
+        targets.append(Target(file: InMemorySource(bundle.stored.bundleManifest, path: bundle.name + "/" + Manifest.fileName), display: bundle.name + "/" + Manifest.fileName, layout: nil, owners: nil))
+        return targets
+    }
+
     /// A bundle's owner map (nil when it has none); one that breaks its limits is refused.
     public static func ownerIndex(_ reader: BundleReader) throws -> OwnerIndex? {
         let frames = PhysicalLayout(ramBytes: UInt64(reader.manifest.memory.bytes)).frameLimit
@@ -60,14 +99,15 @@ public enum ForensicSearch {
 
     /// Searches every target of every path; `progress` gets (file, bytes done, bytes total),
     /// `note` what the operator should know about the answer (hits not attributed).
+    /// With `store`, a path that names a checkpoint in it is searched in place (see `targets`).
     public static func search(
-        paths: [String], query: SearchQuery, contextBytes: Int = 16, progress: ((String, Int64, Int64) -> Void)? = nil,
+        paths: [String], store: CheckpointStore? = nil, query: SearchQuery, contextBytes: Int = 16, progress: ((String, Int64, Int64) -> Void)? = nil,
         cancel: SearchCancellation? = nil, note: ((String) -> Void)? = nil
     ) throws -> [SearchHit] {
         var hits: [SearchHit] = []
         let searcher = FileSearcher(query: query, contextBytes: contextBytes)
         for path in paths {
-            for target in try targets(path) {
+            for target in try targets(path, store: store) {
                 if let n = target.note { note?("\(target.display): \(n)") }
                 var found = try searcher.search(
                     file: target.file, displayName: target.display,

@@ -1,4 +1,5 @@
 import CNCurses
+import CheckpointStore
 import Foundation
 import GuestQuery
 import HexView
@@ -68,6 +69,28 @@ public final class TerminalUI {
     /// Stored checkpoints written out for reading (search, scan, hex, restore), kept while the
     /// UI runs since hex views point into them; removed when it ends.
     let writtenOut: WrittenOutCheckpoints
+    /// The source the hex view reads (kept while it pages through the same file).
+    private var hexSourceCache: (path: String, source: ByteSource)?
+
+    /// What the hex view reads for `path`: a stored checkpoint's member ("NAME/memory.img",
+    /// decrypted as it is read) or a file.
+    func hexSource(_ path: String) throws -> ByteSource {
+        if let cached = hexSourceCache, cached.path == path { return cached.source }
+        let parts = path.split(separator: "/", omittingEmptySubsequences: false)
+        let source: ByteSource
+        if parts.count == 2, model.bundleList.stored.contains(String(parts[0])) {
+            let store = try manager.openStore(home: model.bundleDirectory, passphrase: passphrase)
+            guard let target = try ForensicSearch.targets(String(parts[0]), store: store).first(where: { $0.display == path }) else {
+                throw SparcError("no \(parts[1]) in the stored checkpoint \(parts[0])")
+            }
+            source = target.file
+        } else {
+            source = try OpenedFile(regular: path, followSymlinks: true)
+        }
+        hexSourceCache = (path, source)
+        return source
+    }
+
     /// The store's checkpoint names when it was last listed: it is listed again (every manifest
     /// opened) only when they change.
     private var storeNames: [String]?
@@ -165,11 +188,19 @@ public final class TerminalUI {
         let passphrase = self.passphrase
         let writtenOut = self.writtenOut
         let isStored = model.bundleList.stored.contains
-        /// The bundle to read for a list entry: a stored checkpoint is written out first.
+        /// The bundle a restore reads for a list entry: a stored checkpoint is written out first
+        /// (QEMU is handed files), and removed once the restore is done.
         func bundlePath(_ bundle: String, _ channel: JobChannel) throws -> String {
             if bundle.hasPrefix("/") { return bundle }
             guard isStored(bundle) else { return directory + "/" + bundle }
             return try writtenOut.path(bundle) { channel.post(.progress($0, fraction: nil)) }
+        }
+        /// What a search or scan reads for a list entry: a stored checkpoint in place (by name,
+        /// with its store: decrypted as it is read), a bundle directory by path.
+        func inPlace(_ bundle: String) throws -> (String, CheckpointStore?) {
+            let name = String(bundle.split(separator: "/", maxSplits: 1).first ?? "")
+            if bundle.hasPrefix("/") || !isStored(name) { return (bundle.hasPrefix("/") ? bundle : directory + "/" + bundle, nil) }
+            return (bundle, try manager.openStore(home: directory, passphrase: passphrase))
         }
         let started: Bool
         switch effect {
@@ -214,10 +245,10 @@ public final class TerminalUI {
         case .search(let pattern, let bundle, let encodings, let ignoreCase):
             started = jobs.start("searching \(bundle)") { cancel, channel in
                 do {
-                    let path = try bundlePath(bundle, channel)
+                    let (path, store) = try inPlace(bundle)
                     let query = try SearchQuery.text(pattern, encodings: encodings, ignoreCase: ignoreCase)
                     let hits = try ForensicSearch.search(
-                        paths: [path], query: query,
+                        paths: [path], store: store, query: query,
                         progress: { file, done, total in
                             channel.post(.progress("searching \(Path.base(of: file)) \(done * 100 / max(total, 1))%", fraction: nil))
                         }, cancel: cancel)
@@ -233,9 +264,9 @@ public final class TerminalUI {
         case .scan(let bundle):
             started = jobs.start("scanning \(bundle) for credentials") { cancel, channel in
                 do {
-                    let path = try bundlePath(bundle, channel)
+                    let (path, store) = try inPlace(bundle)
                     let report = try CredentialScan.scan(
-                        paths: [path], rules: try SecretRules(),
+                        paths: [path], store: store, rules: try SecretRules(),
                         progress: { file, done, total in
                             channel.post(.progress("scanning \(Path.base(of: file)) \(done * 100 / max(total, 1))%", fraction: nil))
                         }, cancel: cancel)
@@ -253,6 +284,7 @@ public final class TerminalUI {
             started = jobs.start("restore: starting") { cancel, channel in
                 do {
                     let path = try bundlePath(bundle, channel)
+                    defer { writtenOut.remove() }
                     let r = try manager.restore(
                         bundle: path, name: vm, replace: true, policy: RestorePolicy(allowRollback: allowRollback),
                         progress: { channel.post(.progress("restore: \($0)", fraction: nil)) }, cancel: cancel)
@@ -271,19 +303,16 @@ public final class TerminalUI {
         case .loadHex(let path, let offset):
             let count = HexScreen.bytes(height: Int(sparc_lines()))
             var data = [UInt8](repeating: 0, count: count)
-            let fd = open(path, O_RDONLY | O_CLOEXEC)
             var size: UInt64?
-            if fd >= 0 {
-                let n = data.withUnsafeMutableBytes { pread(fd, $0.baseAddress, count, off_t(offset)) }
-                var st = stat()
-                if fstat(fd, &st) == 0 {
-                    size = UInt64(st.st_size)
-                    if model.hex?.isMemoryImage == true { model.hex?.layout = PhysicalLayout(ramBytes: UInt64(st.st_size)) }
-                }
-                close(fd)
-                data.removeLast(count - max(0, n))
-            } else {
-                model.status = "cannot read \(path): \(String(cString: strerror(errno)))"
+            do {
+                let source = try hexSource(path)
+                let n = try data.withUnsafeMutableBytes { try source.read(into: $0, at: Int64(offset)) }
+                size = UInt64(source.size)
+                if model.hex?.isMemoryImage == true { model.hex?.layout = PhysicalLayout(ramBytes: UInt64(source.size)) }
+                data.removeLast(count - n)
+            } catch {
+                data = []
+                model.status = "cannot read \(path): \(error)"
             }
             model.hex?.data = data
             model.hex?.size = size

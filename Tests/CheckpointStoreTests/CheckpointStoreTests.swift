@@ -82,6 +82,42 @@ final class CheckpointStoreTests: ScratchDirectoryTestCase {
         XCTAssertNotEqual(mine.cut(bytes, count: bytes.count), ContentChunker(keys: other).cut(bytes, count: bytes.count))
     }
 
+    /// A stored member read in place is the member's bytes at any offset and length, across
+    /// chunk edges and zero chunks; its data regions cover every non-zero byte; a stored
+    /// checkpoint verifies against its bundle's digests, and a damaged chunk is named.
+    func testStoredMembersReadInPlace() throws {
+        var disk = Data(secureRandomBytes(6 << 20))
+        disk.replaceSubrange((2 << 20)..<(3 << 20), with: Data(count: 1 << 20))
+        let bundle = try makeBundle("r.sparc", secret: "READ-IN-PLACE", extra: 2 << 20, disk: disk)
+        let s = try store()
+        _ = try s.importBundle(try BundleReader(path: bundle), as: "r")
+        let stored = try StoredBundle(store: s, name: "r")
+        for member in [Manifest.Member.memory, .disk, .devices] {
+            let source = try XCTUnwrap(try stored.open(member))
+            let original = try Data(contentsOf: URL(fileURLWithPath: bundle + "/" + member.rawValue))
+            XCTAssertEqual(source.size, Int64(original.count))
+            for (offset, length) in [(0, 17), ((1 << 20) - 5, 10), (5 << 20, 3 << 20), (original.count - 3, 8), (original.count + 4, 4)] {
+                var buffer = [UInt8](repeating: 0xAA, count: length)
+                let n = try buffer.withUnsafeMutableBytes { try source.read(into: $0, at: Int64(offset)) }
+                let want = original.count > offset ? original[offset..<min(original.count, offset + length)] : Data()
+                XCTAssertEqual(Data(buffer.prefix(n)), Data(want), "\(member) at \(offset)")
+            }
+            let regions = source.dataRegions(before: 0, after: 0)
+            var covered = IndexSet()
+            for r in regions { covered.insert(integersIn: r) }
+            let nonZero = original.indices.lazy.filter { original[$0] != 0 }.prefix(1 << 16)
+            XCTAssertTrue(nonZero.allSatisfy { covered.contains($0) }, "\(member): every non-zero byte is in a data region")
+        }
+        XCTAssertEqual(stored.verify(), [])
+        // Damage one chunk of the disk: verify names the disk, nothing else.
+        let id = try XCTUnwrap(stored.stored.members.first { $0.name == Manifest.diskFile }?.chunks.first { !$0.isEmpty })
+        let chunkPath = dir + "/store/chunks/" + id.prefix(2) + "/" + id
+        var sealed = try Data(contentsOf: URL(fileURLWithPath: chunkPath))
+        sealed[sealed.count / 2] ^= 1
+        try sealed.write(to: URL(fileURLWithPath: chunkPath))
+        XCTAssertEqual(stored.verify().map(\.file), [Manifest.diskFile])
+    }
+
     /// A stored checkpoint whose chunk lengths do not tile its member is refused as damaged.
     func testChunkLengthsMustTileTheMember() {
         let m = StoredCheckpoint.Member(name: Manifest.diskFile, size: 10, chunkBytes: 8, chunks: ["a", "b"], lengths: [8, 3])

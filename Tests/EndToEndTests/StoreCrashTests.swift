@@ -127,4 +127,32 @@ final class StoreCrashTests: ScratchDirectoryTestCase {
         XCTAssertEqual(try Subprocess.run(["cmp", "-s", bundle + "/memory.img", dir + "/there.sparc/memory.img"]).status, 0)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir + "/their-home").filter { $0.hasPrefix(".staging-") }, [])
     }
+
+    /// search, strings, hexdump and verify read a stored checkpoint in place: the secret is
+    /// found with its place, nothing is written out, and a damaged chunk fails verify.
+    func testStoredCheckpointsAreReadInPlace() throws {
+        let bundle = try TestBundles.make(in: dir, name: "inplace.sparc", secret: "IN-PLACE-SECRET-42", extra: 1 << 20)
+        try sparc.ok(["import", bundle, "--as", "inplace"], environment: environment)
+        let found = try sparc.ok(["search", "IN-PLACE-SECRET-42", "inplace"], environment: environment)
+        XCTAssertTrue(found.contains("inplace/memory.img:0x500000"), found)
+        XCTAssertTrue(found.contains("inplace/devices.vmstate:0xd"), found)
+        XCTAssertEqual(try sparc.run(["search", "NOT-THERE-AT-ALL", "inplace"], environment: environment).status, 1)
+        XCTAssertTrue(try sparc.ok(["strings", "inplace"], environment: environment).contains("IN-PLACE-SECRET-42"))
+        let dump = try sparc.ok(["hexdump", "inplace", "--offset", "0x500000", "--length", "32"], environment: environment)
+        XCTAssertTrue(dump.contains("IN-PLACE"), dump)
+        let device = try sparc.ok(["hexdump", "inplace/devices.vmstate", "--length", "32"], environment: environment)
+        XCTAssertTrue(device.contains("device-state"), device)
+        let verified = try sparc.ok(["verify", "inplace"], environment: environment)
+        XCTAssertTrue(verified.contains("intact"), verified)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir + "/rt").filter { $0.hasPrefix("stored-") }, [], "nothing was written out")
+        // Damage a chunk of the memory image: verify says so (exit 1), the search fails rather than says "not found".
+        let chunks = try Subprocess.run(["find", dir + "/home/store/chunks", "-type", "f"]).stdoutText.split(separator: "\n").map(String.init)
+        for c in chunks {
+            var d = try Data(contentsOf: URL(fileURLWithPath: c))
+            d[d.count - 1] ^= 1
+            try d.write(to: URL(fileURLWithPath: c))
+        }
+        XCTAssertEqual(try sparc.run(["verify", "inplace"], environment: environment).status, 1)
+        XCTAssertNotEqual(try sparc.run(["search", "NOT-THERE-AT-ALL", "inplace"], environment: environment).status, 1, "a damaged store is no 'not found'")
+    }
 }

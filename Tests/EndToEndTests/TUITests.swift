@@ -143,6 +143,20 @@ final class TUITests: GuestTestCase {
         try keys("-l", secret)
         try keys("Enter")
         try waitFor("not found in any file of the bundle", seconds: 60)
+        // The stored checkpoint is read in place (nothing written out): a string it holds is
+        // found, and its hex view reads the member through the store.
+        try keys("Enter")
+        try keys("-l", "sparc-agent")
+        try keys("Enter")
+        try waitFor("hit(s)", seconds: 60)
+        try keys("Enter")
+        let storedHex = try waitFor("hit 1/")
+        XCTAssertTrue(storedHex.contains(name + "/"), storedHex)
+        XCTAssertEqual((try? FileManager.default.contentsOfDirectory(atPath: runtime))?.filter { $0.hasPrefix("stored-") }, [], "searched in place")
+        try keys("Escape")
+        try waitFor("search hits")
+        try keys("Escape")
+        try waitFor("baseline.sparc")
 
         try keys("Down", "Enter")
         try keys("-l", secret)

@@ -45,9 +45,7 @@ struct Hexdump: ParsableCommand {
 
     func run() throws {
         if offset != nil && address != nil { throw SparcError("--offset and --address exclude each other") }
-        let stored = StoredBundles()
-        defer { stored.remove() }
-        let target = try ForensicSearch.targets(try stored.path(path))[0]
+        let target = try ForensicSearch.targets(path, store: try StoredBundles().store(for: [path]))[0]
         let size = UInt64(target.file.size)
         let display = target.display.terminalSafe
         guard size > 0 else { throw SparcError("\(display) is empty") }
@@ -66,7 +64,8 @@ struct Hexdump: ParsableCommand {
         let layout = target.layout
         let printer = HexPrinter(color: useColor, address: layout.map { l in { l.physicalAddress(fileOffset: $0) } })
         var squeezer = HexRowSqueezer(squeeze: !noSqueeze)
-        let fd = target.file.fd
+        let source = target.file
+        let regions = source.dataRegions(before: 0, after: 0)
         let end = start + count
         let chunk = 64 << 10
         var buffer = [UInt8](repeating: 0, count: chunk)
@@ -74,17 +73,13 @@ struct Hexdump: ParsableCommand {
         while pos < end {
             // Inside a squeezed run of zeros a hole adds nothing: jump to the next data, keeping row alignment.
             if squeezer.inZeroRun {
-                let next = lseek(fd, off_t(pos), seekData)
-                let dataAt = next < 0 ? end : min(end, UInt64(next))
+                let next = regions.first { UInt64($0.upperBound) > pos }.map { max(pos, UInt64($0.lowerBound)) }
+                let dataAt = min(end, next ?? end)
                 if dataAt >= pos + 32 { pos += ((dataAt - pos) / 16 - 1) * 16 }
             }
             let want = Int(min(UInt64(chunk), end - pos))
-            let got = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, want, off_t(pos)) }
-            guard got > 0 else {
-                if got < 0 && errno == EINTR { continue }
-                if got == 0 { break }
-                throw SparcError.posix("cannot read", target.display)
-            }
+            let got = try buffer.withUnsafeMutableBytes { try source.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<want]), at: Int64(pos)) }
+            if got == 0 { break }
             var out = ""
             for row in squeezer.rows(Array(buffer[0..<got]), offset: pos) { out += printer.line(row) + "\n" }
             writeOut(Data(out.utf8))

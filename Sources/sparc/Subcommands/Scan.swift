@@ -86,12 +86,11 @@ struct Scan: ParsableCommand {
         }
         guard !paths.isEmpty else { throw ValidationError("give at least one bundle or file to scan") }
         let rules = try ruleOptions.rules()
-        let stored = StoredBundles()
-        defer { stored.remove() }
-        let paths = try stored.paths(self.paths)
+        // Stored checkpoints named here are scanned in place, decrypted as they are read.
+        let store = try StoredBundles().store(for: paths)
         let show = progressPrinter()
         let report = try CredentialScan.scan(
-            paths: paths, rules: rules, reveal: ruleOptions.show, memoryOnly: memoryOnly, allow: try ruleOptions.allowances(rules: rules),
+            paths: paths, store: store, rules: rules, reveal: ruleOptions.show, memoryOnly: memoryOnly, allow: try ruleOptions.allowances(rules: rules),
             maxFindingsPerRule: ruleOptions.maxPerRule,
             progress: show.map { p in { file, done, total in p("scanning \(Path.base(of: file)) \(done * 100 / max(total, 1))%") } })
         endProgress()

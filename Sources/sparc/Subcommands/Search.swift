@@ -48,12 +48,11 @@ struct Search: ParsableCommand {
         } else {
             query = try .text(pattern, encodings: try SearchEncoding.parse(encoding), ignoreCase: ignoreCase)
         }
-        let stored = StoredBundles()
-        defer { stored.remove() }
-        let paths = try stored.paths(self.paths)
+        // Stored checkpoints named here are searched in place, decrypted as they are read.
+        let store = try StoredBundles().store(for: paths)
         let show = progressPrinter()
         let hits = try ForensicSearch.search(
-            paths: paths, query: query, contextBytes: context,
+            paths: paths, store: store, query: query, contextBytes: context,
             progress: show.map { p in { file, done, total in p("searching \(Path.base(of: file)) \(done * 100 / max(total, 1))%") } },
             note: { note in
                 endProgress()
@@ -66,7 +65,7 @@ struct Search: ParsableCommand {
             var perFile: [String: Int] = [:]
             for h in hits { perFile[h.file, default: 0] += 1 }
             for path in paths {
-                for t in try ForensicSearch.targets(path) { print("\(t.display): \(perFile[t.display] ?? 0)") }
+                for t in try ForensicSearch.targets(path, store: store) { print("\(t.display): \(perFile[t.display] ?? 0)") }
             }
         } else {
             for h in hits {

@@ -222,21 +222,38 @@ struct Store: ParsableCommand {
     }
 }
 
-/// Stored checkpoints named where a bundle path is expected: written out for the command's
-/// length (see `WrittenOutCheckpoints`), with a progress line while they are.
+/// Stored checkpoints named where a bundle path is expected. Searches, scans, strings,
+/// hexdump and verify read them in place (`store(for:)`: each member decrypted as it is read,
+/// nothing written out); a restore, which hands QEMU files, has one written out
+/// (`path`, see `WrittenOutCheckpoints`) for the command's length.
 final class StoredBundles {
     private var written: WrittenOutCheckpoints?
 
+    /// Whether `argument` may name a stored checkpoint (NAME, or NAME/MEMBER for one member):
+    /// it is no absolute path and no file here.
+    static func mayBeStored(_ argument: String) -> Bool {
+        !argument.hasPrefix("/") && argument.split(separator: "/", omittingEmptySubsequences: false).count <= 2 && !FileSystem.exists(argument)
+    }
+
+    /// The store, when one of `arguments` names a checkpoint in it (nil: all are paths).
+    func store(for arguments: [String]) throws -> CheckpointStore? {
+        guard arguments.contains(where: Self.mayBeStored) else { return nil }
+        let home = BundleHome.path()
+        guard FileSystem.isDirectory(home + "/store") else { return nil }
+        let store = try openStore()
+        let names = Set(try store.names())
+        return arguments.contains { Self.mayBeStored($0) && names.contains(String($0.split(separator: "/").first ?? "")) } ? store : nil
+    }
+
+    /// The bundle path for `argument`, a stored checkpoint written out (for a restore).
     func path(_ argument: String) throws -> String {
         // A path is a path: nothing is opened for it (a plain bundle needs no store, no key).
-        if argument.contains("/") || FileSystem.exists(argument) { return argument }
+        guard Self.mayBeStored(argument), !argument.contains("/") else { return argument }
         if written == nil { written = WrittenOutCheckpoints(manager: try VMManager(), passphrase: try readPassphrase(nil)) }
         defer { endProgress() }
         let show = progressPrinter()
         return try written!.path(argument, progress: show.map { p in { p(ProgressEvent(nil, $0)) } })
     }
-
-    func paths(_ arguments: [String]) throws -> [String] { try arguments.map(path) }
 
     func remove() { written?.remove() }
 }

@@ -23,9 +23,7 @@ struct Strings: ParsableCommand {
         let encodings = parsed
         guard min >= 1 else { throw SparcError("--min must be at least 1 (got \(min))") }
         var out = ""
-        let stored = StoredBundles()
-        defer { stored.remove() }
-        for target in try ForensicSearch.targets(try stored.path(path)) {
+        for target in try ForensicSearch.targets(path, store: try StoredBundles().store(for: [path])) {
             try StringsExtractor.scan(file: target.file, minimum: min, encodings: encodings.isEmpty ? [.ascii] : encodings) { offset, text, enc in
                 out += "\(target.display.terminalSafe) \(offset) \(enc == .ascii ? "" : enc.rawValue + " ")\(text)\n"
                 if out.utf8.count > 1 << 16 {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CheckpointStore
 import Foundation
 import GuestQuery
 import HexView
@@ -15,9 +16,8 @@ struct Verify: ParsableCommand {
     @Argument(help: "The bundle directory, or a stored checkpoint's name (see 'sparc bundles').") var bundle: String
 
     func run() throws {
-        let stored = StoredBundles()
-        defer { stored.remove() }
-        let reader = try BundleReader(path: try stored.path(bundle))
+        if let store = try StoredBundles().store(for: [bundle]) { return try verifyStored(try StoredBundle(store: store, name: bundle)) }
+        let reader = try BundleReader(path: bundle)
         let show = progressPrinter()
         let problems = reader.verify(progress: show.map { p in { file, done, total in p("verifying \(file) \(done * 100 / max(total, 1))%") } })
         endProgress()
@@ -35,5 +35,25 @@ struct Verify: ParsableCommand {
         }
         for p in problems { print("\(path)/\(p.description)") }
         throw SparcError("\(path): \(problems.count) problem(s) found", kind: .negative)
+    }
+
+    /// A stored checkpoint, verified in place: every chunk's tag on the way, every member
+    /// against the bundle manifest's digests, the host's seal.
+    func verifyStored(_ stored: StoredBundle) throws {
+        let show = progressPrinter()
+        let problems = stored.verify(progress: show.map { p in { file, done, total in p("verifying \(file) \(done * 100 / max(total, 1))%") } })
+        endProgress()
+        let name = stored.name.terminalSafe
+        if problems.isEmpty {
+            let seal = stored.seal(key: try HostKey(directory: try VMManager().stateDirectory).sealKey(create: true))
+            let origin = seal == .sealed ? "sealed by this host" : "not sealed by this host (made elsewhere, or re-sealed after a change)"
+            print("\(name) (stored): intact (\(stored.manifest.files.count + 1) files verified, decrypted as read), \(origin)")
+            let gaps = stored.manifest.exclusion.gaps ?? []
+            if !gaps.isEmpty { print("exclusion incomplete (--best-effort), \(gaps.count) gap(s):") }
+            for g in gaps { print("  \(g.terminalSafe)") }
+            return
+        }
+        for p in problems { print("\(name)/\(p.description)") }
+        throw SparcError("\(name): \(problems.count) problem(s) found", kind: .negative)
     }
 }
