@@ -229,11 +229,7 @@ public final class CheckpointStore {
     /// digests are checked on what was written, and its seal still applies.
     public func export(_ name: String, to path: String) throws {
         let stored = try checkpoint(name)
-        let target = FileSystem.absolute(path)
-        guard !FileSystem.exists(target) else { throw BundleError.badOutput("bundle path \(path) already exists; choose a new name or remove it first") }
-        let parent = Path.directory(of: target)
-        guard FileSystem.isDirectory(parent) else { throw BundleError.badOutput("output directory \(parent) does not exist") }
-        let staging = try FileSystem.makeUniqueDirectory(in: parent, prefix: "." + Path.base(of: target) + ".partial-\(getpid())-")
+        let (target, staging) = try stageNewBundle(at: path)
         var done = false
         defer { if !done { _ = FileSystem.removeTree(staging) } }
         for m in stored.members {

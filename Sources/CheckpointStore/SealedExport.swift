@@ -370,11 +370,7 @@ struct BundleExtraction {
     }
 
     func write(to bundle: String) throws {
-        let target = FileSystem.absolute(bundle)
-        guard !FileSystem.exists(target) else { throw BundleError.badOutput("bundle path \(bundle) already exists; choose a new name or remove it first") }
-        let parent = Path.directory(of: target)
-        guard FileSystem.isDirectory(parent) else { throw BundleError.badOutput("output directory \(parent) does not exist") }
-        let staging = try FileSystem.makeUniqueDirectory(in: parent, prefix: "." + Path.base(of: target) + ".partial-\(getpid())-")
+        let (target, staging) = try stageNewBundle(at: bundle)
         var done = false
         defer { if !done { _ = FileSystem.removeTree(staging) } }
         var seen = Set<String>()

@@ -109,6 +109,17 @@ public final class BundleWriter {
 /// The host's word that it wrote a bundle: an HMAC, keyed by a secret of this host, over the
 /// manifest digest (which covers every file and the VM's identity). Anyone can edit a bundle
 /// and re-seal its manifest; nobody without the key can make this seal.
+/// A bundle directory about to be written at `path`: its absolute target (which must not
+/// exist, in a directory that does) and a private staging directory beside it, which becomes
+/// the bundle by a rename once whole.
+public func stageNewBundle(at path: String) throws -> (target: String, staging: String) {
+    let target = FileSystem.absolute(path)
+    guard !FileSystem.exists(target) else { throw BundleError.badOutput("bundle path \(path) already exists; choose a new name or remove it first") }
+    let parent = Path.directory(of: target)
+    guard FileSystem.isDirectory(parent) else { throw BundleError.badOutput("output directory \(parent) does not exist") }
+    return (target, try FileSystem.makeUniqueDirectory(in: parent, prefix: "." + Path.base(of: target) + ".partial-\(getpid())-"))
+}
+
 public enum BundleSeal {
     static let label = "sparc-bundle-seal-v1\n"
 

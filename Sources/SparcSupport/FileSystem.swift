@@ -380,20 +380,8 @@ public final class OpenedFile {
 
     /// Up to `count` bytes from `offset` (fewer at the end of the file).
     public func read(at offset: Int64, count: Int) throws -> Data {
-        let want = max(0, min(Int64(count), size - offset))
-        var data = Data(count: Int(want))
-        var done = 0
-        try data.withUnsafeMutableBytes { raw in
-            while done < raw.count {
-                let n = pread(fd, raw.baseAddress! + done, raw.count - done, off_t(offset) + off_t(done))
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw SparcError.posix("cannot read", path)
-                }
-                if n == 0 { break }
-                done += n
-            }
-        }
+        var data = Data(count: Int(max(0, min(Int64(count), size - offset))))
+        let done = try data.withUnsafeMutableBytes { try read(into: $0, at: offset) }
         return data.prefix(done)
     }
 }

@@ -21,20 +21,7 @@ struct Verify: ParsableCommand {
         let show = progressPrinter()
         let problems = reader.verify(progress: show.map { p in { file, done, total in p("verifying \(file) \(done * 100 / max(total, 1))%") } })
         endProgress()
-        let path = reader.path.terminalSafe
-        if problems.isEmpty {
-            let manager = try VMManager()
-            let seal = reader.seal(key: try HostKey(directory: manager.stateDirectory).sealKey(create: true))
-            let origin = seal == .sealed ? "sealed by this host" : "not sealed by this host (made elsewhere, or re-sealed after a change)"
-            print("\(path): intact (\(reader.manifest.files.count + 1) files verified), \(origin)")
-            // Intact is not complete: a --best-effort exclusion says where it fell short.
-            let gaps = reader.manifest.exclusion.gaps ?? []
-            if !gaps.isEmpty { print("exclusion incomplete (--best-effort), \(gaps.count) gap(s):") }
-            for g in gaps { print("  \(g.terminalSafe)") }
-            return
-        }
-        for p in problems { print("\(path)/\(p.description)") }
-        throw SparcError("\(path): \(problems.count) problem(s) found", kind: .negative)
+        try report(problems, name: reader.path, how: "", manifest: reader.manifest, seal: reader.seal)
     }
 
     /// A stored checkpoint, verified in place: every chunk's tag on the way, every member
@@ -43,17 +30,23 @@ struct Verify: ParsableCommand {
         let show = progressPrinter()
         let problems = stored.verify(progress: show.map { p in { file, done, total in p("verifying \(file) \(done * 100 / max(total, 1))%") } })
         endProgress()
-        let name = stored.name.terminalSafe
-        if problems.isEmpty {
-            let seal = stored.seal(key: try HostKey(directory: try VMManager().stateDirectory).sealKey(create: true))
-            let origin = seal == .sealed ? "sealed by this host" : "not sealed by this host (made elsewhere, or re-sealed after a change)"
-            print("\(name) (stored): intact (\(stored.manifest.files.count + 1) files verified, decrypted as read), \(origin)")
-            let gaps = stored.manifest.exclusion.gaps ?? []
-            if !gaps.isEmpty { print("exclusion incomplete (--best-effort), \(gaps.count) gap(s):") }
-            for g in gaps { print("  \(g.terminalSafe)") }
-            return
+        try report(problems, name: stored.name, how: " (stored, decrypted as read)", manifest: stored.manifest, seal: stored.seal)
+    }
+
+    /// Prints the verdict: intact (and sealed by this host or not, and any gap of a
+    /// --best-effort exclusion), or each problem and exit 1.
+    func report(_ problems: [BundleReader.Problem], name: String, how: String, manifest: Manifest, seal: (Data) -> BundleReader.SealState) throws {
+        let name = name.terminalSafe
+        guard problems.isEmpty else {
+            for p in problems { print("\(name)/\(p.description)") }
+            throw SparcError("\(name): \(problems.count) problem(s) found", kind: .negative)
         }
-        for p in problems { print("\(name)/\(p.description)") }
-        throw SparcError("\(name): \(problems.count) problem(s) found", kind: .negative)
+        let sealed = seal(try HostKey(directory: try VMManager().stateDirectory).sealKey(create: true))
+        let origin = sealed == .sealed ? "sealed by this host" : "not sealed by this host (made elsewhere, or re-sealed after a change)"
+        print("\(name)\(how): intact (\(manifest.files.count + 1) files verified), \(origin)")
+        // Intact is not complete: a --best-effort exclusion says where it fell short.
+        let gaps = manifest.exclusion.gaps ?? []
+        if !gaps.isEmpty { print("exclusion incomplete (--best-effort), \(gaps.count) gap(s):") }
+        for g in gaps { print("  \(g.terminalSafe)") }
     }
 }
