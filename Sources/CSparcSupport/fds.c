@@ -63,3 +63,8 @@ long sparc_filesystem_type(const char *path)
 		return -1;
 	return (long)fs.f_type;
 }
+
+int sparc_syncfs(int fd)
+{
+	return syncfs(fd);
+}

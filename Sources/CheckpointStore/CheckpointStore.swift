@@ -114,14 +114,22 @@ public final class CheckpointStore {
     }
 
     /// Stores a bundle (verified first: a damaged bundle is refused, nothing stored) as `name`.
-    public func importBundle(_ reader: BundleReader, as name: String, chunkBytes: Int = defaultChunkBytes, compress: Bool = true) throws -> StoreReport {
+    ///
+    /// `justWritten`: the bundle is one this process has just written into a private staging
+    /// directory, its digests computed as it was written; it is not read a second time to
+    /// verify them (the store's export and verify check them on what was stored).
+    public func importBundle(
+        _ reader: BundleReader, as name: String, chunkBytes: Int = defaultChunkBytes, compress: Bool = true, justWritten: Bool = false
+    ) throws -> StoreReport {
         try Self.checkNamed(name)
-        return try objects.withLock(exclusive: false) { try importLocked(reader, as: name, chunkBytes: chunkBytes, compress: compress) }
+        return try objects.withLock(exclusive: false) {
+            try importLocked(reader, as: name, chunkBytes: chunkBytes, compress: compress, verify: !justWritten)
+        }
     }
 
-    func importLocked(_ reader: BundleReader, as name: String, chunkBytes: Int, compress: Bool) throws -> StoreReport {
+    func importLocked(_ reader: BundleReader, as name: String, chunkBytes: Int, compress: Bool, verify: Bool) throws -> StoreReport {
         guard !objects.exists("checkpoints/" + name) else { throw StoreError.exists(name) }
-        if let problem = reader.verify().first { throw BundleError.damaged(member: problem.file, why: problem.reason) }
+        if verify, let problem = reader.verify().first { throw BundleError.damaged(member: problem.file, why: problem.reason) }
         var report = StoreReport(name: name)
         var members: [StoredCheckpoint.Member] = []
         for entry in reader.manifest.files {
@@ -136,6 +144,7 @@ public final class CheckpointStore {
             let chunker = ContentChunker(keys: keys)
             let window = byContent ? ContentChunker.maxBytes : chunkBytes
             var buffer = [UInt8](repeating: 0, count: window)
+            var batch: [Data] = []
             var filled = 0
             var readOffset: Int64 = 0
             while true {
@@ -150,26 +159,16 @@ public final class CheckpointStore {
                 }
                 guard filled > 0 else { break }
                 let cut = byContent ? chunker.cut(buffer, count: filled) : filled
-                let plain = Data(buffer[0..<cut])
-                report.chunks += 1
-                if ChunkCodec.isZero(plain) {
-                    chunks.append("")
-                    report.zeroChunks += 1
-                } else {
-                    let id = ChunkCodec.id(of: plain, keys: keys)
-                    chunks.append(id)
-                    if objects.exists("chunks/" + id) {
-                        report.sharedChunks += 1
-                    } else {
-                        let sealed = try ChunkCodec.seal(plain, id: id, keys: keys, compress: compress)
-                        if try objects.put("chunks/" + id, sealed) { report.storedBytes += Int64(sealed.count) } else { report.sharedChunks += 1 }
-                        FaultPoint.reached("store-after-chunk")
-                    }
-                }
+                batch.append(Data(buffer[0..<cut]))
                 lengths.append(cut)
                 buffer.withUnsafeMutableBytes { b in _ = memmove(b.baseAddress!, b.baseAddress! + cut, filled - cut) }
                 filled -= cut
+                if batch.count == Self.batchChunks {
+                    chunks += try storeBatch(batch, compress: compress, report: &report)
+                    batch.removeAll(keepingCapacity: true)
+                }
             }
+            chunks += try storeBatch(batch, compress: compress, report: &report)
             report.logicalBytes += file.size
             members.append(
                 .init(
@@ -180,6 +179,8 @@ public final class CheckpointStore {
         let seal = try? OpenedFile(regular: reader.file(Manifest.sealFile), maxSize: 4096).readAll()
         let stored = StoredCheckpoint(
             name: name, vm: reader.manifest.vm.name, createdAt: reader.manifest.createdAt, bundleManifest: manifestData, seal: seal, members: members)
+        // Every chunk's name durable before the manifest that lists it.
+        try objects.flush()
         FaultPoint.reached("store-before-manifest")
         // The manifest last: only now does the checkpoint exist.
         let sealed = try ChunkCodec.sealObject(try JSONEncoder().encode(stored), label: "checkpoints/" + name, keys: keys)
@@ -187,6 +188,46 @@ public final class CheckpointStore {
         report.storedBytes += Int64(sealed.count)
         FaultPoint.reached("store-after-manifest")
         return report
+    }
+
+    /// Chunks cut in a row, then sealed and stored side by side (hashing, compressing and
+    /// encrypting are most of the cost; the cutting is sequential and cheap).
+    static let batchChunks = 8
+
+    /// Stores a batch of plain chunks (each once: zero chunks never, known ones not again),
+    /// concurrently; returns their ids in order ("" for zeros) and counts them in `report`.
+    func storeBatch(_ batch: [Data], compress: Bool, report: inout StoreReport) throws -> [String] {
+        guard !batch.isEmpty else { return [] }
+        let ids = SharedBox([String](repeating: "", count: batch.count))
+        let counts = SharedBox((zero: 0, shared: 0, stored: Int64(0)))
+        let failure = SharedBox<Error?>(nil)
+        DispatchQueue.concurrentPerform(iterations: batch.count) { i in
+            let plain = batch[i]
+            if ChunkCodec.isZero(plain) {
+                counts.mutate { $0.zero += 1 }
+                return
+            }
+            let id = ChunkCodec.id(of: plain, keys: keys)
+            ids.mutate { $0[i] = id }
+            if objects.exists("chunks/" + id) {
+                counts.mutate { $0.shared += 1 }
+                return
+            }
+            do {
+                let sealed = try ChunkCodec.seal(plain, id: id, keys: keys, compress: compress)
+                let new = try objects.putDeferringName("chunks/" + id, sealed)
+                counts.mutate { c in if new { c.stored += Int64(sealed.count) } else { c.shared += 1 } }
+                FaultPoint.reached("store-after-chunk")
+            } catch {
+                failure.value = error
+            }
+        }
+        if let error = failure.value { throw error }
+        report.chunks += batch.count
+        report.zeroChunks += counts.value.zero
+        report.sharedChunks += counts.value.shared
+        report.storedBytes += counts.value.stored
+        return ids.value
     }
 
     /// A stored checkpoint's manifest, opened and checked.

@@ -44,6 +44,12 @@ public protocol ObjectStore {
     /// Stores `data` under `key` unless an object of that key exists (then false: objects are
     /// immutable, and an equal key means equal content for chunks). Durable when it returns.
     func put(_ key: String, _ data: Data) throws -> Bool
+    /// As `put`, but the object's name may not be durable until `flush` (its content is when
+    /// it can be seen at all): for many chunks, whose names one `flush` makes durable before
+    /// the manifest that lists them is put.
+    func putDeferringName(_ key: String, _ data: Data) throws -> Bool
+    /// Makes every object put so far durable.
+    func flush() throws
     /// The object, read whole (at most `maxBytes`).
     func get(_ key: String, maxBytes: Int) throws -> Data
     func exists(_ key: String) -> Bool
@@ -89,6 +95,14 @@ public struct DirectoryObjectStore: ObjectStore {
     }
 
     public func put(_ key: String, _ data: Data) throws -> Bool {
+        guard try putDeferringName(key, data) else { return false }
+        FileSystem.syncDirectory(containing: try path(key))
+        return true
+    }
+
+    /// The content is synced before the name is linked, so a name that survives a crash
+    /// always names a whole object; the name itself is synced by `flush` (or `put`).
+    public func putDeferringName(_ key: String, _ data: Data) throws -> Bool {
         let target = try path(key)
         if FileSystem.exists(target) { return false }
         try FileSystem.makeDirectories(Path.directory(of: target))
@@ -108,9 +122,11 @@ public struct DirectoryObjectStore: ObjectStore {
             if errno == EEXIST { return false }
             throw SparcError.posix("cannot store", target)
         }
-        FileSystem.syncDirectory(containing: target)
         return true
     }
+
+    /// One syncfs(2) of the store's file system: every name linked so far is durable.
+    public func flush() throws { try FileSystem.syncFileSystem(containing: root) }
 
     public func get(_ key: String, maxBytes: Int) throws -> Data {
         let p = try path(key)

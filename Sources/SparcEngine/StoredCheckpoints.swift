@@ -71,7 +71,8 @@ public final class StoreStaging {
 
     /// Stores the bundle at `path` under its name (without `.sparc`).
     public func store(_ path: String, into store: CheckpointStore) throws -> StoreReport {
-        let report = try store.importBundle(try BundleReader(path: path), as: StoredName.of(bundle: path))
+        // The checkpoint wrote it here a moment ago, hashing as it wrote: not read twice.
+        let report = try store.importBundle(try BundleReader(path: path), as: StoredName.of(bundle: path), justWritten: true)
         FaultPoint.reached("checkpoint-after-store")
         return report
     }

@@ -137,6 +137,15 @@ public enum FileSystem {
         return String(cString: template)
     }
 
+    /// Flushes the whole file system holding `path` (one syncfs(2)): every write and name
+    /// made before is durable after.
+    public static func syncFileSystem(containing path: String) throws {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw SparcError.posix("cannot open", path) }
+        defer { close(fd) }
+        guard sparc_syncfs(fd) == 0 else { throw SparcError.posix("cannot sync the file system of", path) }
+    }
+
     /// Creates `path` with `contents` (mode `mode`), never replacing or following anything
     /// there (`O_EXCL | O_NOFOLLOW`), synced; a failed write removes it.
     public static func createNew(_ path: String, contents: Data, mode: mode_t) throws {

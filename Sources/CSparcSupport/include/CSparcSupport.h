@@ -29,4 +29,7 @@ int sparc_rename_noreplace(const char *from, const char *to);
 /* The file system type (statfs f_type, e.g. TMPFS_MAGIC) of the one holding `path`, or -1
  * with errno set. */
 long sparc_filesystem_type(const char *path);
+/// syncfs(2): flushes the whole file system holding `fd` (glibc declares it under _GNU_SOURCE only).
+int sparc_syncfs(int fd);
+
 #endif
