@@ -32,6 +32,8 @@ public struct BundleSummary: Sendable, Equatable {
 
     /// Bytes only this checkpoint holds in the store (nil for a bundle directory).
     public var uniqueBytes: Int64?
+    /// The VM it was saved from.
+    public var vm: String = ""
 
     /// Reads the manifest of the bundle at `path` (no digest is checked: `verify` does that).
     public init(path: String) {
@@ -48,6 +50,7 @@ public struct BundleSummary: Sendable, Equatable {
     }
 
     private mutating func take(_ m: Manifest) {
+        vm = m.vm.name
         createdAt = String(m.createdAt.prefix(19))
         bytes = m.files.reduce(Int64(0)) { $0 + $1.size }
         excluded = m.exclusion.isEmpty ? [] : m.exclusion.targets

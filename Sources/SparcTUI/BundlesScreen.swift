@@ -14,6 +14,8 @@ public struct BundlesScreen {
     public var details: [String: String] = [:]
     /// What restoring each bundle kills (command names), from its manifest.
     public var kills: [String: [String]] = [:]
+    /// The VM each was saved from, from its manifest.
+    public var vms: [String: String] = [:]
     var panel = ListPanel()
 
     init(directory: String) { self.directory = directory }
@@ -64,6 +66,13 @@ public struct BundlesScreen {
                     guard let b = m.bundleList.selected else { return .none }
                     guard !m.readonly else {
                         m.status = "read-only: restore is disabled"
+                        return .none
+                    }
+                    // This UI restores over its own VM only: another VM's bundle gets the command that does it.
+                    if let owner = m.bundleList.vms[b], owner != m.processes.vmName {
+                        m.status =
+                            "\(b) was saved from VM '\(owner)', not '\(m.processes.vmName)': restore it over its own VM with "
+                            + "'sparc restore \(b) --replace', or as a copy with 'sparc restore \(b) --name NEW --clone'"
                         return .none
                     }
                     let kills = m.bundleList.kills[b] ?? []

@@ -129,6 +129,7 @@ public final class TerminalUI {
                         model.bundleList.details[e.name] = summary.line
                         model.bundleList.uniqueBytes[e.name] = e.uniqueBytes
                         model.bundleList.kills[e.name] = summary.damage == nil ? summary.kills : nil
+                        model.bundleList.vms[e.name] = summary.damage == nil ? summary.vm : nil
                     }
                 }
             } catch {
@@ -140,7 +141,10 @@ public final class TerminalUI {
         for b in bundles where model.bundleList.details[b] == nil {
             let summary = BundleSummary(path: home + "/" + b)
             model.bundleList.details[b] = summary.line
-            if summary.damage == nil { model.bundleList.kills[b] = summary.kills }
+            if summary.damage == nil {
+                model.bundleList.kills[b] = summary.kills
+                model.bundleList.vms[b] = summary.vm
+            }
         }
         // Until a domain is picked there is no agent to ask.
         guard model.domainPicker == nil else { return }

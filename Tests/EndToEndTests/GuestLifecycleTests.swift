@@ -433,7 +433,8 @@ final class GuestLifecycleTests: GuestTestCase {
         try sparc.ok(["verify", name], environment: env)
         XCTAssertEqual(try sparc.run(["search", secret, name], environment: env).status, 0, "searched by name")
         try guest("kill \(holder)")
-        try sparc.ok(["restore", name, "--name", vm, "--replace"], environment: env)
+        // Without --name: back to the VM it came from.
+        try sparc.ok(["restore", name, "--replace"], environment: env)
         XCTAssertTrue(try livePids().contains(holder), "restored by name")
         try guest("kill \(holder)")
         XCTAssertEqual((try? FileManager.default.contentsOfDirectory(atPath: runtime))?.filter { $0.hasPrefix("stored-") }, [], "what was read out of the store is gone")

@@ -66,6 +66,20 @@ final class TUIModelTests: XCTestCase {
         XCTAssertNil(ro.confirm)
     }
 
+    /// F7 on another VM's bundle does not offer what the UI cannot carry out: it says which
+    /// command restores it (its own VM, or a clone) and asks nothing.
+    func testAnotherVMsBundleIsNotOfferedForRestore() {
+        var m = model()
+        m.bundleList.vms = ["a.sparc": "ux1"]
+        _ = m.handle(.function(6))
+        XCTAssertEqual(m.handle(.function(7)), .none)
+        XCTAssertNil(m.confirm)
+        XCTAssertTrue(m.status.contains("saved from VM 'ux1'") && m.status.contains("--clone"), m.status)
+        m.bundleList.vms = ["a.sparc": "default"]
+        _ = m.handle(.function(7))
+        XCTAssertEqual(m.confirm?.effect, .restore(bundle: "a.sparc", allowRollback: false))
+    }
+
     func testTerminalsTagAndScope() {
         var m = model()
         _ = m.handle(.tab)

@@ -30,12 +30,15 @@ struct Restore: ParsableCommand {
             --name DOMAIN as that domain, running under libvirt again from the definition in the \
             bundle; the domain's persistent definition is not changed. A bundle of sparc's own VM \
             is refused there.
+            Without --name the VM is the one the bundle was saved from.
             Examples:
-              sparc restore web-20261202.sparc --name web --replace
+              sparc restore web-20261202.sparc --replace
+              sparc restore web-20261207-101010 --replace      (a stored checkpoint, by name)
+              sparc restore web-20261202.sparc --name web2 --clone
               sparc restore db.sparc --connect qemu:///system --name db
             """)
     @Argument(help: "The bundle directory, or a stored checkpoint's name (see 'sparc bundles').") var bundle: String
-    @Option(help: "Name for the restored VM.") var name: String = "default"
+    @Option(help: "Name for the restored VM (default: the VM the bundle was saved from).") var name: String?
     @Flag(help: "Stop a running VM of that name first.") var replace = false
     @Flag(help: "UNSAFE: keep excluded processes running although their memory was not saved.")
     var noKill = false
@@ -66,8 +69,11 @@ struct Restore: ParsableCommand {
         Interruption.install()
         let stored = StoredBundles()
         defer { stored.remove() }
+        let path = try stored.path(bundle)
+        // Without --name the bundle goes back to the VM it came from (a libvirt domain: its domain).
+        let name = try self.name ?? BundleReader(path: path).manifest.vm.name
         let report = try manager.restore(
-            bundle: try stored.path(bundle), name: name, replace: replace, killExcluded: !noKill, policy: policy, progress: progressPrinter(),
+            bundle: path, name: name, replace: replace, killExcluded: !noKill, policy: policy, progress: progressPrinter(),
             cancel: Interruption.cancellation)
         endProgress()
         for w in report.warnings { printError("sparc: warning: \(w.terminalSafe)") }
