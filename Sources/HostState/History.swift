@@ -11,7 +11,8 @@ public struct HistoryEntry: Codable, Equatable, Sendable {
     /// `discarded`: a checkpoint's bundle was removed right after it was written (`--refuse-secrets`).
     /// `pruned`: a stored checkpoint was removed later (`sparc prune`, `sparc store rm`); it
     /// still counts for the rollback check, since the VM went on from it.
-    public enum Event: String, Codable, Sendable { case boot, checkpoint, restore, rollback, clone, stop, shutdown, recovered, discarded, pruned }
+    /// `removed`: the VM's state was removed (`sparc vm rm`).
+    public enum Event: String, Codable, Sendable { case boot, checkpoint, restore, rollback, clone, stop, shutdown, recovered, discarded, pruned, removed }
     public var seq: Int
     public var time: String
     public var vm: String

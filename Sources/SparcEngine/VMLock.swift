@@ -16,13 +16,15 @@ final class VMLock {
 
     /// Runs `body` holding the lock at `path`; with `wait` false a held lock fails at once,
     /// naming its holder. `what` is written into the lock file for the next one to read.
-    static func exclusively<T>(_ path: String, vm: String, doing what: String, wait: Bool, _ body: () throws -> T) throws -> T {
+    static func exclusively<T>(
+        _ path: String, vm: String, doing what: String, wait: Bool, vanished: @escaping () -> Bool = { false }, _ body: () throws -> T
+    ) throws -> T {
         if registry.withLock({ () -> Bool in
             guard let entry = held[path] else { return false }
             held[path] = (entry.lock, entry.depth + 1)
             return true
         }) {
-            defer { release(path) }
+            defer { release(path, vanished: vanished) }
             return try body()
         }
         guard let lock = try FileLock(path, wait: wait) else {
@@ -30,17 +32,20 @@ final class VMLock {
         }
         lock.describe("(pid \(getpid())) \(what)")
         registry.withLock { held[path] = (lock, 1) }
-        defer { release(path) }
+        defer { release(path, vanished: vanished) }
         return try body()
     }
 
-    private static func release(_ path: String) {
+    /// Lets go of the lock; `vanished` tells whether the VM left nothing in the runtime root
+    /// (a mistyped name, a VM stopped): then its lock file goes too.
+    private static func release(_ path: String, vanished: () -> Bool) {
         registry.withLock {
             guard let entry = held[path] else { return }
             if entry.depth > 1 {
                 held[path] = (entry.lock, entry.depth - 1)
             } else {
                 entry.lock.describe("")
+                if vanished() { entry.lock.removeFile() }
                 held[path] = nil
             }
         }
@@ -54,6 +59,7 @@ extension VMManager {
     /// Runs `body` as the one command changing VM `name` (see `VMLock`).
     func exclusively<T>(_ name: String, doing what: String, _ body: () throws -> T) throws -> T {
         try RuntimeLayout.validate(name: name)
-        return try VMLock.exclusively(lockPath(name), vm: name, doing: what, wait: waitForLock, body)
+        let directory = root + "/" + name
+        return try VMLock.exclusively(lockPath(name), vm: name, doing: what, wait: waitForLock, vanished: { !FileSystem.exists(directory) }, body)
     }
 }

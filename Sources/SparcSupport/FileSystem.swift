@@ -566,18 +566,36 @@ public final class FileLock {
 
     /// Takes the lock on `path` (created if missing), waiting for it unless `wait` is false,
     /// in which case a held lock is a nil result. Shared locks exclude only an exclusive one.
+    ///
+    /// A holder may remove the lock file (`removeFile`) before it lets go: a waiter that then
+    /// gets the lock on the removed file sees that the path no longer names it and starts over
+    /// on the path's new file, so two processes never hold "the" lock at once.
     public init?(_ path: String, wait: Bool = true, shared: Bool = false) throws {
-        let fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw SparcError.posix("cannot open lock", path) }
-        while flock(fd, (shared ? LOCK_SH : LOCK_EX) | (wait ? 0 : LOCK_NB)) != 0 {
-            if errno == EINTR { continue }
-            let code = errno
+        while true {
+            let fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
+            guard fd >= 0 else { throw SparcError.posix("cannot open lock", path) }
+            while flock(fd, (shared ? LOCK_SH : LOCK_EX) | (wait ? 0 : LOCK_NB)) != 0 {
+                if errno == EINTR { continue }
+                let code = errno
+                close(fd)
+                if code == EWOULDBLOCK { return nil }
+                throw SparcError.posix("cannot lock", path, errno: code)
+            }
+            var held = stat(), named = stat()
+            if fstat(fd, &held) == 0, lstat(path, &named) == 0, held.st_ino == named.st_ino, held.st_dev == named.st_dev {
+                self.fd = fd
+                self.path = path
+                return
+            }
             close(fd)
-            if code == EWOULDBLOCK { return nil }
-            throw SparcError.posix("cannot lock", path, errno: code)
         }
-        self.fd = fd
     }
+
+    let path: String
+
+    /// Removes the lock file while the lock is held (a lock nobody needs any more leaves
+    /// nothing behind); see `init` for why waiters stay safe.
+    public func removeFile() { unlink(path) }
 
     deinit { close(fd) }
 

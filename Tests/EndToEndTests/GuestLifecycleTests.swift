@@ -454,6 +454,39 @@ final class GuestLifecycleTests: GuestTestCase {
         XCTAssertTrue(log.contains("pruned") && log.contains("st-1") && log.contains("st-2"), log)
     }
 
+    /// Where the storage went: `vm list --all` shows a stopped VM with its disk and its
+    /// checkpoints; `vm rm` refuses a running VM, then removes the stopped one's identity and
+    /// (asked to) its checkpoints, keeps the disk file the operator named and the history.
+    func testVMListAllAndRemove() throws {
+        let name = "rm-\(getpid() % 10000)"
+        let env = ["SPARC_BUNDLES": work + "/rm-home"]
+        let disk = work + "/rm-disk.qcow2"
+        XCTAssertEqual(try Subprocess.run(["cp", "--sparse=always", GuestImage.locate(.busybox).disk, disk]).status, 0)
+        defer { _ = try? sparc.run(["vm", "stop", "--name", name, "--force"]) }
+        try sparc.ok(["vm", "start", "--name", name, "--disk", disk])
+        try sparc.ok(["checkpoint", "--name", name], environment: env)
+        try sparc.fails(["vm", "rm", "--name", name, "--yes"], message: "stop it first", environment: env)
+        try sparc.ok(["vm", "stop", "--name", name])
+        let listed = try sparc.ok(["vm", "list", "--all", "--json"], environment: env)
+        let vms = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(listed.utf8)) as? [[String: Any]])
+        let mine = try XCTUnwrap(vms.first { $0["name"] as? String == name }, listed)
+        XCTAssertEqual(mine["state"] as? String, "stopped")
+        XCTAssertEqual(mine["checkpoints"] as? Int, 1)
+        XCTAssertEqual(mine["disk"] as? String, disk)
+        XCTAssertEqual(mine["diskOwnedBySparc"] as? Bool, false)
+        XCTAssertTrue(try sparc.ok(["vm", "list", "--all"], environment: env).contains("a disk file you named"))
+
+        let removed = try sparc.ok(["vm", "rm", "--name", name, "--checkpoints", "--yes"], environment: env)
+        XCTAssertTrue(removed.contains("removed identity") && removed.contains("removed 1 checkpoint(s)") && removed.contains("kept disk"), removed)
+        XCTAssertTrue(FileSystem.exists(disk), "the disk file the operator named stays")
+        XCTAssertFalse(try sparc.ok(["vm", "list", "--all"], environment: env).contains(name))
+        XCTAssertFalse(try sparc.ok(["bundles"], environment: env).contains(name + "-"))
+        let log = try sparc.ok(["log", "--name", name])
+        XCTAssertTrue(log.contains("removed") && log.contains("pruned"), log)
+        try sparc.fails(["vm", "rm", "--name", name, "--yes"], message: "no VM named", environment: env)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: runtime).filter { $0.hasPrefix(name) }, [])
+    }
+
     /// One command at a time changes a VM: while a checkpoint works, a second checkpoint, a
     /// restore and a stop each fail at once with one line naming it (exit 2), read-only
     /// commands go on, and --wait waits its turn; a holder killed with SIGKILL leaves no lock.

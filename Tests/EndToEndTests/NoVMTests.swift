@@ -24,6 +24,9 @@ final class NoVMTests: XCTestCase {
         }
         XCTAssertEqual(try sparc.ok(["vm", "list"]).trimmed, "no VMs (start one with 'sparc vm start')")
         XCTAssertFalse(FileSystem.exists(runtime + "/x.sparc"))
+        // A name that is no VM leaves no lock file behind (a typo is not a VM).
+        try sparc.fails(["vm", "stop", "--name", "tyop"], message: "no VM named 'tyop' is running")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: runtime).filter { $0.hasSuffix(".lock") }, [])
     }
 
     func testMissingQEMUBinary() throws {

@@ -155,4 +155,32 @@ final class SafeFileSystemTests: XCTestCase {
         }
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.contains("partial") }, [])
     }
+
+    /// A holder that removes its lock file before letting go leaves nothing behind, and a
+    /// waiter blocked on the removed file starts over on the path's new one: it ends up holding
+    /// the lock the path names, and nobody else gets it meanwhile.
+    func testALockFileRemovedByItsHolderNeverLetsTwoHoldIt() throws {
+        let dir = NSTemporaryDirectory() + "sparc-lock-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileSystem.makeDirectories(dir)
+        defer { FileSystem.removeTree(dir) }
+        let path = dir + "/vm.lock"
+        var holder = try FileLock(path)
+        final class Box: @unchecked Sendable { var lock: FileLock? }
+        let waiter = Box(), got = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            waiter.lock = try? FileLock(path)
+            got.signal()
+        }
+        usleep(200_000)
+        XCTAssertEqual(got.wait(timeout: .now() + 0.1), .timedOut, "the waiter waits while the lock is held")
+        holder?.removeFile()
+        holder = nil
+        XCTAssertEqual(got.wait(timeout: .now() + 10), .success)
+        XCTAssertNotNil(waiter.lock)
+        XCTAssertTrue(FileSystem.exists(path), "the waiter holds the path's new file")
+        XCTAssertNil(try FileLock(path, wait: false), "nobody else gets it while the waiter holds it")
+        waiter.lock?.removeFile()
+        waiter.lock = nil
+        XCTAssertFalse(FileSystem.exists(path), "nothing left behind")
+    }
 }

@@ -12,7 +12,7 @@ import SparcTUI
 struct VM: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Start, stop and list virtual machines.",
-        subcommands: [Start.self, Stop.self, Status.self, List.self])
+        subcommands: [Start.self, Stop.self, Status.self, List.self, Remove.self])
 
     struct Start: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -149,9 +149,11 @@ struct VM: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "List VMs known to sparc, or with --connect the domains of a libvirt daemon (running or not, and whether each is prepared).")
         @Flag(help: "Print JSON.") var json = false
+        @Flag(help: "Every VM sparc knows, running or not, with its disk and its checkpoints in the store.") var all = false
         @OptionGroup var connection: ConnectOption
         func run() throws {
             if let uri = connection.uri { return try listDomains(uri) }
+            if all { return try listKnown() }
             let all = try VMManager().list()
             if json { return try printJSON(all) }
             if all.isEmpty {
@@ -164,6 +166,22 @@ struct VM: ParsableCommand {
                     pad(s.name, 16) + pad(s.state, 14) + pad(s.pid.map(String.init) ?? "-", 9)
                         + pad(s.memoryMiB.map { "\($0) MiB" } ?? "-", 10) + (s.restoredFrom ?? "-"))
             }
+        }
+
+        func listKnown() throws {
+            let manager = try VMManager()
+            // The store is read when it can be opened without asking (a wrapped key needs its passphrase file).
+            let store = FileSystem.isDirectory(BundleHome.path() + "/store") ? try? openStore() : nil
+            let known = manager.knownVMs(store: store)
+            if json { return try printJSON(known) }
+            if known.isEmpty { return print("sparc knows no VMs here (start one with 'sparc vm start')") }
+            print(pad("NAME", 16) + pad("STATE", 10) + pad("DISK", 12) + pad("CHECKPOINTS", 24) + "LAST CHECKPOINT")
+            for vm in known {
+                let disk = vm.diskBytes.map { formatBytes($0) + (vm.diskOwnedBySparc ? "" : "*") } ?? "-"
+                let checkpoints = vm.checkpoints.map { "\($0) (\(formatBytes(vm.checkpointBytes ?? 0)) own)" } ?? "? (store locked)"
+                print(pad(vm.name, 16) + pad(vm.state, 10) + pad(disk, 12) + pad(checkpoints, 24) + (vm.lastCheckpoint ?? "-"))
+            }
+            if known.contains(where: { $0.disk != nil && !$0.diskOwnedBySparc }) { print("* a disk file you named: 'sparc vm rm' leaves it") }
         }
 
         func listDomains(_ uri: String) throws {
@@ -193,6 +211,47 @@ enum AccelChoice: String, CaseIterable, ExpressibleByArgument {
         case .auto: nil
         case .tcg: .tcg
         case .kvm: .kvm
+        }
+    }
+}
+
+extension VM {
+    struct Remove: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "rm",
+            abstract: "Remove a stopped VM's state: the disk sparc made for it, its identity, its rollback-sensitive data.",
+            discussion: """
+                It asks first (--yes for scripts). A disk file you named with --disk stays, as do \
+                the VM's history and, unless --checkpoints, its checkpoints in the store (they \
+                restore as a clone). A running VM is refused: stop it first.
+                Examples:
+                  sparc vm rm --name old
+                  sparc vm rm --name scratch --checkpoints --yes
+                """)
+        @Option(help: "The VM to remove.") var name: String
+        @Flag(help: "Also remove its checkpoints from the store (recorded as pruned in its history).") var checkpoints = false
+        @Flag(help: "Do not ask.") var yes = false
+        @Flag(help: "Print what was removed as JSON.") var json = false
+
+        func run() throws {
+            let manager = try VMManager()
+            let store = checkpoints ? try openStore() : nil
+            guard let vm = manager.knownVMs(store: store).first(where: { $0.name == name }) else {
+                throw SparcError("no VM named '\(name.terminalSafe)' is known here (see 'sparc vm list --all')")
+            }
+            if !yes {
+                guard isatty(0) != 0 else { throw SparcError("removing VM '\(name.terminalSafe)' needs a confirmation: pass --yes") }
+                var what = ["its identity and rollback-sensitive data"]
+                if let disk = vm.disk, vm.diskOwnedBySparc { what.insert("its disk \(disk.terminalSafe) (\(formatBytes(vm.diskBytes ?? 0)))", at: 0) }
+                if checkpoints { what.append("its \(vm.checkpoints ?? 0) checkpoint(s) in the store") }
+                FileHandle.standardError.write(Data("remove VM '\(name.terminalSafe)': \(what.joined(separator: ", "))? It cannot be undone. [y/N] ".utf8))
+                guard let answer = readLine(), answer.lowercased().hasPrefix("y") else { return print("kept") }
+            }
+            let removal = try manager.removeVM(name, store: store)
+            if json { return try printJSON(removal) }
+            for r in removal.removed { print("removed \(r.terminalSafe)") }
+            if removal.checkpointsRemoved > 0 { print("removed \(removal.checkpointsRemoved) checkpoint(s) from the store (their chunks go at 'sparc store gc')") }
+            for k in removal.kept { print("kept \(k.terminalSafe)") }
         }
     }
 }
