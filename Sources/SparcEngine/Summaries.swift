@@ -63,7 +63,7 @@ public struct BundleSummary: Sendable, Equatable {
         if let damage { return "damaged: \(damage)" }
         let what = excluded.isEmpty ? "nothing excluded" : "excluded: " + excluded.joined(separator: ", ")
         let incomplete = gaps.isEmpty ? "" : "  INCOMPLETE: \(gaps.count) gap(s) (--best-effort)"
-        guard let uniqueBytes else { return "\(createdAt)  \(formatBytes(bytes))  \(what)\(incomplete)  bundle, manifest readable" }
+        guard let uniqueBytes else { return "\(createdAt)  bundle  \(formatBytes(bytes))  \(what)\(incomplete)" }
         return "\(createdAt)  stored, encrypted  \(formatBytes(bytes)) (\(formatBytes(uniqueBytes)) only here)  \(what)\(incomplete)"
     }
 }

@@ -16,6 +16,22 @@ public struct BundlesScreen {
     public var kills: [String: [String]] = [:]
     /// The VM each was saved from, from its manifest.
     public var vms: [String: String] = [:]
+    /// What the background verification found, for the files it verified (by their identity:
+    /// a bundle whose files change is verified again).
+    public struct Verdict: Equatable, Sendable {
+        public var identity: String
+        public var problem: String?
+    }
+    public var verdicts: [String: Verdict] = [:]
+    /// Each entry's files' identity now (inode, size, time of each file; a stored checkpoint's
+    /// manifest object), set by whoever lists them.
+    public var identities: [String: String] = [:]
+
+    /// "verified", "NOT VERIFIED: why", or "verifying…" while the files are being (re)verified.
+    public func verdictText(_ name: String) -> String {
+        guard let v = verdicts[name], v.identity == identities[name] else { return "verifying…" }
+        return v.problem.map { "NOT VERIFIED: " + $0 } ?? "verified"
+    }
     var panel = ListPanel()
 
     init(directory: String) { self.directory = directory }
@@ -93,7 +109,7 @@ public struct BundlesScreen {
         if names.isEmpty { buffer.put("  (no checkpoints yet: F8 takes one into the store)", row: 2, style: .dim) }
         for (i, row) in view.visible {
             let b = names[i]
-            let detail = details[b].map { "  " + $0 } ?? ""
+            let detail = details[b].map { "  " + $0 + "  " + verdictText(b) } ?? ""
             buffer.put("  " + b + detail, row: row, style: i == panel.cursor ? .selected : .normal, fill: w)
         }
     }

@@ -122,6 +122,9 @@ public enum JobEvent: Sendable {
     case finished(String, JobResult)
     /// The guest's processes and terminals as its agent gave them (or why it did not).
     case guest(Result<GuestView, GuestViewError>)
+    /// The background verification of a bundle or stored checkpoint is done: nil when every
+    /// file matched its digest, else what did not. `identity` is what was verified.
+    case verified(String, identity: String, problem: String?)
 }
 
 /// The guest as the agent last showed it.

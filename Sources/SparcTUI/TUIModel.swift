@@ -381,6 +381,9 @@ public struct TUIModel {
         case .guest(.failure(let error)):
             status = error.message
             return .none
+        case .verified(let name, let identity, let problem):
+            bundleList.verdicts[name] = BundlesScreen.Verdict(identity: identity, problem: problem)
+            return .none
         case .finished(let line, let result):
             busy = nil
             busyFraction = nil

@@ -69,6 +69,46 @@ public final class TerminalUI {
     /// Stored checkpoints written out for reading (search, scan, hex, restore), kept while the
     /// UI runs since hex views point into them; removed when it ends.
     let writtenOut: WrittenOutCheckpoints
+    /// Whether a background verification runs (one at a time), and how to stop it at exit.
+    let verifying = SharedBox(false)
+    let verifyCancel = Cancellation()
+
+    /// A file's identity: inode, size and modification time (a bundle's files are replaced
+    /// or edited in place: either changes it).
+    static func identity(of path: String) -> String {
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return "-" }
+        return "\(st.st_ino):\(st.st_size):\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)"
+    }
+
+    /// Starts verifying the first listed checkpoint whose files were not verified as they are
+    /// now, off the UI thread (every file against its digest; a stored one decrypted as read).
+    func verifyNext() {
+        let list = model.bundleList
+        guard let next = list.names.first(where: { list.verdicts[$0]?.identity != list.identities[$0] }), let identity = list.identities[next] else { return }
+        guard !verifying.mutate({ v -> Bool in
+            defer { v = true }
+            return v
+        }) else { return }
+        let stored = list.stored.contains(next)
+        let home = model.bundleDirectory
+        let (manager, passphrase, channel, verifying, cancel) = (self.manager, self.passphrase, self.channel, self.verifying, self.verifyCancel)
+        startThread {
+            var problem: String?
+            do {
+                let problems =
+                    stored
+                    ? try StoredBundle(store: manager.openStore(home: home, passphrase: passphrase), name: next).verify(cancel: cancel)
+                    : try BundleReader(path: home + "/" + next).verify(cancel: cancel)
+                problem = problems.first.map { $0.description + (problems.count > 1 ? " (and \(problems.count - 1) more)" : "") }
+            } catch {
+                problem = "\(error)"
+            }
+            if !cancel.isCancelled { channel.post(.verified(next, identity: identity, problem: problem)) }
+            verifying.value = false
+        }
+    }
+
     /// The source the hex view reads (kept while it pages through the same file).
     private var hexSourceCache: (path: String, source: ByteSource)?
 
@@ -138,6 +178,12 @@ public final class TerminalUI {
         }
         model.bundleList.stored = Set(stored)
         model.setBundles(stored.sorted() + bundles)
+        for b in stored { model.bundleList.identities[b] = Self.identity(of: home + "/store/checkpoints/" + b) }
+        for b in bundles {
+            let files = ((try? FileManager.default.contentsOfDirectory(atPath: home + "/" + b)) ?? []).sorted()
+            model.bundleList.identities[b] = files.map { Self.identity(of: home + "/" + b + "/" + $0) }.joined(separator: ";")
+        }
+        verifyNext()
         for b in bundles where model.bundleList.details[b] == nil {
             let summary = BundleSummary(path: home + "/" + b)
             model.bundleList.details[b] = summary.line
@@ -349,7 +395,10 @@ public final class TerminalUI {
     nonisolated(unsafe) static var interruptFlag: sig_atomic_t = 0
 
     public func run() throws {
-        defer { writtenOut.remove() }
+        defer {
+            verifyCancel.cancel()
+            writtenOut.remove()
+        }
         setlocale(LC_ALL, "")
         initscr()
         defer { endwin() }

@@ -214,9 +214,15 @@ final class TUITests: GuestTestCase {
         try startUI(bundles: bundles)
         defer { _ = try? tmux(["kill-session", "-t", session]) }
         try waitFor("COMMAND")
+        // A copy with one byte changed: the list verifies both in the background and says which is intact.
+        XCTAssertEqual(try Subprocess.run(["cp", "-r", "--sparse=always", bundles + "/with-key.sparc", bundles + "/zz-flipped.sparc"]).status, 0)
+        XCTAssertEqual(try Subprocess.run(["sh", "-c", "printf XYZ | dd of=\(bundles)/zz-flipped.sparc/memory.img bs=1 seek=4096 conv=notrunc status=none"]).status, 0)
         try keys("F6")
         let list = try waitFor("F5Scan")
         XCTAssertTrue(list.contains("with-key.sparc"), "the Bundles screen lists the bundle and its bar offers the scan:\n\(list)")
+        let verdicts = try waitFor("NOT VERIFIED", seconds: 120)
+        XCTAssertTrue(verdicts.split(separator: "\n").contains { $0.contains("zz-flipped.sparc") && $0.contains("NOT VERIFIED") }, verdicts)
+        try waitFor("nothing excluded  verified", seconds: 120)
         try keys("F5")
         // The rows, not just the heading: curses may be half way through redrawing the screen.
         let found = try waitFor("pid \(holder) sparc-probe — 1 finding(s)", seconds: 60)

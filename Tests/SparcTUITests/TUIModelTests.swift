@@ -80,6 +80,28 @@ final class TUIModelTests: XCTestCase {
         XCTAssertEqual(m.confirm?.effect, .restore(bundle: "a.sparc", allowRollback: false))
     }
 
+    /// The list says what the background verification found for the files as they are now:
+    /// verifying until it is done, verified or not, and verifying again once the files change.
+    func testBundlesShowWhetherTheyAreVerified() {
+        var m = model()
+        m.setBundles(["a.sparc", "b.sparc"])
+        m.bundleList.details = ["a.sparc": "2026-12-07T10:00:00  bundle  1 MiB", "b.sparc": "2026-12-07T10:00:01  bundle  1 MiB"]
+        m.bundleList.identities = ["a.sparc": "1", "b.sparc": "2"]
+        _ = m.handle(.function(6))
+        func screen() -> String {
+            var buffer = CellBuffer(width: 120, height: 10)
+            m.render(into: &buffer)
+            return buffer.text
+        }
+        XCTAssertEqual(screen().components(separatedBy: "verifying…").count - 1, 2)
+        _ = m.apply(.verified("a.sparc", identity: "1", problem: nil))
+        _ = m.apply(.verified("b.sparc", identity: "2", problem: "memory.img: content differs from its digest in the manifest"))
+        XCTAssertTrue(screen().contains("1 MiB  verified"), screen())
+        XCTAssertTrue(screen().contains("NOT VERIFIED: memory.img: content differs"), screen())
+        m.bundleList.identities["a.sparc"] = "1b"
+        XCTAssertTrue(screen().contains("1 MiB  verifying…"), "a changed bundle is verified again: \(screen())")
+    }
+
     func testTerminalsTagAndScope() {
         var m = model()
         _ = m.handle(.tab)
