@@ -105,7 +105,8 @@ public struct BundlesScreen {
         let w = buffer.width
         let view = panel.viewport(screenHeight: buffer.height)
         let position = view.top > 0 || view.top + view.rows < names.count ? " [\(panel.cursor + 1)/\(names.count)]" : ""
-        buffer.put(" sparc — checkpoints" + position + " in \(directory): \(stored.count) stored, \(names.count - stored.count) bundle(s)", row: 0, style: .header, fill: w)
+        // The counts before the directory: a narrow header cuts the path, not them.
+        buffer.put(" sparc — checkpoints" + position + ": \(stored.count) stored, \(names.count - stored.count) bundle(s) in \(directory)", row: 0, style: .header, fill: w)
         if names.isEmpty { buffer.put("  (no checkpoints yet: F8 takes one into the store)", row: 2, style: .dim) }
         for (i, row) in view.visible {
             let b = names[i]

@@ -13,6 +13,8 @@ public struct ProcessScreen {
     public var showKernelThreads = false
     /// Only rows whose command contains this text (case-insensitive) are shown.
     public var filter = ""
+    /// Whether the list is the guest's now (false once its agent stopped answering).
+    public var live = true
 
     public init(vmName: String) { self.vmName = vmName }
 
@@ -158,6 +160,7 @@ public struct ProcessScreen {
             if !ttys.isEmpty { title += ", tty buffers of \(ttys.joined(separator: ","))" }
         }
         if !filter.isEmpty { title += " — filter: \(filter)" }
+        if !live { title += " — NOT LIVE: the list as last seen" }
         buffer.put(title, row: 0, style: .header, fill: w)
         buffer.put("  " + Self.row("PID", "PPID", "USER", "S", "TTY", "RSS", "COMMAND"), row: 1, style: .dim, fill: w)
         let all = rows

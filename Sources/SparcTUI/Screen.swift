@@ -131,16 +131,24 @@ public enum JobEvent: Sendable {
 public struct GuestView: Sendable {
     public var processes: [GuestProcess]
     public var ttys: [GuestTTY]
-    public init(processes: [GuestProcess], ttys: [GuestTTY]) {
+    /// The VM's state as sparc sees it: running, paused, frozen.
+    public var state: String
+    public init(processes: [GuestProcess], ttys: [GuestTTY], state: String = "running") {
         self.processes = processes
         self.ttys = ttys
+        self.state = state
     }
 }
 
 /// Why the guest could not be shown (the agent's error, as one line).
 public struct GuestViewError: Error, Sendable {
     public var message: String
-    public init(_ message: String) { self.message = message }
+    /// The VM's state when its agent did not answer: stopped, dead, paused, or "not answering".
+    public var state: String
+    public init(_ message: String, state: String = "not answering") {
+        self.message = message
+        self.state = state
+    }
 }
 
 /// What a finished job hands the screens.

@@ -70,6 +70,10 @@ public struct TUIModel {
     /// The screen's height at the last draw: how far a page key moves a list.
     public var screenHeight = 24
     public var status = ""
+    /// The VM's state as last seen (running, paused, frozen, stopped, dead, not answering).
+    public var vmState: String?
+    /// The status line the agent's last silence left (cleared once it answers again).
+    var guestError: String?
 
     public init(vmName: String, bundleDirectory: String, readonly: Bool = false) {
         processes = ProcessScreen(vmName: vmName)
@@ -345,6 +349,10 @@ public struct TUIModel {
             return .none
         }
         guard busy == nil else { return .none }
+        if let vmState, !["running", "paused", "frozen"].contains(vmState) {
+            status = "VM '\(processes.vmName)' is \(vmState): nothing to checkpoint (start it, or restore a checkpoint with F7)"
+            return .none
+        }
         let request = exclusion
         let what = request.isEmpty ? "nothing excluded" : "\(request.pids.count) process(es) and \(request.ttys.count + (request.ttySessions?.count ?? 0)) terminal(s) excluded, scope \(scope.rawValue)"
         ask("Checkpoint '\(processes.vmName)' (\(what)) into the store in \(bundleDirectory) (encrypted)?", .checkpoint(request, output: nil))
@@ -376,10 +384,19 @@ public struct TUIModel {
             return .none
         case .guest(.success(let view)):
             processes.update(view.processes)
+            processes.live = true
+            vmState = view.state
+            // The agent's earlier silence is over: its message goes.
+            if let said = guestError, status == said { status = "" }
+            guestError = nil
             if let said = terminals.update(view.ttys) { status = said }
             return .none
         case .guest(.failure(let error)):
+            // The list stays for reference, marked as not live; nothing is offered on it.
+            processes.live = false
+            vmState = error.state
             status = error.message
+            guestError = error.message
             return .none
         case .verified(let name, let identity, let problem):
             bundleList.verdicts[name] = BundlesScreen.Verdict(identity: identity, problem: problem)
@@ -468,9 +485,14 @@ public struct TUIModel {
             }
         }
         // Tabs on the header's right, the active one highlighted (the hex view's title, a
-        // file's path and what is in it, keeps the whole line).
+        // file's path and what is in it, keeps the whole line); the VM's state before them,
+        // as k9s shows its context.
         if case .hex? = viewOnTop {} else {
             var col = max(0, w - Tab.allCases.reduce(0) { $0 + $1.title.count + 3 })
+            if let vmState {
+                let label = " VM \(processes.vmName): \(vmState) "
+                buffer.put(label, row: 0, column: max(0, col - label.count - 1), style: vmState == "running" ? .header : .selected)
+            }
             for t in Tab.allCases {
                 buffer.put(" \(t.title) ", row: 0, column: col, style: t == tab ? .selected : .header)
                 col += t.title.count + 3

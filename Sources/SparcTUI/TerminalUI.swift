@@ -203,12 +203,17 @@ public final class TerminalUI {
         let channel = self.channel
         let asking = self.asking
         let ask = {
+            // The VM's state first (its state file and QEMU, no agent): a stopped VM is said so.
+            // A libvirt domain's state is libvirt's: there it is the agent's answer alone.
+            let own = manager.connect == nil
+            let status = own ? try? manager.status(name: vm) : nil
+            let state = status.map { $0.guest?.hasPrefix("frozen") == true ? "frozen" : $0.state } ?? (own ? "stopped" : "running")
             do {
                 let agent = try manager.agentClient(vm, timeout: 5)
                 defer { agent.close() }
-                channel.post(.guest(.success(GuestView(processes: try agent.processes(), ttys: try agent.ttys()))))
+                channel.post(.guest(.success(GuestView(processes: try agent.processes(), ttys: try agent.ttys(), state: state))))
             } catch {
-                channel.post(.guest(.failure(GuestViewError("\(error)"))))
+                channel.post(.guest(.failure(GuestViewError("\(error)", state: own && status == nil ? "stopped" : state == "running" ? "not answering" : state))))
             }
             asking.value = false
         }

@@ -109,6 +109,7 @@ final class TUITests: GuestTestCase {
         try startUI(bundles: bundles)
         defer { _ = try? tmux(["kill-session", "-t", session]) }
         let first = try waitFor("COMMAND")
+        XCTAssertTrue(first.contains("VM \(vm): running"), "the header says the VM's state:\n\(first)")
 
         // Move the cursor to the holder's row (list view is sorted by pid).
         let rows = first.split(separator: "\n").dropFirst(2).map(String.init)

@@ -102,6 +102,27 @@ final class TUIModelTests: XCTestCase {
         XCTAssertTrue(screen().contains("1 MiB  verifying…"), "a changed bundle is verified again: \(screen())")
     }
 
+    /// The header says the VM's state; a stopped VM's process list is marked as not live and
+    /// nothing is checkpointed from it; once the agent answers again its error goes.
+    func testTheHeaderTellsTheVMsStateAndAStaleListIsMarked() {
+        var m = model()
+        func screen() -> String {
+            var buffer = CellBuffer(width: 140, height: 10)
+            m.render(into: &buffer)
+            return buffer.text
+        }
+        _ = m.apply(.guest(.failure(GuestViewError("no VM named 'default' is running", state: "stopped"))))
+        XCTAssertTrue(screen().contains("VM default: stopped"), screen())
+        XCTAssertTrue(screen().contains("NOT LIVE"), screen())
+        XCTAssertEqual(m.handle(.function(8)), .none)
+        XCTAssertNil(m.confirm, "no checkpoint is offered for a stopped VM")
+        XCTAssertTrue(m.status.contains("is stopped"), m.status)
+        _ = m.apply(.guest(.failure(GuestViewError("agent did not answer", state: "not answering"))))
+        _ = m.apply(.guest(.success(GuestView(processes: m.processes.processes, ttys: [], state: "running"))))
+        XCTAssertTrue(screen().contains("VM default: running") && !screen().contains("NOT LIVE"), screen())
+        XCTAssertFalse(m.status.contains("agent did not answer"), "the agent's silence is over: \(m.status)")
+    }
+
     func testTerminalsTagAndScope() {
         var m = model()
         _ = m.handle(.tab)
