@@ -130,7 +130,7 @@ public enum ChunkCodec {
     public static func seal(_ plain: Data, id: String, keys: StoreKeys, compress: Bool = true, level: Int32 = 3) throws -> Data {
         var body = plain
         var flags: UInt8 = 0
-        if compress, let packed = zstd(plain, level: level), packed.count < plain.count - plain.count / 16 {
+        if compress, worthCompressing(plain, level: level), let packed = zstd(plain, level: level), packed.count < plain.count - plain.count / 16 {
             body = packed
             flags |= 1
         }
@@ -170,6 +170,15 @@ public enum ChunkCodec {
             throw StoreError.damagedObject(id, "its content is not what its name says")
         }
         return plain
+    }
+
+    /// Whether zstd may pay on `plain`: a large chunk whose first 64 KiB do not shrink by a
+    /// sixteenth (encrypted or already compressed data: a guest's random pages, a compressed
+    /// file's clusters) is not compressed whole, which costs a sixteenth of the trying.
+    static func worthCompressing(_ plain: Data, level: Int32) -> Bool {
+        let probe = 64 << 10
+        guard plain.count >= 4 * probe, let packed = zstd(plain.prefix(probe), level: level) else { return true }
+        return packed.count < probe - probe / 16
     }
 
     static func zstd(_ plain: Data, level: Int32) -> Data? {

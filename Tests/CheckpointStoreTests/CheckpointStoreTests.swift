@@ -41,6 +41,14 @@ final class ChunkCodecTests: XCTestCase {
         XCTAssertNotEqual(ChunkCodec.id(of: text, keys: other), id, "equal data in two stores does not correlate")
     }
 
+    /// A large chunk whose start does not compress is not tried whole; text is; small chunks
+    /// are always tried.
+    func testCompressionIsTriedWhereItMayPay() {
+        XCTAssertFalse(ChunkCodec.worthCompressing(Data(secureRandomBytes(1 << 20)), level: 3))
+        XCTAssertTrue(ChunkCodec.worthCompressing(Data(String(repeating: "page of words ", count: 80000).utf8), level: 3))
+        XCTAssertTrue(ChunkCodec.worthCompressing(Data(secureRandomBytes(100_000)), level: 3))
+    }
+
     func testZeroChunksAreRecognised() {
         XCTAssertTrue(ChunkCodec.isZero(Data(count: 4097)))
         var d = Data(count: 4097)
