@@ -1,5 +1,3 @@
-import Foundation
-
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -17,16 +15,15 @@ import Foundation
 public enum FaultPoint {
     nonisolated(unsafe) public static var interruption: Cancellation?
     /// How often each point was reached (for `NAME#N`); only touched while SPARC_FAULT is set.
-    nonisolated(unsafe) static var counts: [String: Int] = [:]
-    static let countsLock = NSLock()
+    static let counts = SharedBox([String: Int]())
 
     public static func reached(_ name: String) {
         guard let wanted = getenv("SPARC_FAULT").map({ String(cString: $0) }) else { return }
         if wanted.hasPrefix(name + "#"), let nth = Int(wanted.dropFirst(name.count + 1)) {
-            countsLock.lock()
-            counts[name, default: 0] += 1
-            let count = counts[name]!
-            countsLock.unlock()
+            let count = counts.mutate { c -> Int in
+                c[name, default: 0] += 1
+                return c[name]!
+            }
             if count == nth { kill(getpid(), SIGKILL) }
         } else if wanted == name {
             kill(getpid(), SIGKILL)
