@@ -16,6 +16,8 @@ public struct BundlesScreen {
     public var kills: [String: [String]] = [:]
     /// The VM each was saved from, from its manifest.
     public var vms: [String: String] = [:]
+    /// When each was taken (UTC), from its manifest.
+    public var createdAt: [String: String] = [:]
     /// What the background verification found, for the files it verified (by their identity:
     /// a bundle whose files change is verified again).
     public struct Verdict: Equatable, Sendable {
@@ -93,8 +95,15 @@ public struct BundlesScreen {
                     }
                     let kills = m.bundleList.kills[b] ?? []
                     let killStep = kills.isEmpty ? "" : " kill \(kills.joined(separator: ", ")), evict their page cache,"
+                    // What is lost, said before Yes: the running VM and everything since the checkpoint.
+                    let since = m.bundleList.createdAt[b].map { " since \($0) UTC" } ?? ""
+                    let running = m.vmState == "running" || m.vmState == "frozen" || m.vmState == "paused"
+                    let lost =
+                        running
+                        ? " LOST: the running VM is stopped (\(m.processes.processes.filter { !$0.kernelThread }.count) processes now) and everything it did\(since), in memory and on its disk, is gone (its disk goes back to the checkpoint's)."
+                        : " Its disk goes back to the checkpoint's\(since)."
                     m.ask(
-                        "Restore \(b) over '\(m.processes.vmName)'? Steps: verify every file, start QEMU, load state,\(killStep) reseed the RNG, thaw.",
+                        "Restore \(b) over '\(m.processes.vmName)'?\(lost) Steps: verify every file, start QEMU, load state,\(killStep) reseed the RNG, thaw.",
                         .restore(bundle: b, allowRollback: false))
                     return .none
                 },

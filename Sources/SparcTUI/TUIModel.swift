@@ -355,8 +355,24 @@ public struct TUIModel {
         }
         let request = exclusion
         let what = request.isEmpty ? "nothing excluded" : "\(request.pids.count) process(es) and \(request.ttys.count + (request.ttySessions?.count ?? 0)) terminal(s) excluded, scope \(scope.rawValue)"
-        ask("Checkpoint '\(processes.vmName)' (\(what)) into the store in \(bundleDirectory) (encrypted)?", .checkpoint(request, output: nil))
+        ask("Checkpoint '\(processes.vmName)' (\(what)) into the store in \(bundleDirectory) (encrypted)?" + leftOutNames(request), .checkpoint(request, output: nil))
         return .none
+    }
+
+    /// Every process and terminal the exclusion leaves out, named from the live guest (pid,
+    /// user, command; the descendants that go along by count), so nothing is confirmed blind.
+    func leftOutNames(_ request: ExclusionRequest) -> String {
+        guard !request.isEmpty else { return "" }
+        let byPid = Dictionary(processes.processes.map { ($0.pid, $0) }, uniquingKeysWith: { a, _ in a })
+        var names = request.pids.map { pid in byPid[pid].map { "\($0.pid) \($0.user) \($0.command)" } ?? "\(pid) (gone from the guest)" }
+        let shown = 6
+        if names.count > shown { names = Array(names.prefix(shown)) + ["and \(request.pids.count - shown) more"] }
+        let along = processes.broughtAlong.count
+        var text = " Left out: " + names.joined(separator: "; ")
+        if along > 0 { text += " (+\(along) descendant(s) along)" }
+        let ttys = request.ttys.map(\.description) + (request.ttySessions ?? []).map { "\($0.tty) session" }
+        if !ttys.isEmpty { text += "; terminals " + ttys.joined(separator: ", ") + " and everything on them" }
+        return text + "."
     }
 
     /// `t` on a finding: its owning process is tagged, when it still runs.

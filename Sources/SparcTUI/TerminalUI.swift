@@ -170,6 +170,7 @@ public final class TerminalUI {
                         model.bundleList.uniqueBytes[e.name] = e.uniqueBytes
                         model.bundleList.kills[e.name] = summary.damage == nil ? summary.kills : nil
                         model.bundleList.vms[e.name] = summary.damage == nil ? summary.vm : nil
+                        model.bundleList.createdAt[e.name] = summary.damage == nil ? summary.createdAt : nil
                     }
                 }
             } catch {
@@ -190,6 +191,7 @@ public final class TerminalUI {
             if summary.damage == nil {
                 model.bundleList.kills[b] = summary.kills
                 model.bundleList.vms[b] = summary.vm
+                model.bundleList.createdAt[b] = summary.createdAt
             }
         }
         // Until a domain is picked there is no agent to ask.

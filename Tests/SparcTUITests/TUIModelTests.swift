@@ -28,6 +28,7 @@ final class TUIModelTests: XCTestCase {
         m.render(into: &buffer)
         XCTAssertTrue(buffer.text.contains("[ No ]"), buffer.text)
         XCTAssertTrue(buffer.text.contains("1 process(es) and 0 terminal(s) excluded, scope all"), buffer.text)
+        XCTAssertTrue(m.confirm?.question.contains("Left out: 50 root bash") == true, "named from the live guest: \(m.confirm?.question ?? "")")
         XCTAssertEqual(m.handle(.enter), .none, "Enter on the default answer is No")
         XCTAssertNil(m.confirm)
         _ = m.handle(.char("C"))
@@ -121,6 +122,20 @@ final class TUIModelTests: XCTestCase {
         _ = m.apply(.guest(.success(GuestView(processes: m.processes.processes, ttys: [], state: "running"))))
         XCTAssertTrue(screen().contains("VM default: running") && !screen().contains("NOT LIVE"), screen())
         XCTAssertFalse(m.status.contains("agent did not answer"), "the agent's silence is over: \(m.status)")
+    }
+
+    /// The restore question says what is lost before Yes: the running VM, everything since
+    /// the checkpoint (memory and disk).
+    func testRestoreSaysWhatItDestroys() {
+        var m = model()
+        m.bundleList.createdAt = ["a.sparc": "2026-12-07T09:15:00"]
+        _ = m.apply(.guest(.success(GuestView(processes: m.processes.processes, ttys: [], state: "running"))))
+        _ = m.handle(.function(6))
+        _ = m.handle(.function(7))
+        let question = m.confirm?.question ?? ""
+        XCTAssertTrue(question.contains("LOST: the running VM is stopped (2 processes now)"), question)
+        XCTAssertTrue(question.contains("since 2026-12-07T09:15:00 UTC, in memory and on its disk"), question)
+        XCTAssertEqual(m.handle(.enter), .none, "No is the default")
     }
 
     func testTerminalsTagAndScope() {
