@@ -69,6 +69,24 @@ public final class TerminalUI {
     /// Stored checkpoints written out for reading (search, scan, hex, restore), kept while the
     /// UI runs since hex views point into them; removed when it ends.
     let writtenOut: WrittenOutCheckpoints
+    /// The store, opened once (its key unwrapped once: a passphrase-wrapped key costs a
+    /// memory-hard KDF, not to be paid at every refresh); shared with the jobs' threads (it
+    /// holds no mutable state).
+    private let openedStore = SharedBox<CheckpointStore?>(nil)
+
+    func store() throws -> CheckpointStore { try storeOpener()() }
+
+    /// Opens the store once, from any thread (it reads nothing of the model).
+    func storeOpener() -> () throws -> CheckpointStore {
+        let (box, manager, home, passphrase) = (openedStore, manager, model.bundleDirectory, passphrase)
+        return {
+            if let s = box.value { return s }
+            let s = try manager.openStore(home: home, passphrase: passphrase)
+            box.value = s
+            return s
+        }
+    }
+
     /// Whether a background verification runs (one at a time), and how to stop it at exit.
     let verifying = SharedBox(false)
     let verifyCancel = Cancellation()
@@ -92,13 +110,14 @@ public final class TerminalUI {
         }) else { return }
         let stored = list.stored.contains(next)
         let home = model.bundleDirectory
-        let (manager, passphrase, channel, verifying, cancel) = (self.manager, self.passphrase, self.channel, self.verifying, self.verifyCancel)
+        let store = stored ? try? self.store() : nil
+        let (channel, verifying, cancel) = (self.channel, self.verifying, self.verifyCancel)
         startThread {
             var problem: String?
             do {
                 let problems =
                     stored
-                    ? try StoredBundle(store: manager.openStore(home: home, passphrase: passphrase), name: next).verify(cancel: cancel)
+                    ? try StoredBundle(store: store ?? { throw SparcError("the store cannot be opened") }(), name: next).verify(cancel: cancel)
                     : try BundleReader(path: home + "/" + next).verify(cancel: cancel)
                 problem = problems.first.map { $0.description + (problems.count > 1 ? " (and \(problems.count - 1) more)" : "") }
             } catch {
@@ -119,7 +138,7 @@ public final class TerminalUI {
         let parts = path.split(separator: "/", omittingEmptySubsequences: false)
         let source: ByteSource
         if parts.count == 2, model.bundleList.stored.contains(String(parts[0])) {
-            let store = try manager.openStore(home: model.bundleDirectory, passphrase: passphrase)
+            let store = try self.store()
             guard let target = try ForensicSearch.targets(String(parts[0]), store: store).first(where: { $0.display == path }) else {
                 throw SparcError("no \(parts[1]) in the stored checkpoint \(parts[0])")
             }
@@ -158,7 +177,7 @@ public final class TerminalUI {
         var stored = Array(model.bundleList.stored)
         if FileSystem.isDirectory(home + "/store") {
             do {
-                let store = try manager.openStore(home: home, passphrase: passphrase)
+                let store = try self.store()
                 let names = try store.names().sorted()
                 if names != storeNames {
                     storeNames = names
@@ -242,9 +261,9 @@ public final class TerminalUI {
         let manager = self.manager
         let vm = model.processes.vmName
         let directory = model.bundleDirectory
-        let passphrase = self.passphrase
         let writtenOut = self.writtenOut
         let isStored = model.bundleList.stored.contains
+        let openStore = storeOpener()
         /// The bundle a restore reads for a list entry: a stored checkpoint is written out first
         /// (QEMU is handed files), and removed once the restore is done.
         func bundlePath(_ bundle: String, _ channel: JobChannel) throws -> String {
@@ -257,7 +276,7 @@ public final class TerminalUI {
         func inPlace(_ bundle: String) throws -> (String, CheckpointStore?) {
             let name = String(bundle.split(separator: "/", maxSplits: 1).first ?? "")
             if bundle.hasPrefix("/") || !isStored(name) { return (bundle.hasPrefix("/") ? bundle : directory + "/" + bundle, nil) }
-            return (bundle, try manager.openStore(home: directory, passphrase: passphrase))
+            return (bundle, try openStore())
         }
         let started: Bool
         switch effect {
@@ -265,7 +284,7 @@ public final class TerminalUI {
             started = jobs.start("checkpoint: starting") { cancel, channel in
                 do {
                     // Into the store unless a bundle path was asked for: the bundle is staged beside the store and stored.
-                    let store = output == nil ? try manager.openStore(home: directory, passphrase: passphrase) : nil
+                    let store = output == nil ? try openStore() : nil
                     let staging = output == nil ? try StoreStaging(home: directory) : nil
                     defer { staging?.remove() }
                     let r = try manager.checkpoint(
@@ -288,7 +307,7 @@ public final class TerminalUI {
             started = jobs.start("deleting \(bundle)") { _, _ in
                 do {
                     if stored {
-                        let store = try manager.openStore(home: directory, passphrase: passphrase)
+                        let store = try openStore()
                         manager.recordRemoved([try store.checkpoint(bundle)], why: "deleted in the TUI")
                         try store.delete(bundle)
                         return ("deleted \(bundle) from the store (its chunks go at 'sparc store gc')", .none)
