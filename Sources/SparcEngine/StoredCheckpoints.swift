@@ -22,14 +22,6 @@ extension VMManager {
         return try CheckpointStore(directory: home + "/store", stateDirectory: stateDirectory, passphrase: passphrase)
     }
 
-    /// Whether `name` is a checkpoint in the store under `home` (never a path: a name holds no '/').
-    public func isStored(_ name: String, home: String? = nil, passphrase: Data? = nil) -> Bool {
-        guard !name.contains("/"), !name.hasSuffix(".sparc"), let h = home ?? (try? BundleHome.ensure()), FileSystem.isDirectory(h + "/store") else {
-            return false
-        }
-        return (try? openStore(home: h, passphrase: passphrase).names().contains(name)) == true
-    }
-
     /// Records in the VM's history that stored checkpoints were removed (pruned or `store rm`).
     ///
     /// They still count as checkpoints for the rollback check (the VM went on from them, so
@@ -118,16 +110,19 @@ public final class WrittenOutCheckpoints {
     /// The bundle path for `argument`: itself when it is a path or names nothing stored, else
     /// the stored checkpoint of that name, written out (once).
     public func path(_ argument: String, progress: ((String) -> Void)? = nil) throws -> String {
-        if argument.contains("/") || FileSystem.exists(argument) || !manager.isStored(argument, home: home, passphrase: passphrase) {
-            return argument
-        }
+        // A path, or a name with no store (or one that cannot be opened) to hold it, is itself.
+        guard !argument.contains("/"), !argument.hasSuffix(".sparc"), !FileSystem.exists(argument),
+            let h = home ?? (try? BundleHome.ensure()), FileSystem.isDirectory(h + "/store"),
+            let store = try? manager.openStore(home: h, passphrase: passphrase), (try? store.names().contains(argument)) == true
+        else { return argument }
         lock.lock()
         defer { lock.unlock() }
         if directory == nil { directory = try FileSystem.makeUniqueDirectory(in: manager.root, prefix: "stored-") }
         let target = directory! + "/" + argument + ".sparc"
         if !FileSystem.exists(target) {
             progress?("reading \(argument) from the store")
-            try manager.openStore(home: home, passphrase: passphrase).export(argument, to: target)
+            // The store opened above: its key is unwrapped once (a passphrase costs scrypt).
+            try store.export(argument, to: target)
         }
         return target
     }
