@@ -16,7 +16,7 @@ CONFIG ?= release
 INSTALL_BIN = .build/$(CONFIG)
 GUEST_IMAGES ?= guest guest-debian
 APT_PACKAGES := qemu-system-x86 qemu-utils busybox-static linux-image-amd64 linux-headers-amd64 \
-	libncurses-dev libssl-dev libzstd-dev libyara-dev yara libhyperscan-dev libvirt-dev libvirt-daemon-system libvirt-clients pkg-config tmux cpio e2fsprogs kmod xz-utils zstd ripgrep gcc libc6-dev make binutils bc \
+	libncurses-dev libssl-dev libzstd-dev libnbd-dev libyara-dev yara libhyperscan-dev libvirt-dev libvirt-daemon-system libvirt-clients pkg-config tmux cpio e2fsprogs kmod xz-utils zstd ripgrep gcc libc6-dev make binutils bc \
 	debootstrap dpkg-dev util-linux fdisk openssh-client time
 SWIFT_SOURCES := $(shell find Sources -name '*.swift' -o -name '*.h' -o -name '*.modulemap') Package.swift
 AGENT_SOURCES := $(shell find Sources/sparc-agent Sources/GuestProcfs Sources/GuestQuery Sources/SparcSupport Sources/CSparcGuest Sources/CSparcSupport -type f) Package.swift

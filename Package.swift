@@ -26,7 +26,9 @@ let package = Package(
         .target(name: "GuestQuery", dependencies: ["SparcSupport"]),
         // The guest kernel's own records of free memory and swap, read from paused RAM.
         .target(name: "GuestMemory", dependencies: ["GuestQuery", "SnapshotModel", "SparcSupport"]),
-        .target(name: "Hypervisor", dependencies: ["SparcSupport"]),
+        // libnbd (Debian's libnbd-dev): a frozen disk read from QEMU's NBD export, with its dirty bitmap.
+        .target(name: "CNBD", linkerSettings: [.linkedLibrary("nbd")]),
+        .target(name: "Hypervisor", dependencies: ["SparcSupport", "CNBD"]),
         // Hyperscan (Debian's libhyperscan-dev): regular expressions and the credential rules' prefilter in one pass.
         .systemLibrary(name: "CHyperscan", providers: [.apt(["libhyperscan-dev"])]),
         // SIMD scan loop of the forensic search.

@@ -19,6 +19,13 @@ public struct StoredCheckpoint: Codable, Equatable, Sendable {
         public var chunks: [String]
         /// Each chunk's length, for a member cut by content (nil: fixed `chunkBytes`).
         public var lengths: [Int]?
+        /// For a disk stored as the guest sees it (`disk.img`): each chunk's hash in the
+        /// bundle digest (hex; a chunk is one `ChunkedDigest` chunk), so that a later
+        /// checkpoint that reuses the chunk needs not read it to digest the disk.
+        public var digestHashes: [String]?
+        /// Byte ranges stored as zeros although the disk held data there (swap slots left out):
+        /// a later checkpoint reads them again rather than reuse those chunks.
+        public var zeroed: [[Int64]]?
 
         /// Where each chunk lies in the member, or nil when the chunks do not tile it exactly.
         public func extents() -> [(offset: Int64, length: Int)]? {
@@ -118,22 +125,34 @@ public final class CheckpointStore {
     /// `justWritten`: the bundle is one this process has just written into a private staging
     /// directory, its digests computed as it was written; it is not read a second time to
     /// verify them (the store's export and verify check them on what was stored).
+    ///
+    /// `prestored`: members the manifest lists that are in the store already (a disk stored
+    /// as the guest sees it while the checkpoint ran, `storeGuestDisk`), not in the directory.
     public func importBundle(
-        _ reader: BundleReader, as name: String, chunkBytes: Int = defaultChunkBytes, compress: Bool = true, justWritten: Bool = false
+        _ reader: BundleReader, as name: String, chunkBytes: Int = defaultChunkBytes, compress: Bool = true, justWritten: Bool = false,
+        prestored: [StoredCheckpoint.Member] = []
     ) throws -> StoreReport {
         try Self.checkNamed(name)
         return try objects.withLock(exclusive: false) {
-            try importLocked(reader, as: name, chunkBytes: chunkBytes, compress: compress, verify: !justWritten)
+            try importLocked(reader, as: name, chunkBytes: chunkBytes, compress: compress, verify: !justWritten, prestored: prestored)
         }
     }
 
-    func importLocked(_ reader: BundleReader, as name: String, chunkBytes: Int, compress: Bool, verify: Bool) throws -> StoreReport {
+    func importLocked(
+        _ reader: BundleReader, as name: String, chunkBytes: Int, compress: Bool, verify: Bool, prestored: [StoredCheckpoint.Member] = []
+    ) throws -> StoreReport {
         guard !objects.exists("checkpoints/" + name) else { throw StoreError.exists(name) }
         if verify, let problem = reader.verify().first { throw BundleError.damaged(member: problem.file, why: problem.reason) }
         var report = StoreReport(name: name)
         var members: [StoredCheckpoint.Member] = []
         for entry in reader.manifest.files {
             guard let member = Manifest.Member(rawValue: entry.name) else { continue }
+            if let given = prestored.first(where: { $0.name == entry.name }) {
+                guard given.size == entry.size, given.extents() != nil else { throw BundleError.damaged(member: entry.name, why: "its stored size differs from the manifest's") }
+                report.logicalBytes += given.size
+                members.append(given)
+                continue
+            }
             let file = try reader.open(member)
             var chunks: [String] = []
             var lengths: [Int] = []
@@ -231,6 +250,15 @@ public final class CheckpointStore {
     }
 
     /// A stored checkpoint's manifest, opened and checked.
+    /// Holds the store's shared lock until released: chunks stored under it stay while the
+    /// checkpoint that lists them is being written (`gc` waits for the exclusive lock).
+    public func lease() throws -> FileLock {
+        guard let dir = objects as? DirectoryObjectStore, let lock = try FileLock(dir.root + "/lock", shared: true) else {
+            throw SparcError("cannot lock the checkpoint store")
+        }
+        return lock
+    }
+
     public func checkpoint(_ name: String) throws -> StoredCheckpoint {
         try Self.checkNamed(name)
         guard objects.exists("checkpoints/" + name) else { throw StoreError.noSuchCheckpoint(name) }

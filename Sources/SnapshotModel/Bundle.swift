@@ -70,14 +70,15 @@ public final class BundleWriter {
     }
 
     /// Writes the manifest and the seal, syncs every file and moves the bundle to its final
-    /// name. Returns the manifest as written (with its digest).
+    /// name. Returns the manifest as written (with its digest). `storedElsewhere`: members the
+    /// manifest lists that were written straight into the checkpoint store, not here.
     @discardableResult
-    public func commit(_ manifest: Manifest, sealKey: Data? = nil) throws -> Manifest {
+    public func commit(_ manifest: Manifest, sealKey: Data? = nil, storedElsewhere: Set<String> = []) throws -> Manifest {
         let data = try manifest.encoded()
         try write(data, to: Manifest.fileName)
         let sealed = try Manifest.decode(data)
         if let sealKey { try write(BundleSeal.make(key: sealKey, manifestDigest: sealed.manifestSHA256), to: Manifest.sealFile) }
-        for entry in manifest.files.map(\.name) + [Manifest.fileName] + (sealKey != nil ? [Manifest.sealFile] : []) {
+        for entry in manifest.files.map(\.name).filter({ !storedElsewhere.contains($0) }) + [Manifest.fileName] + (sealKey != nil ? [Manifest.sealFile] : []) {
             let f = open(file(entry), O_RDONLY | O_CLOEXEC)
             guard f >= 0 else { throw SparcError.posix("cannot open", file(entry)) }
             let rc = fsync(f)

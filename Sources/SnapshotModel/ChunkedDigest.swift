@@ -66,6 +66,15 @@ public enum ChunkedDigest {
         return h.finalize()
     }
 
+    /// The hash of chunk `index` of a file of `size` bytes, its bytes at `p` (a chunk of zeros
+    /// is not hashed): for building a digest out of chunks read in any order.
+    public static func chunkHash(_ p: UnsafeRawPointer, count: Int, index: Int, size: Int64) -> [UInt8] {
+        hash(chunk: p, count: count, index: index, size: size)
+    }
+
+    /// The hash of chunk `index` of a file of `size` bytes when it is all zeros.
+    public static func zeroChunkHash(index: Int, size: Int64) -> [UInt8] { zeroHash(chunk: index, size: size) }
+
     /// The digest of bytes in memory.
     public static func of(_ data: Data) -> String {
         let size = Int64(data.count)

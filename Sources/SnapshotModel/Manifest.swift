@@ -28,6 +28,9 @@ public struct Manifest: Codable, Equatable, Sendable {
         case memory = "memory.img"
         case devices = "devices.vmstate"
         case disk = "disk.qcow2"
+        /// The disk as the guest sees it, a sparse raw image: how the store keeps a disk it
+        /// read through QEMU (by offset, so an unchanged block is an unchanged chunk).
+        case diskImage = "disk.img"
         /// The owner map of format-2 bundles (JSON), still read.
         case owners = "owners.json"
         /// The owner map (see `OwnerMapFile`).
@@ -41,7 +44,7 @@ public struct Manifest: Codable, Equatable, Sendable {
             switch self {
             case .memory: return Int64(Manifest.maxMemoryMiB) << 20
             case .devices: return 1 << 30
-            case .disk: return 64 << 40
+            case .disk, .diskImage: return 64 << 40
             // Format-2 maps are digested as a stream whatever their size; readers decode only
             // up to OwnerIndex.maxLegacyJSONBytes.
             case .owners: return 4 << 30
@@ -346,6 +349,9 @@ public struct Manifest: Codable, Equatable, Sendable {
 
     public func file(named name: String) -> FileEntry? { files.first { $0.name == name } }
     public func file(_ member: Member) -> FileEntry? { file(named: member.rawValue) }
+    /// Which member holds the disk state: a qcow2 image (`disk.qcow2`) or the disk as the
+    /// guest sees it (`disk.img`); nil without a disk.
+    public var diskMember: Member? { file(.disk) != nil ? .disk : file(.diskImage) != nil ? .diskImage : nil }
 
     /// Encodes with the self-digest filled in: any changed byte of the file is detected.
     public func encoded() throws -> Data {
@@ -450,7 +456,8 @@ public struct Manifest: Codable, Equatable, Sendable {
         }
         guard file(.memory)?.size == memory.bytes else { throw bad("the memory image is missing or not the machine's RAM size") }
         guard file(.devices) != nil else { throw bad("the device state is missing") }
-        guard machine.disk == (file(.disk) != nil) else { throw bad("the disk state does not match the machine's disk") }
+        guard file(.disk) == nil || file(.diskImage) == nil else { throw bad("two disk states") }
+        guard machine.disk == (diskMember != nil) else { throw bad("the disk state does not match the machine's disk") }
         guard (libvirt != nil) == (file(.domain) != nil) else { throw bad("a libvirt domain's definition without its record, or the reverse") }
         for p in exclusion.processes where p.pid <= 0 { throw bad("excluded process with pid \(p.pid)") }
         guard exclusion.bytes >= 0, exclusion.ranges >= 0, exclusion.keptSharedPages >= 0 else { throw bad("exclusion counts") }

@@ -1,3 +1,4 @@
+import CheckpointStore
 import Foundation
 import GuestQuery
 import Hypervisor
@@ -27,6 +28,13 @@ public struct CheckpointReport: Codable, Sendable {
     public var ttySessions: [TTYSession] = []
     /// What was done with free memory and swap (nil from before sparc left them out).
     public var freeMemory: Manifest.FreeMemory?
+    /// How the disk state was taken into the store: incrementally since which checkpoint, or
+    /// read whole and why (nil: copied into the bundle with qemu-img).
+    public var diskNote: String?
+    /// Bytes of the disk read for the store (nil: not stored that way).
+    public var diskReadBytes: Int64?
+    /// The stored checkpoint only the writes since were read (nil: the whole disk was read).
+    public var diskChangedSince: String?
 }
 
 extension VMManager {
@@ -38,7 +46,7 @@ extension VMManager {
     /// Memory the guest holds free (and unused swap slots) is left out unless `saveFreeMemory`.
     public func checkpoint(
         name: String, output: String, stopAfter: Bool = false, exclusion: ExclusionRequest? = nil, saveFreeMemory: Bool = false,
-        cancel: Cancellation? = nil, progress: Progress? = nil
+        cancel: Cancellation? = nil, progress: Progress? = nil, store: StoreDestination? = nil
     ) throws -> CheckpointReport {
         let driver = driver
         try driver.validate(name: name)
@@ -46,7 +54,7 @@ extension VMManager {
             do {
                 return try runCheckpoint(
                     driver.machine(name, manager: self), output: output, stopAfter: stopAfter, exclusion: exclusion, saveFreeMemory: saveFreeMemory,
-                    cancel: cancel, progress: progress)
+                    cancel: cancel, progress: progress, store: store)
             } catch {
                 throw driver.explainCheckpointFailure(name, cause: error, manager: self) ?? error
             }
@@ -76,7 +84,7 @@ extension VMManager {
     /// and say in one line what could not be undone.
     func runCheckpoint(
         _ machine: Machine, output: String, stopAfter: Bool, exclusion: ExclusionRequest?, saveFreeMemory: Bool, cancel: Cancellation?,
-        progress: Progress?
+        progress: Progress?, store: StoreDestination? = nil
     ) throws -> CheckpointReport {
         let name = machine.name
         let outcome = "the \(machine.noun) runs on, no bundle was written"
@@ -127,6 +135,8 @@ extension VMManager {
             try machine.pause()
             paused = true
             let pausedAt = Date()
+            // Into the store: the disk's writes are counted from this instant, for the next checkpoint.
+            if let store { try machine.trackDiskWrites(as: DiskBitmap.name(since: store.name)) }
             let frozenLayer = try machine.divertDisk { target in
                 try FreezeMarker.mine(.checkpoint, staging: writer.stagingPath, diverted: target).write(layout.atWorkMarker)
             }
@@ -161,13 +171,17 @@ extension VMManager {
 
             try checkCancelled()
             var files = [Manifest.memoryFile, Manifest.devicesFile, Manifest.ownersFile] + ownFiles
-            if try saveDiskState(from: frozenLayer, plan: plan, freeSlots: saved.swapRanges, writer: writer, progress: progress, cancel: cancel) {
+            var storedDisk: (entry: Manifest.FileEntry, note: String, read: Int64, since: String?)?
+            if let store, frozenLayer != nil, let frozen = try machine.openFrozenDisk(stored: try storedNames(of: name, in: store.store), progress: progress) {
+                storedDisk = try storeFrozenDisk(frozen, into: store, vm: name, plan: plan, freeSlots: saved.swapRanges, progress: progress, cancel: cancel)
+                machine.finishFrozenDisk(succeeded: true)
+            } else if try saveDiskState(from: frozenLayer, plan: plan, freeSlots: saved.swapRanges, writer: writer, progress: progress, cancel: cancel) {
                 files.append(Manifest.diskFile)
             }
 
             try checkCancelled()
             progress?(.init(.hashing, "hashing"))
-            let entries = try writer.entries(for: files, known: [Manifest.memoryFile: stats.sha256], cancel: cancel)
+            let entries = try writer.entries(for: files, known: [Manifest.memoryFile: stats.sha256], cancel: cancel) + (storedDisk.map { [$0.entry] } ?? [])
             try checkCancelled()
             let header = machine.manifestHeader()
             var manifest = Manifest(
@@ -183,7 +197,8 @@ extension VMManager {
             FaultPoint.reached("checkpoint-before-commit")
             // The last moment a cancel can still leave nothing behind.
             try checkCancelled()
-            let sealed = try writer.commit(manifest, sealKey: HostKey(directory: stateDirectory).sealKey(create: true))
+            let sealed = try writer.commit(
+                manifest, sealKey: HostKey(directory: stateDirectory).sealKey(create: true), storedElsewhere: Set(storedDisk.map { [$0.entry.name] } ?? []))
             // From here the bundle stands: a later failure says so and undoes nothing.
             committed = true
             unlink(layout.atWorkMarker)
@@ -196,16 +211,19 @@ extension VMManager {
             return CheckpointReport(
                 bundle: writer.path, memoryBytes: stats.bytes, memoryDataBytes: stats.dataBytes,
                 devicesBytes: entries.first { $0.name == Manifest.devicesFile }?.size ?? 0,
-                diskBytes: entries.first { $0.name == Manifest.diskFile }?.size, downtime: downtime,
+                diskBytes: entries.first { $0.name == Manifest.diskFile || $0.name == CheckpointStore.guestDiskMember }?.size, downtime: downtime,
                 total: Date().timeIntervalSince(began), stopped: stopAfter, exclusion: manifest.exclusion,
                 liveNames: Dictionary(plan?.processes.map { ($0.pid, $0.command) } ?? [], uniquingKeysWith: { a, _ in a }),
-                ttySessions: plan?.ttySessions ?? [], freeMemory: saved.free)
+                ttySessions: plan?.ttySessions ?? [], freeMemory: saved.free, diskNote: storedDisk?.note,
+                diskReadBytes: storedDisk?.read, diskChangedSince: storedDisk?.since)
         } catch {
             guard !committed else { throw error }
             // Failure or cancel: leave the machine as it was (running, thawed, on its own
             // disk) and no partial bundle behind. The steps back are not cancelled themselves.
             agent.cancel = nil
             writer.abort()
+            machine.finishFrozenDisk(succeeded: false)
+            store?.release()
             let problems = machine.undo(paused: paused)
             let alive = (machine as? OwnMachine)?.isAlive ?? true
             if !thawOnFailure || (try? agent.thaw()) != nil || !alive { unlink(layout.atWorkMarker) }
@@ -347,6 +365,53 @@ extension VMManager {
         if r.cancelled { throw Self.cancelled("the VM runs on, no bundle was written") }
         guard r.status == 0 else { throw SparcError("cannot save the disk state: \(r.stderrSummary)") }
         return true
+    }
+
+    /// The names of `vm`'s stored checkpoints.
+    func storedNames(of vm: String, in store: CheckpointStore) throws -> Set<String> {
+        Set(try store.names().filter { $0.hasPrefix(vm + "-") })
+    }
+
+    /// Stores the frozen disk as the guest sees it into the checkpoint's store, reading only
+    /// what changed since the checkpoint its bitmap names (else all of it, and says why);
+    /// swap slots left out are zeros in the stored chunks, never in the VM's disk. Returns the
+    /// manifest's entry for it and a line for the operator.
+    func storeFrozenDisk(
+        _ frozen: FrozenDisk, into destination: StoreDestination, vm: String, plan: ExclusionPlan?, freeSlots: [DiskByteRange], progress: Progress?,
+        cancel: Cancellation?
+    ) throws -> (entry: Manifest.FileEntry, note: String, read: Int64, since: String?) {
+        let ranges = DiskByteRange.merged((plan?.diskRanges ?? []) + freeSlots)
+        for r in ranges where r.offset.addingReportingOverflow(r.length).overflow || r.offset + r.length > UInt64(frozen.size) {
+            throw SparcError("a swap range at byte \(r.offset) lies beyond the disk (\(frozen.size) bytes)")
+        }
+        let zeroed = ranges.map { Int64($0.offset)..<Int64($0.offset + $0.length) }
+        var parentMember: StoredCheckpoint.Member?
+        var reason = frozen.fullReadReason
+        if let parent = frozen.parent {
+            let stored = try destination.store.checkpoint(parent)
+            parentMember = stored.members.first { $0.name == CheckpointStore.guestDiskMember }
+            if stored.vm != vm || parentMember.map({ CheckpointStore.isReusableParent($0, size: frozen.size) }) != true {
+                parentMember = nil
+                reason = "the stored checkpoint \(parent) holds no disk of this size read as the guest sees it"
+            }
+        }
+        if destination.lease == nil { destination.lease = try destination.store.lease() }
+        let what = parentMember != nil ? "saving disk state: what changed since \(frozen.parent!)" : "saving disk state: reading all of it"
+        progress?(.init(.savingDisk, what))
+        let result = try destination.store.storeGuestDisk(
+            GuestDiskRequest(source: frozen, parent: parentMember, changedSinceParent: parentMember != nil ? frozen.changed : nil, zeroed: zeroed),
+            progress: { done, total in progress?(.init(.savingDisk, "\(what) \(done * 100 / max(total, 1))%")) }, cancel: cancel)
+        destination.prestored = [result.member]
+        destination.prestoredReport = result.report
+        let read = formatBytes(result.readBytes)
+        let note =
+            result.incremental
+            ? "disk: read \(read) written since \(frozen.parent!) (dirty bitmap), \(result.reusedChunks) of \(result.report.chunks) chunks unchanged"
+            : "disk: read all \(read) of data (\(reason ?? "no earlier state to compare with")), deduplicated in the store"
+        return (
+            Manifest.FileEntry(name: CheckpointStore.guestDiskMember, size: result.member.size, sha256: result.digest), note, result.readBytes,
+            result.incremental ? frozen.parent : nil
+        )
     }
 
     /// Turns `x-ignore-shared` off again once sparc's migration is done: QEMU keeps the

@@ -94,16 +94,17 @@ extension VMManager {
     /// Puts a bundle's disk state into a domain's image file (not in use: the domain is not
     /// running), in the image's own format, keeping its owner and mode; the file is the old or
     /// the new disk, never a mix.
-    func rollBackDomainDisk(_ source: OpenedFile, entry: Manifest.FileEntry, to target: String, format: String, layout: RuntimeLayout) throws {
+    func rollBackDomainDisk(
+        _ source: OpenedFile, member: Manifest.Member = .disk, entry: Manifest.FileEntry, to target: String, format: String, layout: RuntimeLayout
+    ) throws {
         var old = stat()
         let hadOld = lstat(target, &old) == 0
         if format == "qcow2" {
-            _ = try restoreDisk(source, entry: entry, to: target, layout: layout)
+            _ = try restoreDisk(source, member: member, entry: entry, to: target, layout: layout)
         } else {
             let copy = layout.directory + "/disk.qcow2"
             defer { unlink(copy) }
-            try copyVerified(source, entry: entry, to: copy)
-            _ = try QCOW2Header.checkStandalone(path: copy, what: "the bundle's disk state")
+            _ = try copyDiskState(source, member: member, entry: entry, to: copy)
             let staging = try StagingDirectory(beside: target)
             let r = try Subprocess.run([try QEMUProcess.locateQemuImg(), "convert", "-f", "qcow2", "-O", format, copy, staging.file])
             guard r.status == 0 else { throw SparcError("cannot write the disk state into \(target): \(r.stderrSummary)") }

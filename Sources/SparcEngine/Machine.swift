@@ -42,6 +42,14 @@ protocol Machine: AnyObject {
     /// whose copy is the disk state (nil: no disk). `marker` records a diversion a guardian
     /// must undo should the command die.
     func divertDisk(marker: (_ diverted: String) throws -> Void) throws -> (path: String, format: String)?
+    /// Starts counting the disk's writes from this instant in a dirty bitmap of that name,
+    /// where the machine keeps one (called paused, just before `divertDisk`).
+    func trackDiskWrites(as bitmap: String) throws
+    /// The frozen layer as the guest sees it, for a checkpoint into the store (nil: its disk
+    /// state is copied with qemu-img); `stored` names the VM's stored checkpoints.
+    func openFrozenDisk(stored: Set<String>, progress: VMManager.Progress?) throws -> FrozenDisk?
+    /// Ends what `openFrozenDisk` and `trackDiskWrites` began, kept or undone.
+    func finishFrozenDisk(succeeded: Bool)
     /// A read-only descriptor of its RAM file, checked as the path's origin demands.
     func openRAM() throws -> Int32
     /// After the bundle is sealed: the guest's writes since go back into its own disk.
@@ -55,6 +63,14 @@ protocol Machine: AnyObject {
     func describe(into manifest: inout Manifest)
     /// The descriptive fields of a new manifest: identity, machine and QEMU.
     func manifestHeader() -> (vm: Manifest.VMRecord, machine: Manifest.Machine, qemu: Manifest.QEMUInfo)
+}
+
+/// A machine without dirty bitmaps or a disk export (a libvirt domain) copies its disk state
+/// with qemu-img.
+extension Machine {
+    func trackDiskWrites(as bitmap: String) throws {}
+    func openFrozenDisk(stored: Set<String>, progress: VMManager.Progress?) throws -> FrozenDisk? { nil }
+    func finishFrozenDisk(succeeded: Bool) {}
 }
 
 /// A VM sparc started itself: its QMP socket, its RAM file under sparc's runtime directory,
@@ -97,8 +113,25 @@ final class OwnMachine: Machine {
         unlink(layout.pausedMarker)
     }
 
+    /// The layer `divertDisk` froze, and how many layers the chain had then.
+    var frozenLayer: DiskLayer?
+    var frozenChainLength = 0
+    /// The bitmap this checkpoint added, and the one it reads (disabled while exported).
+    var addedBitmap: String?
+    var disabledBitmap: String?
+    var exportSocket: String?
+
+    func trackDiskWrites(as bitmap: String) throws {
+        guard tracksDiskWrites, let base = state.disk.first else { return }
+        // Live only (see DiskBitmap): a clean stop writes it into the image.
+        try qmp.execute("block-dirty-bitmap-add", ["node": base.node, "name": bitmap, "persistent": false])
+        addedBitmap = bitmap
+    }
+
     func divertDisk(marker: (String) throws -> Void) throws -> (path: String, format: String)? {
         guard state.spec.hasDisk, let top = state.disk.last else { return nil }
+        frozenLayer = top
+        frozenChainLength = state.disk.count
         // The layer the guest wrote so far becomes read-only and is the disk state of this
         // checkpoint; the VM goes on writing into a new overlay, handed to QEMU as descriptors.
         try manager.addOverlay(&state, qmp: qmp, layout: layout)

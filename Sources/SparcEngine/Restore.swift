@@ -373,17 +373,38 @@ extension VMManager {
 
     /// Writes a bundle's disk state to `target`: copied beside it while its digest is checked,
     /// its header checked, then renamed over it, so the file is the old or the new disk, never a mix.
-    func restoreDisk(_ source: OpenedFile, entry: Manifest.FileEntry, to target: String, layout: RuntimeLayout, cancel: Cancellation? = nil) throws -> Int64 {
+    func restoreDisk(
+        _ source: OpenedFile, member: Manifest.Member = .disk, entry: Manifest.FileEntry, to target: String, layout: RuntimeLayout, cancel: Cancellation? = nil
+    ) throws -> Int64 {
         try FileSystem.makeDirectories(Path.directory(of: target))
         let staging = try StagingDirectory(beside: target)
-        try copyVerified(source, entry: entry, to: staging.file, cancel: cancel)
-        let size = try QCOW2Header.checkStandalone(path: staging.file, what: "the bundle's disk state")
+        let size = try copyDiskState(source, member: member, entry: entry, to: staging.file, cancel: cancel)
         if let old = try? OpenedFile(regular: target) {
             // Nothing else may be using the file being replaced.
             try DiskLock.lock(old.fd, path: target, writable: true)
         }
         try staging.moveIntoPlace(replace: true)
         return size
+    }
+
+    /// Writes a bundle's disk state to the new file `path` as a standalone qcow2, checked
+    /// against its digest; returns the disk's size. A qcow2 member is copied as it is hashed;
+    /// a disk stored as the guest sees it (`disk.img`) is copied beside `path` as it is
+    /// hashed, then converted (never probed: it is read as raw).
+    func copyDiskState(_ source: OpenedFile, member: Manifest.Member, entry: Manifest.FileEntry, to path: String, cancel: Cancellation? = nil) throws -> Int64 {
+        guard member == .diskImage else {
+            try copyVerified(source, entry: entry, to: path, cancel: cancel)
+            return try QCOW2Header.checkStandalone(path: path, what: "the bundle's disk state")
+        }
+        let raw = path + ".raw"
+        defer { unlink(raw) }
+        try copyVerified(source, entry: entry, to: raw, cancel: cancel)
+        let r = try Subprocess.run([try QEMUProcess.locateQemuImg(), "convert", "-q", "-f", "raw", "-O", "qcow2", raw, path], cancel: cancel)
+        guard r.status == 0 else {
+            unlink(path)
+            throw SparcError("cannot convert the bundle's disk state: \(r.stderrSummary)")
+        }
+        return entry.size
     }
 
     /// Copies a bundle member into sparc's private runtime directory, checking its digest on

@@ -116,7 +116,7 @@ final class OwnRestoreTarget: RestoreTarget {
             warnings.append("a foreign bundle does not choose host ports or interfaces: its network card is on user networking without forwards (use --net)")
         }
         // Opened (and size-checked) now, used only after its digest is checked.
-        diskFile = spec.hasDisk ? try reader.open(.disk) : nil
+        diskFile = spec.hasDisk ? try reader.open(manifest.diskMember ?? .disk) : nil
         try manager.checkMemoryAvailable(spec, replacing: replacing ? try? manager.running(name) : nil)
         diskTarget = try manager.restoreDiskTarget(manifest, name: name, provenance: provenance, policy: policy)
         self.spec = spec
@@ -147,18 +147,18 @@ final class OwnRestoreTarget: RestoreTarget {
     func restoreDisk(progress: VMManager.Progress?, cancel: Cancellation?) throws {
         try mark()
         guard let diskFile else { return }
-        let entry = reader.manifest.file(.disk)!
+        let member = reader.manifest.diskMember ?? .disk
+        let entry = reader.manifest.file(member)!
         if let target = diskTarget {
             // The VM's own file goes back to the checkpoint's state (written beside it, renamed over it).
             progress?("rolling the disk back in \(Path.base(of: target))")
-            let size = try manager.restoreDisk(diskFile, entry: entry, to: target, layout: layout, cancel: cancel)
+            let size = try manager.restoreDisk(diskFile, member: member, entry: entry, to: target, layout: layout, cancel: cancel)
             disk = [DiskLayer(path: target, format: "qcow2", writable: true, followsOwnBacking: false, virtualSize: size)]
         } else {
             // The bundle stays untouched: the VM runs on a private copy of its disk state plus an overlay.
             let base = layout.directory + "/disk-base.qcow2"
             progress?("copying the disk state")
-            try manager.copyVerified(diskFile, entry: entry, to: base, cancel: cancel)
-            let size = try QCOW2Header.checkStandalone(path: base, what: "the bundle's disk state")
+            let size = try manager.copyDiskState(diskFile, member: member, entry: entry, to: base, cancel: cancel)
             let overlay = layout.directory + "/disk-1.qcow2"
             let baseLayer = DiskLayer(path: base, format: "qcow2", writable: false, followsOwnBacking: false, virtualSize: size)
             try manager.createOverlay(overlay, on: baseLayer)
@@ -324,7 +324,7 @@ final class DomainRestoreTarget: RestoreTarget {
         guard reader.manifest.machine.disk == (disk != nil) else {
             throw SparcError("bundle \(Path.base(of: reader.path).terminalSafe): its disk state and its domain's writable disk do not match", kind: .negative)
         }
-        diskFile = disk != nil ? try reader.open(.disk) : nil
+        diskFile = disk != nil ? try reader.open(reader.manifest.diskMember ?? .disk) : nil
         self.definition = definition
         self.disk = disk
         return []
@@ -342,7 +342,8 @@ final class DomainRestoreTarget: RestoreTarget {
     func restoreDisk(progress: VMManager.Progress?, cancel: Cancellation?) throws {
         guard let disk, let file = disk.file, let format = disk.format, let diskFile else { return }
         progress?("rolling disk \(disk.target) back in \(Path.base(of: file))")
-        try manager.rollBackDomainDisk(diskFile, entry: reader.manifest.file(.disk)!, to: file, format: format, layout: layout)
+        let member = reader.manifest.diskMember ?? .disk
+        try manager.rollBackDomainDisk(diskFile, member: member, entry: reader.manifest.file(member)!, to: file, format: format, layout: layout)
     }
 
     func startPaused(memory: OpenedFile, progress: VMManager.Progress?, cancel: Cancellation?) throws -> MachineMonitor {

@@ -61,10 +61,32 @@ public final class StoreStaging {
         directory + "/" + StoredName.make(vm: vm, at: date) + ".sparc"
     }
 
+    /// Where the checkpoint of `vm` taken `date` goes: its staged bundle and its name in `store`.
+    public func destination(vm: String, store: CheckpointStore, at date: Date = Date()) -> StoreDestination {
+        let path = bundlePath(vm: vm, at: date)
+        return StoreDestination(store: store, name: StoredName.of(bundle: path), bundlePath: path)
+    }
+
     /// Stores the bundle at `path` under its name (without `.sparc`).
     public func store(_ path: String, into store: CheckpointStore) throws -> StoreReport {
         // The checkpoint wrote it here a moment ago, hashing as it wrote: not read twice.
         let report = try store.importBundle(try BundleReader(path: path), as: StoredName.of(bundle: path), justWritten: true)
+        FaultPoint.reached("checkpoint-after-store")
+        return report
+    }
+
+    /// Stores a checkpoint taken into `destination`: its staged bundle and the members it
+    /// stored while it ran (the disk); the disk's chunks count in the report.
+    public func store(_ destination: StoreDestination) throws -> StoreReport {
+        defer { destination.release() }
+        var report = try destination.store.importBundle(
+            try BundleReader(path: destination.bundlePath), as: destination.name, justWritten: true, prestored: destination.prestored)
+        if let disk = destination.prestoredReport {
+            report.chunks += disk.chunks
+            report.zeroChunks += disk.zeroChunks
+            report.sharedChunks += disk.sharedChunks
+            report.storedBytes += disk.storedBytes
+        }
         FaultPoint.reached("checkpoint-after-store")
         return report
     }

@@ -93,6 +93,7 @@ extension CheckpointReport {
             for g in ex.gaps ?? [] { lines.append("    GAP (--best-effort, may be in the bundle): \(g)") }
         }
         if let freeMemory { lines += freeMemory.summaryLines }
+        if let diskNote { lines.append("  " + diskNote) }
         lines.append(String(format: "  guest paused %.2f s, total %.2f s%@", downtime, total, stopped ? ", VM stopped" : ""))
         return lines
     }

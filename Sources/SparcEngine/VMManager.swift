@@ -173,6 +173,7 @@ public final class VMManager {
             name: options.name, id: id, spec: spec, kernel: kernel?.record, initrd: initrd?.record, argv: command.arguments,
             pid: pid, qemuVersion: qmp.qemuVersion, ramPath: ramPath, disk: disk, diskScratch: scratch, persistentDisk: persistent,
             sandboxUser: sandbox.user)
+        if persistent != nil, disk.first?.format == "qcow2" { DiskBitmap.adopt(qmp, node: disk[0].node) }
         qmp.close()
         do {
             try state.save(layout.stateFile)
@@ -279,6 +280,13 @@ public final class VMManager {
         {
             // An overlay left by an interrupted checkpoint goes back into the VM's own file first.
             try? commitOverlays(&state, qmp: qmp, layout: layout, progress: progress)
+            qmp.close()
+        }
+        if wasRunning, state.persistentDisk != nil, state.disk.count == 1, state.disk[0].format == "qcow2",
+            let qmp = try? QMPClient(socketPath: layout.qmpSocket, timeout: 10)
+        {
+            // The disk's dirty bitmaps go into its image at this clean close (DiskBitmap).
+            DiskBitmap.persist(qmp, node: state.disk[0].node)
             qmp.close()
         }
         var report = StopReport(how: wasRunning ? .quit : .alreadyExited)

@@ -287,14 +287,15 @@ public final class TerminalUI {
                     let store = output == nil ? try openStore() : nil
                     let staging = output == nil ? try StoreStaging(home: directory) : nil
                     defer { staging?.remove() }
+                    let destination = store.map { staging!.destination(vm: vm, store: $0) }
                     let r = try manager.checkpoint(
-                        name: vm, output: output ?? staging!.bundlePath(vm: vm), exclusion: request.isEmpty ? nil : request, cancel: cancel,
-                        progress: { event in channel.post(.progress("checkpoint: \(event.text)", fraction: event.checkpointFraction)) })
-                    guard let staging, let store else {
+                        name: vm, output: output ?? destination!.bundlePath, exclusion: request.isEmpty ? nil : request, cancel: cancel,
+                        progress: { event in channel.post(.progress("checkpoint: \(event.text)", fraction: event.checkpointFraction)) }, store: destination)
+                    guard let staging, let destination else {
                         return (r.oneLine + " — on Bundles (F6), F5 scans it for credentials", .saved(Path.base(of: r.bundle)))
                     }
                     channel.post(.progress("checkpoint: storing (deduplicated, compressed, encrypted)", fraction: nil))
-                    let stored = try staging.store(r.bundle, into: store)
+                    let stored = try staging.store(destination)
                     // "saved PATH in …" becomes "stored NAME (N new) in …": the name first, so that a narrow status line shows it.
                     let rest = r.oneLine.hasPrefix("saved \(r.bundle)") ? String(r.oneLine.dropFirst("saved \(r.bundle)".count)) : ": " + r.oneLine
                     return ("stored \(stored.name) (\(formatBytes(stored.storedBytes)) new)" + rest + " — on Bundles (F6), F5 scans it", .saved(stored.name))

@@ -38,16 +38,17 @@ struct StoreBenchmark {
     func checkpoint(into store: CheckpointStore) throws -> Stored {
         let staging = try StoreStaging(home: home)
         defer { staging.remove() }
-        var path = staging.bundlePath(vm: name)
+        var destination = staging.destination(vm: name, store: store)
         // Names are by the second: two checkpoints within one would collide.
-        while (try store.names()).contains(StoredName.of(bundle: path)) {
+        while (try store.names()).contains(destination.name) {
             usleep(200_000)
-            path = staging.bundlePath(vm: name)
+            destination = staging.destination(vm: name, store: store)
         }
+        let path = destination.bundlePath
         let t0 = now()
-        let report = try manager.checkpoint(name: name, output: path)
+        let report = try manager.checkpoint(name: name, output: path, store: destination)
         let t1 = now()
-        let stored = try staging.store(path, into: store)
+        let stored = try staging.store(destination)
         syncAll()
         let t2 = now()
         return Stored(

@@ -117,10 +117,11 @@ struct Checkpoint: ParsableCommand {
         // A checkpoint into the store is a bundle staged in a private directory beside it, stored, then removed.
         let staging = output == nil ? try StoreStaging(home: try BundleHome.ensure()) : nil
         defer { staging?.remove() }
-        let target = output ?? staging!.bundlePath(vm: vm.name)
+        let destination = storeHandle.map { staging!.destination(vm: vm.name, store: $0) }
+        let target = output ?? destination!.bundlePath
         var report = try manager.checkpoint(
             name: vm.name, output: target, stopAfter: stop, exclusion: request.isEmpty ? nil : request,
-            saveFreeMemory: saveFreeMemory, cancel: Interruption.cancellation, progress: progressPrinter())
+            saveFreeMemory: saveFreeMemory, cancel: Interruption.cancellation, progress: progressPrinter(), store: destination)
         endProgress()
         var gate: CredentialScan.Gate?
         if let rules {
@@ -131,8 +132,8 @@ struct Checkpoint: ParsableCommand {
                 cancel: Interruption.cancellation)
             endProgress()
         }
-        if let staging, let storeHandle, gate?.refused != true, FileSystem.exists(report.bundle) {
-            let stored = try staging.store(report.bundle, into: storeHandle)
+        if let staging, let destination, gate?.refused != true, FileSystem.exists(report.bundle) {
+            let stored = try staging.store(destination)
             report.bundle = stored.name
             if !json {
                 print("stored as \(stored.name.terminalSafe): \(formatBytes(stored.storedBytes)) written (\(stored.sharedChunks) of \(stored.chunks) chunks already in the store, \(stored.zeroChunks) of zeros)")
