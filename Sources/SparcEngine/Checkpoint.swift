@@ -203,10 +203,11 @@ extension VMManager {
             committed = true
             unlink(layout.atWorkMarker)
             try history(name).append(.checkpoint, bundle: writer.path, bundleDigest: sealed.manifestSHA256, epoch: try rsdm(vmId: machine.identity).epoch())
+            let finishing = ProgressEvent.finishing(progress)
             if !stopAfter {
-                do { try machine.mergeDisk(progress: progress) } catch { throw SparcError("checkpoint saved in \(writer.path), but \(error)") }
+                do { try machine.mergeDisk(progress: finishing) } catch { throw SparcError("checkpoint saved in \(writer.path), but \(error)") }
             } else {
-                try machine.stop(progress: progress)
+                try machine.stop(progress: finishing)
             }
             return CheckpointReport(
                 bundle: writer.path, memoryBytes: stats.bytes, memoryDataBytes: stats.dataBytes,

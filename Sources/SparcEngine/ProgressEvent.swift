@@ -12,6 +12,9 @@ public struct ProgressEvent: Sendable, Equatable, CustomStringConvertible, Expre
 
     public var text: String
     public var phase: CheckpointPhase?
+    /// Whether a cancel still stops the work here (false past the point of no return: a
+    /// checkpoint's bundle written, a restored guest running), so a front end offers it only then.
+    public var cancellable = true
 
     public init(_ phase: CheckpointPhase?, _ text: String) {
         self.phase = phase
@@ -22,6 +25,17 @@ public struct ProgressEvent: Sendable, Equatable, CustomStringConvertible, Expre
     public init(stringInterpolation: DefaultStringInterpolation) { self.init(nil, String(stringInterpolation: stringInterpolation)) }
 
     public var description: String { text }
+
+    /// The events of work past its point of no return, marked as not cancellable.
+    public static func finishing(_ progress: ((ProgressEvent) -> Void)?) -> ((ProgressEvent) -> Void)? {
+        progress.map { report in
+            { event in
+                var e = event
+                e.cancellable = false
+                report(e)
+            }
+        }
+    }
 
     /// How far along a checkpoint is, from its phase: 0 before freezing, 1 when written.
     public var checkpointFraction: Double? {

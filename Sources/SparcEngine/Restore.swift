@@ -195,6 +195,8 @@ extension VMManager {
         try FreezeMarker.mine(.restore).write(layout.atWorkMarker)
         try target.resume()
         launched = true
+        // The guest runs: from here the restore finishes, whatever is asked.
+        let progress = ProgressEvent.finishing(progress)
 
         // The guest was frozen when it was saved; the agent (not frozen) thaws it.
         progress?("thawing guest processes")

@@ -116,8 +116,9 @@ public enum Popup: Equatable, Sendable {
 
 /// What a job sends the drawing loop, through the one channel it drains (`JobChannel`).
 public enum JobEvent: Sendable {
-    /// The running job's progress line and, when it says, how far it is (0…1).
-    case progress(String, fraction: Double?)
+    /// The running job's progress line, when it says how far it is (0…1), and whether a
+    /// cancel still stops it at this step.
+    case progress(String, fraction: Double?, cancellable: Bool = true)
     /// The job is done: its status line and its result.
     case finished(String, JobResult)
     /// The guest's processes and terminals as its agent gave them (or why it did not).

@@ -58,6 +58,8 @@ public struct TUIModel {
     /// The running job's progress line, and how far it is (0…1) when the engine says.
     public var busy: String?
     public var busyFraction: Double?
+    /// Whether the running job's current step still stops on a cancel.
+    public var busyCancellable = true
     /// Search options, toggled in a search prompt: F5 cycles encodings, F6 case.
     public var searchEncodings: [SearchEncoding] = [.ascii, .utf16le]
     public var searchIgnoreCase = false
@@ -191,7 +193,10 @@ public struct TUIModel {
                 Binding([.escape], "cancel a running checkpoint, search, scan or restore") { m in m.busy != nil ? .cancel : .none },
                 Binding([.function(10), .char("q")], bar: "Quit", "quit (asks while work runs)") { m in
                     guard let busy = m.busy else { return .quit }
-                    m.ask("Work is running (\(busy)). Quit anyway? A checkpoint is cancelled first.", .forceQuit)
+                    m.ask(
+                        m.busyCancellable
+                            ? "Work is running (\(busy)). Quit anyway? It is cancelled first (nothing of it is kept)."
+                            : "Work is finishing (\(busy)) and cannot be cancelled now. Quit once it is done?", .forceQuit)
                     return .none
                 },
             ])
@@ -263,7 +268,13 @@ public struct TUIModel {
             return handlePopup(popup, key)
         }
         // Esc cancels running work first, on every screen (a view's Esc is Back otherwise).
-        if busy != nil, key == .escape { return .cancel }
+        if busy != nil, key == .escape {
+            guard busyCancellable else {
+                status = "this step cannot be cancelled: it finishes on its own"
+                return .none
+            }
+            return .cancel
+        }
         if let binding = screenTable.binding(for: key) ?? Self.commonTable(self).binding(for: key) {
             return binding.action(&self)
         }
@@ -394,9 +405,10 @@ public struct TUIModel {
     /// Applies what a job (or the agent's refresh) sent; returns what the front end must do next.
     public mutating func apply(_ event: JobEvent) -> Effect {
         switch event {
-        case .progress(let line, let fraction):
+        case .progress(let line, let fraction, let cancellable):
             busy = line
             busyFraction = fraction
+            busyCancellable = cancellable
             return .none
         case .guest(.success(let view)):
             processes.update(view.processes)
@@ -420,6 +432,7 @@ public struct TUIModel {
         case .finished(let line, let result):
             busy = nil
             busyFraction = nil
+            busyCancellable = true
             if !line.isEmpty { status = line }
             switch result {
             case .none: return .refresh
@@ -515,7 +528,7 @@ public struct TUIModel {
             }
         }
         buffer.put(status, row: buffer.height - 2, style: .status, fill: w)
-        if let busy { buffer.put(Self.progressLine(busy, fraction: busyFraction), row: buffer.height - 2, style: .status, fill: w) }
+        if let busy { buffer.put(Self.progressLine(busy, fraction: busyFraction, cancellable: busyCancellable), row: buffer.height - 2, style: .status, fill: w) }
         if let p = prompt {
             let options = searchEncodings.map(\.rawValue).joined(separator: "+") + (searchIgnoreCase ? ", any case" : ", exact case")
             let hint: String
@@ -580,9 +593,11 @@ public struct TUIModel {
     }
 
     /// A progress bar when the work says how far it is (a checkpoint's phase), else the text.
-    static func progressLine(_ busy: String, fraction: Double?) -> String {
-        guard let fraction else { return busy + "  (Esc cancels)" }
+    /// "(Esc cancels)" only while a cancel still stops the work.
+    static func progressLine(_ busy: String, fraction: Double?, cancellable: Bool = true) -> String {
+        let hint = cancellable ? "  (Esc cancels)" : "  (finishing: cannot be cancelled now)"
+        guard let fraction else { return busy + hint }
         let done = Int((min(max(fraction, 0), 1) * 20).rounded(.down))
-        return "[" + String(repeating: "#", count: done) + String(repeating: "-", count: 20 - done) + "] " + busy + "  (Esc cancels)"
+        return "[" + String(repeating: "#", count: done) + String(repeating: "-", count: 20 - done) + "] " + busy + hint
     }
 }

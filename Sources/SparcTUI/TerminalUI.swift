@@ -269,7 +269,8 @@ public final class TerminalUI {
         func bundlePath(_ bundle: String, _ channel: JobChannel) throws -> String {
             if bundle.hasPrefix("/") { return bundle }
             guard isStored(bundle) else { return directory + "/" + bundle }
-            return try writtenOut.path(bundle) { channel.post(.progress($0, fraction: nil)) }
+            // Writing a stored checkpoint out takes no cancel.
+            return try writtenOut.path(bundle) { channel.post(.progress($0, fraction: nil, cancellable: false)) }
         }
         /// What a search or scan reads for a list entry: a stored checkpoint in place (by name,
         /// with its store: decrypted as it is read), a bundle directory by path.
@@ -290,11 +291,13 @@ public final class TerminalUI {
                     let destination = store.map { staging!.destination(vm: vm, store: $0) }
                     let r = try manager.checkpoint(
                         name: vm, output: output ?? destination!.bundlePath, exclusion: request.isEmpty ? nil : request, cancel: cancel,
-                        progress: { event in channel.post(.progress("checkpoint: \(event.text)", fraction: event.checkpointFraction)) }, store: destination)
+                        progress: { event in
+                            channel.post(.progress("checkpoint: \(event.text)", fraction: event.checkpointFraction, cancellable: event.cancellable))
+                        }, store: destination)
                     guard let staging, let destination else {
                         return (r.oneLine + " — on Bundles (F6), F5 scans it for credentials", .saved(Path.base(of: r.bundle)))
                     }
-                    channel.post(.progress("checkpoint: storing (deduplicated, compressed, encrypted)", fraction: nil))
+                    channel.post(.progress("checkpoint: storing (deduplicated, compressed, encrypted)", fraction: nil, cancellable: false))
                     let stored = try staging.store(destination)
                     // "saved PATH in …" becomes "stored NAME (N new) in …": the name first, so that a narrow status line shows it.
                     let rest = r.oneLine.hasPrefix("saved \(r.bundle)") ? String(r.oneLine.dropFirst("saved \(r.bundle)".count)) : ": " + r.oneLine
@@ -364,7 +367,7 @@ public final class TerminalUI {
                     defer { writtenOut.remove() }
                     let r = try manager.restore(
                         bundle: path, name: vm, replace: true, policy: RestorePolicy(allowRollback: allowRollback),
-                        progress: { channel.post(.progress("restore: \($0)", fraction: nil)) }, cancel: cancel)
+                        progress: { channel.post(.progress("restore: \($0)", fraction: nil, cancellable: $0.cancellable)) }, cancel: cancel)
                     let killed = r.cleanup?.killed ?? []
                     return (
                         "restored \(bundle) (epoch \(r.epoch)\(r.rollback ? ", rollback logged" : ""))"
@@ -428,7 +431,22 @@ public final class TerminalUI {
         }
         setlocale(LC_ALL, "")
         initscr()
-        defer { endwin() }
+        // What became of work running at the quit, said on the terminal once the screen is gone.
+        var farewell: String?
+        defer {
+            endwin()
+            if let farewell { FileHandle.standardError.write(Data(("sparc: " + farewell.terminalSafe + "\n").utf8)) }
+        }
+        /// Cancels the running job where it still can be, waits for it, and keeps its last word.
+        func endRunningWork(_ why: String) {
+            let cancellable = model.busyCancellable
+            jobs.cancel()
+            model.status = cancellable ? "\(why): cancelling the work first…" : "\(why): waiting for the work to finish (it cannot be cancelled now)…"
+            draw()
+            jobs.waitUntilDone()
+            drainChannel()
+            farewell = (cancellable ? "quit during work, cancelled: " : "quit during work, waited for it: ") + model.status
+        }
         cbreak()
         noecho()
         keypad(sparc_stdscr(), true)
@@ -467,12 +485,7 @@ public final class TerminalUI {
         while true {
             drainChannel()
             if Self.interruptFlag != 0 {
-                if jobs.isRunning {
-                    jobs.cancel()
-                    model.status = "interrupted: cancelling the work first…"
-                    draw()
-                    jobs.waitUntilDone()
-                }
+                if jobs.isRunning { endRunningWork("interrupted") }
                 return
             }
             draw()
@@ -498,11 +511,9 @@ public final class TerminalUI {
             case .quit:
                 return
             case .forceQuit:
-                // Cancel and wait for the checkpoint to unwind (it resumes the guest) before leaving.
-                jobs.cancel()
-                model.status = "cancelling before quitting…"
-                draw()
-                jobs.waitUntilDone()
+                // Cancel where the work still can be (it unwinds: the guest resumed, nothing
+                // partial kept), else wait for it; either way say which on the way out.
+                if jobs.isRunning { endRunningWork("quitting") }
                 return
             case .refresh:
                 refresh()

@@ -83,6 +83,7 @@ final class TUITests: GuestTestCase {
             kill(ui, signal)
             let ended = try waitFor("UI-ENDED")
             XCTAssertFalse(ended.contains("Yes"), "the terminal was given back:\n\(ended)")
+            XCTAssertTrue(ended.contains("quit during work, cancelled"), "the UI said what became of the checkpoint:\n\(ended)")
             // Undone by the UI itself: no marker left for a next command, the guest thawed, no bundle.
             XCTAssertFalse(FileSystem.exists(runtime + "/\(vm)/at-work-by"), "SIG\(name): the checkpoint unwound before the UI ended")
             let client = AgentClient(socketPath: runtime + "/\(vm)/agent.sock", timeout: 10)

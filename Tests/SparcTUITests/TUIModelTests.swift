@@ -284,6 +284,23 @@ final class FilterProgressCancelTests: XCTestCase {
         m.render(into: &buffer)
         XCTAssertTrue(buffer.line(22).hasPrefix("[##########----------] checkpoint: copying memory 40%"), buffer.line(22))
         XCTAssertEqual(m.handle(.escape), .cancel)
+        XCTAssertTrue(buffer.line(22).contains("(Esc cancels)"))
+
+        // Past the point of no return (the bundle written, its disk merging back; storing) the
+        // line stops offering Esc, and Esc cancels nothing.
+        _ = m.apply(.progress("checkpoint: writing the disk overlay back", fraction: 1, cancellable: false))
+        buffer = CellBuffer(width: 100, height: 24)
+        m.render(into: &buffer)
+        XCTAssertFalse(buffer.line(22).contains("Esc cancels"), buffer.line(22))
+        XCTAssertEqual(m.handle(.escape), .none)
+        XCTAssertTrue(m.status.contains("cannot be cancelled"), m.status)
+        // Quitting then waits instead of promising a cancel.
+        XCTAssertEqual(m.handle(.char("q")), .none)
+        XCTAssertEqual(m.confirm?.effect, .forceQuit)
+        XCTAssertFalse(m.confirm?.question.contains("cancelled first") ?? true, m.confirm?.question ?? "")
+        _ = m.handle(.enter)
+        _ = m.apply(.finished("stored v-1", .none))
+        XCTAssertTrue(m.busyCancellable, "the next job starts cancellable")
     }
 }
 
