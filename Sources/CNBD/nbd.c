@@ -78,6 +78,27 @@ int sparc_nbd_extents(
     return c.count;
 }
 
+sparc_nbd *sparc_nbd_open_command(char *const *argv, char *error, size_t error_size) {
+    struct nbd_handle *h = nbd_create();
+    if (!h) { say(error, error_size); return NULL; }
+    if (nbd_add_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) == -1 || nbd_connect_systemd_socket_activation(h, (char **)argv) == -1) {
+        say(error, error_size);
+        nbd_close(h);
+        return NULL;
+    }
+    return h;
+}
+
+int sparc_nbd_write(sparc_nbd *h, const void *buf, size_t count, uint64_t offset, char *error, size_t error_size) {
+    if (nbd_pwrite(h, buf, count, offset, 0) == -1) { say(error, error_size); return -1; }
+    return 0;
+}
+
+int sparc_nbd_flush(sparc_nbd *h, char *error, size_t error_size) {
+    if (nbd_flush(h, 0) == -1) { say(error, error_size); return -1; }
+    return 0;
+}
+
 void sparc_nbd_close(sparc_nbd *h) {
     if (h) {
         nbd_shutdown(h, 0);

@@ -296,12 +296,14 @@ public final class CheckpointStore {
     /// Writes a stored checkpoint out as a self-contained bundle at `path` (a new directory,
     /// appearing only when whole), byte for byte the bundle that was stored: its manifest's
     /// digests are checked on what was written, and its seal still applies.
-    public func export(_ name: String, to path: String) throws {
+    ///
+    /// `except`: members not written (a restore reads them from the store as it goes).
+    public func export(_ name: String, to path: String, except: Set<String> = []) throws {
         let stored = try checkpoint(name)
         let (target, staging) = try stageNewBundle(at: path)
         var done = false
         defer { if !done { _ = FileSystem.removeTree(staging) } }
-        for m in stored.members {
+        for m in stored.members where !except.contains(m.name) {
             let out = staging + "/" + m.name
             let fd = open(out, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
             guard fd >= 0 else { throw SparcError.posix("cannot create", out) }
@@ -321,7 +323,7 @@ public final class CheckpointStore {
         try FileSystem.writeAtomically(stored.bundleManifest, to: staging + "/" + Manifest.fileName)
         if let seal = stored.seal { try FileSystem.writeAtomically(seal, to: staging + "/" + Manifest.sealFile) }
         // What was written is what was stored: every member against the bundle's own digests.
-        if let problem = try BundleReader(path: staging).verify().first {
+        if let problem = try BundleReader(path: staging).verify().first(where: { !(except.contains($0.file) && $0.reason == "missing") }) {
             throw StoreError.damagedObject("checkpoints/" + name, "\(problem.description) after export")
         }
         try FileSystem.renameNoReplace(staging, to: target)

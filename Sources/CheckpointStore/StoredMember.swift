@@ -132,6 +132,22 @@ public struct StoredBundle {
         return try StoredMember(store: store, member: m, display: name + "/" + member.rawValue)
     }
 
+    /// The memory image and the disk as members a restore reads straight from the store
+    /// (no decrypted copy on disk); a disk kept as the guest sees it stands for its digest by
+    /// its recorded chunk hashes (each chunk's content is checked as it is read).
+    public func externalMembers() throws -> [String: BundleReader.ExternalMember] {
+        var out: [String: BundleReader.ExternalMember] = [:]
+        for member in [Manifest.Member.memory, .diskImage] {
+            guard let source = try open(member) else { continue }
+            var recorded: String?
+            if member == .diskImage, let hashes = source.member.digestHashes, CheckpointStore.isReusableParent(source.member, size: source.size) {
+                recorded = ChunkedDigest.combine(size: source.size, chunks: hashes.map { CheckpointStore.bytes(hex: $0) })
+            }
+            out[member.rawValue] = .init(source: source, recordedDigest: recorded)
+        }
+        return out
+    }
+
     /// Whether this host sealed the bundle (its seal is kept with it in the store).
     public func seal(key: Data) -> BundleReader.SealState {
         guard let seal = stored.seal else { return .missing }

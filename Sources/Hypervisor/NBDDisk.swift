@@ -16,18 +16,25 @@ public final class NBDDisk {
 
     /// Connects to `export` on `socket`; `expectedSize` is the disk's virtual size as sparc
     /// knows it (an export of another size is refused: QEMU's word is not trusted for it).
-    public init(socket: String, export: String, bitmap: String?, expectedSize: Int64) throws {
+    public convenience init(socket: String, export: String, bitmap: String?, expectedSize: Int64) throws {
         var error = [CChar](repeating: 0, count: 512)
         guard let h = sparc_nbd_open(socket, export, bitmap, &error, error.count) else {
             throw SparcError("cannot read the disk QEMU exports: \(String(cString: error))")
         }
-        handle = h
-        size = sparc_nbd_size(h)
-        self.bitmap = bitmap.flatMap { sparc_nbd_has_bitmap(h, $0) == 1 ? $0 : nil }
-        guard size == expectedSize else {
+        try self.init(handle: h, bitmap: bitmap, expectedSize: expectedSize)
+    }
+
+    /// Takes over a connected handle (closed on failure).
+    init(handle h: OpaquePointer, bitmap: String?, expectedSize: Int64) throws {
+        // Checked before the object is whole: a throw after that would run deinit, closing twice.
+        let served = sparc_nbd_size(h)
+        guard served == expectedSize else {
             sparc_nbd_close(h)
-            throw SparcError("QEMU exports the disk with \(size) bytes, not its \(expectedSize)")
+            throw SparcError("QEMU serves the disk with \(served) bytes, not its \(expectedSize)")
         }
+        handle = h
+        size = served
+        self.bitmap = bitmap.flatMap { sparc_nbd_has_bitmap(h, $0) == 1 ? $0 : nil }
     }
 
     deinit { sparc_nbd_close(handle) }
@@ -72,5 +79,37 @@ public final class NBDDisk {
             offset = at
         }
         return out
+    }
+}
+
+extension NBDDisk {
+    /// Serves `image` (a qcow2 sparc just made) with qemu-nbd, started by libnbd through socket
+    /// activation and ended when the connection closes, for writing.
+    public convenience init(serving image: String, format: String, expectedSize: Int64) throws {
+        guard let qemuNBD = Subprocess.which("qemu-nbd") else { throw SparcError("qemu-nbd not found in PATH (install it: apt-get install qemu-utils)") }
+        // -f: never probed; the image is sparc's own new file, in a private directory.
+        let argv = [qemuNBD, "--format=\(format)", "--cache=writeback", "--aio=threads", image]
+        var error = [CChar](repeating: 0, count: 512)
+        let cArgs = argv.map { strdup($0) } + [nil]
+        defer { cArgs.forEach { free($0) } }
+        guard let h = cArgs.withUnsafeBufferPointer({ sparc_nbd_open_command($0.baseAddress!, &error, error.count) }) else {
+            throw SparcError("cannot serve \(image) with qemu-nbd: \(String(cString: error))")
+        }
+        try self.init(handle: h, bitmap: nil, expectedSize: expectedSize)
+    }
+
+    /// Writes `count` bytes at `offset` (within the disk).
+    public func write(_ buffer: UnsafeRawPointer, count: Int, at offset: Int64) throws {
+        guard offset >= 0, count >= 0, offset + Int64(count) <= size else { throw SparcError("a disk write beyond its end") }
+        var error = [CChar](repeating: 0, count: 512)
+        guard sparc_nbd_write(handle, buffer, count, UInt64(offset), &error, error.count) == 0 else {
+            throw SparcError("cannot write the disk: \(String(cString: error))")
+        }
+    }
+
+    /// Makes every write so far durable.
+    public func flush() throws {
+        var error = [CChar](repeating: 0, count: 512)
+        guard sparc_nbd_flush(handle, &error, error.count) == 0 else { throw SparcError("cannot flush the disk: \(String(cString: error))") }
     }
 }

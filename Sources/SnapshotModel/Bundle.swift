@@ -156,6 +156,21 @@ public enum BundleSeal {
 public struct BundleReader {
     public let path: String
     public let manifest: Manifest
+    /// Members read from elsewhere than the directory (a stored checkpoint's memory and disk,
+    /// decrypted as they are read), by name; the directory holds the rest.
+    public var external: [String: ExternalMember] = [:]
+
+    /// A member read from elsewhere, and what stands for its digest without reading it.
+    public struct ExternalMember {
+        public var source: ByteSource
+        /// The digest as recorded beside its chunks (each chunk's content is checked as it is
+        /// read); nil: `verify` reads it whole.
+        public var recordedDigest: String?
+        public init(source: ByteSource, recordedDigest: String? = nil) {
+            self.source = source
+            self.recordedDigest = recordedDigest
+        }
+    }
 
     public init(path: String) throws {
         let absolute = FileSystem.absolute(path)
@@ -181,6 +196,17 @@ public struct BundleReader {
     }
 
     public func file(_ name: String) -> String { path + "/" + name }
+
+    /// A member the manifest lists as bytes to read: from elsewhere when it is external, else
+    /// the file; its size checked against the manifest.
+    public func source(_ member: Manifest.Member) throws -> ByteSource {
+        guard let outside = external[member.rawValue] else { return try open(member) }
+        guard let entry = manifest.file(member) else { throw BundleError.missingMember(member.rawValue) }
+        guard outside.source.size == entry.size else {
+            throw BundleError.damaged(member: member.rawValue, why: "size is \(outside.source.size) bytes, the manifest says \(entry.size)")
+        }
+        return outside.source
+    }
 
     /// Opens a member the manifest lists, checking its size first.
     public func open(_ member: Manifest.Member) throws -> OpenedFile {
@@ -229,11 +255,23 @@ public struct BundleReader {
         var problems: [Problem] = []
         let expected = Set(manifest.files.map(\.name) + [Manifest.fileName, Manifest.sealFile])
         let present = Set((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? [])
-        for extra in present.subtracting(expected).sorted() {
+        for extra in present.subtracting(expected).union(present.intersection(external.keys)).sorted() {
             problems.append(Problem(file: extra, reason: "not listed in the manifest"))
         }
         for entry in manifest.files {
             guard let member = Manifest.Member(rawValue: entry.name) else { continue }
+            if let outside = external[entry.name] {
+                do {
+                    let digest =
+                        try outside.recordedDigest
+                        ?? ChunkedDigest.digest(
+                            source: try source(member), progress: { done, total in progress?(entry.name, done, total) }, cancel: cancel)
+                    if digest != entry.sha256 { problems.append(Problem(file: entry.name, reason: "content differs from its digest in the manifest")) }
+                } catch {
+                    problems.append(Problem(file: entry.name, reason: "\(error)"))
+                }
+                continue
+            }
             guard present.contains(entry.name) else {
                 problems.append(Problem(file: entry.name, reason: "missing"))
                 continue

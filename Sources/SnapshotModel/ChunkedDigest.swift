@@ -175,8 +175,12 @@ public enum ChunkedDigest {
     }
 
     /// The digest of any byte source (a stored checkpoint's member, decrypted as it is read),
-    /// read front to back; chunks outside its data regions are not read.
-    public static func digest(source: ByteSource, progress: ((Int64, Int64) -> Void)? = nil, cancel: Cancellation? = nil) throws -> String {
+    /// read front to back; chunks outside its data regions are not read. `write` gets every
+    /// chunk that is not all zeros (its bytes and offset), for a copy made as it is hashed.
+    public static func digest(
+        source: ByteSource, progress: ((Int64, Int64) -> Void)? = nil, cancel: Cancellation? = nil,
+        write: ((UnsafeRawBufferPointer, Int64) throws -> Void)? = nil
+    ) throws -> String {
         let size = source.size
         let count = chunkCount(size)
         var data = IndexSet()
@@ -196,7 +200,9 @@ public enum ChunkedDigest {
             }
             let got = try source.read(into: UnsafeMutableRawBufferPointer(start: buf, count: length), at: Int64(i) * Int64(chunkSize))
             guard got == length else { throw SparcError("\(source.path) ended while it was read") }
-            hashes.append(isZero(buf, count: length) ? zeroHash(chunk: i, size: size) : sha256(buf, count: length))
+            let zero = isZero(buf, count: length)
+            hashes.append(zero ? zeroHash(chunk: i, size: size) : sha256(buf, count: length))
+            if !zero, let write { try write(UnsafeRawBufferPointer(start: buf, count: length), Int64(i) * Int64(chunkSize)) }
             progress?(min(Int64(i + 1) * Int64(chunkSize), size), size)
         }
         return combine(size: size, chunks: hashes)

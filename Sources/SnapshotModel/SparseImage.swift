@@ -187,6 +187,27 @@ public enum SparseImage {
     /// goes: what is hashed is what is written, read once from the given descriptor. On a
     /// mismatch the new file is removed and nothing is left behind.
     public static func load(
+        from source: ByteSource, to destination: String, expectedSize: Int64, expectedDigest: String,
+        progress: ((Int64, Int64) -> Void)? = nil, cancel: Cancellation? = nil
+    ) throws {
+        guard let file = source as? OpenedFile else {
+            // A stored member, decrypted as it is read: copied as it is hashed, holes left as holes.
+            guard source.size == expectedSize else {
+                throw BundleError.damaged(member: "memory.img", why: "\(source.size) bytes, the manifest says \(expectedSize)")
+            }
+            let output = try NewFile(destination, size: source.size)
+            let digest = try ChunkedDigest.digest(source: source, progress: progress, cancel: cancel) { bytes, offset in
+                try FileSystem.writeAll(fd: output.fd, bytes, at: offset, path: destination)
+            }
+            guard digest == expectedDigest else { throw BundleError.tampered(member: "memory.img") }
+            output.keep()
+            return
+        }
+        try load(from: file, to: destination, expectedSize: expectedSize, expectedDigest: expectedDigest, progress: progress, cancel: cancel)
+    }
+
+    /// Copies a memory image file into a new sparse file (see above), checking its digest.
+    static func load(
         from source: OpenedFile, to destination: String, expectedSize: Int64, expectedDigest: String,
         progress: ((Int64, Int64) -> Void)? = nil, cancel: Cancellation? = nil
     ) throws {

@@ -95,7 +95,7 @@ extension VMManager {
     /// running), in the image's own format, keeping its owner and mode; the file is the old or
     /// the new disk, never a mix.
     func rollBackDomainDisk(
-        _ source: OpenedFile, member: Manifest.Member = .disk, entry: Manifest.FileEntry, to target: String, format: String, layout: RuntimeLayout
+        _ source: ByteSource, member: Manifest.Member = .disk, entry: Manifest.FileEntry, to target: String, format: String, layout: RuntimeLayout
     ) throws {
         var old = stat()
         let hadOld = lstat(target, &old) == 0
@@ -129,14 +129,15 @@ extension VMManager {
     /// Writes a memory image into the RAM file a waiting QEMU already maps: zeroed first (the
     /// image's holes are zero pages), then every data block copied while its digest is checked.
     func fillRAMFile(
-        _ path: String, bytes: Int64, owner: uid_t?, domain: String, from source: OpenedFile, entry: Manifest.FileEntry, progress: Progress?
+        _ path: String, bytes: Int64, owner: uid_t?, domain: String, from source: ByteSource, entry: Manifest.FileEntry, progress: Progress?
     ) throws {
         let fd = try DomainRAM.openChecked(path, bytes: bytes, owner: owner, writable: true, domain: domain)
         defer { close(fd) }
         try FileSystem.punchHole(fd, offset: 0, length: entry.size, path: path)
-        let digest = try ChunkedDigest.digest(
-            fd: source.fd, size: source.size, path: source.path, copyTo: fd,
-            progress: { done, total in progress?("loading memory \(done * 100 / max(total, 1))%") })
+        let shown: (Int64, Int64) -> Void = { done, total in progress?("loading memory \(done * 100 / max(total, 1))%") }
+        let digest =
+            try (source as? OpenedFile).map { try ChunkedDigest.digest(fd: $0.fd, size: $0.size, path: $0.path, copyTo: fd, progress: shown) }
+            ?? ChunkedDigest.digest(source: source, progress: shown) { bytes, offset in try FileSystem.writeAll(fd: fd, bytes, at: offset, path: path) }
         guard digest == entry.sha256 else {
             throw BundleError.tampered(member: "memory.img")
         }

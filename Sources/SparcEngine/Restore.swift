@@ -102,10 +102,13 @@ extension VMManager {
     /// runs, so the restore finishes.
     public func restore(
         bundle: String, name: String, replace: Bool = false, killExcluded: Bool = true,
-        policy: RestorePolicy = RestorePolicy(), progress: Progress? = nil, cancel: Cancellation? = nil
+        policy: RestorePolicy = RestorePolicy(), progress: Progress? = nil, cancel: Cancellation? = nil,
+        external: [String: BundleReader.ExternalMember] = [:]
     ) throws -> RestoreReport {
         try exclusively(name, doing: "restore") {
-            let target = try driver.restoreTarget(reader: try BundleReader(path: bundle), name: name, policy: policy, manager: self)
+            var reader = try BundleReader(path: bundle)
+            reader.external = external
+            let target = try driver.restoreTarget(reader: reader, name: name, policy: policy, manager: self)
             return try runRestore(target, replace: replace, killExcluded: killExcluded, policy: policy, progress: progress, cancel: cancel)
         }
     }
@@ -147,7 +150,7 @@ extension VMManager {
         let provenance = try checkProvenance(reader, name: name, policy: policy)
         var warnings = try target.prepare(provenance: provenance, policy: policy, replacing: running)
         // Opened (and size-checked) now, used only after their digests are checked.
-        let memoryFile = try reader.open(.memory)
+        let memoryFile = try reader.source(.memory)
         let devicesFile = try reader.open(.devices)
 
         if running {
@@ -376,7 +379,7 @@ extension VMManager {
     /// Writes a bundle's disk state to `target`: copied beside it while its digest is checked,
     /// its header checked, then renamed over it, so the file is the old or the new disk, never a mix.
     func restoreDisk(
-        _ source: OpenedFile, member: Manifest.Member = .disk, entry: Manifest.FileEntry, to target: String, layout: RuntimeLayout, cancel: Cancellation? = nil
+        _ source: ByteSource, member: Manifest.Member = .disk, entry: Manifest.FileEntry, to target: String, layout: RuntimeLayout, cancel: Cancellation? = nil
     ) throws -> Int64 {
         try FileSystem.makeDirectories(Path.directory(of: target))
         let staging = try StagingDirectory(beside: target)
@@ -393,27 +396,42 @@ extension VMManager {
     /// against its digest; returns the disk's size. A qcow2 member is copied as it is hashed;
     /// a disk stored as the guest sees it (`disk.img`) is copied beside `path` as it is
     /// hashed, then converted (never probed: it is read as raw).
-    func copyDiskState(_ source: OpenedFile, member: Manifest.Member, entry: Manifest.FileEntry, to path: String, cancel: Cancellation? = nil) throws -> Int64 {
+    func copyDiskState(_ source: ByteSource, member: Manifest.Member, entry: Manifest.FileEntry, to path: String, cancel: Cancellation? = nil) throws -> Int64 {
         guard member == .diskImage else {
             try copyVerified(source, entry: entry, to: path, cancel: cancel)
             return try QCOW2Header.checkStandalone(path: path, what: "the bundle's disk state")
         }
-        let raw = path + ".raw"
-        defer { unlink(raw) }
-        try copyVerified(source, entry: entry, to: raw, cancel: cancel)
-        let r = try Subprocess.run([try QEMUProcess.locateQemuImg(), "convert", "-q", "-f", "raw", "-O", "qcow2", raw, path], cancel: cancel)
-        guard r.status == 0 else {
-            unlink(path)
-            throw SparcError("cannot convert the bundle's disk state: \(r.stderrSummary)")
-        }
+        try writeDiskImage(source, entry: entry, to: path, cancel: cancel)
         return entry.size
+    }
+
+    /// Writes a disk kept as the guest sees it (`disk.img`, a file or a stored member decrypted
+    /// as it is read) into the new qcow2 `path` in one pass: qemu-nbd serves the new image and
+    /// only the chunks that hold data are written, each hashed as it goes; unless the digest
+    /// is the manifest's, the image is removed.
+    func writeDiskImage(_ source: ByteSource, entry: Manifest.FileEntry, to path: String, cancel: Cancellation? = nil) throws {
+        guard source.size == entry.size else { throw BundleError.damaged(member: entry.name, why: "size is \(source.size) bytes, the manifest says \(entry.size)") }
+        let made = try Subprocess.run([try QEMUProcess.locateQemuImg(), "create", "-q", "-f", "qcow2", path, String(entry.size)])
+        guard made.status == 0 else { throw SparcError("cannot create \(path): \(made.stderrSummary)") }
+        var kept = false
+        defer { if !kept { unlink(path) } }
+        let disk = try NBDDisk(serving: path, format: "qcow2", expectedSize: entry.size)
+        let digest = try ChunkedDigest.digest(source: source, cancel: cancel) { bytes, offset in
+            try disk.write(bytes.baseAddress!, count: bytes.count, at: offset)
+        }
+        if cancel?.isCancelled == true { throw SparcError("cancelled", kind: .operational, posixCode: ECANCELED) }
+        guard digest == entry.sha256 else { throw BundleError.tampered(member: entry.name) }
+        try disk.flush()
+        kept = true
     }
 
     /// Copies a bundle member into sparc's private runtime directory, checking its digest on
     /// the bytes copied; a mismatch removes the copy and refuses the bundle.
-    func copyVerified(_ source: OpenedFile, entry: Manifest.FileEntry, to path: String, cancel: Cancellation? = nil) throws {
+    func copyVerified(_ source: ByteSource, entry: Manifest.FileEntry, to path: String, cancel: Cancellation? = nil) throws {
         let out = try NewFile(path, size: source.size)
-        let digest = try ChunkedDigest.digest(fd: source.fd, size: source.size, path: source.path, copyTo: out.fd, cancel: cancel)
+        let digest =
+            try (source as? OpenedFile).map { try ChunkedDigest.digest(fd: $0.fd, size: $0.size, path: $0.path, copyTo: out.fd, cancel: cancel) }
+            ?? ChunkedDigest.digest(source: source, cancel: cancel) { bytes, offset in try FileSystem.writeAll(fd: out.fd, bytes, at: offset, path: path) }
         guard digest == entry.sha256 else {
             throw BundleError.tampered(member: entry.name)
         }

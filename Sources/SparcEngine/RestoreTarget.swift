@@ -40,7 +40,7 @@ protocol RestoreTarget: AnyObject {
     func restoreDisk(progress: VMManager.Progress?, cancel: Cancellation?) throws
     /// Starts QEMU paused, its RAM filled from the bundle's memory image, waiting for its
     /// device state (`-incoming defer`); returns its monitor.
-    func startPaused(memory: OpenedFile, progress: VMManager.Progress?, cancel: Cancellation?) throws -> MachineMonitor
+    func startPaused(memory: ByteSource, progress: VMManager.Progress?, cancel: Cancellation?) throws -> MachineMonitor
     /// Waits until the device state handed to the monitor is loaded; throws what QEMU said.
     func waitForDeviceState() throws
     /// The device state is loaded: its identity and runtime state go on record.
@@ -71,7 +71,7 @@ final class OwnRestoreTarget: RestoreTarget {
     private var ramPath = ""
     private var spec: MachineSpec?
     private var diskTarget: String?
-    private var diskFile: OpenedFile?
+    private var diskFile: ByteSource?
     private var replacing = false
     private var qmp: QMPClient?
     private var command: QEMUCommand?
@@ -116,7 +116,7 @@ final class OwnRestoreTarget: RestoreTarget {
             warnings.append("a foreign bundle does not choose host ports or interfaces: its network card is on user networking without forwards (use --net)")
         }
         // Opened (and size-checked) now, used only after its digest is checked.
-        diskFile = spec.hasDisk ? try reader.open(manifest.diskMember ?? .disk) : nil
+        diskFile = spec.hasDisk ? try reader.source(manifest.diskMember ?? .disk) : nil
         try manager.checkMemoryAvailable(spec, replacing: replacing ? try? manager.running(name) : nil)
         diskTarget = try manager.restoreDiskTarget(manifest, name: name, provenance: provenance, policy: policy)
         self.spec = spec
@@ -167,7 +167,7 @@ final class OwnRestoreTarget: RestoreTarget {
         }
     }
 
-    func startPaused(memory: OpenedFile, progress: VMManager.Progress?, cancel: Cancellation?) throws -> MachineMonitor {
+    func startPaused(memory: ByteSource, progress: VMManager.Progress?, cancel: Cancellation?) throws -> MachineMonitor {
         guard let spec else { throw SparcError("restore: the machine was not prepared") }
         let manifest = reader.manifest
         progress?("loading memory")
@@ -272,7 +272,7 @@ final class DomainRestoreTarget: RestoreTarget {
     private(set) var pid: pid_t = 0
     private var definition: DomainPreparation?
     private var disk: DomainPreparation.Disk?
-    private var diskFile: OpenedFile?
+    private var diskFile: ByteSource?
     private var monitor: LibvirtMonitor?
     private var started = false
 
@@ -324,7 +324,7 @@ final class DomainRestoreTarget: RestoreTarget {
         guard reader.manifest.machine.disk == (disk != nil) else {
             throw SparcError("bundle \(Path.base(of: reader.path).terminalSafe): its disk state and its domain's writable disk do not match", kind: .negative)
         }
-        diskFile = disk != nil ? try reader.open(reader.manifest.diskMember ?? .disk) : nil
+        diskFile = disk != nil ? try reader.source(reader.manifest.diskMember ?? .disk) : nil
         self.definition = definition
         self.disk = disk
         return []
@@ -346,7 +346,7 @@ final class DomainRestoreTarget: RestoreTarget {
         try manager.rollBackDomainDisk(diskFile, member: member, entry: reader.manifest.file(member)!, to: file, format: format, layout: layout)
     }
 
-    func startPaused(memory: OpenedFile, progress: VMManager.Progress?, cancel: Cancellation?) throws -> MachineMonitor {
+    func startPaused(memory: ByteSource, progress: VMManager.Progress?, cancel: Cancellation?) throws -> MachineMonitor {
         guard let definition else { throw SparcError("restore: the domain was not prepared") }
         progress?("starting domain \(name) paused, waiting for its state")
         try connection.startPaused(xml: try definition.forIncomingState(), name: name)

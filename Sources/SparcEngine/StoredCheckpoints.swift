@@ -149,6 +149,27 @@ public final class WrittenOutCheckpoints {
         return target
     }
 
+    /// For a restore: the bundle path for `argument` and the members it reads from the store as
+    /// it goes (the memory image and the disk, never written out decrypted); a path is itself.
+    public func forRestore(_ argument: String, progress: ((String) -> Void)? = nil) throws -> (path: String, external: [String: BundleReader.ExternalMember]) {
+        guard !argument.contains("/"), !argument.hasSuffix(".sparc"), !FileSystem.exists(argument),
+            let h = home ?? (try? BundleHome.ensure()), FileSystem.isDirectory(h + "/store"),
+            let store = try? manager.openStore(home: h, passphrase: passphrase), (try? store.names().contains(argument)) == true
+        else { return (argument, [:]) }
+        lock.lock()
+        defer { lock.unlock() }
+        if directory == nil { directory = try FileSystem.makeUniqueDirectory(in: manager.root, prefix: "stored-") }
+        // Apart from full write-outs of the same name (a TUI's hex view may hold one).
+        try? FileSystem.makeDirectory(directory! + "/restore")
+        let target = directory! + "/restore/" + argument + ".sparc"
+        let external = try StoredBundle(store: store, name: argument).externalMembers()
+        if !FileSystem.exists(target) {
+            progress?("reading \(argument) from the store")
+            try store.export(argument, to: target, except: Set(external.keys))
+        }
+        return (target, external)
+    }
+
     /// Removes what was written out.
     public func remove() {
         lock.lock()

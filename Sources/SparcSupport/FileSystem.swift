@@ -238,6 +238,17 @@ public enum FileSystem {
         guard data.withUnsafeBytes({ writeAll(fd: fd, $0) }) else { throw SparcError.posix("cannot write", path) }
     }
 
+    /// Writes every byte at `offset` (pwrite, retrying interrupted and short writes).
+    public static func writeAll(fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int64, path: String) throws {
+        var done = 0
+        while done < bytes.count {
+            let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw SparcError.posix("cannot write", path) }
+            done += n
+        }
+    }
+
     /// Writes every byte, retrying interrupted and would-block writes (a non-blocking port
     /// that is full: after a short wait); false with errno set when a write fails.
     /// The one write loop of sparc, host and agent.

@@ -363,11 +363,16 @@ public final class TerminalUI {
         case .restore(let bundle, let allowRollback):
             started = jobs.start("restore: starting") { cancel, channel in
                 do {
-                    let path = try bundlePath(bundle, channel)
+                    // A stored checkpoint's memory and disk are read from the store as the restore goes.
+                    let (path, external) =
+                        bundle.hasPrefix("/") || !isStored(bundle)
+                        ? (try bundlePath(bundle, channel), [:])
+                        : try writtenOut.forRestore(bundle) { channel.post(.progress($0, fraction: nil, cancellable: false)) }
                     defer { writtenOut.remove() }
                     let r = try manager.restore(
                         bundle: path, name: vm, replace: true, policy: RestorePolicy(allowRollback: allowRollback),
-                        progress: { channel.post(.progress("restore: \($0)", fraction: nil, cancellable: $0.cancellable)) }, cancel: cancel)
+                        progress: { channel.post(.progress("restore: \($0)", fraction: nil, cancellable: $0.cancellable)) }, cancel: cancel,
+                        external: external)
                     let killed = r.cleanup?.killed ?? []
                     return (
                         "restored \(bundle) (epoch \(r.epoch)\(r.rollback ? ", rollback logged" : ""))"

@@ -27,18 +27,18 @@ enum QEMUBaseline {
 
     /// QEMU's `-incoming` restore of `saved` on an overlay of the bundle's disk, to a running
     /// guest; the QEMU is killed after. Returns the seconds from launch to `cont`.
-    static func restore(bundle: String, saved: String, spec: MachineSpec) throws -> Double {
+    static func restore(disk: String, saved: String, spec: MachineSpec) throws -> Double {
         let qemuLayout = RuntimeLayout(name: "qemu-restore", root: root)
         try FileSystem.makeDirectories(qemuLayout.directory)
         defer { FileSystem.removeTree(qemuLayout.directory) }
         let overlay = qemuLayout.directory + "/disk.qcow2"
-        _ = try Subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", bundle + "/disk.qcow2", overlay])
+        _ = try Subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", disk, overlay])
         let ram = try GuestRAM.create(vm: "qemu-restore", bytes: spec.memoryBytes)
         defer { GuestRAM.remove(ram) }
         let command = QEMUCommand(
             spec: spec, layout: qemuLayout, ramPath: ram,
             disk: [
-                DiskLayer(path: bundle + "/disk.qcow2", format: "qcow2", writable: false), DiskLayer(path: overlay, format: "qcow2", writable: true, serial: 1),
+                DiskLayer(path: disk, format: "qcow2", writable: false), DiskLayer(path: overlay, format: "qcow2", writable: true, serial: 1),
             ],
             incoming: true, sandbox: manager.sandbox)
         var pid: pid_t = 0

@@ -94,14 +94,29 @@ struct StoreBenchmark {
         print("  third: \(fmt(third.seconds)) s, \(mib(third.added)) added")
 
         print("restoring the newest into the same VM…")
+        // As `sparc restore NAME` does: the small files written out, memory and disk read from the store.
+        func restoreFromStore() throws {
+            let written = WrittenOutCheckpoints(manager: manager, home: home)
+            defer { written.remove() }
+            let (path, external) = try written.forRestore(third.name)
+            _ = try manager.restore(bundle: path, name: name, external: external)
+        }
+        try manager.stop(name: name, force: true)
+        let restoreSeconds = try time { try restoreFromStore() }
+        try manager.stop(name: name, force: true)
+        // QEMU's -incoming on the same disk state, as a qcow2 (made outside the timing).
         let exported = work + "/newest.sparc"
-        let exportSeconds = try time { try store.export(third.name, to: exported) }
-        try manager.stop(name: name, force: true)
-        let restoreSeconds = try time { _ = try manager.restore(bundle: exported, name: name) }
-        try manager.stop(name: name, force: true)
+        try store.export(third.name, to: exported)
+        var baselineDisk = exported + "/disk.qcow2"
+        if FileSystem.exists(exported + "/disk.img") {
+            baselineDisk = work + "/newest-disk.qcow2"
+            _ = try Subprocess.run(["qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", exported + "/disk.img", baselineDisk])
+        }
         let spec = try manager.machineSpec(BundleReader(path: exported).manifest)
-        let qemuRestore = try QEMUBaseline.restore(bundle: exported, saved: qemuFile, spec: spec)
-        _ = try manager.restore(bundle: exported, name: name)
+        let qemuRestore = try QEMUBaseline.restore(disk: baselineDisk, saved: qemuFile, spec: spec)
+        FileSystem.removeTree(exported)
+        unlink(baselineDisk)
+        try restoreFromStore()
         unlink(qemuFile)
 
         print("zstd on and off, and a plain copy of the same bundle…")
@@ -158,7 +173,7 @@ struct StoreBenchmark {
             "| third, after \(options.writes) MiB written to the disk | \(fmt(third.seconds)) | \(mib(third.added)) | \(fmt(Double(third.added) / Double(options.writes << 20)))× what was written |"
         )
         print(
-            "| restore of the newest into the same VM (export \(fmt(exportSeconds)) + restore \(fmt(restoreSeconds))) | \(fmt(exportSeconds + restoreSeconds)) | | \(fmt((exportSeconds + restoreSeconds) / qemuRestore))× QEMU's -incoming (\(fmt(qemuRestore)) s) |"
+            "| restore of the newest into the same VM, read from the store as it goes | \(fmt(restoreSeconds)) | | \(fmt(restoreSeconds / qemuRestore))× QEMU's -incoming (\(fmt(qemuRestore)) s) |"
         )
         print("")
         print("| storing one bundle (\(mib(bundleBytes))) | time (s) | store bytes |")

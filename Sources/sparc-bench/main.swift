@@ -166,7 +166,7 @@ do {
         ourRestore.append(try time { _ = try manager.restore(bundle: bundle, name: name) })
         try manager.stop(name: name, force: true)
 
-        qemuRestore.append(try QEMUBaseline.restore(bundle: bundle, saved: qemuFile, spec: spec))
+        qemuRestore.append(try QEMUBaseline.restore(disk: bundle + "/disk.qcow2", saved: qemuFile, spec: spec))
         _ = try manager.restore(bundle: bundle, name: name)
     }
 

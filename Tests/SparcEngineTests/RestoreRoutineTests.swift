@@ -61,7 +61,7 @@ final class RestoreRoutineTests: ScratchDirectoryTestCase {
         var stoppedOutcome: String { "the VM it was to replace had been stopped" }
         func clearLeftovers() { steps.append("clear") }
         func restoreDisk(progress: VMManager.Progress?, cancel: Cancellation?) throws { try step("disk") }
-        func startPaused(memory: OpenedFile, progress: VMManager.Progress?, cancel: Cancellation?) throws -> MachineMonitor {
+        func startPaused(memory: ByteSource, progress: VMManager.Progress?, cancel: Cancellation?) throws -> MachineMonitor {
             try step("start")
             started = true
             progress?("loading memory")

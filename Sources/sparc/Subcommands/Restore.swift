@@ -69,12 +69,13 @@ struct Restore: ParsableCommand {
         Interruption.install()
         let stored = StoredBundles()
         defer { stored.remove() }
-        let path = try stored.path(bundle)
+        // A stored checkpoint: its small files written out, its memory and disk read from the store as it goes.
+        let (path, external) = try stored.forRestore(bundle)
         // Without --name the bundle goes back to the VM it came from (a libvirt domain: its domain).
         let name = try self.name ?? BundleReader(path: path).manifest.vm.name
         let report = try manager.restore(
             bundle: path, name: name, replace: replace, killExcluded: !noKill, policy: policy, progress: progressPrinter(),
-            cancel: Interruption.cancellation)
+            cancel: Interruption.cancellation, external: external)
         endProgress()
         for w in report.warnings { printError("sparc: warning: \(w.terminalSafe)") }
         if let c = report.cleanup {

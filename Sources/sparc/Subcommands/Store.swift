@@ -255,6 +255,16 @@ final class StoredBundles {
         return try written!.path(argument, progress: show.map { p in { p(ProgressEvent(nil, $0)) } })
     }
 
+    /// For a restore: the bundle path for `argument` and the members read from the store as
+    /// the restore goes (see `WrittenOutCheckpoints.forRestore`).
+    func forRestore(_ argument: String) throws -> (path: String, external: [String: BundleReader.ExternalMember]) {
+        guard Self.mayBeStored(argument), !argument.contains("/") else { return (argument, [:]) }
+        if written == nil { written = WrittenOutCheckpoints(manager: try VMManager(), passphrase: try readPassphrase(nil)) }
+        defer { endProgress() }
+        let show = progressPrinter()
+        return try written!.forRestore(argument, progress: show.map { p in { p(ProgressEvent(nil, $0)) } })
+    }
+
     func remove() { written?.remove() }
 }
 
