@@ -78,10 +78,13 @@ int sparc_nbd_extents(
     return c.count;
 }
 
-sparc_nbd *sparc_nbd_open_command(char *const *argv, char *error, size_t error_size) {
+sparc_nbd *sparc_nbd_open_command(char *const *argv, const char *bitmap, char *error, size_t error_size) {
     struct nbd_handle *h = nbd_create();
     if (!h) { say(error, error_size); return NULL; }
-    if (nbd_add_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) == -1 || nbd_connect_systemd_socket_activation(h, (char **)argv) == -1) {
+    char context[512];
+    if (bitmap) context_name(bitmap, context, sizeof context);
+    if (nbd_add_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) == -1 || (bitmap && nbd_add_meta_context(h, context) == -1)
+        || nbd_connect_systemd_socket_activation(h, (char **)argv) == -1) {
         say(error, error_size);
         nbd_close(h);
         return NULL;

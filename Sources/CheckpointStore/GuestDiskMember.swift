@@ -177,7 +177,7 @@ extension CheckpointStore {
         return out
     }
 
-    static func bytes(hex: String) -> [UInt8] {
+    public static func bytes(hex: String) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(hex.utf8.count / 2)
         var it = hex.utf8.makeIterator()

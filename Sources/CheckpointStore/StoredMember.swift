@@ -8,8 +8,9 @@ import SparcSupport
 public final class StoredMember: ByteSource, @unchecked Sendable {
     public let path: String
     public let size: Int64
-    let store: CheckpointStore
-    let member: StoredCheckpoint.Member
+    public let store: CheckpointStore
+    /// Its chunk list as the store keeps it.
+    public let member: StoredCheckpoint.Member
     let extents: [(offset: Int64, length: Int)]
     private let lock = NSLock()
     private var cache: [(index: Int, plain: Data)] = []

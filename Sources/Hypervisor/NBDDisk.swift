@@ -83,19 +83,22 @@ public final class NBDDisk {
 }
 
 extension NBDDisk {
-    /// Serves `image` (a qcow2 sparc just made) with qemu-nbd, started by libnbd through socket
-    /// activation and ended when the connection closes, for writing.
-    public convenience init(serving image: String, format: String, expectedSize: Int64) throws {
+    /// Serves `image` with qemu-nbd, started by libnbd through socket activation and ended when
+    /// the connection closes: for writing (a qcow2 sparc just made), or read-only with one of
+    /// the image's persistent dirty bitmaps (`bitmap`).
+    public convenience init(serving image: String, format: String, expectedSize: Int64, readOnlyWith bitmap: String? = nil) throws {
         guard let qemuNBD = Subprocess.which("qemu-nbd") else { throw SparcError("qemu-nbd not found in PATH (install it: apt-get install qemu-utils)") }
-        // -f: never probed; the image is sparc's own new file, in a private directory.
-        let argv = [qemuNBD, "--format=\(format)", "--cache=writeback", "--aio=threads", image]
+        // -f: never probed.
+        var argv = [qemuNBD, "--format=\(format)", "--cache=writeback", "--aio=threads"]
+        if let bitmap { argv += ["--read-only", "--bitmap=\(bitmap)"] }
+        argv.append(image)
         var error = [CChar](repeating: 0, count: 512)
         let cArgs = argv.map { strdup($0) } + [nil]
         defer { cArgs.forEach { free($0) } }
-        guard let h = cArgs.withUnsafeBufferPointer({ sparc_nbd_open_command($0.baseAddress!, &error, error.count) }) else {
+        guard let h = cArgs.withUnsafeBufferPointer({ sparc_nbd_open_command($0.baseAddress!, bitmap, &error, error.count) }) else {
             throw SparcError("cannot serve \(image) with qemu-nbd: \(String(cString: error))")
         }
-        try self.init(handle: h, bitmap: nil, expectedSize: expectedSize)
+        try self.init(handle: h, bitmap: bitmap, expectedSize: expectedSize)
     }
 
     /// Writes `count` bytes at `offset` (within the disk).

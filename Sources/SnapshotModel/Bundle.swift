@@ -159,6 +159,8 @@ public struct BundleReader {
     /// Members read from elsewhere than the directory (a stored checkpoint's memory and disk,
     /// decrypted as they are read), by name; the directory holds the rest.
     public var external: [String: ExternalMember] = [:]
+    /// The stored checkpoint this bundle was written out from, when it was.
+    public var storedName: String?
 
     /// A member read from elsewhere, and what stands for its digest without reading it.
     public struct ExternalMember {

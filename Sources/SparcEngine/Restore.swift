@@ -28,6 +28,10 @@ public struct RestoreReport: Codable, Sendable {
     public var sealed: Bool
     /// Seconds the guest's clock was stepped to the host's time (positive: forward).
     public var clockStep: Double?
+    /// How the disk went back: only what differed, or all of it and why (nil: no disk, or a bundle file copied).
+    public var diskNote: String?
+    /// Bytes written to the VM's disk (nil: not counted).
+    public var diskWrittenBytes: Int64?
 }
 
 /// How restore treats a bundle's provenance and place in the VM's history.
@@ -103,11 +107,12 @@ extension VMManager {
     public func restore(
         bundle: String, name: String, replace: Bool = false, killExcluded: Bool = true,
         policy: RestorePolicy = RestorePolicy(), progress: Progress? = nil, cancel: Cancellation? = nil,
-        external: [String: BundleReader.ExternalMember] = [:]
+        external: [String: BundleReader.ExternalMember] = [:], storedName: String? = nil
     ) throws -> RestoreReport {
         try exclusively(name, doing: "restore") {
             var reader = try BundleReader(path: bundle)
             reader.external = external
+            reader.storedName = storedName
             let target = try driver.restoreTarget(reader: reader, name: name, policy: policy, manager: self)
             return try runRestore(target, replace: replace, killExcluded: killExcluded, policy: policy, progress: progress, cancel: cancel)
         }
@@ -219,7 +224,8 @@ extension VMManager {
         return RestoreReport(
             name: name, bundle: reader.path, pid: target.pid, replaced: running, total: Date().timeIntervalSince(began),
             warnings: warnings + (guided.cleanup?.warnings ?? []), cleanup: guided.cleanup, epoch: epoch, rollback: provenance.rollback,
-            clone: provenance.clone, sealed: provenance.sealed, clockStep: guided.clock?.stepSeconds)
+            clone: provenance.clone, sealed: provenance.sealed, clockStep: guided.clock?.stepSeconds, diskNote: target.diskNote,
+            diskWrittenBytes: target.diskWrittenBytes)
     }
 
     /// Counts the restore in the VM's RSDM epoch and its history (restore, rollback or clone); returns the new epoch.

@@ -1,3 +1,4 @@
+import CheckpointStore
 import Foundation
 import GuestQuery
 import Hypervisor
@@ -58,6 +59,14 @@ protocol RestoreTarget: AnyObject {
     /// What the operator must hear of a failure beyond the error itself (QEMU exited on its
     /// own, and what was cleaned up after it); nil when nothing.
     func explain(_ error: Error) -> Error?
+    /// How the disk went back, for the report (nil: not told).
+    var diskNote: String? { get }
+    var diskWrittenBytes: Int64? { get }
+}
+
+extension RestoreTarget {
+    var diskNote: String? { nil }
+    var diskWrittenBytes: Int64? { nil }
 }
 
 /// A VM of sparc's own: a new QEMU launched with `-incoming defer` on a RAM file sparc filled.
@@ -79,6 +88,8 @@ final class OwnRestoreTarget: RestoreTarget {
     private var scratch: [String] = []
     /// How the new QEMU ended when it died on its own before the guest ran.
     private var qemuExit: String?
+    private(set) var diskNote: String?
+    private(set) var diskWrittenBytes: Int64?
 
     init(reader: BundleReader, name: String, manager: VMManager) throws {
         try RuntimeLayout.validate(name: name)
@@ -149,6 +160,28 @@ final class OwnRestoreTarget: RestoreTarget {
         guard let diskFile else { return }
         let member = reader.manifest.diskMember ?? .disk
         let entry = reader.manifest.file(member)!
+        if let target = diskTarget, member == .diskImage, let stored = diskFile as? StoredMember, FileSystem.exists(target) {
+            // Read from the store into the VM's own file: only what differs from the file now, when that can be told.
+            let (plan, why) = manager.incrementalDiskPlan(file: target, restoring: stored.member, vm: reader.manifest.vm.name, store: stored.store)
+            if let plan {
+                progress?("writing the disk's \(plan.chunks.count) chunk(s) that differ from \(Path.base(of: target)) (its bitmap since \(plan.since))")
+                let overlay = layout.directory + "/disk-1.qcow2"
+                unlink(overlay)
+                let written = try manager.writeDiskOverlay(plan, from: stored, entry: entry, file: target, overlay: overlay, cancel: cancel)
+                scratch = [overlay]
+                // The bitmap has served; a persistent one must not be in the image QEMU opens (DiskBitmap).
+                let removed = try Subprocess.run([try QEMUProcess.locateQemuImg(), "bitmap", "--remove", target, plan.bitmap])
+                guard removed.status == 0 else { throw SparcError("cannot remove the used dirty bitmap from \(target): \(removed.stderrSummary)") }
+                disk = [
+                    DiskLayer(path: target, format: "qcow2", writable: true, followsOwnBacking: false, virtualSize: stored.size),
+                    DiskLayer(path: overlay, format: "qcow2", writable: true, virtualSize: stored.size, serial: 1),
+                ]
+                diskWrittenBytes = written
+                diskNote = "disk: wrote \(formatBytes(written)) (\(plan.chunks.count) of \(stored.member.chunks.count) chunks) that differed from the VM's disk since \(plan.since)"
+                return
+            }
+            diskNote = "disk: wrote all of it (\(why))"
+        }
         if let target = diskTarget {
             // The VM's own file goes back to the checkpoint's state (written beside it, renamed over it).
             progress?("rolling the disk back in \(Path.base(of: target))")
@@ -227,6 +260,10 @@ final class OwnRestoreTarget: RestoreTarget {
 
     func resume() throws {
         guard let qmp else { throw SparcError("restore: QEMU was not started") }
+        // The disk is the stored checkpoint's: its writes are counted from here, for the next checkpoint.
+        if let storedName = reader.storedName, diskTarget != nil, reader.manifest.diskMember == .diskImage, let base = disk.first, base.format == "qcow2" {
+            _ = try? qmp.execute("block-dirty-bitmap-add", ["node": base.node, "name": DiskBitmap.name(since: storedName), "persistent": false])
+        }
         try qmp.execute("cont")
         unlink(layout.restoringMarker)
         // From here the guest carries its own cleanup plan: should this restore die, its agent
@@ -236,7 +273,16 @@ final class OwnRestoreTarget: RestoreTarget {
 
     func agentSocket() throws -> String { layout.agentSocket }
 
-    func afterThaw(provenance: Provenance, agent: AgentClient) -> [GuestText] { [] }
+    func afterThaw(provenance: Provenance, agent: AgentClient) -> [GuestText] {
+        // The overlay a restore wrote its differences into goes into the VM's own file.
+        guard disk.count > 1, diskTarget != nil, let qmp, var state = try? VMState.load(layout.stateFile) else { return [] }
+        do {
+            try manager.commitOverlays(&state, qmp: qmp, layout: layout)
+        } catch {
+            return ["the restored disk stays on an overlay until the next checkpoint or stop: \(error)"]
+        }
+        return []
+    }
 
     func abandon() {
         if pid > 0 {

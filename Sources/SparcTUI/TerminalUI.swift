@@ -372,7 +372,7 @@ public final class TerminalUI {
                     let r = try manager.restore(
                         bundle: path, name: vm, replace: true, policy: RestorePolicy(allowRollback: allowRollback),
                         progress: { channel.post(.progress("restore: \($0)", fraction: nil, cancellable: $0.cancellable)) }, cancel: cancel,
-                        external: external)
+                        external: external, storedName: external.isEmpty ? nil : bundle)
                     let killed = r.cleanup?.killed ?? []
                     return (
                         "restored \(bundle) (epoch \(r.epoch)\(r.rollback ? ", rollback logged" : ""))"

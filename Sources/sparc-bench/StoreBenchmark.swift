@@ -99,7 +99,7 @@ struct StoreBenchmark {
             let written = WrittenOutCheckpoints(manager: manager, home: home)
             defer { written.remove() }
             let (path, external) = try written.forRestore(third.name)
-            _ = try manager.restore(bundle: path, name: name, external: external)
+            _ = try manager.restore(bundle: path, name: name, external: external, storedName: third.name)
         }
         try manager.stop(name: name, force: true)
         let restoreSeconds = try time { try restoreFromStore() }

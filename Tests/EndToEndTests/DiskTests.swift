@@ -89,12 +89,29 @@ final class DiskTests: GuestTestCase {
         print("disk read into the store: first \(firstRead) bytes, second \(secondRead) (\(second["diskNote"] ?? ""))")
         try sparc.ok(["verify", secondName], environment: env)
 
+        // Restored into the same VM: only the chunks written since are written back.
         try exec("inc", "echo later > /data/c; sync")
-        try sparc.ok(["restore", secondName, "--replace"], environment: env)
+        let restored = try sparc.ok(["restore", secondName, "--replace"], environment: env)
+        XCTAssertTrue(restored.contains("that differed from the VM's disk since \(secondName)"), restored)
+        print("restore into the same VM: \(restored.split(separator: "\n").last ?? "")")
         XCTAssertEqual(try exec("inc", "md5sum /data/a /data/b"), sums, "restored byte for byte")
         XCTAssertEqual(try exec("inc", "test -e /data/c && echo present || echo absent"), "absent")
+        try sparc.ok(["vm", "stop", "--name", "inc"])
+        try assertClean(disk)
+        try sparc.ok(["vm", "start", "--name", "inc", "--disk", disk])
+        XCTAssertEqual(try exec("inc", "md5sum /data/a /data/b"), sums, "the restored state is in the VM's own file")
+        // My own case: a restore's differences land in an overlay committed into the file;
+        // the next checkpoint counts from the restored checkpoint, not from scratch.
+        try exec("inc", "echo after-restore > /data/r; sync")
+        let afterIncrementalRestore = try storedCheckpoint("inc", env: env)
+        XCTAssertEqual(afterIncrementalRestore["diskChangedSince"] as? String, secondName, "the restore's bitmap counted from the restored checkpoint")
+        try sparc.ok(["restore", secondName, "--replace", "--allow-rollback"], environment: env)
 
-        // After a restore the disk file is new: no bitmap, everything read, and said so.
+        // A restore from a bundle directory (not the store) makes a new disk file: no bitmap,
+        // everything read, and said so.
+        let exported = work + "/inc-second.sparc"
+        try sparc.ok(["export", secondName, "-o", exported], environment: env)
+        try sparc.ok(["restore", exported, "--replace", "--allow-rollback"], environment: env)
         let afterRestore = try storedCheckpoint("inc", env: env)
         XCTAssertNil(afterRestore["diskChangedSince"])
         XCTAssertTrue((afterRestore["diskNote"] as? String ?? "").contains("read all"), "\(afterRestore["diskNote"] ?? "")")

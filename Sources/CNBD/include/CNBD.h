@@ -27,9 +27,10 @@ int sparc_nbd_extents(
     sparc_nbd *h, const char *bitmap, uint64_t offset, uint64_t count, uint64_t *lengths, uint32_t *flags, int max, char *error,
     size_t error_size);
 
-/// Starts `argv` (qemu-nbd serving an image, by socket activation) and connects to it, read-write.
-/// NULL on failure (the reason in `error`).
-sparc_nbd *sparc_nbd_open_command(char *const *argv, char *error, size_t error_size);
+/// Starts `argv` (qemu-nbd serving an image, by socket activation) and connects to it, asking
+/// for `qemu:dirty-bitmap:<bitmap>` too when `bitmap` is not NULL. NULL on failure (the reason
+/// in `error`).
+sparc_nbd *sparc_nbd_open_command(char *const *argv, const char *bitmap, char *error, size_t error_size);
 
 /// Writes `count` bytes at `offset`; 0 or -1 (the reason in `error`).
 int sparc_nbd_write(sparc_nbd *h, const void *buf, size_t count, uint64_t offset, char *error, size_t error_size);

@@ -75,7 +75,7 @@ struct Restore: ParsableCommand {
         let name = try self.name ?? BundleReader(path: path).manifest.vm.name
         let report = try manager.restore(
             bundle: path, name: name, replace: replace, killExcluded: !noKill, policy: policy, progress: progressPrinter(),
-            cancel: Interruption.cancellation, external: external)
+            cancel: Interruption.cancellation, external: external, storedName: external.isEmpty ? nil : bundle)
         endProgress()
         for w in report.warnings { printError("sparc: warning: \(w.terminalSafe)") }
         if let c = report.cleanup {
@@ -100,7 +100,9 @@ struct Restore: ParsableCommand {
         if !report.sealed { notes.append("foreign bundle") }
         print(
             String(
-                format: "\(connection.uri == nil ? "VM" : "domain") '%@' restored from %@ (pid %d) in %.2f s, restore epoch %d%@", report.name, report.bundle.terminalSafe,
-                report.pid, report.total, report.epoch, notes.isEmpty ? "" : " (" + notes.joined(separator: "; ") + ")"))
+                format: "\(connection.uri == nil ? "VM" : "domain") '%@' restored from %@ (pid %d) in %.2f s, restore epoch %d%@", report.name,
+                (external.isEmpty ? report.bundle : bundle).terminalSafe, report.pid, report.total, report.epoch,
+                notes.isEmpty ? "" : " (" + notes.joined(separator: "; ") + ")"))
+        if let disk = report.diskNote { print("  " + disk.terminalSafe) }
     }
 }
