@@ -1,6 +1,8 @@
 import CheckpointStore
+import CSparcSupport
 import Foundation
 import HostState
+import Hypervisor
 import SnapshotModel
 import SparcSupport
 
@@ -22,6 +24,13 @@ extension VMManager {
         return try CheckpointStore(directory: home + "/store", stateDirectory: stateDirectory, passphrase: passphrase)
     }
 
+    /// The RAM size of a VM of sparc's own, for staging its checkpoint in memory (nil: not
+    /// known here, a libvirt domain).
+    public func ramBytes(of name: String) -> Int64? {
+        guard connect == nil, let state = try? running(name) else { return nil }
+        return Int64(state.spec.memoryBytes)
+    }
+
     /// Records in the VM's history that stored checkpoints were removed (pruned or `store rm`).
     ///
     /// They still count as checkpoints for the rollback check (the VM went on from them, so
@@ -33,24 +42,44 @@ extension VMManager {
     }
 }
 
-/// A checkpoint on its way into the store: its bundle is written in a private directory
-/// beside the store (same file system, mode 0700), stored, and the directory removed.
+/// A checkpoint on its way into the store: its bundle (the memory image in the clear) is
+/// written in a private directory (mode 0700), stored, and the directory removed.
+///
+/// It is staged in memory when it can be: in the RAM directory (a tmpfs, where guest RAM
+/// lives) when that has room for the guest's RAM, so the memory image never reaches a disk in
+/// the clear, not even as blocks a deleted file leaves. Else beside the store, and
+/// `clearTextOnDisk` says so, for the operator to hear.
 public final class StoreStaging {
     public let directory: String
+    /// The memory image is staged on a disk file system (no room in memory).
+    public let clearTextOnDisk: Bool
+    public static let homePrefix = ".staging-"
+    public static let memoryPrefix = "sparc-staging-"
 
-    /// A new staging directory in `home`, named after this process; those of processes that
-    /// are gone (killed mid-checkpoint) are removed first.
-    public init(home: String) throws {
-        Self.removeAbandoned(in: home)
-        directory = try FileSystem.makeUniqueDirectory(in: home, prefix: ".staging-\(getpid())-")
+    /// A new staging directory named after this process: in the RAM directory when it is a
+    /// tmpfs with room for `memoryBytes` (unknown: not there), else in `home`. Directories of
+    /// processes that are gone (killed mid-checkpoint) are removed first, in both.
+    public init(home: String, memoryBytes: Int64? = nil) throws {
+        let memory = GuestRAM.baseDirectory
+        Self.removeAbandoned(in: home, prefix: Self.homePrefix)
+        Self.removeAbandoned(in: memory, prefix: Self.memoryPrefix)
+        if let memoryBytes, (try? GuestRAM.checkInMemory(memory)) != nil, sparc_filesystem_type(memory) == 0x0102_1994,
+            let free = GuestRAM.freeBytes(), free > memoryBytes + (256 << 20)
+        {
+            directory = try FileSystem.makeUniqueDirectory(in: memory, prefix: Self.memoryPrefix + "\(getpid())-")
+            clearTextOnDisk = false
+        } else {
+            directory = try FileSystem.makeUniqueDirectory(in: home, prefix: Self.homePrefix + "\(getpid())-")
+            clearTextOnDisk = true
+        }
     }
 
-    /// Removes the staging directories in `home` whose process no longer runs.
-    public static func removeAbandoned(in home: String) {
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: home)) ?? [] where name.hasPrefix(".staging-") {
-            let fields = name.split(separator: "-")
-            guard fields.count == 3, let pid = Int32(fields[1]), pid > 0 else { continue }
-            if kill(pid, 0) != 0 && errno == ESRCH { _ = FileSystem.removeTree(home + "/" + name) }
+    /// Removes the staging directories in `directory` whose process no longer runs.
+    public static func removeAbandoned(in directory: String, prefix: String = homePrefix) {
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where name.hasPrefix(prefix) {
+            let fields = name.dropFirst(prefix.count).split(separator: "-")
+            guard fields.count == 2, let pid = Int32(fields[0]), pid > 0 else { continue }
+            if kill(pid, 0) != 0 && errno == ESRCH { _ = FileSystem.removeTree(directory + "/" + name) }
         }
     }
 

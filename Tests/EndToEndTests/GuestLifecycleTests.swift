@@ -422,7 +422,12 @@ final class GuestLifecycleTests: GuestTestCase {
         var killing = env
         killing["SPARC_FAULT"] = "checkpoint-after-store"
         XCTAssertNotEqual(try sparc.run(["checkpoint", "--name", vm], environment: killing).status, 0)
-        XCTAssertTrue(try FileManager.default.contentsOfDirectory(atPath: home).contains { $0.hasPrefix(".staging-") }, "the killed checkpoint left its staging")
+        // Staged in memory (the RAM directory, a tmpfs): the memory image never reached a disk in the clear.
+        let ramDirectory = ProcessInfo.processInfo.environment["SPARC_RAM_DIR"] ?? "/dev/shm"
+        func stagings() throws -> [String] { try FileManager.default.contentsOfDirectory(atPath: ramDirectory).filter { $0.hasPrefix("sparc-staging-") } }
+        let leftBehind = try stagings()
+        XCTAssertFalse(leftBehind.isEmpty, "the killed checkpoint left its staging in memory")
+        XCTAssertFalse(try FileManager.default.contentsOfDirectory(atPath: home).contains { $0.hasPrefix(".staging-") }, "nothing was staged beside the store")
         // Without -o straight into the store, and back by name: verify, search, restore.
         let direct = try sparc.run(["checkpoint", "--name", vm, "--json"], environment: env)
         XCTAssertEqual(direct.status, 0, direct.stderr)
@@ -430,6 +435,7 @@ final class GuestLifecycleTests: GuestTestCase {
         let name = try XCTUnwrap((report["checkpoint"] as? [String: Any])?["bundle"] as? String)
         XCTAssertTrue(name.hasPrefix(vm + "-") && !name.contains("/"), name)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: home).sorted(), ["store"], "no bundle and no staging left beside the store")
+        XCTAssertTrue(Set(try stagings()).isDisjoint(with: leftBehind), "the next checkpoint removed the killed one's staging")
         try sparc.ok(["verify", name], environment: env)
         XCTAssertEqual(try sparc.run(["search", secret, name], environment: env).status, 0, "searched by name")
         try guest("kill \(holder)")
