@@ -22,7 +22,7 @@ SWIFT_SOURCES := $(shell find Sources -name '*.swift' -o -name '*.h' -o -name '*
 AGENT_SOURCES := $(shell find Sources/sparc-agent Sources/GuestProcfs Sources/GuestQuery Sources/SparcSupport Sources/CSparcGuest Sources/CSparcSupport -type f) Package.swift
 GUEST_INPUTS := Guest/build-image.sh $(shell find Guest/rootfs Guest/helper Guest/tools -type f)
 
-.PHONY: all deps build release install uninstall guest guest-images guest-package guest-debian run test check unit e2e bench screenshots clean help
+.PHONY: all deps build release install install-guests uninstall guest guest-images guest-package guest-debian run test check unit e2e bench screenshots clean help
 
 all: build guest
 
@@ -60,7 +60,9 @@ release: deps
 
 # Installs sparc, its RSDM daemon, man pages (one per sub-command), shell completions, the
 # commit it was built from and the guest images built so far. DESTDIR stages a package.
-install: $(if $(filter debug,$(CONFIG)),build,release)
+# Builds and installs the default guest too (an installed sparc must boot something); the
+# Debian guest when it is built, else a line on how to add it ('install-guests').
+install: $(if $(filter debug,$(CONFIG)),build,release) guest
 	$(SWIFT) build --product generate-manual
 	rm -rf .build/man && mkdir -p .build/man
 	.build/debug/generate-manual $(INSTALL_BIN)/sparc --multi-page --date $$(git log -1 --format=%cs 2>/dev/null || date +%F) \
@@ -75,10 +77,18 @@ install: $(if $(filter debug,$(CONFIG)),build,release)
 	$(INSTALL_BIN)/sparc --generate-completion-script zsh > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_sparc
 	$(INSTALL_BIN)/sparc --generate-completion-script fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/sparc.fish
 	git rev-parse --short HEAD > $(DESTDIR)$(PREFIX)/share/sparc/commit 2>/dev/null || rm -f $(DESTDIR)$(PREFIX)/share/sparc/commit
-	@for g in $(GUEST_IMAGES); do \
-		if [ -f build/$$g/vmlinuz ]; then rm -rf $(DESTDIR)$(PREFIX)/share/sparc/$$g; cp -r build/$$g $(DESTDIR)$(PREFIX)/share/sparc/$$g; fi; \
-	done
+	@$(MAKE) --no-print-directory install-guests
 	@echo "installed sparc $$($(DESTDIR)$(PREFIX)/bin/sparc --version | cut -d' ' -f2-) in $(DESTDIR)$(PREFIX)"
+
+# Copies the built guest images where an installed sparc looks (PREFIX/share/sparc/GUEST).
+install-guests:
+	install -d $(DESTDIR)$(PREFIX)/share/sparc
+	@for g in $(GUEST_IMAGES); do \
+		if [ -f build/$$g/vmlinuz ]; then rm -rf $(DESTDIR)$(PREFIX)/share/sparc/$$g; cp -r build/$$g $(DESTDIR)$(PREFIX)/share/sparc/$$g; echo "installed the $$g image"; fi; \
+	done
+	@if [ ! -f $(DEBIAN_GUEST)/disk.qcow2 ]; then \
+		echo "the Debian guest is not built, so not installed: 'make guest-debian install-guests PREFIX=$(PREFIX)' adds it (debootstrap, about 10 minutes)"; \
+	fi
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/sparc $(DESTDIR)$(PREFIX)/share/man/man1/sparc.1 $(DESTDIR)$(PREFIX)/share/man/man1/sparc.*.1 \

@@ -67,7 +67,7 @@ public struct BundlesScreen {
                     guard let b = m.bundleList.selected else { return .none }
                     return .scan(bundle: b)
                 },
-                Binding([.function(9), .char("D")], bar: "Delete", "delete the checkpoint (asks first; default No)") { m in
+                Binding([.function(9), .char("D")], bar: "Delete", "delete the checkpoint (asks first; default No)", writes: true) { m in
                     guard let b = m.bundleList.selected else { return .none }
                     guard !m.readonly else {
                         m.status = "read-only: delete is disabled"
@@ -80,7 +80,7 @@ public struct BundlesScreen {
                     m.ask("Delete \(what). It cannot be undone.", .delete(bundle: b))
                     return .none
                 },
-                Binding([.function(7), .char("R")], bar: "Restore", "restore wizard (asks first; default No)") { m in
+                Binding([.function(7), .char("R")], bar: "Restore", "restore wizard (asks first; default No)", writes: true) { m in
                     guard let b = m.bundleList.selected else { return .none }
                     guard !m.readonly else {
                         m.status = "read-only: restore is disabled"

@@ -12,12 +12,16 @@ struct Binding {
     var keys: [Key]
     var bar: String?
     var help: String
+    /// It changes a VM or the bundles (checkpoint, restore, delete): `--readonly` leaves it out
+    /// of the bar and the help.
+    var writes: Bool
     var action: (inout TUIModel) -> Effect
 
-    init(_ keys: [Key], bar: String? = nil, _ help: String, _ action: @escaping (inout TUIModel) -> Effect) {
+    init(_ keys: [Key], bar: String? = nil, _ help: String, writes: Bool = false, _ action: @escaping (inout TUIModel) -> Effect) {
         self.keys = keys
         self.bar = bar
         self.help = help
+        self.writes = writes
         self.action = action
     }
 
@@ -37,6 +41,8 @@ struct BindingTable {
     var bindings: [Binding]
 
     func binding(for key: Key) -> Binding? { bindings.first { $0.keys.contains(key) } }
+    /// The table without what writes, for a read-only UI's bar and help.
+    var readOnly: BindingTable { BindingTable(title: title, bindings: bindings.filter { !$0.writes }) }
     var functionKeys: [FunctionKey] { bindings.compactMap(\.functionKey) }
     var helpLines: [String] { [title] + bindings.map(\.helpLine) }
 }

@@ -172,7 +172,9 @@ public struct TUIModel {
                     m.popups.append(.help(m.helpLines))
                     return .none
                 },
-                Binding([.function(8), .char("C")], bar: "Checkpt", "checkpoint with the tagged processes and terminals left out") { m in m.askCheckpoint() },
+                Binding([.function(8), .char("C")], bar: "Checkpt", "checkpoint with the tagged processes and terminals left out", writes: true) { m in
+                    m.askCheckpoint()
+                },
                 Binding([.tab], bar: "Next", "next screen (Shift-Tab: previous; F2/F4/F6 Processes, Terminals, Bundles)") { m in
                     m.tab = Tab(rawValue: (m.tab.rawValue + 1) % Tab.allCases.count)!
                     return .none
@@ -218,7 +220,10 @@ public struct TUIModel {
     }
 
     /// The help of the screen on view: its own keys first, then the keys every screen has.
-    public var helpLines: [String] { screenTable.helpLines + [""] + Self.commonTable(self).helpLines }
+    public var helpLines: [String] { shown(screenTable).helpLines + [""] + shown(Self.commonTable(self)).helpLines }
+
+    /// A table as the bar and the help show it: without what writes when read-only.
+    func shown(_ table: BindingTable) -> BindingTable { readonly ? table.readOnly : table }
 
     /// The function bar of what is on screen now; clicks on it act as its keys.
     public var functionKeys: [FunctionKey] {
@@ -229,8 +234,8 @@ public struct TUIModel {
             return (p.takesSearchOptions ? [.init(.function(5), "Encoding"), .init(.function(6), "Case")] : [])
                 + [.init(.enter, "OK"), .init(.escape, "Cancel")]
         case nil:
-            let common = Self.commonTable(self).functionKeys
-            let own = screenTable.functionKeys
+            let common = shown(Self.commonTable(self)).functionKeys
+            let own = shown(screenTable).functionKeys
             // Help first, the screen's own keys, then the rest of every screen's (Quit last).
             return common.prefix(1) + own + common.dropFirst().filter { entry in !own.contains { $0.key == entry.key } }
         }

@@ -65,6 +65,15 @@ final class TUIModelTests: XCTestCase {
         _ = ro.handle(.function(6))
         XCTAssertEqual(ro.handle(.function(9)), .none)
         XCTAssertNil(ro.confirm)
+        // Read-only: the bar and the help offer nothing that writes (F7, F8, F9), on every screen.
+        for screen in [2, 4, 6] {
+            _ = ro.handle(.function(screen))
+            let keys = ro.functionKeys.map(\.label)
+            XCTAssertFalse(keys.contains("Restore") || keys.contains("Checkpt") || keys.contains("Delete"), "\(keys)")
+            XCTAssertFalse(ro.helpLines.contains { $0.contains("checkpoint with the tagged") || $0.contains("restore wizard") }, "\(ro.helpLines)")
+        }
+        _ = m.handle(.function(6))
+        XCTAssertTrue(m.functionKeys.map(\.label).contains("Restore"), "a writable UI still offers them")
     }
 
     /// F7 on another VM's bundle does not offer what the UI cannot carry out: it says which
