@@ -60,6 +60,9 @@ public struct StoredCheckpoint: Codable, Equatable, Sendable {
     /// host.seal of the bundle, when it had one.
     public var seal: Data?
     public var members: [Member]
+    /// The running state a restore replaced, saved first (`sparc undo`); retention leaves it
+    /// alone, and the VM's next undo point replaces it.
+    public var undoPoint: Bool?
 }
 
 /// What storing a checkpoint cost.
@@ -86,6 +89,8 @@ public struct StoreEntry: Codable, Equatable, Sendable {
     public var uniqueBytes: Int64
     /// What was left out, from the bundle's manifest ("" when nothing).
     public var excluded: String
+    /// The running state a restore replaced (`sparc undo` goes back to it).
+    public var undoPoint: Bool? = nil
 }
 
 /// The content-addressed checkpoint store: every member of every checkpoint cut into chunks,
@@ -130,16 +135,18 @@ public final class CheckpointStore {
     /// as the guest sees it while the checkpoint ran, `storeGuestDisk`), not in the directory.
     public func importBundle(
         _ reader: BundleReader, as name: String, chunkBytes: Int = defaultChunkBytes, compress: Bool = true, justWritten: Bool = false,
-        prestored: [StoredCheckpoint.Member] = []
+        prestored: [StoredCheckpoint.Member] = [], undoPoint: Bool = false
     ) throws -> StoreReport {
         try Self.checkNamed(name)
         return try objects.withLock(exclusive: false) {
-            try importLocked(reader, as: name, chunkBytes: chunkBytes, compress: compress, verify: !justWritten, prestored: prestored)
+            try importLocked(
+                reader, as: name, chunkBytes: chunkBytes, compress: compress, verify: !justWritten, prestored: prestored, undoPoint: undoPoint)
         }
     }
 
     func importLocked(
-        _ reader: BundleReader, as name: String, chunkBytes: Int, compress: Bool, verify: Bool, prestored: [StoredCheckpoint.Member] = []
+        _ reader: BundleReader, as name: String, chunkBytes: Int, compress: Bool, verify: Bool, prestored: [StoredCheckpoint.Member] = [],
+        undoPoint: Bool = false
     ) throws -> StoreReport {
         guard !objects.exists("checkpoints/" + name) else { throw StoreError.exists(name) }
         if verify, let problem = reader.verify().first { throw BundleError.damaged(member: problem.file, why: problem.reason) }
@@ -197,7 +204,8 @@ public final class CheckpointStore {
         let manifestData = try OpenedFile(regular: reader.file(Manifest.fileName), maxSize: Manifest.maxManifestBytes).readAll()
         let seal = try? OpenedFile(regular: reader.file(Manifest.sealFile), maxSize: 4096).readAll()
         let stored = StoredCheckpoint(
-            name: name, vm: reader.manifest.vm.name, createdAt: reader.manifest.createdAt, bundleManifest: manifestData, seal: seal, members: members)
+            name: name, vm: reader.manifest.vm.name, createdAt: reader.manifest.createdAt, bundleManifest: manifestData, seal: seal, members: members,
+            undoPoint: undoPoint ? true : nil)
         // Every chunk's name durable before the manifest that lists it.
         try objects.flush()
         FaultPoint.reached("store-before-manifest")
@@ -289,7 +297,7 @@ public final class CheckpointStore {
             let excluded = manifest.map { m in m.exclusion.isEmpty ? "" : "\(m.exclusion.processes.count) process(es) left out" } ?? ""
             return StoreEntry(
                 name: c.name, vm: c.vm, createdAt: c.createdAt, logicalBytes: c.members.reduce(0) { $0 + $1.size },
-                uniqueBytes: own.reduce(0) { $0 + (objects.size("chunks/" + $1) ?? 0) }, excluded: excluded)
+                uniqueBytes: own.reduce(0) { $0 + (objects.size("chunks/" + $1) ?? 0) }, excluded: excluded, undoPoint: c.undoPoint)
         }
     }
 

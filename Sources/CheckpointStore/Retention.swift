@@ -86,7 +86,8 @@ extension CheckpointStore {
         _ policy: RetentionPolicy, vm: String? = nil, dryRun: Bool, beforeRemoving: (StoredCheckpoint) -> Void = { _ in }
     ) throws -> (decisions: [RetentionPolicy.Decision], freed: (chunks: Int, bytes: Int64)) {
         guard !policy.isEmpty else { throw SparcError("prune needs a rule: --keep-last, --keep-hourly, --keep-daily or --keep-weekly") }
-        let stored = try names().map { try checkpoint($0) }.filter { vm == nil || $0.vm == vm }
+        // Undo points have their own rule: a new one replaces the VM's last.
+        let stored = try names().map { try checkpoint($0) }.filter { (vm == nil || $0.vm == vm) && $0.undoPoint != true }
         let decisions = policy.decide(stored.map { (name: $0.name, vm: $0.vm, createdAt: $0.createdAt) })
         guard !dryRun else { return (decisions, (0, 0)) }
         for d in decisions where !d.keep {

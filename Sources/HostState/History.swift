@@ -12,7 +12,12 @@ public struct HistoryEntry: Codable, Equatable, Sendable {
     /// `pruned`: a stored checkpoint was removed later (`sparc prune`, `sparc store rm`); it
     /// still counts for the rollback check, since the VM went on from it.
     /// `removed`: the VM's state was removed (`sparc vm rm`).
-    public enum Event: String, Codable, Sendable { case boot, checkpoint, restore, rollback, clone, stop, shutdown, recovered, discarded, pruned, removed }
+    public enum Event: String, Codable, Sendable {
+        case boot, checkpoint, restore, rollback, clone, stop, shutdown, recovered, discarded, pruned, removed
+        /// The running state a restore replaced, saved first (`sparc undo` goes back to it); not
+        /// a checkpoint for the rollback check, so it does not make every restore a rollback.
+        case undoPoint
+    }
     public var seq: Int
     public var time: String
     public var vm: String

@@ -202,7 +202,7 @@ extension VMManager {
             // From here the bundle stands: a later failure says so and undoes nothing.
             committed = true
             unlink(layout.atWorkMarker)
-            try history(name).append(.checkpoint, bundle: writer.path, bundleDigest: sealed.manifestSHA256, epoch: try rsdm(vmId: machine.identity).epoch())
+            try history(name).append(store?.undoPoint == true ? .undoPoint : .checkpoint, bundle: writer.path, bundleDigest: sealed.manifestSHA256, epoch: try rsdm(vmId: machine.identity).epoch())
             let finishing = ProgressEvent.finishing(progress)
             if !stopAfter {
                 do { try machine.mergeDisk(progress: finishing) } catch { throw SparcError("checkpoint saved in \(writer.path), but \(error)") }

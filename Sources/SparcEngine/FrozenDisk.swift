@@ -21,11 +21,14 @@ public final class StoreDestination {
     public internal(set) var prestoredReport: StoreReport?
     /// The store's shared lock from the first chunk stored to the manifest: `gc` waits.
     var lease: FileLock?
+    /// It is the running state a restore replaces (history: `undoPoint`, not `checkpoint`).
+    public let undoPoint: Bool
 
-    init(store: CheckpointStore, name: String, bundlePath: String) {
+    init(store: CheckpointStore, name: String, bundlePath: String, undoPoint: Bool = false) {
         self.store = store
         self.name = name
         self.bundlePath = bundlePath
+        self.undoPoint = undoPoint
     }
 
     /// Lets `gc` run again (once the checkpoint is stored, or abandoned).

@@ -1,3 +1,4 @@
+import CheckpointStore
 import Foundation
 import GuestQuery
 import Hypervisor
@@ -32,6 +33,19 @@ public struct RestoreReport: Codable, Sendable {
     public var diskNote: String?
     /// Bytes written to the VM's disk (nil: not counted).
     public var diskWrittenBytes: Int64?
+    /// The stored checkpoint of the running state this restore replaced (`sparc undo`).
+    public var undoPoint: String?
+}
+
+/// Where a restore over a running machine saves the state it replaces first: the store, and
+/// the bundle home its checkpoint is staged beside when memory has no room.
+public struct UndoRequest {
+    public var store: CheckpointStore
+    public var home: String
+    public init(store: CheckpointStore, home: String) {
+        self.store = store
+        self.home = home
+    }
 }
 
 /// How restore treats a bundle's provenance and place in the VM's history.
@@ -107,15 +121,40 @@ extension VMManager {
     public func restore(
         bundle: String, name: String, replace: Bool = false, killExcluded: Bool = true,
         policy: RestorePolicy = RestorePolicy(), progress: Progress? = nil, cancel: Cancellation? = nil,
-        external: [String: BundleReader.ExternalMember] = [:], storedName: String? = nil
+        external: [String: BundleReader.ExternalMember] = [:], storedName: String? = nil, undo: UndoRequest? = nil
     ) throws -> RestoreReport {
         try exclusively(name, doing: "restore") {
             var reader = try BundleReader(path: bundle)
             reader.external = external
             reader.storedName = storedName
             let target = try driver.restoreTarget(reader: reader, name: name, policy: policy, manager: self)
-            return try runRestore(target, replace: replace, killExcluded: killExcluded, policy: policy, progress: progress, cancel: cancel)
+            return try runRestore(target, replace: replace, killExcluded: killExcluded, policy: policy, progress: progress, cancel: cancel, undo: undo)
         }
+    }
+
+    /// Checkpoints the running machine into the store as its undo point (no exclusion: it is
+    /// the state the operator may want back), and removes its older undo points (their own
+    /// rule: the newest stays). Returns the stored name.
+    func saveUndoPoint(_ name: String, undo: UndoRequest, progress: Progress?, cancel: Cancellation?) throws -> String {
+        progress?("saving the running state first, so that 'sparc undo' can go back to it")
+        let staging = try StoreStaging(home: undo.home, memoryBytes: ramBytes(of: name))
+        defer { staging.remove() }
+        var destination = staging.destination(vm: name, store: undo.store, undoPoint: true)
+        // Names are by the second: never over an earlier undo point of the same second.
+        while (try undo.store.names()).contains(destination.name) {
+            usleep(250_000)
+            destination = staging.destination(vm: name, store: undo.store, undoPoint: true)
+        }
+        _ = try runCheckpoint(
+            driver.machine(name, manager: self), output: destination.bundlePath, stopAfter: false, exclusion: nil, saveFreeMemory: false, cancel: cancel,
+            progress: progress, store: destination)
+        _ = try staging.store(destination)
+        for old in try undo.store.names() where old != destination.name {
+            guard let c = try? undo.store.checkpoint(old), c.vm == name, c.undoPoint == true else { continue }
+            recordRemoved([c], why: "replaced by a newer undo point")
+            try undo.store.delete(old)
+        }
+        return destination.name
     }
 
     /// The one restore routine, for every kind of `RestoreTarget`: refuse what must be refused
@@ -125,10 +164,12 @@ extension VMManager {
     /// excluded processes before it thaws the guest; on any failure before the guest runs,
     /// end what was started and say what the operator is left with.
     func runRestore(
-        _ target: RestoreTarget, replace: Bool, killExcluded: Bool, policy: RestorePolicy, progress: Progress?, cancel: Cancellation?
+        _ target: RestoreTarget, replace: Bool, killExcluded: Bool, policy: RestorePolicy, progress: Progress?, cancel: Cancellation?,
+        undo: UndoRequest? = nil
     ) throws -> RestoreReport {
         do {
-            return try runRestoreSteps(target, replace: replace, killExcluded: killExcluded, policy: policy, progress: progress, cancel: cancel)
+            return try runRestoreSteps(
+                target, replace: replace, killExcluded: killExcluded, policy: policy, progress: progress, cancel: cancel, undo: undo)
         } catch {
             if let explained = target.explain(error) { throw explained }
             if cancel?.isCancelled == true, (error as? SparcError)?.posixCode != ECANCELED {
@@ -139,7 +180,8 @@ extension VMManager {
     }
 
     private func runRestoreSteps(
-        _ target: RestoreTarget, replace: Bool, killExcluded: Bool, policy: RestorePolicy, progress: Progress?, cancel: Cancellation?
+        _ target: RestoreTarget, replace: Bool, killExcluded: Bool, policy: RestorePolicy, progress: Progress?, cancel: Cancellation?,
+        undo: UndoRequest?
     ) throws -> RestoreReport {
         let began = Date()
         let name = target.name
@@ -147,6 +189,7 @@ extension VMManager {
         let manifest = reader.manifest
         let layout = target.layout
         var stoppedRunning = false
+        var undoPoint: String?
         func checkCancelled() throws {
             guard cancel?.isCancelled == true else { return }
             throw Self.cancelled(stoppedRunning ? target.stoppedOutcome : "nothing was changed")
@@ -162,6 +205,9 @@ extension VMManager {
             // Nothing the running machine is given up for may fail afterwards in a way that can be
             // seen now: every file's digest, and that the state directory takes writes.
             try checkBeforeReplacing(reader, progress: progress, cancel: cancel)
+            try checkCancelled()
+            // What the restore replaces is kept first, unless asked not to.
+            if let undo { undoPoint = try saveUndoPoint(name, undo: undo, progress: progress, cancel: cancel) }
             try checkCancelled()
             try target.stopRunning(progress: progress)
             stoppedRunning = true
@@ -225,7 +271,7 @@ extension VMManager {
             name: name, bundle: reader.path, pid: target.pid, replaced: running, total: Date().timeIntervalSince(began),
             warnings: warnings + (guided.cleanup?.warnings ?? []), cleanup: guided.cleanup, epoch: epoch, rollback: provenance.rollback,
             clone: provenance.clone, sealed: provenance.sealed, clockStep: guided.clock?.stepSeconds, diskNote: target.diskNote,
-            diskWrittenBytes: target.diskWrittenBytes)
+            diskWrittenBytes: target.diskWrittenBytes, undoPoint: undoPoint)
     }
 
     /// Counts the restore in the VM's RSDM epoch and its history (restore, rollback or clone); returns the new epoch.
@@ -299,8 +345,12 @@ extension VMManager {
                 throw SparcError(
                     "the history of '\(m.vm.name)' is broken (\(problems.joined(separator: "; "))): not restoring; see 'sparc log --verify --name \(m.vm.name)'")
             }
-            let checkpoints = HistoryLog.keptCheckpoints(try log.entries())
-            if let index = checkpoints.lastIndex(where: { $0.bundleDigest == m.manifestSHA256 }) {
+            let entries = try log.entries()
+            let checkpoints = HistoryLog.keptCheckpoints(entries)
+            if entries.last(where: { $0.event == .undoPoint })?.bundleDigest == m.manifestSHA256 {
+                // The VM's newest undo point: the state its last restore replaced. Going back to it
+                // undoes that restore; it is no rollback.
+            } else if let index = checkpoints.lastIndex(where: { $0.bundleDigest == m.manifestSHA256 }) {
                 if index != checkpoints.count - 1 {
                     guard policy.allowRollback else {
                         let newest = checkpoints.last!

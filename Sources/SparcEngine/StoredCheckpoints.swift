@@ -91,9 +91,10 @@ public final class StoreStaging {
     }
 
     /// Where the checkpoint of `vm` taken `date` goes: its staged bundle and its name in `store`.
-    public func destination(vm: String, store: CheckpointStore, at date: Date = Date()) -> StoreDestination {
-        let path = bundlePath(vm: vm, at: date)
-        return StoreDestination(store: store, name: StoredName.of(bundle: path), bundlePath: path)
+    /// An undo point is named `VM-YYYYMMDD-HHMMSS-undo`.
+    public func destination(vm: String, store: CheckpointStore, at date: Date = Date(), undoPoint: Bool = false) -> StoreDestination {
+        let path = undoPoint ? directory + "/" + StoredName.make(vm: vm, at: date) + "-undo.sparc" : bundlePath(vm: vm, at: date)
+        return StoreDestination(store: store, name: StoredName.of(bundle: path), bundlePath: path, undoPoint: undoPoint)
     }
 
     /// Stores the bundle at `path` under its name (without `.sparc`).
@@ -109,7 +110,8 @@ public final class StoreStaging {
     public func store(_ destination: StoreDestination) throws -> StoreReport {
         defer { destination.release() }
         var report = try destination.store.importBundle(
-            try BundleReader(path: destination.bundlePath), as: destination.name, justWritten: true, prestored: destination.prestored)
+            try BundleReader(path: destination.bundlePath), as: destination.name, justWritten: true, prestored: destination.prestored,
+            undoPoint: destination.undoPoint)
         if let disk = destination.prestoredReport {
             report.chunks += disk.chunks
             report.zeroChunks += disk.zeroChunks

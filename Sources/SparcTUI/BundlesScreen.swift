@@ -100,7 +100,7 @@ public struct BundlesScreen {
                     let running = m.vmState == "running" || m.vmState == "frozen" || m.vmState == "paused"
                     let lost =
                         running
-                        ? " LOST: the running VM is stopped (\(m.processes.processes.filter { !$0.kernelThread }.count) processes now) and everything it did\(since), in memory and on its disk, is gone (its disk goes back to the checkpoint's)."
+                        ? " The running VM is stopped (\(m.processes.processes.filter { !$0.kernelThread }.count) processes now) and everything it did\(since), in memory and on its disk, is replaced (its disk goes back to the checkpoint's); it is stored first as its undo point, which 'sparc undo' brings back."
                         : " Its disk goes back to the checkpoint's\(since)."
                     m.ask(
                         "Restore \(b) over '\(m.processes.vmName)'?\(lost) Steps: verify every file, start QEMU, load state,\(killStep) reseed the RNG, thaw.",

@@ -369,13 +369,15 @@ public final class TerminalUI {
                         ? (try bundlePath(bundle, channel), [:])
                         : try writtenOut.forRestore(bundle) { channel.post(.progress($0, fraction: nil, cancellable: false)) }
                     defer { writtenOut.remove() }
+                    // The running VM is stored first as its undo point ('sparc undo' goes back to it).
+                    let undo = (try? manager.running(vm)) != nil ? UndoRequest(store: try openStore(), home: directory) : nil
                     let r = try manager.restore(
                         bundle: path, name: vm, replace: true, policy: RestorePolicy(allowRollback: allowRollback),
                         progress: { channel.post(.progress("restore: \($0)", fraction: nil, cancellable: $0.cancellable)) }, cancel: cancel,
-                        external: external, storedName: external.isEmpty ? nil : bundle)
+                        external: external, storedName: external.isEmpty ? nil : bundle, undo: undo)
                     let killed = r.cleanup?.killed ?? []
                     return (
-                        "restored \(bundle) (epoch \(r.epoch)\(r.rollback ? ", rollback logged" : ""))"
+                        "restored \(bundle) (epoch \(r.epoch)\(r.rollback ? ", rollback logged" : "")\(r.undoPoint.map { "; what it replaced is \($0): 'sparc undo' brings it back" } ?? ""))"
                             + (killed.isEmpty ? "; all processes run on" : "; killed \(killed.map(String.init).joined(separator: " ")), the rest runs on"),
                         .none
                     )

@@ -165,6 +165,49 @@ final class DiskTests: GuestTestCase {
         try assertClean(disk)
     }
 
+    /// A restore over a running VM stores it first as its undo point; `sparc undo` brings back
+    /// what the restore replaced (its files and its processes) and is no rollback; a VM keeps
+    /// one undo point, retention leaves it alone, and `--no-undo` makes none.
+    func testUndoBringsBackWhatARestoreReplaced() throws {
+        let disk = try userDisk("undo")
+        let env = ["SPARC_BUNDLES": work + "/undo-home", "SPARC_TEST_UNDO": "1"]
+        try sparc.ok(["vm", "start", "--name", "undo", "--disk", disk])
+        try exec("undo", "echo before > /data/f; sync")
+        let checkpoint = try XCTUnwrap(try storedCheckpoint("undo", env: env)["bundle"] as? String)
+        try exec("undo", "echo after > /data/f; sync")
+        let sleeper = try sparc.ok(["exec", "--name", "undo", "--detach", "--", "sleep", "3600"], environment: env).trimmed
+        let sleeperPid = try XCTUnwrap(sleeper.split(separator: " ").last.flatMap { Int($0) }, sleeper)
+
+        let restored = try sparc.ok(["restore", checkpoint, "--replace"], environment: env)
+        XCTAssertTrue(restored.contains("'sparc undo --name undo' goes back to it"), restored)
+        XCTAssertEqual(try exec("undo", "cat /data/f"), "before", "the restore took the VM back")
+        XCTAssertEqual(try exec("undo", "kill -0 \(sleeperPid) 2>/dev/null && echo alive || echo gone"), "gone")
+        func undoPoints() throws -> [String] {
+            let list = try JSONSerialization.jsonObject(with: Data(try sparc.ok(["bundles", "--json"], environment: env).utf8)) as? [[String: Any]] ?? []
+            return list.filter { $0["undoPoint"] as? Bool == true }.compactMap { $0["name"] as? String }
+        }
+        let points = try undoPoints()
+        XCTAssertEqual(points.count, 1)
+        XCTAssertTrue(points[0].hasSuffix("-undo"), "\(points)")
+        // Retention leaves it alone.
+        try sparc.ok(["prune", "--vm", "undo", "--keep-last", "1"], environment: env)
+        XCTAssertEqual(try undoPoints(), points)
+
+        try sparc.ok(["undo", "--name", "undo"], environment: env)
+        XCTAssertEqual(try exec("undo", "cat /data/f"), "after", "undo brought back what the restore replaced")
+        XCTAssertEqual(try exec("undo", "kill -0 \(sleeperPid) 2>/dev/null && echo alive || echo gone"), "alive", "and its processes")
+        let log = try sparc.ok(["log", "--name", "undo"], environment: env)
+        XCTAssertTrue(log.contains("undoPoint"), log)
+        XCTAssertFalse(log.contains("rollback"), "undoing a restore is no rollback:\n\(log)")
+
+        // --no-undo: the undo point stays the one there was.
+        try sparc.ok(["restore", checkpoint, "--replace", "--no-undo", "--allow-rollback"], environment: env)
+        XCTAssertEqual(try undoPoints(), points)
+        try sparc.ok(["vm", "stop", "--name", "undo"])
+        // Without a running VM there is nothing to undo into; a VM without one says so.
+        try sparc.fails(["undo", "--name", "nothing"], status: 2, message: "has no undo point", environment: env)
+    }
+
     /// QEMU killed while the guest writes, and sparc killed between the disk snapshot and the
     /// commit: the file is clean and holds what was written.
     func testCrashesLeaveTheDiskClean() throws {

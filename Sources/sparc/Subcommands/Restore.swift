@@ -31,6 +31,9 @@ struct Restore: ParsableCommand {
             bundle; the domain's persistent definition is not changed. A bundle of sparc's own VM \
             is refused there.
             Without --name the VM is the one the bundle was saved from.
+            Undo: a restore over a running VM first checkpoints it into the store as its undo \
+            point (VM-…-undo; the VM's previous one goes), so 'sparc undo --name VM' brings back \
+            what the restore replaced; --no-undo skips it. An undo point leaves nothing out.
             Examples:
               sparc restore web-20261202.sparc --replace
               sparc restore web-20261207-101010 --replace      (a stored checkpoint, by name)
@@ -39,7 +42,8 @@ struct Restore: ParsableCommand {
             """)
     @Argument(help: "The bundle directory, or a stored checkpoint's name (see 'sparc bundles').") var bundle: String
     @Option(help: "Name for the restored VM (default: the VM the bundle was saved from).") var name: String?
-    @Flag(help: "Stop a running VM of that name first.") var replace = false
+    @Flag(help: "Stop a running VM of that name first (saving it as its undo point, see --no-undo).") var replace = false
+    @Flag(help: "Replace a running VM without saving it first as its undo point.") var noUndo = false
     @Flag(help: "UNSAFE: keep excluded processes running although their memory was not saved.")
     var noKill = false
     @Flag(help: "Restore a bundle older than the VM's newest checkpoint (a rollback; it is logged).")
@@ -73,9 +77,18 @@ struct Restore: ParsableCommand {
         let (path, external) = try stored.forRestore(bundle)
         // Without --name the bundle goes back to the VM it came from (a libvirt domain: its domain).
         let name = try self.name ?? BundleReader(path: path).manifest.vm.name
+        // Over a running VM: its state is stored first, as the undo point.
+        var undo: UndoRequest?
+        if replace && !noUndo && (try? manager.running(name)) != nil || (replace && !noUndo && connection.uri != nil) {
+            do {
+                undo = UndoRequest(store: try openStore(), home: try BundleHome.ensure())
+            } catch {
+                throw SparcError("cannot save the running VM first as its undo point (\(error)); pass --no-undo to restore without one")
+            }
+        }
         let report = try manager.restore(
             bundle: path, name: name, replace: replace, killExcluded: !noKill, policy: policy, progress: progressPrinter(),
-            cancel: Interruption.cancellation, external: external, storedName: external.isEmpty ? nil : bundle)
+            cancel: Interruption.cancellation, external: external, storedName: external.isEmpty ? nil : bundle, undo: undo)
         endProgress()
         for w in report.warnings { printError("sparc: warning: \(w.terminalSafe)") }
         if let c = report.cleanup {
@@ -103,6 +116,48 @@ struct Restore: ParsableCommand {
                 format: "\(connection.uri == nil ? "VM" : "domain") '%@' restored from %@ (pid %d) in %.2f s, restore epoch %d%@", report.name,
                 (external.isEmpty ? report.bundle : bundle).terminalSafe, report.pid, report.total, report.epoch,
                 notes.isEmpty ? "" : " (" + notes.joined(separator: "; ") + ")"))
+        if let disk = report.diskNote { print("  " + disk.terminalSafe) }
+        if let undo = report.undoPoint {
+            print("  the state it replaced is stored as \(undo.terminalSafe): 'sparc undo --name \(report.name.terminalSafe)' goes back to it")
+        }
+    }
+}
+
+struct Undo: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Go back to the state the VM's last restore replaced.",
+        discussion: """
+            A restore over a running VM first stores it as its undo point (see 'sparc restore'). \
+            This restores that undo point over the VM, as 'sparc restore NAME --replace' would, \
+            and is no rollback. It takes no new undo point: the state it replaces (the restored \
+            one) is the checkpoint the restore came from.
+            Examples:
+              sparc undo --name web
+            """)
+    @Option(help: "The VM to take back.") var name: String = "default"
+    @Option(parsing: .unconditional, help: "Seconds to wait for the guest agent after resuming.") var timeout: Double = 30
+    @OptionGroup var lock: LockOptions
+    @OptionGroup var connection: ConnectOption
+
+    func run() throws {
+        let manager = lock.apply(try VMManager(agentTimeout: timeout))
+        manager.connect = connection.uri
+        let vm = name
+        let store = try openStore()
+        let points = try store.names().compactMap { try? store.checkpoint($0) }.filter { $0.vm == vm && $0.undoPoint == true }
+        guard let point = points.max(by: { $0.createdAt < $1.createdAt }) else {
+            throw SparcError("VM '\(vm)' has no undo point: a restore over it while it runs makes one")
+        }
+        Interruption.install()
+        let stored = StoredBundles()
+        defer { stored.remove() }
+        let (path, external) = try stored.forRestore(point.name)
+        let report = try manager.restore(
+            bundle: path, name: vm, replace: true, progress: progressPrinter(), cancel: Interruption.cancellation, external: external,
+            storedName: point.name)
+        endProgress()
+        for w in report.warnings { printError("sparc: warning: \(w.terminalSafe)") }
+        print(String(format: "VM '%@' is back to %@ (pid %d) in %.2f s, restore epoch %d", vm, point.name.terminalSafe, report.pid, report.total, report.epoch))
         if let disk = report.diskNote { print("  " + disk.terminalSafe) }
     }
 }
