@@ -142,7 +142,7 @@ final class TUIModelTests: XCTestCase {
         _ = m.handle(.function(6))
         _ = m.handle(.function(7))
         let question = m.confirm?.question ?? ""
-        XCTAssertTrue(question.contains("the running VM is stopped (2 processes now)"), question)
+        XCTAssertTrue(question.contains("running VM is stopped (2 processes now)"), question)
         XCTAssertTrue(question.contains("stored first as its undo point"), question)
         XCTAssertTrue(question.contains("since 2026-12-07T09:15:00 UTC, in memory and on its disk"), question)
         XCTAssertEqual(m.handle(.enter), .none, "No is the default")
