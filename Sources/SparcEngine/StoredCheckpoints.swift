@@ -163,11 +163,7 @@ public final class WrittenOutCheckpoints {
     /// The bundle path for `argument`: itself when it is a path or names nothing stored, else
     /// the stored checkpoint of that name, written out (once).
     public func path(_ argument: String, progress: ((String) -> Void)? = nil) throws -> String {
-        // A path, or a name with no store (or one that cannot be opened) to hold it, is itself.
-        guard !argument.contains("/"), !argument.hasSuffix(".sparc"), !FileSystem.exists(argument),
-            let h = home ?? (try? BundleHome.ensure()), FileSystem.isDirectory(h + "/store"),
-            let store = try? manager.openStore(home: h, passphrase: passphrase), (try? store.names().contains(argument)) == true
-        else { return argument }
+        guard let store = storeHolding(argument) else { return argument }
         lock.lock()
         defer { lock.unlock() }
         if directory == nil { directory = try FileSystem.makeUniqueDirectory(in: manager.root, prefix: "stored-") }
@@ -183,10 +179,7 @@ public final class WrittenOutCheckpoints {
     /// For a restore: the bundle path for `argument` and the members it reads from the store as
     /// it goes (the memory image and the disk, never written out decrypted); a path is itself.
     public func forRestore(_ argument: String, progress: ((String) -> Void)? = nil) throws -> (path: String, external: [String: BundleReader.ExternalMember]) {
-        guard !argument.contains("/"), !argument.hasSuffix(".sparc"), !FileSystem.exists(argument),
-            let h = home ?? (try? BundleHome.ensure()), FileSystem.isDirectory(h + "/store"),
-            let store = try? manager.openStore(home: h, passphrase: passphrase), (try? store.names().contains(argument)) == true
-        else { return (argument, [:]) }
+        guard let store = storeHolding(argument) else { return (argument, [:]) }
         lock.lock()
         defer { lock.unlock() }
         if directory == nil { directory = try FileSystem.makeUniqueDirectory(in: manager.root, prefix: "stored-") }
@@ -199,6 +192,16 @@ public final class WrittenOutCheckpoints {
             try store.export(argument, to: target, except: Set(external.keys))
         }
         return (target, external)
+    }
+
+    /// The store that holds a checkpoint named `argument`; nil for a path, or a name with no
+    /// store (or one that cannot be opened) to hold it.
+    private func storeHolding(_ argument: String) -> CheckpointStore? {
+        guard !argument.contains("/"), !argument.hasSuffix(".sparc"), !FileSystem.exists(argument),
+            let h = home ?? (try? BundleHome.ensure()), FileSystem.isDirectory(h + "/store"),
+            let store = try? manager.openStore(home: h, passphrase: passphrase), (try? store.names().contains(argument)) == true
+        else { return nil }
+        return store
     }
 
     /// Removes what was written out.

@@ -18,6 +18,8 @@ public struct BundlesScreen {
     public var vms: [String: String] = [:]
     /// When each was taken (UTC), from its manifest.
     public var createdAt: [String: String] = [:]
+    /// The stored checkpoints that are undo points (the state a restore replaced).
+    public var undoPoints: Set<String> = []
     /// What the background verification found, for the files it verified (by their identity:
     /// a bundle whose files change is verified again).
     public struct Verdict: Equatable, Sendable {
@@ -78,6 +80,21 @@ public struct BundlesScreen {
                         ? "the stored checkpoint \(b) (\(formatBytes(m.bundleList.uniqueBytes[b] ?? 0)) only it holds, freed at the next 'sparc store gc')? The VM's history keeps a record"
                         : "the bundle directory \(m.bundleList.directory)/\(b) and every file in it?"
                     m.ask("Delete \(what). It cannot be undone.", .delete(bundle: b))
+                    return .none
+                },
+                Binding([.char("u")], "undo the last restore: back to the state it replaced (asks first; default No)", writes: true) { m in
+                    guard !m.readonly else {
+                        m.status = "read-only: undo is disabled"
+                        return .none
+                    }
+                    let vm = m.processes.vmName
+                    guard let point = m.bundleList.undoPoints.filter({ m.bundleList.vms[$0] == vm }).max() else {
+                        m.status = "VM '\(vm)' has no undo point: a restore over it while it runs makes one"
+                        return .none
+                    }
+                    m.ask(
+                        "Undo the last restore of '\(vm)': restore \(point), the state it replaced? What runs now is replaced (no new undo point is taken).",
+                        .undo(bundle: point))
                     return .none
                 },
                 Binding([.function(7), .char("R")], bar: "Restore", "restore wizard (asks first; default No)", writes: true) { m in

@@ -19,6 +19,8 @@ public enum Effect: Equatable, Sendable {
     case delete(bundle: String)
     case search(pattern: String, bundle: String, encodings: [SearchEncoding], ignoreCase: Bool)
     case restore(bundle: String, allowRollback: Bool)
+    /// Restore the VM's undo point (the state its last restore replaced), taking none.
+    case undo(bundle: String)
     /// Scan a bundle for credentials with the built-in rules.
     case scan(bundle: String)
     /// Read bytes of `path` from `offset` into the hex view's page.
@@ -248,7 +250,7 @@ public struct TUIModel {
     public mutating func handle(_ key: Key) -> Effect {
         let effect = handleKey(key)
         switch effect {
-        case .checkpoint, .search, .restore, .scan:
+        case .checkpoint, .search, .restore, .undo, .scan:
             if let busy {
                 status = "\(busy) — one job at a time (Esc cancels it)"
                 return .none

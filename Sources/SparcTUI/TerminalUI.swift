@@ -190,6 +190,7 @@ public final class TerminalUI {
                         model.bundleList.kills[e.name] = summary.damage == nil ? summary.kills : nil
                         model.bundleList.vms[e.name] = summary.damage == nil ? summary.vm : nil
                         model.bundleList.createdAt[e.name] = summary.damage == nil ? summary.createdAt : nil
+                        if e.undoPoint == true { model.bundleList.undoPoints.insert(e.name) } else { model.bundleList.undoPoints.remove(e.name) }
                     }
                 }
             } catch {
@@ -360,8 +361,13 @@ public final class TerminalUI {
                     return ("scan failed: \(error)", .none)
                 }
             }
-        case .restore(let bundle, let allowRollback):
-            started = jobs.start("restore: starting") { cancel, channel in
+        case .restore(let bundle, _), .undo(let bundle):
+            var allowRollback = false
+            if case .restore(_, let allowed) = effect { allowRollback = allowed }
+            // Undo restores the undo point and takes none itself.
+            var isUndo = false
+            if case .undo = effect { isUndo = true }
+            started = jobs.start(isUndo ? "undo: starting" : "restore: starting") { cancel, channel in
                 do {
                     // A stored checkpoint's memory and disk are read from the store as the restore goes.
                     let (path, external) =
@@ -370,14 +376,15 @@ public final class TerminalUI {
                         : try writtenOut.forRestore(bundle) { channel.post(.progress($0, fraction: nil, cancellable: false)) }
                     defer { writtenOut.remove() }
                     // The running VM is stored first as its undo point ('sparc undo' goes back to it).
-                    let undo = (try? manager.running(vm)) != nil ? UndoRequest(store: try openStore(), home: directory) : nil
+                    let undo = !isUndo && (try? manager.running(vm)) != nil ? UndoRequest(store: try openStore(), home: directory) : nil
                     let r = try manager.restore(
                         bundle: path, name: vm, replace: true, policy: RestorePolicy(allowRollback: allowRollback),
                         progress: { channel.post(.progress("restore: \($0)", fraction: nil, cancellable: $0.cancellable)) }, cancel: cancel,
                         external: external, storedName: external.isEmpty ? nil : bundle, undo: undo)
                     let killed = r.cleanup?.killed ?? []
                     return (
-                        "restored \(bundle) (epoch \(r.epoch)\(r.rollback ? ", rollback logged" : "")\(r.undoPoint.map { "; what it replaced is \($0): 'sparc undo' brings it back" } ?? ""))"
+                        (isUndo ? "undone: back to " : "restored ") + "\(bundle) (epoch \(r.epoch)\(r.rollback ? ", rollback logged" : "")"
+                            + (r.undoPoint.map { "; what it replaced is \($0): 'sparc undo' brings it back" } ?? "") + ")"
                             + (killed.isEmpty ? "; all processes run on" : "; killed \(killed.map(String.init).joined(separator: " ")), the rest runs on"),
                         .none
                     )

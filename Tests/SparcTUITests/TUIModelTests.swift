@@ -76,6 +76,25 @@ final class TUIModelTests: XCTestCase {
         XCTAssertTrue(m.functionKeys.map(\.label).contains("Restore"), "a writable UI still offers them")
     }
 
+    /// `u` on the Bundles screen offers the VM's newest undo point (asking first), and says so
+    /// when there is none; another VM's undo point is not offered.
+    func testUndoOffersTheVMsNewestUndoPoint() {
+        var m = model()
+        m.setBundles(["default-20261207-090000-undo", "default-20261207-100000-undo", "other-20261207-110000-undo", "a.sparc"])
+        m.bundleList.stored = ["default-20261207-090000-undo", "default-20261207-100000-undo", "other-20261207-110000-undo"]
+        m.bundleList.vms = ["default-20261207-090000-undo": "default", "default-20261207-100000-undo": "default", "other-20261207-110000-undo": "other"]
+        _ = m.handle(.function(6))
+        _ = m.handle(.char("u"))
+        XCTAssertNil(m.confirm, "no undo point is known yet")
+        XCTAssertTrue(m.status.contains("has no undo point"), m.status)
+        m.bundleList.undoPoints = Set(m.bundleList.vms.keys)
+        _ = m.handle(.char("u"))
+        XCTAssertEqual(m.confirm?.effect, .undo(bundle: "default-20261207-100000-undo"))
+        XCTAssertEqual(m.handle(.enter), .none, "No is the default")
+        _ = m.handle(.char("u"))
+        XCTAssertEqual(m.handle(.char("y")), .undo(bundle: "default-20261207-100000-undo"))
+    }
+
     /// F7 on another VM's bundle does not offer what the UI cannot carry out: it says which
     /// command restores it (its own VM, or a clone) and asks nothing.
     func testAnotherVMsBundleIsNotOfferedForRestore() {
