@@ -383,9 +383,10 @@ public final class TerminalUI {
                         external: external, storedName: external.isEmpty ? nil : bundle, undo: undo)
                     let killed = r.cleanup?.killed ?? []
                     return (
-                        (isUndo ? "undone: back to " : "restored ") + "\(bundle) (epoch \(r.epoch)\(r.rollback ? ", rollback logged" : "")"
-                            + (r.undoPoint.map { "; what it replaced is \($0): 'sparc undo' brings it back" } ?? "") + ")"
-                            + (killed.isEmpty ? "; all processes run on" : "; killed \(killed.map(String.init).joined(separator: " ")), the rest runs on"),
+                        // What happened to the guest first: a narrow status line cuts the end.
+                        (isUndo ? "undone: back to " : "restored ") + "\(bundle) (epoch \(r.epoch)\(r.rollback ? ", rollback logged" : ""))"
+                            + (killed.isEmpty ? "; all processes run on" : "; killed \(killed.map(String.init).joined(separator: " ")), the rest runs on")
+                            + (r.undoPoint.map { "; what it replaced is \($0) (u undoes)" } ?? ""),
                         .none
                     )
                 } catch RestoreRefusal.rollback {
