@@ -18,6 +18,7 @@ final class DiskTests: GuestTestCase {
         return path
     }
 
+    @discardableResult
     func exec(_ vm: String, _ script: String, file: StaticString = #filePath, line: UInt = #line) throws -> String {
         try sparc.ok(["exec", "--name", vm, "--", "sh", "-c", script], file: file, line: line).trimmed
     }
