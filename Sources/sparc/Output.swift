@@ -52,6 +52,29 @@ func writeOut(_ data: Data) {
     if !data.withUnsafeBytes({ FileSystem.writeAll(fd: 1, $0) }) { exit(errno == EPIPE ? 0 : 2) }
 }
 
+/// The version of what `--json` prints (`schemaVersion` in each object it prints); it goes up
+/// when a field changes meaning or goes away, not when one is added.
+enum JSONSchema {
+    static let version = 1
+}
+
+/// A command's result under `--json`: `{"schemaVersion": 1, KEY: result}`.
+struct Versioned<T: Encodable>: Encodable {
+    var result: T
+    var key: String
+    struct Key: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+    func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: Key.self)
+        try c.encode(JSONSchema.version, forKey: Key(stringValue: "schemaVersion"))
+        try c.encode(result, forKey: Key(stringValue: key))
+    }
+}
+
 func printJSON<T: Encodable>(_ value: T) throws {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]

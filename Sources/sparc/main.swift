@@ -48,22 +48,32 @@ if let first = arguments.first, !first.hasPrefix("-"), first != "help",
     printError("sparc: unknown command '\(first.terminalSafe)' (commands: \(names.joined(separator: ", "))); see 'sparc --help'")
     exit(2)
 }
+/// Under `--json` (before any `--`), a failure is one JSON object on stderr, for scripts.
+let wantsJSON = arguments.prefix(while: { $0 != "--" }).contains("--json")
+/// Says why the command failed (one escaped line, or JSON under --json) and exits with `status`.
+func fail(_ message: String, status: Int32) -> Never {
+    endProgress()
+    if wantsJSON {
+        let record: [String: Any] = ["schemaVersion": JSONSchema.version, "error": ["message": message, "exitStatus": Int(status)]]
+        let data = (try? JSONSerialization.data(withJSONObject: record, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
+        FileHandle.standardError.write(data + Data("\n".utf8))
+    } else {
+        printError("sparc: \(message.terminalSafe)")
+    }
+    exit(status)
+}
 do {
     var command = try Sparc.parseAsRoot(arguments)
     try command.run()
 } catch let error as SparcError {
     // Messages carry paths, names and agents' words: escaped here, so no error can drive the
     // operator's terminal or spill onto a second line, whatever it quotes.
-    endProgress()
-    printError("sparc: \(error.message.terminalSafe)")
     // Cancelled by a signal: the shell's status for it (130 for Ctrl-C), as if it had killed us.
-    exit(error.posixCode == ECANCELED && Interruption.signal != 0 ? Interruption.exitStatus : error.exitCode)
+    fail(error.message, status: error.posixCode == ECANCELED && Interruption.signal != 0 ? Interruption.exitStatus : error.exitCode)
 } catch let error as UserFacingError {
     // The typed errors of the modules' edges (a refused restore, a damaged bundle, a busy VM,
     // an agent that does not answer): one escaped line and their exit status.
-    endProgress()
-    printError("sparc: \(error.description.terminalSafe)")
-    exit(error.exitCode)
+    fail(error.description, status: error.exitCode)
 } catch let code as ExitCode {
     exit(code.rawValue)
 } catch {
@@ -75,6 +85,5 @@ do {
     }
     // Argument errors in one line, pointing at the command's own help.
     let message = Sparc.message(for: error).split(separator: "\n").map { $0.trimmed }.filter { !$0.isEmpty }.joined(separator: "; ")
-    printError("sparc: \(message.terminalSafe) (see '\(commandPath(arguments)) --help')")
-    exit(2)
+    fail("\(message) (see '\(commandPath(arguments)) --help')", status: 2)
 }

@@ -202,7 +202,13 @@ final class DiskTests: GuestTestCase {
         XCTAssertFalse(log.contains("rollback"), "undoing a restore is no rollback:\n\(log)")
 
         // --no-undo: the undo point stays the one there was.
-        try sparc.ok(["restore", checkpoint, "--replace", "--no-undo", "--allow-rollback"], environment: env)
+        let quiet = try sparc.ok(["restore", checkpoint, "--replace", "--no-undo", "--allow-rollback", "--json"], environment: env)
+        let record = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(quiet.utf8)) as? [String: Any], quiet)
+        XCTAssertEqual(record["schemaVersion"] as? Int, 1)
+        let report = try XCTUnwrap(record["restore"] as? [String: Any])
+        XCTAssertEqual(report["name"] as? String, "undo")
+        XCTAssertNil(report["undoPoint"], "no undo point was taken")
+        XCTAssertEqual(report["rollback"] as? Bool, false, "the undo points since do not make the newest checkpoint older")
         XCTAssertEqual(try undoPoints(), points)
         try sparc.ok(["vm", "stop", "--name", "undo"])
         // Without a running VM there is nothing to undo into; a VM without one says so.

@@ -29,6 +29,23 @@ final class NoVMTests: XCTestCase {
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: runtime).filter { $0.hasSuffix(".lock") }, [])
     }
 
+    /// Under --json a failure is one JSON object on stderr (message and exit status, with the
+    /// schema version), whatever failed: a bundle that is not there, a bad argument.
+    func testFailuresAreJSONUnderJSON() throws {
+        for (args, status) in [(["restore", runtime + "/none.sparc", "--json"], Int32(2)), (["restore", "--json"], 2), (["undo", "--name", "none", "--json"], 2)] {
+            let out = try sparc.run(args)
+            XCTAssertEqual(out.status, status, out.stderr)
+            XCTAssertEqual(out.stdout, "")
+            let record = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(out.stderr.utf8)) as? [String: Any], out.stderr)
+            XCTAssertEqual(record["schemaVersion"] as? Int, 1)
+            let error = try XCTUnwrap(record["error"] as? [String: Any])
+            XCTAssertEqual(error["exitStatus"] as? Int, Int(status))
+            XCTAssertFalse((error["message"] as? String ?? "").isEmpty)
+        }
+        // Without --json, the one line as before.
+        try sparc.fails(["restore", runtime + "/none.sparc"], message: "no bundle at")
+    }
+
     func testMissingQEMUBinary() throws {
         try sparc.fails(["vm", "start", "--name", "noqemu"], message: "QEMU not found", environment: ["PATH": "/nonexistent"])
         XCTAssertFalse(FileSystem.exists(runtime + "/noqemu"))

@@ -57,6 +57,7 @@ struct Restore: ParsableCommand {
     @Option(help: "A new file for the restored VM's disk, which keeps its writes there.") var disk: String?
     @Option(help: "What the network card attaches to instead of the bundle's record (as vm start --net).") var net: String?
     @Option(parsing: .unconditional, help: "Seconds to wait for the guest agent after resuming.") var timeout: Double = 30
+    @Flag(help: "Print the result as JSON ({\"schemaVersion\": 1, \"restore\": …}); a failure as JSON on stderr.") var json = false
 
     func validate() throws {
         guard timeout > 0 else { throw ValidationError("--timeout must be more than 0 seconds") }
@@ -90,6 +91,7 @@ struct Restore: ParsableCommand {
             bundle: path, name: name, replace: replace, killExcluded: !noKill, policy: policy, progress: progressPrinter(),
             cancel: Interruption.cancellation, external: external, storedName: external.isEmpty ? nil : bundle, undo: undo)
         endProgress()
+        if json { return try printJSON(Versioned(result: report, key: "restore")) }
         for w in report.warnings { printError("sparc: warning: \(w.terminalSafe)") }
         if let c = report.cleanup {
             if let dropped = c.droppedBuffers, dropped > 0 {
@@ -136,6 +138,7 @@ struct Undo: ParsableCommand {
             """)
     @Option(help: "The VM to take back.") var name: String = "default"
     @Option(parsing: .unconditional, help: "Seconds to wait for the guest agent after resuming.") var timeout: Double = 30
+    @Flag(help: "Print the result as JSON ({\"schemaVersion\": 1, \"restore\": …}); a failure as JSON on stderr.") var json = false
     @OptionGroup var lock: LockOptions
     @OptionGroup var connection: ConnectOption
 
@@ -156,6 +159,7 @@ struct Undo: ParsableCommand {
             bundle: path, name: vm, replace: true, progress: progressPrinter(), cancel: Interruption.cancellation, external: external,
             storedName: point.name)
         endProgress()
+        if json { return try printJSON(Versioned(result: report, key: "restore")) }
         for w in report.warnings { printError("sparc: warning: \(w.terminalSafe)") }
         print(String(format: "VM '%@' is back to %@ (pid %d) in %.2f s, restore epoch %d", vm, point.name.terminalSafe, report.pid, report.total, report.epoch))
         if let disk = report.diskNote { print("  " + disk.terminalSafe) }
