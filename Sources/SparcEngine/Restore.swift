@@ -149,7 +149,8 @@ extension VMManager {
             driver.machine(name, manager: self), output: destination.bundlePath, stopAfter: false, exclusion: nil, saveFreeMemory: false, cancel: cancel,
             progress: progress, store: destination)
         _ = try staging.store(destination)
-        for old in try undo.store.names() where old != destination.name {
+        // Undo points are named …-undo: only those manifests are opened.
+        for old in try undo.store.names() where old != destination.name && old.hasSuffix("-undo") {
             guard let c = try? undo.store.checkpoint(old), c.vm == name, c.undoPoint == true else { continue }
             recordRemoved([c], why: "replaced by a newer undo point")
             try undo.store.delete(old)

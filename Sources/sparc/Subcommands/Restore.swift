@@ -147,7 +147,8 @@ struct Undo: ParsableCommand {
         manager.connect = connection.uri
         let vm = name
         let store = try openStore()
-        let points = try store.names().compactMap { try? store.checkpoint($0) }.filter { $0.vm == vm && $0.undoPoint == true }
+        // Undo points are named …-undo: only those manifests are opened.
+        let points = try store.names().filter { $0.hasSuffix("-undo") }.compactMap { try? store.checkpoint($0) }.filter { $0.vm == vm && $0.undoPoint == true }
         guard let point = points.max(by: { $0.createdAt < $1.createdAt }) else {
             throw SparcError("VM '\(vm)' has no undo point: a restore over it while it runs makes one")
         }
