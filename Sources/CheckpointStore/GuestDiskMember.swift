@@ -48,6 +48,15 @@ public struct StoredGuestDisk {
     public var incremental: Bool
 }
 
+extension StoredCheckpoint.Member {
+    /// Its bundle digest from the chunk hashes recorded with it (a disk kept as the guest sees
+    /// it), without reading a chunk; nil without one hash per chunk.
+    public var recordedDigest: String? {
+        guard let hashes = digestHashes, hashes.count == chunks.count else { return nil }
+        return ChunkedDigest.combine(size: size, chunks: hashes.map { CheckpointStore.bytes(hex: $0) })
+    }
+}
+
 extension CheckpointStore {
     /// The member name of a disk stored as the guest sees it: a sparse raw image.
     public static let guestDiskMember = Manifest.Member.diskImage.rawValue

@@ -140,10 +140,7 @@ public struct StoredBundle {
         var out: [String: BundleReader.ExternalMember] = [:]
         for member in [Manifest.Member.memory, .diskImage] {
             guard let source = try open(member) else { continue }
-            var recorded: String?
-            if member == .diskImage, let hashes = source.member.digestHashes, CheckpointStore.isReusableParent(source.member, size: source.size) {
-                recorded = ChunkedDigest.combine(size: source.size, chunks: hashes.map { CheckpointStore.bytes(hex: $0) })
-            }
+            let recorded = member == .diskImage && CheckpointStore.isReusableParent(source.member, size: source.size) ? source.member.recordedDigest : nil
             out[member.rawValue] = .init(source: source, recordedDigest: recorded)
         }
         return out

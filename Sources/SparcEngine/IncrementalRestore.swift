@@ -77,9 +77,7 @@ extension VMManager {
     func writeDiskOverlay(
         _ plan: IncrementalDiskPlan, from source: StoredMember, entry: Manifest.FileEntry, file: String, overlay: String, cancel: Cancellation?
     ) throws -> Int64 {
-        guard let hashes = source.member.digestHashes,
-            ChunkedDigest.combine(size: source.size, chunks: hashes.map { CheckpointStore.bytes(hex: $0) }) == entry.sha256
-        else { throw BundleError.tampered(member: entry.name) }
+        guard let hashes = source.member.digestHashes, source.member.recordedDigest == entry.sha256 else { throw BundleError.tampered(member: entry.name) }
         let made = try Subprocess.run([
             try QEMUProcess.locateQemuImg(), "create", "-q", "-u", "-f", "qcow2", "-F", "qcow2", "-b", file, overlay, String(source.size),
         ])
