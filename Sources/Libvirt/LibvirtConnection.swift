@@ -92,6 +92,15 @@ public final class LibvirtConnection {
         return String(cString: buffer).lowercased()
     }
 
+    /// The most RAM the domain may have, in bytes (what its RAM file holds).
+    public func maximumMemory(of name: String) throws -> Int64 {
+        let d = try domain(name)
+        defer { virDomainFree(d) }
+        let kib = virDomainGetMaxMemory(d)
+        guard kib > 0 else { throw SparcError("cannot read the memory size of domain '\(name)': \(Self.lastError())") }
+        return Int64(kib) * 1024
+    }
+
     /// Whether libvirt knows a domain of this name (running or not).
     public func exists(_ name: String) -> Bool {
         guard let d = virDomainLookupByName(connection, name) else { return false }

@@ -123,51 +123,87 @@ enum DiskBitmap {
     }
 }
 
-extension OwnMachine {
+/// A format node of QEMU's block graph: the image a file was opened as.
+struct BlockNode: Equatable {
+    var name: String
+    var virtualSize: Int64
+
+    /// The format node (not the protocol node beneath it) QEMU opened `file` as, if any.
+    static func opened(_ file: String, by monitor: MachineMonitor) throws -> BlockNode? {
+        let nodes = (try monitor.execute("query-named-block-nodes", ["flat": true]) as? [[String: Any]]) ?? []
+        for n in nodes where n["file"] as? String == file {
+            guard let name = n["node-name"] as? String, let driver = n["drv"] as? String, ["qcow2", "raw"].contains(driver),
+                let size = (n["image"] as? [String: Any])?["virtual-size"] as? Int64 ?? ((n["image"] as? [String: Any])?["virtual-size"] as? Int).map(Int64.init)
+            else { continue }
+            return BlockNode(name: name, virtualSize: size)
+        }
+        return nil
+    }
+}
+
+/// One checkpoint's read of a frozen disk layer through QEMU's NBD export, and the dirty
+/// bitmaps on the node the guest's writes reach (its own qcow2's format node): the bitmap this
+/// checkpoint adds, and the one it reads (disabled while exported). sparc's own VMs and
+/// libvirt domains share it; they differ only in how they find the nodes.
+final class DiskExportSession {
     static let exportID = "sparc-frozen-disk"
+    let monitor: MachineMonitor
+    /// The socket QEMU serves the export on, in sparc's runtime directory for the machine.
+    let socketPath: String
+    /// The node sparc's bitmaps live on (nil: the disk keeps none).
+    private(set) var bitmapNode: String?
+    private(set) var addedBitmap: String?
+    private(set) var disabledBitmap: String?
+    private var exporting = false
 
-    /// Whether the VM's disk keeps sparc's dirty bitmaps: its own qcow2 file.
-    var tracksDiskWrites: Bool { state.persistentDisk != nil && state.disk.first?.format == "qcow2" }
+    init(monitor: MachineMonitor, directory: String) {
+        self.monitor = monitor
+        socketPath = directory + "/nbd.sock"
+    }
 
-    /// Exports the frozen layer (read-only) on a socket sparc made and hands QEMU, with the
-    /// newest trustworthy bitmap since a stored checkpoint of this VM among `stored`.
-    func openFrozenDisk(stored: Set<String>, progress: VMManager.Progress?) throws -> FrozenDisk? {
-        guard let frozen = frozenLayer else { return nil }
-        closeExport()
+    /// Starts counting writes to `node` from this instant in a live (not persistent) bitmap.
+    func track(as bitmap: String, on node: String) throws {
+        try monitor.execute("block-dirty-bitmap-add", ["node": node, "name": bitmap, "persistent": false])
+        bitmapNode = node
+        addedBitmap = bitmap
+    }
+
+    /// Exports `frozenNode` read-only on a socket sparc made and hands QEMU, with the newest
+    /// trustworthy bitmap since a stored checkpoint among `stored` when `untracked` gives no
+    /// reason to read everything.
+    func open(frozenNode: String, virtualSize: Int64, stored: Set<String>, untracked: String?) throws -> FrozenDisk {
+        close()
         var parent: String?
-        var reason: String?
-        if !tracksDiskWrites {
-            reason = "the VM's disk is not a qcow2 file of its own (no dirty bitmap)"
-        } else if frozenChainLength != 1 {
-            reason = "an earlier checkpoint left an overlay on the disk"
-        } else {
-            let bitmaps = try DiskBitmap.list(qmp, node: state.disk[0].node).filter { $0.name.hasPrefix(DiskBitmap.prefix) && $0.name != addedBitmap }
+        var reason = untracked
+        if reason == nil, let node = bitmapNode {
+            let bitmaps = try DiskBitmap.list(monitor, node: node).filter { $0.name.hasPrefix(DiskBitmap.prefix) && $0.name != addedBitmap }
             let usable = bitmaps.filter { $0.recording && !$0.inconsistent && !$0.persistent && stored.contains(String($0.name.dropFirst(DiskBitmap.prefix.count))) }
             if let newest = usable.map(\.name).max() {
                 parent = String(newest.dropFirst(DiskBitmap.prefix.count))
                 // A bitmap exported read-only must not record; nothing writes this layer until the commit.
-                try qmp.execute("block-dirty-bitmap-disable", ["node": state.disk[0].node, "name": newest])
+                try monitor.execute("block-dirty-bitmap-disable", ["node": node, "name": newest])
                 disabledBitmap = newest
             } else if bitmaps.contains(where: \.inconsistent) {
                 reason = "the disk's dirty bitmap is inconsistent (QEMU stopped without closing the disk)"
             } else if bitmaps.isEmpty {
-                reason = "the disk has no dirty bitmap since a stored checkpoint (the first into the store, or the disk was replaced)"
+                reason = "the disk has no dirty bitmap since a stored checkpoint (the first into the store, or QEMU was started again)"
             } else {
-                reason = "the disk's dirty bitmap names no stored checkpoint of this VM"
+                reason = "the disk's dirty bitmap names no stored checkpoint of this machine"
             }
+        } else if reason == nil {
+            reason = "the disk keeps no dirty bitmap"
         }
         // QEMU listens on a socket sparc made (it may run as another user and cannot create one here).
-        let socketPath = layout.directory + "/nbd.sock"
         unlink(socketPath)
         let listening = try UnixSocket.listen(at: socketPath)
-        defer { close(listening) }
-        exportSocket = socketPath
-        try qmp.passDescriptor(listening, as: "sparc-nbd")
-        try qmp.execute("nbd-server-start", ["addr": ["type": "fd", "data": ["str": "sparc-nbd"]]])
-        var export: [String: Any] = ["type": "nbd", "id": Self.exportID, "node-name": frozen.node, "name": "frozen", "writable": false]
+        defer { Glibc.close(listening) }
+        exporting = true
+        try monitor.passDescriptor(listening, as: "sparc-nbd")
+        try monitor.execute("nbd-server-start", ["addr": ["type": "fd", "data": ["str": "sparc-nbd"]]])
+        var export: [String: Any] = ["type": "nbd", "id": Self.exportID, "node-name": frozenNode, "name": "frozen", "writable": false]
         if let disabledBitmap { export["bitmaps"] = [disabledBitmap] }
-        try qmp.execute("block-export-add", export)
-        let nbd = try NBDDisk(socket: socketPath, export: "frozen", bitmap: disabledBitmap, expectedSize: frozen.virtualSize)
+        try monitor.execute("block-export-add", export)
+        let nbd = try NBDDisk(socket: socketPath, export: "frozen", bitmap: disabledBitmap, expectedSize: virtualSize)
         var changed: [Range<Int64>]?
         if let bitmap = nbd.bitmap {
             changed = try nbd.flagged(0..<nbd.size, bitmap: bitmap)
@@ -181,32 +217,54 @@ extension OwnMachine {
     /// Ends the export (the reader closed first) and settles the bitmaps: after a stored
     /// checkpoint only the one since it stays; after a failure the new one goes and the one
     /// read from records again.
-    func finishFrozenDisk(succeeded: Bool) {
-        closeExport()
-        guard tracksDiskWrites, let base = state.disk.first else { return }
+    func finish(succeeded: Bool) {
+        close()
+        guard let node = bitmapNode else { return }
         if succeeded, let addedBitmap {
-            for b in (try? DiskBitmap.list(qmp, node: base.node)) ?? [] where b.name.hasPrefix(DiskBitmap.prefix) && b.name != addedBitmap {
-                _ = try? qmp.execute("block-dirty-bitmap-remove", ["node": base.node, "name": b.name])
+            for b in (try? DiskBitmap.list(monitor, node: node)) ?? [] where b.name.hasPrefix(DiskBitmap.prefix) && b.name != addedBitmap {
+                _ = try? monitor.execute("block-dirty-bitmap-remove", ["node": node, "name": b.name])
             }
         } else {
-            if let addedBitmap { _ = try? qmp.execute("block-dirty-bitmap-remove", ["node": base.node, "name": addedBitmap]) }
-            if let disabledBitmap { _ = try? qmp.execute("block-dirty-bitmap-enable", ["node": base.node, "name": disabledBitmap]) }
+            if let addedBitmap { _ = try? monitor.execute("block-dirty-bitmap-remove", ["node": node, "name": addedBitmap]) }
+            if let disabledBitmap { _ = try? monitor.execute("block-dirty-bitmap-enable", ["node": node, "name": disabledBitmap]) }
         }
         addedBitmap = nil
         disabledBitmap = nil
     }
 
     /// Removes sparc's export and NBD server, as a killed checkpoint may have left them.
-    func closeExport() {
-        if (try? qmp.execute("block-export-del", ["id": Self.exportID, "mode": "hard"])) != nil {
+    func close() {
+        if (try? monitor.execute("block-export-del", ["id": Self.exportID, "mode": "hard"])) != nil {
             for _ in 0..<500 {
-                let exports = (try? qmp.execute("query-block-exports") as? [[String: Any]]) ?? []
+                let exports = (try? monitor.execute("query-block-exports") as? [[String: Any]]) ?? []
                 if !exports.contains(where: { $0["id"] as? String == Self.exportID }) { break }
                 usleep(10_000)
             }
         }
-        _ = try? qmp.execute("nbd-server-stop")
-        if let exportSocket { unlink(exportSocket) }
-        exportSocket = nil
+        _ = try? monitor.execute("nbd-server-stop")
+        if exporting { unlink(socketPath) }
+        exporting = false
     }
+}
+
+extension OwnMachine {
+    /// Whether the VM's disk keeps sparc's dirty bitmaps: its own qcow2 file.
+    var tracksDiskWrites: Bool { state.persistentDisk != nil && state.disk.first?.format == "qcow2" }
+
+    func trackDiskWrites(as bitmap: String) throws {
+        guard tracksDiskWrites, let base = state.disk.first else { return }
+        // Live only (see DiskBitmap): a clean stop writes it into the image.
+        try diskExport.track(as: bitmap, on: base.node)
+    }
+
+    func openFrozenDisk(stored: Set<String>, progress: VMManager.Progress?) throws -> FrozenDisk? {
+        guard let frozen = frozenLayer else { return nil }
+        let untracked =
+            !tracksDiskWrites
+            ? "the VM's disk is not a qcow2 file of its own (no dirty bitmap)"
+            : frozenChainLength != 1 ? "an earlier checkpoint left an overlay on the disk" : nil
+        return try diskExport.open(frozenNode: frozen.node, virtualSize: frozen.virtualSize, stored: stored, untracked: untracked)
+    }
+
+    func finishFrozenDisk(succeeded: Bool) { diskExport.finish(succeeded: succeeded) }
 }

@@ -116,17 +116,8 @@ final class OwnMachine: Machine {
     /// The layer `divertDisk` froze, and how many layers the chain had then.
     var frozenLayer: DiskLayer?
     var frozenChainLength = 0
-    /// The bitmap this checkpoint added, and the one it reads (disabled while exported).
-    var addedBitmap: String?
-    var disabledBitmap: String?
-    var exportSocket: String?
-
-    func trackDiskWrites(as bitmap: String) throws {
-        guard tracksDiskWrites, let base = state.disk.first else { return }
-        // Live only (see DiskBitmap): a clean stop writes it into the image.
-        try qmp.execute("block-dirty-bitmap-add", ["node": base.node, "name": bitmap, "persistent": false])
-        addedBitmap = bitmap
-    }
+    /// The frozen layer's export and the disk's dirty bitmaps.
+    lazy var diskExport = DiskExportSession(monitor: qmp, directory: layout.directory)
 
     func divertDisk(marker: (String) throws -> Void) throws -> (path: String, format: String)? {
         guard state.spec.hasDisk, let top = state.disk.last else { return nil }
@@ -248,8 +239,32 @@ final class DomainMachine: Machine {
     func pause() throws { try connection.suspend(name) }
     func resume() throws { try connection.resume(name) }
 
+    /// The frozen layer's export and the disk's dirty bitmaps (live in QEMU only: a domain
+    /// started again has none, and its next checkpoint into the store reads everything).
+    lazy var diskExport = DiskExportSession(monitor: libvirtMonitor, directory: layout.directory)
+    /// The node of the image `divertDisk` froze, found while the domain was paused.
+    private var frozenNode: BlockNode?
+
+    func trackDiskWrites(as bitmap: String) throws {
+        guard let file = disk?.file, disk?.format == "qcow2", let node = try BlockNode.opened(file, by: libvirtMonitor) else { return }
+        try diskExport.track(as: bitmap, on: node.name)
+    }
+
+    func openFrozenDisk(stored: Set<String>, progress: VMManager.Progress?) throws -> FrozenDisk? {
+        guard diverted, let frozenNode else { return nil }
+        let untracked =
+            disk?.format != "qcow2"
+            ? "the domain's disk is not a qcow2 image (no dirty bitmap)"
+            : diskExport.bitmapNode != frozenNode.name ? "QEMU opened the domain's disk image under another node" : nil
+        return try diskExport.open(frozenNode: frozenNode.name, virtualSize: frozenNode.virtualSize, stored: stored, untracked: untracked)
+    }
+
+    func finishFrozenDisk(succeeded: Bool) { diskExport.finish(succeeded: succeeded) }
+
     func divertDisk(marker: (String) throws -> Void) throws -> (path: String, format: String)? {
         guard let disk, let file = disk.file, let format = disk.format else { return nil }
+        // The image stays open under the same node as the overlay's backing: exported from there.
+        frozenNode = try BlockNode.opened(file, by: libvirtMonitor)
         try marker(disk.target)
         let others = live.disks.map(\.target).filter { $0 != disk.target }
         try connection.divertDisk(name, target: disk.target, to: file + ".sparc-overlay-\(getpid())", otherDisks: others)

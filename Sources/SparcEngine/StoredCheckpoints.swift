@@ -1,6 +1,7 @@
 import CheckpointStore
 import CSparcSupport
 import Foundation
+import Libvirt
 import HostState
 import Hypervisor
 import SnapshotModel
@@ -24,10 +25,11 @@ extension VMManager {
         return try CheckpointStore(directory: home + "/store", stateDirectory: stateDirectory, passphrase: passphrase)
     }
 
-    /// The RAM size of a VM of sparc's own, for staging its checkpoint in memory (nil: not
-    /// known here, a libvirt domain).
+    /// The RAM size of a running VM or libvirt domain, for staging its checkpoint in memory
+    /// (nil: not known here).
     public func ramBytes(of name: String) -> Int64? {
-        guard connect == nil, let state = try? running(name) else { return nil }
+        if let connect { return try? LibvirtConnection(uri: connect).maximumMemory(of: name) }
+        guard let state = try? running(name) else { return nil }
         return Int64(state.spec.memoryBytes)
     }
 

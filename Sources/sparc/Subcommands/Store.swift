@@ -2,6 +2,7 @@ import ArgumentParser
 import CheckpointStore
 import Foundation
 import SnapshotModel
+import Hypervisor
 import SparcEngine
 import SparcSupport
 
@@ -54,9 +55,15 @@ struct Import: ParsableCommand {
         if SealedExport.isSealed(bundle) {
             guard let identity else { throw SparcError("\(bundle.terminalSafe) is a sealed export: pass --identity KEY (the private key it was sealed to)") }
             let key = try RecipientKey.read(pem: identity, private: true)
-            // Opened into a private staging directory beside the store, checked, stored, removed.
-            let staging = try StoreStaging(home: try BundleHome.ensure())
+            // Opened into a private staging directory, checked, stored, removed: in the RAM
+            // directory when it has room for the export (its zero runs stay holes there), else
+            // beside the store, and then it says so.
+            let sealedBytes = (try? OpenedFile(regular: bundle))?.size
+            let staging = try StoreStaging(home: try BundleHome.ensure(), memoryBytes: sealedBytes)
             defer { staging.remove() }
+            if staging.clearTextOnDisk {
+                printError("sparc: note: the opened bundle is staged in the clear in \(staging.directory.terminalSafe) until it is stored (the RAM directory \(GuestRAM.baseDirectory) has no room for it)")
+            }
             let opened = staging.directory + "/" + base + ".sparc"
             progressPrinter()?("opening the sealed export")
             try SealedExport.open(bundle, identity: key, to: opened)
