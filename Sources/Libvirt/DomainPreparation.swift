@@ -128,9 +128,22 @@ public struct DomainPreparation {
     /// The definition to start a restored domain from: QEMU waits for incoming state
     /// (`-incoming defer`, libvirt's own way of restoring) and gets a new generation id, so
     /// the guest learns it was restored and reseeds its randomness.
-    public func forIncomingState() throws -> String {
+    /// `diskOverlay` starts the disk named by its target on an overlay file instead of its
+    /// image (the overlay's own header names the image as its backing file).
+    public func forIncomingState(diskOverlay: (target: String, file: String)? = nil) throws -> String {
         guard let copy = try? XMLDocument(xmlString: document.xmlString, options: []), let root = copy.rootElement() else {
             throw SparcError("cannot copy the domain definition")
+        }
+        if let diskOverlay {
+            let devices = root.elements(forName: "devices").first
+            guard
+                let disk = devices?.elements(forName: "disk").first(where: {
+                    $0.elements(forName: "target").first?.attribute(forName: "dev")?.stringValue == diskOverlay.target
+                }), let source = disk.elements(forName: "source").first, let driver = disk.elements(forName: "driver").first
+            else { throw SparcError("the domain definition has no disk \(diskOverlay.target) to start on an overlay") }
+            source.attribute(forName: "file")?.stringValue = diskOverlay.file
+            driver.attribute(forName: "type")?.stringValue = "qcow2"
+            for b in disk.elements(forName: "backingStore") { b.detach() }
         }
         for genid in root.elements(forName: "genid") {
             genid.setChildren(nil)

@@ -247,6 +247,9 @@ final class DomainMachine: Machine {
 
     func trackDiskWrites(as bitmap: String) throws {
         guard let file = disk?.file, disk?.format == "qcow2", let node = try BlockNode.opened(file, by: libvirtMonitor) else { return }
+        // Bitmaps a restore's stop saved into the image and did not use become live ones: a
+        // persistent bitmap would fail the device-state save (DiskBitmap).
+        DiskBitmap.adopt(libvirtMonitor, node: node.name)
         try diskExport.track(as: bitmap, on: node.name)
     }
 

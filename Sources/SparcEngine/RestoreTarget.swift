@@ -321,6 +321,11 @@ final class DomainRestoreTarget: RestoreTarget {
     private var diskFile: ByteSource?
     private var monitor: LibvirtMonitor?
     private var started = false
+    /// The overlay the chunks that differ were written into (the domain starts on it, and it is
+    /// merged into the image once the guest runs).
+    private var overlay: String?
+    private(set) var diskNote: String?
+    private(set) var diskWrittenBytes: Int64?
 
     init(reader: BundleReader, uri: String, name: String, policy: RestorePolicy, manager: VMManager) throws {
         let manifest = reader.manifest
@@ -377,6 +382,13 @@ final class DomainRestoreTarget: RestoreTarget {
     }
 
     func stopRunning(progress: VMManager.Progress?) throws {
+        // Its live dirty bitmaps go into its image (QEMU writes them as it closes it on the
+        // SIGTERM libvirt sends first): a restore into this image then writes only what differs.
+        if let live = try? DomainPreparation(xml: connection.liveDefinition(of: name)), let file = (try? VMManager.savedDisk(of: live, domain: name))??.file,
+            let monitor = try? connection.monitor(of: name), let node = try? BlockNode.opened(file, by: monitor)
+        {
+            DiskBitmap.persist(monitor, node: node.name)
+        }
         progress?("destroying the running domain \(name)")
         try connection.destroy(name)
     }
@@ -387,15 +399,36 @@ final class DomainRestoreTarget: RestoreTarget {
 
     func restoreDisk(progress: VMManager.Progress?, cancel: Cancellation?) throws {
         guard let disk, let file = disk.file, let format = disk.format, let diskFile else { return }
-        progress?("rolling disk \(disk.target) back in \(Path.base(of: file))")
         let member = reader.manifest.diskMember ?? .disk
-        try manager.rollBackDomainDisk(diskFile, member: member, entry: reader.manifest.file(member)!, to: file, format: format, layout: layout)
+        let entry = reader.manifest.file(member)!
+        if member == .diskImage, format == "qcow2", let stored = diskFile as? StoredMember, FileSystem.exists(file) {
+            // Read from the store into the domain's image: only what differs from it now, when that can be told.
+            let (plan, why) = manager.incrementalDiskPlan(file: file, restoring: stored.member, vm: reader.manifest.vm.name, store: stored.store)
+            if let plan {
+                progress?("writing the disk's \(plan.chunks.count) chunk(s) that differ from \(Path.base(of: file)) (its bitmap since \(plan.since))")
+                // Beside the image, as the checkpoint's overlays are: libvirt gives QEMU access to it.
+                let path = file + ".sparc-overlay-\(getpid())"
+                unlink(path)
+                let written = try manager.writeDiskOverlay(plan, from: stored, entry: entry, file: file, overlay: path, cancel: cancel)
+                overlay = path
+                // The bitmap has served; a persistent one must not be in the image QEMU opens (DiskBitmap).
+                let removed = try Subprocess.run([try QEMUProcess.locateQemuImg(), "bitmap", "--remove", file, plan.bitmap])
+                guard removed.status == 0 else { throw SparcError("cannot remove the used dirty bitmap from \(file): \(removed.stderrSummary)") }
+                diskWrittenBytes = written
+                diskNote =
+                    "disk: wrote \(formatBytes(written)) (\(plan.chunks.count) of \(stored.member.chunks.count) chunks) that differed from the domain's disk since \(plan.since)"
+                return
+            }
+            diskNote = "disk: wrote all of it (\(why))"
+        }
+        progress?("rolling disk \(disk.target) back in \(Path.base(of: file))")
+        try manager.rollBackDomainDisk(diskFile, member: member, entry: entry, to: file, format: format, layout: layout)
     }
 
     func startPaused(memory: ByteSource, progress: VMManager.Progress?, cancel: Cancellation?) throws -> MachineMonitor {
         guard let definition else { throw SparcError("restore: the domain was not prepared") }
         progress?("starting domain \(name) paused, waiting for its state")
-        try connection.startPaused(xml: try definition.forIncomingState(), name: name)
+        try connection.startPaused(xml: try definition.forIncomingState(diskOverlay: overlay.map { (disk?.target ?? "", $0) }), name: name)
         started = true
         let monitor = try connection.monitor(of: name)
         self.monitor = monitor
@@ -417,26 +450,49 @@ final class DomainRestoreTarget: RestoreTarget {
 
     func register(provenance: Provenance) throws {}
 
-    func resume() throws { try connection.resume(name) }
+    func resume() throws {
+        // The image is the stored checkpoint's: its writes are counted from here, for the next
+        // checkpoint (the overlay's, too, once merged through the image's node).
+        if reader.storedName != nil, reader.manifest.diskMember == .diskImage, disk?.format == "qcow2", let file = disk?.file, let monitor,
+            let node = try? BlockNode.opened(file, by: monitor)
+        {
+            _ = try? monitor.execute("block-dirty-bitmap-add", ["node": node.name, "name": DiskBitmap.name(since: reader.storedName!), "persistent": false])
+        }
+        try connection.resume(name)
+    }
 
     func agentSocket() throws -> String { try connection.channelSocket(of: name, port: VirtioPortName.agent) }
 
     func afterThaw(provenance: Provenance, agent: AgentClient) -> [GuestText] {
+        var warnings: [GuestText] = []
+        if let overlay, let target = disk?.target {
+            // The differences go into the image, as a checkpoint's overlay does (an active commit).
+            do {
+                try connection.mergeDiskBack(name, target: target)
+                self.overlay = nil
+            } catch {
+                warnings.append(
+                    "the restored disk stays on the overlay \(overlay) ('virsh blockcommit \(name) \(target) --active --pivot --delete' merges it): \(error)")
+            }
+        }
         // The domain's QEMU is the process at the other end of the agent's port (the kernel's
         // record of the connection; libvirt's API does not give its pid).
-        guard let qemuPid = agent.hostPeer else { return ["the RSDM port is not served: the domain's QEMU could not be identified"] }
+        guard let qemuPid = agent.hostPeer else { return warnings + ["the RSDM port is not served: the domain's QEMU could not be identified"] }
         pid = qemuPid
-        guard let rsdmSocket = try? connection.channelSocket(of: name, port: VirtioPortName.rsdm) else { return [] }
+        guard let rsdmSocket = try? connection.channelSocket(of: name, port: VirtioPortName.rsdm) else { return warnings }
         do {
             try manager.startRSDMServer(
                 name: name, vmId: provenance.identity, qemuPid: qemuPid, socket: rsdmSocket, log: manager.stateDirectory + "/rsdm-\(name).log")
-        } catch { return ["the RSDM port is not served: \(error)"] }
-        return []
+        } catch { return warnings + ["the RSDM port is not served: \(error)"] }
+        return warnings
     }
 
     func abandon() {
-        // Until the guest runs, a failure leaves the domain as it was found: not running.
+        // Until the guest runs, a failure leaves the domain as it was found: not running, on its
+        // own image (the overlay of the differences goes; the image under it was not written).
         if started { try? connection.destroy(name) }
+        if let overlay { unlink(overlay) }
+        overlay = nil
     }
 
     func explain(_ error: Error) -> Error? { nil }
