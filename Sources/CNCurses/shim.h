@@ -19,4 +19,11 @@ static inline attr_t sparc_color_pair(int n) { return COLOR_PAIR(n); }
 static inline void sparc_getmaxyx(WINDOW *w, int *y, int *x) { getmaxyx(w, *y, *x); }
 static inline mmask_t sparc_all_mouse_events(void) { return ALL_MOUSE_EVENTS; }
 static inline mmask_t sparc_button1_clicked(void) { return BUTTON1_CLICKED | BUTTON1_PRESSED; }
+/* The wheel, as ncurses reports it (buttons 4 and 5 pressed). */
+static inline mmask_t sparc_wheel_up(void) { return BUTTON4_PRESSED; }
+#if NCURSES_MOUSE_VERSION > 1
+static inline mmask_t sparc_wheel_down(void) { return BUTTON5_PRESSED; }
+#else
+static inline mmask_t sparc_wheel_down(void) { return 0; }
+#endif
 #endif

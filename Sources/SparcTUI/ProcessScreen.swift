@@ -16,6 +16,36 @@ public struct ProcessScreen {
     /// Whether the list is the guest's now (false once its agent stopped answering).
     public var live = true
 
+    /// The column the list is sorted by (`<` and `>` choose it, `I` inverts, as in htop).
+    public enum SortColumn: Int, CaseIterable, Sendable {
+        case pid, ppid, user, state, tty, rss, command
+        var title: String { ["PID", "PPID", "USER", "S", "TTY", "RSS", "COMMAND"][rawValue] }
+    }
+    public var sortColumn: SortColumn = .pid
+    public var sortDescending = false
+
+    /// Whether `a` comes before `b` in the chosen order (pid breaks ties, so it is total).
+    func ordered(_ a: GuestProcess, _ b: GuestProcess) -> Bool {
+        func compare<T: Comparable>(_ x: T, _ y: T) -> Bool? { x == y ? nil : (x < y) != sortDescending }
+        let decided: Bool?
+        switch sortColumn {
+        case .pid: decided = compare(a.pid, b.pid)
+        case .ppid: decided = compare(a.ppid, b.ppid)
+        case .user: decided = compare(a.user.description, b.user.description)
+        case .state: decided = compare(a.state.description, b.state.description)
+        case .tty: decided = compare(a.tty?.description ?? "", b.tty?.description ?? "")
+        case .rss: decided = compare(a.rssKiB, b.rssKiB)
+        case .command: decided = compare(a.command.description, b.command.description)
+        }
+        return decided ?? (a.pid < b.pid)
+    }
+
+    /// `<` / `>`: the previous or next column to sort by.
+    public mutating func cycleSort(by step: Int) {
+        let all = SortColumn.allCases
+        sortColumn = all[(sortColumn.rawValue + step + all.count) % all.count]
+    }
+
     public init(vmName: String) { self.vmName = vmName }
 
     /// The processes on view: kernel threads only when asked for, then the filter.
@@ -27,14 +57,14 @@ public struct ProcessScreen {
 
     /// The rows in display order, with their depth and tree prefix (htop's lines) in tree view.
     public var rows: [(process: GuestProcess, depth: Int, prefix: String)] {
-        let shown = visible
+        let shown = visible.sorted(by: ordered)
         guard treeView else { return shown.map { ($0, 0, "") } }
         let pids = Set(shown.map(\.pid))
         var children: [Int32: [GuestProcess]] = [:]
         for p in shown { children[pids.contains(p.ppid) && p.ppid != p.pid ? p.ppid : -1, default: []].append(p) }
         var out: [(GuestProcess, Int, String)] = []
         func walk(_ parent: Int32, _ depth: Int, _ lead: String) {
-            let kids = (children[parent] ?? []).sorted(by: { $0.pid < $1.pid })
+            let kids = (children[parent] ?? []).sorted(by: ordered)
             for (i, p) in kids.enumerated() {
                 let last = i == kids.count - 1
                 out.append((p, depth, depth == 0 ? "" : lead + (last ? "└─ " : "├─ ")))
@@ -122,6 +152,12 @@ public struct ProcessScreen {
                 },
                 Binding([.char(" ")], bar: "Tag", "tag for exclusion (and move down); + marks what comes along") { $0.processes.toggleTag(); return .none },
                 Binding([.char("c")], "tag with all children") { $0.processes.tagWithChildren(); return .none },
+                Binding([.char(">"), .char(".")], "sort by the next column (PID, PPID, USER, S, TTY, RSS, COMMAND)") {
+                    $0.processes.cycleSort(by: 1)
+                    return .none
+                },
+                Binding([.char("<"), .char(",")], "sort by the previous column") { $0.processes.cycleSort(by: -1); return .none },
+                Binding([.char("I")], "invert the sort order") { $0.processes.sortDescending.toggle(); return .none },
                 Binding([.char("U")], bar: "Untag", "clear all tags (processes and terminals)") { m in
                     m.processes.clearTags()
                     m.terminals.clearTags()
@@ -160,6 +196,7 @@ public struct ProcessScreen {
             if !ttys.isEmpty { title += ", tty buffers of \(ttys.joined(separator: ","))" }
         }
         if !filter.isEmpty { title += " — filter: \(filter)" }
+        if sortColumn != .pid || sortDescending { title += " — by \(sortColumn.title) \(sortDescending ? "↓" : "↑")" }
         if !live { title += " — NOT LIVE: the list as last seen" }
         buffer.put(title, row: 0, style: .header, fill: w)
         buffer.put("  " + Self.row("PID", "PPID", "USER", "S", "TTY", "RSS", "COMMAND"), row: 1, style: .dim, fill: w)

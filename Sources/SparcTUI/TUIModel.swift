@@ -572,12 +572,26 @@ public struct TUIModel {
         buffer.put(answer, row: top + lines.count + 2, column: left + (width - answer.count) / 2, style: .selected)
     }
 
-    /// A mouse click at (row, column) on a screen `height` rows high: a function-bar label
-    /// acts as its key; a click on a list row moves the cursor there.
-    public mutating func click(row: Int, column: Int, height: Int) -> Effect {
+    /// A mouse click at (row, column) on a screen `height` rows high and `width` wide: a
+    /// function-bar label acts as its key; a tab title opens its screen; a click on a list
+    /// row moves the cursor there.
+    public mutating func click(row: Int, column: Int, height: Int, width: Int = 80) -> Effect {
         if row == height - 1 {
             guard let entry = FunctionBar.entry(atColumn: column, of: functionKeys) else { return .none }
             return handle(entry.key)
+        }
+        if row == 0, popups.isEmpty {
+            if case .hex? = viewOnTop { return .none }
+            // Where `render` puts the titles: right-aligned on the header line.
+            var col = max(0, width - Tab.allCases.reduce(0) { $0 + $1.title.count + 3 })
+            for t in Tab.allCases {
+                if column >= col && column < col + t.title.count + 2 {
+                    tab = t
+                    return .none
+                }
+                col += t.title.count + 3
+            }
+            return .none
         }
         guard popups.isEmpty, row >= 2 else { return .none }
         let screenHeight = height

@@ -516,8 +516,15 @@ public final class TerminalUI {
             let effect: Effect
             if code == KEY_MOUSE {
                 var event = MEVENT()
-                guard getmouse(&event) == OK, event.bstate & sparc_button1_clicked() != 0 else { continue }
-                effect = model.click(row: Int(event.y), column: Int(event.x), height: Int(sparc_lines()))
+                guard getmouse(&event) == OK else { continue }
+                if event.bstate & (sparc_wheel_up() | sparc_wheel_down()) != 0 {
+                    // The wheel moves the cursor three rows, as the arrows would (htop's way).
+                    let key: Key = event.bstate & sparc_wheel_up() != 0 ? .up : .down
+                    for _ in 0..<3 { _ = model.handle(key) }
+                    continue
+                }
+                guard event.bstate & sparc_button1_clicked() != 0 else { continue }
+                effect = model.click(row: Int(event.y), column: Int(event.x), height: Int(sparc_lines()), width: Int(sparc_cols()))
             } else {
                 guard let key = Self.decode(code) else { continue }
                 effect = model.handle(key)

@@ -355,6 +355,54 @@ final class MouseTests: XCTestCase {
         let start = bar.prefix { $0.name != "F10" }.reduce(0) { $0 + $1.width }
         XCTAssertEqual(q.click(row: 23, column: start + 1, height: 24), .quit)
     }
+
+    /// The tab titles on the header switch screens on a click; they are where they are drawn.
+    func testTabTitlesSwitchScreens() {
+        var m = TUIModel(vmName: "v", bundleDirectory: "/b")
+        var buffer = CellBuffer(width: 100, height: 24)
+        m.render(into: &buffer)
+        let header = buffer.line(0)
+        for (title, tab) in [("Bundles", TUIModel.Tab.bundles), ("Terminals", .terminals), ("Processes", .processes)] {
+            let column = header.distance(from: header.startIndex, to: header.range(of: " \(title)")!.lowerBound) + 2
+            _ = m.click(row: 0, column: column, height: 24, width: 100)
+            XCTAssertEqual(m.tab, tab, "a click on '\(title)' at column \(column)")
+        }
+        _ = m.click(row: 0, column: 1, height: 24, width: 100)
+        XCTAssertEqual(m.tab, .processes, "the title's left part is no tab")
+    }
+}
+
+final class SortTests: XCTestCase {
+    /// `>` and `<` choose the column, `I` inverts, as in htop; the cursor and the tags stay on
+    /// their pids, and the title says the order.
+    func testTheProcessListSortsByAColumn() {
+        var m = TUIModel(vmName: "v", bundleDirectory: "/b")
+        let rss: [Int32: Int64] = [1: 300, 2: 100, 3: 900, 4: 200]
+        m.processes.update(rss.keys.sorted().map {
+            GuestProcess(pid: $0, ppid: 0, user: $0 == 3 ? "alice" : "root", state: "S", tty: nil, rssKiB: rss[$0]!, command: "p\($0)", kernelThread: false)
+        })
+        XCTAssertEqual(m.processes.rows.map(\.process.pid), [1, 2, 3, 4], "by pid at first")
+        _ = m.handle(.char(" "))
+        XCTAssertEqual(m.processes.tagged, [1])
+        m.processes.selectedPid = 3
+        for _ in 0..<5 { _ = m.handle(.char(">")) }
+        XCTAssertEqual(m.processes.sortColumn, .rss)
+        XCTAssertEqual(m.processes.rows.map(\.process.pid), [2, 4, 1, 3])
+        _ = m.handle(.char("I"))
+        XCTAssertEqual(m.processes.rows.map(\.process.pid), [3, 1, 4, 2], "inverted")
+        XCTAssertEqual(m.processes.selectedPid, 3, "the cursor stays on its process")
+        XCTAssertEqual(m.processes.tagged, [1], "and the tags on theirs")
+        var buffer = CellBuffer(width: 120, height: 24)
+        m.render(into: &buffer)
+        XCTAssertTrue(buffer.line(0).contains("by RSS ↓"), buffer.line(0))
+        _ = m.handle(.char("<"))
+        _ = m.handle(.char("<"))
+        _ = m.handle(.char("<"))
+        XCTAssertEqual(m.processes.sortColumn, .user)
+        XCTAssertEqual(m.processes.rows.first?.process.pid, 1, "root before alice, inverted; pid breaks ties")
+        _ = m.handle(.char("I"))
+        XCTAssertEqual(m.processes.rows.first?.process.pid, 3, "alice first")
+    }
 }
 
 final class ListScrollingTests: XCTestCase {
