@@ -75,6 +75,27 @@ struct Versioned<T: Encodable>: Encodable {
     }
 }
 
+/// An object result under `--json` with `schemaVersion` beside its own top-level fields.
+struct Stamped<T: Encodable>: Encodable {
+    var result: T
+    func encode(to encoder: Encoder) throws {
+        try result.encode(to: encoder)
+        var c = encoder.container(keyedBy: Versioned<T>.Key.self)
+        try c.encode(JSONSchema.version, forKey: .init(stringValue: "schemaVersion"))
+    }
+}
+
+/// Prints a list under `--json` as `{"schemaVersion": 1, KEY: [...]}`: every command prints
+/// one JSON object, so a field can be added beside the list without breaking a reader.
+func printJSON<T: Encodable>(_ list: [T], key: String) throws {
+    try printJSON(Versioned(result: list, key: key))
+}
+
+/// Prints an object result under `--json` with its `schemaVersion`.
+func printStampedJSON<T: Encodable>(_ value: T) throws {
+    try printJSON(Stamped(result: value))
+}
+
 func printJSON<T: Encodable>(_ value: T) throws {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]

@@ -28,7 +28,7 @@ final class DebianTests: GuestTestCase {
     }
 
     func ttys() throws -> [[String: Any]] {
-        try JSONSerialization.jsonObject(with: Data(try sparc.ok(["ttys", "--name", vm, "--json"]).utf8)) as! [[String: Any]]
+        JSONOutput.list(try sparc.ok(["ttys", "--name", vm, "--json"]), "ttys")!
     }
 
     func pid(of pattern: String) throws -> Int32? {
@@ -361,7 +361,7 @@ final class DebianTests: GuestTestCase {
         let bundle = work + "/journal.sparc"
         try sparc.ok(["checkpoint", "--name", vm, "-o", bundle])
         let json = try sparc.ok(["search", secret, bundle, "--json"])
-        let hits = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(json.utf8)) as? [[String: Any]])
+        let hits = try XCTUnwrap(JSONOutput.list(json, "hits"))
         let owners = hits.compactMap { $0["owner"] as? [String: Any] }
         XCTAssertTrue(owners.contains { ($0["command"] as? String) == "systemd-journal" || ($0["command"] as? String) == "systemd-journald" }, json)
         XCTAssertTrue(owners.contains { (($0["mapping"] as? String) ?? "").contains("/journal/") }, "the journal file: \(json)")
@@ -433,7 +433,7 @@ final class DebianTests: GuestTestCase {
 
             func hits(_ bundle: String) throws -> [String: Int] {
                 let json = try sparc.run(["search", secret, bundle, "--json"]).stdout
-                let found = (try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [[String: Any]]) ?? []
+                let found = JSONOutput.list(json, "hits") ?? []
                 return Dictionary(grouping: found.compactMap { ($0["file"] as? String).map { Path.base(of: $0) } }, by: { $0 }).mapValues(\.count)
             }
             let baseline = work + "/swap-\(unit)-base.sparc"

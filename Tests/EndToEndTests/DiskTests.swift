@@ -184,7 +184,7 @@ final class DiskTests: GuestTestCase {
         XCTAssertEqual(try exec("undo", "cat /data/f"), "before", "the restore took the VM back")
         XCTAssertEqual(try exec("undo", "kill -0 \(sleeperPid) 2>/dev/null && echo alive || echo gone"), "gone")
         func undoPoints() throws -> [String] {
-            let list = try JSONSerialization.jsonObject(with: Data(try sparc.ok(["bundles", "--json"], environment: env).utf8)) as? [[String: Any]] ?? []
+            let list = JSONOutput.list(try sparc.ok(["bundles", "--json"], environment: env), "bundles") ?? []
             return list.filter { $0["undoPoint"] as? Bool == true }.compactMap { $0["name"] as? String }
         }
         let points = try undoPoints()

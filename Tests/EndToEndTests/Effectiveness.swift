@@ -95,7 +95,7 @@ extension GuestTestCase {
     func livePids() throws -> Set<Int32> {
         let ps = try sparc.ok(["ps", "--name", vm, "--json"])
         return Set(
-            (try JSONSerialization.jsonObject(with: Data(ps.utf8)) as! [[String: Any]])
+            try XCTUnwrap(JSONOutput.list(ps, "processes"), ps)
                 .filter { ($0["state"] as? String) != "Z" }.compactMap { $0["pid"] as? Int }.map(Int32.init))
     }
 

@@ -75,7 +75,7 @@ final class ExclusionTests: GuestTestCase {
         try sparc.ok(["checkpoint", "--name", vm, "-o", bundle])
         let out = try sparc.run(["search", secret, bundle, "--json"])
         XCTAssertEqual(out.status, 0, out.stderr)
-        let hits = try JSONSerialization.jsonObject(with: Data(out.stdout.utf8)) as! [[String: Any]]
+        let hits = try XCTUnwrap(JSONOutput.list(out.stdout, "hits"), out.stdout)
         let owners = hits.compactMap { $0["owner"] as? [String: Any] }
         XCTAssertTrue(
             owners.contains { ($0["pid"] as? Int).map(Int32.init) == holder && ($0["mapping"] as? String) == "[heap]" },

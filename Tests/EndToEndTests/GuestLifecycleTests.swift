@@ -35,13 +35,13 @@ final class GuestLifecycleTests: GuestTestCase {
         XCTAssertTrue(rows.contains { $0.contains("ttyS0") && $0.hasSuffix("-/bin/sh") }, "console shell on ttyS0: \(ps)")
 
         let json = try sparc.ok(["ps", "--name", vm, "--json"])
-        let list = try JSONSerialization.jsonObject(with: Data(json.utf8)) as! [[String: Any]]
+        let list = try XCTUnwrap(JSONOutput.list(json, "processes"), json)
         let shell = list.first { ($0["command"] as? String) == "-/bin/sh" }
         XCTAssertEqual(shell?["tty"] as? String, "ttyS0")
         XCTAssertTrue(list.allSatisfy { $0["kernelThread"] as? Bool == false })
 
         let ttys = try sparc.ok(["ttys", "--name", vm, "--json"])
-        let ttyList = try JSONSerialization.jsonObject(with: Data(ttys.utf8)) as! [[String: Any]]
+        let ttyList = try XCTUnwrap(JSONOutput.list(ttys, "ttys"), ttys)
         let serial = ttyList.first { ($0["name"] as? String) == "ttyS0" }
         XCTAssertEqual(serial?["kind"] as? String, "serial")
         XCTAssertTrue((serial?["pids"] as? [Int])?.contains(shell?["pid"] as? Int ?? -1) ?? false, ttys)
@@ -406,7 +406,7 @@ final class GuestLifecycleTests: GuestTestCase {
         let found = try Subprocess.run(["grep", "-r", "-a", "-l", "-F", secret, home + "/store"])
         XCTAssertEqual(found.status, 1, "the store's files hold the secret in clear: \(found.stdoutText)")
         let listed = try sparc.run(["bundles", "--json"], environment: env)
-        let entries = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [[String: Any]])
+        let entries = try XCTUnwrap(JSONOutput.list(listed.stdout, "bundles"), listed.stdout)
         XCTAssertEqual(entries.compactMap { $0["name"] as? String }, ["st-1", "st-2"])
         XCTAssertTrue(entries.allSatisfy { ($0["vm"] as? String) == vm })
         try sparc.ok(["store", "check", "--read-data"], environment: env)
@@ -452,7 +452,7 @@ final class GuestLifecycleTests: GuestTestCase {
         XCTAssertTrue(dry.contains("would remove st-2"), dry)
         let pruned = try sparc.ok(["prune", "--vm", vm, "--keep-last", "1"], environment: env)
         XCTAssertTrue(pruned.contains("removed 2 checkpoint(s)"), "st-2 and the one stored before its kill: \(pruned)")
-        let left = try JSONSerialization.jsonObject(with: Data(try sparc.ok(["bundles", "--json"], environment: env).utf8)) as? [[String: Any]]
+        let left = JSONOutput.list(try sparc.ok(["bundles", "--json"], environment: env), "bundles")
         XCTAssertEqual(left?.compactMap { $0["name"] as? String }, [name])
         try sparc.ok(["store", "check", "--read-data"], environment: env)
         // The history keeps what was removed; the rollback check still knows the newest.
@@ -474,7 +474,7 @@ final class GuestLifecycleTests: GuestTestCase {
         try sparc.fails(["vm", "rm", "--name", name, "--yes"], message: "stop it first", environment: env)
         try sparc.ok(["vm", "stop", "--name", name])
         let listed = try sparc.ok(["vm", "list", "--all", "--json"], environment: env)
-        let vms = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(listed.utf8)) as? [[String: Any]])
+        let vms = try XCTUnwrap(JSONOutput.list(listed, "vms"), listed)
         let mine = try XCTUnwrap(vms.first { $0["name"] as? String == name }, listed)
         XCTAssertEqual(mine["state"] as? String, "stopped")
         XCTAssertEqual(mine["checkpoints"] as? Int, 1)

@@ -399,7 +399,7 @@ final class SecurityTests: GuestTestCase {
         XCTAssertEqual(listed, 36, "the guest started the processes")
         let ps = try sparc.run(["ps", "--name", vm, "--json"], timeout: 120)
         XCTAssertEqual(ps.status, 0, ps.stderr)
-        let list = try JSONSerialization.jsonObject(with: Data(ps.stdout.utf8)) as? [[String: Any]] ?? []
+        let list = JSONOutput.list(ps.stdout, "processes") ?? []
         let huge = list.compactMap { $0["command"] as? String }.filter { $0.contains("HUGEARGS") }
         XCTAssertEqual(huge.count, 36, "every process is listed")
         XCTAssertTrue(huge.allSatisfy { $0.utf8.count <= 1024 && $0.contains("[cut ") }, huge.first ?? "")

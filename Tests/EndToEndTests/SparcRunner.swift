@@ -118,3 +118,15 @@ func freeTCPPort() -> Int {
     }
     return bound ? Int(UInt16(bigEndian: addr.sin_port)) : 22222
 }
+
+/// What `--json` prints, read as the README's schemas say: one object with `schemaVersion`.
+enum JSONOutput {
+    /// The list under `key` of `{"schemaVersion": 1, KEY: [...]}`; nil when the text is not
+    /// that (another shape, another version).
+    static func list(_ text: String, _ key: String) -> [[String: Any]]? {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any], object["schemaVersion"] as? Int == 1 else {
+            return nil
+        }
+        return object[key] as? [[String: Any]]
+    }
+}

@@ -32,7 +32,7 @@ final class StoreCrashTests: ScratchDirectoryTestCase {
 
     func listed() throws -> [String] {
         let out = try sparc.ok(["bundles", "--json"], environment: environment)
-        let entries = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [[String: Any]])
+        let entries = try XCTUnwrap(JSONOutput.list(out, "bundles"), out)
         return entries.compactMap { $0["name"] as? String }
     }
 

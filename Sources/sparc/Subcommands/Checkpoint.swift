@@ -143,7 +143,7 @@ struct Checkpoint: ParsableCommand {
             }
         }
         if json {
-            try printJSON(Output(checkpoint: report, scan: gate))
+            try printStampedJSON(Output(checkpoint: report, scan: gate))
         } else {
             if gate?.refused != true { report.summaryLines.forEach { print($0) } }
             if let gate { ScanOutput.print(gate.scan, scanned: [report.bundle + " (memory)"]) }

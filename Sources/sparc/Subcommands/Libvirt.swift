@@ -60,7 +60,7 @@ struct Libvirt: ParsableCommand {
                 throw ValidationError("say which libvirt to use: --connect URI (qemu:///system) or $SPARC_CONNECT")
             }
             let report = try LibvirtDomains.prepare(uri: uri, domain: domain, dryRun: dryRun)
-            if json { return try printJSON(report) }
+            if json { return try printStampedJSON(report) }
             if report.changes.isEmpty {
                 print("domain '\(domain)' is already prepared for sparc: nothing to change")
                 return

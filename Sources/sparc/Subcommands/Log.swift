@@ -32,7 +32,7 @@ struct Log: ParsableCommand {
             throw SparcError("no VM '\(name)' known here: it has no history (see 'sparc vm list')")
         }
         if json {
-            try printJSON(entries)
+            try printJSON(entries, key: "entries")
         } else if !verify {
             if entries.isEmpty { print("no history for '\(name)'") }
             for e in entries {

@@ -20,7 +20,7 @@ struct PS: ParsableCommand {
         let agent = try connection.agent(vm)
         defer { agent.close() }
         let list = try agent.processes().filter { includeKernel || !$0.kernelThread }
-        if json { return try printJSON(list) }
+        if json { return try printJSON(list, key: "processes") }
         print(pad("PID", 7, right: true) + pad("PPID", 7, right: true) + pad("USER", 9) + "S " + pad("TTY", 8) + pad("RSS", 9, right: true) + "COMMAND")
         for p in list {
             print(

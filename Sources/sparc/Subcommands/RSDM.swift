@@ -16,6 +16,15 @@ struct RSDM: ParsableCommand {
     @Option(help: "Name of the VM.") var name: String = "default"
     @Argument(help: "list (default), get KEY, set KEY VALUE, del KEY, epoch.") var words: [String] = []
     @OptionGroup var connection: ConnectOption
+    @Flag(help: "Print list, get and epoch as JSON ({\"schemaVersion\": 1, \"rsdm\": {epoch, values} or {key, value} or {epoch}}).") var json = false
+
+    /// What `list`, `get` and `epoch` print under `--json`.
+    struct Answer: Encodable {
+        var epoch: Int?
+        var values: [String: String]?
+        var key: String?
+        var value: String?
+    }
 
     func run() throws {
         try RuntimeLayout.validate(name: name)
@@ -25,14 +34,18 @@ struct RSDM: ParsableCommand {
         let store = try manager.rsdm(name: name)
         switch (words.first ?? "list", words.count) {
         case ("list", _):
+            if json { return try printJSON(Versioned(result: Answer(epoch: try store.epoch(), values: try store.all()), key: "rsdm")) }
             print("epoch \(try store.epoch())")
             for (k, v) in try store.all().sorted(by: { $0.key < $1.key }) { print("\(k.terminalSafe)=\(v.terminalSafe)") }
         case ("get", 2):
             guard let v = try store.get(words[1]) else { throw SparcError("no key '\(words[1].terminalSafe)'", kind: .negative) }
+            if json { return try printJSON(Versioned(result: Answer(key: words[1], value: v), key: "rsdm")) }
             print(v.terminalSafe)
         case ("set", 3): try store.set(words[1], words[2])
         case ("del", 2): try store.delete(words[1])
-        case ("epoch", 1): print(try store.epoch())
+        case ("epoch", 1):
+            if json { return try printJSON(Versioned(result: Answer(epoch: try store.epoch()), key: "rsdm")) }
+            print(try store.epoch())
         default: throw ValidationError("usage: sparc rsdm [list | get KEY | set KEY VALUE | del KEY | epoch]")
         }
     }

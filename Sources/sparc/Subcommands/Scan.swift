@@ -95,7 +95,7 @@ struct Scan: ParsableCommand {
             progress: show.map { p in { file, done, total in p("scanning \(Path.base(of: file)) \(done * 100 / max(total, 1))%") } })
         endProgress()
         if json {
-            try printJSON(report)
+            try printStampedJSON(report)
         } else {
             ScanOutput.print(report, scanned: paths)
         }

@@ -60,7 +60,7 @@ struct Search: ParsableCommand {
             })
         endProgress()
         if json {
-            try printJSON(hits)
+            try printJSON(hits, key: "hits")
         } else if count {
             var perFile: [String: Int] = [:]
             for h in hits { perFile[h.file, default: 0] += 1 }

@@ -73,7 +73,7 @@ struct Import: ParsableCommand {
             if identity != nil { throw SparcError("--identity opens a sealed export; \(bundle.terminalSafe) is a bundle directory") }
             stored = try store.importBundle(try BundleReader(path: bundle), as: name ?? base)
         }
-        if json { return try printJSON(stored) }
+        if json { return try printStampedJSON(stored) }
         print(
             "stored \(stored.name.terminalSafe): \(formatBytes(stored.logicalBytes)) in \(stored.chunks) chunks (\(stored.zeroChunks) of zeros, \(stored.sharedChunks) already in the store); \(formatBytes(stored.storedBytes)) written")
     }
@@ -142,7 +142,7 @@ struct Bundles: ParsableCommand {
 
     func run() throws {
         let entries = try openStore(passphraseFile: passphrase.passphraseFile).list()
-        if json { return try printJSON(entries) }
+        if json { return try printJSON(entries, key: "bundles") }
         if entries.isEmpty { return print("no checkpoints in the store (sparc import BUNDLE stores one)") }
         print("NAME                              VM          CREATED                SIZE       UNIQUE     EXCLUDED")
         for e in entries {
@@ -304,7 +304,7 @@ struct Prune: ParsableCommand {
         let (decisions, freed) = try openStore(passphraseFile: passphrase.passphraseFile).prune(policy, vm: vm, dryRun: dryRun) { removed in
             manager.recordRemoved([removed], why: "pruned (\(policy.description))")
         }
-        if json { return try printJSON(decisions) }
+        if json { return try printJSON(decisions, key: "decisions") }
         for d in decisions {
             print((d.keep ? "keep   " : (dryRun ? "would remove " : "remove ")) + "\(d.name.terminalSafe)  \(d.createdAt.terminalSafe)" + (d.keep ? "  (\(d.reasons.joined(separator: ", ")))" : ""))
         }

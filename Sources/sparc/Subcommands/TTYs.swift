@@ -19,7 +19,7 @@ struct TTYs: ParsableCommand {
         let agent = try connection.agent(vm)
         defer { agent.close() }
         let ttys = try agent.ttys()
-        if json { return try printJSON(ttys) }
+        if json { return try printJSON(ttys, key: "ttys") }
         // Who holds a pty's master side says what the terminal is: an SSH session, a terminal program.
         let commands = Dictionary(try agent.processes().map { ($0.pid, $0.command) }, uniquingKeysWith: { a, _ in a })
         print(pad("TTY", 10) + pad("KIND", 17) + pad("PIDS", 24) + "HELD BY")

@@ -26,7 +26,7 @@ struct Terminal: ParsableCommand {
         let manager = try vm.manager()
         manager.connect = connection.uri
         let (info, console) = try manager.terminal(vm.name)
-        if json { return try printJSON(info) }
+        if json { return try printStampedJSON(info) }
         if let send {
             if info.started { usleep(300_000) }  // let the new shell print its prompt first
             try console.send(SerialConsole.unescape(send))

@@ -128,7 +128,7 @@ struct VM: ParsableCommand {
         func run() throws {
             try connection.refuseForDomains("vm status", instead: "'sparc vm list --connect URI' or 'virsh domstate \(name)'")
             let s = try VMManager().status(name: name)
-            if json { return try printJSON(s) }
+            if json { return try printStampedJSON(s) }
             print("name:     \(s.name)")
             print("state:    \(s.state)")
             if let pid = s.pid { print("pid:      \(pid)") }
@@ -155,7 +155,7 @@ struct VM: ParsableCommand {
             if let uri = connection.uri { return try listDomains(uri) }
             if all { return try listKnown() }
             let all = try VMManager().list()
-            if json { return try printJSON(all) }
+            if json { return try printJSON(all, key: "vms") }
             if all.isEmpty {
                 print("no VMs (start one with 'sparc vm start')")
                 return
@@ -173,7 +173,7 @@ struct VM: ParsableCommand {
             // The store is read when it can be opened without asking (a wrapped key needs its passphrase file).
             let store = FileSystem.isDirectory(BundleHome.path() + "/store") ? try? openStore() : nil
             let known = manager.knownVMs(store: store)
-            if json { return try printJSON(known) }
+            if json { return try printJSON(known, key: "vms") }
             if known.isEmpty { return print("sparc knows no VMs here (start one with 'sparc vm start')") }
             print(pad("NAME", 16) + pad("STATE", 10) + pad("DISK", 12) + pad("CHECKPOINTS", 24) + "LAST CHECKPOINT")
             for vm in known {
@@ -186,7 +186,7 @@ struct VM: ParsableCommand {
 
         func listDomains(_ uri: String) throws {
             let domains = try LibvirtConnection(uri: uri).domains()
-            if json { return try printJSON(domains) }
+            if json { return try printJSON(domains, key: "domains") }
             if domains.isEmpty {
                 print("libvirt at \(uri) has no domains")
                 return
@@ -248,7 +248,7 @@ extension VM {
                 guard let answer = readLine(), answer.lowercased().hasPrefix("y") else { return print("kept") }
             }
             let removal = try manager.removeVM(name, store: store)
-            if json { return try printJSON(removal) }
+            if json { return try printStampedJSON(removal) }
             for r in removal.removed { print("removed \(r.terminalSafe)") }
             if removal.checkpointsRemoved > 0 { print("removed \(removal.checkpointsRemoved) checkpoint(s) from the store (their chunks go at 'sparc store gc')") }
             for k in removal.kept { print("kept \(k.terminalSafe)") }
