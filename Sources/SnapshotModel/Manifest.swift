@@ -321,6 +321,14 @@ public struct Manifest: Codable, Equatable, Sendable {
     public var files: [FileEntry]
     /// Set for a libvirt domain (whose name and UUID are `vm`); its definition is `domain.xml`.
     public var libvirt: LibvirtRecord?
+    /// How the device state was saved: nil, QEMU's stream with shared RAM ignored
+    /// (`x-ignore-shared`, loaded the same way); `guestRAMOmitted`, a pre-copy stream whose
+    /// guest-RAM pages sparc took out (loaded without `x-ignore-shared`, the RAM left as filled).
+    public var deviceState: DeviceStateFormat?
+
+    public enum DeviceStateFormat: String, Codable, Sendable {
+        case guestRAMOmitted
+    }
     /// SHA-256 of this file's bytes with this value written as 64 zeros.
     public var manifestSHA256: String
 

@@ -111,6 +111,9 @@ extension VMManager {
         var thawOnFailure = false
         var paused = false
         var committed = false
+        var live: LiveMemoryCopy?
+        var liveFinished = false
+        var liveUsed = false
         do {
             ownFiles = try machine.writeOwnMembers(writer)
             progress?("asking the guest agent")
@@ -132,9 +135,20 @@ extension VMManager {
             let plan = collected.plan
 
             FaultPoint.reached("checkpoint-after-collect")
-            try machine.pause()
+            // With nothing left out, memory is copied while the guest runs and QEMU stops it
+            // only for the last round (LiveMemoryCopy); else it is paused for the copy.
+            if !excluding, let block = machine.liveRAMBlock, LiveMemoryCopy.enabled, let directory = LiveMemoryCopy.directory(for: machine.ramBytes) {
+                try machine.expectPause()
+                progress?(.init(.copyingMemory, "copying memory while the guest runs"))
+                live = try LiveMemoryCopy.start(
+                    monitor: machine.monitor, ramBlock: block, ramBytes: Int64(machine.ramBytes), directory: directory,
+                    devices: writer.file(Manifest.devicesFile))
+                try live!.waitForStop(cancel: cancel, progress: { progress?(.init(.copyingMemory, $0)) })
+            } else {
+                try machine.pause()
+            }
             paused = true
-            let pausedAt = Date()
+            let pausedAt = live?.stoppedAt ?? Date()
             // Into the store: the disk's writes are counted from this instant, for the next checkpoint.
             if let store { try machine.trackDiskWrites(as: DiskBitmap.name(since: store.name)) }
             let frozenLayer = try machine.divertDisk { target in
@@ -145,21 +159,21 @@ extension VMManager {
 
             try checkCancelled()
             progress?(.init(.savingDevices, "saving device state"))
-            try saveDeviceState(qmp: machine.monitor, to: writer.file(Manifest.devicesFile))
+            if let live {
+                // The last round of memory and the devices, into the copy and the device state.
+                _ = try live.finish()
+                liveFinished = true
+                liveUsed = true
+            } else {
+                try saveDeviceState(qmp: machine.monitor, to: writer.file(Manifest.devicesFile))
+            }
             FaultPoint.reached("checkpoint-after-devices")
 
-            try checkCancelled()
-            let ramFD = try machine.openRAM()
-            defer { close(ramFD) }
-            let saved = try saveMemory(
-                ramFD: ramFD, ramPath: machine.ramPath, ramBytes: machine.ramBytes, collected: collected, writer: writer, progress: progress, cancel: cancel)
-            let stats = saved.stats
-            try checkCancelled()
-            FaultPoint.reached("checkpoint-after-memory")
-
-            let downtime = Date().timeIntervalSince(pausedAt)
-            if !stopAfter {
+            // Resumes the guest and thaws its processes (the input held meanwhile goes through).
+            var resumedAt: Date?
+            func runAgain() throws {
                 try machine.resume()
+                resumedAt = Date()
                 paused = false
                 FaultPoint.reached("checkpoint-after-resume")
                 progress?(.init(.thawing, "thawing guest processes"))
@@ -168,6 +182,21 @@ extension VMManager {
                 try Self.thawAfterCheckpoint(agent)
                 inputHold = nil
             }
+            // The copy is the memory at the pause: the guest runs on while it is read.
+            if live != nil, !stopAfter { try runAgain() }
+            try checkCancelled()
+            let ramFD = try live.map { dup($0.ramFile) } ?? machine.openRAM()
+            defer { close(ramFD) }
+            let saved = try saveMemory(
+                ramFD: ramFD, ramPath: live?.path ?? machine.ramPath, ramBytes: machine.ramBytes, collected: collected, writer: writer,
+                progress: progress, cancel: cancel)
+            let stats = saved.stats
+            live = nil
+            try checkCancelled()
+            FaultPoint.reached("checkpoint-after-memory")
+
+            if !stopAfter && paused { try runAgain() }
+            let downtime = (resumedAt ?? Date()).timeIntervalSince(pausedAt)
 
             try checkCancelled()
             var files = [Manifest.memoryFile, Manifest.devicesFile, Manifest.ownersFile] + ownFiles
@@ -192,6 +221,7 @@ extension VMManager {
                     exclusion, plan: plan, excludedBytes: stats.excludedBytes, nameKey: try HostKey(directory: stateDirectory).nameKey(create: true)),
                 files: entries)
             machine.describe(into: &manifest)
+            if liveUsed { manifest.deviceState = .guestRAMOmitted }
             manifest.freeMemory = saved.free
             progress?(.init(.writingManifest, "writing manifest"))
             FaultPoint.reached("checkpoint-before-commit")
@@ -223,6 +253,9 @@ extension VMManager {
             // disk) and no partial bundle behind. The steps back are not cancelled themselves.
             agent.cancel = nil
             writer.abort()
+            // A live copy not finished is cancelled: QEMU runs the guest again if it stopped it.
+            if let live, !liveFinished { live.abandon() }
+            live = nil
             machine.finishFrozenDisk(succeeded: false)
             store?.release()
             let problems = machine.undo(paused: paused)

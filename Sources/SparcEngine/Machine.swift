@@ -34,6 +34,12 @@ protocol Machine: AnyObject {
     /// Members of the bundle only this kind of machine has (libvirt: its definition); written
     /// into the staging directory before anything else, returned by name.
     func writeOwnMembers(_ writer: BundleWriter) throws -> [String]
+    /// The name of QEMU's RAM block that is the guest's RAM, when its memory can be copied
+    /// while it runs (`LiveMemoryCopy`); nil: it is paused for the copy.
+    var liveRAMBlock: String? { get }
+    /// Records, before QEMU may stop the guest on its own (a live copy's last round), that
+    /// this command may leave it stopped: a guardian or the next command resumes it.
+    func expectPause() throws
     /// Stops its CPUs (the guest is frozen already).
     func pause() throws
     /// Lets its CPUs run again.
@@ -68,6 +74,8 @@ protocol Machine: AnyObject {
 /// A machine without dirty bitmaps or a disk export (a libvirt domain) copies its disk state
 /// with qemu-img.
 extension Machine {
+    var liveRAMBlock: String? { nil }
+    func expectPause() throws {}
     func trackDiskWrites(as bitmap: String) throws {}
     func openFrozenDisk(stored: Set<String>, progress: VMManager.Progress?) throws -> FrozenDisk? { nil }
     func finishFrozenDisk(succeeded: Bool) {}
@@ -102,9 +110,16 @@ final class OwnMachine: Machine {
 
     func writeOwnMembers(_ writer: BundleWriter) throws -> [String] { [] }
 
-    func pause() throws {
+    /// The memory backend QEMU is started with (`QEMUCommand`).
+    var liveRAMBlock: String? { "ram0" }
+
+    func expectPause() throws {
         // Should this process die while QEMU is paused, the next command finds who paused it.
         try Data("\(getpid())\n".utf8).write(to: URL(fileURLWithPath: layout.pausedMarker))
+    }
+
+    func pause() throws {
+        try expectPause()
         try qmp.execute("stop")
     }
 

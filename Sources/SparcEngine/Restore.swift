@@ -230,7 +230,7 @@ extension VMManager {
         let monitor = try target.startPaused(memory: memoryFile, progress: progress, cancel: cancel)
         progress?("loading device state")
         do {
-            try startIncomingDeviceState(monitor, from: devices)
+            try startIncomingDeviceState(monitor, from: devices, ignoringSharedRAM: manifest.deviceState != .guestRAMOmitted)
             try target.waitForDeviceState()
             try Self.stopIgnoringSharedMemory(monitor)
         } catch {
@@ -503,13 +503,14 @@ extension VMManager {
     }
 
     /// Starts loading the device state into a QEMU waiting with `-incoming defer`; the RAM is
-    /// already in its shared file, so the migration stream holds no RAM (`x-ignore-shared`).
-    func startIncomingDeviceState(_ monitor: MachineMonitor, from path: String) throws {
+    /// already in its shared file, so the migration stream holds no RAM: QEMU ignores the
+    /// shared RAM (`x-ignore-shared`), or the stream (a live copy's) has no page of it.
+    func startIncomingDeviceState(_ monitor: MachineMonitor, from path: String, ignoringSharedRAM: Bool = true) throws {
         let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
         guard fd >= 0 else { throw SparcError.posix("cannot read", path) }
         defer { close(fd) }
         try monitor.execute(
-            "migrate-set-capabilities", ["capabilities": [["capability": "x-ignore-shared", "state": true]]])
+            "migrate-set-capabilities", ["capabilities": [["capability": "x-ignore-shared", "state": ignoringSharedRAM]]])
         try monitor.passDescriptor(fd, as: "sparc-devices")
         try monitor.execute("migrate-incoming", ["uri": "fd:sparc-devices"])
     }

@@ -421,10 +421,23 @@ public final class VMManager {
         guard !ProcessLiveness.isRunning(pid) else { return nil }  // its checkpoint is still at work
         guard let qmp = try? QMPClient(socketPath: layout.qmpSocket) else { return nil }
         defer { qmp.close() }
+        // A live copy's migration (still copying, or stopped at its last round waiting for
+        // sparc) is cancelled: QEMU then runs the guest again itself.
+        var cancelledCopy = false
+        if let migration = try? qmp.migrationState().status, ["setup", "active", "pre-switchover", "device"].contains(migration) {
+            cancelledCopy = true
+            _ = try? qmp.execute("migrate_cancel")
+            for _ in 0..<200 {
+                guard let now = try? qmp.migrationState().status, ["setup", "active", "pre-switchover", "device", "cancelling"].contains(now) else { break }
+                usleep(10_000)
+            }
+        }
+        _ = try? qmp.execute("migrate-set-capabilities", ["capabilities": [["capability": "pause-before-switchover", "state": false]]])
         let status = try? qmp.status()
         unlink(layout.pausedMarker)
         // Paused, or stopped after the device state was saved ("postmigrate"): both resume with cont.
-        guard status == "paused" || status == "postmigrate", (try? qmp.execute("cont")) != nil else { return nil }
+        let resumed = (status == "paused" || status == "postmigrate") && (try? qmp.execute("cont")) != nil
+        guard resumed || (cancelledCopy && status == "running") else { return nil }
         let what = "checkpoint (pid \(pid)) died with the guest paused; resumed by \(who)"
         try? history(name).append(.recovered, detail: what)
         return what

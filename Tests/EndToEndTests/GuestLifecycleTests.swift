@@ -563,19 +563,22 @@ final class GuestLifecycleTests: GuestTestCase {
         func ticks() -> Int { Int((try? guest("cat /run/tick")) ?? "") ?? -1 }
         let dir = work + "/faults"
         try FileSystem.makeDirectories(dir)
-        let points = [
-            "checkpoint-after-collect", "checkpoint-after-pause", "checkpoint-after-devices", "checkpoint-after-memory",
-            "checkpoint-after-resume", "checkpoint-before-commit",
-        ]
+        // With a process left out the guest is paused for the copy; with nothing left out memory
+        // is copied while it runs (QEMU's migration into sparc, stopped at its last round).
+        let points =
+            [
+                "checkpoint-after-collect", "checkpoint-after-pause", "checkpoint-after-devices", "checkpoint-after-memory",
+                "checkpoint-after-resume", "checkpoint-before-commit",
+            ].map { ($0, true) } + ["checkpoint-live-copy", "checkpoint-after-pause", "checkpoint-after-devices"].map { ($0, false) }
         // Each kind of next command: read-only, changing, and the status check itself.
         let nextCommands: [[String]] = [
             ["vm", "status", "--name", vm], ["ps", "--name", vm], ["ttys", "--name", vm], ["exec", "--name", vm, "--", "true"],
             ["vm", "status", "--name", vm, "--json"], ["rsdm", "--name", vm],
         ]
-        for (n, point) in points.enumerated() {
-            let out = dir + "/\(point).sparc"
+        for (n, (point, excluding)) in points.enumerated() {
+            let out = dir + "/\(point)-\(excluding).sparc"
             let r = try sparc.run(
-                ["checkpoint", "--name", vm, "-o", out, "--exclude-pid", String(victim)],
+                ["checkpoint", "--name", vm, "-o", out] + (excluding ? ["--exclude-pid", String(victim)] : []),
                 environment: ["SPARC_FAULT": point, "SPARC_FREEZE_LEASE": "3600", "SPARC_GUARDIAN": "off"])
             XCTAssertEqual(r.status, 128 + SIGKILL, "\(point): \(r.stderr)")
             XCTAssertFalse(FileSystem.exists(out), "\(point): no bundle under the final name")
@@ -603,6 +606,10 @@ final class GuestLifecycleTests: GuestTestCase {
         XCTAssertTrue(log.contains("died with the guest frozen; thawed by the next sparc command"), log)
         try sparc.ok(["checkpoint", "--name", vm, "-o", dir + "/after.sparc"])
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).sorted(), ["after.sparc"])
+        // Which way each copied memory, as its manifest says (a restore loads the device state by it).
+        XCTAssertTrue(try String(contentsOfFile: dir + "/after.sparc/manifest.json", encoding: .utf8).contains("guestRAMOmitted"), "copied while the guest ran")
+        try sparc.ok(["checkpoint", "--name", vm, "-o", dir + "/excluding.sparc", "--exclude-pid", String(victim)])
+        XCTAssertFalse(try String(contentsOfFile: dir + "/excluding.sparc/manifest.json", encoding: .utf8).contains("guestRAMOmitted"), "paused for the copy")
         try guest("kill \(victim) \(ticker)")
     }
 

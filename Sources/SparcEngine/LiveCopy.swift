@@ -1,0 +1,184 @@
+import CSparcSupport
+import Foundation
+import Hypervisor
+import SparcSupport
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The guest's RAM copied while it runs: QEMU's own pre-copy migration, with the RAM in the
+/// stream, into sparc, which writes the guest's pages into a copy in memory (the RAM directory's
+/// tmpfs) and keeps the rest of the stream as the device state. QEMU stops the guest only for
+/// the last round (what it wrote since the round before) and, with `pause-before-switchover`,
+/// waits there while sparc diverts the disk, so memory and disk are of the same instant. The
+/// copy is then the paused RAM the rest of the checkpoint reads (free memory, the image), after
+/// the guest runs again.
+///
+/// Used when nothing is left out of the checkpoint: the exclusion's ranges are computed while
+/// the guest runs and must stay the excluded processes' while the copy is made, which the
+/// guest kernel does not promise for seconds (it may migrate a page in compaction); until the
+/// kernel helper pins those frames, a checkpoint with an exclusion pauses for its copy.
+final class LiveMemoryCopy {
+    let monitor: MachineMonitor
+    /// The copy of the guest's RAM (a sparse file in the RAM directory) and its descriptor.
+    let path: String
+    let ramFile: Int32
+    let deviceFile: Int32
+    private var splitter: MigrationStreamSplitter?
+    private let done = DispatchSemaphore(value: 0)
+    private var outcome: Result<MigrationStreamSplitter.Stats, Error>?
+    /// When QEMU stopped the guest (its STOP event, else when sparc saw it stopped).
+    private(set) var stoppedAt: Date?
+    private var reading: Int32 = -1
+
+    /// The most a live copy lets the last round take; QEMU keeps copying until what is left
+    /// fits in it at the rate it measures.
+    static let downtimeLimitMilliseconds = 50
+
+    private init(monitor: MachineMonitor, path: String, ramFile: Int32, deviceFile: Int32) {
+        self.monitor = monitor
+        self.path = path
+        self.ramFile = ramFile
+        self.deviceFile = deviceFile
+    }
+
+    deinit {
+        close(ramFile)
+        close(deviceFile)
+        // Closed only once its reader is done (or never started).
+        if reading >= 0, outcome != nil || splitter == nil { close(reading) }
+        unlink(path)
+    }
+
+    /// Whether checkpoints copy memory live (`SPARC_LIVE_COPY=0` pauses for the copy instead,
+    /// as `bench/pause` compares).
+    static var enabled: Bool { ProcessInfo.processInfo.environment["SPARC_LIVE_COPY"] != "0" }
+
+    /// The RAM directory, when its tmpfs has room for a copy of `ramBytes` beside what it holds.
+    static func directory(for ramBytes: UInt64) -> String? {
+        let memory = GuestRAM.baseDirectory
+        guard (try? GuestRAM.checkInMemory(memory)) != nil, sparc_filesystem_type(memory) == 0x0102_1994, let free = GuestRAM.freeBytes(),
+            free > Int64(ramBytes) + (256 << 20)
+        else { return nil }
+        return memory
+    }
+
+    /// Starts the copy: a RAM copy of `ramBytes` in `directory`, the device state into the new
+    /// file `devices`; QEMU's block `ramBlock` is the guest's RAM.
+    static func start(monitor: MachineMonitor, ramBlock: String, ramBytes: Int64, directory: String, devices: String) throws -> LiveMemoryCopy {
+        let path = directory + "/live-ram-\(getpid())"
+        unlink(path)
+        let ram = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard ram >= 0 else { throw SparcError.posix("cannot create the copy of guest RAM", path) }
+        guard ftruncate(ram, off_t(ramBytes)) == 0 else {
+            close(ram)
+            unlink(path)
+            throw SparcError.posix("cannot size the copy of guest RAM", path)
+        }
+        let dev = open(devices, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard dev >= 0 else {
+            close(ram)
+            unlink(path)
+            throw SparcError.posix("cannot create", devices)
+        }
+        let copy = LiveMemoryCopy(monitor: monitor, path: path, ramFile: ram, deviceFile: dev)
+        var ends: [Int32] = [0, 0]
+        guard pipe(&ends) == 0 else { throw SparcError.posix("cannot make a pipe for the migration stream", "") }
+        for end in ends { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
+        copy.reading = ends[0]
+        // A larger pipe lets QEMU write pages in bigger runs (F_SETPIPE_SZ, Linux's 1031).
+        _ = fcntl(ends[1], 1031, Int32(1 << 20))
+        let splitter = MigrationStreamSplitter(
+            input: ends[0], ramBlock: ramBlock, ramBytes: ramBytes, ramFile: ram, deviceFile: dev, excluded: [])
+        copy.splitter = splitter
+        let thread = Thread { [copy] in
+            copy.outcome = Result { try splitter.run() }
+            copy.done.signal()
+        }
+        thread.start()
+        do {
+            defer { close(ends[1]) }
+            try monitor.execute(
+                "migrate-set-capabilities",
+                ["capabilities": [["capability": "x-ignore-shared", "state": false], ["capability": "pause-before-switchover", "state": true]]])
+            try monitor.execute("migrate-set-parameters", ["max-bandwidth": Int64(1) << 36, "downtime-limit": downtimeLimitMilliseconds])
+            try monitor.passDescriptor(ends[1], as: "sparc-live")
+            try monitor.execute("migrate", ["uri": "fd:sparc-live"])
+        } catch {
+            copy.abandon()
+            throw error
+        }
+        return copy
+    }
+
+    /// Waits until QEMU has stopped the guest for the last round and waits for sparc.
+    func waitForStop(cancel: Cancellation?, progress: ((String) -> Void)?) throws {
+        // Killed here, QEMU's write fails and the migration with it: the guest runs on.
+        FaultPoint.reached("checkpoint-live-copy")
+        var delay: useconds_t = 1000
+        while true {
+            let (status, error) = try monitor.migrationState()
+            switch status {
+            case "pre-switchover":
+                stoppedAt = stopEventTime() ?? Date()
+                return
+            case "failed", "cancelled", "completed":
+                throw SparcError("QEMU's copy of the guest's RAM \(status == "completed" ? "ended without stopping for sparc" : status): \(error ?? "no reason given")")
+            default:
+                if cancel?.isCancelled == true { throw SparcError("cancelled", kind: .operational, posixCode: ECANCELED) }
+                if case .failure(let failure)? = outcome { throw failure }
+                if let r = try? monitor.execute("query-migrate") as? [String: Any], let ram = r["ram"] as? [String: Any],
+                    let total = (ram["total"] as? NSNumber)?.int64Value, let remaining = (ram["remaining"] as? NSNumber)?.int64Value, total > 0
+                {
+                    progress?("copying memory while the guest runs \(100 - remaining * 100 / total)%")
+                }
+                usleep(delay)
+                delay = min(delay * 2, 20_000)
+            }
+        }
+    }
+
+    /// QEMU's own record of the instant it stopped the guest (the STOP event's timestamp).
+    private func stopEventTime() -> Date? {
+        guard let qmp = monitor as? QMPClient else { return nil }
+        _ = try? qmp.execute("query-status")  // reads the events QEMU sent meanwhile
+        guard let event = qmp.events.last(where: { $0["event"] as? String == "STOP" }), let stamp = event["timestamp"] as? [String: Any],
+            let seconds = (stamp["seconds"] as? NSNumber)?.doubleValue, let micro = (stamp["microseconds"] as? NSNumber)?.doubleValue
+        else { return nil }
+        return Date(timeIntervalSince1970: seconds + micro / 1_000_000)
+    }
+
+    /// Lets QEMU send the last round and the devices; returns when the stream is whole.
+    func finish() throws -> MigrationStreamSplitter.Stats {
+        try monitor.execute("migrate-continue", ["state": "pre-switchover"])
+        try monitor.waitForMigration(timeout: 120)
+        done.wait()
+        resetCapabilities()
+        switch outcome {
+        case .success(let stats)?:
+            guard fsync(deviceFile) == 0 else { throw SparcError.posix("cannot write the device state", "") }
+            return stats
+        case .failure(let error)?: throw error
+        case nil: throw SparcError("the migration stream was not read")
+        }
+    }
+
+    /// Ends a copy that will not be used: QEMU cancels the migration (and runs the guest again
+    /// if it had stopped it), the copy goes.
+    func abandon() {
+        _ = try? monitor.execute("migrate_cancel")
+        for _ in 0..<500 {
+            let status = (try? monitor.migrationState())?.status ?? "failed"
+            if ["cancelled", "failed", "completed", "none"].contains(status) { break }
+            usleep(10_000)
+        }
+        // The reader ends when QEMU closes its end of the stream.
+        _ = done.wait(timeout: .now() + 10)
+        resetCapabilities()
+    }
+
+    private func resetCapabilities() {
+        _ = try? monitor.execute("migrate-set-capabilities", ["capabilities": [["capability": "pause-before-switchover", "state": false]]])
+    }
+}
