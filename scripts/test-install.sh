@@ -34,6 +34,14 @@ for f in bin/sparc libexec/sparc/sparc-rsdmd share/man/man1/sparc.1 share/man/ma
 done
 [ -x "$sparc" ] || fail "bin/sparc is not executable"
 grep -q '^\.Dt SPARC.CHECKPOINT 1' "$stage$prefix/share/man/man1/sparc.checkpoint.1" || fail "sparc.checkpoint.1 is not a manual page"
+for section in ENVIRONMENT FILES 'EXIT STATUS'; do
+    grep -q "^\.Sh $section\$" "$stage$prefix/share/man/man1/sparc.1" || fail "sparc.1 has no $section section"
+done
+grep -q '^\.Sh KEYS$' "$stage$prefix/share/man/man1/sparc.tui.1" || fail "sparc.tui.1 does not list the keys"
+if command -v groff >/dev/null; then
+    man_text=$(groff -mandoc -Tutf8 -ww "$stage$prefix/share/man/man1/sparc.tui.1" 2>&1 >/dev/null) || true
+    [ -z "$man_text" ] || fail "sparc.tui.1 does not render cleanly: $man_text"
+fi
 bash -n "$stage$prefix/share/bash-completion/completions/sparc" || fail "the bash completion does not parse"
 
 cd /

@@ -221,6 +221,32 @@ public struct TUIModel {
         }
     }
 
+    /// Every screen's keys as its help (`?`) lists them, from the same tables: the KEYS
+    /// section of `sparc.tui(1)` in mdoc (`sparc tui --keys-manual`, run by `make install`).
+    public static func keysManual() -> String {
+        let m = TUIModel(vmName: "VM", bundleDirectory: "/")
+        let tables = [
+            ProcessScreen.table(m), TerminalsScreen.table(m), BundlesScreen.table(m), HitsScreen.table(m), FindingsScreen.table(m), HexScreen.table(m),
+            commonTable(m),
+        ]
+        // Backslashes and newlines escaped, anything past ASCII as roff's \[uXXXX].
+        func escaped(_ s: String) -> String {
+            s.replacingOccurrences(of: "\\", with: "\\e").replacingOccurrences(of: "\n", with: " ").unicodeScalars.map {
+                $0.isASCII ? String($0) : "\\[u" + String(format: "%04X", $0.value) + "]"
+            }.joined()
+        }
+        var out = ".Sh KEYS\n"
+        for table in tables {
+            out += ".Ss \(escaped(table.title.replacingOccurrences(of: " — keys", with: "")))\n.Bl -tag -width Ds\n"
+            for b in table.bindings {
+                let names = b.keys.map { FunctionKey($0, "").name }.joined(separator: ", ")
+                out += ".It Sy \(escaped(names))\n\\&\(escaped(b.help))\(b.writes ? " (not with --readonly)" : "")\n"
+            }
+            out += ".El\n"
+        }
+        return out
+    }
+
     /// The help of the screen on view: its own keys first, then the keys every screen has.
     public var helpLines: [String] { shown(screenTable).helpLines + [""] + shown(Self.commonTable(self)).helpLines }
 

@@ -372,6 +372,20 @@ final class MouseTests: XCTestCase {
     }
 }
 
+final class KeysManualTests: XCTestCase {
+    /// `sparc.tui(1)` lists each screen's keys from the tables the help and the bar are drawn
+    /// from, and marks what `--readonly` leaves out.
+    func testTheManualListsEveryScreensKeys() {
+        let manual = TUIModel.keysManual()
+        for screen in ["Processes", "Terminals", "Bundles", "Search hits", "Credential findings"] {
+            XCTAssertTrue(manual.contains(".Ss \(screen)\n"), screen)
+        }
+        XCTAssertTrue(manual.contains(".It Sy I\n\\&invert the sort order"), manual)
+        XCTAssertTrue(manual.contains("(not with --readonly)"))
+        XCTAssertFalse(manual.unicodeScalars.contains { !$0.isASCII }, "roff escapes, not raw UTF-8")
+    }
+}
+
 final class SortTests: XCTestCase {
     /// `>` and `<` choose the column, `I` inverts, as in htop; the cursor and the tags stay on
     /// their pids, and the title says the order.

@@ -27,7 +27,10 @@ struct TUI: ParsableCommand {
     @Option(help: "The bundle home: its store takes the checkpoints, and it and the bundles in it are listed (default: $SPARC_BUNDLES, $XDG_DATA_HOME/sparc/bundles, /var/lib/sparc/bundles for root; a wrapped store key's passphrase from $SPARC_STORE_PASSPHRASE_FILE).")
     var bundles: String?
 
+    @Flag(help: .hidden) var keysManual = false
+
     func run() throws {
+        if keysManual { return print(TUIModel.keysManual(), terminator: "") }
         guard isatty(0) == 1 && isatty(1) == 1 else {
             throw SparcError("the terminal UI needs a terminal (standard input and output are not one); see 'sparc --help' for the commands")
         }
