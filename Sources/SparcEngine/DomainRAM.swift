@@ -18,6 +18,8 @@ import SparcSupport
 struct DomainRAM {
     var path: String
     var bytes: Int64
+    /// QEMU's name of the RAM block (the backend's id): what a live copy takes out of the stream.
+    var block: String = ""
 
     /// libvirt's directory for file-backed guest RAM (`memory_backing_dir` in qemu.conf):
     /// `$SPARC_LIBVIRT_RAM_DIR`, else libvirt's default.
@@ -66,7 +68,7 @@ struct DomainRAM {
         }
         let size = try monitor.execute("qom-get", ["path": object, "property": "size"])
         guard let bytes = (size as? NSNumber)?.int64Value, bytes > 0 else { throw SparcError("domain '\(domain)': QEMU gave no size for its RAM") }
-        return DomainRAM(path: path, bytes: bytes)
+        return DomainRAM(path: path, bytes: bytes, block: Path.base(of: object))
     }
 }
 

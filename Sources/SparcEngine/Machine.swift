@@ -251,6 +251,8 @@ final class DomainMachine: Machine {
         return [Manifest.Member.domain.rawValue]
     }
 
+    /// The memory backend libvirt started QEMU with.
+    var liveRAMBlock: String? { ram.block.isEmpty ? nil : ram.block }
     func pause() throws { try connection.suspend(name) }
     func resume() throws { try connection.resume(name) }
 

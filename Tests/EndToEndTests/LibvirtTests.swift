@@ -268,7 +268,10 @@ final class LibvirtTests: XCTestCase {
 
         // Baseline: the key is in a plain checkpoint, in the holder's memory.
         let plain = runtime + "/plain.sparc"
-        try sparc.ok(["checkpoint"] + on + ["-o", plain])
+        let plainReport = try sparc.ok(["checkpoint"] + on + ["-o", plain])
+        print("domain checkpoint, nothing left out: \(plainReport.split(separator: "\n").first { $0.contains("paused") } ?? "")")
+        // Nothing left out: memory copied while the domain ran (QEMU's migration into sparc).
+        XCTAssertTrue(try String(contentsOfFile: plain + "/manifest.json", encoding: .utf8).contains("guestRAMOmitted"))
         let found = try sparc.run(["search", key, plain, "--json"])
         XCTAssertEqual(found.status, 0, "the baseline holds the key: \(found.stderr)")
         XCTAssertTrue(found.stdout.contains("\"pid\" : \(holder)") || found.stdout.contains("\"pid\":\(holder)"), "owned by the holder: \(found.stdout.prefix(600))")
@@ -303,6 +306,7 @@ final class LibvirtTests: XCTestCase {
         let bundle = runtime + "/excluded.sparc"
         let saved = try sparc.ok(["checkpoint"] + on + ["-o", bundle, "--exclude-pid", String(holder), "--exclude-tty", pty])
         XCTAssertTrue(saved.contains("pid \(holder) sparc-probe"), saved)
+        XCTAssertFalse(try String(contentsOfFile: bundle + "/manifest.json", encoding: .utf8).contains("guestRAMOmitted"), "paused for the copy")
         _ = try guest("echo MARK-after >> /tmp/count.log")
         let after = try counter()
         XCTAssertEqual(try virsh(["domstate", domain]).stdoutText.trimmed, "running", "the domain runs on after a checkpoint")
