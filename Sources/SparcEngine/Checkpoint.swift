@@ -114,6 +114,7 @@ extension VMManager {
         var live: LiveMemoryCopy?
         var liveFinished = false
         var liveUsed = false
+        var thawedEarly = false
         do {
             ownFiles = try machine.writeOwnMembers(writer)
             progress?("asking the guest agent")
@@ -138,6 +139,15 @@ extension VMManager {
             // With nothing left out, memory is copied while the guest runs and QEMU stops it
             // only for the last round (LiveMemoryCopy); else it is paused for the copy.
             if !excluding, let block = machine.liveRAMBlock, LiveMemoryCopy.enabled, let directory = LiveMemoryCopy.directory(for: machine.ramBytes) {
+                // Nothing is left out, so nothing must stay put while memory is copied: the
+                // processes run on through the copy (the owner map, taken frozen, only names
+                // whose pages search hits are in). The bundle is still of one instant, QEMU's stop.
+                progress?(.init(.thawing, "thawing guest processes: nothing is left out, they run on during the copy"))
+                thawOnFailure = false
+                agent.cancel = nil
+                try Self.thawAfterCheckpoint(agent)
+                thawedEarly = true
+                inputHold = nil
                 try machine.expectPause()
                 progress?(.init(.copyingMemory, "copying memory while the guest runs"))
                 live = try LiveMemoryCopy.start(
@@ -176,6 +186,7 @@ extension VMManager {
                 resumedAt = Date()
                 paused = false
                 FaultPoint.reached("checkpoint-after-resume")
+                guard !thawedEarly else { return }
                 progress?(.init(.thawing, "thawing guest processes"))
                 thawOnFailure = false
                 agent.cancel = nil

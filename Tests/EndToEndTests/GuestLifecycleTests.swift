@@ -556,6 +556,36 @@ final class GuestLifecycleTests: GuestTestCase {
     /// with a freeze lease far longer than the test (so the lease cannot be what thaws): the next sparc command of any kind
     /// for the VM resumes QEMU and thaws the guest at once, removes the dead checkpoint's
     /// staging directory and logs it; no bundle appears under the final name.
+    /// Memory copied while the guest runs is the memory of one instant (QEMU's stop): a process
+    /// that writes without a pause through the whole copy (a counter in its own memory, each
+    /// value appended to a log in tmpfs, the page cache) is restored with its log contiguous,
+    /// and counts on from the last value in it: no value lost or repeated. Pages copied at
+    /// different times would disagree (the counter ahead of or behind its log).
+    func testMemoryCopiedWhileTheGuestRunsIsOneInstant() throws {
+        let writer = try detach("rm -f /tmp/instant.log; i=0; while [ $i -lt 3000000 ]; do i=$((i+1)); echo $i >> /tmp/instant.log; done")
+        func lines() throws -> [Int] { try guest("cat /tmp/instant.log").split(separator: "\n").compactMap { Int($0) } }
+        var before: [Int] = []
+        for _ in 0..<100 where before.count < 500 { before = try lines() }
+        XCTAssertGreaterThanOrEqual(before.count, 500, "the writer runs")
+        let bundle = work + "/instant.sparc"
+        let report = try XCTUnwrap(
+            try JSONSerialization.jsonObject(with: Data(try sparc.ok(["checkpoint", "--name", vm, "-o", bundle, "--json"]).utf8)) as? [String: Any])
+        let checkpoint = try XCTUnwrap(report["checkpoint"] as? [String: Any])
+        print("live copy while a process writes: guest paused \(checkpoint["downtime"] ?? "?") s of \(checkpoint["total"] ?? "?") s")
+        XCTAssertTrue(try String(contentsOfFile: bundle + "/manifest.json", encoding: .utf8).contains("guestRAMOmitted"), "copied while the guest ran")
+        let during = try lines()
+        XCTAssertGreaterThan(during.count, before.count, "the writer runs on after the checkpoint")
+
+        try sparc.ok(["restore", bundle, "--name", vm, "--replace"])
+        let restored = try lines()
+        XCTAssertEqual(restored, Array(1...(restored.last ?? 0)), "the log is of one instant: contiguous")
+        var later = restored
+        for _ in 0..<100 where later.count < restored.count + 200 { later = try lines() }
+        XCTAssertEqual(later, Array(1...(later.last ?? 0)), "the restored writer counts on from its log's last value, none repeated or lost")
+        XCTAssertGreaterThan(later.count, restored.count, "and it runs")
+        try guest("kill \(writer)")
+    }
+
     func testCheckpointKilledAtEveryPhaseIsUndoneByTheNextCommand() throws {
         let victim = try detach("while :; do sleep 1000; done")
         // A guest process that ticks: it advances only while the guest runs and is thawed.
