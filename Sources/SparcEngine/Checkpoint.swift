@@ -150,10 +150,20 @@ extension VMManager {
                 inputHold = nil
                 try machine.expectPause()
                 progress?(.init(.copyingMemory, "copying memory while the guest runs"))
-                live = try LiveMemoryCopy.start(
-                    monitor: machine.monitor, ramBlock: block, ramBytes: Int64(machine.ramBytes), directory: directory,
-                    devices: writer.file(Manifest.devicesFile))
-                try live!.waitForStop(cancel: cancel, progress: { progress?(.init(.copyingMemory, $0)) })
+                do {
+                    live = try LiveMemoryCopy.start(
+                        monitor: machine.monitor, ramBlock: block, ramBytes: Int64(machine.ramBytes), directory: directory,
+                        devices: writer.file(Manifest.devicesFile))
+                    try live!.waitForStop(cancel: cancel, progress: { progress?(.init(.copyingMemory, $0)) })
+                } catch where cancel?.isCancelled != true && (error as? SparcError)?.posixCode != ECANCELED {
+                    // QEMU could not copy live (a capability it refuses, a stream sparc does not
+                    // read): the guest is paused for the copy instead, as before.
+                    live?.abandon()
+                    live = nil
+                    unlink(writer.file(Manifest.devicesFile))
+                    progress?(.init(.copyingMemory, "copying memory while the guest runs failed (\(error)); pausing it for the copy"))
+                    try machine.pause()
+                }
             } else {
                 try machine.pause()
             }

@@ -106,6 +106,7 @@ extension VMManager {
             let connection = try? LibvirtConnection(uri: uri), connection.exists(name)
         else { return nil }
         var did: [String] = []
+        LiveMemoryCopy.removeAbandoned()
         // A live copy's migration (copying, or stopped at its last round waiting for sparc) is
         // cancelled: QEMU then runs the guest again itself.
         if let monitor = try? connection.monitor(of: name), let status = try? monitor.migrationState().status,

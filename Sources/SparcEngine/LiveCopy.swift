@@ -28,9 +28,9 @@ final class LiveMemoryCopy {
     private var splitter: MigrationStreamSplitter?
     private let done = DispatchSemaphore(value: 0)
     private var outcome: Result<MigrationStreamSplitter.Stats, Error>?
+    private var finished = false
     /// When QEMU stopped the guest (its STOP event, else when sparc saw it stopped).
     private(set) var stoppedAt: Date?
-    private var reading: Int32 = -1
 
     /// The most a live copy lets the last round take; QEMU keeps copying until what is left
     /// fits in it at the rate it measures.
@@ -46,8 +46,6 @@ final class LiveMemoryCopy {
     deinit {
         close(ramFile)
         close(deviceFile)
-        // Closed only once its reader is done (or never started).
-        if reading >= 0, outcome != nil || splitter == nil { close(reading) }
         unlink(path)
     }
 
@@ -64,10 +62,22 @@ final class LiveMemoryCopy {
         return memory
     }
 
+    static let prefix = "live-ram-"
+
+    /// Removes the copies of checkpoints that were killed (`live-ram-PID`, the process gone):
+    /// guest memory must not outlive the command that copied it.
+    static func removeAbandoned(in directory: String = GuestRAM.baseDirectory) {
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where name.hasPrefix(prefix) {
+            guard let pid = Int32(name.dropFirst(prefix.count)), pid > 0, kill(pid, 0) != 0, errno == ESRCH else { continue }
+            _ = FileSystem.removeTree(directory + "/" + name)
+        }
+    }
+
     /// Starts the copy: a RAM copy of `ramBytes` in `directory`, the device state into the new
     /// file `devices`; QEMU's block `ramBlock` is the guest's RAM.
     static func start(monitor: MachineMonitor, ramBlock: String, ramBytes: Int64, directory: String, devices: String) throws -> LiveMemoryCopy {
-        let path = directory + "/live-ram-\(getpid())"
+        removeAbandoned(in: directory)
+        let path = directory + "/" + prefix + "\(getpid())"
         unlink(path)
         let ram = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard ram >= 0 else { throw SparcError.posix("cannot create the copy of guest RAM", path) }
@@ -86,14 +96,19 @@ final class LiveMemoryCopy {
         var ends: [Int32] = [0, 0]
         guard pipe(&ends) == 0 else { throw SparcError.posix("cannot make a pipe for the migration stream", "") }
         for end in ends { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
-        copy.reading = ends[0]
         // A larger pipe lets QEMU write pages in bigger runs (F_SETPIPE_SZ, Linux's 1031).
         _ = fcntl(ends[1], 1031, Int32(1 << 20))
+        // A test names a block that is not there, to see the checkpoint fall back to pausing.
+        let block = ProcessInfo.processInfo.environment["SPARC_LIVE_COPY_BLOCK"] ?? ramBlock
         let splitter = MigrationStreamSplitter(
-            input: ends[0], ramBlock: ramBlock, ramBytes: ramBytes, ramFile: ram, deviceFile: dev, excluded: [])
+            input: ends[0], ramBlock: block, ramBytes: ramBytes, ramFile: ram, deviceFile: dev, excluded: [])
         copy.splitter = splitter
+        let reading = ends[0]
         let thread = Thread { [copy] in
             copy.outcome = Result { try splitter.run() }
+            // Closed by the reader as it ends: a reader that refused the stream leaves QEMU's
+            // write failing at once (EPIPE) rather than blocked on a full pipe.
+            close(reading)
             copy.done.signal()
         }
         thread.start()
@@ -106,6 +121,8 @@ final class LiveMemoryCopy {
             try monitor.passDescriptor(ends[1], as: "sparc-live")
             try monitor.execute("migrate", ["uri": "fd:sparc-live"])
         } catch {
+            // QEMU may hold the stream's end without having started: it lets go, the reader ends.
+            _ = try? monitor.execute("closefd", ["fdname": "sparc-live"])
             copy.abandon()
             throw error
         }
@@ -154,6 +171,7 @@ final class LiveMemoryCopy {
         try monitor.execute("migrate-continue", ["state": "pre-switchover"])
         try monitor.waitForMigration(timeout: 120)
         done.wait()
+        finished = true
         resetCapabilities()
         switch outcome {
         case .success(let stats)?:
@@ -173,8 +191,8 @@ final class LiveMemoryCopy {
             if ["cancelled", "failed", "completed", "none"].contains(status) { break }
             usleep(10_000)
         }
-        // The reader ends when QEMU closes its end of the stream.
-        _ = done.wait(timeout: .now() + 10)
+        // The reader ends when QEMU closes its end of the stream (it may have ended first).
+        if splitter != nil, !finished { _ = done.wait(timeout: .now() + 10) }
         resetCapabilities()
     }
 

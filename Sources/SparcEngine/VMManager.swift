@@ -423,6 +423,7 @@ public final class VMManager {
         defer { qmp.close() }
         // A live copy's migration (still copying, or stopped at its last round waiting for
         // sparc) is cancelled: QEMU then runs the guest again itself.
+        LiveMemoryCopy.removeAbandoned()
         var cancelledCopy = false
         if let migration = try? qmp.migrationState().status, ["setup", "active", "pre-switchover", "device"].contains(migration) {
             cancelledCopy = true

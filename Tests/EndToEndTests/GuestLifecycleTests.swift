@@ -586,6 +586,26 @@ final class GuestLifecycleTests: GuestTestCase {
         try guest("kill \(writer)")
     }
 
+    /// Copies of guest RAM that live copies of ended commands left in the RAM directory
+    /// (another lane's may be at work: only those whose process is gone count).
+    func abandonedLiveCopies() throws -> [String] {
+        try FileManager.default.contentsOfDirectory(atPath: "/dev/shm").filter {
+            $0.hasPrefix("live-ram-") && kill(Int32($0.dropFirst("live-ram-".count)) ?? 1, 0) != 0
+        }
+    }
+
+    /// A live copy QEMU's stream cannot serve (here: a RAM block that is not in it) falls back
+    /// to pausing the guest for the copy; the bundle is whole and the guest runs on.
+    func testALiveCopyThatFailsFallsBackToPausing() throws {
+        let bundle = work + "/fallback.sparc"
+        let r = try sparc.run(["checkpoint", "--name", vm, "-o", bundle], environment: ["SPARC_LIVE_COPY_BLOCK": "no-such-block"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertFalse(try String(contentsOfFile: bundle + "/manifest.json", encoding: .utf8).contains("guestRAMOmitted"), "paused for the copy")
+        XCTAssertTrue(try sparc.ok(["verify", bundle]).contains("intact"))
+        XCTAssertTrue(try sparc.ok(["vm", "status", "--name", vm]).contains("guest:    running"))
+        XCTAssertEqual(try abandonedLiveCopies(), [], "no copy left")
+    }
+
     func testCheckpointKilledAtEveryPhaseIsUndoneByTheNextCommand() throws {
         let victim = try detach("while :; do sleep 1000; done")
         // A guest process that ticks: it advances only while the guest runs and is thawed.
@@ -624,6 +644,7 @@ final class GuestLifecycleTests: GuestTestCase {
             // Right after that one command: thawed and running, markers gone, its staging directory too.
             XCTAssertFalse(try agentSaysFrozen(), "\(point): 'sparc \(next.joined(separator: " "))' thawed the guest")
             XCTAssertEqual(freezeMarkers(), [], point)
+            XCTAssertEqual(try abandonedLiveCopies(), [], "\(point): the killed checkpoint's copy of guest RAM is gone")
             XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.contains(".partial") }, [], "\(point): staging removed")
             print("\(point): guest thawed by 'sparc \(next.joined(separator: " "))' \(String(format: "%.2f", Date().timeIntervalSince(began))) s after the kill")
             let t0 = ticks()
