@@ -17,6 +17,8 @@ public struct HistoryEntry: Codable, Equatable, Sendable {
         /// The running state a restore replaced, saved first (`sparc undo` goes back to it); not
         /// a checkpoint for the rollback check, so it does not make every restore a rollback.
         case undoPoint
+        /// A scheduled checkpoint (`sparc schedule`) failed; the journal has its output.
+        case scheduleFailed
     }
     public var seq: Int
     public var time: String

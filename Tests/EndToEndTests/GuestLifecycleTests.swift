@@ -586,6 +586,66 @@ final class GuestLifecycleTests: GuestTestCase {
         try guest("kill \(writer)")
     }
 
+    /// `sparc schedule add` writes a timer and a service (into a unit directory the test made;
+    /// systemd is not asked here); the service's own command lines, run as systemd would, checkpoint
+    /// the VM into the store and prune by the retention given; a failed run is recorded in the
+    /// VM's history; what cannot go into a unit file is refused; `rm` removes both units.
+    func testScheduledCheckpointsRunAsTheirUnitsSay() throws {
+        let units = work + "/units"
+        try FileSystem.makeDirectories(units)
+        let home = work + "/scheduled-home"
+        let env = ["SPARC_BUNDLES": home]
+        let added = try sparc.ok(["schedule", "add", "--name", vm, "--every", "hourly", "--keep-last", "2", "--unit-dir", units, "--no-enable"], environment: env)
+        XCTAssertTrue(added.contains("prune --vm \(vm) --keep-last 2"), added)
+        try sparc.fails(["schedule", "add", "--name", vm, "--every", "daily", "--unit-dir", units, "--no-enable"], message: "scheduled already", environment: env)
+        try sparc.fails(["schedule", "add", "--name", vm, "--every", "hourly\nExecStartPre=/bin/sh", "--unit-dir", units, "--no-enable"], message: "cannot go into a systemd unit", environment: env)
+        try sparc.fails(["schedule", "add", "--name", "../x", "--every", "hourly", "--unit-dir", units, "--no-enable"], message: "not a VM name", environment: env)
+
+        let service = try String(contentsOfFile: units + "/sparc-checkpoint-\(vm).service", encoding: .utf8)
+        let timer = try String(contentsOfFile: units + "/sparc-checkpoint-\(vm).timer", encoding: .utf8)
+        XCTAssertTrue(timer.contains("OnCalendar=hourly") && timer.contains("Persistent=true"), timer)
+        if Subprocess.which("systemd-analyze") != nil {
+            let verify = try Subprocess.run(["systemd-analyze", "verify", units + "/sparc-checkpoint-\(vm).timer", units + "/sparc-checkpoint-\(vm).service"], timeout: 60)
+            let complaints = verify.stderrText.split(separator: "\n").filter { !$0.contains("man sparc.schedule(1)") }
+            XCTAssertEqual(complaints, [], "systemd reads the units")
+        }
+        // The service's lines as systemd runs them: its environment, ExecStart, ExecStartPost.
+        func lines(_ key: String) -> [String] { service.split(separator: "\n").compactMap { $0.hasPrefix(key + "=") ? String($0.dropFirst(key.count + 1)) : nil } }
+        var environment: [String: String] = [:]
+        for e in lines("Environment") {
+            let kv = e.split(separator: "=", maxSplits: 1).map(String.init)
+            environment[kv[0]] = kv[1]
+        }
+        XCTAssertEqual(environment["SPARC_BUNDLES"], home, "the runs use the bundle home in force when it was scheduled")
+        func runUnitLine(_ line: String, extra: [String: String] = [:]) throws -> SparcRunner.Output {
+            var words = line.split(separator: " ").map(String.init)
+            for (i, w) in words.enumerated() where w.hasPrefix("${") { words[i] = extra[String(w.dropFirst(2).dropLast())] ?? "" }
+            return try sparc.run(Array(words.dropFirst()), environment: environment)
+        }
+        for _ in 0..<3 {
+            let start = try runUnitLine(try XCTUnwrap(lines("ExecStart").first))
+            XCTAssertEqual(start.status, 0, start.stderr)
+            let post = try runUnitLine(try XCTUnwrap(lines("ExecStartPost").first))
+            XCTAssertEqual(post.status, 0, post.stderr)
+        }
+        let stored = try XCTUnwrap(JSONOutput.list(try sparc.ok(["bundles", "--json"], environment: env), "bundles"))
+        XCTAssertEqual(stored.filter { $0["vm"] as? String == vm }.count, 2, "three runs, the newest two kept: \(stored)")
+
+        // A run systemd saw fail goes into the history; one that succeeded adds nothing.
+        let stopPost = try XCTUnwrap(lines("ExecStopPost").first)
+        _ = try runUnitLine(stopPost, extra: ["SERVICE_RESULT": "success", "EXIT_STATUS": "0"])
+        XCTAssertFalse(try sparc.ok(["log", "--name", vm]).contains("scheduled checkpoint failed"))
+        let failed = try runUnitLine(stopPost, extra: ["SERVICE_RESULT": "exit-code", "EXIT_STATUS": "2"])
+        XCTAssertEqual(failed.status, 0, failed.stderr)
+        XCTAssertTrue(try sparc.ok(["log", "--name", vm]).contains("scheduled checkpoint failed: exit-code (exit status 2)"))
+
+        XCTAssertTrue(try sparc.ok(["schedule", "list", "--unit-dir", units]).contains("hourly"))
+        let removed = try sparc.ok(["schedule", "rm", "--name", vm, "--unit-dir", units, "--no-enable"])
+        XCTAssertTrue(removed.contains(".timer") && removed.contains(".service"), removed)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: units), [])
+        try sparc.fails(["schedule", "rm", "--name", vm, "--unit-dir", units, "--no-enable"], message: "has no scheduled checkpoints")
+    }
+
     /// Copies of guest RAM that live copies of ended commands left in the RAM directory
     /// (another lane's may be at work: only those whose process is gone count).
     func abandonedLiveCopies() throws -> [String] {
