@@ -481,8 +481,11 @@ extension VMManager {
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw SparcError.posix("cannot create", path) }
         defer { close(fd) }
+        // Shared RAM ignored; and no stop for sparc at the end (a live copy's setting, should
+        // one have been killed before it reset it).
         try qmp.execute(
-            "migrate-set-capabilities", ["capabilities": [["capability": "x-ignore-shared", "state": true]]])
+            "migrate-set-capabilities",
+            ["capabilities": [["capability": "x-ignore-shared", "state": true], ["capability": "pause-before-switchover", "state": false]]])
         try qmp.passDescriptor(fd, as: "sparc-devices")
         try qmp.execute("migrate", ["uri": "fd:sparc-devices"])
         try qmp.waitForMigration(timeout: 120)

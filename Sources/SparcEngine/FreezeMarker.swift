@@ -109,16 +109,9 @@ extension VMManager {
         LiveMemoryCopy.removeAbandoned()
         // A live copy's migration (copying, or stopped at its last round waiting for sparc) is
         // cancelled: QEMU then runs the guest again itself.
-        if let monitor = try? connection.monitor(of: name), let status = try? monitor.migrationState().status,
-            ["setup", "active", "pre-switchover", "device"].contains(status)
-        {
-            _ = try? monitor.execute("migrate_cancel")
-            for _ in 0..<200 {
-                guard let now = try? monitor.migrationState().status, ["setup", "active", "pre-switchover", "device", "cancelling"].contains(now) else { break }
-                usleep(10_000)
-            }
-            _ = try? monitor.execute("migrate-set-capabilities", ["capabilities": [["capability": "pause-before-switchover", "state": false]]])
-            if status == "pre-switchover" || status == "device" { did.append("resumed") }
+        if let monitor = try? connection.monitor(of: name) {
+            if let status = LiveMemoryCopy.cancelLeftOver(monitor), status == "pre-switchover" || status == "device" { did.append("resumed") }
+            LiveMemoryCopy.resetCapabilities(monitor)
         }
         if (try? connection.state(of: name)) == "paused", (try? connection.resume(name)) != nil, !did.contains("resumed") { did.append("resumed") }
         if let target = marker.diverted {

@@ -185,18 +185,37 @@ final class LiveMemoryCopy {
     /// Ends a copy that will not be used: QEMU cancels the migration (and runs the guest again
     /// if it had stopped it), the copy goes.
     func abandon() {
-        _ = try? monitor.execute("migrate_cancel")
-        for _ in 0..<500 {
-            let status = (try? monitor.migrationState())?.status ?? "failed"
-            if ["cancelled", "failed", "completed", "none"].contains(status) { break }
-            usleep(10_000)
-        }
+        Self.cancelMigration(monitor)
         // The reader ends when QEMU closes its end of the stream (it may have ended first).
         if splitter != nil, !finished { _ = done.wait(timeout: .now() + 10) }
-        resetCapabilities()
+        Self.resetCapabilities(monitor)
     }
 
-    private func resetCapabilities() {
+    /// Migration states in which a live copy is still under way.
+    static let unfinished: Set<String> = ["setup", "active", "pre-switchover", "device", "cancelling"]
+
+    /// Cancels QEMU's migration and waits (bounded) until it has ended; QEMU runs the guest
+    /// again if the migration had stopped it.
+    static func cancelMigration(_ monitor: MachineMonitor) {
+        _ = try? monitor.execute("migrate_cancel")
+        for _ in 0..<500 {
+            guard let status = try? monitor.migrationState().status, unfinished.contains(status) else { break }
+            usleep(10_000)
+        }
+    }
+
+    /// For the next command after a checkpoint died: cancels the live copy it left (copying,
+    /// or stopped at its last round waiting for sparc); returns the state it was in (nil: none).
+    static func cancelLeftOver(_ monitor: MachineMonitor) -> String? {
+        guard let status = try? monitor.migrationState().status, unfinished.contains(status) else { return nil }
+        cancelMigration(monitor)
+        resetCapabilities(monitor)
+        return status
+    }
+
+    private func resetCapabilities() { Self.resetCapabilities(monitor) }
+
+    static func resetCapabilities(_ monitor: MachineMonitor) {
         _ = try? monitor.execute("migrate-set-capabilities", ["capabilities": [["capability": "pause-before-switchover", "state": false]]])
     }
 }

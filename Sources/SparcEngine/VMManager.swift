@@ -424,16 +424,9 @@ public final class VMManager {
         // A live copy's migration (still copying, or stopped at its last round waiting for
         // sparc) is cancelled: QEMU then runs the guest again itself.
         LiveMemoryCopy.removeAbandoned()
-        var cancelledCopy = false
-        if let migration = try? qmp.migrationState().status, ["setup", "active", "pre-switchover", "device"].contains(migration) {
-            cancelledCopy = true
-            _ = try? qmp.execute("migrate_cancel")
-            for _ in 0..<200 {
-                guard let now = try? qmp.migrationState().status, ["setup", "active", "pre-switchover", "device", "cancelling"].contains(now) else { break }
-                usleep(10_000)
-            }
-        }
-        _ = try? qmp.execute("migrate-set-capabilities", ["capabilities": [["capability": "pause-before-switchover", "state": false]]])
+        let cancelledCopy = LiveMemoryCopy.cancelLeftOver(qmp) != nil
+        // A copy killed after its last round leaves QEMU set to wait at the next one.
+        LiveMemoryCopy.resetCapabilities(qmp)
         let status = try? qmp.status()
         unlink(layout.pausedMarker)
         // Paused, or stopped after the device state was saved ("postmigrate"): both resume with cont.
