@@ -10,7 +10,9 @@ let package = Package(
         .executable(name: "sparc-rsdmd", targets: ["sparc-rsdmd"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // TOML for the configuration file (a maintained parser: toml++ underneath).
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
     ],
     targets: [
         // Plumbing shared by host and guest: sockets, subprocesses, errors, file helpers.
@@ -50,7 +52,7 @@ let package = Package(
         .target(name: "CheckpointStore", dependencies: ["SnapshotModel", "SparcSupport", "COpenSSL", "CZstd", "CChunker"]),
         .target(
             name: "SparcEngine",
-            dependencies: ["SparcSupport", "SnapshotModel", "GuestQuery", "GuestMemory", "Hypervisor", "HexView", "SecretScan", "Libvirt", "HostState", "CheckpointStore"]),
+            dependencies: ["SparcSupport", "SnapshotModel", "GuestQuery", "GuestMemory", "Hypervisor", "HexView", "SecretScan", "Libvirt", "HostState", "CheckpointStore", .product(name: "TOMLKit", package: "TOMLKit")]),
         .target(name: "SparcTUI", dependencies: ["CNCurses", "SparcEngine", "GuestQuery", "HexView", "SparcSupport", "SnapshotModel", "SecretScan", "CheckpointStore"]),
         .target(name: "CSparcGuest"),
         .target(name: "GuestProcfs", dependencies: ["GuestQuery", "SparcSupport"]),

@@ -148,6 +148,10 @@ extension VMManager {
                 try Self.thawAfterCheckpoint(agent)
                 thawedEarly = true
                 inputHold = nil
+                // The agent's port is let go before the copy: memory taken while a host client
+                // was connected would restore an agent in the middle of a session with a host
+                // that is gone, and it would not answer the restore (as at the pause below).
+                agent.close()
                 try machine.expectPause()
                 progress?(.init(.copyingMemory, "copying memory while the guest runs"))
                 do {

@@ -8,10 +8,13 @@ import SparcSupport
 
 /// Where bundles go when no path is given, and where the TUI lists them.
 public enum BundleHome {
-    /// `$SPARC_BUNDLES`, `$XDG_DATA_HOME/sparc/bundles`, `/var/lib/sparc/bundles` for root,
-    /// else `~/.local/share/sparc/bundles`.
+    /// `$SPARC_BUNDLES`, the config's `bundles`, `$XDG_DATA_HOME/sparc/bundles`,
+    /// `/var/lib/sparc/bundles` for root, else `~/.local/share/sparc/bundles`.
     public static func path(environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
         if let d = environment["SPARC_BUNDLES"], !d.isEmpty { return d }
+        // The config's bundle home (the environment's own config when one is given).
+        let config = environment == ProcessInfo.processInfo.environment ? try? SparcConfig.shared.get() : try? SparcConfig.load(environment: environment)
+        if let b = config?.bundles { return b }
         if let x = environment["XDG_DATA_HOME"], !x.isEmpty { return x + "/sparc/bundles" }
         if geteuid() == 0 { return "/var/lib/sparc/bundles" }
         return (environment["HOME"] ?? "/nonexistent") + "/.local/share/sparc/bundles"

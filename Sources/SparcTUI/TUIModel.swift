@@ -3,6 +3,7 @@ import GuestQuery
 import HexView
 import SecretScan
 import SnapshotModel
+import SparcEngine
 import SparcSupport
 
 /// A key press, decoded from curses by the front end (tests build them directly).
@@ -57,6 +58,10 @@ public struct TUIModel {
     /// Pop-ups over everything, the last on top.
     public var popups: [Popup] = []
     public var scope: ExclusionScope = .all
+    /// The operator's config (`sparc config show`): its exclusion rules apply to checkpoints here too.
+    public var config = SparcConfig() {
+        didSet { scope = config.scope ?? scope }
+    }
     /// The running job's progress line, and how far it is (0…1) when the engine says.
     public var busy: String?
     public var busyFraction: Double?
@@ -117,10 +122,13 @@ public struct TUIModel {
         }
     }
 
-    /// The exclusion the tags stand for.
+    /// The exclusion the tags stand for, with the config's rules (a command name, or the
+    /// processes of the live list that a pattern or a user names).
     public var exclusion: ExclusionRequest {
+        let configured = config.exclusion(for: processes.vmName, processes: processes.processes)
         var request = ExclusionRequest(
-            pids: processes.tagged.sorted(), ttys: terminals.tagged.filter { $0.value == nil }.keys.sorted(), scope: scope)
+            pids: Array(processes.tagged.union(configured.pids)).sorted(), names: configured.names,
+            ttys: terminals.tagged.filter { $0.value == nil }.keys.sorted(), scope: scope)
         let pinned = terminals.tagged.compactMap { $0.value }.sorted { $0.tty < $1.tty }
         if !pinned.isEmpty { request.ttySessions = pinned }
         return request
@@ -398,7 +406,10 @@ public struct TUIModel {
             return .none
         }
         let request = exclusion
-        let what = request.isEmpty ? "nothing excluded" : "\(request.pids.count) process(es) and \(request.ttys.count + (request.ttySessions?.count ?? 0)) terminal(s) excluded, scope \(scope.rawValue)"
+        let what =
+            request.isEmpty
+            ? "nothing excluded"
+            : "\(request.pids.count) process(es)\(request.names.isEmpty ? "" : ", \(request.names.count) name(s)") and \(request.ttys.count + (request.ttySessions?.count ?? 0)) terminal(s) excluded, scope \(scope.rawValue)"
         ask("Checkpoint '\(processes.vmName)' (\(what)) into the store in \(bundleDirectory) (encrypted)?" + leftOutNames(request), .checkpoint(request, output: nil))
         return .none
     }
@@ -416,6 +427,7 @@ public struct TUIModel {
         if along > 0 { text += " (+\(along) descendant(s) along)" }
         let ttys = request.ttys.map(\.description) + (request.ttySessions ?? []).map { "\($0.tty) session" }
         if !ttys.isEmpty { text += "; terminals " + ttys.joined(separator: ", ") + " and everything on them" }
+        if !request.names.isEmpty { text += "; by the config, every process named " + request.names.joined(separator: ", ") }
         return text + "."
     }
 

@@ -164,6 +164,7 @@ public final class TerminalUI {
         self.passphrase = passphrase
         self.writtenOut = WrittenOutCheckpoints(manager: manager, home: bundleDirectory, passphrase: passphrase)
         self.model = TUIModel(vmName: vmName, bundleDirectory: bundleDirectory, readonly: readonly)
+        if let config = try? SparcConfig.shared.get() { model.config = config }
         model.domainPicker = picker
     }
 

@@ -23,7 +23,7 @@ struct Sparc: ParsableCommand {
             """,
         version: "sparc " + SparcVersion.describe(),
         subcommands: [
-            VM.self, Exec.self, Console.self, Terminal.self, PS.self, TTYs.self, Checkpoint.self, Restore.self, Undo.self, Verify.self, Import.self, Export.self, Keygen.self, Bundles.self, Store.self, Prune.self, Search.self, Scan.self, Strings.self, Hexdump.self, Log.self, RSDM.self, Libvirt.self, Schedule.self, TUI.self, Guard.self,
+            VM.self, Exec.self, Console.self, Terminal.self, PS.self, TTYs.self, Checkpoint.self, Restore.self, Undo.self, Verify.self, Import.self, Export.self, Keygen.self, Bundles.self, Store.self, Prune.self, Search.self, Scan.self, Strings.self, Hexdump.self, Log.self, RSDM.self, Libvirt.self, Schedule.self, Config.self, TUI.self, Guard.self,
         ],
         defaultSubcommand: TUI.self
     )

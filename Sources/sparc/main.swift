@@ -64,6 +64,9 @@ func fail(_ message: String, status: Int32) -> Never {
 }
 do {
     var command = try Sparc.parseAsRoot(arguments)
+    // A config file that cannot be read stops every command but help, with one line: a
+    // checkpoint must not run without the exclusion rules the operator wrote.
+    if String(describing: type(of: command)) != "HelpCommand", case .failure(let error) = SparcConfig.shared { throw error }
     try command.run()
 } catch let error as SparcError {
     // Messages carry paths, names and agents' words: escaped here, so no error can drive the

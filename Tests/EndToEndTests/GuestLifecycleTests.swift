@@ -646,6 +646,34 @@ final class GuestLifecycleTests: GuestTestCase {
         try sparc.fails(["schedule", "rm", "--name", vm, "--unit-dir", units, "--no-enable"], message: "has no scheduled checkpoints")
     }
 
+    /// The config's rules leave processes out of a checkpoint in which nothing was tagged: a
+    /// pattern on the command line picks the holder of a key. The baseline (the rules set aside
+    /// with --no-config-rules) has the key; the checkpoint under the rules does not, and says
+    /// which process the config left out. `config show` says what is in force and from where.
+    func testConfigRulesLeaveProcessesOut() throws {
+        let holder = try detach("exec sparc-probe assemble aws 5151 > /dev/null")
+        let key = LibvirtTests.assembledAWSKey(seed: 5151)
+        let config = work + "/config.toml"
+        try "scope = \"all\"\n[exclude]\ncommands = [\"sparc-probe assemble aws *\"]\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let env = ["SPARC_CONFIG": config]
+        let shown = try sparc.ok(["config", "show"], environment: env)
+        XCTAssertTrue(shown.contains("pattern 'sparc-probe assemble aws *'") && shown.contains(config), shown)
+
+        let baseline = work + "/config-baseline.sparc"
+        try sparc.ok(["checkpoint", "--name", vm, "-o", baseline, "--no-config-rules"], environment: env)
+        XCTAssertEqual(try sparc.run(["search", key, baseline]).status, 0, "the baseline holds the key")
+        let ruled = work + "/config-ruled.sparc"
+        let r = try sparc.run(["checkpoint", "--name", vm, "-o", ruled], environment: env)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("leaves out: pid \(holder) sparc-probe assemble aws 5151"), r.stderr)
+        XCTAssertEqual(try sparc.run(["search", key, ruled]).status, 1, "the config's rule left the holder out")
+        // A config that cannot be read stops the checkpoint before anything is touched.
+        try "[exclude]\ncommand = [\"typo\"]\n".write(toFile: config, atomically: true, encoding: .utf8)
+        try sparc.fails(["checkpoint", "--name", vm, "-o", work + "/config-bad.sparc"], message: "unknown key 'exclude.command'", environment: env)
+        XCTAssertFalse(FileSystem.exists(work + "/config-bad.sparc"))
+        try guest("kill \(holder)")
+    }
+
     /// Copies of guest RAM that live copies of ended commands left in the RAM directory
     /// (another lane's may be at work: only those whose process is gone count).
     func abandonedLiveCopies() throws -> [String] {

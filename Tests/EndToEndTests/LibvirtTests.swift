@@ -143,7 +143,7 @@ final class LibvirtTests: XCTestCase {
             // tmux leaves its socket file behind.
             unlink("/tmp/tmux-\(getuid())/\(socket)")
         }
-        let env = "SPARC_RUNTIME_DIR=\(runtime) SPARC_STATE_DIR=\(runtime)-state SPARC_BUNDLES=\(runtime)-bundles"
+        let env = "SPARC_CONFIG= SPARC_RUNTIME_DIR=\(runtime) SPARC_STATE_DIR=\(runtime)-state SPARC_BUNDLES=\(runtime)-bundles"
         _ = try tmux(["new-session", "-d", "-s", "pick", "-x", "120", "-y", "30", "\(env) \(sparc.binary) tui --connect \(uri)"])
         func waitFor(_ text: String) throws -> String {
             var screen = ""

@@ -46,6 +46,8 @@ struct SparcRunner {
         env["SPARC_RUNTIME_DIR"] = runtime
         env["SPARC_STATE_DIR"] = runtime + "-state"
         env["SPARC_BUNDLES"] = runtime + "-bundles"
+        // No config of the host's: a test that wants one names it.
+        env["SPARC_CONFIG"] = ""
         for (k, v) in extraEnvironment { env[k] = v }
         for (k, v) in environment ?? [:] { env[k] = v }
         // A restore over a running VM stores it first as its undo point: a full checkpoint more
@@ -72,6 +74,8 @@ struct SparcRunner {
         env["SPARC_RUNTIME_DIR"] = runtime
         env["SPARC_STATE_DIR"] = runtime + "-state"
         env["SPARC_BUNDLES"] = runtime + "-bundles"
+        // No config of the host's: a test that wants one names it.
+        env["SPARC_CONFIG"] = ""
         for (k, v) in extraEnvironment { env[k] = v }
         let r = try Subprocess.run(["/usr/bin/time", "-f", "%M", "-o", report, binary] + args, environment: env, timeout: timeout)
         if r.timedOut { XCTFail("sparc \(args.joined(separator: " ")) did not finish within \(Int(timeout)) s and was killed", file: file, line: line) }

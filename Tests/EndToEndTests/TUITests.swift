@@ -38,7 +38,7 @@ final class TUITests: GuestTestCase {
 
     /// Starts `sparc tui` on the test VM in a 120×30 tmux session, listing `bundles`.
     func startUI(bundles: String) throws {
-        let env = "SPARC_RUNTIME_DIR=\(runtime) SPARC_STATE_DIR=\(runtime)-state SPARC_BUNDLES=\(runtime)-bundles"
+        let env = "SPARC_CONFIG= SPARC_RUNTIME_DIR=\(runtime) SPARC_STATE_DIR=\(runtime)-state SPARC_BUNDLES=\(runtime)-bundles"
         _ = try tmux(["new-session", "-d", "-s", session, "-x", "120", "-y", "30", "\(env) \(sparc.binary) tui --name \(vm) --bundles \(bundles)"])
     }
 
@@ -70,7 +70,7 @@ final class TUITests: GuestTestCase {
             try FileSystem.makeDirectory(bundles)
             let reached = work + "/tui-reached-\(name)"
             unlink(reached)
-            let env = "SPARC_RUNTIME_DIR=\(runtime) SPARC_STATE_DIR=\(runtime)-state SPARC_FAULT=checkpoint-after-collect:stall=600 SPARC_FAULT_REACHED=\(reached)"
+            let env = "SPARC_CONFIG= SPARC_RUNTIME_DIR=\(runtime) SPARC_STATE_DIR=\(runtime)-state SPARC_FAULT=checkpoint-after-collect:stall=600 SPARC_FAULT_REACHED=\(reached)"
             _ = try tmux(["new-session", "-d", "-s", session, "-x", "120", "-y", "30", "\(env) \(sparc.binary) tui --name \(vm) --bundles \(bundles); echo UI-ENDED $?; sleep 600"])
             defer { _ = try? tmux(["kill-session", "-t", session]) }
             try waitFor("COMMAND")
@@ -249,7 +249,7 @@ final class TUITests: GuestTestCase {
 
     func testNoColorIsHonoured() throws {
         try XCTSkipUnless(Subprocess.which("tmux") != nil, "tmux is missing")
-        let env = "SPARC_RUNTIME_DIR=\(runtime) SPARC_STATE_DIR=\(runtime)-state SPARC_BUNDLES=\(runtime)-bundles"
+        let env = "SPARC_CONFIG= SPARC_RUNTIME_DIR=\(runtime) SPARC_STATE_DIR=\(runtime)-state SPARC_BUNDLES=\(runtime)-bundles"
         func capture(_ prefix: String) throws -> String {
             _ = try tmux(["new-session", "-d", "-s", session, "-x", "100", "-y", "24", "\(prefix) \(env) \(sparc.binary) tui --name \(vm)"])
             defer { _ = try? tmux(["kill-session", "-t", session]) }

@@ -42,6 +42,30 @@ final class TUIModelTests: XCTestCase {
         XCTAssertEqual(m.handle(.char("n")), .none)
     }
 
+    /// The config's rules join the tags: its scope is the UI's, a command name goes to the agent,
+    /// a pattern picks pids from the live list, and the dialog names both before anything runs.
+    func testTheConfigsRulesAreShownAndApplied() throws {
+        var m = model()
+        var config = SparcConfig()
+        try config.merge("scope = \"user\"\n[exclude]\ncommands = [\"ssh-agent\", \"sshd: *@pts/*\"]\n", from: "/test.toml")
+        m.config = config
+        XCTAssertEqual(m.scope, .user, "the config's scope")
+        m.processes.update(m.processes.processes + [
+            GuestProcess(pid: 70, ppid: 1, user: "root", state: "S", tty: "pts/0", rssKiB: 1, command: "sshd: bob@pts/0", kernelThread: false)
+        ])
+        _ = m.handle(.function(8))
+        let question = m.confirm?.question ?? ""
+        XCTAssertTrue(question.contains("70 root sshd: bob@pts/0") && question.contains("by the config, every process named ssh-agent"), question)
+        XCTAssertTrue(question.contains("1 process(es), 1 name(s)"), question)
+        if case .checkpoint(let request, _) = m.handle(.char("y")) {
+            XCTAssertEqual(request.pids, [70])
+            XCTAssertEqual(request.names, ["ssh-agent"])
+            XCTAssertEqual(request.scope, .user)
+        } else {
+            XCTFail("y confirms")
+        }
+    }
+
     /// F9 on the Bundles screen deletes after a confirmation that says what goes: a stored
     /// checkpoint's unique bytes, or a bundle directory and its files; read-only refuses.
     func testDeleteAsksAndSaysWhatGoes() {

@@ -58,8 +58,9 @@ struct Checkpoint: ParsableCommand {
     var excludeName: [String] = []
     @Option(name: .customLong("exclude-tty"), help: ArgumentHelp("Leave out a terminal (ttyS0, pts/1) and everything on it.", valueName: "tty"))
     var excludeTTY: [String] = []
-    @Option(help: "user: only the processes' own pages; all: also the kernel buffers carrying their data.")
-    var scope: ExclusionScope = .all
+    @Option(help: "user: only the processes' own pages; all: also the kernel buffers carrying their data (default: the config's scope, else all).")
+    var scope: ExclusionScope?
+    @Flag(help: "Leave out only what this command names: not the config's exclusion rules.") var noConfigRules = false
     @Flag(help: "Also leave out pages of files on memory-only file systems (tmpfs); they are removed at restore.")
     var excludeMemoryFiles = false
     @Flag(
@@ -93,8 +94,24 @@ struct Checkpoint: ParsableCommand {
 
     func run() throws {
         if let bad = excludePid.first(where: { $0 <= 0 }) { throw SparcError("--exclude-pid \(bad): a process id is a positive number") }
+        let config = try SparcConfig.shared.get()
         var request = ExclusionRequest(
-            pids: excludePid, names: excludeName, ttys: excludeTTY, scope: scope, excludeMemoryFiles: excludeMemoryFiles, bestEffort: bestEffort)
+            pids: excludePid, names: excludeName, ttys: excludeTTY, scope: scope ?? config.scope ?? .all, excludeMemoryFiles: excludeMemoryFiles,
+            bestEffort: bestEffort)
+        // The config's rules: names go to the agent as --exclude-name; patterns and users are
+        // matched against the process list now.
+        if !noConfigRules, !config.rules(for: vm.name).isEmpty {
+            let agent = try connection.agent(vm)
+            let processes = try agent.processes()
+            agent.close()
+            let (names, pids) = config.exclusion(for: vm.name, processes: processes)
+            request.names += names.filter { !request.names.contains($0) }
+            request.pids += pids.filter { !request.pids.contains($0) }
+            let named = pids.compactMap { pid in processes.first { $0.pid == pid }.map { "\($0.pid) \($0.command)" } }
+            printError(
+                "sparc: the config (\(config.files.joined(separator: ", ").terminalSafe)) leaves out: "
+                    + (names.map { "name \($0.terminalSafe)" } + named.map { "pid \($0.terminalSafe)" }).joined(separator: ", "))
+        }
         if strict {
             guard !request.isEmpty else { throw SparcError("--strict applies to an exclusion: add --exclude-pid, --exclude-name or --exclude-tty") }
             request.strict = true

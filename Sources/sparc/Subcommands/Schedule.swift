@@ -56,7 +56,7 @@ struct Schedule: ParsableCommand {
             schedule.connect = connection.uri
             // The scheduled runs see the directories in force now.
             let environment = ProcessInfo.processInfo.environment
-            for key in ["SPARC_BUNDLES", "SPARC_STATE_DIR", "SPARC_RUNTIME_DIR", "SPARC_RAM_DIR", "SPARC_STORE_PASSPHRASE_FILE"] {
+            for key in ["SPARC_BUNDLES", "SPARC_STATE_DIR", "SPARC_RUNTIME_DIR", "SPARC_RAM_DIR", "SPARC_STORE_PASSPHRASE_FILE", "SPARC_CONFIG"] {
                 if let v = environment[key], !v.isEmpty { schedule.environment[key] = FileSystem.absolute(v) }
             }
             try schedule.validate()

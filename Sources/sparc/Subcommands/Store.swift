@@ -299,7 +299,11 @@ struct Prune: ParsableCommand {
     }
 
     func run() throws {
-        let policy = RetentionPolicy(last: keepLast, hourly: keepHourly, daily: keepDaily, weekly: keepWeekly)
+        var policy = RetentionPolicy(last: keepLast, hourly: keepHourly, daily: keepDaily, weekly: keepWeekly)
+        // No rule given: the config's retention, if it has one.
+        if keepLast == 0 && keepHourly == 0 && keepDaily == 0 && keepWeekly == 0, let r = try SparcConfig.shared.get().retention {
+            policy = RetentionPolicy(last: r.keepLast, hourly: r.keepHourly, daily: r.keepDaily, weekly: r.keepWeekly)
+        }
         let manager = try VMManager()
         let (decisions, freed) = try openStore(passphraseFile: passphrase.passphraseFile).prune(policy, vm: vm, dryRun: dryRun) { removed in
             manager.recordRemoved([removed], why: "pruned (\(policy.description))")
