@@ -258,10 +258,15 @@ final class ExclusionTests: GuestTestCase {
         unlink(reached)
         unlink(release)
         defer { FileManager.default.createFile(atPath: release, contents: Data()) }
+        // The hold is the paused copy's (SPARC_LIVE_COPY=0): a live copy lets the guest run,
+        // typing included, until the instant QEMU stops it, which is the bundle's instant.
         Thread.detachNewThread {
             outcome.result = try? runner.run(
                 ["checkpoint", "--name", name, "-o", bundle],
-                environment: ["SPARC_FAULT": "checkpoint-after-collect:stall=600", "SPARC_FAULT_REACHED": reached, "SPARC_FAULT_RELEASE": release])
+                environment: [
+                    "SPARC_FAULT": "checkpoint-after-collect:stall=600", "SPARC_FAULT_REACHED": reached, "SPARC_FAULT_RELEASE": release,
+                    "SPARC_LIVE_COPY": "0",
+                ])
             finished.signal()
         }
         for _ in 0..<600 where !FileSystem.exists(reached) { usleep(100_000) }
