@@ -49,9 +49,10 @@ final class LiveMemoryCopy {
         unlink(path)
     }
 
-    /// Whether checkpoints copy memory live (`SPARC_LIVE_COPY=0` pauses for the copy instead,
-    /// as `bench/pause` compares).
-    static var enabled: Bool { ProcessInfo.processInfo.environment["SPARC_LIVE_COPY"] != "0" }
+    /// Whether checkpoints copy memory live: only with `SPARC_LIVE_COPY=1` for now. The suite
+    /// under load saw a Debian guest restored from a live copy whose agent never answered (two
+    /// of some twenty such restores); until that is understood, the paused copy is the default.
+    static var enabled: Bool { ProcessInfo.processInfo.environment["SPARC_LIVE_COPY"] == "1" }
 
     /// The RAM directory, when its tmpfs has room for a copy of `ramBytes` beside what it holds.
     static func directory(for ramBytes: UInt64) -> String? {

@@ -569,7 +569,8 @@ final class GuestLifecycleTests: GuestTestCase {
         XCTAssertGreaterThanOrEqual(before.count, 500, "the writer runs")
         let bundle = work + "/instant.sparc"
         let report = try XCTUnwrap(
-            try JSONSerialization.jsonObject(with: Data(try sparc.ok(["checkpoint", "--name", vm, "-o", bundle, "--json"]).utf8)) as? [String: Any])
+            try JSONSerialization.jsonObject(
+                with: Data(try sparc.ok(["checkpoint", "--name", vm, "-o", bundle, "--json"], environment: ["SPARC_LIVE_COPY": "1"]).utf8)) as? [String: Any])
         let checkpoint = try XCTUnwrap(report["checkpoint"] as? [String: Any])
         print("live copy while a process writes: guest paused \(checkpoint["downtime"] ?? "?") s of \(checkpoint["total"] ?? "?") s")
         XCTAssertTrue(try String(contentsOfFile: bundle + "/manifest.json", encoding: .utf8).contains("guestRAMOmitted"), "copied while the guest ran")
@@ -686,7 +687,7 @@ final class GuestLifecycleTests: GuestTestCase {
     /// to pausing the guest for the copy; the bundle is whole and the guest runs on.
     func testALiveCopyThatFailsFallsBackToPausing() throws {
         let bundle = work + "/fallback.sparc"
-        let r = try sparc.run(["checkpoint", "--name", vm, "-o", bundle], environment: ["SPARC_LIVE_COPY_BLOCK": "no-such-block"])
+        let r = try sparc.run(["checkpoint", "--name", vm, "-o", bundle], environment: ["SPARC_LIVE_COPY": "1", "SPARC_LIVE_COPY_BLOCK": "no-such-block"])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertFalse(try String(contentsOfFile: bundle + "/manifest.json", encoding: .utf8).contains("guestRAMOmitted"), "paused for the copy")
         XCTAssertTrue(try sparc.ok(["verify", bundle]).contains("intact"))
@@ -717,7 +718,7 @@ final class GuestLifecycleTests: GuestTestCase {
             let out = dir + "/\(point)-\(excluding).sparc"
             let r = try sparc.run(
                 ["checkpoint", "--name", vm, "-o", out] + (excluding ? ["--exclude-pid", String(victim)] : []),
-                environment: ["SPARC_FAULT": point, "SPARC_FREEZE_LEASE": "3600", "SPARC_GUARDIAN": "off"])
+                environment: ["SPARC_FAULT": point, "SPARC_FREEZE_LEASE": "3600", "SPARC_GUARDIAN": "off", "SPARC_LIVE_COPY": excluding ? "0" : "1"])
             XCTAssertEqual(r.status, 128 + SIGKILL, "\(point): \(r.stderr)")
             XCTAssertFalse(FileSystem.exists(out), "\(point): no bundle under the final name")
             // The dead checkpoint's own marker says it held the guest (a paused guest cannot answer).
@@ -743,11 +744,11 @@ final class GuestLifecycleTests: GuestTestCase {
         }
         let log = try sparc.ok(["log", "--name", vm])
         XCTAssertTrue(log.contains("died with the guest frozen; thawed by the next sparc command"), log)
-        try sparc.ok(["checkpoint", "--name", vm, "-o", dir + "/after.sparc"])
+        try sparc.ok(["checkpoint", "--name", vm, "-o", dir + "/after.sparc"], environment: ["SPARC_LIVE_COPY": "1"])
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).sorted(), ["after.sparc"])
         // Which way each copied memory, as its manifest says (a restore loads the device state by it).
         XCTAssertTrue(try String(contentsOfFile: dir + "/after.sparc/manifest.json", encoding: .utf8).contains("guestRAMOmitted"), "copied while the guest ran")
-        try sparc.ok(["checkpoint", "--name", vm, "-o", dir + "/excluding.sparc", "--exclude-pid", String(victim)])
+        try sparc.ok(["checkpoint", "--name", vm, "-o", dir + "/excluding.sparc", "--exclude-pid", String(victim)], environment: ["SPARC_LIVE_COPY": "1"])
         XCTAssertFalse(try String(contentsOfFile: dir + "/excluding.sparc/manifest.json", encoding: .utf8).contains("guestRAMOmitted"), "paused for the copy")
         try guest("kill \(victim) \(ticker)")
     }

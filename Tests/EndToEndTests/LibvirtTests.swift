@@ -268,7 +268,7 @@ final class LibvirtTests: XCTestCase {
 
         // Baseline: the key is in a plain checkpoint, in the holder's memory.
         let plain = runtime + "/plain.sparc"
-        let plainReport = try sparc.ok(["checkpoint"] + on + ["-o", plain])
+        let plainReport = try sparc.ok(["checkpoint"] + on + ["-o", plain], environment: ["SPARC_LIVE_COPY": "1"])
         print("domain checkpoint, nothing left out: \(plainReport.split(separator: "\n").first { $0.contains("paused") } ?? "")")
         // Nothing left out: memory copied while the domain ran (QEMU's migration into sparc).
         XCTAssertTrue(try String(contentsOfFile: plain + "/manifest.json", encoding: .utf8).contains("guestRAMOmitted"))
@@ -279,7 +279,7 @@ final class LibvirtTests: XCTestCase {
         // Killed outright with the domain paused and its disk on an overlay: no sparc command
         // follows, yet its guardian resumes the domain, merges the disk back and thaws the guest.
         let dead = try sparc.run(
-            ["checkpoint"] + on + ["-o", runtime + "/killed.sparc"], environment: ["SPARC_FAULT": "checkpoint-after-pause", "SPARC_FREEZE_LEASE": "3600"])
+            ["checkpoint"] + on + ["-o", runtime + "/killed.sparc"], environment: ["SPARC_FAULT": "checkpoint-after-pause", "SPARC_FREEZE_LEASE": "3600", "SPARC_LIVE_COPY": "1"])
         XCTAssertEqual(dead.status, 128 + SIGKILL, dead.stderr)
         let marker = runtime + "/\(domain)/at-work-by"
         for _ in 0..<600 where FileSystem.exists(marker) { usleep(50_000) }
@@ -304,7 +304,7 @@ final class LibvirtTests: XCTestCase {
         _ = try guest("echo kept > /data/kept && sync")
         _ = try guest("echo MARK-before >> /tmp/count.log")
         let bundle = runtime + "/excluded.sparc"
-        let saved = try sparc.ok(["checkpoint"] + on + ["-o", bundle, "--exclude-pid", String(holder), "--exclude-tty", pty])
+        let saved = try sparc.ok(["checkpoint"] + on + ["-o", bundle, "--exclude-pid", String(holder), "--exclude-tty", pty], environment: ["SPARC_LIVE_COPY": "1"])
         XCTAssertTrue(saved.contains("pid \(holder) sparc-probe"), saved)
         XCTAssertFalse(try String(contentsOfFile: bundle + "/manifest.json", encoding: .utf8).contains("guestRAMOmitted"), "paused for the copy")
         _ = try guest("echo MARK-after >> /tmp/count.log")
