@@ -67,8 +67,9 @@ install: $(if $(filter debug,$(CONFIG)),build,release) guest
 	rm -rf .build/man && mkdir -p .build/man
 	.build/debug/generate-manual $(INSTALL_BIN)/sparc --multi-page --date $$(git log -1 --format=%cs 2>/dev/null || date +%F) \
 		--output-directory .build/man
-	cat man/sparc.sections.mdoc >> .build/man/sparc.1
-	$(INSTALL_BIN)/sparc tui --keys-manual >> .build/man/sparc.tui.1
+	sed -i '/^\.Sh "EXIT STATUS"$$/{N;d;}' .build/man/sparc.1
+	{ echo; cat man/sparc.sections.mdoc; } >> .build/man/sparc.1
+	{ echo; $(INSTALL_BIN)/sparc tui --keys-manual; } >> .build/man/sparc.tui.1
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/libexec/sparc $(DESTDIR)$(PREFIX)/share/man/man1 \
 		$(DESTDIR)$(PREFIX)/share/sparc $(DESTDIR)$(PREFIX)/share/bash-completion/completions \
 		$(DESTDIR)$(PREFIX)/share/zsh/site-functions $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
