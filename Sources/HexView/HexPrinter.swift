@@ -6,11 +6,29 @@ public struct HexPrinter {
     public var address: ((UInt64) -> UInt64)?
     /// Bytes to highlight (a search hit).
     public var highlight: Range<UInt64>?
+    /// Bytes per line: 16 in two groups of 8, or one group of 8 where 16 do not fit.
+    public var bytesPerLine: Int
 
-    public init(color: Bool, address: ((UInt64) -> UInt64)? = nil, highlight: Range<UInt64>? = nil) {
+    public init(color: Bool, address: ((UInt64) -> UInt64)? = nil, highlight: Range<UInt64>? = nil, bytesPerLine: Int = HexRow.width) {
         self.color = color
         self.address = address
         self.highlight = highlight
+        self.bytesPerLine = bytesPerLine == 8 ? 8 : HexRow.width
+    }
+
+    /// Where a line's first hex pair starts (after the offset and address columns).
+    public var hexColumn: Int { address == nil ? 10 : 21 }
+    /// Where a line's character panel starts.
+    public var charColumn: Int { hexColumn + bytesPerLine * 3 + (bytesPerLine > 8 ? 1 : 0) + 2 }
+    /// A line's full width.
+    public var lineWidth: Int { charColumn + bytesPerLine + 1 }
+
+    /// The hex column of byte `i` of a line.
+    public func column(ofByte i: Int) -> Int { hexColumn + i * 3 + (i >= 8 ? 1 : 0) }
+
+    /// 16 bytes a line when that fits in `columns`, else 8 (as hexyl narrows its panels).
+    public static func bytesPerLine(columns: Int, withAddress: Bool) -> Int {
+        HexPrinter(color: false, address: withAddress ? { $0 } : nil).lineWidth <= columns ? HexRow.width : 8
     }
 
     static let reset = "\u{1B}[0m"
@@ -37,7 +55,7 @@ public struct HexPrinter {
         if let address { out += "  " + hex16(address(offset), width: 9) }
         out += "  "
         var chars = ""
-        for i in 0..<HexRow.width {
+        for i in 0..<bytesPerLine {
             if i == 8 { out += " " }
             guard i < data.count else {
                 out += "   "
@@ -62,6 +80,6 @@ public struct HexPrinter {
 
     /// Writes the rows for `data` (starting at file offset `offset`).
     public func print<Out: TextOutputStream>(_ data: [UInt8], offset: UInt64, squeeze: Bool, to out: inout Out) {
-        for row in HexRow.rows(data, offset: offset, squeeze: squeeze) { out.write(line(row) + "\n") }
+        for row in HexRow.rows(data, offset: offset, squeeze: squeeze, width: bytesPerLine) { out.write(line(row) + "\n") }
     }
 }

@@ -32,9 +32,10 @@ public enum HexRow: Equatable, Sendable {
 
     public static let width = 16
 
-    /// Splits `data` (which starts at `offset`) into rows, squeezing runs of identical full rows.
-    public static func rows(_ data: [UInt8], offset: UInt64 = 0, squeeze: Bool = true) -> [HexRow] {
-        var squeezer = HexRowSqueezer(squeeze: squeeze)
+    /// Splits `data` (which starts at `offset`) into rows of `width` bytes (16, or 8 on a narrow
+    /// terminal as hexyl does), squeezing runs of identical full rows.
+    public static func rows(_ data: [UInt8], offset: UInt64 = 0, squeeze: Bool = true, width: Int = HexRow.width) -> [HexRow] {
+        var squeezer = HexRowSqueezer(squeeze: squeeze, width: width)
         return squeezer.rows(data, offset: offset)
     }
 
@@ -64,10 +65,15 @@ extension String {
 /// Pieces must start at multiples of the row width from the first one.
 public struct HexRowSqueezer {
     public let squeeze: Bool
+    /// Bytes per row.
+    public let width: Int
     var previous: [UInt8]?
     var squeezing = false
 
-    public init(squeeze: Bool = true) { self.squeeze = squeeze }
+    public init(squeeze: Bool = true, width: Int = HexRow.width) {
+        self.squeeze = squeeze
+        self.width = max(1, width)
+    }
 
     /// True inside a squeezed run of zero rows: more zero rows add nothing to the output.
     public var inZeroRun: Bool { squeezing && previous.map { $0.allSatisfy { $0 == 0 } } == true }
@@ -76,8 +82,8 @@ public struct HexRowSqueezer {
         var rows: [HexRow] = []
         var i = 0
         while i < data.count {
-            let line = Array(data[i..<min(data.count, i + HexRow.width)])
-            if squeeze, line.count == HexRow.width, previous == line {
+            let line = Array(data[i..<min(data.count, i + width)])
+            if squeeze, line.count == width, previous == line {
                 if !squeezing { rows.append(.squeezed) }
                 squeezing = true
             } else {
@@ -85,7 +91,7 @@ public struct HexRowSqueezer {
                 squeezing = false
             }
             previous = line
-            i += HexRow.width
+            i += width
         }
         return rows
     }

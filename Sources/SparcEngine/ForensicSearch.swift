@@ -36,6 +36,14 @@ public enum ForensicSearch {
         }
         guard FileSystem.exists(path) else { throw SparcError("\(path): no such file or bundle") }
         guard FileSystem.isDirectory(path) else {
+            // One member of a bundle (the hex view searches the file it shows): read as part of
+            // its bundle, so a memory image's hits keep their addresses and owners.
+            let bundle = Path.directory(of: path)
+            if Manifest.Member(rawValue: Path.base(of: path)) != nil, FileSystem.exists(bundle + "/" + Manifest.fileName),
+                let member = try? targets(bundle).first(where: { $0.display == bundle + "/" + Path.base(of: path) })
+            {
+                return [member]
+            }
             return [Target(file: try OpenedFile(regular: path, followSymlinks: true), display: path, layout: nil, owners: nil)]
         }
         guard FileSystem.exists(path + "/" + Manifest.fileName) else {

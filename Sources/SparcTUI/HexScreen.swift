@@ -17,6 +17,8 @@ public struct HexPage: Equatable, Sendable {
     public var data: [UInt8] = []
     /// The file's size, when the front end knows it (paging stops at its end).
     public var size: UInt64?
+    /// Bytes a row: 16, or 8 on a terminal too narrow for 16 and their characters.
+    public var bytesPerLine = HexRow.width
 }
 
 /// The hex view: a page of a file, coloured by byte category (hexyl's palette), with guest
@@ -26,19 +28,21 @@ public struct HexScreen {
 
     init(_ page: HexPage) { self.page = page }
 
-    /// Rows of bytes the hex view shows on a screen of `height` lines.
-    public static func bytes(height: Int) -> Int { max(1, height - 4) * HexRow.width }
+    /// Bytes the hex view shows on a screen of `height` lines, `perLine` bytes a row.
+    public static func bytes(height: Int, perLine: Int = HexRow.width) -> Int { max(1, height - 4) * perLine }
 
     /// Moves the page to `offset` (rounded down to a row, kept inside the file when its size is known).
     mutating func go(to offset: UInt64) -> Effect {
-        var target = offset / UInt64(HexRow.width) * UInt64(HexRow.width)
-        if let size = page.size, size > 0, target >= size { target = (size - 1) / UInt64(HexRow.width) * UInt64(HexRow.width) }
+        let row = UInt64(page.bytesPerLine)
+        var target = offset / row * row
+        if let size = page.size, size > 0, target >= size { target = (size - 1) / row * row }
         page.offset = target
         return .loadHex(path: page.path, offset: target)
     }
 
     static func table(_ m: TUIModel) -> BindingTable {
-        let step = UInt64(HexRow.width)
+        var step = UInt64(HexRow.width)
+        if case .hex(let screen)? = m.pushed.last { step = UInt64(screen.page.bytesPerLine) }
         func move(_ m: inout TUIModel, _ to: (UInt64) -> UInt64) -> Effect {
             var effect = Effect.none
             m.withHex { effect = $0.go(to: to($0.page.offset)) }
@@ -76,23 +80,23 @@ public struct HexScreen {
         let w = buffer.width
         buffer.put(" " + page.title, row: 0, style: .header, fill: w)
         let printer = HexPrinter(
-            color: false, address: page.layout.map { layout in { layout.physicalAddress(fileOffset: $0) } }, highlight: page.highlight)
+            color: false, address: page.layout.map { layout in { layout.physicalAddress(fileOffset: $0) } }, highlight: page.highlight,
+            bytesPerLine: page.bytesPerLine)
         if page.data.isEmpty, let size = page.size {
             buffer.put("  (offset 0x\(String(page.offset, radix: 16)) is past the end of the file, \(size) bytes)", row: 2, style: .dim)
         }
         // Squeezing could fold the hit's row away: with a hit on the page, every row shows.
-        let rows = HexRow.rows(page.data, offset: page.offset, squeeze: page.highlight == nil)
+        let rows = HexRow.rows(page.data, offset: page.offset, squeeze: page.highlight == nil, width: printer.bytesPerLine)
         for (i, row) in rows.enumerated() where i + 1 < buffer.height - 2 {
             let line = printer.line(row)
             buffer.put(line, row: 1 + i, style: .normal, fill: w)
             // Colour each byte's hex pair and character by its category (the hit in reverse).
             guard case .bytes(let off, let data) = row else { continue }
-            let hexStart = printer.address == nil ? 10 : 21
-            let charStart = hexStart + HexRow.width * 3 + 1 + 2
+            let charStart = printer.charColumn
             for (j, b) in data.enumerated() {
                 let hit = page.highlight?.contains(off + UInt64(j)) ?? false
                 let style = hit ? CellBuffer.Style.byteHit : Self.style(ByteCategory(b))
-                let col = hexStart + j * 3 + (j >= 8 ? 1 : 0)
+                let col = printer.column(ofByte: j)
                 if hit && page.hidden == true {
                     // A credential stays hidden until the operator reveals it (v).
                     buffer.put("**", row: 1 + i, column: col, style: style)

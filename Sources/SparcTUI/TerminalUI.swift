@@ -397,7 +397,9 @@ public final class TerminalUI {
                 }
             }
         case .loadHex(let path, let offset):
-            let count = HexScreen.bytes(height: Int(sparc_lines()))
+            let perLine = HexPrinter.bytesPerLine(columns: Int(sparc_cols()), withAddress: model.hex?.isMemoryImage == true)
+            model.hex?.bytesPerLine = perLine
+            let count = HexScreen.bytes(height: Int(sparc_lines()), perLine: perLine)
             var data = [UInt8](repeating: 0, count: count)
             var size: UInt64?
             do {

@@ -83,6 +83,10 @@ final class ExclusionTests: GuestTestCase {
         XCTAssertTrue(hits.allSatisfy { ($0["file"] as? String)?.hasSuffix("memory.img") == true && $0["address"] != nil })
         let text = try sparc.ok(["search", secret, bundle])
         XCTAssertTrue(text.contains("[pid \(holder) sh [heap]]"), text)
+        // One member searched alone (as the TUI's hex view searches the file it shows) is still
+        // read as part of its bundle: addresses and owners stay.
+        let member = try sparc.ok(["search", secret, bundle + "/memory.img"])
+        XCTAssertTrue(member.contains("[pid \(holder) sh [heap]]"), member)
 
         // Excluded: gone from every file; search says so and exits 1.
         let clean = work + "/owners-clean.sparc"

@@ -576,6 +576,28 @@ final class HexViewAddressTests: XCTestCase {
         XCTAssertTrue(rows.contains { $0.hasPrefix("7fffffe0  07fffffe0") }, rows.joined(separator: "\n"))
     }
 
+    /// At 80 columns a memory image's rows (offset, address, 16 pairs, 16 characters) do not
+    /// fit: the view shows 8 bytes a row, as hexyl does, and every character stays on screen.
+    func testANarrowTerminalShowsEightBytesARowWithTheirCharacters() {
+        var m = TUIModel(vmName: "v", bundleDirectory: "/b")
+        m.tab = .bundles
+        var page = HexPage(path: "/b/a.sparc/memory.img", title: "t", offset: 0x1000, highlight: nil, isMemoryImage: true)
+        page.layout = PhysicalLayout(ramBytes: 1 << 30)
+        page.bytesPerLine = HexPrinter.bytesPerLine(columns: 80, withAddress: true)
+        XCTAssertEqual(page.bytesPerLine, 8)
+        XCTAssertEqual(HexPrinter.bytesPerLine(columns: 100, withAddress: true), 16)
+        XCTAssertEqual(HexPrinter.bytesPerLine(columns: 80, withAddress: false), 16, "a plain file's rows fit in 80 columns")
+        page.data = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZ012345".utf8)
+        _ = m.push(.hex(HexScreen(page)))
+        var buffer = CellBuffer(width: 80, height: 12)
+        m.render(into: &buffer)
+        let rows = (0..<buffer.height).map { buffer.line($0) }
+        XCTAssertTrue(rows.contains { $0.hasPrefix("00001000  000001000  41 42") && $0.contains("|ABCDEFGH|") }, rows.joined(separator: "\n"))
+        XCTAssertTrue(rows.contains { $0.hasPrefix("00001008  000001008") && $0.contains("|IJKLMNOP|") }, rows.joined(separator: "\n"))
+        // A row down moves 8 bytes, not 16.
+        XCTAssertEqual(m.handle(.down), .loadHex(path: "/b/a.sparc/memory.img", offset: 0x1008))
+    }
+
     func testDomainPickerOpensOnlyARunningPreparedDomain() {
         var model = TUIModel(vmName: "default", bundleDirectory: "/tmp")
         model.domainPicker = DomainPicker(
