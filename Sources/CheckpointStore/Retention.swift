@@ -20,10 +20,28 @@ public struct RetentionPolicy: Codable, Equatable, Sendable {
 
     public var isEmpty: Bool { last == 0 && hourly == 0 && daily == 0 && weekly == 0 }
 
-    /// The rules in force, as the flags that set them ("--keep-last 3 --keep-daily 7").
-    public var description: String {
+    /// Each rule with the flag that sets it (`sparc prune --keep-last N`, and the config's
+    /// `keep-last` without the dashes).
+    public var flags: [(flag: String, count: Int)] {
         [("--keep-last", last), ("--keep-hourly", hourly), ("--keep-daily", daily), ("--keep-weekly", weekly)]
-            .filter { $0.1 > 0 }.map { "\($0.0) \($0.1)" }.joined(separator: " ")
+    }
+
+    /// The rules in force as arguments (`--keep-last 3 --keep-daily 7`).
+    public var arguments: [String] { flags.filter { $0.count > 0 }.flatMap { [$0.flag, String($0.count)] } }
+
+    /// The rules in force, as the flags that set them ("--keep-last 3 --keep-daily 7").
+    public var description: String { arguments.joined(separator: " ") }
+
+    /// Sets the rule `flag` names (`--keep-daily`); false for a flag that is none of them.
+    public mutating func set(_ flag: String, to count: Int) -> Bool {
+        switch flag {
+        case "--keep-last": last = count
+        case "--keep-hourly": hourly = count
+        case "--keep-daily": daily = count
+        case "--keep-weekly": weekly = count
+        default: return false
+        }
+        return true
     }
 
     /// One checkpoint's fate and why.

@@ -130,11 +130,15 @@ public struct GuestProcess: Codable, Equatable, Sendable {
     public var command: GuestText
     /// Kernel threads have no user memory; they are listed only on request.
     public var kernelThread: Bool
+    /// The systemd unit whose cgroup holds it (`ssh.service`, `session-3.scope`); nil without
+    /// systemd, or from an agent older than the field.
+    public var unit: GuestText?
 
     public init(
         pid: Int32, ppid: Int32, user: String, state: String, tty: String?, rssKiB: Int64, command: String,
-        kernelThread: Bool
+        kernelThread: Bool, unit: String? = nil
     ) {
+        self.unit = unit.map { GuestText($0) }
         self.pid = pid
         self.ppid = ppid
         self.user = GuestText(user)

@@ -1,4 +1,5 @@
 import Foundation
+import CheckpointStore
 import GuestQuery
 import SparcSupport
 import TOMLKit
@@ -15,42 +16,38 @@ import TOMLKit
 ///     [exclude]                          # left out of every checkpoint (CLI and TUI)
 ///     commands = ["ssh-agent", "gpg-agent", "sshd: *@pts/*"]
 ///     users = ["alice"]
+///     units = ["vault.service"]          # every process of a systemd unit (patterns too)
 ///     [vm.web.exclude]                   # more for VM (or domain) 'web'
 ///     commands = ["vault"]
 ///
 /// A command without `*`, `?` or `[` is a command name, left out as `--exclude-name` does (the
 /// agent matches it while the guest is frozen); one with them is a pattern on the whole command
-/// line, and a user names every process of that user: these two are matched against the process
-/// list just before the checkpoint. Unknown keys and values of the wrong kind are refused.
+/// line, a user names every process of that user, and a unit every process in that systemd
+/// unit's cgroup (its listener too: `ssh.service` without logind holds every SSH session):
+/// these three are matched against the process list just before the checkpoint. Unknown keys and values of the wrong kind are refused.
 public struct SparcConfig: Equatable, Sendable {
     /// What leaves processes out of every checkpoint (or one VM's).
     public struct ExclusionRules: Equatable, Sendable {
         public var commands: [String] = []
         public var users: [String] = []
-        public var isEmpty: Bool { commands.isEmpty && users.isEmpty }
+        public var units: [String] = []
+        public var isEmpty: Bool { commands.isEmpty && users.isEmpty && units.isEmpty }
 
         static func + (a: ExclusionRules, b: ExclusionRules) -> ExclusionRules {
-            ExclusionRules(commands: a.commands + b.commands.filter { !a.commands.contains($0) }, users: a.users + b.users.filter { !a.users.contains($0) })
+            func union(_ x: [String], _ y: [String]) -> [String] { x + y.filter { !x.contains($0) } }
+            return ExclusionRules(commands: union(a.commands, b.commands), users: union(a.users, b.users), units: union(a.units, b.units))
         }
     }
 
     public var bundles: String?
     public var scope: ExclusionScope?
-    public var retention: RetentionRule?
+    public var retention: RetentionPolicy?
     public var exclude = ExclusionRules()
     public var perVM: [String: ExclusionRules] = [:]
     /// Where each value came from ("bundles" → the file), for `sparc config show`.
     public var sources: [String: String] = [:]
     /// The files read, in order.
     public var files: [String] = []
-
-    /// The retention keys of `[retention]`.
-    public struct RetentionRule: Equatable, Sendable, Codable {
-        public var keepLast = 0
-        public var keepHourly = 0
-        public var keepDaily = 0
-        public var keepWeekly = 0
-    }
 
     public init() {}
 
@@ -107,7 +104,8 @@ public struct SparcConfig: Equatable, Sendable {
                 switch key {
                 case "commands": r.commands = try strings(t[key]!, at + ".commands")
                 case "users": r.users = try strings(t[key]!, at + ".users")
-                default: throw refuse("unknown key '\(at).\(key.terminalSafe)' (known: commands, users)")
+                case "units": r.units = try strings(t[key]!, at + ".units")
+                default: throw refuse("unknown key '\(at).\(key.terminalSafe)' (known: commands, users, units)")
                 }
             }
             return r
@@ -125,15 +123,12 @@ public struct SparcConfig: Equatable, Sendable {
                 scope = s
             case "retention":
                 guard let t = value.table else { throw refuse("'retention' must be a table") }
-                var r = RetentionRule()
+                var r = RetentionPolicy()
                 for k in t.keys {
                     let n = try count(t[k]!, "retention." + k)
-                    switch k {
-                    case "keep-last": r.keepLast = n
-                    case "keep-hourly": r.keepHourly = n
-                    case "keep-daily": r.keepDaily = n
-                    case "keep-weekly": r.keepWeekly = n
-                    default: throw refuse("unknown key 'retention.\(k.terminalSafe)' (known: keep-last, keep-hourly, keep-daily, keep-weekly)")
+                    // The keys are prune's flags without their dashes.
+                    guard r.set("--" + k, to: n) else {
+                        throw refuse("unknown key 'retention.\(k.terminalSafe)' (known: keep-last, keep-hourly, keep-daily, keep-weekly)")
                     }
                 }
                 retention = r
@@ -163,14 +158,15 @@ public struct SparcConfig: Equatable, Sendable {
     public static func isPattern(_ command: String) -> Bool { command.contains { "*?[".contains($0) } }
 
     /// What the rules leave out of a checkpoint of `vm`: command names for the agent, and the
-    /// pids of processes in `processes` that a pattern or a user names.
+    /// pids of processes in `processes` that a pattern, a user or a unit names.
     public func exclusion(for vm: String, processes: [GuestProcess]) -> (names: [String], pids: [Int32]) {
         let r = rules(for: vm)
         let names = r.commands.filter { !Self.isPattern($0) }
         let patterns = r.commands.filter(Self.isPattern)
         let pids = processes.filter { p in
             !p.kernelThread
-                && (r.users.contains(p.user.unescaped) || patterns.contains { Self.matches($0, p.command.unescaped) })
+                && (r.users.contains(p.user.unescaped) || patterns.contains { Self.matches($0, p.command.unescaped) }
+                    || p.unit.map { unit in r.units.contains { Self.matches($0, unit.unescaped) } } == true)
         }.map(\.pid)
         return (names, pids)
     }

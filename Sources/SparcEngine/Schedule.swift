@@ -1,4 +1,5 @@
 import Foundation
+import CheckpointStore
 import HostState
 import SparcSupport
 
@@ -14,10 +15,8 @@ public struct CheckpointSchedule: Codable, Equatable, Sendable {
     public var vm: String
     /// systemd's calendar expression (`OnCalendar=`): `hourly`, `daily`, `*:0/15` …
     public var onCalendar: String
-    public var keepLast = 0
-    public var keepHourly = 0
-    public var keepDaily = 0
-    public var keepWeekly = 0
+    /// What the prune after each run keeps (empty: no prune).
+    public var retention = RetentionPolicy()
     public var refuseSecrets = false
     /// A libvirt URI when the VM is a domain.
     public var connect: String?
@@ -49,7 +48,7 @@ public struct CheckpointSchedule: Codable, Equatable, Sendable {
             try plain(k, "the variable")
             try plain(v, "the value of $\(k)")
         }
-        for (flag, n) in [("--keep-last", keepLast), ("--keep-hourly", keepHourly), ("--keep-daily", keepDaily), ("--keep-weekly", keepWeekly)] where n < 0 {
+        for (flag, n) in retention.flags where n < 0 {
             throw SparcError("\(flag) must be 0 or more (got \(n))")
         }
     }
@@ -61,9 +60,8 @@ public struct CheckpointSchedule: Codable, Equatable, Sendable {
 
     /// The arguments of the prune after it (nil: no retention was given).
     public func pruneArguments() -> [String]? {
-        let rules = [("--keep-last", keepLast), ("--keep-hourly", keepHourly), ("--keep-daily", keepDaily), ("--keep-weekly", keepWeekly)].filter { $0.1 > 0 }
-        guard !rules.isEmpty else { return nil }
-        return ["prune", "--vm", vm] + rules.flatMap { [$0.0, String($0.1)] }
+        guard !retention.isEmpty else { return nil }
+        return ["prune", "--vm", vm] + retention.arguments
     }
 
     /// The service unit, running `sparc` at `binary`.
@@ -118,10 +116,7 @@ public struct CheckpointSchedule: Codable, Equatable, Sendable {
         if let i = words.firstIndex(of: "--connect"), i + 1 < words.count { s.connect = words[i + 1] }
         let prune = values(service, "ExecStartPost").first?.split(separator: " ").map(String.init) ?? []
         func number(_ flag: String) -> Int { prune.firstIndex(of: flag).flatMap { $0 + 1 < prune.count ? Int(prune[$0 + 1]) : nil } ?? 0 }
-        s.keepLast = number("--keep-last")
-        s.keepHourly = number("--keep-hourly")
-        s.keepDaily = number("--keep-daily")
-        s.keepWeekly = number("--keep-weekly")
+        for (flag, _) in s.retention.flags { _ = s.retention.set(flag, to: number(flag)) }
         for e in values(service, "Environment") {
             let kv = e.split(separator: "=", maxSplits: 1).map(String.init)
             if kv.count == 2 { s.environment[kv[0]] = kv[1] }

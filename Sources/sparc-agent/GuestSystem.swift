@@ -106,9 +106,17 @@ enum GuestSystem {
             list.append(
                 GuestProcess(
                     pid: pid, ppid: st.ppid, user: users[uid] ?? String(uid), state: st.state, tty: TTYNames.name(ttyNr: st.ttyNr),
-                    rssKiB: st.rssPages * pageKiB, command: command, kernelThread: kernel))
+                    rssKiB: st.rssPages * pageKiB, command: command, kernelThread: kernel, unit: kernel ? nil : unit(of: pid)))
         }
         return list
+    }
+
+    /// The systemd unit a process runs in: the last part of its cgroup v2 path when that names
+    /// a unit (`/system.slice/ssh.service` → `ssh.service`); nil otherwise (no systemd).
+    static func unit(of pid: Int32) -> String? {
+        guard let path = Freezer.cgroup(of: String(pid)), let last = path.split(separator: "/").last else { return nil }
+        let name = String(last)
+        return [".service", ".scope", ".socket", ".mount", ".swap"].contains { name.hasSuffix($0) } ? name : nil
     }
 
     /// Serial ports with real hardware behind them (not the `uart:unknown` placeholders).

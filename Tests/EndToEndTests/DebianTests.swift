@@ -149,8 +149,14 @@ final class DebianTests: GuestTestCase {
         let listUnits = "systemctl list-units --no-legend --plain | awk '{print $1, $3, $4}' | sort"
         let units = try guest(listUnits)
         XCTAssertEqual(try guest("ls /proc/\(threads)/task | wc -l"), "65")
+        // The agent reports each process's unit; the unit is left out by a config rule naming it.
+        let listed = try XCTUnwrap(JSONOutput.list(try sparc.ok(["ps", "--name", vm, "--json"]), "processes"))
+        XCTAssertEqual(listed.first { ($0["pid"] as? Int).map(Int32.init) == manyMain }?["unit"] as? String, "sparc-many.service")
+        XCTAssertTrue(listed.contains { ($0["command"] as? String)?.hasPrefix("sshd") == true && $0["unit"] as? String == "ssh.service" }, "\(listed)")
+        let config = work + "/units.toml"
+        try Data("[exclude]\nunits = [\"sparc-many.service\"]\n".utf8).write(to: URL(fileURLWithPath: config))
         let bundle = work + "/many.sparc"
-        let out = try sparc.ok(["checkpoint", "--name", vm, "-o", bundle, "--exclude-pid", String(manyMain), "--exclude-pid", String(threads)])
+        let out = try sparc.ok(["checkpoint", "--name", vm, "-o", bundle, "--exclude-pid", String(threads)], environment: ["SPARC_CONFIG": config])
         XCTAssertEqual(try guest(listUnits), units, "a thaw leaves systemd's view of its units as it was")
         let excluded = try BundleReader(path: bundle).manifest.exclusion.processes
         XCTAssertGreaterThanOrEqual(excluded.count, 302, out)

@@ -34,7 +34,7 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(c.bundles, "/srv/b")
         XCTAssertEqual(c.sources["bundles"], "/test/1.toml")
         XCTAssertEqual(c.scope, .user)
-        XCTAssertEqual(c.retention, .init(keepLast: 5, keepHourly: 0, keepDaily: 7, keepWeekly: 0))
+        XCTAssertEqual(c.retention, .init(last: 5, hourly: 0, daily: 7, weekly: 0))
         XCTAssertEqual(c.rules(for: "web"), .init(commands: ["ssh-agent", "vault"], users: ["alice"]))
         XCTAssertEqual(c.rules(for: "db"), .init(commands: ["ssh-agent"], users: []))
         XCTAssertEqual(c.files, ["/test/0.toml", "/test/1.toml"])
@@ -60,6 +60,30 @@ final class ConfigTests: XCTestCase {
         let (names, pids) = c.exclusion(for: "any", processes: list)
         XCTAssertEqual(names, ["ssh-agent"])
         XCTAssertEqual(pids, [10, 12])
+    }
+
+    /// A unit rule picks every process in that unit's cgroup (a pattern picks by unit name),
+    /// never one whose unit the agent did not report, nor one in a unit named alike.
+    func testUnitRulesPickTheUnitsProcesses() throws {
+        let c = try config([
+            """
+            [exclude]
+            units = ["vault.service"]
+            [vm.web.exclude]
+            units = ["session-*.scope"]
+            """
+        ])
+        func p(_ pid: Int32, _ unit: String?) -> GuestProcess {
+            GuestProcess(pid: pid, ppid: 1, user: "root", state: "S", tty: nil, rssKiB: 1, command: "x", kernelThread: false, unit: unit)
+        }
+        let list = [p(20, "vault.service"), p(21, "vault.service"), p(22, "vault-agent.service"), p(23, nil), p(24, "session-3.scope"), p(25, "ssh.service")]
+        XCTAssertEqual(c.exclusion(for: "db", processes: list).pids, [20, 21])
+        XCTAssertEqual(c.exclusion(for: "web", processes: list).pids, [20, 21, 24])
+        XCTAssertThrowsError(try config(["[exclude]\nunits = \"vault.service\""]), "a list is required")
+        // An older agent's process (no unit field) still decodes.
+        let old = try JSONDecoder().decode(
+            GuestProcess.self, from: Data(#"{"pid":1,"ppid":0,"user":"root","state":"S","rssKiB":1,"command":"init","kernelThread":false}"#.utf8))
+        XCTAssertNil(old.unit)
     }
 
     /// Unknown keys, values of the wrong kind, relative paths and broken TOML are refused, each

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CheckpointStore
 import Foundation
 import SparcEngine
 import SparcSupport
@@ -18,6 +19,7 @@ struct Config: ParsableCommand {
               [exclude]
               commands = ["ssh-agent", "gpg-agent", "sshd: *@pts/*"]
               users = ["alice"]
+              units = ["vault.service"]
               [vm.web.exclude]
               commands = ["vault"]
             A command without * ? [ is a command name (as --exclude-name); with them, a pattern on \
@@ -36,7 +38,7 @@ struct Config: ParsableCommand {
             var bundlesFrom: String
             var scope: String
             var scopeFrom: String
-            var retention: SparcConfig.RetentionRule?
+            var retention: RetentionPolicy?
             var exclude: [String: [String]]
             var vms: [String: [String: [String]]]
         }
@@ -48,20 +50,20 @@ struct Config: ParsableCommand {
             let shown = Shown(
                 files: config.files, bundles: BundleHome.path(), bundlesFrom: bundlesFrom, scope: (config.scope ?? .all).rawValue,
                 scopeFrom: config.sources["scope"] ?? "default", retention: config.retention,
-                exclude: ["commands": config.exclude.commands, "users": config.exclude.users],
-                vms: config.perVM.mapValues { ["commands": $0.commands, "users": $0.users] })
+                exclude: ["commands": config.exclude.commands, "users": config.exclude.users, "units": config.exclude.units],
+                vms: config.perVM.mapValues { ["commands": $0.commands, "users": $0.users, "units": $0.units] })
             if json { return try printJSON(Versioned(result: shown, key: "config")) }
             let candidates = SparcConfig.paths()
             print("files:     " + (config.files.isEmpty ? "none (looked for \(candidates.joined(separator: ", ")))" : config.files.joined(separator: ", ")).terminalSafe)
             print("bundles:   \(shown.bundles.terminalSafe)  (from \(bundlesFrom.terminalSafe))")
             print("scope:     \(shown.scope)  (from \(shown.scopeFrom.terminalSafe))")
             if let r = config.retention {
-                print("retention: keep-last \(r.keepLast), keep-hourly \(r.keepHourly), keep-daily \(r.keepDaily), keep-weekly \(r.keepWeekly)  (from \(config.sources["retention"]?.terminalSafe ?? "?"); 'sparc prune' with no --keep-*)")
+                print("retention: \(r.flags.map { "\($0.flag.dropFirst(2)) \($0.count)" }.joined(separator: ", "))  (from \(config.sources["retention"]?.terminalSafe ?? "?"); 'sparc prune' with no --keep-*)")
             } else {
                 print("retention: none ('sparc prune' needs --keep-*)")
             }
             func rules(_ r: SparcConfig.ExclusionRules) -> String {
-                r.isEmpty ? "none" : (r.commands.map { SparcConfig.isPattern($0) ? "pattern '\($0)'" : "name \($0)" } + r.users.map { "user \($0)" }).joined(separator: ", ").terminalSafe
+                r.isEmpty ? "none" : (r.commands.map { SparcConfig.isPattern($0) ? "pattern '\($0)'" : "name \($0)" } + r.users.map { "user \($0)" } + r.units.map { "unit \($0)" }).joined(separator: ", ").terminalSafe
             }
             print("exclude:   \(rules(config.exclude))" + (config.exclude.isEmpty ? "" : "  (from \(config.sources["exclude"]?.terminalSafe ?? "?"); every checkpoint)"))
             for (vm, r) in config.perVM.sorted(by: { $0.key < $1.key }) {

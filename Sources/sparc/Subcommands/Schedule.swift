@@ -40,10 +40,7 @@ struct Schedule: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Schedule a VM's checkpoints (a systemd timer and service).")
         @Option(help: "Name of the VM.") var name: String = "default"
         @Option(help: "When, as systemd's OnCalendar= (hourly, daily, '*:0/15', 'Mon..Fri 02:00').") var every: String
-        @Option(help: "Keep the newest N checkpoints of the VM.") var keepLast = 0
-        @Option(help: "Keep the newest of each of the latest N hours.") var keepHourly = 0
-        @Option(help: "Keep the newest of each of the latest N days.") var keepDaily = 0
-        @Option(help: "Keep the newest of each of the latest N weeks.") var keepWeekly = 0
+        @OptionGroup var retention: RetentionOptions
         @Flag(help: "Each run refuses to keep a checkpoint in which the credential scan finds a secret.") var refuseSecrets = false
         @Flag(help: "Replace the VM's schedule if it has one.") var replace = false
         @OptionGroup var connection: ConnectOption
@@ -51,7 +48,7 @@ struct Schedule: ParsableCommand {
 
         func run() throws {
             var schedule = CheckpointSchedule(vm: name, onCalendar: every)
-            (schedule.keepLast, schedule.keepHourly, schedule.keepDaily, schedule.keepWeekly) = (keepLast, keepHourly, keepDaily, keepWeekly)
+            schedule.retention = retention.policy
             schedule.refuseSecrets = refuseSecrets
             schedule.connect = connection.uri
             // The scheduled runs see the directories in force now.

@@ -21,6 +21,21 @@ func readPassphrase(_ option: String?) throws -> Data? {
     return line
 }
 
+/// `--keep-last`, `--keep-hourly`, `--keep-daily`, `--keep-weekly`: a retention rule, for
+/// `prune` and for the prune after each scheduled checkpoint.
+struct RetentionOptions: ParsableArguments {
+    @Option(help: "Keep the newest N checkpoints of each VM.") var keepLast = 0
+    @Option(help: "Keep the newest of each of the latest N hours.") var keepHourly = 0
+    @Option(help: "Keep the newest of each of the latest N days.") var keepDaily = 0
+    @Option(help: "Keep the newest of each of the latest N weeks.") var keepWeekly = 0
+
+    var policy: RetentionPolicy { RetentionPolicy(last: keepLast, hourly: keepHourly, daily: keepDaily, weekly: keepWeekly) }
+
+    func validate() throws {
+        for (flag, n) in policy.flags where n < 0 { throw ValidationError("\(flag) must be 0 or more (got \(n))") }
+    }
+}
+
 /// `--passphrase-file`: for a store whose key is wrapped.
 struct PassphraseOption: ParsableArguments {
     @Option(help: "A file whose first line is the store key's passphrase (default: $SPARC_STORE_PASSPHRASE_FILE).") var passphraseFile: String?
@@ -284,26 +299,15 @@ struct Prune: ParsableCommand {
             is always kept. --dry-run prints what would go and removes nothing.
             """)
     @Option(name: .customLong("vm"), help: "Only this VM's checkpoints (default: every VM's).") var vm: String?
-    @Option(help: "Keep the newest N.") var keepLast = 0
-    @Option(help: "Keep the newest of each of the latest N hours.") var keepHourly = 0
-    @Option(help: "Keep the newest of each of the latest N days.") var keepDaily = 0
-    @Option(help: "Keep the newest of each of the latest N weeks.") var keepWeekly = 0
+    @OptionGroup var retention: RetentionOptions
     @Flag(help: "Print what would be removed; remove nothing.") var dryRun = false
     @Flag(help: "Print the decisions as JSON.") var json = false
     @OptionGroup var passphrase: PassphraseOption
 
-    func validate() throws {
-        for (flag, n) in [("--keep-last", keepLast), ("--keep-hourly", keepHourly), ("--keep-daily", keepDaily), ("--keep-weekly", keepWeekly)] where n < 0 {
-            throw ValidationError("\(flag) must be 0 or more (got \(n))")
-        }
-    }
-
     func run() throws {
-        var policy = RetentionPolicy(last: keepLast, hourly: keepHourly, daily: keepDaily, weekly: keepWeekly)
+        var policy = retention.policy
         // No rule given: the config's retention, if it has one.
-        if keepLast == 0 && keepHourly == 0 && keepDaily == 0 && keepWeekly == 0, let r = try SparcConfig.shared.get().retention {
-            policy = RetentionPolicy(last: r.keepLast, hourly: r.keepHourly, daily: r.keepDaily, weekly: r.keepWeekly)
-        }
+        if policy.isEmpty, let r = try SparcConfig.shared.get().retention { policy = r }
         let manager = try VMManager()
         let (decisions, freed) = try openStore(passphraseFile: passphrase.passphraseFile).prune(policy, vm: vm, dryRun: dryRun) { removed in
             manager.recordRemoved([removed], why: "pruned (\(policy.description))")
