@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <unistd.h>
 #include <string.h>
 #include <spawn.h>
@@ -67,4 +68,90 @@ long sparc_filesystem_type(const char *path)
 int sparc_syncfs(int fd)
 {
 	return syncfs(fd);
+}
+
+/* Whether `n` bytes at `p` are all zero. */
+static int all_zero(const unsigned char *p, size_t n) {
+    static const unsigned char zeros[4096];
+    for (size_t i = 0; i < n; i += 4096) {
+        size_t m = n - i < 4096 ? n - i : 4096;
+        if (memcmp(p + i, zeros, m) != 0) return 0;
+    }
+    return 1;
+}
+
+/* pread of exactly `n` bytes (short only at the end of the file, the rest zeroed). */
+static int read_full(int fd, unsigned char *buf, size_t n, off_t at) {
+    size_t done = 0;
+    while (done < n) {
+        ssize_t r = pread(fd, buf + done, n - done, at + (off_t)done);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) return -1;
+        if (r == 0) { memset(buf + done, 0, n - done); break; }
+        done += (size_t)r;
+    }
+    return 0;
+}
+
+static int write_full(int fd, const unsigned char *buf, size_t n, off_t at) {
+    size_t done = 0;
+    while (done < n) {
+        ssize_t w = pwrite(fd, buf + done, n - done, at + (off_t)done);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return -1;
+        done += (size_t)w;
+    }
+    return 0;
+}
+
+#define REPAIR_CHUNK (4u << 20)
+
+long long sparc_repair_copy(int copy, int source, off_t length) {
+    unsigned char *a = malloc(REPAIR_CHUNK), *b = malloc(REPAIR_CHUNK);
+    long long repaired = 0;
+    if (!a || !b) { free(a); free(b); errno = ENOMEM; return -1; }
+    off_t off = 0;
+    while (off < length) {
+        off_t data = lseek(source, off, SEEK_DATA);
+        if (data < 0 && errno != ENXIO) goto fail;
+        if (data < 0 || data > length) data = length;
+        /* [off, data) is a hole of the source: the copy must read zeros there. */
+        off_t at = off;
+        while (at < data) {
+            off_t cd = lseek(copy, at, SEEK_DATA);
+            if (cd < 0 && errno != ENXIO) goto fail;
+            if (cd < 0 || cd >= data) break;
+            off_t ch = lseek(copy, cd, SEEK_HOLE);
+            if (ch < 0 || ch > data) ch = data;
+            for (off_t p = cd; p < ch; p += REPAIR_CHUNK) {
+                size_t n = (size_t)(ch - p < REPAIR_CHUNK ? ch - p : REPAIR_CHUNK);
+                if (read_full(copy, a, n, p) < 0) goto fail;
+                for (size_t i = 0; i < n; i += 4096) repaired += !all_zero(a + i, n - i < 4096 ? n - i : 4096);
+            }
+            if (sparc_punch_hole(copy, cd, ch - cd) < 0) goto fail;
+            at = ch;
+        }
+        if (data >= length) break;
+        off_t hole = lseek(source, data, SEEK_HOLE);
+        if (hole < 0 || hole > length) hole = length;
+        /* [data, hole) holds data in the source: page by page, what differs is written again. */
+        for (off_t p = data; p < hole; p += REPAIR_CHUNK) {
+            size_t n = (size_t)(hole - p < REPAIR_CHUNK ? hole - p : REPAIR_CHUNK);
+            if (read_full(source, a, n, p) < 0 || read_full(copy, b, n, p) < 0) goto fail;
+            for (size_t i = 0; i < n; i += 4096) {
+                size_t m = n - i < 4096 ? n - i : 4096;
+                if (memcmp(a + i, b + i, m) == 0) continue;
+                if (write_full(copy, a + i, m, p + (off_t)i) < 0) goto fail;
+                repaired++;
+            }
+        }
+        off = hole;
+    }
+    free(a);
+    free(b);
+    return repaired;
+fail:
+    free(a);
+    free(b);
+    return -1;
 }

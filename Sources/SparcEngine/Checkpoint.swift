@@ -35,6 +35,9 @@ public struct CheckpointReport: Codable, Sendable {
     public var diskReadBytes: Int64?
     /// The stored checkpoint only the writes since were read (nil: the whole disk was read).
     public var diskChangedSince: String?
+    /// Memory was copied while the guest ran: the pages QEMU's dirty log missed, which the
+    /// check at the stop copied again (nil: the guest was paused for the copy).
+    public var liveCopyRepairedPages: Int?
 }
 
 extension VMManager {
@@ -115,6 +118,7 @@ extension VMManager {
         var liveFinished = false
         var liveUsed = false
         var thawedEarly = false
+        var liveRepairedPages: Int?
         do {
             ownFiles = try machine.writeOwnMembers(writer)
             progress?("asking the guest agent")
@@ -188,6 +192,12 @@ extension VMManager {
                 _ = try live.finish()
                 liveFinished = true
                 liveUsed = true
+                // Still stopped: the copy is checked against the RAM itself (the dirty log can miss writes).
+                let ram = try machine.openRAM()
+                defer { close(ram) }
+                let missed = try live.repair(against: ram, bytes: Int64(machine.ramBytes))
+                liveRepairedPages = missed
+                if missed > 0 { progress?(.init(.savingDevices, "the copy missed \(missed) page(s) the guest wrote; copied again from the stopped guest")) }
             } else {
                 try saveDeviceState(qmp: machine.monitor, to: writer.file(Manifest.devicesFile))
             }
@@ -257,7 +267,7 @@ extension VMManager {
             // From here the bundle stands: a later failure says so and undoes nothing.
             committed = true
             unlink(layout.atWorkMarker)
-            try history(name).append(store?.undoPoint == true ? .undoPoint : .checkpoint, bundle: writer.path, bundleDigest: sealed.manifestSHA256, epoch: try rsdm(vmId: machine.identity).epoch())
+            try history(name).append(store?.undoPoint == true ? .undoPoint : .checkpoint, bundle: store?.name ?? writer.path, bundleDigest: sealed.manifestSHA256, epoch: try rsdm(vmId: machine.identity).epoch())
             let finishing = ProgressEvent.finishing(progress)
             if !stopAfter {
                 do { try machine.mergeDisk(progress: finishing) } catch { throw SparcError("checkpoint saved in \(writer.path), but \(error)") }
@@ -271,7 +281,7 @@ extension VMManager {
                 total: Date().timeIntervalSince(began), stopped: stopAfter, exclusion: manifest.exclusion,
                 liveNames: Dictionary(plan?.processes.map { ($0.pid, $0.command) } ?? [], uniquingKeysWith: { a, _ in a }),
                 ttySessions: plan?.ttySessions ?? [], freeMemory: saved.free, diskNote: storedDisk?.note,
-                diskReadBytes: storedDisk?.read, diskChangedSince: storedDisk?.since)
+                diskReadBytes: storedDisk?.read, diskChangedSince: storedDisk?.since, liveCopyRepairedPages: liveRepairedPages)
         } catch {
             guard !committed else { throw error }
             // Failure or cancel: leave the machine as it was (running, thawed, on its own

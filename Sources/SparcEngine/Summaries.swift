@@ -94,6 +94,9 @@ extension CheckpointReport {
         }
         if let freeMemory { lines += freeMemory.summaryLines }
         if let diskNote { lines.append("  " + diskNote) }
+        if let missed = liveCopyRepairedPages {
+            lines.append("  memory copied while the guest ran" + (missed > 0 ? "; \(missed) page(s) QEMU's dirty log missed were copied again at the stop" : ", checked against the stopped guest"))
+        }
         lines.append(String(format: "  guest paused %.2f s, total %.2f s%@", downtime, total, stopped ? ", VM stopped" : ""))
         return lines
     }

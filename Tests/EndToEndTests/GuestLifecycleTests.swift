@@ -562,11 +562,6 @@ final class GuestLifecycleTests: GuestTestCase {
     /// and counts on from the last value in it: no value lost or repeated. Pages copied at
     /// different times would disagree (the counter ahead of or behind its log).
     func testMemoryCopiedWhileTheGuestRunsIsOneInstant() throws {
-        // The live copy is opt-in while a failure it showed under the suite's load is open: once
-        // the restored writer was gone (its log still contiguous). Run with SPARC_TEST_LIVE_COPY=1.
-        try XCTSkipUnless(
-            ProcessInfo.processInfo.environment["SPARC_TEST_LIVE_COPY"] == "1",
-            "the live copy's restore is under investigation (issue 26): set SPARC_TEST_LIVE_COPY=1 to run this test")
         let writer = try detach("rm -f /tmp/instant.log; i=0; while [ $i -lt 3000000 ]; do i=$((i+1)); echo $i >> /tmp/instant.log; done")
         func lines() throws -> [Int] { try guest("cat /tmp/instant.log").split(separator: "\n").compactMap { Int($0) } }
         var before: [Int] = []
@@ -636,6 +631,10 @@ final class GuestLifecycleTests: GuestTestCase {
         }
         let stored = try XCTUnwrap(JSONOutput.list(try sparc.ok(["bundles", "--json"], environment: env), "bundles"))
         XCTAssertEqual(stored.filter { $0["vm"] as? String == vm }.count, 2, "three runs, the newest two kept: \(stored)")
+        // The history names each stored checkpoint by its name in the store, not the staging path.
+        let history = try sparc.ok(["log", "--name", vm])
+        for name in stored.compactMap({ $0["name"] as? String }) { XCTAssertTrue(history.contains(name), "\(name) in:\n\(history)") }
+        XCTAssertFalse(history.contains("staging"), history)
 
         // A run systemd saw fail goes into the history; one that succeeded adds nothing.
         let stopPost = try XCTUnwrap(lines("ExecStopPost").first)

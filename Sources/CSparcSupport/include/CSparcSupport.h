@@ -32,4 +32,10 @@ long sparc_filesystem_type(const char *path);
 /// syncfs(2): flushes the whole file system holding `fd` (glibc declares it under _GNU_SOURCE only).
 int sparc_syncfs(int fd);
 
+/* Makes the file `copy` read as the file `source` (both `length` bytes, on tmpfs) and returns
+ * how many 4 KiB pages it had to write again or clear, or -1 with errno set. Reads with pread
+ * and skips what is a hole in both (SEEK_DATA), so neither file's holes get memory (a shared
+ * mapping's read fault would allocate every hole of a tmpfs file). */
+long long sparc_repair_copy(int copy, int source, off_t length);
+
 #endif
