@@ -515,7 +515,11 @@ public final class TerminalUI {
                 }
                 continue
             }
-            if code == KEY_RESIZE { continue }
+            if code == KEY_RESIZE {
+                // A hex page is laid out for the width it was loaded at (16 or 8 bytes a row).
+                if let page = model.hex { start(.loadHex(path: page.path, offset: page.offset)) }
+                continue
+            }
             let effect: Effect
             if code == KEY_MOUSE {
                 var event = MEVENT()

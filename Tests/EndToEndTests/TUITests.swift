@@ -170,6 +170,19 @@ final class TUITests: GuestTestCase {
         try keys("Enter")
         let hex = try waitFor("hit 1/")
         XCTAssertTrue(hex.contains(String(secret.prefix(8))) || hex.contains("|"), hex)
+        // At 80 columns a memory image's rows hold 8 bytes and all their characters (hexyl's way).
+        _ = try tmux(["resize-window", "-t", session, "-x", "80", "-y", "30"])
+        func eightByteRows(_ screen: String) -> Bool {
+            screen.split(separator: "\n").contains { $0.range(of: #"^[0-9a-f]{8}  [0-9a-f]{9}  ([0-9a-fA-F]{2} ){8} \|.{8}\|"#, options: .regularExpression) != nil }
+        }
+        var narrow = try screen()
+        for _ in 0..<150 where !eightByteRows(narrow) {
+            usleep(200_000)
+            narrow = try screen()
+        }
+        XCTAssertTrue(eightByteRows(narrow), narrow)
+        XCTAssertFalse(narrow.split(separator: "\n").contains { $0.count > 80 }, narrow)
+        _ = try tmux(["resize-window", "-t", session, "-x", "120", "-y", "30"])
         try keys("Escape")
         try waitFor("search hits")
         try keys("Escape")
