@@ -45,6 +45,11 @@ final class JSONOutputTests: ScratchDirectoryTestCase {
         XCTAssertEqual(decisions.count, 2, "one kept, one to go: \(decisions)")
         XCTAssertEqual(JSONOutput.list(try sparc.ok(["vm", "list", "--json"]), "vms")?.count, 0)
         XCTAssertNotNil(JSONOutput.list(try sparc.ok(["vm", "list", "--all", "--json"], environment: environment), "vms"))
+        let configFile = dir + "/config.toml"
+        try Data("[retention]\nkeep-last = 3\n[exclude]\nunits = [\"vault.service\"]\n".utf8).write(to: URL(fileURLWithPath: configFile))
+        let config = try XCTUnwrap(try object(try sparc.ok(["config", "show", "--json"], environment: ["SPARC_CONFIG": configFile]))["config"] as? [String: Any])
+        XCTAssertEqual((config["retention"] as? [String: Int])?["keepLast"], 3, "\(config)")
+        XCTAssertEqual((config["exclude"] as? [String: [String]])?["units"], ["vault.service"], "\(config)")
 
         // A damaged bundle: the verdict on stdout (not intact, the problem named), the failure
         // as JSON on stderr, exit 1.

@@ -38,7 +38,8 @@ struct Config: ParsableCommand {
             var bundlesFrom: String
             var scope: String
             var scopeFrom: String
-            var retention: RetentionPolicy?
+            /// keepLast, keepHourly, keepDaily, keepWeekly (the schema's names since it began).
+            var retention: [String: Int]?
             var exclude: [String: [String]]
             var vms: [String: [String: [String]]]
         }
@@ -49,7 +50,7 @@ struct Config: ParsableCommand {
             let bundlesFrom = environment["SPARC_BUNDLES"].map { $0.isEmpty ? nil : $0 } != nil ? "$SPARC_BUNDLES" : (config.sources["bundles"] ?? "default")
             let shown = Shown(
                 files: config.files, bundles: BundleHome.path(), bundlesFrom: bundlesFrom, scope: (config.scope ?? .all).rawValue,
-                scopeFrom: config.sources["scope"] ?? "default", retention: config.retention,
+                scopeFrom: config.sources["scope"] ?? "default", retention: config.retention.map { ["keepLast": $0.last, "keepHourly": $0.hourly, "keepDaily": $0.daily, "keepWeekly": $0.weekly] },
                 exclude: ["commands": config.exclude.commands, "users": config.exclude.users, "units": config.exclude.units],
                 vms: config.perVM.mapValues { ["commands": $0.commands, "users": $0.users, "units": $0.units] })
             if json { return try printJSON(Versioned(result: shown, key: "config")) }
