@@ -27,7 +27,14 @@ final class LiveMemoryCopy {
     let deviceFile: Int32
     private var splitter: MigrationStreamSplitter?
     private let done = DispatchSemaphore(value: 0)
-    private var outcome: Result<MigrationStreamSplitter.Stats, Error>?
+    /// The reader thread's result, set once as it ends (under `outcomeLock`: the waiting
+    /// thread looks at it while the reader may be setting it).
+    private var outcomeValue: Result<MigrationStreamSplitter.Stats, Error>?
+    private let outcomeLock = NSLock()
+    private var outcome: Result<MigrationStreamSplitter.Stats, Error>? {
+        get { outcomeLock.withLock { outcomeValue } }
+        set { outcomeLock.withLock { outcomeValue = newValue } }
+    }
     private var finished = false
     /// When QEMU stopped the guest (its STOP event, else when sparc saw it stopped).
     private(set) var stoppedAt: Date?
