@@ -136,6 +136,9 @@ public struct TUIModel {
 
     // MARK: - The stack
 
+    /// Whether the last key was a `q` that closed a view (the next `q` asks before quitting).
+    var qClosedAView = false
+
     mutating func ask(_ question: String, _ effect: Effect) { popups.append(.confirm(Confirm(question: question, effect: effect))) }
 
     mutating func push(_ screen: PushedScreen) -> Effect {
@@ -317,8 +320,19 @@ public struct TUIModel {
             return .cancel
         }
         if let binding = screenTable.binding(for: key) ?? Self.commonTable(self).binding(for: key) {
-            return binding.action(&self)
+            let depth = pushed.count
+            let quitAfterClose = qClosedAView
+            let effect = binding.action(&self)
+            // `q` is Back in a view and Quit on a screen: a second `q` just after one closed a
+            // view asks before quitting (hex view, hits, Bundles: three presses would end sparc).
+            qClosedAView = key == .char("q") && pushed.count < depth
+            if effect == .quit, key == .char("q"), quitAfterClose {
+                ask("Quit sparc? (q just closed a view; q on a screen quits, Esc and q close views)", .quit)
+                return .none
+            }
+            return effect
         }
+        qClosedAView = false
         // Keys no table names: the lists' motion (one row, a page, the ends).
         let screenHeight = screenHeight
         switch viewOnTop {

@@ -630,3 +630,25 @@ final class HexViewAddressTests: XCTestCase {
         XCTAssertEqual(empty.handle(.char("q")), .quit)
     }
 }
+
+final class QuitAfterBackTests: XCTestCase {
+    /// `q` closes the hex view; a second `q` right after asks before quitting (three presses
+    /// from a hex view over the hits would otherwise end sparc); `q` on a screen quits at once.
+    func testSecondQAfterClosingAViewAsks() {
+        var m = TUIModel(vmName: "v", bundleDirectory: "/b")
+        m.tab = .bundles
+        XCTAssertEqual(m.handle(.char("q")), .quit, "q on a screen quits")
+        _ = m.push(.hex(HexScreen(HexPage(path: "/b/a.sparc/memory.img", title: "t", offset: 0, highlight: nil))))
+        XCTAssertEqual(m.handle(.char("q")), .none)
+        XCTAssertTrue(m.pushed.isEmpty, "q closed the view")
+        XCTAssertEqual(m.handle(.char("q")), .none, "the next q asks")
+        XCTAssertEqual(m.handle(.char("n")), .none, "No keeps sparc")
+        _ = m.push(.hex(HexScreen(HexPage(path: "/b/a.sparc/memory.img", title: "t", offset: 0, highlight: nil))))
+        _ = m.handle(.escape)
+        XCTAssertEqual(m.handle(.char("q")), .quit, "after Esc closed the view, q quits as on any screen")
+        _ = m.push(.hex(HexScreen(HexPage(path: "/b/a.sparc/memory.img", title: "t", offset: 0, highlight: nil))))
+        _ = m.handle(.char("q"))
+        _ = m.handle(.char("q"))
+        XCTAssertEqual(m.handle(.char("y")), .quit, "Yes quits")
+    }
+}
