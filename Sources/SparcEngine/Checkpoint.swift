@@ -177,6 +177,8 @@ extension VMManager {
             }
             paused = true
             let pausedAt = live?.stoppedAt ?? Date()
+            // SPARC_TRACE: where the pause went, phase by phase, from the stop.
+            var pauseTrace: [(String, Date)] = [("stop noticed", Date())]
             // Into the store: the disk's writes are counted from this instant, for the next checkpoint.
             if let store { try machine.trackDiskWrites(as: DiskBitmap.name(since: store.name)) }
             let frozenLayer = try machine.divertDisk { target in
@@ -184,6 +186,7 @@ extension VMManager {
             }
             // Paused, the disk on an overlay: what a guardian has most to undo.
             FaultPoint.reached("checkpoint-after-pause")
+            pauseTrace.append(("disk diverted", Date()))
 
             try checkCancelled()
             progress?(.init(.savingDevices, "saving device state"))
@@ -192,14 +195,17 @@ extension VMManager {
                 _ = try live.finish()
                 liveFinished = true
                 liveUsed = true
+                pauseTrace.append(("last round and devices", Date()))
                 // Still stopped: the copy is checked against the RAM itself (the dirty log can miss writes).
                 let ram = try machine.openRAM()
                 defer { close(ram) }
                 let missed = try live.repair(against: ram, bytes: Int64(machine.ramBytes))
                 liveRepairedPages = missed
+                pauseTrace.append(("copy checked", Date()))
                 if missed > 0 { progress?(.init(.savingDevices, "the copy missed \(missed) page(s) the guest wrote; copied again from the stopped guest")) }
             } else {
                 try saveDeviceState(qmp: machine.monitor, to: writer.file(Manifest.devicesFile))
+                pauseTrace.append(("devices saved", Date()))
             }
             FaultPoint.reached("checkpoint-after-devices")
 
@@ -229,9 +235,18 @@ extension VMManager {
             live = nil
             try checkCancelled()
             FaultPoint.reached("checkpoint-after-memory")
+            if paused { pauseTrace.append(("memory copied", Date())) }
 
             if !stopAfter && paused { try runAgain() }
             let downtime = (resumedAt ?? Date()).timeIntervalSince(pausedAt)
+            if let resumedAt, let trace = ProcessInfo.processInfo.environment["SPARC_TRACE"], !trace.isEmpty {
+                var last = pausedAt
+                let steps = (pauseTrace + [("resumed", resumedAt)]).map { step -> String in
+                    defer { last = step.1 }
+                    return "\(step.0) +\(Int(step.1.timeIntervalSince(last) * 1000))"
+                }
+                printError("pause phases (ms, from QEMU's stop): " + steps.joined(separator: ", "))
+            }
 
             try checkCancelled()
             var files = [Manifest.memoryFile, Manifest.devicesFile, Manifest.ownersFile] + ownFiles
