@@ -107,47 +107,30 @@ static int write_full(int fd, const unsigned char *buf, size_t n, off_t at) {
 
 #define REPAIR_CHUNK (4u << 20)
 
-/* The repair of [start, length) of the files: one thread's share. */
-static long long repair_range(int copy, int source, off_t start, off_t length) {
+/* Whether the file has no data in [from, to) (a hole there, or its end). */
+static int hole_throughout(int fd, off_t from, off_t to) {
+    off_t data = lseek(fd, from, SEEK_DATA);
+    return (data < 0 && errno == ENXIO) || data >= to;
+}
+
+/* The repair of [start, end) of the files: one thread's share. Fixed chunks, each read whole
+ * unless both files are holes throughout it (reading a tmpfs hole gives zeros without
+ * allocating; one extent at a time would cost a system call per scattered guest page). */
+static long long repair_range(int copy, int source, off_t start, off_t end) {
     unsigned char *a = malloc(REPAIR_CHUNK), *b = malloc(REPAIR_CHUNK);
     long long repaired = 0;
     if (!a || !b) { free(a); free(b); errno = ENOMEM; return -1; }
-    off_t off = start;
-    while (off < length) {
-        off_t data = lseek(source, off, SEEK_DATA);
-        if (data < 0 && errno != ENXIO) goto fail;
-        if (data < 0 || data > length) data = length;
-        /* [off, data) is a hole of the source: the copy must read zeros there. */
-        off_t at = off;
-        while (at < data) {
-            off_t cd = lseek(copy, at, SEEK_DATA);
-            if (cd < 0 && errno != ENXIO) goto fail;
-            if (cd < 0 || cd >= data) break;
-            off_t ch = lseek(copy, cd, SEEK_HOLE);
-            if (ch < 0 || ch > data) ch = data;
-            for (off_t p = cd; p < ch; p += REPAIR_CHUNK) {
-                size_t n = (size_t)(ch - p < REPAIR_CHUNK ? ch - p : REPAIR_CHUNK);
-                if (read_full(copy, a, n, p) < 0) goto fail;
-                for (size_t i = 0; i < n; i += 4096) repaired += !all_zero(a + i, n - i < 4096 ? n - i : 4096);
-            }
-            if (sparc_punch_hole(copy, cd, ch - cd) < 0) goto fail;
-            at = ch;
+    for (off_t p = start; p < end; p += REPAIR_CHUNK) {
+        size_t n = (size_t)(end - p < REPAIR_CHUNK ? end - p : REPAIR_CHUNK);
+        if (hole_throughout(source, p, p + (off_t)n) && hole_throughout(copy, p, p + (off_t)n)) continue;
+        if (read_full(source, a, n, p) < 0 || read_full(copy, b, n, p) < 0) goto fail;
+        for (size_t i = 0; i < n; i += 4096) {
+            size_t m = n - i < 4096 ? n - i : 4096;
+            if (memcmp(a + i, b + i, m) == 0) continue;
+            /* Zeros in the RAM become a hole in the copy; data is written again. */
+            if (all_zero(a + i, m) ? sparc_punch_hole(copy, p + (off_t)i, (off_t)m) < 0 : write_full(copy, a + i, m, p + (off_t)i) < 0) goto fail;
+            repaired++;
         }
-        if (data >= length) break;
-        off_t hole = lseek(source, data, SEEK_HOLE);
-        if (hole < 0 || hole > length) hole = length;
-        /* [data, hole) holds data in the source: page by page, what differs is written again. */
-        for (off_t p = data; p < hole; p += REPAIR_CHUNK) {
-            size_t n = (size_t)(hole - p < REPAIR_CHUNK ? hole - p : REPAIR_CHUNK);
-            if (read_full(source, a, n, p) < 0 || read_full(copy, b, n, p) < 0) goto fail;
-            for (size_t i = 0; i < n; i += 4096) {
-                size_t m = n - i < 4096 ? n - i : 4096;
-                if (memcmp(a + i, b + i, m) == 0) continue;
-                if (write_full(copy, a + i, m, p + (off_t)i) < 0) goto fail;
-                repaired++;
-            }
-        }
-        off = hole;
     }
     free(a);
     free(b);
