@@ -195,7 +195,8 @@ final class LiveMemoryCopy {
     /// many did. QEMU's dirty log can miss writes: before QEMU 9.0, under TCG, a sync cleared the
     /// log without making the vCPUs' TLBs trap writes again (QEMU commit 03bfc2188f), and this
     /// host's QEMU 7.2 lost up to 33 pages of a 256 MiB guest in one copy. Costs one read of
-    /// both (what is not a hole) at memory speed, while the guest is still stopped.
+    /// both at memory speed (4 MiB chunks that are holes in both skipped), on every core, while
+    /// the guest is still stopped.
     func repair(against ram: Int32, bytes: Int64) throws -> Int { try Self.repair(copy: ramFile, source: ram, bytes: bytes) }
 
     /// Makes `copy` read as `source` (`bytes` each, on tmpfs); returns the pages it wrote again

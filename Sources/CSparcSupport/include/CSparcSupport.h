@@ -33,9 +33,10 @@ long sparc_filesystem_type(const char *path);
 int sparc_syncfs(int fd);
 
 /* Makes the file `copy` read as the file `source` (both `length` bytes, on tmpfs) and returns
- * how many 4 KiB pages it had to write again or clear, or -1 with errno set. Reads with pread
- * and skips what is a hole in both (SEEK_DATA), so neither file's holes get memory (a shared
- * mapping's read fault would allocate every hole of a tmpfs file). */
+ * how many 4 KiB pages it had to write again or clear, or -1 with errno set. Reads with pread,
+ * one thread per core (up to 4), skipping 4 MiB chunks that are holes in both (SEEK_DATA), so
+ * neither file's holes get memory (a shared mapping's read fault would allocate every hole of
+ * a tmpfs file). */
 long long sparc_repair_copy(int copy, int source, off_t length);
 
 #endif
