@@ -24,7 +24,8 @@ import TOMLKit
 /// agent matches it while the guest is frozen); one with them is a pattern on the whole command
 /// line, a user names every process of that user, and a unit every process in that systemd
 /// unit's cgroup (its listener too: `ssh.service` without logind holds every SSH session):
-/// these three are matched against the process list just before the checkpoint. Unknown keys and values of the wrong kind are refused.
+/// these three are matched against the process list just before the checkpoint. Unknown keys
+/// and values of the wrong kind are refused.
 public struct SparcConfig: Equatable, Sendable {
     /// What leaves processes out of every checkpoint (or one VM's).
     public struct ExclusionRules: Equatable, Sendable {

@@ -44,6 +44,9 @@ struct Config: ParsableCommand {
             var vms: [String: [String: [String]]]
         }
 
+        /// A rule set as `--json` shows it, one list per kind.
+        static func listed(_ r: SparcConfig.ExclusionRules) -> [String: [String]] { ["commands": r.commands, "users": r.users, "units": r.units] }
+
         func run() throws {
             let config = try SparcConfig.shared.get()
             let environment = ProcessInfo.processInfo.environment
@@ -51,8 +54,7 @@ struct Config: ParsableCommand {
             let shown = Shown(
                 files: config.files, bundles: BundleHome.path(), bundlesFrom: bundlesFrom, scope: (config.scope ?? .all).rawValue,
                 scopeFrom: config.sources["scope"] ?? "default", retention: config.retention.map { ["keepLast": $0.last, "keepHourly": $0.hourly, "keepDaily": $0.daily, "keepWeekly": $0.weekly] },
-                exclude: ["commands": config.exclude.commands, "users": config.exclude.users, "units": config.exclude.units],
-                vms: config.perVM.mapValues { ["commands": $0.commands, "users": $0.users, "units": $0.units] })
+                exclude: Self.listed(config.exclude), vms: config.perVM.mapValues(Self.listed))
             if json { return try printJSON(Versioned(result: shown, key: "config")) }
             let candidates = SparcConfig.paths()
             print("files:     " + (config.files.isEmpty ? "none (looked for \(candidates.joined(separator: ", ")))" : config.files.joined(separator: ", ")).terminalSafe)
