@@ -33,6 +33,17 @@ public struct MachineSpec: Codable, Equatable, Sendable {
     public var hasDisk: Bool
     /// The network card, or nil for none.
     public var network: NetworkSpec?
+    /// RAM beyond `memoryMiB`: `unalignedTailBytes` on machines sparc starts (nil on those it
+    /// started before, and on restores of their bundles), so that QEMU logs the guest's writes
+    /// exactly (see `unalignedTailBytes`).
+    public var extraRAMBytes: Int64?
+
+    /// What sparc adds to the RAM of every machine it starts: 8 KiB, so the RAM block's length
+    /// is no multiple of 64 pages. QEMU before 9.0 syncs such a block's dirty log page by page,
+    /// and that path makes the vCPUs' TLBs trap writes again; the fast path for aligned blocks
+    /// does not (QEMU commit 03bfc2188f), and under TCG a live copy then misses pages the guest
+    /// wrote. 8 KiB, not 4: QEMU rounds `-m` up to 8 KiB.
+    public static let unalignedTailBytes: Int64 = 8192
 
     public init(
         memoryMiB: Int = 256, cpus: Int = 1, accel: Accelerator = .tcg, kernel: String? = nil, initrd: String? = nil,
@@ -48,7 +59,8 @@ public struct MachineSpec: Codable, Equatable, Sendable {
         self.hasDisk = hasDisk
     }
 
-    public var memoryBytes: Int64 { Int64(memoryMiB) << 20 }
+    /// The guest RAM's size: `memoryMiB` and the extra bytes.
+    public var memoryBytes: Int64 { (Int64(memoryMiB) << 20) + (extraRAMBytes ?? 0) }
 
     /// Checks values an operator could get wrong, with messages that say what to do.
     public func validate() throws {

@@ -138,10 +138,11 @@ public struct QEMUCommand {
         a += ["-accel", spec.accel.rawValue]
         if spec.accel == .kvm { a += ["-cpu", "host"] }
         a += ["-smp", String(spec.cpus)]
-        a += ["-m", "\(spec.memoryMiB)M"]
+        // In KiB: the RAM has extra bytes beyond whole MiB (MachineSpec.unalignedTailBytes).
+        a += ["-m", "\(spec.memoryBytes >> 10)k"]
         a += [
             "-object",
-            "memory-backend-file,id=ram0,size=\(spec.memoryMiB)M,mem-path=/proc/self/fd/\(Self.ramDescriptor),share=on",
+            "memory-backend-file,id=ram0,size=\(spec.memoryBytes >> 10)k,mem-path=/proc/self/fd/\(Self.ramDescriptor),share=on",
         ]
         a += ["-nodefaults", "-no-user-config", "-vga", "none", "-display", "none"]
         if let kernel = spec.kernel {

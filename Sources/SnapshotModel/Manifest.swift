@@ -100,10 +100,14 @@ public struct Manifest: Codable, Equatable, Sendable {
         public var persistentDisk: Bool
         /// The network card, or nil for none.
         public var network: Network?
+        /// RAM beyond `memoryMiB` (sparc's machines since 0.3 have 8 KiB more, see
+        /// `MachineSpec.unalignedTailBytes`); nil: none.
+        public var extraRAMBytes: Int64?
         public init(
             memoryMiB: Int, cpus: Int, accel: String, kernel: BootFile?, initrd: BootFile?, append: String?, disk: Bool,
-            persistentDisk: Bool = false, network: Network? = nil
+            persistentDisk: Bool = false, network: Network? = nil, extraRAMBytes: Int64? = nil
         ) {
+            self.extraRAMBytes = extraRAMBytes
             self.network = network
             self.persistentDisk = persistentDisk
             self.memoryMiB = memoryMiB
@@ -114,7 +118,10 @@ public struct Manifest: Codable, Equatable, Sendable {
             self.append = append
             self.disk = disk
         }
-        public var memoryBytes: Int64 { Int64(memoryMiB) << 20 }
+        /// The guest RAM's size (the memory image's): `memoryMiB` and the extra bytes.
+        public var memoryBytes: Int64 { (Int64(memoryMiB) << 20) + (extraRAMBytes ?? 0) }
+        /// The most RAM a manifest may have beyond `memoryMiB` (less than a MiB, in whole 8 KiB).
+        public static let extraRAMLimit: Int64 = 1 << 20
     }
 
     /// A virtio-net card: its MAC and what it was attached to on the host.
@@ -430,6 +437,9 @@ public struct Manifest: Codable, Equatable, Sendable {
         guard VMName.isValid(vm.name) else { throw bad("VM name '\(vm.name.terminalSafe)' is not a valid name") }
         guard Self.isUUID(vm.id) else { throw bad("VM id '\(vm.id.terminalSafe)' is not a UUID") }
         guard (64...Self.maxMemoryMiB).contains(machine.memoryMiB) else { throw bad("memory of \(machine.memoryMiB) MiB") }
+        if let extra = machine.extraRAMBytes {
+            guard extra > 0, extra < Machine.extraRAMLimit, extra % 8192 == 0 else { throw bad("\(extra) bytes of RAM beyond whole MiB") }
+        }
         guard (1...64).contains(machine.cpus) else { throw bad("\(machine.cpus) CPUs") }
         guard ["tcg", "kvm"].contains(machine.accel) else { throw bad("accelerator '\(machine.accel.terminalSafe)'") }
         for boot in [machine.kernel, machine.initrd].compactMap({ $0 }) {

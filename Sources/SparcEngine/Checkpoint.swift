@@ -35,9 +35,16 @@ public struct CheckpointReport: Codable, Sendable {
     public var diskReadBytes: Int64?
     /// The stored checkpoint only the writes since were read (nil: the whole disk was read).
     public var diskChangedSince: String?
-    /// Memory was copied while the guest ran: the pages QEMU's dirty log missed, which the
-    /// check at the stop copied again (nil: the guest was paused for the copy).
+    /// Memory was copied while the guest ran (false: the guest was paused for the copy).
+    public var liveCopied = false
+    /// The pages QEMU's dirty log missed, which the check at the stop copied again (nil: not
+    /// checked, because the copy was paused or QEMU's log is exact for this RAM, see
+    /// `LiveMemoryCopy.dirtyLogMayMissWrites`).
     public var liveCopyRepairedPages: Int?
+    /// How long QEMU took to set the live copy up, in seconds (nil: not copied live): its
+    /// first sync of the dirty log, one step per page written since its last copy, with its
+    /// global lock held, so the guest's interrupts and I/O wait meanwhile although it runs.
+    public var liveCopySetup: Double?
 }
 
 extension VMManager {
@@ -119,6 +126,7 @@ extension VMManager {
         var liveUsed = false
         var thawedEarly = false
         var liveRepairedPages: Int?
+        var liveSetup: Int?
         do {
             ownFiles = try machine.writeOwnMembers(writer)
             progress?("asking the guest agent")
@@ -193,16 +201,20 @@ extension VMManager {
             if let live {
                 // The last round of memory and the devices, into the copy and the device state.
                 _ = try live.finish()
+                liveSetup = live.setupMilliseconds
                 liveFinished = true
                 liveUsed = true
                 pauseTrace.append(("last round and devices", Date()))
-                // Still stopped: the copy is checked against the RAM itself (the dirty log can miss writes).
-                let ram = try machine.openRAM()
-                defer { close(ram) }
-                let missed = try live.repair(against: ram, bytes: Int64(machine.ramBytes))
-                liveRepairedPages = missed
-                pauseTrace.append(("copy checked", Date()))
-                if missed > 0 { progress?(.init(.savingDevices, "the copy missed \(missed) page(s) the guest wrote; copied again from the stopped guest")) }
+                // Still stopped: where QEMU's dirty log can miss writes, the copy is checked
+                // against the RAM itself.
+                if LiveMemoryCopy.mustCheck(ramBytes: machine.ramBytes, accel: machine.manifestHeader().machine.accel) {
+                    let ram = try machine.openRAM()
+                    defer { close(ram) }
+                    let missed = try live.repair(against: ram, bytes: Int64(machine.ramBytes))
+                    liveRepairedPages = missed
+                    pauseTrace.append(("copy checked", Date()))
+                    if missed > 0 { progress?(.init(.savingDevices, "the copy missed \(missed) page(s) the guest wrote; copied again from the stopped guest")) }
+                }
             } else {
                 try saveDeviceState(qmp: machine.monitor, to: writer.file(Manifest.devicesFile))
                 pauseTrace.append(("devices saved", Date()))
@@ -245,7 +257,7 @@ extension VMManager {
                     defer { last = step.1 }
                     return "\(step.0) +\(Int(step.1.timeIntervalSince(last) * 1000))"
                 }
-                printError("pause phases (ms, from QEMU's stop): " + steps.joined(separator: ", "))
+                printError("pause phases (ms, from QEMU's stop): " + steps.joined(separator: ", ") + (liveSetup.map { "; QEMU's setup of the live copy \($0) ms" } ?? ""))
             }
 
             try checkCancelled()
@@ -296,7 +308,8 @@ extension VMManager {
                 total: Date().timeIntervalSince(began), stopped: stopAfter, exclusion: manifest.exclusion,
                 liveNames: Dictionary(plan?.processes.map { ($0.pid, $0.command) } ?? [], uniquingKeysWith: { a, _ in a }),
                 ttySessions: plan?.ttySessions ?? [], freeMemory: saved.free, diskNote: storedDisk?.note,
-                diskReadBytes: storedDisk?.read, diskChangedSince: storedDisk?.since, liveCopyRepairedPages: liveRepairedPages)
+                diskReadBytes: storedDisk?.read, diskChangedSince: storedDisk?.since, liveCopied: liveUsed, liveCopyRepairedPages: liveRepairedPages,
+                liveCopySetup: liveSetup.map { Double($0) / 1000 })
         } catch {
             guard !committed else { throw error }
             // Failure or cancel: leave the machine as it was (running, thawed, on its own

@@ -182,7 +182,8 @@ final class OwnMachine: Machine {
             .init(
                 memoryMiB: state.spec.memoryMiB, cpus: state.spec.cpus, accel: state.spec.accel.rawValue, kernel: state.kernel,
                 initrd: state.initrd, append: state.spec.append, disk: state.spec.hasDisk, persistentDisk: state.persistentDisk != nil,
-                network: state.spec.network.map { .init(backend: $0.backend.rawValue, forwards: $0.forwards, tap: $0.tap, mac: $0.mac) }),
+                network: state.spec.network.map { .init(backend: $0.backend.rawValue, forwards: $0.forwards, tap: $0.tap, mac: $0.mac) },
+                extraRAMBytes: state.spec.extraRAMBytes),
             .init(version: state.qemuVersion, argv: state.argv)
         )
     }

@@ -382,6 +382,7 @@ extension VMManager {
             memoryMiB: manifest.machine.memoryMiB, cpus: manifest.machine.cpus,
             accel: Accelerator(rawValue: manifest.machine.accel) ?? .tcg, append: manifest.machine.append,
             hasDisk: manifest.machine.disk)
+        spec.extraRAMBytes = manifest.machine.extraRAMBytes
         spec.kernel = try manifest.machine.kernel.map { try bootFile($0, what: "kernel", offered: policy.kernel) }
         spec.initrd = try manifest.machine.initrd.map { try bootFile($0, what: "initrd", offered: policy.initrd) }
         if let net = manifest.machine.network {

@@ -96,6 +96,12 @@ extension CheckpointReport {
         if let diskNote { lines.append("  " + diskNote) }
         if let missed = liveCopyRepairedPages {
             lines.append("  memory copied while the guest ran" + (missed > 0 ? "; \(missed) page(s) QEMU's dirty log missed were copied again at the stop" : ", checked against the stopped guest"))
+        } else if liveCopied {
+            lines.append("  memory copied while the guest ran (QEMU logs this RAM's writes page by page: not checked at the stop)")
+        }
+        // QEMU's first sync holds its lock: the guest runs, but its interrupts and I/O wait.
+        if let setup = liveCopySetup, setup >= 0.1 {
+            lines.append(String(format: "  QEMU's setup of the copy held the guest's interrupts and I/O %.2f s (its dirty log's first sync)", setup))
         }
         lines.append(String(format: "  guest paused %.2f s, total %.2f s%@", downtime, total, stopped ? ", VM stopped" : ""))
         return lines

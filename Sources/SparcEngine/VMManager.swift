@@ -123,6 +123,7 @@ public final class VMManager {
         var spec = MachineSpec(
             memoryMiB: options.memoryMiB, cpus: options.cpus, accel: options.accel ?? Accelerator.detect(),
             network: try options.network.map { try NetworkSpec.parse($0) })
+        spec.extraRAMBytes = MachineSpec.unalignedTailBytes
         var image: GuestImage?
         if let kernel = options.kernel {
             if options.boot == .disk { throw SparcError("--boot disk boots the disk's own kernel: leave out --kernel") }

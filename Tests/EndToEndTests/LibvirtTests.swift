@@ -272,6 +272,9 @@ final class LibvirtTests: XCTestCase {
         print("domain checkpoint, nothing left out: \(plainReport.split(separator: "\n").first { $0.contains("paused") } ?? "")")
         // Nothing left out: memory copied while the domain ran (QEMU's migration into sparc).
         XCTAssertTrue(try String(contentsOfFile: plain + "/manifest.json", encoding: .utf8).contains("guestRAMOmitted"))
+        // Its 256 MiB are whole 256 KiB, whose dirty log QEMU 7.2 keeps a word at a time and can
+        // miss writes in: the copy is checked against the stopped domain's RAM.
+        XCTAssertTrue(plainReport.contains("checked against the stopped guest") || plainReport.contains("QEMU's dirty log missed"), plainReport)
         let found = try sparc.run(["search", key, plain, "--json"])
         XCTAssertEqual(found.status, 0, "the baseline holds the key: \(found.stderr)")
         XCTAssertTrue(found.stdout.contains("\"pid\" : \(holder)") || found.stdout.contains("\"pid\":\(holder)"), "owned by the holder: \(found.stdout.prefix(600))")

@@ -17,9 +17,9 @@ final class QEMUCommandTests: XCTestCase {
         let argv = QEMUCommand(spec: spec, layout: layout, ramPath: ram).arguments
         XCTAssertEqual(argv.first, "qemu-system-x86_64")
         // The RAM file is inherited as a descriptor sparc opened and checked, never opened by path.
-        XCTAssertTrue(value(after: "-object", in: argv).contains("memory-backend-file,id=ram0,size=512M,mem-path=/proc/self/fd/64,share=on"))
+        XCTAssertTrue(value(after: "-object", in: argv).contains("memory-backend-file,id=ram0,size=524288k,mem-path=/proc/self/fd/64,share=on"))
         XCTAssertEqual(value(after: "-machine", in: argv), ["q35,memory-backend=ram0"])
-        XCTAssertEqual(value(after: "-m", in: argv), ["512M"])
+        XCTAssertEqual(value(after: "-m", in: argv), ["524288k"])
         XCTAssertTrue(argv.contains("-nodefaults"))
         XCTAssertEqual(value(after: "-vga", in: argv), ["none"])
         XCTAssertEqual(value(after: "-display", in: argv), ["none"])
@@ -29,6 +29,23 @@ final class QEMUCommandTests: XCTestCase {
         XCTAssertFalse(argv.contains("-incoming"))
         XCTAssertFalse(argv.contains("-drive") || argv.contains("-blockdev"))
         XCTAssertFalse(argv.contains("-daemonize"), "sparc spawns QEMU itself to keep its error output")
+    }
+
+    /// The 8 KiB beyond whole MiB reach QEMU in the backend and `-m` alike (they must match),
+    /// and a spec saved before they existed (no key) has none.
+    func testExtraRAMBytesReachQEMUAndOldSpecsHaveNone() throws {
+        var spec = MachineSpec(memoryMiB: 256, accel: .tcg, kernel: "/k", initrd: "/i")
+        spec.extraRAMBytes = MachineSpec.unalignedTailBytes
+        XCTAssertEqual(spec.memoryBytes, (256 << 20) + 8192)
+        XCTAssertNotEqual(spec.memoryBytes % (64 * 4096), 0, "not a multiple of 64 pages: QEMU logs the RAM's writes page by page")
+        let argv = QEMUCommand(spec: spec, layout: layout, ramPath: ram).arguments
+        XCTAssertEqual(value(after: "-m", in: argv), ["262152k"])
+        XCTAssertTrue(value(after: "-object", in: argv).contains("memory-backend-file,id=ram0,size=262152k,mem-path=/proc/self/fd/64,share=on"))
+        var saved = try JSONSerialization.jsonObject(with: JSONEncoder().encode(spec)) as! [String: Any]
+        saved["extraRAMBytes"] = nil
+        let old = try JSONDecoder().decode(MachineSpec.self, from: JSONSerialization.data(withJSONObject: saved))
+        XCTAssertNil(old.extraRAMBytes)
+        XCTAssertEqual(old.memoryBytes, 256 << 20)
     }
 
     /// QEMU may never spawn a program (no `exec:` migration) and drops privileges when told.

@@ -34,6 +34,23 @@ final class SummariesTests: XCTestCase {
             "saved /b/x.sparc in 1.5 s, guest paused 0.25 s; excluded user 2.0 MiB, pipe 4.0 KiB, swap slots zeroed in the disk state 8.0 KiB; 3 kept-shared pages, 1 warning(s)")
     }
 
+    /// A live copy says whether it was checked at the stop, what the check mended, and how
+    /// long QEMU's setup held the guest's interrupts; a paused copy says none of it.
+    func testLiveCopyLines() {
+        var report = CheckpointReport(
+            bundle: "/b/x.sparc", memoryBytes: 256 << 20, memoryDataBytes: 40 << 20, devicesBytes: 300_000, diskBytes: nil,
+            downtime: 0.06, total: 1.5, stopped: false, exclusion: Manifest.Exclusion(), liveNames: [:])
+        XCTAssertFalse(report.summaryLines.contains { $0.contains("while the guest ran") || $0.contains("setup") })
+        report.liveCopied = true
+        report.liveCopySetup = 1.26
+        XCTAssertTrue(report.summaryLines.contains { $0.contains("while the guest ran") && $0.contains("not checked") }, "\(report.summaryLines)")
+        XCTAssertTrue(report.summaryLines.contains { $0.contains("1.26 s") }, "\(report.summaryLines)")
+        report.liveCopyRepairedPages = 3
+        report.liveCopySetup = 0.03
+        XCTAssertTrue(report.summaryLines.contains { $0.contains("3 page(s)") }, "\(report.summaryLines)")
+        XCTAssertFalse(report.summaryLines.contains { $0.contains("setup") }, "a setup too short to notice is not named")
+    }
+
     func testSummaryOfSomethingThatIsNoBundle() throws {
         let dir = NSTemporaryDirectory() + "sparc-summary-\(getpid())"
         try FileSystem.makeDirectories(dir)
