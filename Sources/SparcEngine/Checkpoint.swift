@@ -138,7 +138,16 @@ extension VMManager {
             try FreezeMarker.mine(.checkpoint, staging: writer.stagingPath).write(layout.atWorkMarker)
             // From here on a failure thaws (collect freezes the guest itself).
             thawOnFailure = true
-            if !excluding {
+            // With nothing left out, memory is copied while the guest runs and QEMU stops it
+            // only for the last round (LiveMemoryCopy); else it is paused for the copy.
+            let liveBlock = excluding || !LiveMemoryCopy.enabled ? nil : machine.liveRAMBlock
+            let liveDirectory = liveBlock == nil ? nil : LiveMemoryCopy.directory(for: machine.ramBytes)
+            let copiesLive = liveBlock != nil && liveDirectory != nil
+            // A paused copy's owner map is taken frozen, so it names the owners at the pause.
+            // A live copy's processes are not frozen at all: they run on until QEMU's stop,
+            // seconds after any map, so freezing them for the map (seconds at 1 GiB under
+            // TCG) would buy no exactness; its owners are those of moments before the stop.
+            if !excluding && !copiesLive {
                 progress?(.init(.freezing, "freezing guest processes"))
                 _ = try agent.freeze(lease: Self.freezeLease)
             }
@@ -148,16 +157,11 @@ extension VMManager {
             let plan = collected.plan
 
             FaultPoint.reached("checkpoint-after-collect")
-            // With nothing left out, memory is copied while the guest runs and QEMU stops it
-            // only for the last round (LiveMemoryCopy); else it is paused for the copy.
-            if !excluding, let block = machine.liveRAMBlock, LiveMemoryCopy.enabled, let directory = LiveMemoryCopy.directory(for: machine.ramBytes) {
+            if copiesLive, let block = liveBlock, let directory = liveDirectory {
                 // Nothing is left out, so nothing must stay put while memory is copied: the
-                // processes run on through the copy (the owner map, taken frozen, only names
-                // whose pages search hits are in). The bundle is still of one instant, QEMU's stop.
-                progress?(.init(.thawing, "thawing guest processes: nothing is left out, they run on during the copy"))
+                // processes run on through the copy. The bundle is still of one instant, QEMU's stop.
                 thawOnFailure = false
                 agent.cancel = nil
-                try Self.thawAfterCheckpoint(agent)
                 thawedEarly = true
                 inputHold = nil
                 // The agent's port is let go before the copy: memory taken while a host client
