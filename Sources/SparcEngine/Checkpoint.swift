@@ -132,6 +132,8 @@ extension VMManager {
             progress?("asking the guest agent")
             let hello = try agent.hello()
             let excluding = exclusion.map { !$0.isEmpty } ?? false
+            // The disk's next overlay is made now, so the pause only switches to it.
+            try machine.prepareDiskDiversion()
             // Should this process die from here until the thaw, its guardian (else the next
             // command) resumes the machine, merges its disk back and thaws the guest within a second.
             guardian = Guardian.watch(vm: name, connect: machine.connect)

@@ -64,13 +64,24 @@ extension VMManager {
         try staging.moveIntoPlace(replace: false)
     }
 
-    /// Puts a new qcow2 overlay on top of the disk chain (the VM must be paused): the file is
-    /// made here and handed to QEMU as descriptors in a new fd set, so QEMU opens nothing by path.
+    /// Puts a new qcow2 overlay on top of the disk chain (the VM must be paused).
     func addOverlay(_ state: inout VMState, qmp: QMPClient, layout: RuntimeLayout) throws {
+        let layer = try prepareOverlay(&state, qmp: qmp, layout: layout)
+        try switchToOverlay(layer, &state, qmp: qmp, layout: layout)
+    }
+
+    /// Makes the next overlay while the guest runs, so that a pause only switches to it: the
+    /// file (made here and handed to QEMU as descriptors in a new fd set, so QEMU opens nothing
+    /// by path) and QEMU's node for it, attached to nothing yet. Recorded in the state first,
+    /// so whatever happens next, the VM's stop removes the file.
+    func prepareOverlay(_ state: inout VMState, qmp: QMPClient, layout: RuntimeLayout) throws -> DiskLayer {
         let top = state.disk[state.disk.count - 1]
         let serial = max(state.nextLayer, state.disk.count)
         let path = layout.directory + "/disk-\(serial).qcow2"
         unlink(path)
+        state.nextLayer = serial + 1
+        state.diskScratch.append(path)
+        try state.save(layout.stateFile)
         try createOverlay(path, on: top)
         let rw = open(path, O_RDWR | O_CLOEXEC)
         let ro = open(path, O_RDONLY | O_CLOEXEC)
@@ -88,14 +99,29 @@ extension VMManager {
                 "driver": "qcow2", "node-name": layer.node, "backing": NSNull(),
                 "file": ["driver": "file", "node-name": layer.node + "-file", "filename": "/dev/fdset/\(layer.fdSet)", "locking": "off"],
             ])
-        // Recorded before the switch: whatever happens next, the state names every file in use.
-        state.nextLayer = serial + 1
-        state.diskScratch.append(path)
+        return layer
+    }
+
+    /// The guest writes into `layer` (made by `prepareOverlay` on the current top) from this
+    /// instant; the layer below becomes read-only (the VM must be paused).
+    func switchToOverlay(_ layer: DiskLayer, _ state: inout VMState, qmp: QMPClient, layout: RuntimeLayout) throws {
+        let top = state.disk[state.disk.count - 1]
         try qmp.execute("blockdev-snapshot", ["node": top.node, "overlay": layer.node])
         state.disk[state.disk.count - 1].writable = false
         state.disk.append(layer)
         try state.save(layout.stateFile)
         FaultPoint.reached("checkpoint-after-disk-snapshot")
+    }
+
+    /// Lets go of an overlay `prepareOverlay` made that the guest never wrote into: QEMU's
+    /// node and the file (best effort: what remains goes at the VM's stop).
+    func discardOverlay(_ layer: DiskLayer, _ state: inout VMState, qmp: QMPClient, layout: RuntimeLayout) {
+        _ = try? qmp.execute("blockdev-del", ["node-name": layer.node])
+        _ = try? qmp.execute("blockdev-del", ["node-name": layer.node + "-file"])
+        _ = try? qmp.execute("remove-fd", ["fdset-id": layer.fdSet])
+        unlink(layer.path)
+        state.diskScratch.removeAll { $0 == layer.path }
+        try? state.save(layout.stateFile)
     }
 
     /// Writes every overlay back into the VM's own file (an active commit while the guest

@@ -44,6 +44,8 @@ protocol Machine: AnyObject {
     func pause() throws
     /// Lets its CPUs run again.
     func resume() throws
+    /// Before the pause: makes ready what `divertDisk` switches to, so the pause only switches.
+    func prepareDiskDiversion() throws
     /// While paused: the guest goes on writing into an overlay; returns the frozen layer,
     /// whose copy is the disk state (nil: no disk). `marker` records a diversion a guardian
     /// must undo should the command die.
@@ -76,6 +78,7 @@ protocol Machine: AnyObject {
 extension Machine {
     var liveRAMBlock: String? { nil }
     func expectPause() throws {}
+    func prepareDiskDiversion() throws {}
     func trackDiskWrites(as bitmap: String) throws {}
     func openFrozenDisk(stored: Set<String>, progress: VMManager.Progress?) throws -> FrozenDisk? { nil }
     func finishFrozenDisk(succeeded: Bool) {}
@@ -134,14 +137,27 @@ final class OwnMachine: Machine {
     /// The frozen layer's export and the disk's dirty bitmaps.
     lazy var diskExport = DiskExportSession(monitor: qmp, directory: layout.directory)
 
+    /// The overlay `prepareDiskDiversion` made, until `divertDisk` switches to it.
+    var preparedOverlay: DiskLayer?
+
+    func prepareDiskDiversion() throws {
+        guard state.spec.hasDisk, !state.disk.isEmpty, preparedOverlay == nil else { return }
+        preparedOverlay = try manager.prepareOverlay(&state, qmp: qmp, layout: layout)
+    }
+
     func divertDisk(marker: (String) throws -> Void) throws -> (path: String, format: String)? {
         guard state.spec.hasDisk, let top = state.disk.last else { return nil }
         frozenLayer = top
         frozenChainLength = state.disk.count
         // The layer the guest wrote so far becomes read-only and is the disk state of this
-        // checkpoint; the VM goes on writing into a new overlay, handed to QEMU as descriptors.
-        try manager.addOverlay(&state, qmp: qmp, layout: layout)
-        try state.save(layout.stateFile)
+        // checkpoint; the VM goes on writing into a new overlay, handed to QEMU as descriptors
+        // (made before the pause where it could be).
+        if let layer = preparedOverlay {
+            try manager.switchToOverlay(layer, &state, qmp: qmp, layout: layout)
+            preparedOverlay = nil
+        } else {
+            try manager.addOverlay(&state, qmp: qmp, layout: layout)
+        }
         return (top.path, top.format)
     }
 
@@ -168,8 +184,12 @@ final class OwnMachine: Machine {
         if paused {
             do { try resume() } catch { problems.append("QEMU could not resume the guest, which stays paused: \(error)") }
         }
-        // Whatever the disk chain became, the runtime state says so (the overlay is merged at
-        // the next checkpoint or at stop).
+        // An overlay made ready but never switched to goes; whatever the disk chain became,
+        // the runtime state says so (the overlay is merged at the next checkpoint or at stop).
+        if let layer = preparedOverlay {
+            manager.discardOverlay(layer, &state, qmp: qmp, layout: layout)
+            preparedOverlay = nil
+        }
         try? state.save(layout.stateFile)
         return problems
     }

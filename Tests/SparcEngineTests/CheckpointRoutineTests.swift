@@ -54,6 +54,7 @@ final class CheckpointRoutineTests: ScratchDirectoryTestCase {
         func writeOwnMembers(_ writer: BundleWriter) throws -> [String] { try step("members"); return [] }
         func pause() throws { try step("pause"); running = false }
         func resume() throws { try step("resume"); running = true }
+        func prepareDiskDiversion() throws { try step("prepare") }
         func divertDisk(marker: (String) throws -> Void) throws -> (path: String, format: String)? { try step("divert"); return nil }
         func openRAM() throws -> Int32 {
             try step("ram")
@@ -97,7 +98,7 @@ final class CheckpointRoutineTests: ScratchDirectoryTestCase {
         let out = dir + "/out/c.sparc"
         let report = try manager.runCheckpoint(machine, output: out, stopAfter: false, exclusion: nil, saveFreeMemory: true, cancel: nil, progress: nil)
         XCTAssertEqual(report.bundle, out)
-        XCTAssertEqual(machine.steps, ["members", "pause", "divert", "ram", "resume", "merge"])
+        XCTAssertEqual(machine.steps, ["members", "prepare", "pause", "divert", "ram", "resume", "merge"], "the overlay is made before the pause")
         XCTAssertTrue(machine.running)
         XCTAssertFalse(agent.frozen, "thawed")
         let reader = try BundleReader(path: out)
@@ -115,7 +116,7 @@ final class CheckpointRoutineTests: ScratchDirectoryTestCase {
     func testStopAfterStopsInsteadOfResuming() throws {
         let (manager, machine, agent, _) = try fixture()
         _ = try manager.runCheckpoint(machine, output: dir + "/out/s.sparc", stopAfter: true, exclusion: nil, saveFreeMemory: true, cancel: nil, progress: nil)
-        XCTAssertEqual(machine.steps, ["members", "pause", "divert", "ram", "stop"])
+        XCTAssertEqual(machine.steps, ["members", "prepare", "pause", "divert", "ram", "stop"])
         XCTAssertFalse(machine.running)
         XCTAssertEqual(agent.thaws, 0, "a stopped guest is not thawed")
     }
@@ -124,7 +125,7 @@ final class CheckpointRoutineTests: ScratchDirectoryTestCase {
     /// through, the machine runs (resumed when it was paused), the guest is thawed, nothing
     /// is left in the output directory and no marker stays.
     func testFailureAtEveryStepIsUndone() throws {
-        for failing in ["members", "pause", "divert", "ram", "resume"] {
+        for failing in ["members", "prepare", "pause", "divert", "ram", "resume"] {
             let (manager, machine, agent, _) = try fixture()
             machine.failAt = failing
             XCTAssertThrowsError(
@@ -143,7 +144,7 @@ final class CheckpointRoutineTests: ScratchDirectoryTestCase {
         let (manager, machine, agent, monitor) = try fixture()
         monitor.failMigration = true
         XCTAssertThrowsError(try manager.runCheckpoint(machine, output: dir + "/out/m.sparc", stopAfter: false, exclusion: nil, saveFreeMemory: true, cancel: nil, progress: nil))
-        XCTAssertEqual(machine.steps, ["members", "pause", "divert", "undo"])
+        XCTAssertEqual(machine.steps, ["members", "prepare", "pause", "divert", "undo"])
         XCTAssertTrue(machine.running)
         XCTAssertFalse(agent.frozen)
         XCTAssertEqual(try leftovers(), [])
