@@ -39,7 +39,7 @@ public struct CheckpointReport: Codable, Sendable {
     public var liveCopied = false
     /// The pages QEMU's dirty log missed, which the check at the stop copied again (nil: not
     /// checked, because the copy was paused or QEMU's log is exact for this RAM, see
-    /// `LiveMemoryCopy.dirtyLogMayMissWrites`).
+    /// `LiveMemoryCopy.mustCheck`).
     public var liveCopyRepairedPages: Int?
     /// How long QEMU took to set the live copy up, in seconds (nil: not copied live): its
     /// first sync of the dirty log, one step per page written since its last copy, with its

@@ -12,7 +12,11 @@ struct Checkpoint: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Save a running VM into the checkpoint store (or a bundle directory with -o), optionally leaving processes out.",
         discussion: """
-            The guest is frozen and paused while device state and RAM are saved, then runs on \
+            With nothing left out, memory is copied while the guest runs and its processes run \
+            on: QEMU stops the guest only for the last round (tens of milliseconds; \
+            SPARC_LIVE_COPY=0 pauses it for the whole copy instead). With an exclusion its \
+            processes are frozen and it is paused while memory is saved, so what is left out stays \
+            put. Either way the bundle is the guest at one instant, and the guest runs on after \
             (unless --stop). Without -o the checkpoint goes into the store under the bundle home, \
             named VM-YYYYMMDD-HHMMSS (UTC): cut into chunks each stored once across every \
             checkpoint, compressed, encrypted with the store's key ('sparc bundles' lists them; \
