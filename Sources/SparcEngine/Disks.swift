@@ -116,8 +116,8 @@ extension VMManager {
     /// Lets go of an overlay `prepareOverlay` made that the guest never wrote into: QEMU's
     /// node and the file (best effort: what remains goes at the VM's stop).
     func discardOverlay(_ layer: DiskLayer, _ state: inout VMState, qmp: QMPClient, layout: RuntimeLayout) {
+        // Its file node was made with it and goes with it.
         _ = try? qmp.execute("blockdev-del", ["node-name": layer.node])
-        _ = try? qmp.execute("blockdev-del", ["node-name": layer.node + "-file"])
         _ = try? qmp.execute("remove-fd", ["fdset-id": layer.fdSet])
         unlink(layer.path)
         state.diskScratch.removeAll { $0 == layer.path }
