@@ -143,7 +143,9 @@ extension VMManager {
             // With nothing left out, memory is copied while the guest runs and QEMU stops it
             // only for the last round (LiveMemoryCopy); else it is paused for the copy.
             let liveBlock = excluding || !LiveMemoryCopy.enabled ? nil : machine.liveRAMBlock
-            let liveDirectory = liveBlock == nil ? nil : LiveMemoryCopy.directory(for: machine.ramBytes)
+            let liveDirectory =
+                liveBlock == nil
+                ? nil : LiveMemoryCopy.directory(for: machine.ramBytes, ramAllocated: try Self.allocatedBytes(of: machine), staging: writer.stagingPath)
             let copiesLive = liveBlock != nil && liveDirectory != nil
             // A paused copy's owner map is taken frozen, so it names the owners at the pause.
             // A live copy's processes are not frozen at all: they run on until QEMU's stop,
@@ -335,6 +337,16 @@ extension VMManager {
             if cancel?.isCancelled == true, (error as? SparcError)?.posixCode != ECANCELED { throw Self.cancelled(outcome) }
             throw error
         }
+    }
+
+    /// The bytes of the machine's RAM file that hold pages (the rest are holes the guest has
+    /// not touched yet).
+    static func allocatedBytes(of machine: Machine) throws -> Int64 {
+        let ram = try machine.openRAM()
+        defer { close(ram) }
+        var st = stat()
+        guard fstat(ram, &st) == 0 else { throw SparcError.posix("cannot read the size of guest RAM", machine.ramPath) }
+        return Int64(st.st_blocks) * 512
     }
 
     /// The manifest's account of an exclusion: targets as the operator named them and what they came to.

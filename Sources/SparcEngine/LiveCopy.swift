@@ -61,13 +61,27 @@ final class LiveMemoryCopy {
     /// copies again at the stop.)
     static var enabled: Bool { ProcessInfo.processInfo.environment["SPARC_LIVE_COPY"] != "0" }
 
-    /// The RAM directory, when its tmpfs has room for a copy of `ramBytes` beside what it holds.
-    static func directory(for ramBytes: UInt64) -> String? {
+    /// The RAM directory, when its tmpfs has room for a copy of the guest's RAM (`ramBytes`, of
+    /// which `ramAllocated` hold pages now) beside what it holds and what the checkpoint will
+    /// add to it (`staging`: the bundle is staged there too).
+    static func directory(for ramBytes: UInt64, ramAllocated: Int64, staging: String) -> String? {
         let memory = GuestRAM.baseDirectory
-        guard (try? GuestRAM.checkInMemory(memory)) != nil, sparc_filesystem_type(memory) == 0x0102_1994, let free = GuestRAM.freeBytes(),
-            free > Int64(ramBytes) + (256 << 20)
-        else { return nil }
-        return memory
+        guard (try? GuestRAM.checkInMemory(memory)) != nil, sparc_filesystem_type(memory) == 0x0102_1994, let free = GuestRAM.freeBytes() else {
+            return nil
+        }
+        var a = stat(), b = stat()
+        let stagingInMemory = stat(memory, &a) == 0 && stat(staging, &b) == 0 && a.st_dev == b.st_dev
+        return hasRoom(free: free, ramBytes: Int64(ramBytes), ramAllocated: ramAllocated, stagingInMemory: stagingInMemory) ? memory : nil
+    }
+
+    /// Whether `free` bytes of the guest's tmpfs hold a live copy without taking what the guest
+    /// itself may still need: a tmpfs that fills kills the guest (QEMU's write to its RAM file
+    /// faults). They must hold the copy (as large as the RAM at worst), the pages of the RAM
+    /// file the guest has not touched yet (it may touch them during the copy), the memory image
+    /// when the bundle is staged in the same tmpfs (written while the copy exists), and 256 MiB.
+    static func hasRoom(free: Int64, ramBytes: Int64, ramAllocated: Int64, stagingInMemory: Bool) -> Bool {
+        let untouched = max(0, ramBytes - ramAllocated)
+        return free > ramBytes + untouched + (stagingInMemory ? ramBytes : 0) + (256 << 20)
     }
 
     static let prefix = "live-ram-"

@@ -61,4 +61,19 @@ final class LiveCopyRepairTests: XCTestCase {
         defer { unsetenv("SPARC_LIVE_COPY_CHECK") }
         XCTAssertTrue(LiveMemoryCopy.mustCheck(ramBytes: (256 << 20) + 8192, accel: "tcg"))
     }
+
+    /// A live copy leaves the guest's tmpfs room for the guest's own untouched pages and for a
+    /// memory image staged beside it: a tmpfs that fills kills the guest.
+    func testLiveCopyLeavesTheGuestRoomToGrow() {
+        let gib: Int64 = 1 << 30, margin: Int64 = 256 << 20
+        // A guest that touched all its RAM needs room for the copy only.
+        XCTAssertTrue(LiveMemoryCopy.hasRoom(free: gib + margin + 1, ramBytes: gib, ramAllocated: gib, stagingInMemory: false))
+        XCTAssertFalse(LiveMemoryCopy.hasRoom(free: gib + margin, ramBytes: gib, ramAllocated: gib, stagingInMemory: false))
+        // One that touched a quarter may still touch the rest during the copy.
+        XCTAssertFalse(LiveMemoryCopy.hasRoom(free: gib + margin + 1, ramBytes: gib, ramAllocated: gib / 4, stagingInMemory: false))
+        XCTAssertTrue(LiveMemoryCopy.hasRoom(free: gib + gib * 3 / 4 + margin + 1, ramBytes: gib, ramAllocated: gib / 4, stagingInMemory: false))
+        // The bundle staged in the same tmpfs holds the memory image too.
+        XCTAssertFalse(LiveMemoryCopy.hasRoom(free: gib + margin + 1, ramBytes: gib, ramAllocated: gib, stagingInMemory: true))
+        XCTAssertTrue(LiveMemoryCopy.hasRoom(free: 2 * gib + margin + 1, ramBytes: gib, ramAllocated: gib, stagingInMemory: true))
+    }
 }
