@@ -137,7 +137,7 @@ extension VMManager {
     /// rule: the newest stays). Returns the stored name.
     func saveUndoPoint(_ name: String, undo: UndoRequest, progress: Progress?, cancel: Cancellation?) throws -> String {
         progress?("saving the running state first, so that 'sparc undo' can go back to it")
-        let staging = try StoreStaging(home: undo.home, memoryBytes: ramBytes(of: name))
+        let staging = try StoreStaging(home: undo.home, memoryBytes: memoryStagingBytes(of: name))
         defer { staging.remove() }
         var destination = staging.destination(vm: name, store: undo.store, undoPoint: true)
         // Names are by the second: never over an earlier undo point of the same second.

@@ -25,12 +25,17 @@ extension VMManager {
         return try CheckpointStore(directory: home + "/store", stateDirectory: stateDirectory, passphrase: passphrase)
     }
 
-    /// The RAM size of a running VM or libvirt domain, for staging its checkpoint in memory
-    /// (nil: not known here).
-    public func ramBytes(of name: String) -> Int64? {
+    /// The room a checkpoint of a running VM or libvirt domain needs in the RAM directory to
+    /// stage its memory image there (nil: not known here): the image, as large as the RAM at
+    /// worst, and for a VM of sparc's, whose RAM file is in that directory too, the pages the
+    /// guest has not touched yet, which it may touch meanwhile (a tmpfs that fills makes QEMU
+    /// fault on the guest's next new page). A domain's RAM is in libvirt's own directory.
+    public func memoryStagingBytes(of name: String) -> Int64? {
         if let connect { return try? LibvirtConnection(uri: connect).maximumMemory(of: name) }
         guard let state = try? running(name) else { return nil }
-        return Int64(state.spec.memoryBytes)
+        var st = stat()
+        let touched = lstat(state.ramPath, &st) == 0 ? Int64(st.st_blocks) * 512 : 0
+        return state.spec.memoryBytes + max(0, state.spec.memoryBytes - touched)
     }
 
     /// Records in the VM's history that stored checkpoints were removed (pruned or `store rm`).

@@ -288,7 +288,7 @@ public final class TerminalUI {
                 do {
                     // Into the store unless a bundle path was asked for: the bundle is staged beside the store and stored.
                     let store = output == nil ? try openStore() : nil
-                    let staging = output == nil ? try StoreStaging(home: directory, memoryBytes: manager.ramBytes(of: vm)) : nil
+                    let staging = output == nil ? try StoreStaging(home: directory, memoryBytes: manager.memoryStagingBytes(of: vm)) : nil
                     defer { staging?.remove() }
                     let destination = store.map { staging!.destination(vm: vm, store: $0) }
                     let r = try manager.checkpoint(

@@ -38,7 +38,7 @@ struct StoreBenchmark {
 
     /// A checkpoint staged beside the store and stored, as `sparc checkpoint` does without -o.
     func checkpoint(into store: CheckpointStore) throws -> Stored {
-        let staging = try StoreStaging(home: home, memoryBytes: manager.ramBytes(of: name))
+        let staging = try StoreStaging(home: home, memoryBytes: manager.memoryStagingBytes(of: name))
         defer { staging.remove() }
         var destination = staging.destination(vm: name, store: store)
         // Names are by the second: two checkpoints within one would collide.

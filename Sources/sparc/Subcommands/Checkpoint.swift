@@ -136,7 +136,7 @@ struct Checkpoint: ParsableCommand {
         // no passphrase) refuses now, not after the checkpoint was taken.
         let storeHandle = output == nil ? try openStore(passphraseFile: passphrase.passphraseFile) : nil
         // A checkpoint into the store is a bundle staged in a private directory beside it, stored, then removed.
-        let staging = output == nil ? try StoreStaging(home: try BundleHome.ensure(), memoryBytes: manager.ramBytes(of: vm.name)) : nil
+        let staging = output == nil ? try StoreStaging(home: try BundleHome.ensure(), memoryBytes: manager.memoryStagingBytes(of: vm.name)) : nil
         if let staging, staging.clearTextOnDisk {
             printError("sparc: note: the memory image is staged in the clear in \(staging.directory.terminalSafe) until it is stored (the RAM directory \(GuestRAM.baseDirectory) has no room for it, or the VM's RAM size is not known here)")
         }
