@@ -42,7 +42,8 @@ public struct Manifest: Codable, Equatable, Sendable {
         /// by the machine's RAM size instead).
         public var sizeLimit: Int64 {
             switch self {
-            case .memory: return Int64(Manifest.maxMemoryMiB) << 20
+            // The largest machine's RAM and the bytes it may have beyond whole MiB.
+            case .memory: return (Int64(Manifest.maxMemoryMiB) << 20) + Manifest.Machine.extraRAMLimit
             case .devices: return 1 << 30
             case .disk, .diskImage: return 64 << 40
             // Format-2 maps are digested as a stream whatever their size; readers decode only
