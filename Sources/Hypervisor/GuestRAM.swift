@@ -20,6 +20,13 @@ public enum GuestRAM {
         return "/dev/shm"
     }
 
+    /// Free bytes where RAM files are made when that is a tmpfs, where guest memory may also be
+    /// staged or copied without reaching a disk (nil: not a tmpfs, or it cannot be told).
+    public static func freeTmpfsBytes() -> Int64? {
+        guard (try? checkInMemory(baseDirectory)) != nil, sparc_filesystem_type(baseDirectory) == 0x0102_1994 else { return nil }
+        return freeBytes()
+    }
+
     /// Free bytes where RAM files are made (nil when that cannot be told).
     public static func freeBytes() -> Int64? {
         var fs = statvfs()

@@ -66,9 +66,7 @@ final class LiveMemoryCopy {
     /// add to it (`staging`: the bundle is staged there too).
     static func directory(for ramBytes: UInt64, ramAllocated: Int64, staging: String) -> String? {
         let memory = GuestRAM.baseDirectory
-        guard (try? GuestRAM.checkInMemory(memory)) != nil, sparc_filesystem_type(memory) == 0x0102_1994, let free = GuestRAM.freeBytes() else {
-            return nil
-        }
+        guard let free = GuestRAM.freeTmpfsBytes() else { return nil }
         var a = stat(), b = stat()
         let stagingInMemory = stat(memory, &a) == 0 && stat(staging, &b) == 0 && a.st_dev == b.st_dev
         return hasRoom(free: free, ramBytes: Int64(ramBytes), ramAllocated: ramAllocated, stagingInMemory: stagingInMemory) ? memory : nil

@@ -70,9 +70,7 @@ public final class StoreStaging {
         let memory = GuestRAM.baseDirectory
         Self.removeAbandoned(in: home, prefix: Self.homePrefix)
         Self.removeAbandoned(in: memory, prefix: Self.memoryPrefix)
-        if let memoryBytes, (try? GuestRAM.checkInMemory(memory)) != nil, sparc_filesystem_type(memory) == 0x0102_1994,
-            let free = GuestRAM.freeBytes(), free > memoryBytes + (256 << 20)
-        {
+        if let memoryBytes, let free = GuestRAM.freeTmpfsBytes(), free > memoryBytes + (256 << 20) {
             directory = try FileSystem.makeUniqueDirectory(in: memory, prefix: Self.memoryPrefix + "\(getpid())-")
             clearTextOnDisk = false
         } else {
